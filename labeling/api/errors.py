@@ -1,0 +1,74 @@
+"""One error shape for every API failure: {"error": {"code", "message", "fields"?}}."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from labeling.errors import DomainError
+
+
+def error_response(*, status_code, code, message, fields=None, headers=None):
+    body = {"error": {"code": code, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields
+    return Response(body, status=status_code, headers=headers)
+
+
+def _flatten(detail):
+    """DRF error details -> plain JSON (lists of messages, nested by field)."""
+    if isinstance(detail, dict):
+        return {str(k): _flatten(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(v) for v in detail]
+    return str(detail)
+
+
+def _first_message(fields):
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            msg = _first_message(value)
+            if msg:
+                return msg if key in ("non_field_errors", "detail") else f"{key}: {msg}"
+    if isinstance(fields, list):
+        for value in fields:
+            msg = _first_message(value)
+            if msg:
+                return msg
+    if isinstance(fields, str):
+        return fields
+    return ""
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return error_response(status_code=exc.status, code=exc.code, message=exc.message, fields=exc.fields)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: let Django log it and answer 500
+
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        if isinstance(fields, list):
+            fields = {"non_field_errors": fields}
+        message = _first_message(fields) or "Invalid input."
+        return error_response(
+            status_code=status.HTTP_400_BAD_REQUEST, code="invalid", message=message, fields=fields
+        )
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+    headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
+    return error_response(status_code=response.status_code, code=str(code), message=str(detail), headers=headers)
+
+
+def api_not_found(request, rest=None):
+    """Unknown API paths answer in the API's error shape, not an HTML page."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"error": {"code": "not_found", "message": "No such API endpoint."}}, status=404)

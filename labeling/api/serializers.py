@@ -1,0 +1,47 @@
+"""Output shapes shared by several endpoints, and the error shape for the schema."""
+
+from rest_framework import serializers
+
+from labeling.models import Item, LabelClass, Project
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.JSONField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+class LabelOutput(serializers.ModelSerializer):
+    class Meta:
+        model = LabelClass
+        fields = ["key", "name", "guideline", "hotkey"]
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    labels = LabelOutput(many=True, read_only=True)
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "name", "description", "labels", "annotations_per_item", "max_annotations_per_item",
+            "lease_seconds", "queue_order", "accept_threshold", "slo_quantile", "slo_target_seconds",
+            "created_at", "updated_at", "role",
+        ]
+
+    def get_role(self, obj) -> str | None:
+        return getattr(obj, "user_role", None)
+
+
+class ItemOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Item
+        fields = ["id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
+                  "created_at", "updated_at"]
+
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from labeling.api import views_accounts, views_projects
+
+urlpatterns = [
+    path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
+    path("users", views_accounts.UserCreateApi.as_view(), name="api-users"),
+    path("me", views_accounts.MeApi.as_view(), name="api-me"),
+    path("projects", views_projects.ProjectListCreateApi.as_view(), name="api-projects"),
+    path("projects/<int:project_id>", views_projects.ProjectDetailApi.as_view(), name="api-project"),
+    path("projects/<int:project_id>/members", views_projects.MemberListCreateApi.as_view(), name="api-members"),
+    path("projects/<int:project_id>/members/<str:username>", views_projects.MemberDeleteApi.as_view(), name="api-member"),
+    path("projects/<int:project_id>/items", views_projects.ItemListIngestApi.as_view(), name="api-items"),
+]

@@ -1,0 +1,174 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling.api.pagination import IdCursorPagination
+from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
+from labeling.errors import ValidationFailed
+from labeling.models import ItemStatus, QueueOrder, Role
+from labeling.selectors import MANAGER_ROLES, access_project, item_list, project_list, project_members
+from labeling.services.ingestion import items_ingest
+from labeling.services.projects import (
+    PROJECT_EDITABLE,
+    LabelSpec,
+    member_add,
+    member_remove,
+    project_create,
+    project_update,
+)
+from labeling.api.batch import read_batch
+
+
+class LabelInput(serializers.Serializer):
+    key = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    guideline = serializers.CharField(required=False, allow_blank=True, default="")
+    hotkey = serializers.CharField(required=False, allow_blank=True, default="", max_length=1, trim_whitespace=False)
+
+
+class ProjectListCreateApi(APIView):
+    class Input(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        labels = LabelInput(many=True)
+        annotations_per_item = serializers.IntegerField(required=False, default=3, min_value=1, max_value=10)
+        max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
+        lease_seconds = serializers.IntegerField(required=False, default=600, min_value=30, max_value=86400)
+        queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False, default=QueueOrder.FIFO)
+        accept_threshold = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=1)
+
+    @extend_schema(responses={200: ProjectOutput(many=True)}, operation_id="projects_list")
+    def get(self, request):
+        projects = list(project_list(user=request.user))
+        roles = dict(request.user.memberships.values_list("project_id", "role"))
+        for p in projects:
+            p.user_role = Role.MANAGER if request.user.is_staff else roles.get(p.pk)
+        return Response(ProjectOutput(projects, many=True).data)
+
+    @extend_schema(request=Input, responses={201: ProjectOutput, **ERRORS}, operation_id="projects_create")
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        labels = [LabelSpec(**lab) for lab in values.pop("labels")]
+        project = project_create(creator=request.user, labels=labels, **values)
+        project.user_role = Role.MANAGER
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    class PatchInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+        annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=10)
+        max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
+        lease_seconds = serializers.IntegerField(required=False, min_value=30, max_value=86400)
+        queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
+        accept_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+        slo_quantile = serializers.FloatField(required=False, min_value=0.01, max_value=0.999)
+        slo_target_seconds = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(responses={200: ProjectOutput, **ERRORS}, operation_id="projects_retrieve")
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id)
+        return Response(ProjectOutput(project).data)
+
+    @extend_schema(request=PatchInput, responses={200: ProjectOutput, **ERRORS}, operation_id="projects_update")
+    def patch(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        unknown = set(request.data) - set(PROJECT_EDITABLE) if isinstance(request.data, dict) else set()
+        if unknown:
+            raise ValidationFailed(
+                f"Cannot change {', '.join(sorted(unknown))}.", fields={k: ["Not editable."] for k in sorted(unknown)}
+            )
+        data = self.PatchInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        role = project.user_role
+        project = project_update(project=project, actor=request.user, **data.validated_data)
+        project.user_role = role
+        return Response(ProjectOutput(project).data)
+
+
+class MembershipOutput(serializers.Serializer):
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class MemberListCreateApi(APIView):
+    class Input(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.ChoiceField(choices=Role.choices)
+
+    @extend_schema(responses={200: MembershipOutput(many=True), **ERRORS}, operation_id="members_list")
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id)
+        return Response(MembershipOutput(project_members(project=project), many=True).data)
+
+    @extend_schema(request=Input, responses={201: MembershipOutput, 200: MembershipOutput, **ERRORS}, operation_id="members_add")
+    def post(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = member_add(project=project, **data.validated_data)
+        code = status.HTTP_201_CREATED if membership.created else status.HTTP_200_OK
+        return Response(MembershipOutput(membership).data, status=code)
+
+
+class MemberDeleteApi(APIView):
+    @extend_schema(responses={204: None, 409: ErrorSerializer, **ERRORS}, operation_id="members_remove")
+    def delete(self, request, project_id, username):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        member_remove(project=project, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IngestResultOutput(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
+class ItemsCursorPagination(IdCursorPagination):
+    pass
+
+
+class ItemListIngestApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=ItemStatus.values),
+            OpenApiParameter("external_id", str),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
+        ],
+        responses={200: ItemOutput(many=True), **ERRORS},
+        operation_id="items_list",
+    )
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id)
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in ItemStatus.values:
+            raise ValidationFailed(
+                f"status must be one of {', '.join(ItemStatus.values)}.", fields={"status": ["Invalid choice."]}
+            )
+        qs = item_list(project=project, status=status_filter, external_id=request.query_params.get("external_id"))
+        paginator = ItemsCursorPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(ItemOutput(page, many=True).data)
+
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "object"}},
+                 "application/x-ndjson": {"type": "string"}},
+        responses={200: IngestResultOutput, 201: IngestResultOutput, 413: ErrorSerializer, **ERRORS},
+        operation_id="items_ingest",
+        description="Upsert items (and their production predictions) by external_id. A JSON array or JSON Lines "
+        "of {external_id, payload, priority?, prediction?{model_version,label,probabilities?,predicted_at?}}. "
+        "The whole batch is validated first; at most 10,000 rows or 20 MB.",
+    )
+    def post(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        rows = read_batch(request)
+        result = items_ingest(project=project, rows=rows)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(result.as_dict(), status=code)

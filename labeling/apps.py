@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class LabelingConfig(AppConfig):
+    name = "labeling"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.conf import settings
+
+        from . import schedules
+
+        settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)

@@ -1,0 +1,290 @@
+"""Labeling domain: projects, label classes, members, items, predictions, leases, annotations,
+ground truth and its append-only history. Invariants live in constraints; rules live in services."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+LABEL_KEY_RE = r"^[a-z0-9_-]{1,64}$"
+
+
+class QueueOrder(models.TextChoices):
+    FIFO = "fifo", "First in, first out"
+    PRIORITY = "priority", "Priority (high first)"
+    UNCERTAINTY = "uncertainty", "Least confident prediction first"
+    OLDEST_PREDICTION = "oldest_prediction", "Oldest prediction first"
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+    MANAGER = "manager", "Manager"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    annotations_per_item = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    # Adaptive overlap: items whose consensus is in doubt may get more, up to this many.
+    max_annotations_per_item = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(30), MaxValueValidator(86400)]
+    )
+    queue_order = models.CharField(max_length=32, choices=QueueOrder.choices, default=QueueOrder.FIFO)
+    accept_threshold = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    # Feedback-delay SLO: `slo_quantile` of predictions have ground truth within `slo_target_seconds`.
+    slo_quantile = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(0.999)])
+    slo_target_seconds = models.PositiveIntegerField(default=7 * 86400)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(annotations_per_item__gte=1) & Q(annotations_per_item__lte=10), name="project_overlap_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_annotations_per_item__gte=models.F("annotations_per_item")),
+                name="project_max_overlap_gte_overlap",
+            ),
+            models.CheckConstraint(
+                condition=Q(lease_seconds__gte=30) & Q(lease_seconds__lte=86400), name="project_lease_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(accept_threshold__gte=0) & Q(accept_threshold__lte=1), name="project_threshold_range"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class LabelClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    key = models.CharField(max_length=64, validators=[RegexValidator(LABEL_KEY_RE)])
+    name = models.CharField(max_length=200)
+    guideline = models.TextField(blank=True, default="")
+    hotkey = models.CharField(max_length=1, blank=True, default="")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project_id", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="label_key_unique_per_project"),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"], condition=~Q(hotkey=""), name="label_hotkey_unique_per_project"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.name})"
+
+
+class GuidelineRevision(models.Model):
+    """Append-only history of a label's guideline (refined from review decisions)."""
+
+    label = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="guideline_revisions")
+    text = models.TextField()
+    note = models.TextField(blank=True, default="")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label_id", "id"]
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique")]
+
+
+class ItemStatus(models.TextChoices):
+    OPEN = "open", "Open (needs annotations)"
+    DISPUTED = "disputed", "Disputed (needs review)"
+    RESOLVED = "resolved", "Resolved (has ground truth)"
+    CONFLICT = "conflict", "Conflict (imported label disagrees with a human decision)"
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict)
+    priority = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.OPEN)
+    # How many annotations this item needs (starts at the project's overlap; adaptive overlap raises it).
+    required_annotations = models.PositiveSmallIntegerField(default=3)
+    # Stored counter, changed only with F() by the annotation service; reconciled periodically.
+    annotation_count = models.PositiveIntegerField(default=0)
+    # Denormalised from the newest production prediction, for queue ordering.
+    uncertainty = models.FloatField(null=True, blank=True)
+    first_predicted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_external_id_unique_per_project"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "id"], name="item_project_status_id"),
+        ]
+
+    def __str__(self):
+        return f"{self.project_id}:{self.external_id}"
+
+    @property
+    def text(self):
+        value = self.payload.get("text") if isinstance(self.payload, dict) else None
+        return value if isinstance(value, str) else ""
+
+
+class Prediction(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.CharField(max_length=128)
+    label = models.CharField(max_length=64)
+    probabilities = models.JSONField(null=True, blank=True)
+    predicted_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "model_version"], name="prediction_unique_per_model_version"),
+        ]
+        indexes = [models.Index(fields=["model_version", "predicted_at"], name="prediction_version_time")]
+
+    @property
+    def confidence(self):
+        if self.probabilities:
+            return max(self.probabilities.values())
+        return None
+
+
+class AssignmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class AssignmentKind(models.TextChoices):
+    ANNOTATE = "annotate", "Annotate"
+    REVIEW = "review", "Review"
+
+
+class Assignment(models.Model):
+    """A lease: one annotator may work on one item until expires_at."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    kind = models.CharField(max_length=16, choices=AssignmentKind.choices, default=AssignmentKind.ANNOTATE)
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # An annotator is never handed the same item twice (for the same kind of work).
+            models.UniqueConstraint(fields=["item", "annotator", "kind"], name="assignment_once_per_annotator"),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "status"], name="assignment_annotator_status"),
+            models.Index(fields=["item", "status"], name="assignment_item_status"),
+            models.Index(fields=["status", "expires_at"], name="assignment_status_expiry"),
+        ]
+
+
+class Annotation(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
+    )
+    label = models.CharField(max_length=64)
+    seconds_spent = models.FloatField(null=True, blank=True)
+    # Stored beyond what the item needed (lease expired and someone else filled the slot): kept, never lost.
+    is_surplus = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="annotation_once_per_annotator"),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="annotation_annotator_time")]
+
+
+class GroundTruthMethod(models.TextChoices):
+    UNANIMOUS = "unanimous", "Unanimous"
+    CONSENSUS = "consensus", "Consensus (cleanlab)"
+    ADJUDICATED = "adjudicated", "Adjudicated by a reviewer"
+    IMPORTED = "imported", "Imported from production"
+
+
+class GroundTruth(models.Model):
+    """The current resolved label of an item (one per item). Every change is in LabelChange."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="ground_truth", primary_key=True)
+    label = models.CharField(max_length=64)
+    method = models.CharField(max_length=16, choices=GroundTruthMethod.choices)
+    score = models.FloatField(null=True, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField()
+    source = models.CharField(max_length=128, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    # When ground truth first arrived for this item (never moves once set): the end of the feedback delay.
+    first_arrived_at = models.DateTimeField()
+
+
+class LabelChange(models.Model):
+    """Append-only label history. `seq` is per project and assigned in commit order (see
+    labeling.services.ground_truth), so `since=<seq>` paging never misses or repeats a change."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes")
+    seq = models.BigIntegerField()
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="label_changes")
+    label = models.CharField(max_length=64)
+    previous_label = models.CharField(max_length=64, blank=True, default="")
+    method = models.CharField(max_length=16, choices=GroundTruthMethod.choices)
+    score = models.FloatField(null=True, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    annotators = models.JSONField(default=list)
+    model_version = models.CharField(max_length=128, blank=True, default="")
+    source = models.CharField(max_length=128, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["project", "seq"], name="label_change_seq_unique")]
+
+
+class LabelSequence(models.Model):
+    """Per-project counter for LabelChange.seq; its row lock orders label changes by commit."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="label_sequence")
+    last_seq = models.BigIntegerField(default=0)
+
+
+class HealthCheck(models.Model):
+    """Written by the health task: proves a worker reached the database through the broker."""
+
+    token = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -1,0 +1,223 @@
+"""Users, projects, label classes and memberships."""
+
+import re
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+
+from labeling.errors import Conflict, NotFound, ValidationFailed
+from labeling.models import (
+    LABEL_KEY_RE,
+    GuidelineRevision,
+    Item,
+    LabelClass,
+    LabelSequence,
+    Membership,
+    Project,
+    QueueOrder,
+    Role,
+)
+
+User = get_user_model()
+_KEY = re.compile(LABEL_KEY_RE)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    key: str
+    name: str
+    guideline: str = ""
+    hotkey: str = ""
+
+
+def user_create(*, username: str, password: str, is_staff: bool = False, email: str = "") -> User:
+    username = (username or "").strip()
+    if not username:
+        raise ValidationFailed("username is required.", fields={"username": ["This field is required."]})
+    candidate = User(username=username, email=email)
+    try:
+        validate_password(password, user=candidate)
+    except DjangoValidationError as exc:
+        raise ValidationFailed("The password is too weak.", fields={"password": list(exc.messages)})
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(username=username, password=password, is_staff=is_staff, email=email)
+    except IntegrityError:
+        raise Conflict(f"A user named {username!r} already exists.", code="username_taken",
+                       fields={"username": ["A user with that username already exists."]})
+
+
+def _validate_labels(labels: list[LabelSpec]) -> None:
+    errors = {}
+    if not 2 <= len(labels) <= 100:
+        raise ValidationFailed("A project needs 2 to 100 labels.", fields={"labels": ["Give 2 to 100 labels."]})
+    seen_keys, seen_hotkeys = set(), set()
+    for i, spec in enumerate(labels):
+        problems = []
+        if not isinstance(spec.key, str) or not _KEY.match(spec.key):
+            problems.append("key must be 1..64 characters of a-z, 0-9, _ or -.")
+        elif spec.key in seen_keys:
+            problems.append(f"duplicate key {spec.key!r}.")
+        if not spec.name or len(spec.name) > 200:
+            problems.append("name is required (at most 200 characters).")
+        if spec.hotkey:
+            if len(spec.hotkey) != 1 or spec.hotkey.isspace():
+                problems.append("hotkey must be a single visible character.")
+            elif spec.hotkey in ("s", "?"):
+                problems.append(f"hotkey {spec.hotkey!r} is reserved (s skips, ? shows the keys).")
+            elif spec.hotkey in seen_hotkeys:
+                problems.append(f"duplicate hotkey {spec.hotkey!r}.")
+        if problems:
+            errors[str(i)] = problems
+        seen_keys.add(spec.key)
+        if spec.hotkey:
+            seen_hotkeys.add(spec.hotkey)
+    if errors:
+        raise ValidationFailed("Some labels are invalid.", fields={"labels": errors})
+
+
+def _validate_settings(*, annotations_per_item, max_annotations_per_item, lease_seconds, queue_order, accept_threshold):
+    errors = {}
+    if not (isinstance(annotations_per_item, int) and 1 <= annotations_per_item <= 10):
+        errors["annotations_per_item"] = ["Must be an integer from 1 to 10."]
+    if not (isinstance(max_annotations_per_item, int) and 1 <= max_annotations_per_item <= 20):
+        errors["max_annotations_per_item"] = ["Must be an integer from 1 to 20."]
+    elif isinstance(annotations_per_item, int) and max_annotations_per_item < annotations_per_item:
+        errors["max_annotations_per_item"] = ["Must be at least annotations_per_item."]
+    if not (isinstance(lease_seconds, int) and 30 <= lease_seconds <= 86400):
+        errors["lease_seconds"] = ["Must be an integer from 30 to 86400."]
+    if queue_order not in QueueOrder.values:
+        errors["queue_order"] = [f"Must be one of {', '.join(QueueOrder.values)}."]
+    if not (isinstance(accept_threshold, (int, float)) and 0 <= accept_threshold <= 1):
+        errors["accept_threshold"] = ["Must be a number from 0 to 1."]
+    if errors:
+        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+
+
+@transaction.atomic
+def project_create(
+    *,
+    creator,
+    name: str,
+    labels: list[LabelSpec],
+    description: str = "",
+    annotations_per_item: int = 3,
+    max_annotations_per_item: int | None = None,
+    lease_seconds: int = 600,
+    queue_order: str = QueueOrder.FIFO,
+    accept_threshold: float = 0.7,
+) -> Project:
+    if not name or not name.strip():
+        raise ValidationFailed("name is required.", fields={"name": ["This field is required."]})
+    if max_annotations_per_item is None:
+        max_annotations_per_item = max(annotations_per_item, 5) if isinstance(annotations_per_item, int) else 5
+    _validate_labels(labels)
+    _validate_settings(
+        annotations_per_item=annotations_per_item,
+        max_annotations_per_item=max_annotations_per_item,
+        lease_seconds=lease_seconds,
+        queue_order=queue_order,
+        accept_threshold=accept_threshold,
+    )
+    project = Project.objects.create(
+        name=name.strip(),
+        description=description,
+        annotations_per_item=annotations_per_item,
+        max_annotations_per_item=max_annotations_per_item,
+        lease_seconds=lease_seconds,
+        queue_order=queue_order,
+        accept_threshold=accept_threshold,
+        created_by=creator,
+    )
+    label_objs = LabelClass.objects.bulk_create(
+        [
+            LabelClass(project=project, key=s.key, name=s.name, guideline=s.guideline, hotkey=s.hotkey, position=i)
+            for i, s in enumerate(labels)
+        ]
+    )
+    GuidelineRevision.objects.bulk_create(
+        [GuidelineRevision(label=lc, text=lc.guideline, author=creator, note="created") for lc in label_objs if lc.pk and lc.guideline]
+    )
+    LabelSequence.objects.create(project=project)
+    Membership.objects.create(user=creator, project=project, role=Role.MANAGER)
+    return project
+
+
+PROJECT_EDITABLE = (
+    "name",
+    "description",
+    "annotations_per_item",
+    "max_annotations_per_item",
+    "lease_seconds",
+    "queue_order",
+    "accept_threshold",
+    "slo_quantile",
+    "slo_target_seconds",
+)
+
+
+@transaction.atomic
+def project_update(*, project: Project, actor, **changes) -> Project:
+    unknown = set(changes) - set(PROJECT_EDITABLE)
+    if unknown:
+        raise ValidationFailed(f"Cannot change {', '.join(sorted(unknown))}.", fields={k: ["Not editable."] for k in unknown})
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    if "name" in changes and not (changes["name"] or "").strip():
+        raise ValidationFailed("name is required.", fields={"name": ["This field may not be blank."]})
+    merged = {k: changes.get(k, getattr(project, k)) for k in PROJECT_EDITABLE}
+    if "annotations_per_item" in changes and "max_annotations_per_item" not in changes:
+        merged["max_annotations_per_item"] = max(merged["max_annotations_per_item"], merged["annotations_per_item"])
+    _validate_settings(
+        annotations_per_item=merged["annotations_per_item"],
+        max_annotations_per_item=merged["max_annotations_per_item"],
+        lease_seconds=merged["lease_seconds"],
+        queue_order=merged["queue_order"],
+        accept_threshold=merged["accept_threshold"],
+    )
+    errors = {}
+    if not (isinstance(merged["slo_quantile"], (int, float)) and 0.01 <= merged["slo_quantile"] <= 0.999):
+        errors["slo_quantile"] = ["Must be a number from 0.01 to 0.999."]
+    if not (isinstance(merged["slo_target_seconds"], int) and merged["slo_target_seconds"] > 0):
+        errors["slo_target_seconds"] = ["Must be a positive integer."]
+    if errors:
+        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+    old_overlap = project.annotations_per_item
+    for key, value in merged.items():
+        setattr(project, key, value.strip() if key == "name" else value)
+    project.save()
+    if project.annotations_per_item != old_overlap:
+        # Items still being labeled follow the new overlap (never below what they already have).
+        Item.objects.filter(project=project, status="open", required_annotations=old_overlap).update(
+            required_annotations=project.annotations_per_item
+        )
+    return project
+
+
+@transaction.atomic
+def member_add(*, project: Project, username: str, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationFailed(f"role must be one of {', '.join(Role.values)}.", fields={"role": ["Invalid role."]})
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise ValidationFailed(f"No user named {username!r}.", fields={"username": ["Unknown user."]})
+    membership, created = Membership.objects.select_for_update().get_or_create(
+        user=user, project=project, defaults={"role": role}
+    )
+    if not created and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    membership.created = created
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, project: Project, username: str) -> None:
+    membership = Membership.objects.select_for_update().filter(project=project, user__username=username).first()
+    if membership is None:
+        raise NotFound(f"{username!r} is not a member of this project.")
+    if membership.role == Role.MANAGER and not Membership.objects.filter(project=project, role=Role.MANAGER).exclude(pk=membership.pk).exists():
+        raise Conflict("A project must keep at least one manager.", code="last_manager")
+    membership.delete()
