@@ -1,0 +1,27 @@
+"""Labeling models, one module per area; every model is re-exported here.
+
+Add a new area as `labeling/models/<area>.py` and one import line below.
+"""
+
+from .core import *  # noqa: F401,F403
+from .core import (  # noqa: F401
+    LABEL_KEY_RE,
+    Annotation,
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    GroundTruth,
+    GroundTruthMethod,
+    GuidelineRevision,
+    HealthCheck,
+    Item,
+    ItemStatus,
+    LabelChange,
+    LabelClass,
+    LabelSequence,
+    Membership,
+    Prediction,
+    Project,
+    QueueOrder,
+    Role,
+)
