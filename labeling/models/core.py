@@ -131,6 +131,9 @@ class Item(models.Model):
     # Denormalised from the newest production prediction, for queue ordering.
     uncertainty = models.FloatField(null=True, blank=True)
     first_predicted_at = models.DateTimeField(null=True, blank=True)
+    # Set when a quality run reopens a doubtful item for one more annotation (adaptive overlap):
+    # such items are served before fresh ones, lowest rank first (cleanlab's active-learning order).
+    reopen_rank = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
