@@ -1,0 +1,89 @@
+"""Ingest N items with predictions through the HTTP API (gunicorn on 127.0.0.1, PostgreSQL), in batches,
+then re-send the same batches (all unchanged). Prints items/s and peak server memory.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/ingest.py [--items 200000]
+"""
+
+import argparse
+import json
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from _server import gunicorn, print_table, setup_django
+
+LABELS = ["billing", "bug", "feature", "account", "shipping"]
+
+
+def make_batch(start: int, size: int, rng: random.Random) -> bytes:
+    rows = []
+    for i in range(start, start + size):
+        p = [rng.random() + 0.01 for _ in LABELS]
+        total = sum(p)
+        probs = {k: v / total for k, v in zip(LABELS, p)}
+        rows.append({
+            "external_id": f"item-{i:08d}",
+            "payload": {"text": f"ticket {i}: my order number {rng.randint(1, 10**6)} never arrived", "channel": "email"},
+            "priority": rng.randint(0, 3),
+            "prediction": {"model_version": "m-1", "label": max(probs, key=probs.get), "probabilities": probs,
+                           "predicted_at": f"2026-11-{1 + i % 20:02d}T{i % 24:02d}:00:00Z"},
+        })
+    return json.dumps(rows).encode()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=5_000)
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+
+    setup_django()
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    from labeling.services.projects import LabelSpec, project_create, user_create
+
+    call_command("migrate", verbosity=0)
+    user = user_create(username=f"bench-{uuid.uuid4().hex[:8]}", password="bench-password-123")
+    project = project_create(creator=user, name="ingest bench", labels=[LabelSpec(k, k.title()) for k in LABELS])
+    token = Token.objects.create(user=user).key
+
+    import requests
+
+    rng = random.Random(1)
+    batches = [make_batch(s, min(args.batch, args.items - s), rng) for s in range(0, args.items, args.batch)]
+    mb = sum(len(b) for b in batches) / 1e6
+
+    results = []
+    with gunicorn(workers=args.workers) as server:
+        url = f"{server.url}/api/projects/{project.id}/items"
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        session_pool = [requests.Session() for _ in range(args.clients)]
+
+        def send(i):
+            res = session_pool[i % args.clients].post(url, data=batches[i], headers=headers, timeout=300)
+            res.raise_for_status()
+            return res.json()
+
+        for phase in ("first load (all created)", "re-send (all unchanged)"):
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                answers = list(pool.map(send, range(len(batches))))
+            dt = time.perf_counter() - t0
+            totals = {k: sum(a[k] for a in answers) for k in ("created", "updated", "unchanged")}
+            results.append([phase, f"{args.items:,}", f"{dt:.1f}", f"{args.items / dt:,.0f}",
+                            f"{totals['created']:,}/{totals['updated']:,}/{totals['unchanged']:,}",
+                            f"{server.peak_worker_rss_mb():.0f}"])
+    print_table(
+        f"Ingestion over HTTP: {args.items:,} items in batches of {args.batch:,} ({mb:.0f} MB JSON), "
+        f"{args.clients} clients, gunicorn {args.workers} workers, PostgreSQL",
+        ["phase", "items", "seconds", "items/s", "created/updated/unchanged", "peak worker RSS MB"],
+        results,
+    )
+
+
+if __name__ == "__main__":
+    main()
