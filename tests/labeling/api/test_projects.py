@@ -135,3 +135,19 @@ def test_member_errors(user, project):
     assert c.post(f"/api/projects/{project.id}/members", {"username": user.username, "role": "king"}, format="json").status_code == 400
     res = c.delete(f"/api/projects/{project.id}/members/{user.username}")
     assert res.status_code == 409 and res.json()["error"]["code"] == "last_manager"
+
+
+def test_home_page_lists_member_projects_and_staff_sees_all(client, user, staff):
+    from tests.factories import ProjectFactory
+
+    mine = ProjectFactory(creator=user, name="Mine")
+    ProjectFactory(creator=UserFactory(), name="Someone else's")
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert "Mine" in page and "Someone else" not in page
+    client.force_login(staff)
+    page = client.get("/").content.decode()
+    assert "Mine" in page and "Someone else" in page
+    assert client.get(f"/projects/{mine.id}/").status_code == 200
+    client.force_login(UserFactory())
+    assert client.get(f"/projects/{mine.id}/").status_code == 404
