@@ -10,3 +10,11 @@ def health_ping(token: str) -> str:
 
     health_record(token=token)
     return token
+
+
+@shared_task(name="loupe.similarity_index_update", acks_late=True)
+def similarity_index_update_task(project_id: int) -> None:
+    """Keep a project's nearest-neighbour index in step with its items (idempotent)."""
+    from labeling.services.similarity import similarity_index_update
+
+    similarity_index_update(project_id=project_id)

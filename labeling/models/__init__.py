@@ -25,3 +25,4 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
+from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402

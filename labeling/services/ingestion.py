@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -232,6 +233,11 @@ def _write(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
     else:
         _write_portable(project=project, item_rows=item_rows, pred_rows=pred_rows, now=now,
                         pred_changed_ext=pred_changed_ext)
+    if created:
+        # New items join the project's nearest-neighbour index (for mining similar items) after commit.
+        from labeling.tasks import similarity_index_update_task
+
+        transaction.on_commit(partial(similarity_index_update_task.delay, project.pk))
     return IngestResult(created, updated, unchanged)
 
 
