@@ -1,0 +1,234 @@
+"""Datasets, versions and evaluations API (thin: selectors read, services write)."""
+
+import json
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bugqueue import selectors_datasets as sel
+from bugqueue.models import Dataset, DatasetVersion, Evaluation, EvaluationResult
+from bugqueue.services.datasets import dataset_create, dataset_version_curate
+from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
+from labeling.api.batch import NDJSON_TYPES
+from labeling.api.serializers import ERRORS, ErrorSerializer
+from labeling.errors import TooLarge, ValidationFailed
+from labeling.selectors import MANAGER_ROLES, access_project
+
+MAX_EVAL_BYTES = 256 * 1024 * 1024
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+    project = serializers.IntegerField(source="project_id")
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "project", "name", "description", "tags", "min_accuracy", "latest_version", "created_at"]
+
+
+class VersionOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    bug = serializers.IntegerField(source="bug_id", allow_null=True)
+
+    class Meta:
+        model = DatasetVersion
+        fields = ["number", "created_at", "created_by", "reason", "bug", "note", "added", "removed", "relabeled", "size"]
+
+
+def _project_param(request, roles=None):
+    raw = request.query_params.get("project") if request.method == "GET" else request.data.get("project")
+    if raw in (None, ""):
+        raise ValidationFailed("project is required.", fields={"project": ["This field is required."]})
+    return access_project(user=request.user, project_id=raw, **({"roles": roles} if roles else {}))
+
+
+class DatasetListCreateApi(APIView):
+    class Input(serializers.Serializer):
+        project = serializers.IntegerField()
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+        min_accuracy = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
+
+    @extend_schema(parameters=[OpenApiParameter("project", int, required=True)],
+                   responses={200: DatasetOutput(many=True), **ERRORS}, operation_id="datasets_list")
+    def get(self, request):
+        project = _project_param(request)
+        return Response(DatasetOutput(sel.dataset_list(project=project), many=True).data)
+
+    @extend_schema(request=Input, responses={201: DatasetOutput, 409: ErrorSerializer, **ERRORS}, operation_id="datasets_create")
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        project = access_project(user=request.user, project_id=values.pop("project"), roles=MANAGER_ROLES)
+        dataset = dataset_create(project=project, actor=request.user, **values)
+        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    @extend_schema(responses={200: DatasetOutput, **ERRORS}, operation_id="datasets_retrieve")
+    def get(self, request, dataset_id):
+        return Response(DatasetOutput(sel.access_dataset(user=request.user, dataset_id=dataset_id)).data)
+
+
+class DatasetVersionsApi(APIView):
+    class Input(serializers.Serializer):
+        add = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
+        remove = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
+        note = serializers.CharField(required=False, allow_blank=True, default="")
+
+    class CreatedOutput(serializers.Serializer):
+        changed = serializers.BooleanField()
+        version = VersionOutput(allow_null=True)
+
+    @extend_schema(responses={200: VersionOutput(many=True), **ERRORS}, operation_id="dataset_versions_list")
+    def get(self, request, dataset_id):
+        dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
+        versions = dataset.versions.select_related("created_by").order_by("number")
+        return Response(VersionOutput(versions, many=True).data)
+
+    @extend_schema(request=Input, responses={201: CreatedOutput, 200: CreatedOutput, **ERRORS}, operation_id="dataset_versions_create")
+    def post(self, request, dataset_id):
+        dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id, roles=MANAGER_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        version = dataset_version_curate(dataset=dataset, actor=request.user, add_external_ids=v["add"],
+                                         remove_external_ids=v["remove"], note=v["note"])
+        if version is None:
+            return Response({"changed": False, "version": None}, status=status.HTTP_200_OK)
+        return Response({"changed": True, "version": VersionOutput(version).data}, status=status.HTTP_201_CREATED)
+
+
+def _row(r):
+    return {"external_id": r[1], "label": r[2], "payload": r[3], "bug": r[4], "added_in": r[5]}
+
+
+class DatasetVersionItemsApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]), OpenApiParameter("after", int),
+                    OpenApiParameter("limit", int)],
+        responses={200: serializers.JSONField(), **ERRORS}, operation_id="dataset_version_items",
+        description="Items of a version with the label frozen at that version. JSON pages by `after` "
+                    "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
+    )
+    def get(self, request, dataset_id, number, format=None):
+        dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
+        sel.dataset_version(dataset=dataset, number=number)
+        fmt = request.query_params.get("format", "json")
+        if fmt == "jsonl":
+            def lines():
+                for r in sel.version_row_stream(dataset_id=dataset.pk, number=number):
+                    yield json.dumps(_row(r), ensure_ascii=False) + "\n"
+            response = StreamingHttpResponse(lines(), content_type="application/x-ndjson; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-v{number}.jsonl"'
+            return response
+        if fmt != "json":
+            raise ValidationFailed("format must be json or jsonl.", fields={"format": ["Invalid choice."]})
+        try:
+            after = int(request.query_params.get("after", 0))
+            limit = min(max(int(request.query_params.get("limit", 500)), 1), 5000)
+        except ValueError:
+            raise ValidationFailed("after and limit must be integers.", fields={"after": ["Must be an integer."]})
+        rows = sel.version_rows(dataset_id=dataset.pk, number=number, after_id=after, limit=limit)
+        return Response({"version": number, "results": [_row(r) for r in rows],
+                         "next_after": rows[-1][0] if len(rows) == limit else None})
+
+
+class DatasetVersionDeltaApi(APIView):
+    @extend_schema(responses={200: serializers.JSONField(), **ERRORS}, operation_id="dataset_version_delta")
+    def get(self, request, dataset_id, number):
+        dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
+        version = sel.dataset_version(dataset=dataset, number=number)
+        added, removed = sel.version_delta(dataset_id=dataset.pk, number=number)
+        as_rows = lambda qs: [{"external_id": e, "label": lab, "bug": b} for e, lab, b in qs.iterator(chunk_size=5000)]  # noqa: E731
+        return Response({"number": number, "against": number - 1, "reason": version.reason, "bug": version.bug_id,
+                         "added": as_rows(added), "removed": as_rows(removed)})
+
+
+class ResultOutput(serializers.ModelSerializer):
+    dataset = serializers.IntegerField(source="dataset_id")
+    dataset_name = serializers.CharField(source="dataset.name")
+    previous = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvaluationResult
+        fields = ["dataset", "dataset_name", "dataset_version", "n", "n_missing", "accuracy", "macro_f1",
+                  "per_class_recall", "confusion", "regressions", "regression_items", "passed", "reasons", "previous"]
+
+    def get_previous(self, obj) -> dict | None:
+        p = obj.previous
+        if p is None:
+            return None
+        return {"evaluation": p.evaluation_id, "model_version": p.evaluation.model_version, "accuracy": p.accuracy,
+                "macro_f1": p.macro_f1,
+                "accuracy_change": None if (p.accuracy is None or obj.accuracy is None) else obj.accuracy - p.accuracy}
+
+
+class EvaluationOutput(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id")
+    results = ResultOutput(many=True, read_only=True)
+
+    class Meta:
+        model = Evaluation
+        fields = ["id", "project", "model_version", "n_predictions", "n_unknown", "passed", "created_at", "results"]
+
+
+class EvaluationListCreateApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("project", int, required=True), OpenApiParameter("model_version", str)],
+                   responses={200: EvaluationOutput(many=True), **ERRORS}, operation_id="evaluations_list")
+    def get(self, request):
+        project = _project_param(request)
+        qs = sel.evaluation_list(project=project, model_version=request.query_params.get("model_version"))[:200]
+        return Response(EvaluationOutput(qs, many=True).data)
+
+    @extend_schema(
+        request={"application/json": {"type": "object"}, "application/x-ndjson": {"type": "string"}},
+        parameters=[OpenApiParameter("project", int), OpenApiParameter("model_version", str),
+                    OpenApiParameter("datasets", str, description="JSON Lines only: comma-separated dataset ids")],
+        responses={201: EvaluationOutput, 413: ErrorSerializer, **ERRORS}, operation_id="evaluations_create",
+        description="JSON: {project, model_version, predictions:[{external_id,label,probabilities?}], datasets?}. "
+                    "JSON Lines: one prediction per line, with project, model_version and datasets as query parameters.",
+    )
+    def post(self, request):
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        if content_type in NDJSON_TYPES:
+            params = request.query_params
+            project = access_project(user=request.user, project_id=params.get("project"), roles=MANAGER_ROLES)
+            model_version = params.get("model_version", "")
+            try:
+                datasets = [int(x) for x in params.get("datasets", "").split(",") if x.strip()]
+            except ValueError:
+                raise ValidationFailed("datasets must be comma-separated ids.", fields={"datasets": ["Invalid."]})
+            rows = evaluation_rows_from_jsonl(request._request, max_bytes=MAX_EVAL_BYTES)
+        else:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+            if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                raise TooLarge("A JSON evaluation body holds at most 20 MB; send JSON Lines for more (up to 256 MB).")
+            body = request.data if isinstance(request.data, dict) else {}
+            project = access_project(user=request.user, project_id=body.get("project"), roles=MANAGER_ROLES)
+            model_version = body.get("model_version", "")
+            datasets = body.get("datasets") or []
+            rows = body.get("predictions")
+            if not isinstance(rows, list):
+                raise ValidationFailed("predictions must be a list.", fields={"predictions": ["Must be a list."]})
+            if not isinstance(datasets, list) or not all(isinstance(d, int) for d in datasets):
+                raise ValidationFailed("datasets must be a list of ids.", fields={"datasets": ["Must be a list of ids."]})
+        batch = predictions_parse(project=project, rows=rows)
+        evaluation = evaluation_run(project=project, actor=request.user, model_version=model_version, batch=batch,
+                                    dataset_ids=datasets or None)
+        evaluation = sel.evaluation_list(project=project).get(pk=evaluation.pk)
+        return Response(EvaluationOutput(evaluation).data, status=status.HTTP_201_CREATED)
+
+
+class EvaluationDetailApi(APIView):
+    @extend_schema(responses={200: EvaluationOutput, **ERRORS}, operation_id="evaluations_retrieve")
+    def get(self, request, evaluation_id):
+        evaluation = sel.access_evaluation(user=request.user, evaluation_id=evaluation_id)
+        evaluation = sel.evaluation_list(project=evaluation.project).get(pk=evaluation.pk)
+        return Response(EvaluationOutput(evaluation).data)
