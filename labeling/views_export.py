@@ -53,10 +53,12 @@ def project_export(request, project_id):
                 project=project, actor=request.user, format=request.POST.get("format") or ExportFormat.JSONL,
                 since=request.POST.get("since") or "0", compact=request.POST.get("compact") in ("on", "true", "1"),
             )
-            notice = (f"Snapshot #{export.pk} requested: labels {export.since_seq + 1}–{export.until_seq}."
-                      if created else f"Nothing changed since snapshot #{export.pk}, which covers this range.")
-            if export.since_seq == export.until_seq and created:
-                notice = f"Snapshot #{export.pk} requested: no label changed in this range, the file will be empty."
+            if not created:
+                notice = f"Nothing changed since snapshot #{export.pk}, which already covers this range."
+            elif export.since_seq == export.until_seq:
+                notice = f"Snapshot #{export.pk} requested: no label changed after this cursor, the file will be empty."
+            else:
+                notice = f"Snapshot #{export.pk} requested: label changes {export.since_seq + 1}–{export.until_seq}."
         except ValidationFailed as exc:
             error = exc.message
         if not htmx:
