@@ -111,6 +111,17 @@ def jsonl_trailer(next_cursor: str, rows: int) -> str:
     return f'{{"next_cursor":"{next_cursor}","rows":{rows}}}\n'
 
 
+# Characters that Python's str.splitlines() (and JavaScript) treat as line breaks although JSON allows
+# them raw inside strings: escaped, so that one JSON Lines record is always exactly one line.
+_LINE_SEPARATORS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def _safe_lines(text: str) -> str:
+    if "\x85" in text or "\u2028" in text or "\u2029" in text:
+        return text.translate(_LINE_SEPARATORS)
+    return text
+
+
 def encode_delta(*, fmt: str, pages: Iterable[list[tuple]], next_cursor: str, has_more: bool = False) -> Iterator[bytes]:
     """The bytes of a delta in `fmt`, one chunk per page (plus header and trailer)."""
     n = 0
@@ -125,14 +136,14 @@ def encode_delta(*, fmt: str, pages: Iterable[list[tuple]], next_cursor: str, ha
     elif fmt == ExportFormat.JSONL:
         for rows in pages:
             n += len(rows)
-            yield ("\n".join(map(row_json, rows)) + "\n").encode()
+            yield _safe_lines("\n".join(map(row_json, rows)) + "\n").encode()
         yield jsonl_trailer(next_cursor, n).encode()
     elif fmt == ExportFormat.JSON:
         yield b'{"results":['
         first = True
         for rows in pages:
             n += len(rows)
-            yield (("" if first else ",") + ",".join(map(row_json, rows))).encode()
+            yield _safe_lines(("" if first else ",") + ",".join(map(row_json, rows))).encode()
             first = False
         yield f'],"next_cursor":"{next_cursor}","has_more":{"true" if has_more else "false"}}}'.encode()
     else:  # pragma: no cover - callers validate the format
