@@ -17,12 +17,15 @@ cursor is held while the client reads.
 import base64
 import binascii
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef
+from django.db.models import CharField, Exists, Func, OuterRef, TextField
+from django.db.models.functions import Cast
 
 from .errors import Forbidden, NotFound, ValidationFailed
 from .models import Export, ExportGrant, LabelChange, LabelSequence, Project, Role
@@ -176,53 +179,77 @@ def label_history_bounds(*, project_id: int, since: int, limit: int | None = Non
     return DeltaBounds(since=since, until=until, head=head)
 
 
-class UsernameCache:
-    """Resolves the annotator ids of a page to usernames with one query per page (only for ids not
-    seen yet); bounded so a stream over millions of rows cannot grow it without limit."""
+class Annotators(NamedTuple):
+    """One distinct annotator list, resolved and pre-encoded once for every row that has it."""
 
-    MAX = 50_000
+    names: list  # usernames (a deleted user keeps their numeric id)
+    json: str    # JSON array text
+    csv: str     # usernames joined by ";"
+
+
+class AnnotatorCache:
+    """Turns the annotators column (JSON text of user ids) into usernames: one query per page for the
+    ids not seen yet, one JSON parse per distinct list (a project has few annotator combinations).
+    Bounded, so a stream over millions of rows cannot grow it without limit."""
+
+    MAX = 100_000
 
     def __init__(self):
-        self.names: dict[int, str] = {}
+        self.by_text: dict[str, Annotators] = {}
+        self.usernames: dict = {}
 
-    def resolve(self, rows) -> None:
-        missing = set()
-        names = self.names
-        for row in rows:
-            for uid in row[7] or ():
-                if uid not in names:
-                    missing.add(uid)
-        missing = {u for u in missing if isinstance(u, int)}
+    def resolve(self, texts) -> None:
+        new = {t: json.loads(t) for t in set(texts) if t not in self.by_text}
+        if not new:
+            return
+        if len(self.by_text) + len(new) > self.MAX:
+            self.by_text.clear()
+            self.usernames.clear()
+        missing = {uid for ids in new.values() for uid in ids or () if isinstance(uid, int) and uid not in self.usernames}
         if missing:
-            if len(names) + len(missing) > self.MAX:
-                names.clear()
             found = dict(User.objects.filter(pk__in=missing).values_list("pk", "username"))
-            for uid in missing:
-                names[uid] = found.get(uid)
+            self.usernames.update({uid: found.get(uid) for uid in missing})
+        for text, ids in new.items():
+            names = [self.usernames.get(uid) or uid if isinstance(uid, int) else uid for uid in ids or ()]
+            self.by_text[text] = Annotators(names, json.dumps(names, ensure_ascii=False, separators=(",", ":")),
+                                            ";".join(str(n) for n in names))
 
-    def usernames(self, ids) -> list:
-        names = self.names
-        # A deleted user keeps their place as the numeric id.
-        return [names.get(uid) or uid for uid in ids] if ids else []
+
+class IsoUtc(Func):
+    """A timestamp as ISO 8601 UTC text, formatted by the database (much cheaper than building Python
+    datetimes for every row of a stream)."""
+
+    output_field = CharField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="""to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
+                           **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Django stores aware datetimes in SQLite as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        return self.as_sql(compiler, connection, template="REPLACE(%(expressions)s, ' ', 'T') || 'Z'", **extra)
 
 
 def label_history_pages(*, project_id: int, since: int, until: int, compact: bool = False,
                         horizon: int | None = None, page_rows: int | None = None) -> Iterator[list[tuple]]:
-    """Rows `since < seq <= until` in seq order, as lists of tuples in ROW_FIELDS order with the
-    annotators already turned into usernames. One short keyset query per page (plus one for usernames
-    not seen yet): nothing is held open between pages, so the caller may stream them at any pace."""
+    """Rows `since < seq <= until` in seq order, as lists of tuples in ROW_FIELDS order: annotators as
+    `Annotators` (usernames), changed_at as ISO 8601 UTC text. One short keyset query per page (plus one
+    for usernames not seen yet): nothing is held open between pages, so the caller may stream them at
+    any pace."""
     size = page_rows or PAGE_ROWS
     base = (_history(project_id=project_id, until=until, compact=compact, horizon=horizon)
-            .order_by("seq").values_list(*ROW_FIELDS))
-    cache = UsernameCache()
+            .annotate(annotators_text=Cast("annotators", TextField()), changed_at_iso=IsoUtc("changed_at"))
+            .order_by("seq").values_list(*ROW_FIELDS[:7], "annotators_text", "changed_at_iso"))
+    cache = AnnotatorCache()
     after = since
     while after < until:
         rows = list(base.filter(seq__gt=after)[:size])
         if not rows:
             return
-        cache.resolve(rows)
-        usernames = cache.usernames
-        yield [(*r[:7], usernames(r[7]), r[8]) for r in rows]
+        cache.resolve(r[7] for r in rows)
+        by_text = cache.by_text
+        yield [(*r[:7], by_text[r[7]], r[8]) for r in rows]
         after = rows[-1][0]
         if len(rows) < size:
             return

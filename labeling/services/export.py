@@ -24,7 +24,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from functools import partial
-from datetime import timezone as dt_timezone
 from json import dumps
 from json.encoder import encode_basestring as _q  # the C encoder: a str -> a quoted JSON string
 
@@ -45,7 +44,6 @@ from labeling.selectors_export import (
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
-UTC = dt_timezone.utc
 
 CSV_HEADER = ["seq", "external_id", "label", "previous_label", "method", "score", "model_version", "annotators",
               "changed_at"]
@@ -60,34 +58,29 @@ STALE_AFTER = timedelta(minutes=30)
 
 # --- encoders ---------------------------------------------------------------------------------
 
-def _iso(dt) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _score(score) -> str:
     return "null" if score is None or not math.isfinite(score) else repr(float(score))
 
 
 def row_json(row) -> str:
-    """One history row (ROW_FIELDS order, usernames resolved) as a JSON object, without newline."""
+    """One history row (label_history_pages) as a JSON object, without newline."""
     seq, external_id, label, previous, method, score, model_version, annotators, changed_at = row
     return (
         f'{{"seq":{seq},"external_id":{_q(external_id)},"label":{_q(label)},'
         f'"previous_label":{_q(previous) if previous else "null"},"method":{_q(method)},"score":{_score(score)},'
         + (f'"model_version":{_q(model_version)},' if model_version else "")
-        + f'"annotators":{dumps(annotators, ensure_ascii=False, separators=(",", ":"))},'
-        f'"changed_at":"{_iso(changed_at)}"}}'
+        + f'"annotators":{annotators.json},"changed_at":"{changed_at}"}}'
     )
 
 
 def row_dict(row) -> dict:
-    """The same row as a Python dict (tests, and anyone who wants objects rather than text)."""
+    """The same row as a Python dict."""
     seq, external_id, label, previous, method, score, model_version, annotators, changed_at = row
     out = {"seq": seq, "external_id": external_id, "label": label, "previous_label": previous or None,
            "method": method, "score": score}
     if model_version:
         out["model_version"] = model_version
-    out.update(annotators=annotators, changed_at=_iso(changed_at))
+    out.update(annotators=list(annotators.names), changed_at=changed_at)
     return out
 
 
@@ -97,7 +90,7 @@ def _csv_page(rows) -> str:
     writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerows(
         (seq, ext, label, prev, method, None if score is None or not math.isfinite(score) else float(score), mv,
-         ";".join(str(a) for a in annotators), _iso(at))
+         annotators.csv, at)
         for seq, ext, label, prev, method, score, mv, annotators, at in rows
     )
     return buf.getvalue()
