@@ -227,7 +227,7 @@ class ExportDownloadApi(APIView):
         filename = f"project-{export.project_id}-labels-{export.since_seq}-{export.until_seq}.{export.format}.gz"
         response = FileResponse(default_storage.open(export.file_name, "rb"), as_attachment=True,
                                 filename=filename, content_type="application/gzip")
-        response["Digest"] = f"sha-256={export.sha256}"
+        response["X-Content-SHA256"] = export.sha256  # hex, as in GET /api/exports/{id}
         response["Cache-Control"] = "private, no-store"
         return response
 

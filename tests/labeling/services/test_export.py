@@ -229,7 +229,7 @@ def test_export_api_202_poll_download(project, user, django_capture_on_commit_ca
     assert detail["download_url"] == f"http://testserver/api/exports/{body['id']}/download"
     dl = c.get(f"/api/exports/{body['id']}/download")
     assert dl.status_code == 200 and dl["Content-Type"] == "application/gzip"
-    assert "attachment" in dl["Content-Disposition"]
+    assert "attachment" in dl["Content-Disposition"] and dl["X-Content-SHA256"] == detail["sha256"]
     data = b"".join(dl.streaming_content)
     assert hashlib.sha256(data).hexdigest() == detail["sha256"] and len(gzip.decompress(data).splitlines()) == 13
     listed = c.get(f"/api/projects/{project.pk}/exports").json()
