@@ -169,8 +169,8 @@ def label_history_bounds(*, project_id: int, since: int, limit: int | None = Non
         )
     until = head
     if limit is not None and head - since > limit:
-        # Gapless seqs make the limit-th change `since + limit`, unless rows were deleted with their
-        # item or compaction drops some; then ask the index (O(limit)).
+        # The limit-th change after `since`: seqs are gapless, but rows deleted with their item and rows
+        # dropped by compaction put it beyond since + limit, so ask the index (O(limit)).
         nth = (_history(project_id=project_id, until=head, compact=compact).filter(seq__gt=since)
                .order_by("seq").values_list("seq", flat=True)[limit - 1:limit])
         nth = list(nth)
@@ -199,12 +199,14 @@ class AnnotatorCache:
         self.usernames: dict = {}
 
     def resolve(self, texts) -> None:
-        new = {t: json.loads(t) for t in set(texts) if t not in self.by_text}
+        texts = set(texts)
+        new = {t: json.loads(t) for t in texts if t not in self.by_text}
         if not new:
             return
         if len(self.by_text) + len(new) > self.MAX:
             self.by_text.clear()
             self.usernames.clear()
+            new = {t: json.loads(t) for t in texts}
         missing = {uid for ids in new.values() for uid in ids or () if isinstance(uid, int) and uid not in self.usernames}
         if missing:
             found = dict(User.objects.filter(pk__in=missing).values_list("pk", "username"))

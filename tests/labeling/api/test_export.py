@@ -204,6 +204,17 @@ def test_deleted_annotator_keeps_their_id_and_usernames_cost_one_query(project, 
     assert rows[-1]["annotators"] == [gone_id]
 
 
+def test_annotator_cache_stays_bounded_and_correct(project, user, monkeypatch):
+    monkeypatch.setattr(selectors_export.AnnotatorCache, "MAX", 3)
+    monkeypatch.setattr(selectors_export, "PAGE_ROWS", 4)
+    people = [UserFactory() for _ in range(6)]
+    for i, it in enumerate(make_items(project, 20)):
+        ground_truth_set(item=it, label="pos", method="consensus", annotators=[people[i % 6].pk, people[(i * 7) % 6].pk])
+    rows, _ = jsonl(client_for(user).get(url(project, format="jsonl")))
+    assert [r["annotators"] for r in rows] == [
+        [people[i % 6].username, people[(i * 7) % 6].username] for i in range(20)]
+
+
 # --- compact ---------------------------------------------------------------------------------------
 
 def test_compact_returns_the_latest_state_of_each_changed_item(project, user):
