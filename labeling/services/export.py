@@ -18,13 +18,11 @@ import csv
 import gzip
 import hashlib
 import io
-import logging
 import math
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from functools import partial
-from json import dumps
 from json.encoder import encode_basestring as _q  # the C encoder: a str -> a quoted JSON string
 
 from django.contrib.auth import get_user_model
@@ -42,7 +40,6 @@ from labeling.selectors_export import (
     label_history_pages,
 )
 
-logger = logging.getLogger(__name__)
 User = get_user_model()
 
 CSV_HEADER = ["seq", "external_id", "label", "previous_label", "method", "score", "model_version", "annotators",
@@ -71,17 +68,6 @@ def row_json(row) -> str:
         + (f'"model_version":{_q(model_version)},' if model_version else "")
         + f'"annotators":{annotators.json},"changed_at":"{changed_at}"}}'
     )
-
-
-def row_dict(row) -> dict:
-    """The same row as a Python dict."""
-    seq, external_id, label, previous, method, score, model_version, annotators, changed_at = row
-    out = {"seq": seq, "external_id": external_id, "label": label, "previous_label": previous or None,
-           "method": method, "score": score}
-    if model_version:
-        out["model_version"] = model_version
-    out.update(annotators=list(annotators.names), changed_at=changed_at)
-    return out
 
 
 def _csv_page(rows) -> str:
