@@ -1,6 +1,7 @@
 from django.urls import path
 
 from labeling.api import views_accounts, views_projects
+from labeling.api import views_export
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
@@ -11,4 +12,11 @@ urlpatterns = [
     path("projects/<int:project_id>/members", views_projects.MemberListCreateApi.as_view(), name="api-members"),
     path("projects/<int:project_id>/members/<str:username>", views_projects.MemberDeleteApi.as_view(), name="api-member"),
     path("projects/<int:project_id>/items", views_projects.ItemListIngestApi.as_view(), name="api-items"),
+    path("projects/<int:project_id>/labels", views_export.LabelHistoryApi.as_view(), name="api-labels"),
+    path("projects/<int:project_id>/exports", views_export.ProjectExportsApi.as_view(), name="api-project-exports"),
+    path("exports/<int:export_id>", views_export.ExportDetailApi.as_view(), name="api-export"),
+    path("exports/<int:export_id>/download", views_export.ExportDownloadApi.as_view(), name="api-export-download"),
+    path("projects/<int:project_id>/export-grants", views_export.ExportGrantsApi.as_view(), name="api-export-grants"),
+    path("projects/<int:project_id>/export-grants/<str:username>", views_export.ExportGrantDeleteApi.as_view(),
+         name="api-export-grant"),
 ]

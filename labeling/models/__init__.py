@@ -25,3 +25,4 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
+from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F401
