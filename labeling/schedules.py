@@ -1,3 +1,10 @@
 """Celery beat entries owned by the labeling app (merged into settings in AppConfig.ready)."""
 
-BEAT_SCHEDULE: dict = {}
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict = {
+    # Feedback delay: refresh rollups and check each project's SLO (breach / recovery signals).
+    "feedback-check": {"task": "loupe.feedback_check_all", "schedule": 15 * 60.0},
+    # Feedback delay: recompute rollup days that drifted from the base tables.
+    "feedback-reconcile": {"task": "loupe.feedback_reconcile_all", "schedule": crontab(hour=3, minute=17)},
+}

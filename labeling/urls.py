@@ -6,3 +6,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
 ]
+
+from labeling import views_feedback  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/delay", views_feedback.feedback_delay_page, name="feedback-delay"),
+]

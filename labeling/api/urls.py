@@ -1,6 +1,7 @@
 from django.urls import path
 
 from labeling.api import views_accounts, views_projects
+from labeling.api import views_feedback
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
@@ -11,4 +12,8 @@ urlpatterns = [
     path("projects/<int:project_id>/members", views_projects.MemberListCreateApi.as_view(), name="api-members"),
     path("projects/<int:project_id>/members/<str:username>", views_projects.MemberDeleteApi.as_view(), name="api-member"),
     path("projects/<int:project_id>/items", views_projects.ItemListIngestApi.as_view(), name="api-items"),
+]
+urlpatterns += [
+    path("projects/<int:project_id>/ground-truth", views_feedback.GroundTruthImportApi.as_view(), name="api-ground-truth"),
+    path("projects/<int:project_id>/feedback-delay", views_feedback.FeedbackDelayApi.as_view(), name="api-feedback-delay"),
 ]

@@ -25,3 +25,4 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
+from .feedback import FeedbackBacklogBin, FeedbackDelayBin, FeedbackDirtyDay, FeedbackState, GroundTruthObservation, ObservationOutcome  # noqa: F401,E501
