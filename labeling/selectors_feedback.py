@@ -172,11 +172,13 @@ class _Snapshot:
 
     def __enter__(self):
         self.atomic = None
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            self.atomic = transaction.atomic()
-            self.atomic.__enter__()
+        if connection.vendor == "postgresql":
             with connection.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                if not connection.in_atomic_block:
+                    self.atomic = transaction.atomic()
+                    self.atomic.__enter__()
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute("SET LOCAL jit = off")  # small aggregates: compiling costs more than it saves
         return self
 
     def __exit__(self, *exc):
