@@ -12,13 +12,14 @@ from labeling.services.feedback import ground_truth_import
 OUTCOMES = ["applied", "confirmed", "conflict", "superseded", "pending", "unchanged"]
 
 
-class GroundTruthImportApi(APIView):
-    class RowOutput(serializers.Serializer):
-        index = serializers.IntegerField()
-        external_id = serializers.CharField()
-        outcome = serializers.ChoiceField(choices=OUTCOMES)
-        message = serializers.CharField(required=False)
+class GroundTruthRowOutput(serializers.Serializer):
+    index = serializers.IntegerField()
+    external_id = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=OUTCOMES)
+    message = serializers.CharField(required=False)
 
+
+class GroundTruthImportApi(APIView):
     class Output(serializers.Serializer):
         received = serializers.IntegerField()
         applied = serializers.IntegerField(help_text="Set or changed the item's ground truth (method imported).")
@@ -31,7 +32,7 @@ class GroundTruthImportApi(APIView):
             help_text="No item with this external_id yet: kept, applied when the item is ingested."
         )
         unchanged = serializers.IntegerField(help_text="Already received earlier: nothing written.")
-        rows = serializers.ListField(child=serializers.DictField(), help_text="One entry per row sent, in order.")
+        rows = GroundTruthRowOutput(many=True, help_text="One entry per row sent, in order.")
 
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "object"}},

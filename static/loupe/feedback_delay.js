@@ -83,7 +83,7 @@
         { type: "line", label: "interval low", data: lo, borderColor: "transparent", pointRadius: 0, fill: false, yAxisID: "y" },
         { type: "line", label: "95% band", data: hi, borderColor: "transparent", backgroundColor: "rgba(53,89,224,.18)", pointRadius: 0, fill: "-1", yAxisID: "y" },
         { type: "line", label: "estimated accuracy (whole week)", data: live.map(function (w) { return w.estimated_accuracy; }), borderColor: accent, pointRadius: 2, yAxisID: "y" },
-        { type: "line", label: "accuracy on labeled", data: live.map(function (w) { return w.accuracy_on_labeled; }), borderColor: ok, showLine: false, pointRadius: 4, yAxisID: "y" },
+        { type: "line", label: "accuracy on labeled", data: live.map(function (w) { return w.accuracy_on_labeled; }), borderColor: ok, backgroundColor: ok, showLine: false, pointStyle: "rectRot", pointRadius: 5, yAxisID: "y" },
         { type: "bar", label: "share labeled", data: live.map(function (w) { return w.fraction_labeled; }), backgroundColor: "rgba(102,112,133,.25)", yAxisID: "y2" }
       ]
     },
