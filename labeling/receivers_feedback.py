@@ -12,11 +12,16 @@ from labeling.signals import ground_truth_changed
 log = logging.getLogger(__name__)
 
 
+# A short delay coalesces bursts (a reviewer resolving items one after another, several import
+# batches): the first refresh to run takes every change so far, the ones after it find nothing to do.
+REFRESH_COUNTDOWN_SECONDS = 10
+
+
 def enqueue_refresh(project_id: int) -> None:
     from labeling.tasks import feedback_refresh
 
     try:
-        feedback_refresh.delay(project_id)
+        feedback_refresh.apply_async((project_id,), countdown=REFRESH_COUNTDOWN_SECONDS)
     except Exception:  # the broker is down: the periodic feedback check refreshes later
         log.exception("could not enqueue feedback_refresh for project %s; the periodic check will", project_id)
 

@@ -375,3 +375,29 @@ def test_demo_seed_is_idempotent(project):
     second = feedback_demo_seed(project=project)
     assert second.created == 0 and second.count("unchanged") == len(first.rows)
     assert report(project)["labeled"] == first.count("applied")
+
+
+@pytest.mark.django_db
+def test_ingestion_and_ground_truth_changes_enqueue_a_refresh_after_commit(project, user, monkeypatch,
+                                                                          django_capture_on_commit_callbacks):
+    from labeling import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.feedback_refresh, "apply_async", lambda args, countdown: sent.append((args, countdown)))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        items = ingest(project, 2, at=datetime(2026, 1, 1, tzinfo=dt_timezone.utc))
+    assert sent == []  # nothing before commit
+    for cb in callbacks:
+        cb()
+    assert sent == [((project.pk,), 10)]
+    with django_capture_on_commit_callbacks(execute=True):
+        ground_truth_set(item=items[0], label="pos", method="unanimous", actor=user)
+    assert len(sent) == 2
+
+    def broker_down(args, countdown):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.feedback_refresh, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):  # logged, not raised: the periodic check catches up
+        ground_truth_set(item=items[1], label="neg", method="unanimous", actor=user)
+    assert GroundTruth.objects.filter(item=items[1]).exists()
