@@ -43,7 +43,7 @@ from labeling.models import (
     Project,
 )
 from labeling.selectors import project_label_keys
-from labeling.services.feedback_rollup import HUMAN_CHANNEL, _lock_state, feedback_rollup_refresh
+from labeling.services.feedback_rollup import HUMAN_CHANNEL, feedback_state_lock, feedback_rollup_refresh
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import check_batch_size, parse_timestamp
 from labeling.signals import feedback_slo_changed
@@ -308,7 +308,7 @@ def feedback_slo_check(*, project_id: int, now=None) -> SloCheck:
     from labeling.selectors_feedback import DelayFilters, feedback_slo_measure
 
     now = now or timezone.now()
-    state = _lock_state(project_id)
+    state = feedback_state_lock(project_id)
     project = Project.objects.get(pk=project_id)
     since = (now - timedelta(days=slo_window_days(project))).date()
     slo = feedback_slo_measure(project=project, filters=DelayFilters(since=since), now=now)

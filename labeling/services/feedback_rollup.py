@@ -93,7 +93,7 @@ def feedback_days_mark(*, project_id: int, times) -> int:
     return len(days)
 
 
-def _lock_state(project_id: int) -> FeedbackState:
+def feedback_state_lock(project_id: int) -> FeedbackState:
     FeedbackState.objects.get_or_create(project_id=project_id)
     return FeedbackState.objects.select_for_update().get(project_id=project_id)
 
@@ -101,7 +101,7 @@ def _lock_state(project_id: int) -> FeedbackState:
 @transaction.atomic
 def feedback_rollup_refresh(*, project_id: int, full: bool = False) -> RefreshResult:
     """Bring the project's bins up to date with its predictions and label history."""
-    state = _lock_state(project_id)
+    state = feedback_state_lock(project_id)
     last = LabelChange.objects.filter(project_id=project_id).aggregate(m=Max("seq"))["m"] or 0
     full = full or state.buckets_version != survival.BUCKETS_VERSION or last - state.label_seq > FULL_REBUILD_CHANGES
     dirty = FeedbackDirtyDay.objects.select_for_update().filter(project_id=project_id)
