@@ -1,4 +1,12 @@
 """Celery beat entries owned by the labeling app (merged into settings in AppConfig.ready)."""
 
-BEAT_SCHEDULE: dict = {}
-BEAT_SCHEDULE["loupe-export-sweep"] = {"task": "loupe.export_sweep", "schedule": 600.0}  # export (#8)
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict = {
+    # Export (#8): pick up snapshot exports whose message was lost.
+    "loupe-export-sweep": {"task": "loupe.export_sweep", "schedule": 600.0},
+    # Feedback delay: refresh rollups and check each project's SLO (breach / recovery signals).
+    "feedback-check": {"task": "loupe.feedback_check_all", "schedule": 15 * 60.0},
+    # Feedback delay: recompute rollup days that drifted from the base tables.
+    "feedback-reconcile": {"task": "loupe.feedback_reconcile_all", "schedule": crontab(hour=3, minute=17)},
+}

@@ -31,3 +31,67 @@ def export_sweep() -> int:
     for export_id in ids:
         export_build.delay(export_id)
     return len(ids)
+
+
+# --- feedback delay ----------------------------------------------------------------------------
+
+def _transient():
+    from django.db import OperationalError
+
+    return (OperationalError,)
+
+
+@shared_task(name="loupe.feedback_refresh", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def feedback_refresh(project_id: int) -> None:
+    """Attach pending imported truth and bring the delay rollups up to date (idempotent)."""
+    from labeling.models import Project
+    from labeling.services.feedback import gt_observations_attach_pending
+    from labeling.services.feedback_rollup import feedback_rollup_refresh
+
+    if not Project.objects.filter(pk=project_id).exists():
+        return
+    gt_observations_attach_pending(project_id=project_id)
+    feedback_rollup_refresh(project_id=project_id)
+
+
+@shared_task(name="loupe.feedback_check", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def feedback_check(project_id: int) -> None:
+    """Refresh one project's rollups and check its feedback-delay SLO (announces a flip once)."""
+    from labeling.models import Project
+    from labeling.services.feedback import feedback_project_tick
+
+    if Project.objects.filter(pk=project_id).exists():
+        feedback_project_tick(project_id=project_id)
+
+
+@shared_task(name="loupe.feedback_check_all")
+def feedback_check_all() -> int:
+    from labeling.models import Project
+
+    ids = list(Project.objects.values_list("pk", flat=True))
+    for pk in ids:
+        feedback_check.delay(pk)
+    return len(ids)
+
+
+@shared_task(name="loupe.feedback_reconcile", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def feedback_reconcile(project_id: int) -> int:
+    """Recompute any prediction day whose rollup counts drifted from the base tables (logged)."""
+    from labeling.models import Project
+    from labeling.services.feedback_rollup import feedback_rollup_reconcile, feedback_rollup_refresh
+
+    if not Project.objects.filter(pk=project_id).exists():
+        return 0
+    drifted = feedback_rollup_reconcile(project_id=project_id)
+    feedback_rollup_refresh(project_id=project_id)
+    return len(drifted)
+
+
+@shared_task(name="loupe.feedback_reconcile_all")
+def feedback_reconcile_all() -> int:
+    from labeling.models import Project
+
+    ids = list(Project.objects.values_list("pk", flat=True))
+    for pk in ids:
+        feedback_reconcile.delay(pk)
+    return len(ids)

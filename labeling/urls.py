@@ -8,3 +8,9 @@ urlpatterns = [
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
     path("projects/<int:project_id>/export", views_export.project_export, name="project-export"),
 ]
+
+from labeling import views_feedback  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/delay", views_feedback.feedback_delay_page, name="feedback-delay"),
+]

@@ -2,6 +2,7 @@ from django.urls import path
 
 from labeling.api import views_accounts, views_projects
 from labeling.api import views_export
+from labeling.api import views_feedback
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
@@ -19,4 +20,8 @@ urlpatterns = [
     path("projects/<int:project_id>/export-grants", views_export.ExportGrantsApi.as_view(), name="api-export-grants"),
     path("projects/<int:project_id>/export-grants/<str:username>", views_export.ExportGrantDeleteApi.as_view(),
          name="api-export-grant"),
+]
+urlpatterns += [
+    path("projects/<int:project_id>/ground-truth", views_feedback.GroundTruthImportApi.as_view(), name="api-ground-truth"),
+    path("projects/<int:project_id>/feedback-delay", views_feedback.FeedbackDelayApi.as_view(), name="api-feedback-delay"),
 ]

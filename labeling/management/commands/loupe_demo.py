@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from labeling.models import Project, Role
+from labeling.services.feedback import feedback_demo_seed
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, member_add, project_create
 
@@ -108,6 +109,7 @@ class Command(BaseCommand):
             for username, (user, role) in users.items():
                 member_add(project=project, username=username, role=role)
         result = items_ingest(project=project, rows=demo_rows(items))
+        feedback_demo_seed(project=project)  # late ground truth with realistic delays (idempotent)
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
