@@ -25,3 +25,4 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
+from .queue import AnnotatorProgress  # noqa: F401
