@@ -13,8 +13,9 @@ from labeling.selectors_queue import (
     annotation_feed,
     annotator_stats,
     assignment_project_id,
+    Progress,
+    open_items_count,
     parse_since,
-    queue_progress,
 )
 from labeling.services.annotations import MAX_SECONDS_SPENT, annotation_submit
 from labeling.services.queue import assignment_claim_next, assignment_skip
@@ -69,7 +70,8 @@ class QueueNextApi(APIView):
         claim = assignment_claim_next(project=project, annotator=request.user, exclude=data.validated_data["exclude"])
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        progress = queue_progress(project_id=project.pk, annotator=request.user)
+        remaining, capped = open_items_count(project_id=project.pk)
+        progress = Progress(claim.done_by_me, claim.done_today, remaining, capped)
         body = {
             "assignment": {"id": claim.assignment_id, "expires_at": claim.expires_at},
             "item": {"id": claim.item_id, "external_id": claim.external_id, "payload": claim.payload},

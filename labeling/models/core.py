@@ -124,6 +124,17 @@ QUEUE_BUCKET = {
 QUEUE_INDEX_PREFIX = {"fifo": "fifo", "priority": "prio", "uncertainty": "unc", "oldest_prediction": "oldp"}
 
 
+class QueueIndex(models.Index):
+    """A btree index that keeps its NULLS LAST clauses on PostgreSQL and drops them on SQLite, which
+    cannot index them (there the index only speeds up the zero-setup demo)."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        statement = super().create_sql(model, schema_editor, using=using, **kwargs)
+        if schema_editor.connection.vendor == "sqlite":
+            return str(statement).replace(" NULLS LAST", "")
+        return statement
+
+
 def queue_indexes():
     open_q = Q(status="open")
     indexes = []
@@ -131,8 +142,8 @@ def queue_indexes():
         cols = (models.F("project"), models.F("reopen_rank").asc(nulls_last=True), bucket,
                 models.F("annotation_count").desc(), models.F("id"))
         short = QUEUE_INDEX_PREFIX[order]
-        indexes.append(models.Index(*cols, name=f"item_q_{short}_fresh", condition=open_q & Q(touchers__isnull=True)))
-        indexes.append(models.Index(*cols, name=f"item_q_{short}_touched", condition=open_q & Q(touchers__isnull=False)))
+        indexes.append(QueueIndex(*cols, name=f"item_q_{short}_fresh", condition=open_q & Q(touchers__isnull=True)))
+        indexes.append(QueueIndex(*cols, name=f"item_q_{short}_touched", condition=open_q & Q(touchers__isnull=False)))
     indexes.append(
         models.Index(fields=["project", "touchers", "id"], name="item_q_groups", condition=open_q & Q(touchers__isnull=False))
     )

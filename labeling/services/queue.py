@@ -35,8 +35,8 @@ are serialised (BEGIN IMMEDIATE), so no row locks are needed there.
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone as dt_timezone
 
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
@@ -127,6 +127,8 @@ class Claim:
     external_id: str
     payload: dict
     reused: bool  # an unexpired lease the annotator already held
+    done_by_me: int = 0  # the annotator's submissions in the project (from their progress row)
+    done_today: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def assignment_claim_next(*, project: Project, annotator, exclude=(), now: datet
 
 @transaction.atomic
 def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
-    _progress_touch(project_id=project.pk, annotator_id=annotator.pk, now=now)
+    done, today = _progress_touch(project_id=project.pk, annotator_id=annotator.pk, now=now)
     held = list(
         Assignment.objects.filter(
             annotator=annotator, kind=ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
@@ -179,13 +181,13 @@ def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
     )
     for a_id, expires_at, item_id, ext, payload in held:
         if a_id not in exclude:
-            return _Attempt(claim=Claim(a_id, expires_at, item_id, ext, _payload(payload), reused=True))
+            return _Attempt(claim=Claim(a_id, expires_at, item_id, ext, _payload(payload), True, done, today))
     if len(held) >= MAX_HELD_LEASES:
         raise Conflict(
             f"You already hold {len(held)} leases in this project; submit or skip one first.", code="too_many_leases"
         )
     if connection.vendor != "postgresql":
-        return _claim_portable(project=project, annotator=annotator, now=now)
+        return _with_progress(_claim_portable(project=project, annotator=annotator, now=now), done, today)
 
     me = annotator.pk
     with connection.cursor() as cur:
@@ -203,23 +205,35 @@ def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
         claim = _take(cur, row=row, me=me, now=now, expires_at=now + timedelta(seconds=project.lease_seconds))
         if claim is None:
             return _Attempt(retry=True)
-        return _Attempt(claim=claim)
+        return _with_progress(_Attempt(claim=claim), done, today)
+
+
+def _with_progress(attempt: _Attempt, done: int, today: int) -> _Attempt:
+    if attempt.claim is None:
+        return attempt
+    return _Attempt(claim=replace(attempt.claim, done_by_me=done, done_today=today))
 
 
 def _payload(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _progress_touch(*, project_id: int, annotator_id: int, now: datetime) -> None:
-    """Create or lock the annotator's progress row: serialises one annotator's concurrent claims."""
+def _progress_touch(*, project_id: int, annotator_id: int, now: datetime) -> tuple[int, int]:
+    """Create or lock the annotator's progress row: serialises one annotator's concurrent claims.
+    Returns (submissions in the project, submissions today)."""
     table = AnnotatorProgress._meta.db_table
     with connection.cursor() as cur:
         cur.execute(
             f"""INSERT INTO {table} (project_id, annotator_id, submitted, skipped, day, day_submitted, last_claim_at)
                 VALUES (%s, %s, 0, 0, NULL, 0, %s)
-                ON CONFLICT (project_id, annotator_id) DO UPDATE SET last_claim_at = EXCLUDED.last_claim_at""",
+                ON CONFLICT (project_id, annotator_id) DO UPDATE SET last_claim_at = EXCLUDED.last_claim_at
+                RETURNING submitted, day, day_submitted""",
             [project_id, annotator_id, now],
         )
+        submitted, day, day_submitted = cur.fetchone()
+    if isinstance(day, str):  # SQLite returns dates as text from raw SQL
+        day = date.fromisoformat(day)
+    return submitted, (day_submitted if day == now.date() else 0)
 
 
 _ITEM = Item._meta.db_table
