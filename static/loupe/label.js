@@ -29,6 +29,8 @@
   let flushTimer = null;
   let flushDelay = 1000;
   let doneToday = Number(($("done-today").textContent || "0").replace(/[^0-9]/g, "")) || 0;
+  let remaining = Number(($("remaining").textContent || "0").replace(/[^0-9]/g, "")) || 0;
+  let remainingCapped = ($("remaining").textContent || "").includes("+");
   let pending = load(); // [{id, action: "submit"|"skip", label, seconds, ext, error, failed}]
 
   function load() {
@@ -193,14 +195,25 @@
     $("item-fields").hidden = true;
     $("item-ext").textContent = "—";
     $("lease-note").textContent = "";
+    const n = `${remaining.toLocaleString("en-US")}${remainingCapped ? "+" : ""}`;
+    $("empty-detail").textContent = remaining === 0
+      ? "Every item in this project has all the annotations it needs."
+      : remaining === 1 && !remainingCapped
+        ? "1 open item still needs annotations from others: you have labelled or skipped it, or its remaining slots are reserved right now."
+        : `${n} open items still need annotations from others: you have labelled or skipped them, or their remaining slots are reserved right now.`;
     $("empty").hidden = false;
     setBusy(true);
   }
 
   function setProgress(p) {
     doneToday = Math.max(doneToday, p.done_today);
+    remaining = p.remaining;
+    remainingCapped = p.remaining_capped;
+    renderProgress();
+  }
+  function renderProgress() {
     $("done-today").textContent = doneToday.toLocaleString("en-US");
-    $("remaining").textContent = p.remaining.toLocaleString("en-US") + (p.remaining_capped ? "+" : "");
+    $("remaining").textContent = remaining.toLocaleString("en-US") + (remainingCapped ? "+" : "");
   }
 
   function renderStatus() {
@@ -286,7 +299,10 @@
           save();
           if (r.status === 201) {
             doneToday += 1;
-            $("done-today").textContent = doneToday.toLocaleString("en-US");
+            if (r.data && r.data.item_status && r.data.item_status !== "open" && !remainingCapped) {
+              remaining = Math.max(0, remaining - 1); // this answer completed its item
+            }
+            renderProgress();
           }
           flushDelay = 1000;
           if (aheadBlocked) {
