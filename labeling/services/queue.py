@@ -64,6 +64,7 @@ ANNOTATE = AssignmentKind.ANNOTATE
 MAX_HELD_LEASES = 3
 FRESH_WINDOW = 32
 TOUCHED_WINDOW = 64
+TOUCHED_CANDIDATES = 8  # eligible touched rows kept from the window, in order (the rest may be locked)
 MAX_ATTEMPTS = 10
 
 _BUCKET_SQL = {
@@ -257,12 +258,15 @@ def _find_and_lock(cur, *, project, me, now):
 def _find(cur, *, project, me, now, lock):
     """The first eligible item in queue order (locked with SKIP LOCKED when `lock`), or None."""
     order = project.queue_order
-    params = {"p": project.pk, "me": json.dumps([me]), "now": now, "fw": FRESH_WINDOW, "tw": TOUCHED_WINDOW}
+    params = {"p": project.pk, "me": json.dumps([me]), "now": now, "fw": FRESH_WINDOW, "tw": TOUCHED_WINDOW,
+              "tc": TOUCHED_CANDIDATES}
     lock_sql = "FOR UPDATE OF i SKIP LOCKED" if lock else ""
     # 1. The heads of both indexes: FRESH_WINDOW fresh items, TOUCHED_WINDOW touched ones.
     cur.execute(
         f"""WITH tw AS MATERIALIZED (
-                SELECT id, touchers, annotation_count, required_annotations FROM {_ITEM}
+                SELECT id, touchers, annotation_count, required_annotations,
+                       row_number() OVER (ORDER BY {queue_order_sql(order)}) AS rn
+                FROM {_ITEM}
                 WHERE project_id = %(p)s AND status = 'open' AND touchers IS NOT NULL
                 ORDER BY {queue_order_sql(order)} LIMIT %(tw)s)
             SELECT i.{_KEY_COLUMNS.replace(', ', ', i.')}, (SELECT count(*) FROM tw) AS touched_seen
@@ -272,7 +276,8 @@ def _find(cur, *, project, me, now, lock):
                  ORDER BY {queue_order_sql(order)} LIMIT %(fw)s)
                 UNION ALL
                 (SELECT tw.id FROM tw WHERE NOT tw.touchers @> %(me)s::jsonb
-                   AND tw.annotation_count + {_ACTIVE_SLOTS.format(alias='tw')} < tw.required_annotations)
+                   AND tw.annotation_count + {_ACTIVE_SLOTS.format(alias='tw')} < tw.required_annotations
+                 ORDER BY tw.rn LIMIT %(tc)s)
             )
             AND i.status = 'open' AND (i.touchers IS NULL OR NOT i.touchers @> %(me)s::jsonb)
             ORDER BY {queue_order_sql(order, 'i')}
