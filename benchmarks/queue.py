@@ -72,7 +72,7 @@ def make_project(n_items: int, tag: str):
                     required_annotations, annotation_count, uncertainty, first_predicted_at, reopen_rank, touchers,
                     created_at, updated_at)
                 SELECT %s, 'q-' || g, jsonb_build_object('text', 'ticket ' || g || ': my parcel never arrived', 'channel', 'email'),
-                       (g * 7919) %% 4, 'open', 3, 0, ((g * 104729) %% 1000) / 1000.0,
+                       (g::bigint * 7919) %% 4, 'open', 3, 0, ((g::bigint * 104729) %% 1000) / 1000.0,
                        now() - ((g %% 86400) || ' seconds')::interval, NULL, NULL, now(), now()
                 FROM generate_series(1, %s) g""",
             [project.pk, n_items],
@@ -190,6 +190,14 @@ def run_service(project, workers: int, cycles: int, tag: str, pool_ctx):
     return {"wall": wall, "done": done, "claims": claims, "submits": submits, "errors": errors, "load": load}
 
 
+def merge(parts):
+    return {
+        "wall": sum(p["wall"] for p in parts), "done": sum(p["done"] for p in parts),
+        "claims": [x for p in parts for x in p["claims"]], "submits": [x for p in parts for x in p["submits"]],
+        "errors": [e for p in parts for e in p["errors"]], "load": sum(p["load"] for p in parts) / len(parts),
+    }
+
+
 # ---- HTTP level ---------------------------------------------------------------------------------
 
 
@@ -291,6 +299,7 @@ def main():
     ap.add_argument("--http-cycles", type=int, default=30, help="cycles per annotator, back to back")
     ap.add_argument("--paced-cycles", type=int, default=8, help="cycles per annotator with think time")
     ap.add_argument("--gunicorn-workers", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per size (cycles are split across them)")
     ap.add_argument("--explain", action="store_true", help="also print the claim query plan on the largest project")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark projects")
     args = ap.parse_args()
@@ -324,21 +333,32 @@ def main():
             made[size] = project
             print(f"made {size:,} items in {secs:.1f} s (project {project.pk})", flush=True)
 
-        for size in sizes:
-            project = made[size]
-            for workers, cycles in ((1, args.service_cycles_1), (16, args.service_cycles_16)):
+        # Sizes alternate within rounds so that the shared machine's load drifts over both alike.
+        def rounds(n):
+            for r in range(n):
+                yield from (sizes if r % 2 == 0 else list(reversed(sizes)))
+
+        for workers, cycles in ((1, args.service_cycles_1), (16, args.service_cycles_16)):
+            parts = {size: [] for size in sizes}
+            for i, size in enumerate(rounds(args.rounds)):
                 connections.close_all()
-                res = run_service(project, workers, cycles, f"{run}-s{size}-{workers}", ctx)
-                row("service", size, workers, res, check(project.pk))
-                print(f"service {size:,} x{workers}: {res['done'] / res['wall']:.1f} cycles/s", flush=True)
+                res = run_service(made[size], workers, max(1, cycles // args.rounds), f"{run}-s{size}-{workers}-{i}", ctx)
+                parts[size].append(res)
+                print(f"service {size:,} x{workers} round: {res['done'] / res['wall']:.1f} cycles/s "
+                      f"(load {res['load']:.1f})", flush=True)
+            for size in sizes:
+                row("service", size, workers, merge(parts[size]), check(made[size].pk))
 
         with gunicorn(workers=args.gunicorn_workers) as server:
-            for size in sizes:
-                project = made[size]
+            parts = {size: [] for size in sizes}
+            for i, size in enumerate(rounds(args.rounds)):
                 connections.close_all()
-                res = run_http(server, project, args.http_annotators, args.http_cycles, None, f"{run}-h{size}", ctx)
-                row("http saturated", size, args.http_annotators, res, check(project.pk))
-                print(f"http {size:,}: {res['done'] / res['wall']:.1f} cycles/s", flush=True)
+                res = run_http(server, made[size], args.http_annotators, max(1, args.http_cycles // args.rounds), None,
+                               f"{run}-h{size}-{i}", ctx)
+                parts[size].append(res)
+                print(f"http {size:,} round: {res['done'] / res['wall']:.1f} cycles/s (load {res['load']:.1f})", flush=True)
+            for size in sizes:
+                row("http saturated", size, args.http_annotators, merge(parts[size]), check(made[size].pk))
             big = made[max(sizes)]
             connections.close_all()
             res = run_http(server, big, args.http_annotators, args.paced_cycles, (0.5, 1.5), f"{run}-p", ctx)
@@ -353,7 +373,8 @@ def main():
 
     cpu = os.cpu_count()
     print_table(
-        f"Annotator queue on PostgreSQL (annotations_per_item=3, priority order; {cpu} CPUs shared; "
+        f"Annotator queue on PostgreSQL (annotations_per_item=3, priority order; {cpu} CPUs shared; {args.rounds} "
+        f"alternating rounds per size; "
         f"gunicorn {args.gunicorn_workers} sync workers; latencies in ms; 'cycle' = next + submit)",
         ["level", "items", "annotators", "cycles", "seconds", "cycles/s", "next p50", "next p95", "next p99",
          "submit p50", "submit p95", "submit p99", "failed calls", "over-assigned items", "counter drift",
