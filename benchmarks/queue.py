@@ -8,7 +8,7 @@
    finish unanimous or disputed). 1 and 16 workers on each project size.
 2. HTTP level: gunicorn on 127.0.0.1; 32 annotators (token auth, 4 client processes x 8 threads) do
    POST queue/next + POST submit in a bounded loop, back to back ("saturated": latency is mostly
-   queueing, by Little's law), then with 0.5-1.5 s of think time ("paced").
+   queueing, by Little's law), then with 2-6 s of think time per item ("paced": annotators at work).
 Every run ends with an over-assignment check: no item may have more counted annotations plus unexpired
 active leases than it needs, and no stored counter may have drifted.
 
@@ -297,7 +297,8 @@ def main():
     ap.add_argument("--service-cycles-16", type=int, default=120, help="cycles of each of the 16 service workers")
     ap.add_argument("--http-annotators", type=int, default=32)
     ap.add_argument("--http-cycles", type=int, default=30, help="cycles per annotator, back to back")
-    ap.add_argument("--paced-cycles", type=int, default=8, help="cycles per annotator with think time")
+    ap.add_argument("--paced-cycles", type=int, default=6, help="cycles per annotator with think time")
+    ap.add_argument("--think", default="2,6", help="seconds an annotator spends on an item in the paced run (min,max)")
     ap.add_argument("--gunicorn-workers", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per size (cycles are split across them)")
     ap.add_argument("--explain", action="store_true", help="also print the claim query plan on the largest project")
@@ -361,8 +362,9 @@ def main():
                 row("http saturated", size, args.http_annotators, merge(parts[size]), check(made[size].pk))
             big = made[max(sizes)]
             connections.close_all()
-            res = run_http(server, big, args.http_annotators, args.paced_cycles, (0.5, 1.5), f"{run}-p", ctx)
-            row("http paced (think 0.5-1.5 s)", max(sizes), args.http_annotators, res, check(big.pk))
+            think = tuple(float(x) for x in args.think.split(","))
+            res = run_http(server, big, args.http_annotators, args.paced_cycles, think, f"{run}-p", ctx)
+            row(f"http paced (think {think[0]:g}-{think[1]:g} s)", max(sizes), args.http_annotators, res, check(big.pk))
 
         if args.explain:
             plans.append(explain(made[max(sizes)]))

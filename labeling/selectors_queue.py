@@ -11,7 +11,7 @@ from labeling.errors import NotFound, ValidationFailed
 from labeling.models import Annotation, AnnotatorProgress, Assignment, AssignmentKind, AssignmentStatus, Item, ItemStatus
 
 # Counting open items stops here so that the cost of a progress line never grows with the project.
-REMAINING_CAP = 10_000
+REMAINING_CAP = 1_000
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from labeling.services.queue import assignment_claim_next, assignment_skip
 class ProgressOutput(serializers.Serializer):
     done_by_me = serializers.IntegerField()
     done_today = serializers.IntegerField()
-    remaining = serializers.IntegerField(help_text="Open items in the project, counted up to 10,000.")
-    remaining_capped = serializers.BooleanField(help_text="True when there are 10,000 open items or more.")
+    remaining = serializers.IntegerField(help_text="Open items in the project, counted up to 1,000.")
+    remaining_capped = serializers.BooleanField(help_text='True when there are 1,000 open items or more (show "1,000+").')
 
 
 class LeaseOutput(serializers.Serializer):
