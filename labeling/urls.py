@@ -14,3 +14,9 @@ from labeling import views_feedback  # noqa: E402
 urlpatterns += [
     path("projects/<int:project_id>/delay", views_feedback.feedback_delay_page, name="feedback-delay"),
 ]
+
+from labeling import views_queue  # noqa: E402  (queue: issue 3)
+
+urlpatterns += [
+    path("projects/<int:project_id>/label", views_queue.label_page, name="label"),
+]

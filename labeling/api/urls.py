@@ -25,3 +25,13 @@ urlpatterns += [
     path("projects/<int:project_id>/ground-truth", views_feedback.GroundTruthImportApi.as_view(), name="api-ground-truth"),
     path("projects/<int:project_id>/feedback-delay", views_feedback.FeedbackDelayApi.as_view(), name="api-feedback-delay"),
 ]
+
+from labeling.api import views_queue  # noqa: E402  (queue: issue 3)
+
+urlpatterns += [
+    path("projects/<int:project_id>/queue/next", views_queue.QueueNextApi.as_view(), name="api-queue-next"),
+    path("assignments/<int:assignment_id>/submit", views_queue.SubmitApi.as_view(), name="api-assignment-submit"),
+    path("assignments/<int:assignment_id>/skip", views_queue.SkipApi.as_view(), name="api-assignment-skip"),
+    path("projects/<int:project_id>/annotations", views_queue.ProjectAnnotationsApi.as_view(), name="api-annotations"),
+    path("me/stats", views_queue.MeStatsApi.as_view(), name="api-me-stats"),
+]

@@ -27,3 +27,4 @@ from .core import (  # noqa: F401
 )
 from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F401
 from .feedback import FeedbackBacklogBin, FeedbackDelayBin, FeedbackDirtyDay, FeedbackState, GroundTruthObservation, ObservationOutcome  # noqa: F401,E501
+from .queue import AnnotatorProgress  # noqa: F401
