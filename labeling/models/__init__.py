@@ -25,3 +25,4 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
+from .quality import *  # noqa: F401,F403,E402

@@ -12,6 +12,7 @@ from django.utils import timezone
 from labeling.models import Project, Role
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, member_add, project_create
+from labeling.services.quality import quality_demo_load
 
 User = get_user_model()
 
@@ -108,6 +109,7 @@ class Command(BaseCommand):
             for username, (user, role) in users.items():
                 member_add(project=project, username=username, role=role)
         result = items_ingest(project=project, rows=demo_rows(items))
+        quality_demo_load(project=project)  # annotations by the demo annotators, disputed items, a quality run
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."

@@ -1,0 +1,634 @@
+"""Quality runs: score a project's annotations with cleanlab and act on the result.
+
+A run goes through three phases, each timed on the run:
+
+1. read: one REPEATABLE READ, READ ONLY transaction (PostgreSQL) reads every annotation, the state
+   of every annotated item (status, counters, ground truth) and the newest production prediction
+   per item: a consistent snapshot, whatever annotators and reviewers commit meanwhile.
+2. score: pred_probs (production predictions when every scored item has one, else out-of-sample
+   scikit-learn on the payload), then CROWDLAB (cleanlab.multiannotator) when items have several
+   labels, or cleanlab.rank / cleanlab.filter when every item has one (labeling.consensus).
+3. write, in chunks of items locked in primary-key order: an item whose state changed since the
+   snapshot (a new annotation, a reviewer's decision...) is left alone ("stale"); otherwise
+   quality >= the project's accept_threshold -> ground truth (method "consensus", with the score,
+   through ground_truth_set_many); below it -> back to the queue for one more annotation while
+   max_annotations_per_item and the project's annotators allow, ordered by ActiveLab score; else the
+   review queue. Per-item results and per-annotator statistics are bulk-inserted.
+
+Two runs requested at once: a partial unique constraint lets only one queued-or-running run exist per
+project; the second request gets a Conflict naming the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Avg, Count, F, Q
+from django.utils import timezone
+
+from labeling import consensus
+from labeling.bulkio import insert_rows, is_postgres, read_frame
+from labeling.errors import Conflict, NotFound
+from labeling.models import (
+    ACTIVE_RUN_STATUSES,
+    Annotation,
+    GroundTruth,
+    GroundTruthMethod,
+    Item,
+    ItemStatus,
+    LabelClass,
+    Membership,
+    PredProbsSource,
+    Prediction,
+    Project,
+    QualityAnnotatorStat,
+    QualityItemResult,
+    QualityMethod,
+    QualityOutcome,
+    QualityRun,
+    QualityRunStatus,
+    QualitySettings,
+    QualityTrigger,
+    Role,
+)
+from labeling.services.ground_truth import Decision, ground_truth_set_many
+from labeling.tasks import quality_run_task
+
+logger = logging.getLogger(__name__)
+
+WRITE_CHUNK = 5000
+# Who can still be asked for one more annotation when an item is reopened.
+ANNOTATING_ROLES = (Role.ANNOTATOR,)
+HUMAN_METHODS = {GroundTruthMethod.ADJUDICATED, GroundTruthMethod.IMPORTED}
+
+
+def _run_timeout() -> timedelta:
+    return timedelta(seconds=getattr(settings, "LOUPE_QUALITY_RUN_TIMEOUT", 3600))
+
+
+# --- requesting runs --------------------------------------------------------------------------
+
+def _enqueue(run_id: int) -> None:
+    quality_run_task.delay(run_id)
+
+
+@transaction.atomic
+def quality_run_request(*, project_id: int, requested_by=None, trigger: str = QualityTrigger.MANUAL) -> QualityRun:
+    """Queue a run for the project (the task starts after commit). Raises Conflict when one is
+    already queued or running: the database constraint decides, so two requests at once start one."""
+    try:
+        with transaction.atomic():
+            run = QualityRun.objects.create(
+                project_id=project_id, requested_by=requested_by, trigger=trigger, seed=secrets.randbelow(2**31)
+            )
+    except IntegrityError:
+        active = QualityRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATUSES).order_by("id").first()
+        if active is None:  # it finished between our insert and this read: a retry will succeed
+            raise Conflict("Another quality run was being queued for this project; try again.", code="run_in_progress")
+        raise Conflict(
+            f"Quality run #{active.pk} is already {active.status} for this project.",
+            code="run_in_progress", fields={"run_id": active.pk},
+        )
+    _settings_row(project_id)
+    QualitySettings.objects.filter(project_id=project_id).update(disputed_since_run=0)
+    transaction.on_commit(partial(_enqueue, run.pk))
+    return run
+
+
+def _settings_row(project_id: int) -> None:
+    if QualitySettings.objects.filter(project_id=project_id).exists():
+        return
+    try:
+        with transaction.atomic():
+            QualitySettings.objects.create(project_id=project_id)
+    except IntegrityError:
+        pass  # created concurrently
+
+
+@transaction.atomic
+def quality_on_item_disputed(*, project_id: int, count: int = 1) -> QualityRun | None:
+    """Called by the annotation service when an item becomes disputed (inside its transaction).
+    Counts new disputed items and queues a run (after commit) once the project's setting is reached;
+    returns that run, or None."""
+    _settings_row(project_id)
+    QualitySettings.objects.filter(project_id=project_id).update(disputed_since_run=F("disputed_since_run") + count)
+    threshold, pending = QualitySettings.objects.filter(project_id=project_id).values_list(
+        "auto_run_after_disputed", "disputed_since_run"
+    ).get()
+    if not threshold or pending < threshold:
+        return None
+    try:
+        return quality_run_request(project_id=project_id, trigger=QualityTrigger.AUTO)
+    except Conflict:
+        return None  # a run is already queued or running; the next disputed item tries again
+
+
+@transaction.atomic
+def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -> QualitySettings:
+    if not isinstance(auto_run_after_disputed, int) or isinstance(auto_run_after_disputed, bool) or not 0 <= auto_run_after_disputed <= 1_000_000:
+        from labeling.errors import ValidationFailed
+
+        raise ValidationFailed(
+            "auto_run_after_disputed must be an integer from 0 (off) to 1,000,000.",
+            fields={"auto_run_after_disputed": ["Must be an integer from 0 to 1000000."]},
+        )
+    _settings_row(project.pk)
+    row = QualitySettings.objects.select_for_update().get(project=project)
+    row.auto_run_after_disputed = auto_run_after_disputed
+    row.save(update_fields=["auto_run_after_disputed", "updated_at"])
+    return row
+
+
+def quality_runs_recover() -> dict:
+    """Periodic sweep: re-send queued runs whose message may be lost, fail runs that outlived the
+    timeout (their worker died). Safe to run any time: claiming a run is atomic."""
+    now = timezone.now()
+    stuck = QualityRun.objects.filter(status=QualityRunStatus.RUNNING, started_at__lt=now - _run_timeout())
+    failed = stuck.update(status=QualityRunStatus.FAILED, finished_at=now,
+                          error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT (worker lost?).")
+    resent = 0
+    for run_id in QualityRun.objects.filter(status=QualityRunStatus.QUEUED, created_at__lt=now - timedelta(minutes=5)).values_list("pk", flat=True):
+        _enqueue(run_id)
+        resent += 1
+    return {"failed": failed, "resent": resent}
+
+
+# --- phase 1: the snapshot ----------------------------------------------------------------------
+
+@dataclass
+class Snapshot:
+    project_id: int
+    label_keys: list[str]
+    snapshot_at: object
+    max_annotation_id: int | None
+    item_ids: np.ndarray            # N, sorted
+    annotator_ids: np.ndarray       # M, sorted
+    labels: np.ndarray              # N × M float (NaN = not labeled)
+    n_annotations: int
+    n_ignored: int
+    status: np.ndarray              # N object
+    required: np.ndarray            # N int
+    annotation_count: np.ndarray    # N int
+    gt_label: np.ndarray            # N object ("" = none)
+    gt_method: np.ndarray           # N object ("" = none)
+    prod_probs: np.ndarray | None   # N × K when every item has a usable production prediction
+    model_versions: list[str] = field(default_factory=list)
+    texts: list[str] | None = None
+    numeric: np.ndarray | None = None
+    annotator_members: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def _tables():
+    return {
+        "a": Annotation._meta.db_table, "i": Item._meta.db_table, "g": GroundTruth._meta.db_table,
+        "p": Prediction._meta.db_table,
+    }
+
+
+def quality_snapshot_read(*, project_id: int) -> Snapshot:
+    """Read everything a run needs in one consistent snapshot (see the module doc)."""
+    outermost = connection.get_autocommit()
+    with transaction.atomic():
+        if outermost and is_postgres():
+            with connection.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _read_snapshot(project_id)
+
+
+def _read_snapshot(project_id: int) -> Snapshot:
+    t = _tables()
+    label_keys = list(LabelClass.objects.filter(project_id=project_id).order_by("position", "id").values_list("key", flat=True))
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute("SELECT now()")
+            snapshot_at = cur.fetchone()[0]
+        else:
+            snapshot_at = timezone.now()
+        cur.execute(
+            f"SELECT max(a.id) FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id WHERE i.project_id = %s", [project_id]
+        )
+        max_annotation_id = cur.fetchone()[0]
+
+    ann = read_frame(
+        f"SELECT a.item_id, a.annotator_id, a.label FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id "
+        f"WHERE i.project_id = %s",
+        [project_id], {"item_id": "int64", "annotator_id": "int64", "label": "str"},
+    )
+    n_annotations = len(ann)
+    codes = pd.Categorical(ann["label"], categories=label_keys).codes.astype(np.int64)
+    known = codes >= 0
+    n_ignored = int((~known).sum())
+    item_col = ann["item_id"].to_numpy()[known]
+    annot_col = ann["annotator_id"].to_numpy()[known]
+    codes = codes[known]
+    del ann
+
+    item_ids, item_idx = np.unique(item_col, return_inverse=True)
+    annotator_ids, annot_idx = np.unique(annot_col, return_inverse=True)
+    labels = np.full((len(item_ids), len(annotator_ids)), np.nan)
+    labels[item_idx, annot_idx] = codes
+
+    items = read_frame(
+        f"SELECT i.id, i.status, i.required_annotations, i.annotation_count, g.label, g.method "
+        f"FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id "
+        f"WHERE i.project_id = %s AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id) ORDER BY i.id",
+        [project_id],
+        {"id": "int64", "status": "str", "required": "int64", "count": "int64", "gt_label": "str", "gt_method": "str"},
+    )
+    items = items.set_index("id").reindex(item_ids)
+    n = len(item_ids)
+
+    prod_probs, versions = _read_predictions(project_id, item_ids, label_keys)
+    texts = numeric = None
+    if prod_probs is None and n:
+        texts, numeric = _read_features(project_id, item_ids)
+
+    members = np.array(
+        sorted(Membership.objects.filter(project_id=project_id, role__in=ANNOTATING_ROLES).values_list("user_id", flat=True)),
+        dtype=np.int64,
+    )
+    return Snapshot(
+        project_id=project_id, label_keys=label_keys, snapshot_at=snapshot_at, max_annotation_id=max_annotation_id,
+        item_ids=item_ids, annotator_ids=annotator_ids, labels=labels, n_annotations=n_annotations, n_ignored=n_ignored,
+        status=items["status"].fillna("").to_numpy(dtype=object) if n else np.zeros(0, dtype=object),
+        required=items["required"].fillna(0).to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64),
+        annotation_count=items["count"].fillna(0).to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64),
+        gt_label=items["gt_label"].fillna("").to_numpy(dtype=object) if n else np.zeros(0, dtype=object),
+        gt_method=items["gt_method"].fillna("").to_numpy(dtype=object) if n else np.zeros(0, dtype=object),
+        prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric, annotator_members=members,
+    )
+
+
+def _read_predictions(project_id, item_ids, label_keys):
+    """The newest prediction with probabilities per scored item, as N × K; None unless every item has
+    one covering every label."""
+    n, k = len(item_ids), len(label_keys)
+    if n == 0 or k == 0:
+        return None, []
+    t = _tables()
+    if is_postgres():
+        cols = ", ".join("(p.probabilities ->> %s)::float8" for _ in label_keys)
+        frame = read_frame(
+            f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, {cols} FROM {t['p']} p "
+            f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
+            f"AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = p.item_id) "
+            f"ORDER BY p.item_id, p.predicted_at DESC, p.id DESC",
+            [*label_keys, project_id],
+            {"item_id": "int64", "model_version": "str", **{f"p{j}": "float64" for j in range(k)}},
+        )
+        if len(frame) < n:
+            return None, []
+        frame = frame.set_index("item_id").reindex(item_ids)
+        probs = frame[[f"p{j}" for j in range(k)]].to_numpy(dtype=float)
+        versions = frame["model_version"]
+    else:
+        latest = {}
+        for item_id, mv, probs in (
+            Prediction.objects.filter(item__project_id=project_id, item_id__in=item_ids.tolist(), probabilities__isnull=False)
+            .order_by("item_id", "predicted_at", "id").values_list("item_id", "model_version", "probabilities")
+        ):
+            latest[item_id] = (mv, probs)
+        if len(latest) < n:
+            return None, []
+        probs = np.array([[_prob(latest[i][1], key) for key in label_keys] for i in item_ids.tolist()], dtype=float)
+        versions = pd.Series([latest[i][0] for i in item_ids.tolist()])
+    if np.isnan(probs).any() or (probs < 0).any() or (probs.sum(axis=1) <= 0).any():
+        return None, []
+    counts = versions.value_counts()
+    return probs, [str(v) for v in counts.index[:10]]
+
+
+def _prob(probs, key):
+    value = probs.get(key) if isinstance(probs, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
+def _read_features(project_id, item_ids):
+    """Payload text, or numeric payload fields, for the out-of-sample model."""
+    payloads = dict(
+        Item.objects.filter(project_id=project_id, pk__in=item_ids.tolist()).values_list("pk", "payload").iterator(chunk_size=5000)
+    )
+    rows = [payloads.get(int(i)) or {} for i in item_ids]
+    texts = [r.get("text") if isinstance(r.get("text"), str) else "" for r in rows]
+    if sum(1 for s in texts if s.strip()) >= max(1, len(rows) // 2):
+        return texts, None
+    key_counts = {}
+    for r in rows:
+        for key, value in r.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                key_counts[key] = key_counts.get(key, 0) + 1
+    keys = sorted(k for k, c in key_counts.items() if c >= max(1, len(rows) // 2))[:200]
+    if not keys:
+        return None, None
+    numeric = np.array(
+        [[float(r[k]) if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) else np.nan for k in keys] for r in rows]
+    )
+    numeric[~np.isfinite(numeric)] = np.nan
+    return None, numeric
+
+
+# --- phase 2: scoring ---------------------------------------------------------------------------
+
+def snapshot_pred_probs(snap: Snapshot, *, seed: int) -> tuple[np.ndarray, str]:
+    """pred_probs for the snapshot's items and where they came from."""
+    k = len(snap.label_keys)
+    if snap.prod_probs is not None:
+        return consensus.normalize_pred_probs(snap.prod_probs), PredProbsSource.PRODUCTION
+    rng = np.random.default_rng(seed)
+    train = consensus.majority_vote(snap.labels, k, rng=rng)
+    if snap.texts is not None:
+        probs = consensus.crossval_pred_probs(train_labels=train, n_classes=k, texts=snap.texts, seed=seed)
+        if probs is not None:
+            return probs, PredProbsSource.CROSSVAL_TEXT
+    if snap.numeric is not None:
+        probs = consensus.crossval_pred_probs(train_labels=train, n_classes=k, numeric=snap.numeric, seed=seed)
+        if probs is not None:
+            return probs, PredProbsSource.CROSSVAL_NUMERIC
+    return consensus.class_prior_pred_probs(train, k, len(train), rng=rng), PredProbsSource.CLASS_PRIOR
+
+
+# --- phase 3: outcomes ---------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    outcome: np.ndarray       # N object (QualityOutcome values)
+    actionable: np.ndarray    # N bool: needs a locked write (or a check that nothing changed)
+
+
+def plan_outcomes(snap: Snapshot, scores: consensus.CrowdScores, *, accept_threshold: float, max_annotations: int) -> Plan:
+    """What the run would do with each item, judged on the snapshot (re-checked under lock at write)."""
+    n = len(snap.item_ids)
+    outcome = np.full(n, QualityOutcome.PENDING.value, dtype=object)
+    status = snap.status
+    labeled = ~np.isnan(snap.labels)
+    # Annotators of the project who have not labeled the item yet (someone must be able to take it).
+    if len(snap.annotator_members):
+        member_cols = np.isin(snap.annotator_ids, snap.annotator_members)
+        already = labeled[:, member_cols].sum(axis=1)
+    else:
+        already = np.zeros(n, dtype=np.int64)
+    can_reopen = (snap.required < max_annotations) & (len(snap.annotator_members) - already > 0)
+    # Accept only a label that some annotator chose (CROWDLAB may prefer the model's class).
+    good = (scores.quality >= accept_threshold) & (scores.agreement > 0) & ~scores.label_issue
+    low_outcome = np.where(can_reopen, QualityOutcome.REOPENED.value, QualityOutcome.REVIEW.value)
+
+    disputed = status == ItemStatus.DISPUTED
+    outcome[disputed] = np.where(good[disputed], QualityOutcome.ACCEPTED.value, low_outcome[disputed])
+
+    resolved = status == ItemStatus.RESOLVED
+    outcome[resolved] = QualityOutcome.KEPT.value
+    # A single annotator's label that cleanlab doubts (no human agreed with it): ask again or review.
+    single_doubt = resolved & (scores.num_annotations == 1) & ~good & np.isin(
+        snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value]
+    )
+    outcome[single_doubt] = low_outcome[single_doubt]
+    outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
+    actionable = disputed | single_doubt
+    return Plan(outcome=outcome, actionable=actionable)
+
+
+def _result_row(run_id, snap, scores, i, outcome):
+    return (
+        run_id, int(snap.item_ids[i]), snap.label_keys[int(scores.consensus[i])], float(scores.quality[i]),
+        float(scores.agreement[i]), int(scores.num_annotations[i]), float(scores.active_learning[i]),
+        bool(scores.label_issue[i]), outcome,
+    )
+
+
+RESULT_FIELDS = [
+    "run_id", "item_id", "consensus_label", "quality", "agreement", "num_annotations", "active_learning_score",
+    "label_issue", "outcome",
+]
+
+
+def _write_passive(run_id, snap, scores, plan) -> None:
+    idx = np.nonzero(~plan.actionable)[0]
+    if len(idx):
+        with transaction.atomic():
+            insert_rows(QualityItemResult, RESULT_FIELDS, (_result_row(run_id, snap, scores, i, plan.outcome[i]) for i in idx))
+
+
+def _write_actionable(run, snap, scores, plan) -> None:
+    idx = np.nonzero(plan.actionable)[0]
+    for start in range(0, len(idx), WRITE_CHUNK):
+        _write_chunk(run, snap, scores, plan, idx[start:start + WRITE_CHUNK])
+
+
+@transaction.atomic
+def _write_chunk(run, snap, scores, plan, idx) -> None:
+    ids = [int(x) for x in snap.item_ids[idx]]
+    current = {
+        row[0]: row[1:]
+        for row in Item.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk").values_list(
+            "pk", "status", "required_annotations", "annotation_count", "ground_truth__label", "ground_truth__method"
+        )
+    }
+    now = timezone.now()
+    decisions, reopen, to_review, results = [], [], [], []
+    for i in idx:
+        item_id = int(snap.item_ids[i])
+        then = (snap.status[i], int(snap.required[i]), int(snap.annotation_count[i]), snap.gt_label[i] or None, snap.gt_method[i] or None)
+        outcome = plan.outcome[i]
+        if current.get(item_id) != then:
+            outcome = QualityOutcome.STALE.value  # a person acted after the snapshot: their decision stands
+        elif outcome == QualityOutcome.ACCEPTED:
+            row = snap.labels[i]
+            agreeing = snap.annotator_ids[row == scores.consensus[i]]
+            decisions.append(Decision(
+                item_id=item_id, label=snap.label_keys[int(scores.consensus[i])], method=GroundTruthMethod.CONSENSUS,
+                score=float(scores.quality[i]), annotators=tuple(int(a) for a in agreeing), source=f"quality-run:{run.pk}",
+            ))
+        elif outcome == QualityOutcome.REOPENED:
+            reopen.append((item_id, float(scores.active_learning[i])))
+        elif outcome == QualityOutcome.REVIEW and snap.status[i] != ItemStatus.DISPUTED:
+            to_review.append(item_id)
+        results.append(_result_row(run.pk, snap, scores, i, outcome))
+    if decisions:
+        ground_truth_set_many(project_id=snap.project_id, decisions=decisions)
+    if reopen:
+        _reopen(reopen, now)
+    if to_review:
+        Item.objects.filter(pk__in=to_review).update(status=ItemStatus.DISPUTED, updated_at=now)
+    insert_rows(QualityItemResult, RESULT_FIELDS, results)
+
+
+def _reopen(pairs, now) -> None:
+    """One more annotation: required_annotations + 1, back to open, served in ActiveLab order."""
+    if is_postgres():
+        table = Item._meta.db_table
+        with connection.cursor() as cur:
+            cur.execute(
+                f"UPDATE {table} AS i SET status = %s, required_annotations = i.required_annotations + 1, "
+                f"reopen_rank = v.rank, updated_at = %s FROM unnest(%s::bigint[], %s::float8[]) AS v(id, rank) "
+                f"WHERE i.id = v.id",
+                [ItemStatus.OPEN.value, now, [p[0] for p in pairs], [p[1] for p in pairs]],
+            )
+        return
+    for item_id, rank in pairs:
+        Item.objects.filter(pk=item_id).update(
+            status=ItemStatus.OPEN, required_annotations=F("required_annotations") + 1, reopen_rank=rank, updated_at=now
+        )
+
+
+@transaction.atomic
+def _write_annotator_stats(run_id, snap, scores) -> None:
+    QualityAnnotatorStat.objects.filter(run_id=run_id).delete()
+    rows = []
+    for j, user_id in enumerate(snap.annotator_ids.tolist()):
+        q = scores.annotator_quality[j]
+        agr = scores.annotator_agreement[j]
+        worst = int(scores.annotator_worst_class[j])
+        rows.append(QualityAnnotatorStat(
+            run_id=run_id, annotator_id=user_id, quality=None if not np.isfinite(q) else float(q),
+            agreement_with_consensus=None if not np.isfinite(agr) else float(agr),
+            worst_class=snap.label_keys[worst] if 0 <= worst < len(snap.label_keys) else "",
+            num_labeled=int(scores.annotator_num_labeled[j]),
+        ))
+    QualityAnnotatorStat.objects.bulk_create(rows, batch_size=1000)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+def _claim(run_id: int) -> QualityRun | None:
+    """queued -> running, atomically: a duplicate or redelivered task message finds nothing to do."""
+    claimed = QualityRun.objects.filter(pk=run_id, status=QualityRunStatus.QUEUED).update(
+        status=QualityRunStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1, error=""
+    )
+    if not claimed:
+        return None
+    return QualityRun.objects.select_related("project").get(pk=run_id)
+
+
+def quality_run_execute(*, run_id: int) -> QualityRun | None:
+    """Run a queued quality run to completion (or failure, with the error on the run). Idempotent:
+    a run that is not queued is left alone. Returns the run, or None if there was nothing to do."""
+    if not QualityRun.objects.filter(pk=run_id).exists():
+        raise NotFound(f"Quality run #{run_id} does not exist.")
+    run = _claim(run_id)
+    if run is None:
+        return None
+    started = time.perf_counter()
+    timings = {}
+    try:
+        project = run.project
+        t = time.perf_counter()
+        snap = quality_snapshot_read(project_id=project.pk)
+        timings["seconds_read"] = time.perf_counter() - t
+        base = {
+            "snapshot_at": snap.snapshot_at, "snapshot_max_annotation_id": snap.max_annotation_id,
+            "n_annotations": snap.n_annotations, "n_annotators": len(snap.annotator_ids),
+            "n_ignored_annotations": snap.n_ignored, "accept_threshold": project.accept_threshold,
+        }
+        if len(snap.item_ids) == 0:
+            _finish(run, started, timings, method=QualityMethod.NONE, **base)
+            return QualityRun.objects.get(pk=run_id)
+        t = time.perf_counter()
+        pred_probs, source = snapshot_pred_probs(snap, seed=run.seed)
+        timings["seconds_pred_probs"] = time.perf_counter() - t
+        t = time.perf_counter()
+        scores = consensus.score_crowd(snap.labels, pred_probs, seed=run.seed)
+        timings["seconds_cleanlab"] = time.perf_counter() - t
+        t = time.perf_counter()
+        plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
+                             max_annotations=project.max_annotations_per_item)
+        _write_passive(run.pk, snap, scores, plan)
+        _write_actionable(run, snap, scores, plan)
+        _write_annotator_stats(run.pk, snap, scores)
+        timings["seconds_write"] = time.perf_counter() - t
+        _finish(run, started, timings, method=scores.method, pred_probs_source=source,
+                model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)
+    except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
+        logger.exception("quality run %s failed", run_id)
+        QualityRun.objects.filter(pk=run_id).update(
+            status=QualityRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now(),
+            seconds_total=time.perf_counter() - started, **timings,
+        )
+    return QualityRun.objects.get(pk=run_id)
+
+
+def _finish(run, started, timings, **fields) -> None:
+    agg = QualityItemResult.objects.filter(run_id=run.pk).aggregate(
+        scored=Count("id"), mean_quality=Avg("quality"),
+        auto_accepted=Count("id", filter=Q(outcome=QualityOutcome.ACCEPTED)),
+        to_review=Count("id", filter=Q(outcome=QualityOutcome.REVIEW)),
+        reopened_for_more=Count("id", filter=Q(outcome=QualityOutcome.REOPENED)),
+        skipped_stale=Count("id", filter=Q(outcome=QualityOutcome.STALE)),
+        label_issues=Count("id", filter=Q(label_issue=True)),
+    )
+    with transaction.atomic():
+        QualityRun.objects.filter(pk=run.pk).update(
+            status=QualityRunStatus.DONE, finished_at=timezone.now(), seconds_total=time.perf_counter() - started,
+            **timings, **agg, **fields,
+        )
+        # Disputes that arrived while this run worked may already call for the next one.
+        threshold_reached = QualitySettings.objects.filter(
+            project_id=run.project_id, auto_run_after_disputed__gt=0,
+            disputed_since_run__gte=F("auto_run_after_disputed"),
+        ).exists()
+    if threshold_reached:
+        try:
+            quality_run_request(project_id=run.project_id, trigger=QualityTrigger.AUTO)
+        except Conflict:
+            pass
+
+
+# --- demo data ----------------------------------------------------------------------------------
+
+DEMO_ANNOTATORS = (("demo-annotator", 0.92), ("demo-annotator2", 0.8), ("demo-annotator3", 0.62))
+DEMO_ITEMS = 40
+
+
+def quality_demo_load(*, project: Project) -> QualityRun | None:
+    """Demo data for review and quality: the three demo annotators label the project's last 40 items
+    (some agree, some not; a few are three-way splits), then one quality run scores them, which
+    accepts the clear consensus and leaves the doubtful items in the review queue. Idempotent:
+    does nothing once those items have annotations."""
+    import random
+
+    from django.contrib.auth import get_user_model
+
+    from labeling.management.commands.loupe_demo import PHRASES
+
+    users = {u.username: u for u in get_user_model().objects.filter(username__in=[name for name, _ in DEMO_ANNOTATORS])}
+    if len(users) < len(DEMO_ANNOTATORS):
+        return None
+    items = list(Item.objects.filter(project=project).order_by("-id")[:DEMO_ITEMS])
+    if not items or Annotation.objects.filter(item__in=items).exists():
+        return None
+    keys = list(LabelClass.objects.filter(project=project).order_by("position", "id").values_list("key", flat=True))
+    rng = random.Random(11)
+    rows, decisions, disputed = [], [], []
+    with transaction.atomic():
+        for n, item in enumerate(sorted(items, key=lambda it: it.pk)):
+            true = next((k for k, phrases in PHRASES.items() if any(p in item.text for p in phrases)), rng.choice(keys))
+            if n % 9 == 4:  # a genuinely unclear ticket: everyone says something else
+                chosen = rng.sample(keys, len(DEMO_ANNOTATORS))
+            else:
+                chosen = [true if rng.random() < acc else rng.choice([k for k in keys if k != true]) for _, acc in DEMO_ANNOTATORS]
+            for (name, _), label in zip(DEMO_ANNOTATORS, chosen):
+                rows.append(Annotation(item=item, annotator=users[name], label=label, seconds_spent=round(rng.uniform(3, 40), 1)))
+            if len(set(chosen)) == 1:
+                decisions.append(Decision(item.pk, chosen[0], GroundTruthMethod.UNANIMOUS,
+                                          annotators=tuple(users[name].pk for name, _ in DEMO_ANNOTATORS)))
+            else:
+                disputed.append(item.pk)
+        Annotation.objects.bulk_create(rows)
+        Item.objects.filter(pk__in=[it.pk for it in items]).update(annotation_count=len(DEMO_ANNOTATORS))
+        Item.objects.filter(pk__in=disputed).update(status=ItemStatus.DISPUTED)
+        if decisions:
+            ground_truth_set_many(project_id=project.pk, decisions=decisions)
+    try:
+        run = quality_run_request(project_id=project.pk, trigger=QualityTrigger.MANUAL)
+    except Conflict:
+        return None
+    quality_run_execute(run_id=run.pk)  # (already done if tasks run in-process: then this is a no-op)
+    return QualityRun.objects.get(pk=run.pk)
