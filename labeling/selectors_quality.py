@@ -214,7 +214,7 @@ def project_agreement(*, project) -> dict:
         f"SELECT a.item_id, a.annotator_id, a.label FROM {t_a} a JOIN {t_i} i ON i.id = a.item_id WHERE i.project_id = %s",
         [project.pk], {"item_id": "int64", "annotator_id": "int64", "label": "str"},
     )
-    codes = pd.Categorical(frame["label"], categories=keys).codes.astype(np.int64)
+    codes = pd.Index(keys).get_indexer(frame["label"]).astype(np.int64)
     ok = codes >= 0
     item_ids, item_idx = np.unique(frame["item_id"].to_numpy()[ok], return_inverse=True)
     annot_ids, annot_idx = np.unique(frame["annotator_id"].to_numpy()[ok], return_inverse=True)

@@ -224,7 +224,7 @@ def _read_snapshot(project_id: int) -> Snapshot:
         [project_id], {"item_id": "int64", "annotator_id": "int64", "label": "str"},
     )
     n_annotations = len(ann)
-    codes = pd.Categorical(ann["label"], categories=label_keys).codes.astype(np.int64)
+    codes = pd.Index(label_keys).get_indexer(ann["label"]).astype(np.int64)  # -1: not a label any more
     known = codes >= 0
     n_ignored = int((~known).sum())
     item_col = ann["item_id"].to_numpy()[known]
