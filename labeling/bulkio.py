@@ -1,15 +1,15 @@
-"""Bulk reads into pandas and bulk inserts, for code that touches hundreds of thousands of rows.
+"""Bulk reads into NumPy and bulk writes from NumPy, for code that touches hundreds of thousands of rows.
 
-On PostgreSQL both go through COPY (psycopg 3): a query's rows stream out as CSV that pandas parses
-in C, and rows stream in without building model instances. Elsewhere (SQLite, the zero-setup
-default) they fall back to a cursor and to bulk_create in batches.
+On PostgreSQL a query's numeric columns come back as one row of `array_agg(...)::text` per column,
+parsed by NumPy in C (fetching rows one by one, or COPY's one-message-per-row protocol, costs more
+in Python than the query itself); writes send whole columns as array literals to one
+`INSERT ... SELECT FROM unnest(...)` or `UPDATE ... FROM unnest(...)`. Elsewhere (SQLite, the
+zero-setup default) the same functions fall back to a cursor and to bulk_create.
 """
 
 from __future__ import annotations
 
-import io
-
-import pandas as pd
+import numpy as np
 from django.db import connection
 
 
@@ -17,69 +17,45 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def read_frame(sql: str, params: list, columns: dict[str, str]) -> pd.DataFrame:
-    """Run `sql` (placeholders %s) and return its rows as a DataFrame with the given dtypes
-    (`columns` maps name -> pandas dtype, in the query's column order)."""
+def read_columns(sql: str, params: list, columns: dict[str, type]) -> dict[str, np.ndarray]:
+    """Run `sql` (placeholders %s; numeric, non-null columns in `columns` order, ints or floats; a
+    float column may be NULL -> NaN) and return one NumPy array per column."""
     names = list(columns)
     if is_postgres():
-        buf = io.BytesIO()
+        aggs = ", ".join(f"array_agg(s.{n})::text" for n in names)
         with connection.cursor() as cur:
-            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-                for block in copy:
-                    buf.write(block)
-        if buf.tell() == 0:
-            return _empty(columns)
-        buf.seek(0)
-        return pd.read_csv(buf, header=None, names=names, dtype=_csv_dtypes(columns), keep_default_na=False,
-                           na_values=[""], engine="c")
+            cur.execute(f"SELECT {aggs} FROM ({sql}) AS s({', '.join(names)})", params)
+            row = cur.fetchone()
+        out = {}
+        for name, text in zip(names, row):
+            dtype = columns[name]
+            if text is None:
+                out[name] = np.zeros(0, dtype=dtype)
+            else:
+                body = text[1:-1].replace("NULL", "NaN")
+                out[name] = np.fromstring(body, sep=",", dtype=float if dtype is float else dtype) if body else np.zeros(0, dtype=dtype)
+        return out
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
     if not rows:
-        return _empty(columns)
-    frame = pd.DataFrame.from_records(rows, columns=names)
-    return frame.astype({k: v for k, v in columns.items() if v not in ("str",)})
+        return {n: np.zeros(0, dtype=columns[n]) for n in names}
+    return {
+        n: np.array([np.nan if r[j] is None else r[j] for r in rows], dtype=columns[n]) for j, n in enumerate(names)
+    }
 
 
-def _csv_dtypes(columns):
-    out = {}
-    for k, v in columns.items():
-        out[k] = object if v == "str" else v
-    return out
+def array_literal(values) -> str:
+    """A PostgreSQL array literal ({1,2,3}) for a 1-D NumPy array of numbers or booleans."""
+    arr = np.asarray(values)
+    if arr.dtype == bool:
+        return "{" + ",".join(np.where(arr, "t", "f").tolist()) + "}"
+    return "{" + ",".join(arr.astype(str).tolist()) + "}"
 
 
-def _empty(columns) -> pd.DataFrame:
-    return pd.DataFrame({k: pd.Series([], dtype=object if v == "str" else v) for k, v in columns.items()})
-
-
-def insert_rows(model, fields: list[str], rows, *, batch_size: int = 5000) -> int:
-    """Insert tuples (values in `fields` order, concrete column attnames such as `run_id`) into
-    `model`'s table. COPY on PostgreSQL, bulk_create in batches elsewhere. Returns the row count."""
-    table = model._meta.db_table
-    n = 0
-    if is_postgres():
-        cols = ", ".join(connection.ops.quote_name(model._meta.get_field(_field_name(model, f)).column) for f in fields)
-        with connection.cursor() as cur:
-            with cur.cursor.copy(f"COPY {connection.ops.quote_name(table)} ({cols}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-                    n += 1
-        return n
-    batch = []
-    for row in rows:
-        batch.append(model(**dict(zip(fields, row))))
-        if len(batch) >= batch_size:
-            model.objects.bulk_create(batch)
-            n += len(batch)
-            batch = []
-    if batch:
-        model.objects.bulk_create(batch)
-        n += len(batch)
-    return n
-
-
-def _field_name(model, attname: str) -> str:
-    for f in model._meta.concrete_fields:
-        if f.attname == attname:
-            return f.name
-    return attname
+def label_case(column: str, keys: list[str]) -> tuple[str, list]:
+    """SQL mapping a text column to its index in `keys` (-1 when absent), portable to SQLite."""
+    if not keys:
+        return "-1", []
+    whens = " ".join("WHEN %s THEN " + str(i) for i in range(len(keys)))
+    return f"(CASE {column} {whens} ELSE -1 END)", list(keys)

@@ -15,7 +15,7 @@ from django.db.models import Count, F
 from django.db.models.functions import Floor
 
 from labeling import consensus
-from labeling.bulkio import is_postgres, read_frame
+from labeling.bulkio import is_postgres, label_case, read_columns
 from labeling.errors import NotFound
 from labeling.models import (
     Annotation,
@@ -187,18 +187,20 @@ def annotator_table(*, project) -> list[dict]:
 def _median_seconds(project) -> dict:
     t_a, t_i = Annotation._meta.db_table, Item._meta.db_table
     if is_postgres():
-        frame = read_frame(
+        cols = read_columns(
             f"SELECT a.annotator_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY a.seconds_spent) FROM {t_a} a "
             f"JOIN {t_i} i ON i.id = a.item_id WHERE i.project_id = %s AND a.seconds_spent IS NOT NULL GROUP BY a.annotator_id",
-            [project.pk], {"annotator_id": "int64", "median": "float64"},
+            [project.pk], {"annotator_id": np.int64, "median": float},
         )
-        return dict(zip(frame["annotator_id"].tolist(), frame["median"].tolist()))
-    frame = read_frame(
+        return dict(zip(cols["annotator_id"].tolist(), cols["median"].tolist()))
+    cols = read_columns(
         f"SELECT a.annotator_id, a.seconds_spent FROM {t_a} a JOIN {t_i} i ON i.id = a.item_id "
         f"WHERE i.project_id = %s AND a.seconds_spent IS NOT NULL",
-        [project.pk], {"annotator_id": "int64", "seconds": "float64"},
+        [project.pk], {"annotator_id": np.int64, "seconds": float},
     )
-    return frame.groupby("annotator_id")["seconds"].median().to_dict() if len(frame) else {}
+    if not len(cols["annotator_id"]):
+        return {}
+    return pd.Series(cols["seconds"]).groupby(cols["annotator_id"]).median().to_dict()
 
 
 # --- agreement ------------------------------------------------------------------------------------
@@ -210,15 +212,15 @@ def project_agreement(*, project) -> dict:
     keys = list(LabelClass.objects.filter(project=project).order_by("position", "id").values_list("key", flat=True))
     k = len(keys)
     t_a, t_i = Annotation._meta.db_table, Item._meta.db_table
-    frame = read_frame(
-        f"SELECT a.item_id, a.annotator_id, a.label FROM {t_a} a JOIN {t_i} i ON i.id = a.item_id WHERE i.project_id = %s",
-        [project.pk], {"item_id": "int64", "annotator_id": "int64", "label": "str"},
+    label_sql, label_params = label_case("a.label", keys)
+    cols = read_columns(
+        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {t_a} a JOIN {t_i} i ON i.id = a.item_id WHERE i.project_id = %s",
+        [*label_params, project.pk], {"item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
     )
-    codes = pd.Index(keys).get_indexer(frame["label"]).astype(np.int64)
-    ok = codes >= 0
-    item_ids, item_idx = np.unique(frame["item_id"].to_numpy()[ok], return_inverse=True)
-    annot_ids, annot_idx = np.unique(frame["annotator_id"].to_numpy()[ok], return_inverse=True)
-    codes = codes[ok]
+    ok = cols["label"] >= 0
+    item_ids, item_idx = np.unique(cols["item_id"][ok], return_inverse=True)
+    annot_ids, annot_idx = np.unique(cols["annotator_id"][ok], return_inverse=True)
+    codes = cols["label"][ok]
     counts = np.zeros((len(item_ids), k), dtype=np.int64)
     np.add.at(counts, (item_idx, codes), 1)
     per_item = counts.sum(axis=1)

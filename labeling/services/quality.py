@@ -36,7 +36,7 @@ from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
 from labeling import consensus
-from labeling.bulkio import insert_rows, is_postgres, read_frame
+from labeling.bulkio import array_literal, is_postgres, label_case, read_columns
 from labeling.errors import Conflict, NotFound
 from labeling.models import (
     ACTIVE_RUN_STATUSES,
@@ -164,6 +164,10 @@ def quality_runs_recover() -> dict:
 
 # --- phase 1: the snapshot ----------------------------------------------------------------------
 
+STATUSES = list(ItemStatus.values)
+METHODS = list(GroundTruthMethod.values)
+
+
 @dataclass
 class Snapshot:
     project_id: int
@@ -175,11 +179,12 @@ class Snapshot:
     labels: np.ndarray              # N × M float (NaN = not labeled)
     n_annotations: int
     n_ignored: int
-    status: np.ndarray              # N object
+    status: np.ndarray              # N object (ItemStatus values)
     required: np.ndarray            # N int
     annotation_count: np.ndarray    # N int
     gt_label: np.ndarray            # N object ("" = none)
     gt_method: np.ndarray           # N object ("" = none)
+    version: np.ndarray             # N int: the row's xmin on PostgreSQL (any update changes it), else 0
     prod_probs: np.ndarray | None   # N × K when every item has a usable production prediction
     model_versions: list[str] = field(default_factory=list)
     texts: list[str] | None = None
@@ -218,38 +223,43 @@ def _read_snapshot(project_id: int) -> Snapshot:
         )
         max_annotation_id = cur.fetchone()[0]
 
-    ann = read_frame(
-        f"SELECT a.item_id, a.annotator_id, a.label FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id "
+    label_sql, label_params = label_case("a.label", label_keys)
+    ann = read_columns(
+        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id "
         f"WHERE i.project_id = %s",
-        [project_id], {"item_id": "int64", "annotator_id": "int64", "label": "str"},
+        [*label_params, project_id], {"item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
     )
-    n_annotations = len(ann)
-    codes = pd.Index(label_keys).get_indexer(ann["label"]).astype(np.int64)  # -1: not a label any more
+    codes = ann["label"]
     known = codes >= 0
-    n_ignored = int((~known).sum())
-    item_col = ann["item_id"].to_numpy()[known]
-    annot_col = ann["annotator_id"].to_numpy()[known]
-    codes = codes[known]
-    del ann
-
-    item_ids, item_idx = np.unique(item_col, return_inverse=True)
-    annotator_ids, annot_idx = np.unique(annot_col, return_inverse=True)
+    n_annotations, n_ignored = len(codes), int((~known).sum())
+    item_ids, item_idx = np.unique(ann["item_id"][known], return_inverse=True)
+    annotator_ids, annot_idx = np.unique(ann["annotator_id"][known], return_inverse=True)
     labels = np.full((len(item_ids), len(annotator_ids)), np.nan)
-    labels[item_idx, annot_idx] = codes
+    labels[item_idx, annot_idx] = codes[known]
+    del ann, codes, known, item_idx, annot_idx
 
-    items = read_frame(
-        f"SELECT i.id, i.status, i.required_annotations, i.annotation_count, g.label, g.method "
+    status_sql, status_params = label_case("i.status", STATUSES)
+    gt_label_sql, gt_label_params = label_case("g.label", label_keys)
+    method_sql, method_params = label_case("g.method", METHODS)
+    version_sql = "i.xmin::text::bigint" if is_postgres() else "0"
+    items = read_columns(
+        f"SELECT i.id, {status_sql}, i.required_annotations, i.annotation_count, "
+        f"coalesce({gt_label_sql}, -2), coalesce({method_sql}, -2), {version_sql} "
         f"FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id "
-        f"WHERE i.project_id = %s AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id) ORDER BY i.id",
-        [project_id],
-        {"id": "int64", "status": "str", "required": "int64", "count": "int64", "gt_label": "str", "gt_method": "str"},
+        f"WHERE i.project_id = %s AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)",
+        [*status_params, *gt_label_params, *method_params, project_id],
+        {"id": np.int64, "status": np.int64, "required": np.int64, "count": np.int64, "gt_label": np.int64,
+         "gt_method": np.int64, "version": np.int64},
     )
-    items = items.set_index("id").reindex(item_ids)
-    n = len(item_ids)
-
+    # Align with item_ids (items whose every annotation has an unknown label drop out).
+    order = np.argsort(items["id"])
+    pos = order[np.searchsorted(items["id"], item_ids, sorter=order)] if len(item_ids) else np.zeros(0, dtype=np.int64)
+    pick = {k: v[pos] for k, v in items.items()}
+    label_names = np.array([*label_keys, "", ""], dtype=object)  # index -1 / -2: none
+    method_names = np.array([*METHODS, "", ""], dtype=object)
     prod_probs, versions = _read_predictions(project_id, item_ids, label_keys)
     texts = numeric = None
-    if prod_probs is None and n:
+    if prod_probs is None and len(item_ids):
         texts, numeric = _read_features(project_id, item_ids)
 
     members = np.array(
@@ -259,12 +269,10 @@ def _read_snapshot(project_id: int) -> Snapshot:
     return Snapshot(
         project_id=project_id, label_keys=label_keys, snapshot_at=snapshot_at, max_annotation_id=max_annotation_id,
         item_ids=item_ids, annotator_ids=annotator_ids, labels=labels, n_annotations=n_annotations, n_ignored=n_ignored,
-        status=items["status"].fillna("").to_numpy(dtype=object) if n else np.zeros(0, dtype=object),
-        required=items["required"].fillna(0).to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64),
-        annotation_count=items["count"].fillna(0).to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64),
-        gt_label=items["gt_label"].fillna("").to_numpy(dtype=object) if n else np.zeros(0, dtype=object),
-        gt_method=items["gt_method"].fillna("").to_numpy(dtype=object) if n else np.zeros(0, dtype=object),
-        prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric, annotator_members=members,
+        status=np.array(STATUSES + [""], dtype=object)[pick["status"]], required=pick["required"],
+        annotation_count=pick["count"], gt_label=label_names[pick["gt_label"]], gt_method=method_names[pick["gt_method"]],
+        version=pick["version"], prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric,
+        annotator_members=members,
     )
 
 
@@ -276,35 +284,46 @@ def _read_predictions(project_id, item_ids, label_keys):
         return None, []
     t = _tables()
     if is_postgres():
-        cols = ", ".join("(p.probabilities ->> %s)::float8" for _ in label_keys)
-        frame = read_frame(
+        cols = ", ".join("coalesce((p.probabilities ->> %s)::float8, 'NaN')" for _ in label_keys)
+        latest = (
             f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, {cols} FROM {t['p']} p "
             f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
             f"AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = p.item_id) "
-            f"ORDER BY p.item_id, p.predicted_at DESC, p.id DESC",
-            [*label_keys, project_id],
-            {"item_id": "int64", "model_version": "str", **{f"p{j}": "float64" for j in range(k)}},
+            f"ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
         )
-        if len(frame) < n:
+        names = ", ".join(f"q.p{j}" for j in range(k))
+        frame = read_columns(
+            f"SELECT q.item_id, {names} FROM ({latest}) AS q(item_id, model_version, {', '.join(f'p{j}' for j in range(k))})",
+            [*label_keys, project_id], {"item_id": np.int64, **{f"p{j}": float for j in range(k)}},
+        )
+        if len(frame["item_id"]) < n:
             return None, []
-        frame = frame.set_index("item_id").reindex(item_ids)
-        probs = frame[[f"p{j}" for j in range(k)]].to_numpy(dtype=float)
-        versions = frame["model_version"]
+        order = np.argsort(frame["item_id"])
+        pos = order[np.searchsorted(frame["item_id"], item_ids, sorter=order)]
+        if not (frame["item_id"][pos] == item_ids).all():
+            return None, []
+        probs = np.column_stack([frame[f"p{j}"][pos] for j in range(k)])
+        with connection.cursor() as cur:  # the project's model versions with probabilities, newest first
+            cur.execute(
+                f"SELECT p.model_version FROM {t['p']} p JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s "
+                f"AND p.probabilities IS NOT NULL GROUP BY 1 ORDER BY max(p.predicted_at) DESC LIMIT 10",
+                [project_id],
+            )
+            versions = [r[0] for r in cur.fetchall()]
     else:
         latest = {}
-        for item_id, mv, probs in (
+        for item_id, mv, raw in (
             Prediction.objects.filter(item__project_id=project_id, item_id__in=item_ids.tolist(), probabilities__isnull=False)
             .order_by("item_id", "predicted_at", "id").values_list("item_id", "model_version", "probabilities")
         ):
-            latest[item_id] = (mv, probs)
+            latest[item_id] = (mv, raw)
         if len(latest) < n:
             return None, []
         probs = np.array([[_prob(latest[i][1], key) for key in label_keys] for i in item_ids.tolist()], dtype=float)
-        versions = pd.Series([latest[i][0] for i in item_ids.tolist()])
+        versions = list(dict.fromkeys(latest[i][0] for i in item_ids.tolist()))[:10]
     if np.isnan(probs).any() or (probs < 0).any() or (probs.sum(axis=1) <= 0).any():
         return None, []
-    counts = versions.value_counts()
-    return probs, [str(v) for v in counts.index[:10]]
+    return probs, [str(v) for v in versions]
 
 
 def _prob(probs, key):
@@ -396,87 +415,155 @@ def plan_outcomes(snap: Snapshot, scores: consensus.CrowdScores, *, accept_thres
     return Plan(outcome=outcome, actionable=actionable)
 
 
-def _result_row(run_id, snap, scores, i, outcome):
-    return (
-        run_id, int(snap.item_ids[i]), snap.label_keys[int(scores.consensus[i])], float(scores.quality[i]),
-        float(scores.agreement[i]), int(scores.num_annotations[i]), float(scores.active_learning[i]),
-        bool(scores.label_issue[i]), outcome,
-    )
+OUTCOMES = list(QualityOutcome.values)
+RESULT_CHUNK = 100_000
 
 
-RESULT_FIELDS = [
-    "run_id", "item_id", "consensus_label", "quality", "agreement", "num_annotations", "active_learning_score",
-    "label_issue", "outcome",
-]
+def _chunks(idx: np.ndarray, size: int):
+    for start in range(0, len(idx), size):
+        yield idx[start:start + size]
 
 
-def _write_passive(run_id, snap, scores, plan) -> None:
-    idx = np.nonzero(~plan.actionable)[0]
-    if len(idx):
-        with transaction.atomic():
-            insert_rows(QualityItemResult, RESULT_FIELDS, (_result_row(run_id, snap, scores, i, plan.outcome[i]) for i in idx))
-
-
-def _write_actionable(run, snap, scores, plan) -> None:
-    idx = np.nonzero(plan.actionable)[0]
-    for start in range(0, len(idx), WRITE_CHUNK):
-        _write_chunk(run, snap, scores, plan, idx[start:start + WRITE_CHUNK])
+def _unchanged(snap: Snapshot, idx: np.ndarray, *, lock: bool) -> np.ndarray:
+    """Which of these items are exactly as the snapshot saw them (optionally locking them, in
+    primary-key order). Compared: status and counters, and on PostgreSQL the row's xmin, which any
+    other transaction's update changes (ground truth is only ever set together with the item's
+    status, see labeling.services.ground_truth); elsewhere the ground truth itself."""
+    ids = snap.item_ids[idx]
+    if is_postgres():
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT id, xmin::text::bigint, status, required_annotations, annotation_count FROM {Item._meta.db_table} "
+                f"WHERE id = ANY(%s::bigint[]) " + ("ORDER BY id FOR UPDATE" if lock else ""),
+                [array_literal(ids)],
+            )
+            now = {row[0]: row[1:] for row in cur.fetchall()}
+        return np.array([
+            now.get(int(snap.item_ids[i])) == (int(snap.version[i]), snap.status[i], int(snap.required[i]), int(snap.annotation_count[i]))
+            for i in idx
+        ], dtype=bool)
+    qs = Item.objects.filter(pk__in=ids.tolist())
+    if lock:
+        qs = qs.select_for_update().order_by("pk")
+    now = {
+        row[0]: row[1:]
+        for row in qs.values_list("pk", "status", "required_annotations", "annotation_count", "ground_truth__label", "ground_truth__method")
+    }
+    return np.array([
+        now.get(int(snap.item_ids[i])) == (snap.status[i], int(snap.required[i]), int(snap.annotation_count[i]),
+                                           snap.gt_label[i] or None, snap.gt_method[i] or None)
+        for i in idx
+    ], dtype=bool)
 
 
 @transaction.atomic
-def _write_chunk(run, snap, scores, plan, idx) -> None:
-    ids = [int(x) for x in snap.item_ids[idx]]
-    current = {
-        row[0]: row[1:]
-        for row in Item.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk").values_list(
-            "pk", "status", "required_annotations", "annotation_count", "ground_truth__label", "ground_truth__method"
-        )
-    }
-    now = timezone.now()
-    decisions, reopen, to_review, results = [], [], [], []
-    for i in idx:
-        item_id = int(snap.item_ids[i])
-        then = (snap.status[i], int(snap.required[i]), int(snap.annotation_count[i]), snap.gt_label[i] or None, snap.gt_method[i] or None)
-        outcome = plan.outcome[i]
-        if current.get(item_id) != then:
-            outcome = QualityOutcome.STALE.value  # a person acted after the snapshot: their decision stands
-        elif outcome == QualityOutcome.ACCEPTED:
-            row = snap.labels[i]
-            agreeing = snap.annotator_ids[row == scores.consensus[i]]
-            decisions.append(Decision(
-                item_id=item_id, label=snap.label_keys[int(scores.consensus[i])], method=GroundTruthMethod.CONSENSUS,
-                score=float(scores.quality[i]), annotators=tuple(int(a) for a in agreeing), source=f"quality-run:{run.pk}",
-            ))
-        elif outcome == QualityOutcome.REOPENED:
-            reopen.append((item_id, float(scores.active_learning[i])))
-        elif outcome == QualityOutcome.REVIEW and snap.status[i] != ItemStatus.DISPUTED:
-            to_review.append(item_id)
-        results.append(_result_row(run.pk, snap, scores, i, outcome))
+def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
+    """Ground truth for the items still as the snapshot saw them (locked first); returns the stale mask."""
+    ok = _unchanged(snap, idx, lock=True)
+    decisions = []
+    for i in idx[ok]:
+        agreeing = snap.annotator_ids[snap.labels[i] == scores.consensus[i]]
+        decisions.append(Decision(
+            item_id=int(snap.item_ids[i]), label=snap.label_keys[int(scores.consensus[i])], method=GroundTruthMethod.CONSENSUS,
+            score=float(scores.quality[i]), annotators=tuple(agreeing.tolist()), source=f"quality-run:{run.pk}",
+        ))
     if decisions:
         ground_truth_set_many(project_id=snap.project_id, decisions=decisions)
-    if reopen:
-        _reopen(reopen, now)
-    if to_review:
-        Item.objects.filter(pk__in=to_review).update(status=ItemStatus.DISPUTED, updated_at=now)
-    insert_rows(QualityItemResult, RESULT_FIELDS, results)
+    return ~ok
 
 
-def _reopen(pairs, now) -> None:
-    """One more annotation: required_annotations + 1, back to open, served in ActiveLab order."""
+@transaction.atomic
+def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None = None) -> np.ndarray:
+    """Move items to `status` (reopen: one more annotation, served in `reopen_rank` order) unless
+    they changed since the snapshot. On PostgreSQL one compare-and-set UPDATE; returns the stale mask."""
+    now = timezone.now()
+    ids = snap.item_ids[idx]
     if is_postgres():
         table = Item._meta.db_table
+        reopen = reopen_rank is not None
+        sets = "status = %s, updated_at = %s" + (
+            ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank" if reopen else ""
+        )
         with connection.cursor() as cur:
             cur.execute(
-                f"UPDATE {table} AS i SET status = %s, required_annotations = i.required_annotations + 1, "
-                f"reopen_rank = v.rank, updated_at = %s FROM unnest(%s::bigint[], %s::float8[]) AS v(id, rank) "
-                f"WHERE i.id = v.id",
-                [ItemStatus.OPEN.value, now, [p[0] for p in pairs], [p[1] for p in pairs]],
+                f"UPDATE {table} AS i SET {sets} FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::int[], %s::int[], "
+                f"%s::float8[]) AS v(id, version, status, required, count, rank) WHERE i.id = v.id AND "
+                f"i.xmin::text::bigint = v.version AND i.status = v.status AND i.required_annotations = v.required AND "
+                f"i.annotation_count = v.count RETURNING i.id",
+                [status, now, array_literal(ids), array_literal(snap.version[idx]), "{" + ",".join(snap.status[idx]) + "}",
+                 array_literal(snap.required[idx]), array_literal(snap.annotation_count[idx]),
+                 array_literal(reopen_rank if reopen else np.zeros(len(idx)))],
             )
-        return
-    for item_id, rank in pairs:
-        Item.objects.filter(pk=item_id).update(
-            status=ItemStatus.OPEN, required_annotations=F("required_annotations") + 1, reopen_rank=rank, updated_at=now
+            done = {r[0] for r in cur.fetchall()}
+        return np.array([int(i) not in done for i in ids], dtype=bool)
+    ok = _unchanged(snap, idx, lock=True)
+    for j, i in enumerate(idx):
+        if not ok[j]:
+            continue
+        changes = {"status": status, "updated_at": now}
+        if reopen_rank is not None:
+            changes.update(required_annotations=F("required_annotations") + 1, reopen_rank=float(reopen_rank[j]))
+        Item.objects.filter(pk=int(snap.item_ids[i])).update(**changes)
+    return ~ok
+
+
+def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -> None:
+    """Apply the plan, item by item only where nobody acted since the snapshot; then record every
+    item's result (with "stale" where a person got there first) and the annotator statistics."""
+    outcome = plan.outcome.copy()
+    stale = np.zeros(len(outcome), dtype=bool)
+    act = plan.actionable
+    accepted = np.nonzero(act & (outcome == QualityOutcome.ACCEPTED))[0]
+    for idx in _chunks(accepted, WRITE_CHUNK):
+        stale[idx] = _accept_chunk(run, snap, scores, idx)
+    reopened = np.nonzero(act & (outcome == QualityOutcome.REOPENED))[0]
+    for idx in _chunks(reopened, 4 * WRITE_CHUNK):
+        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx])
+    review = act & (outcome == QualityOutcome.REVIEW)
+    moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
+    for idx in _chunks(moved, 4 * WRITE_CHUNK):
+        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.DISPUTED)
+    stays = np.nonzero(review & (snap.status == ItemStatus.DISPUTED))[0]  # nothing to write: report it as it is now
+    for idx in _chunks(stays, 4 * WRITE_CHUNK):
+        stale[idx] = ~_unchanged(snap, idx, lock=False)
+    outcome[stale] = QualityOutcome.STALE.value
+    _insert_results(run.pk, snap, scores, outcome)
+    _write_annotator_stats(run.pk, snap, scores)
+
+
+@transaction.atomic
+def _insert_results(run_id, snap, scores, outcome) -> None:
+    QualityItemResult.objects.filter(run_id=run_id).delete()  # a re-executed run starts over
+    codes = pd.Index(OUTCOMES).get_indexer(outcome)
+    quality = np.nan_to_num(scores.quality, nan=0.0)
+    agreement = np.nan_to_num(scores.agreement, nan=0.0)
+    if is_postgres():
+        table = QualityItemResult._meta.db_table
+        sql = (
+            f"INSERT INTO {table} (run_id, item_id, consensus_label, quality, agreement, num_annotations, "
+            f"active_learning_score, label_issue, outcome) "
+            f"SELECT %s, v.item_id, (%s::text[])[v.label + 1], v.q, v.a, v.n, v.al, v.li, (%s::text[])[v.o + 1] "
+            f"FROM unnest(%s::bigint[], %s::int[], %s::float8[], %s::float8[], %s::int[], %s::float8[], %s::bool[], %s::int[]) "
+            f"AS v(item_id, label, q, a, n, al, li, o)"
         )
+        keys_lit = "{" + ",".join('"' + k + '"' for k in snap.label_keys) + "}"
+        outcomes_lit = "{" + ",".join(OUTCOMES) + "}"
+        with connection.cursor() as cur:
+            for idx in _chunks(np.arange(len(outcome)), RESULT_CHUNK):
+                cur.execute(sql, [
+                    run_id, keys_lit, outcomes_lit, array_literal(snap.item_ids[idx]), array_literal(scores.consensus[idx]),
+                    array_literal(quality[idx]), array_literal(agreement[idx]), array_literal(scores.num_annotations[idx]),
+                    array_literal(scores.active_learning[idx]), array_literal(scores.label_issue[idx]), array_literal(codes[idx]),
+                ])
+        return
+    QualityItemResult.objects.bulk_create([
+        QualityItemResult(
+            run_id=run_id, item_id=int(snap.item_ids[i]), consensus_label=snap.label_keys[int(scores.consensus[i])],
+            quality=float(quality[i]), agreement=float(agreement[i]), num_annotations=int(scores.num_annotations[i]),
+            active_learning_score=float(scores.active_learning[i]), label_issue=bool(scores.label_issue[i]), outcome=outcome[i],
+        )
+        for i in range(len(outcome))
+    ], batch_size=2000)
 
 
 @transaction.atomic
@@ -540,9 +627,7 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         t = time.perf_counter()
         plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
                              max_annotations=project.max_annotations_per_item)
-        _write_passive(run.pk, snap, scores, plan)
-        _write_actionable(run, snap, scores, plan)
-        _write_annotator_stats(run.pk, snap, scores)
+        _write_outcomes(run, snap, scores, plan)
         timings["seconds_write"] = time.perf_counter() - t
         _finish(run, started, timings, method=scores.method, pred_probs_source=source,
                 model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)

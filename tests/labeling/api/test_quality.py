@@ -141,7 +141,7 @@ def test_bad_resolve_requests_are_4xx_and_write_nothing(scored):
 @pytest.mark.django_db
 def test_annotators_endpoint(scored, django_assert_max_num_queries):
     project, manager, reviewer, users, run = scored
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8):
         res = client_for(reviewer).get(f"/api/projects/{project.pk}/annotators")
     assert res.status_code == 200
     rows = {r["username"]: r for r in res.json()}
@@ -156,7 +156,7 @@ def test_annotators_endpoint(scored, django_assert_max_num_queries):
 @pytest.mark.django_db
 def test_agreement_endpoint(scored, django_assert_max_num_queries):
     project, manager, reviewer, users, run = scored
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         res = client_for(manager).get(f"/api/projects/{project.pk}/agreement")
     assert res.status_code == 200
     body = res.json()
