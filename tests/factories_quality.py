@@ -62,6 +62,15 @@ class Crowd:
     labels: np.ndarray        # N × M float, NaN = not labeled
     pred_probs: np.ndarray    # N × K, a production model's probabilities
     accuracies: np.ndarray    # M
+    order: np.ndarray         # N × per_item: which annotators label each item, in the order they come
+
+    def first(self, k: int) -> np.ndarray:
+        """The labels matrix with only each item's first k annotators."""
+        out = np.full(self.labels.shape, np.nan)
+        rows = np.repeat(np.arange(len(self.true)), k)
+        cols = self.order[:, :k].ravel()
+        out[rows, cols] = self.labels[rows, cols]
+        return out
 
 
 def simulate_crowd(*, n_items: int, accuracies, n_classes: int, per_item: int, seed: int = 0,
@@ -85,11 +94,13 @@ def simulate_crowd(*, n_items: int, accuracies, n_classes: int, per_item: int, s
     logits[np.arange(n_items), target] += 2.5
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
-    return Crowd(true=true, labels=labels, pred_probs=probs, accuracies=acc)
+    return Crowd(true=true, labels=labels, pred_probs=probs, accuracies=acc, order=chosen)
 
 
-def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, payloads=None, settle_items: bool = True):
-    """Write a simulated crowd into the database: items (+ predictions), annotations, item state."""
+def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, payloads=None, settle_items: bool = True,
+               first: int | None = None):
+    """Write a simulated crowd into the database: items (+ predictions), annotations (each item's
+    `first` annotators only, if given), item state."""
     keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
     n = len(crowd.true)
     items = Item.objects.bulk_create([
@@ -104,9 +115,10 @@ def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, p
                        probabilities={keys[j]: float(crowd.pred_probs[i, j]) for j in range(len(keys))}, predicted_at=now)
             for i, it in enumerate(items)
         ])
-    rows, cols = np.nonzero(~np.isnan(crowd.labels))
+    matrix = crowd.labels if first is None else crowd.first(first)
+    rows, cols = np.nonzero(~np.isnan(matrix))
     Annotation.objects.bulk_create([
-        Annotation(item=items[r], annotator=users[c], label=keys[int(crowd.labels[r, c])], seconds_spent=5.0 + (r % 7))
+        Annotation(item=items[r], annotator=users[c], label=keys[int(matrix[r, c])], seconds_spent=5.0 + (r % 7))
         for r, c in zip(rows.tolist(), cols.tolist())
     ], batch_size=2000)
     counts = np.bincount(rows, minlength=n)
@@ -123,3 +135,43 @@ def crowd_project(*, k: int = 3, annotations_per_item: int = 3, max_annotations_
     project = ProjectFactory(creator=manager, labels=labels_for(k), annotations_per_item=annotations_per_item,
                              max_annotations_per_item=max_annotations_per_item, accept_threshold=accept_threshold)
     return project, manager
+
+
+def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds: int = 10) -> dict:
+    """Loupe's adaptive overlap on a simulated crowd, through the real quality service: each item
+    starts with `start` annotations; after each quality run, every item the run reopened gets its
+    next annotator's label; until no item is reopened. Returns the final labels' accuracy (ground
+    truth where set, else the last run's consensus) and the number of annotations used."""
+    from unittest import mock
+
+    from labeling.models import GroundTruth, QualityItemResult
+    from labeling.services import quality as quality_service
+
+    keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
+    items = load_crowd(project, users, crowd, first=start)
+    row_of = {it.pk: i for i, it in enumerate(items)}
+    given = np.full(len(items), start)
+    runs = []
+    for _ in range(max_rounds):
+        with mock.patch.object(quality_service, "_enqueue"):
+            run = quality_service.quality_run_request(project_id=project.pk)
+        run = quality_service.quality_run_execute(run_id=run.pk)
+        assert run.status == "done", run.error
+        runs.append(run)
+        reopened = list(QualityItemResult.objects.filter(run=run, outcome="reopened").values_list("item_id", flat=True))
+        if not reopened:
+            break
+        new = []
+        for item_id in reopened:
+            i = row_of[item_id]
+            j = int(crowd.order[i, given[i]])
+            new.append(Annotation(item_id=item_id, annotator=users[j], label=keys[int(crowd.labels[i, j])], seconds_spent=6.0))
+            given[i] += 1
+        Annotation.objects.bulk_create(new)
+        Item.objects.filter(pk__in=reopened).update(annotation_count=F("annotation_count") + 1)
+        settle([items[row_of[pk]] for pk in reopened])
+    truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item_id", "label"))
+    last = dict(QualityItemResult.objects.filter(run=runs[-1]).values_list("item_id", "consensus_label"))
+    final = np.array([keys.index(truth.get(it.pk) or last[it.pk]) for it in items])
+    return {"accuracy": float((final == crowd.true).mean()), "annotations": int(given.sum()), "runs": len(runs),
+            "reviewed_or_open": int(Item.objects.filter(project=project).exclude(status="resolved").count())}

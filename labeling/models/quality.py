@@ -106,8 +106,15 @@ class QualityOutcome(models.TextChoices):
 
 
 class QualityItemResult(models.Model):
-    run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="item_results")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="quality_results")
+    """One scored item of one run (derived data, written only by the run service).
+
+    No database foreign keys (db_constraint=False): a run inserts a row per annotated item (300k
+    in the benchmark), and PostgreSQL checks each deferred foreign key at commit with a
+    SELECT ... FOR KEY SHARE on the referenced row, which cost more than the insert itself. Django's
+    cascade still deletes the rows with their run or item."""
+
+    run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="item_results", db_constraint=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="quality_results", db_constraint=False)
     consensus_label = models.CharField(max_length=64)
     quality = models.FloatField()
     agreement = models.FloatField()
@@ -119,11 +126,9 @@ class QualityItemResult(models.Model):
 
     class Meta:
         ordering = ["run_id", "item_id"]
-        constraints = [models.UniqueConstraint(fields=["run", "item"], name="quality_result_once_per_run")]
-        indexes = [
-            models.Index(fields=["run", "quality"], name="quality_result_run_quality"),
-            models.Index(fields=["item", "-run"], name="quality_result_item_run"),
-        ]
+        # (item, run) also serves "the latest result of this item"; (run, quality) the review queue's order.
+        constraints = [models.UniqueConstraint(fields=["item", "run"], name="quality_result_once_per_run")]
+        indexes = [models.Index(fields=["run", "quality"], name="quality_result_run_quality")]
 
 
 class QualityAnnotatorStat(models.Model):
