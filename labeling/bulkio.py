@@ -59,3 +59,36 @@ def label_case(column: str, keys: list[str]) -> tuple[str, list]:
         return "-1", []
     whens = " ".join("WHEN %s THEN " + str(i) for i in range(len(keys)))
     return f"(CASE {column} {whens} ELSE -1 END)", list(keys)
+
+
+# PostgreSQL's binary COPY format, built whole by NumPy: fixed-width rows of numbers.
+_PG_BINARY = {"int8": (">i8", 8), "int4": (">i4", 4), "float8": (">f8", 8), "bool": ("?", 1)}
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def copy_binary_payload(columns: list[tuple[str, np.ndarray]]) -> bytes:
+    """The COPY ... (FORMAT binary) stream for equal-length columns [(pg type, values)]."""
+    n = len(columns[0][1]) if columns else 0
+    fields = [("count", ">i2")]
+    for j, (pg_type, _) in enumerate(columns):
+        code, _size = _PG_BINARY[pg_type]
+        fields += [(f"len{j}", ">i4"), (f"val{j}", code)]
+    rows = np.empty(n, dtype=np.dtype(fields))
+    rows["count"] = len(columns)
+    for j, (pg_type, values) in enumerate(columns):
+        rows[f"len{j}"] = _PG_BINARY[pg_type][1]
+        rows[f"val{j}"] = values
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
+    """CREATE TEMP TABLE `name` (dropped at commit; call inside a transaction) filled from NumPy
+    columns {column: (pg type, values)} with one binary COPY. PostgreSQL only."""
+    ddl = ", ".join(f"{col} {pg_type}" for col, (pg_type, _) in columns.items())
+    payload = copy_binary_payload(list(columns.values()))
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")  # an earlier one in this same transaction
+        cur.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
+        with cur.cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)") as copy:
+            copy.write(payload)

@@ -23,7 +23,8 @@ def quality_run_task(run_id: int) -> None:
 
 @shared_task(name="loupe.quality_runs_recover")
 def quality_runs_recover_task() -> dict:
-    """Beat: re-send queued runs whose message was lost; fail runs whose worker died."""
-    from labeling.services.quality import quality_runs_recover
+    """Beat: re-send queued runs whose message was lost; fail runs whose worker died; drop the
+    per-item results of old runs."""
+    from labeling.services.quality import quality_results_prune, quality_runs_recover
 
-    return quality_runs_recover()
+    return {**quality_runs_recover(), "pruned": quality_results_prune()}

@@ -36,7 +36,7 @@ from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
 from labeling import consensus
-from labeling.bulkio import array_literal, is_postgres, label_case, read_columns
+from labeling.bulkio import array_literal, is_postgres, label_case, read_columns, temp_table_from_arrays
 from labeling.errors import Conflict, NotFound
 from labeling.models import (
     ACTIVE_RUN_STATUSES,
@@ -162,6 +162,21 @@ def quality_runs_recover() -> dict:
     return {"failed": failed, "resent": resent}
 
 
+def quality_results_prune(*, keep_runs: int | None = None) -> int:
+    """Per-item results are kept for each project's latest `keep_runs` finished runs (setting
+    LOUPE_QUALITY_KEEP_RESULTS_RUNS, default 5); older runs keep their summary row only.
+    Returns the number of result rows deleted."""
+    keep = keep_runs if keep_runs is not None else getattr(settings, "LOUPE_QUALITY_KEEP_RESULTS_RUNS", 5)
+    finished = QualityRun.objects.filter(status__in=[QualityRunStatus.DONE, QualityRunStatus.FAILED])
+    deleted = 0
+    for project_id in finished.values_list("project_id", flat=True).distinct():
+        old = list(finished.filter(project_id=project_id).order_by("-id").values_list("pk", flat=True)[keep:])
+        if old:
+            with transaction.atomic():
+                deleted += QualityItemResult.objects.filter(run_id__in=old).delete()[0]
+    return deleted
+
+
 # --- phase 1: the snapshot ----------------------------------------------------------------------
 
 STATUSES = list(ItemStatus.values)
@@ -206,6 +221,9 @@ def quality_snapshot_read(*, project_id: int) -> Snapshot:
         if outermost and is_postgres():
             with connection.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if is_postgres():
+            with connection.cursor() as cur:  # hash joins and the predictions' sort stay in memory
+                cur.execute("SET LOCAL work_mem = '256MB'")
         return _read_snapshot(project_id)
 
 
@@ -416,7 +434,6 @@ def plan_outcomes(snap: Snapshot, scores: consensus.CrowdScores, *, accept_thres
 
 
 OUTCOMES = list(QualityOutcome.values)
-RESULT_CHUNK = 100_000
 
 
 def _chunks(idx: np.ndarray, size: int):
@@ -481,21 +498,24 @@ def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None 
     if is_postgres():
         table = Item._meta.db_table
         reopen = reopen_rank is not None
+        temp_table_from_arrays("quality_moves", {
+            "id": ("int8", ids), "version": ("int8", snap.version[idx]),
+            "status": ("int4", pd.Index(STATUSES).get_indexer(snap.status[idx])),
+            "required": ("int4", snap.required[idx]), "count": ("int4", snap.annotation_count[idx]),
+            "rank": ("float8", reopen_rank if reopen else np.zeros(len(idx))),
+        })
         sets = "status = %s, updated_at = %s" + (
             ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank" if reopen else ""
         )
         with connection.cursor() as cur:
             cur.execute(
-                f"UPDATE {table} AS i SET {sets} FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::int[], %s::int[], "
-                f"%s::float8[]) AS v(id, version, status, required, count, rank) WHERE i.id = v.id AND "
-                f"i.xmin::text::bigint = v.version AND i.status = v.status AND i.required_annotations = v.required AND "
-                f"i.annotation_count = v.count RETURNING i.id",
-                [status, now, array_literal(ids), array_literal(snap.version[idx]), "{" + ",".join(snap.status[idx]) + "}",
-                 array_literal(snap.required[idx]), array_literal(snap.annotation_count[idx]),
-                 array_literal(reopen_rank if reopen else np.zeros(len(idx)))],
+                f"UPDATE {table} AS i SET {sets} FROM quality_moves AS v WHERE i.id = v.id AND "
+                f"i.xmin::text::bigint = v.version AND i.status = (%s::text[])[v.status + 1] AND "
+                f"i.required_annotations = v.required AND i.annotation_count = v.count RETURNING i.id",
+                [status, now, "{" + ",".join(STATUSES) + "}"],
             )
-            done = {r[0] for r in cur.fetchall()}
-        return np.array([int(i) not in done for i in ids], dtype=bool)
+            done = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+        return ~np.isin(ids, done)
     ok = _unchanged(snap, idx, lock=True)
     for j, i in enumerate(idx):
         if not ok[j]:
@@ -538,23 +558,19 @@ def _insert_results(run_id, snap, scores, outcome) -> None:
     quality = np.nan_to_num(scores.quality, nan=0.0)
     agreement = np.nan_to_num(scores.agreement, nan=0.0)
     if is_postgres():
-        table = QualityItemResult._meta.db_table
-        sql = (
-            f"INSERT INTO {table} (run_id, item_id, consensus_label, quality, agreement, num_annotations, "
-            f"active_learning_score, label_issue, outcome) "
-            f"SELECT %s, v.item_id, (%s::text[])[v.label + 1], v.q, v.a, v.n, v.al, v.li, (%s::text[])[v.o + 1] "
-            f"FROM unnest(%s::bigint[], %s::int[], %s::float8[], %s::float8[], %s::int[], %s::float8[], %s::bool[], %s::int[]) "
-            f"AS v(item_id, label, q, a, n, al, li, o)"
-        )
-        keys_lit = "{" + ",".join('"' + k + '"' for k in snap.label_keys) + "}"
-        outcomes_lit = "{" + ",".join(OUTCOMES) + "}"
+        temp_table_from_arrays("quality_results", {
+            "item_id": ("int8", snap.item_ids), "label": ("int4", scores.consensus), "q": ("float8", quality),
+            "a": ("float8", agreement), "n": ("int4", scores.num_annotations), "al": ("float8", scores.active_learning),
+            "li": ("bool", scores.label_issue), "o": ("int4", codes),
+        })
         with connection.cursor() as cur:
-            for idx in _chunks(np.arange(len(outcome)), RESULT_CHUNK):
-                cur.execute(sql, [
-                    run_id, keys_lit, outcomes_lit, array_literal(snap.item_ids[idx]), array_literal(scores.consensus[idx]),
-                    array_literal(quality[idx]), array_literal(agreement[idx]), array_literal(scores.num_annotations[idx]),
-                    array_literal(scores.active_learning[idx]), array_literal(scores.label_issue[idx]), array_literal(codes[idx]),
-                ])
+            cur.execute(
+                f"INSERT INTO {QualityItemResult._meta.db_table} (run_id, item_id, consensus_label, quality, agreement, "
+                f"num_annotations, active_learning_score, label_issue, outcome) "
+                f"SELECT %s, r.item_id, (%s::text[])[r.label + 1], r.q, r.a, r.n, r.al, r.li, (%s::text[])[r.o + 1] "
+                f"FROM quality_results r",
+                [run_id, "{" + ",".join('"' + k + '"' for k in snap.label_keys) + "}", "{" + ",".join(OUTCOMES) + "}"],
+            )
         return
     QualityItemResult.objects.bulk_create([
         QualityItemResult(

@@ -31,6 +31,7 @@ from labeling.services.quality import (
     quality_on_item_disputed,
     quality_run_execute,
     quality_run_request,
+    quality_results_prune,
     quality_runs_recover,
 )
 from labeling.services.resolution import item_resolve
@@ -481,3 +482,16 @@ def test_demo_loader_is_idempotent_and_leaves_items_to_review():
     assert Annotation.objects.count() == 120
     assert Item.objects.filter(status=ItemStatus.DISPUTED).count() >= 3
     assert connection.vendor in ("postgresql", "sqlite")
+
+
+@pytest.mark.django_db
+def test_old_runs_keep_their_summary_but_not_their_per_item_results():
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 3)
+    it = Item.objects.create(project=project, external_id="a", required_annotations=3)
+    annotate(it, [(users[0], "c0"), (users[1], "c1"), (users[2], "c0")])
+    runs = [run_now(project) for _ in range(4)]
+    assert quality_results_prune(keep_runs=2) == 2
+    assert list(QualityItemResult.objects.values_list("run_id", flat=True).order_by("run_id")) == [r.pk for r in runs[2:]]
+    assert QualityRun.objects.filter(project=project).count() == 4
+    assert quality_results_prune(keep_runs=2) == 0
