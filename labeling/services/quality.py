@@ -72,7 +72,7 @@ HUMAN_METHODS = {GroundTruthMethod.ADJUDICATED, GroundTruthMethod.IMPORTED}
 
 
 def _run_timeout() -> timedelta:
-    return timedelta(seconds=getattr(settings, "LOUPE_QUALITY_RUN_TIMEOUT", 3600))
+    return timedelta(seconds=settings.LOUPE_QUALITY_RUN_TIMEOUT)
 
 
 # --- requesting runs --------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def quality_results_prune(*, keep_runs: int | None = None) -> int:
     """Per-item results are kept for each project's latest `keep_runs` finished runs (setting
     LOUPE_QUALITY_KEEP_RESULTS_RUNS, default 5); older runs keep their summary row only.
     Returns the number of result rows deleted."""
-    keep = keep_runs if keep_runs is not None else getattr(settings, "LOUPE_QUALITY_KEEP_RESULTS_RUNS", 5)
+    keep = keep_runs if keep_runs is not None else settings.LOUPE_QUALITY_KEEP_RESULTS_RUNS
     finished = QualityRun.objects.filter(status__in=[QualityRunStatus.DONE, QualityRunStatus.FAILED])
     deleted = 0
     for project_id in finished.values_list("project_id", flat=True).distinct():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from labeling.errors import Conflict, ValidationFailed
@@ -59,29 +59,12 @@ def review_next(*, project: Project, reviewer) -> Assignment | None:
         return held
 
     run_id = latest_done_run_id(project_id=project.pk)
-    leased_by_other = Assignment.objects.filter(
-        item=OuterRef("pk"), kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now
-    ).exclude(annotator=reviewer)
-    skipped_by_me = Assignment.objects.filter(
-        item=OuterRef("pk"), kind=AssignmentKind.REVIEW, status=AssignmentStatus.SKIPPED, annotator=reviewer
-    )
-    candidates = Item.objects.filter(project=project, status__in=REVIEWABLE).exclude(Exists(leased_by_other)).exclude(Exists(skipped_by_me))
-    if run_id is not None:
-        quality = QualityItemResult.objects.filter(run_id=run_id, item_id=OuterRef("pk")).values("quality")[:1]
-        candidates = candidates.annotate(q=Subquery(quality)).order_by(F("q").asc(nulls_last=True), "id")
-    else:
-        candidates = candidates.order_by("id")
-    excluded = []
-    for _ in range(20):
-        item = candidates.exclude(pk__in=excluded).select_for_update(skip_locked=True, of=("self",)).first()
-        if item is None:
-            return None
-        # Under the lock, with a fresh snapshot: a lease committed after the query above started.
+    expires = now + timedelta(seconds=project.lease_seconds)
+    for item in _candidates(project=project, reviewer=reviewer, run_id=run_id, now=now):
+        # Under the lock, with a fresh snapshot: a lease committed after the candidate query started.
         if Assignment.objects.filter(item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE,
                                      expires_at__gt=now).exclude(annotator=reviewer).exists():
-            excluded.append(item.pk)
             continue
-        expires = now + timedelta(seconds=project.lease_seconds)
         lease = Assignment.objects.select_for_update().filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW).first()
         if lease is None:
             lease = Assignment.objects.create(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=expires)
@@ -91,6 +74,50 @@ def review_next(*, project: Project, reviewer) -> Assignment | None:
         lease.item = item
         return lease
     return None
+
+
+def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
+    """Reviewable items, locked one at a time with SKIP LOCKED: first those the latest run scored,
+    lowest consensus quality first (walking the run's results in quality order), then the ones no
+    run has scored yet, oldest first."""
+    def leased_by_other(ref):
+        return Assignment.objects.filter(
+            item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+        ).exclude(annotator=reviewer)
+
+    def skipped_by_me(ref):
+        return Assignment.objects.filter(item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.SKIPPED,
+                                         annotator=reviewer)
+
+    excluded = []
+    if run_id is not None:
+        scored = (
+            QualityItemResult.objects.filter(run_id=run_id, item__project=project, item__status__in=REVIEWABLE)
+            .exclude(Exists(leased_by_other("item_id")))
+            .exclude(Exists(skipped_by_me("item_id")))
+            .order_by("quality", "item_id")
+        )
+        for _ in range(attempts):
+            result = (
+                scored.exclude(item_id__in=excluded).select_related("item")
+                .select_for_update(skip_locked=True, of=("item",)).first()
+            )
+            if result is None:
+                break
+            excluded.append(result.item_id)
+            yield result.item
+    unscored = (
+        Item.objects.filter(project=project, status__in=REVIEWABLE)
+        .exclude(Exists(leased_by_other("pk"))).exclude(Exists(skipped_by_me("pk")))
+    )
+    if run_id is not None:
+        unscored = unscored.exclude(Exists(QualityItemResult.objects.filter(run_id=run_id, item_id=OuterRef("pk"))))
+    for _ in range(attempts):
+        item = unscored.exclude(pk__in=excluded).order_by("id").select_for_update(skip_locked=True, of=("self",)).first()
+        if item is None:
+            return
+        excluded.append(item.pk)
+        yield item
 
 
 @transaction.atomic
