@@ -8,12 +8,14 @@ A run goes through three phases, each timed on the run:
 2. score: pred_probs (production predictions when every scored item has one, else out-of-sample
    scikit-learn on the payload), then CROWDLAB (cleanlab.multiannotator) when items have several
    labels, or cleanlab.rank / cleanlab.filter when every item has one (labeling.consensus).
-3. write, in chunks of items locked in primary-key order: an item whose state changed since the
-   snapshot (a new annotation, a reviewer's decision...) is left alone ("stale"); otherwise
-   quality >= the project's accept_threshold -> ground truth (method "consensus", with the score,
-   through ground_truth_set_many); below it -> back to the queue for one more annotation while
-   max_annotations_per_item and the project's annotators allow, ordered by ActiveLab score; else the
-   review queue. Per-item results and per-annotator statistics are bulk-inserted.
+3. write: an item whose state changed since the snapshot (a new annotation, a reviewer's decision,
+   anything that updated its row) is left alone and reported "stale"; otherwise quality >= the
+   project's accept_threshold -> ground truth (method "consensus", with the score, through
+   ground_truth_set_many, items locked in primary-key order); below it -> back to the queue for one
+   more annotation while max_annotations_per_item and the project's annotators allow, served in
+   ActiveLab order; else the review queue. Reopening is one compare-and-set UPDATE per chunk (the
+   row's xmin, status and counters must still be the snapshot's). Per-item results go in with one
+   binary COPY; per-annotator statistics with bulk_create.
 
 Two runs requested at once: a partial unique constraint lets only one queued-or-running run exist per
 project; the second request gets a Conflict naming the first.
@@ -68,7 +70,6 @@ logger = logging.getLogger(__name__)
 WRITE_CHUNK = 5000
 # Who can still be asked for one more annotation when an item is reopened.
 ANNOTATING_ROLES = (Role.ANNOTATOR,)
-HUMAN_METHODS = {GroundTruthMethod.ADJUDICATED, GroundTruthMethod.IMPORTED}
 
 
 def _run_timeout() -> timedelta:
