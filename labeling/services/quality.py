@@ -261,22 +261,30 @@ def _read_snapshot(project_id: int) -> Snapshot:
     gt_label_sql, gt_label_params = label_case("g.label", label_keys)
     method_sql, method_params = label_case("g.method", METHODS)
     version_sql = "i.xmin::text::bigint" if is_postgres() else "0"
-    items = read_columns(
-        f"SELECT i.id, {status_sql}, i.required_annotations, i.annotation_count, "
-        f"coalesce({gt_label_sql}, -2), coalesce({method_sql}, -2), {version_sql} "
-        f"FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id "
-        f"WHERE i.project_id = %s AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)",
-        [*status_params, *gt_label_params, *method_params, project_id],
-        {"id": np.int64, "status": np.int64, "required": np.int64, "count": np.int64, "gt_label": np.int64,
-         "gt_method": np.int64, "version": np.int64},
-    )
-    # Align with item_ids (items whose every annotation has an unknown label drop out).
-    order = np.argsort(items["id"])
-    pos = order[np.searchsorted(items["id"], item_ids, sorter=order)] if len(item_ids) else np.zeros(0, dtype=np.int64)
+
+    def read_items(annotated_sql):
+        return read_columns(
+            f"SELECT i.id, {status_sql}, i.required_annotations, i.annotation_count, {gt_label_sql}, {method_sql}, "
+            f"{version_sql} FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id "
+            f"WHERE i.project_id = %s AND {annotated_sql}",
+            [*status_params, *gt_label_params, *method_params, project_id],
+            {"id": np.int64, "status": np.int64, "required": np.int64, "count": np.int64, "gt_label": np.int64,
+             "gt_method": np.int64, "version": np.int64},
+        )
+
+    # The annotation counter picks the annotated items cheaply; should it ever have drifted from the
+    # annotations (the reconcile task repairs that), the exact EXISTS query takes over.
+    annotated_sql = "i.annotation_count > 0"
+    items = read_items(annotated_sql)
+    pos = _positions(items["id"], item_ids)
+    if pos is None:
+        annotated_sql = f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)"
+        items = read_items(annotated_sql)
+        pos = _positions(items["id"], item_ids)
     pick = {k: v[pos] for k, v in items.items()}
     label_names = np.array([*label_keys, "", ""], dtype=object)  # index -1 / -2: none
     method_names = np.array([*METHODS, "", ""], dtype=object)
-    prod_probs, versions = _read_predictions(project_id, item_ids, label_keys)
+    prod_probs, versions = _read_predictions(project_id, item_ids, label_keys, annotated_sql)
     texts = numeric = None
     if prod_probs is None and len(item_ids):
         texts, numeric = _read_features(project_id, item_ids)
@@ -295,7 +303,19 @@ def _read_snapshot(project_id: int) -> Snapshot:
     )
 
 
-def _read_predictions(project_id, item_ids, label_keys):
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
+    """Where each of `wanted` is in `ids` (None if one is missing)."""
+    if len(wanted) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(ids)
+    at = np.searchsorted(ids, wanted, sorter=order)
+    if (at >= len(ids)).any():
+        return None
+    pos = order[at]
+    return pos if (ids[pos] == wanted).all() else None
+
+
+def _read_predictions(project_id, item_ids, label_keys, annotated_sql):
     """The newest prediction with probabilities per scored item, as N × K; None unless every item has
     one covering every label."""
     n, k = len(item_ids), len(label_keys)
@@ -307,19 +327,15 @@ def _read_predictions(project_id, item_ids, label_keys):
         latest = (
             f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, {cols} FROM {t['p']} p "
             f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
-            f"AND EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = p.item_id) "
-            f"ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
+            f"AND {annotated_sql} ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
         )
         names = ", ".join(f"q.p{j}" for j in range(k))
         frame = read_columns(
             f"SELECT q.item_id, {names} FROM ({latest}) AS q(item_id, model_version, {', '.join(f'p{j}' for j in range(k))})",
             [*label_keys, project_id], {"item_id": np.int64, **{f"p{j}": float for j in range(k)}},
         )
-        if len(frame["item_id"]) < n:
-            return None, []
-        order = np.argsort(frame["item_id"])
-        pos = order[np.searchsorted(frame["item_id"], item_ids, sorter=order)]
-        if not (frame["item_id"][pos] == item_ids).all():
+        pos = _positions(frame["item_id"], item_ids)
+        if pos is None:  # some scored item has no prediction with probabilities
             return None, []
         probs = np.column_stack([frame[f"p{j}"][pos] for j in range(k)])
         with connection.cursor() as cur:  # the project's model versions with probabilities, newest first

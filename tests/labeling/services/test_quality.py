@@ -495,3 +495,18 @@ def test_old_runs_keep_their_summary_but_not_their_per_item_results():
     assert list(QualityItemResult.objects.values_list("run_id", flat=True).order_by("run_id")) == [r.pk for r in runs[2:]]
     assert QualityRun.objects.filter(project=project).count() == 4
     assert quality_results_prune(keep_runs=2) == 0
+
+
+@pytest.mark.django_db
+def test_items_are_scored_even_when_their_annotation_counter_has_drifted():
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 3)
+    items = []
+    for i in range(4):
+        it = Item.objects.create(project=project, external_id=f"drift{i}", required_annotations=3, status="disputed")
+        Annotation.objects.bulk_create([Annotation(item=it, annotator=u, label=f"c{(i + j) % 2}") for j, u in enumerate(users)])
+        items.append(it)
+    Item.objects.filter(pk=items[0].pk).update(annotation_count=3)  # only one counter is right
+    run = run_now(project)
+    assert run.status == "done", run.error
+    assert run.scored == 4 and run.n_annotations == 12
