@@ -526,7 +526,8 @@ def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None 
         )
         with connection.cursor() as cur:
             # Row locks in primary-key order first (as every multi-row writer takes them): no deadlock.
-            cur.execute(f"SELECT i.id FROM {table} i JOIN quality_moves v ON v.id = i.id ORDER BY i.id FOR UPDATE OF i")
+            cur.execute(f"SELECT count(*) FROM (SELECT i.id FROM {table} i JOIN quality_moves v ON v.id = i.id "
+                        f"ORDER BY i.id FOR UPDATE OF i) AS locked")
             cur.execute(
                 f"UPDATE {table} AS i SET {sets} FROM quality_moves AS v WHERE i.id = v.id AND "
                 f"i.xmin::text::bigint = v.version AND i.status = (%s::text[])[v.status + 1] AND "
