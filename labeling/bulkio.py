@@ -1,10 +1,10 @@
 """Bulk reads into NumPy and bulk writes from NumPy, for code that touches hundreds of thousands of rows.
 
-On PostgreSQL a query's numeric columns come back as one row of `array_agg(...)::text` per column,
-parsed by NumPy in C (fetching rows one by one, or COPY's one-message-per-row protocol, costs more
-in Python than the query itself); writes send whole columns as array literals to one
-`INSERT ... SELECT FROM unnest(...)` or `UPDATE ... FROM unnest(...)`. Elsewhere (SQLite, the
-zero-setup default) the same functions fall back to a cursor and to bulk_create.
+On PostgreSQL a query's numeric columns come back as one bytea per column (fetching rows one by
+one, or COPY's one-message-per-row protocol, costs more in Python than the query itself), and
+writes go through a temporary table filled by one binary COPY built whole by NumPy, then one
+INSERT ... SELECT or UPDATE ... FROM. Elsewhere (SQLite, the zero-setup default) the same functions
+fall back to a cursor and to bulk_create.
 """
 
 from __future__ import annotations
@@ -18,30 +18,34 @@ def is_postgres() -> bool:
 
 
 def read_columns(sql: str, params: list, columns: dict[str, type]) -> dict[str, np.ndarray]:
-    """Run `sql` (placeholders %s; numeric, non-null columns in `columns` order, ints or floats; a
-    float column may be NULL -> NaN) and return one NumPy array per column."""
+    """Run `sql` (placeholders %s; numeric columns in `columns` order, ints or floats) and return one
+    NumPy array per column. A NULL float is NaN, a NULL int -1.
+
+    PostgreSQL sends each column as one bytea of fixed-width big-endian values (string_agg of
+    int8send/float8send, all in the same row order), which NumPy reads without parsing numbers."""
     names = list(columns)
     if is_postgres():
-        aggs = ", ".join(f"array_agg(s.{n})::text" for n in names)
+        aggs = ", ".join(
+            f"string_agg(float8send(coalesce(s.{n}::float8, 'NaN')), ''::bytea)" if columns[n] is float
+            else f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
+            for n in names
+        )
         with connection.cursor() as cur:
             cur.execute(f"SELECT {aggs} FROM ({sql}) AS s({', '.join(names)})", params)
             row = cur.fetchone()
-        out = {}
-        for name, text in zip(names, row):
-            dtype = columns[name]
-            if text is None:
-                out[name] = np.zeros(0, dtype=dtype)
-            else:
-                body = text[1:-1].replace("NULL", "NaN")
-                out[name] = np.fromstring(body, sep=",", dtype=float if dtype is float else dtype) if body else np.zeros(0, dtype=dtype)
-        return out
+        return {
+            n: np.zeros(0, dtype=columns[n]) if raw is None
+            else np.frombuffer(raw, dtype=">f8" if columns[n] is float else ">i8").astype(columns[n])
+            for n, raw in zip(names, row)
+        }
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
     if not rows:
         return {n: np.zeros(0, dtype=columns[n]) for n in names}
     return {
-        n: np.array([np.nan if r[j] is None else r[j] for r in rows], dtype=columns[n]) for j, n in enumerate(names)
+        n: np.array([(np.nan if columns[n] is float else -1) if r[j] is None else r[j] for r in rows], dtype=columns[n])
+        for j, n in enumerate(names)
     }
 
 

@@ -323,7 +323,8 @@ def _read_predictions(project_id, item_ids, label_keys, annotated_sql):
         return None, []
     t = _tables()
     if is_postgres():
-        cols = ", ".join("coalesce((p.probabilities ->> %s)::float8, 'NaN')" for _ in label_keys)
+        # jsonb -> float8 directly (ingestion only stores numbers here); a missing key is NULL -> NaN.
+        cols = ", ".join("(p.probabilities -> %s)::float8" for _ in label_keys)
         latest = (
             f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, {cols} FROM {t['p']} p "
             f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
