@@ -510,3 +510,18 @@ def test_items_are_scored_even_when_their_annotation_counter_has_drifted():
     run = run_now(project)
     assert run.status == "done", run.error
     assert run.scored == 4 and run.n_annotations == 12
+
+
+@pytest.mark.django_db
+def test_production_predictions_are_used_only_when_every_scored_item_has_one():
+    from labeling.models import Prediction
+
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 5)
+    crowd = simulate_crowd(n_items=60, accuracies=np.linspace(0.6, 0.9, 5), n_classes=3, per_item=3, seed=12)
+    items = load_crowd(project, users, crowd)
+    first = run_now(project)
+    assert (first.pred_probs_source, first.model_versions) == ("production", "sim-v1")
+    Prediction.objects.filter(item=items[0]).update(probabilities=None)  # one item has no probabilities any more
+    second = run_now(project)
+    assert second.status == "done" and second.pred_probs_source != "production" and second.model_versions == ""
