@@ -207,3 +207,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- quality runs (labeling.services.quality) -------------------------------------------------
+LOUPE_QUALITY_RUN_TIMEOUT = env.int("LOUPE_QUALITY_RUN_TIMEOUT", default=3600)
+LOUPE_QUALITY_KEEP_RESULTS_RUNS = env.int("LOUPE_QUALITY_KEEP_RESULTS_RUNS", default=5)

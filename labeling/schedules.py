@@ -12,4 +12,6 @@ BEAT_SCHEDULE: dict = {
     # Queue (#3): mark expired leases every minute; recount stored counters nightly.
     "queue-expire-leases": {"task": "loupe.queue_expire_leases", "schedule": 60.0},
     "queue-reconcile-counters": {"task": "loupe.queue_reconcile_all", "schedule": crontab(hour=3, minute=47)},
+    # Quality (#4): re-send lost run messages, fail runs whose worker died, prune old per-item results.
+    "quality-runs-recover": {"task": "loupe.quality_runs_recover", "schedule": 300.0},
 }

@@ -127,3 +127,24 @@ def queue_reconcile_all() -> int:
     for project_id in ids:
         queue_reconcile_project.delay(project_id)
     return len(ids)
+
+
+# --- quality (issue 4) --------------------------------------------------------------------------
+
+
+@shared_task(name="loupe.quality_run", acks_late=True)
+def quality_run_task(run_id: int) -> None:
+    """Score a project with cleanlab (labeling.services.quality). Idempotent: a run that is no longer
+    queued (already running, done or failed) is left alone, so a redelivered message does nothing."""
+    from labeling.services.quality import quality_run_execute
+
+    quality_run_execute(run_id=run_id)
+
+
+@shared_task(name="loupe.quality_runs_recover")
+def quality_runs_recover_task() -> dict:
+    """Beat: re-send queued runs whose message was lost; fail runs whose worker died; drop the
+    per-item results of old runs."""
+    from labeling.services.quality import quality_results_prune, quality_runs_recover
+
+    return {**quality_runs_recover(), "pruned": quality_results_prune()}

@@ -3,6 +3,7 @@ from django.urls import path
 from labeling.api import views_accounts, views_projects
 from labeling.api import views_export
 from labeling.api import views_feedback
+from labeling.api import views_quality
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
@@ -34,4 +35,13 @@ urlpatterns += [
     path("assignments/<int:assignment_id>/skip", views_queue.SkipApi.as_view(), name="api-assignment-skip"),
     path("projects/<int:project_id>/annotations", views_queue.ProjectAnnotationsApi.as_view(), name="api-annotations"),
     path("me/stats", views_queue.MeStatsApi.as_view(), name="api-me-stats"),
+    path("projects/<int:project_id>/quality-runs", views_quality.QualityRunListCreateApi.as_view(), name="api-quality-runs"),
+    path("quality-runs/<int:run_id>", views_quality.QualityRunDetailApi.as_view(), name="api-quality-run"),
+    path("quality-runs/<int:run_id>/items", views_quality.QualityRunItemsApi.as_view(), name="api-quality-run-items"),
+    path("projects/<int:project_id>/quality-settings", views_quality.QualitySettingsApi.as_view(), name="api-quality-settings"),
+    path("projects/<int:project_id>/review/next", views_quality.ReviewNextApi.as_view(), name="api-review-next"),
+    path("items/<int:item_id>/review/skip", views_quality.ReviewSkipApi.as_view(), name="api-review-skip"),
+    path("items/<int:item_id>/resolve", views_quality.ItemResolveApi.as_view(), name="api-item-resolve"),
+    path("projects/<int:project_id>/annotators", views_quality.AnnotatorListApi.as_view(), name="api-annotators"),
+    path("projects/<int:project_id>/agreement", views_quality.AgreementApi.as_view(), name="api-agreement"),
 ]

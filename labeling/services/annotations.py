@@ -29,6 +29,7 @@ from labeling.models import (
     LabelClass,
 )
 from labeling.services.ground_truth import ground_truth_set
+from labeling.services.quality import quality_on_item_disputed
 from labeling.services.queue import leases_cancel
 
 logger = logging.getLogger(__name__)
@@ -114,5 +115,6 @@ def _complete(*, item: Item, now: datetime) -> str:
                          annotators=[user_id for user_id, _ in votes])
         return ItemStatus.RESOLVED
     Item.objects.filter(pk=item.pk).update(status=ItemStatus.DISPUTED, updated_at=now)
-    # TODO(lead): call labeling.services.quality.quality_on_item_disputed(project_id=item.project_id) here.
+    # Counts toward the project's automatic quality run (queued after commit once the threshold is met).
+    quality_on_item_disputed(project_id=item.project_id)
     return ItemStatus.DISPUTED

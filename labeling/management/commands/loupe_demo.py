@@ -13,6 +13,7 @@ from labeling.models import Project, Role
 from labeling.services.feedback import feedback_demo_seed
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, member_add, project_create
+from labeling.services.quality import quality_demo_load
 
 User = get_user_model()
 
@@ -110,6 +111,7 @@ class Command(BaseCommand):
                 member_add(project=project, username=username, role=role)
         result = items_ingest(project=project, rows=demo_rows(items))
         feedback_demo_seed(project=project)  # late ground truth with realistic delays (idempotent)
+        quality_demo_load(project=project)  # annotations by the demo annotators, disputed items, a quality run
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
