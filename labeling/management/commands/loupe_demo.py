@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from labeling.models import Project, Role
 from labeling.services.ingestion import items_ingest
@@ -108,6 +109,7 @@ class Command(BaseCommand):
             for username, (user, role) in users.items():
                 member_add(project=project, username=username, role=role)
         result = items_ingest(project=project, rows=demo_rows(items))
+        import_string("bugqueue.demo.demo_bugs_load")(project=project)  # by name: labeling never imports bugqueue
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
