@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bugqueue.models import Bug
@@ -18,10 +19,18 @@ User = get_user_model()
 MARK = "demo:"
 
 
-def _items_predicted(project, label, n, offset=0):
+ACCOUNT_WORDS = ("log in", "password", "two-factor", "merge", "admin rights", "delete my account", "authenticator")
+SHIPPING_WORDS = ("parcel", "tracking", "courier", "delivery", "return", "box arrived")
+
+
+def _items_predicted(project, label, n, words):
+    """Demo items the model predicted as `label` although their text is about something else."""
+    about = Q()
+    for w in words:
+        about |= Q(item__payload__text__icontains=w)
     return list(
-        Prediction.objects.filter(item__project=project, label=label).order_by("item_id")
-        .values_list("item__external_id", "model_version", "predicted_at")[offset:offset + n]
+        Prediction.objects.filter(about, item__project=project, label=label).order_by("item_id")
+        .values_list("item__external_id", "model_version", "predicted_at")[:n]
     )
 
 
@@ -47,7 +56,7 @@ def demo_bugs_load(*, project: Project) -> int:
         return bug_report(project=project, now=now - days_ago * day if days_ago else timezone.now(), **kw)
 
     # 1. The model confuses account-access tickets with billing: reported three times over two weeks.
-    billing = _items_predicted(project, "billing", 9)
+    billing = _items_predicted(project, "billing", 9, ACCOUNT_WORDS)
     for i, days_ago in enumerate((16, 9, 2)):
         failures = [dict(f, predicted_label="billing") for f in _failures(billing[i * 3:i * 3 + 3], "account")]
         first = rep(days_ago, title="tickets-v1 routes account-access tickets to billing", kind="failed_prediction",
@@ -82,18 +91,18 @@ def demo_bugs_load(*, project: Project) -> int:
                         target_seconds=project.slo_target_seconds, quantile=project.slo_quantile, now=now - 4 * day)
 
     # 5. Resolved, then it recurred with a newer prediction: a regression.
-    shipping = _items_predicted(project, "shipping", 2)
-    carrier = rep(25, title="Carrier rename broke shipping tickets", kind="failed_prediction",
+    shipping = _items_predicted(project, "billing", 2, SHIPPING_WORDS)
+    carrier = rep(25, title="Shipping tickets routed to billing after the carrier rename", kind="failed_prediction",
                   fingerprint=MARK + "carrier-rename", model_version="tickets-v1", tags=["schema_change"],
-                  failures=[dict(f, predicted_label="shipping", predicted_at=now - 26 * day)
-                            for f in _failures(shipping[:1], "billing")]).bug
+                  failures=[dict(f, predicted_label="billing", predicted_at=now - 26 * day)
+                            for f in _failures(shipping[:1], "shipping")]).bug
     bug_update(bug=carrier, actor=manager, status="triaged")
     bug_resolve(bug=carrier, actor=manager, resolution="fixed", note="Mapped the new carrier codes.")
     # The retrained model (a version the bug was not resolved against) fails the same way: regression.
-    rep(0, title="Carrier rename broke shipping tickets", kind="failed_prediction",
+    rep(0, title="Shipping tickets routed to billing after the carrier rename", kind="failed_prediction",
         fingerprint=MARK + "carrier-rename", model_version="tickets-v2",
-        failures=[dict(f, predicted_label="shipping", model_version="tickets-v2", predicted_at=None)
-                  for f in _failures(shipping[1:2], "billing")])
+        failures=[dict(f, predicted_label="billing", model_version="tickets-v2", predicted_at=None)
+                  for f in _failures(shipping[1:2], "shipping")])
 
     # 6. Fixed, 7. won't fix, 8. a duplicate of 1.
     dupes = rep(20, title="Duplicated tickets in the evaluation export", kind="user_report",

@@ -322,6 +322,7 @@ def triage_week(*, project, week_start: date, limit: int = 100) -> dict:
         "week": week_label(week_start),
         "start": start,
         "end": end,
+        "last_day": end - timedelta(days=1),
         "previous_week": week_label(week_start - timedelta(days=7)),
         "next_week": week_label(week_start + timedelta(days=7)),
         "sections": sections,

@@ -157,7 +157,7 @@ def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now
             ):
                 try:
                     with transaction.atomic():
-                        _reopen_as_regression(bug=closed, now=now, failures=failures, draft=draft)
+                        _reopen_as_regression(bug=closed, now=now, failures=failures, draft=draft, actor_id=actor_id)
                 except IntegrityError:
                     continue  # an open bug with this fingerprint appeared meanwhile: go round again
                 return closed, False, True
@@ -181,15 +181,15 @@ def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now
                    code="retry")
 
 
-def _reopen_as_regression(*, bug: Bug, now, failures, draft):
+def _reopen_as_regression(*, bug: Bug, now, failures, draft, actor_id=None):
     newest = max((f for f in failures if f.predicted_at), key=lambda f: f.predicted_at, default=None)
     if newest is not None and bug.resolved_at and newest.predicted_at > bug.resolved_at:
-        why = (f"Regression: a failure predicted at {newest.predicted_at.isoformat()} "
+        why = (f"Regression: a failure predicted at {newest.predicted_at.isoformat(timespec='seconds')} "
                f"({newest.model_version or 'unknown model'}) is newer than the resolution at "
-               f"{bug.resolved_at.isoformat()}.")
+               f"{bug.resolved_at.isoformat(timespec='seconds')}.")
     else:
         versions = sorted({f.model_version for f in failures if f.model_version} or {draft.model_version} - {""})
-        why = (f"Regression: reported again after the resolution at {bug.resolved_at.isoformat()}"
+        why = (f"Regression: reported again after the resolution at {bug.resolved_at.isoformat(timespec='seconds')}"
                + (f" on model version {', '.join(versions)} (resolved against "
                   f"{bug.resolved_model_version or 'no model version'})." if versions else "."))
     previous_status = bug.status
@@ -198,8 +198,10 @@ def _reopen_as_regression(*, bug: Bug, now, failures, draft):
     )
     bug.status, bug.regressed, bug.regressed_at, bug.reopened_at = BugStatus.NEW, True, now, now
     BugEvent.objects.bulk_create([
-        BugEvent(bug=bug, field="status", from_value=previous_status, to_value=BugStatus.NEW, note=why, created_at=now),
-        BugEvent(bug=bug, field="regressed", from_value="false", to_value="true", note=why, created_at=now),
+        BugEvent(bug=bug, actor_id=actor_id, field="status", from_value=previous_status, to_value=BugStatus.NEW,
+                 note=why, created_at=now),
+        BugEvent(bug=bug, actor_id=actor_id, field="regressed", from_value="false", to_value="true", note=why,
+                 created_at=now),
     ])
 
 
