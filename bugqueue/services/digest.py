@@ -63,15 +63,17 @@ def digest_recipients(*, project: Project) -> list[str]:
 
 @transaction.atomic
 def digest_send(*, digest: Digest) -> Digest:
-    """Mail the digest to the project's managers, once (a second call sends nothing)."""
+    """Mail the digest to the project's managers, once (a second call sends nothing). A week in
+    which nothing happened and no bug is open is stored but not mailed."""
     digest = Digest.objects.select_for_update().select_related("project").get(pk=digest.pk)
     if digest.sent_at is not None:
         return digest
-    recipients = digest_recipients(project=digest.project)
+    stats = digest.data["stats"]
+    quiet = not any(stats[k] for k in ("opened", "reopened", "closed", "open"))
+    recipients = [] if quiet else digest_recipients(project=digest.project)
     if recipients:
         context = {"digest": digest, "project": digest.project, "data": digest.data,
-                   "base_url": getattr(settings, "LOUPE_BASE_URL", "").rstrip("/")}
-        stats = digest.data["stats"]
+                   "base_url": settings.LOUPE_BASE_URL.rstrip("/")}
         subject = (f"[Loupe] {digest.project.name}: bugs of {digest.week_label}: {stats['opened']} new, "
                    f"{stats['reopened']} reopened, {stats['closed']} closed")
         message = EmailMultiAlternatives(

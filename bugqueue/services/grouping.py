@@ -35,7 +35,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -53,7 +53,6 @@ from bugqueue.models import (
     FailureExample,
     FailureSource,
     Priority,
-    Tag,
 )
 from labeling.errors import Conflict
 
@@ -91,7 +90,8 @@ class FailureData:
 
 @dataclass(frozen=True)
 class BugDraft:
-    """What a new bug is opened with (ignored when the report lands on an existing bug)."""
+    """What a new bug is opened with. Ignored when the report lands on an existing bug: its title,
+    priority and tags are triage decisions by then, which a report must not overwrite."""
 
     title: str
     kind: str
@@ -110,7 +110,6 @@ class FilingResult:
     regressed: bool
     occurrences: int
     recorded: int = 0  # failures written
-    tags_added: list = field(default_factory=list)
 
 
 def is_newer_than_resolution(*, bug: Bug, predicted_at: datetime | None, model_version: str) -> bool:
@@ -229,17 +228,6 @@ def bug_file(*, project_id: int, fingerprint: str, draft: BugDraft, failures: li
             ],
             batch_size=1000,
         )
-    tags_added = []
-    if not created and draft.tag_ids:
-        have = set(bug.tags.values_list("pk", flat=True))
-        new_ids = [t for t in draft.tag_ids if t not in have]
-        if new_ids:
-            before = sorted(Tag.objects.filter(pk__in=have).values_list("slug", flat=True))
-            bug.tags.add(*new_ids)
-            tags_added = sorted(Tag.objects.filter(pk__in=new_ids).values_list("slug", flat=True))
-            BugEvent.objects.create(bug=bug, actor_id=actor_id, field="tags", from_value=",".join(before),
-                                    to_value=",".join(sorted(before + tags_added)), note="Added by a report.",
-                                    created_at=now)
     if n:
         if not created:  # a new bug was inserted with its first occurrences already counted
             Bug.objects.filter(pk=bug.pk).update(
@@ -249,7 +237,7 @@ def bug_file(*, project_id: int, fingerprint: str, draft: BugDraft, failures: li
             bug.last_seen = max(bug.last_seen, now)
         BugOccurrence.objects.create(bug_id=bug.pk, count=n, seen_at=now)
     return FilingResult(bug=bug, created=created, regressed=regressed, occurrences=bug.occurrences,
-                        recorded=len(failures), tags_added=tags_added)
+                        recorded=len(failures))
 
 
 def occurrences_reconcile(*, fix: bool = True) -> list[tuple[int, int, int]]:

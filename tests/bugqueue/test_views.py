@@ -130,3 +130,10 @@ def _demo_labels():
     from labeling.management.commands.loupe_demo import LABELS
 
     return list(LABELS)
+
+
+def test_a_quiet_week_is_stored_but_not_mailed(user, project):
+    user.email = "lead@example.com"
+    user.save()
+    digest = digest_send(digest=digest_build(project=project, week_start=parse_week(None)))
+    assert digest.sent_at is not None and digest.sent_to == [] and mail.outbox == []

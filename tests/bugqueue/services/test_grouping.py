@@ -135,3 +135,11 @@ def test_reconcile_recomputes_and_repairs_drift(project, caplog):
     assert drift == [(bug.pk, 99, 2)]
     assert Bug.objects.get(pk=bug.pk).occurrences == 2
     assert "drifted" in caplog.text
+
+
+def test_a_report_does_not_overwrite_triage_decisions(project):
+    bug = make_bug(project, title="Same", tags=["label_flip"], priority="p3")
+    update(bug, tags=[], priority="p1")  # the triage removed the tag and raised the priority
+    again = report(project, title="Same", tags=["label_flip", "data_drift"], priority="p3", description="other")
+    bug.refresh_from_db()
+    assert again.bug.pk == bug.pk and bug.priority == "p1" and bug.tags.count() == 0 and bug.description == ""
