@@ -114,7 +114,7 @@ class BugListCreateApi(APIView):
         "prediction is newer than its resolution). Failures with a payload but no known external_id become items.",
     )
     def post(self, request):
-        _reject_unknown(request.data, self.Input().fields)
+        _reject_unknown(request.data, self.Input._declared_fields)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -147,7 +147,7 @@ class BugDetailApi(APIView):
                    "Every change is written to the bug's history. Needs the reviewer or manager role.")
     def patch(self, request, bug_id):
         bug = selectors.access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
-        _reject_unknown(request.data, self.PatchInput().fields)
+        _reject_unknown(request.data, self.PatchInput._declared_fields)
         data = self.PatchInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)

@@ -1,6 +1,6 @@
 import pytest
 
-from bugqueue.models import Bug, BugEvent
+from bugqueue.models import BugEvent
 from bugqueue.services.tags import tags_seed
 from labeling.models import Role
 from tests.browser.conftest import login

@@ -237,6 +237,7 @@ def test_detail_shows_failures_series_and_is_query_bounded(user, project, django
     c = client_for(user)
     with django_assert_max_num_queries(14):
         data = c.get(f"/api/bugs/{bug.pk}").json()
+    assert data["id"] == bug.pk and data["status"] == "new" and data["kind"] == "failed_prediction"
     assert data["failure_count"] == 30 and len(data["failures"]) == 30
     assert data["failures"][0]["input"] == {"text": "text 29"}
     assert data["confusion"] == [{"model_version": "v1", "predicted_label": "pos", "expected_label": "neg", "n": 30}]
