@@ -192,10 +192,14 @@ def _reopen_as_regression(*, bug: Bug, now, failures, draft, actor_id=None):
                + (f" on model version {', '.join(versions)} (resolved against "
                   f"{bug.resolved_model_version or 'no model version'})." if versions else "."))
     previous_status = bug.status
+    # resolved_at and resolved_model_version stay (what the next resolution replaces); the history
+    # keeps the resolution and its note.
     Bug.objects.filter(pk=bug.pk).update(
-        status=BugStatus.NEW, regressed=True, regressed_at=now, reopened_at=now, updated_at=now
+        status=BugStatus.NEW, regressed=True, regressed_at=now, reopened_at=now, resolution="", resolution_note="",
+        updated_at=now,
     )
     bug.status, bug.regressed, bug.regressed_at, bug.reopened_at = BugStatus.NEW, True, now, now
+    bug.resolution, bug.resolution_note = "", ""
     BugEvent.objects.bulk_create([
         BugEvent(bug=bug, actor_id=actor_id, field="status", from_value=previous_status, to_value=BugStatus.NEW,
                  note=why, created_at=now),

@@ -75,6 +75,7 @@ def test_failure_predicted_after_the_resolution_reopens_as_regression(project):
     bug.refresh_from_db()
     assert result.bug.pk == bug.pk and result.regressed and not result.created
     assert bug.status == BugStatus.NEW and bug.regressed and bug.reopened_at is not None and bug.occurrences == 2
+    assert bug.resolution == "" and bug.resolved_at is not None  # no longer resolved; when it was stays known
     fields = list(BugEvent.objects.filter(bug=bug).values_list("field", "from_value", "to_value"))
     assert ("status", "resolved", "new") in fields and ("regressed", "false", "true") in fields
 
