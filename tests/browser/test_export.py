@@ -13,17 +13,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def eager_tasks(settings, tmp_path):
-    """Celery tasks run in-process for this test only (the Django setting and the loaded Celery config),
-    files go to a temporary media directory; both are restored afterwards."""
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+def eager_tasks(settings, tmp_path, eager_celery):
+    """Celery tasks run in-process for this test only (tests/conftest.py eager_celery, restored
+    afterwards); files go to a temporary media directory."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 def test_new_snapshot_button_builds_an_export_that_downloads(page, live_server, eager_tasks):

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from labeling.models import Project, Role
 from labeling.services.feedback import feedback_demo_seed
@@ -112,6 +113,7 @@ class Command(BaseCommand):
         result = items_ingest(project=project, rows=demo_rows(items))
         feedback_demo_seed(project=project)  # late ground truth with realistic delays (idempotent)
         quality_demo_load(project=project)  # annotations by the demo annotators, disputed items, a quality run
+        import_string("bugqueue.demo.demo_bugs_load")(project=project)  # by name: labeling never imports bugqueue
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
