@@ -143,6 +143,7 @@ EMAIL_BACKEND = env.str(
     default="django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="loupe@localhost")
+LOUPE_BASE_URL = env.str("LOUPE_BASE_URL", default="")  # absolute links in mails (the weekly bug digest)
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -207,3 +208,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- quality runs (labeling.services.quality) -------------------------------------------------
+LOUPE_QUALITY_RUN_TIMEOUT = env.int("LOUPE_QUALITY_RUN_TIMEOUT", default=3600)
+LOUPE_QUALITY_KEEP_RESULTS_RUNS = env.int("LOUPE_QUALITY_KEEP_RESULTS_RUNS", default=5)

@@ -11,3 +11,4 @@ class LabelingConfig(AppConfig):
         from . import schedules
 
         settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)
+        from . import receivers_feedback  # noqa: F401  (feedback-delay rollups follow ground truth)

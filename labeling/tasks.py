@@ -1,6 +1,7 @@
 """Thin Celery entry points: take ids, call one service."""
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 
 @shared_task(name="loupe.health_ping")
@@ -18,3 +19,140 @@ def similarity_index_update_task(project_id: int) -> None:
     from labeling.services.similarity import similarity_index_update
 
     similarity_index_update(project_id=project_id)
+
+
+@shared_task(name="loupe.export_build", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True,
+             max_retries=3)
+def export_build(export_id: int) -> None:
+    """Write one export's snapshot file (idempotent: a finished export is left as it is)."""
+    from labeling.services.export import export_file_build
+
+    export_file_build(export_id=export_id)
+
+
+@shared_task(name="loupe.export_sweep")
+def export_sweep() -> int:
+    """Re-enqueue exports whose build message was lost or whose worker died (the database is the record)."""
+    from labeling.services.export import export_stale_ids
+
+    ids = export_stale_ids()
+    for export_id in ids:
+        export_build.delay(export_id)
+    return len(ids)
+
+
+# --- feedback delay ----------------------------------------------------------------------------
+
+def _transient():
+    from django.db import OperationalError
+
+    return (OperationalError,)
+
+
+@shared_task(name="loupe.feedback_refresh", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def feedback_refresh(project_id: int) -> None:
+    """Attach pending imported truth and bring the delay rollups up to date (idempotent)."""
+    from labeling.models import Project
+    from labeling.services.feedback import gt_observations_attach_pending
+    from labeling.services.feedback_rollup import feedback_rollup_refresh
+
+    if not Project.objects.filter(pk=project_id).exists():
+        return
+    gt_observations_attach_pending(project_id=project_id)
+    feedback_rollup_refresh(project_id=project_id)
+
+
+@shared_task(name="loupe.feedback_check", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def feedback_check(project_id: int) -> None:
+    """Refresh one project's rollups and check its feedback-delay SLO (announces a flip once)."""
+    from labeling.models import Project
+    from labeling.services.feedback import feedback_project_tick
+
+    if Project.objects.filter(pk=project_id).exists():
+        feedback_project_tick(project_id=project_id)
+
+
+@shared_task(name="loupe.feedback_check_all")
+def feedback_check_all() -> int:
+    from labeling.models import Project
+
+    ids = list(Project.objects.values_list("pk", flat=True))
+    for pk in ids:
+        feedback_check.delay(pk)
+    return len(ids)
+
+
+@shared_task(name="loupe.feedback_reconcile", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def feedback_reconcile(project_id: int) -> int:
+    """Recompute any prediction day whose rollup counts drifted from the base tables (logged)."""
+    from labeling.models import Project
+    from labeling.services.feedback_rollup import feedback_rollup_reconcile, feedback_rollup_refresh
+
+    if not Project.objects.filter(pk=project_id).exists():
+        return 0
+    drifted = feedback_rollup_reconcile(project_id=project_id)
+    feedback_rollup_refresh(project_id=project_id)
+    return len(drifted)
+
+
+@shared_task(name="loupe.feedback_reconcile_all")
+def feedback_reconcile_all() -> int:
+    from labeling.models import Project
+
+    ids = list(Project.objects.values_list("pk", flat=True))
+    for pk in ids:
+        feedback_reconcile.delay(pk)
+    return len(ids)
+
+
+# --- queue (issue 3) ----------------------------------------------------------------------------
+
+
+@shared_task(name="loupe.queue_expire_leases")
+def queue_expire_leases() -> int:
+    """Mark leases that ran out as expired (slots are already free without it; this keeps states right)."""
+    from labeling.services.queue import assignments_expire
+
+    return assignments_expire()
+
+
+@shared_task(name="loupe.queue_reconcile_project")
+def queue_reconcile_project(project_id: int) -> dict:
+    """Recompute one project's stored queue counters and log any drift."""
+    from labeling.services.queue import counters_reconcile
+
+    from dataclasses import asdict
+
+    return asdict(counters_reconcile(project_id=project_id))
+
+
+@shared_task(name="loupe.queue_reconcile_all")
+def queue_reconcile_all() -> int:
+    """Fan out one reconcile task per project (each is idempotent)."""
+    from labeling.models import Project
+
+    ids = list(Project.objects.order_by("pk").values_list("pk", flat=True))
+    for project_id in ids:
+        queue_reconcile_project.delay(project_id)
+    return len(ids)
+
+
+# --- quality (issue 4) --------------------------------------------------------------------------
+
+
+@shared_task(name="loupe.quality_run", acks_late=True)
+def quality_run_task(run_id: int) -> None:
+    """Score a project with cleanlab (labeling.services.quality). Idempotent: a run that is no longer
+    queued (already running, done or failed) is left alone, so a redelivered message does nothing."""
+    from labeling.services.quality import quality_run_execute
+
+    quality_run_execute(run_id=run_id)
+
+
+@shared_task(name="loupe.quality_runs_recover")
+def quality_runs_recover_task() -> dict:
+    """Beat: re-send queued runs whose message was lost; fail runs whose worker died; drop the
+    per-item results of old runs."""
+    from labeling.services.quality import quality_results_prune, quality_runs_recover
+
+    return {**quality_runs_recover(), "pruned": quality_results_prune()}

@@ -68,3 +68,20 @@ def client_for(user) -> APIClient:
     c = APIClient()
     c.force_authenticate(user=user)
     return c
+
+
+@pytest.fixture
+def eager_celery(settings):
+    """Run Celery tasks in-process for one test, restored afterwards. The app reads Django settings
+    with the CELERY_ namespace, so both the setting and the app's namespaced keys are changed."""
+    from config.celery import app
+
+    keys = ("CELERY_TASK_ALWAYS_EAGER", "CELERY_TASK_EAGER_PROPAGATES")
+    before = {k: app.conf.get(k) for k in keys}
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    for k in keys:
+        app.conf[k] = True
+    assert app.conf.task_always_eager
+    yield app
+    for k, v in before.items():
+        app.conf[k] = v

@@ -1,1 +1,24 @@
-urlpatterns: list = []
+from django.urls import path
+
+from bugqueue.api import views_bugs, views_datasets, views_triage
+
+urlpatterns = [
+    path("bugs", views_bugs.BugListCreateApi.as_view(), name="api-bugs"),
+    path("bugs/<int:bug_id>", views_bugs.BugDetailApi.as_view(), name="api-bug"),
+    path("bugs/<int:bug_id>/comments", views_bugs.BugCommentsApi.as_view(), name="api-bug-comments"),
+    path("bugs/<int:bug_id>/resolve", views_bugs.BugResolveApi.as_view(), name="api-bug-resolve"),
+    path("triage", views_triage.TriageApi.as_view(), name="api-triage"),
+    path("tags", views_bugs.TagListApi.as_view(), name="api-tags"),
+    path("projects/<int:project_id>/bug-settings", views_bugs.BugSettingsApi.as_view(), name="api-bug-settings"),
+    # validation datasets and evaluations (#7)
+    path("datasets", views_datasets.DatasetListCreateApi.as_view(), name="api-datasets"),
+    path("datasets/<int:dataset_id>", views_datasets.DatasetDetailApi.as_view(), name="api-dataset"),
+    path("datasets/<int:dataset_id>/versions", views_datasets.DatasetVersionsApi.as_view(), name="api-dataset-versions"),
+    path("datasets/<int:dataset_id>/versions/<int:number>/items", views_datasets.DatasetVersionItemsApi.as_view(),
+         name="api-dataset-version-items"),
+    path("datasets/<int:dataset_id>/versions/<int:number>/delta", views_datasets.DatasetVersionDeltaApi.as_view(),
+         name="api-dataset-version-delta"),
+    path("bugs/<int:bug_id>/dataset-flows", views_datasets.BugDatasetFlowsApi.as_view(), name="api-bug-dataset-flows"),
+    path("evaluations", views_datasets.EvaluationListCreateApi.as_view(), name="api-evaluations"),
+    path("evaluations/<int:evaluation_id>", views_datasets.EvaluationDetailApi.as_view(), name="api-evaluation"),
+]

@@ -10,10 +10,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bugqueue import selectors_datasets as sel
-from bugqueue.models import Dataset, DatasetVersion, Evaluation, EvaluationResult
+from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
 from labeling.api.batch import NDJSON_TYPES
+from labeling.api.negotiation import FormatIsAQueryParameter
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import TooLarge, ValidationFailed
 from labeling.selectors import MANAGER_ROLES, access_project
@@ -105,15 +106,46 @@ class DatasetVersionsApi(APIView):
         return Response({"changed": True, "version": VersionOutput(version).data}, status=status.HTTP_201_CREATED)
 
 
+class VersionRowOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    label = serializers.CharField()
+    payload = serializers.JSONField()
+    bug = serializers.IntegerField(allow_null=True)
+    added_in = serializers.IntegerField()
+
+
+class VersionItemsPageOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    results = VersionRowOutput(many=True)
+    next_after = serializers.IntegerField(allow_null=True)
+
+
+class DeltaRowOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    label = serializers.CharField()
+    bug = serializers.IntegerField(allow_null=True)
+
+
+class DeltaOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    against = serializers.IntegerField()
+    reason = serializers.CharField()
+    bug = serializers.IntegerField(allow_null=True)
+    added = DeltaRowOutput(many=True)
+    removed = DeltaRowOutput(many=True)
+
+
 def _row(r):
     return {"external_id": r[1], "label": r[2], "payload": r[3], "bug": r[4], "added_in": r[5]}
 
 
 class DatasetVersionItemsApi(APIView):
+    content_negotiation_class = FormatIsAQueryParameter
+
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]), OpenApiParameter("after", int),
                     OpenApiParameter("limit", int)],
-        responses={200: serializers.JSONField(), **ERRORS}, operation_id="dataset_version_items",
+        responses={200: VersionItemsPageOutput, **ERRORS}, operation_id="dataset_version_items",
         description="Items of a version with the label frozen at that version. JSON pages by `after` "
                     "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
     )
@@ -141,7 +173,7 @@ class DatasetVersionItemsApi(APIView):
 
 
 class DatasetVersionDeltaApi(APIView):
-    @extend_schema(responses={200: serializers.JSONField(), **ERRORS}, operation_id="dataset_version_delta")
+    @extend_schema(responses={200: DeltaOutput, **ERRORS}, operation_id="dataset_version_delta")
     def get(self, request, dataset_id, number):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
         version = sel.dataset_version(dataset=dataset, number=number)
@@ -232,3 +264,19 @@ class EvaluationDetailApi(APIView):
         evaluation = sel.access_evaluation(user=request.user, evaluation_id=evaluation_id)
         evaluation = sel.evaluation_list(project=evaluation.project).get(pk=evaluation.pk)
         return Response(EvaluationOutput(evaluation).data)
+
+
+class FlowOutput(serializers.ModelSerializer):
+    class Meta:
+        model = BugDatasetFlow
+        fields = ["id", "status", "datasets", "mine_similar", "added", "pending", "mined", "versions", "error",
+                  "created_at", "finished_at"]
+
+
+class BugDatasetFlowsApi(APIView):
+    @extend_schema(responses={200: FlowOutput(many=True), **ERRORS}, operation_id="bug_dataset_flows")
+    def get(self, request, bug_id):
+        from bugqueue.selectors import access_bug
+
+        bug = access_bug(user=request.user, bug_id=bug_id)
+        return Response(FlowOutput(bug.dataset_flows.order_by("-id")[:50], many=True).data)

@@ -26,3 +26,7 @@ from .core import (  # noqa: F401
     Role,
 )
 from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
+from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F401
+from .feedback import FeedbackBacklogBin, FeedbackDelayBin, FeedbackDirtyDay, FeedbackState, GroundTruthObservation, ObservationOutcome  # noqa: F401,E501
+from .queue import AnnotatorProgress  # noqa: F401
+from .quality import *  # noqa: F401,F403,E402

@@ -111,6 +111,45 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique")]
 
 
+# Queue order of open items: reopened items first (lowest reopen_rank), then the project's ordering,
+# ties to the items closest to completion, then id. One partial index per ordering for untouched
+# ("fresh") open items and one for touched open items, plus touched items grouped by who touched them.
+# labeling.services.queue writes the same ORDER BY; keep the two in step.
+QUEUE_BUCKET = {
+    "fifo": models.F("created_at").asc(),
+    "priority": models.F("priority").desc(),
+    "uncertainty": models.F("uncertainty").desc(nulls_last=True),
+    "oldest_prediction": models.F("first_predicted_at").asc(nulls_last=True),
+}
+QUEUE_INDEX_PREFIX = {"fifo": "fifo", "priority": "prio", "uncertainty": "unc", "oldest_prediction": "oldp"}
+
+
+class QueueIndex(models.Index):
+    """A btree index that keeps its NULLS LAST clauses on PostgreSQL and drops them on SQLite, which
+    cannot index them (there the index only speeds up the zero-setup demo)."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        statement = super().create_sql(model, schema_editor, using=using, **kwargs)
+        if schema_editor.connection.vendor == "sqlite":
+            return str(statement).replace(" NULLS LAST", "")
+        return statement
+
+
+def queue_indexes():
+    open_q = Q(status="open")
+    indexes = []
+    for order, bucket in QUEUE_BUCKET.items():
+        cols = (models.F("project"), models.F("reopen_rank").asc(nulls_last=True), bucket,
+                models.F("annotation_count").desc(), models.F("id"))
+        short = QUEUE_INDEX_PREFIX[order]
+        indexes.append(QueueIndex(*cols, name=f"item_q_{short}_fresh", condition=open_q & Q(touchers__isnull=True)))
+        indexes.append(QueueIndex(*cols, name=f"item_q_{short}_touched", condition=open_q & Q(touchers__isnull=False)))
+    indexes.append(
+        models.Index(fields=["project", "touchers", "id"], name="item_q_groups", condition=open_q & Q(touchers__isnull=False))
+    )
+    return indexes
+
+
 class ItemStatus(models.TextChoices):
     OPEN = "open", "Open (needs annotations)"
     DISPUTED = "disputed", "Disputed (needs review)"
@@ -134,6 +173,9 @@ class Item(models.Model):
     # Set when a quality run reopens a doubtful item for one more annotation (adaptive overlap):
     # such items are served before fresh ones, lowest rank first (cleanlab's active-learning order).
     reopen_rank = models.FloatField(null=True, blank=True)
+    # Sorted ids of the annotators who hold or held an annotate lease on this item (NULL: nobody yet).
+    # Written by the queue under the item's row lock; lets a claim skip "mine" and "fresh" items by index.
+    touchers = models.JSONField(null=True, blank=True, default=None)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -144,6 +186,7 @@ class Item(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "status", "id"], name="item_project_status_id"),
+            *queue_indexes(),
         ]
 
     def __str__(self):
@@ -211,6 +254,8 @@ class Assignment(models.Model):
             models.Index(fields=["annotator", "status"], name="assignment_annotator_status"),
             models.Index(fields=["item", "status"], name="assignment_item_status"),
             models.Index(fields=["status", "expires_at"], name="assignment_status_expiry"),
+            # Slots an item's active leases take (the queue counts the unexpired ones per candidate).
+            models.Index(fields=["item", "kind", "expires_at"], name="assignment_active_slots", condition=Q(status="active")),
         ]
 
 

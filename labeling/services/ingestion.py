@@ -164,6 +164,9 @@ def items_ingest(*, project: Project, rows: list) -> IngestResult:
 
 @transaction.atomic
 def _write(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
+    from labeling.services.feedback_rollup import feedback_days_mark  # delay rollups: mark the days touched
+
+    feedback_days_mark(project_id=project.pk, times=[p.prediction.predicted_at for p in parsed if p.prediction])
     ext_ids = [p.external_id for p in parsed]
     existing = {
         ext: (pk, payload, priority, first_pred)

@@ -207,3 +207,39 @@ def test_concurrent_resolutions_into_one_dataset_make_consecutive_versions(postg
     assert list(DatasetVersion.objects.filter(dataset=ds).order_by("number").values_list("number", flat=True)) == [1, 2, 3, 4]
     assert DatasetMember.objects.filter(dataset=ds, removed_in__isnull=True).count() == 40
     assert sorted(DatasetVersion.objects.filter(dataset=ds).values_list("size", flat=True)) == [10, 20, 30, 40]
+
+
+def test_resolve_api_hands_failures_to_datasets_idempotently(user, project, eager_celery,
+                                                              django_capture_on_commit_callbacks):
+    c = client_for(user)
+    ds = new_dataset(c, project)
+    (known,) = make_items(project, 1, prefix="k")
+    bug = make_bug(project, failures=[(known, "pos")])
+    with django_capture_on_commit_callbacks(execute=True):
+        res = c.post(f"/api/bugs/{bug.pk}/resolve", {"resolution": "fixed", "note": "retrained", "datasets": [ds["id"]]},
+                     format="json")
+    assert res.status_code == 200, res.json()
+    assert res.json()["dataset_flow"] is not None
+    flows = c.get(f"/api/bugs/{bug.pk}/dataset-flows").json()
+    assert flows[0]["status"] == "done" and flows[0]["added"] == 1 and flows[0]["versions"] == [{"dataset": ds["id"], "number": 1}]
+    with django_capture_on_commit_callbacks(execute=True):
+        again = c.post(f"/api/bugs/{bug.pk}/resolve", {"resolution": "fixed", "datasets": [ds["id"]]}, format="json")
+    assert again.status_code == 200 and again.json()["changed"] is False
+    assert DatasetMember.objects.filter(dataset_id=ds["id"]).count() == 1
+    assert DatasetVersion.objects.filter(dataset_id=ds["id"]).count() == 1
+    c.force_login(user)
+    page = c.get(f"/bugs/{bug.pk}")
+    assert b"dataset-flows" in page.content and b"v1" in page.content
+
+
+def test_resolve_api_rejects_bad_dataset_hand_offs(user, project):
+    c = client_for(user)
+    other = ProjectFactory(creator=user)
+    foreign = Dataset.objects.create(project=other, name="elsewhere")
+    bug = make_bug(project)
+    res = c.post(f"/api/bugs/{bug.pk}/resolve", {"resolution": "fixed", "datasets": [foreign.pk]}, format="json")
+    assert res.status_code == 400 and "datasets" in res.json()["error"]["fields"]
+    res = c.post(f"/api/bugs/{bug.pk}/resolve", {"resolution": "wont_fix", "datasets": [foreign.pk]}, format="json")
+    assert res.status_code == 400
+    bug.refresh_from_db()
+    assert bug.status == "new" and BugDatasetFlow.objects.count() == 0

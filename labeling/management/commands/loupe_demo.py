@@ -8,10 +8,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from labeling.models import Project, Role
+from labeling.services.feedback import feedback_demo_seed
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, member_add, project_create
+from labeling.services.quality import quality_demo_load
 
 User = get_user_model()
 
@@ -108,6 +111,9 @@ class Command(BaseCommand):
             for username, (user, role) in users.items():
                 member_add(project=project, username=username, role=role)
         result = items_ingest(project=project, rows=demo_rows(items))
+        feedback_demo_seed(project=project)  # late ground truth with realistic delays (idempotent)
+        quality_demo_load(project=project)  # annotations by the demo annotators, disputed items, a quality run
+        import_string("bugqueue.demo.demo_bugs_load")(project=project)  # by name: labeling never imports bugqueue
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."

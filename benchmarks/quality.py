@@ -1,0 +1,241 @@
+"""Cost of one quality run at scale, on the PostgreSQL database in DATABASE_URL.
+
+    python benchmarks/quality.py [--items 300000] [--annotators 20] [--classes 10] [--keep]
+
+Builds a project of N items x 3 annotations from 20 simulated annotators (accuracies 0.55..0.95)
+over 10 classes, with a production prediction per item, loaded with COPY. Items whose three labels
+agree are resolved (ground truth "unanimous", as the annotation service leaves them); the others are
+disputed. Then one quality run executes in a fresh process (so its peak memory is its own) and
+the script prints one table: wall time split into database read, pred_probs, cleanlab, database
+write; peak memory; and the target "everything but cleanlab < half of the cleanlab call".
+It also times the review queue's lease and the agreement read on the same data. The project is
+deleted at the end unless --keep.
+"""
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("LOUPE_TESTING", "1")  # settings defaults only (no DEBUG query log); DATABASE_URL is used
+
+
+def setup():
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        sys.exit("benchmarks/quality.py needs PostgreSQL: set DATABASE_URL=postgres://...")
+
+
+def copy_rows(cur, table, columns, rows):
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def build(n_items, n_annotators, n_classes, seed=0):
+    import numpy as np
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from labeling.models import Annotation, GroundTruth, Item, LabelChange, LabelSequence, Prediction, Role
+    from labeling.services.projects import LabelSpec, member_add, project_create
+
+    User = get_user_model()
+    rng = np.random.default_rng(seed)
+    stamp = int(time.time())
+    manager = User.objects.create_user(username=f"bench-q-manager-{stamp}", password=None)
+    labels = [LabelSpec(f"class{j}", f"Class {j}", "", str(j) if j < 10 else "") for j in range(n_classes)]
+    labels = [LabelSpec(s.key, s.name, s.guideline, s.hotkey if s.hotkey not in ("s", "?") else "") for s in labels]
+    project = project_create(creator=manager, name=f"bench quality {stamp}", labels=labels, annotations_per_item=3,
+                             max_annotations_per_item=5, accept_threshold=0.7)
+    users = User.objects.bulk_create([User(username=f"bench-q-{stamp}-{j}") for j in range(n_annotators)])
+    for u in users:
+        member_add(project=project, username=u.username, role=Role.ANNOTATOR)
+    reviewer = User.objects.create_user(username=f"bench-q-reviewer-{stamp}", password=None)
+    member_add(project=project, username=reviewer.username, role=Role.REVIEWER)
+    keys = [s.key for s in labels]
+
+    acc = np.linspace(0.55, 0.95, n_annotators)
+    true = rng.integers(0, n_classes, n_items)
+    who = np.argsort(rng.random((n_items, n_annotators)), axis=1)[:, :3]
+    right = rng.random((n_items, 3)) < acc[who]
+    wrong = (true[:, None] + rng.integers(1, n_classes, (n_items, 3))) % n_classes
+    lab = np.where(right, true[:, None], wrong)
+    unanimous = (lab[:, 0] == lab[:, 1]) & (lab[:, 1] == lab[:, 2])
+    logits = rng.normal(0.0, 1.0, (n_items, n_classes))
+    target = np.where(rng.random(n_items) < 0.8, true, rng.integers(0, n_classes, n_items))
+    logits[np.arange(n_items), target] += 2.5
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+
+    now = timezone.now()
+    t = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as c:
+        cur = c.cursor
+        copy_rows(cur, Item._meta.db_table,
+                  ["project_id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
+                   "created_at", "updated_at"],
+                  ((project.pk, f"b{i}", json.dumps({"text": f"item {i}"}), 0, "resolved" if unanimous[i] else "disputed", 3, 3, now, now)
+                   for i in range(n_items)))
+        cur.execute(f"SELECT id FROM {Item._meta.db_table} WHERE project_id = %s ORDER BY id", [project.pk])
+        ids = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+        user_ids = np.array([u.pk for u in users], dtype=np.int64)
+        copy_rows(cur, Annotation._meta.db_table, ["item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
+                  ((int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
+                   for i in range(n_items) for j in range(3)))
+        copy_rows(cur, Prediction._meta.db_table, ["item_id", "model_version", "label", "probabilities", "predicted_at", "created_at"],
+                  ((int(ids[i]), "bench-v1", keys[int(np.argmax(probs[i]))],
+                    json.dumps(dict(zip(keys, probs[i].round(6).tolist()))), now, now) for i in range(n_items)))
+        un = np.nonzero(unanimous)[0]
+        copy_rows(cur, GroundTruth._meta.db_table,
+                  ["item_id", "label", "method", "decided_at", "source", "note", "first_arrived_at"],
+                  ((int(ids[i]), keys[lab[i, 0]], "unanimous", now, "", "", now) for i in un))
+        copy_rows(cur, LabelChange._meta.db_table,
+                  ["project_id", "seq", "item_id", "label", "previous_label", "method", "annotators", "model_version", "source", "note", "changed_at"],
+                  ((project.pk, n + 1, int(ids[i]), keys[lab[i, 0]], "", "unanimous", json.dumps(user_ids[who[i]].tolist()), "", "", "", now)
+                   for n, i in enumerate(un)))
+        LabelSequence.objects.filter(project=project).update(last_seq=len(un))
+    with connection.cursor() as c:
+        for table in (Item, Annotation, Prediction, GroundTruth, LabelChange):
+            c.execute(f"ANALYZE {table._meta.db_table}")
+    return project, reviewer, time.perf_counter() - t, int(unanimous.sum())
+
+
+def run_in_child(project_id):
+    """Queue and execute one run in a fresh interpreter; returns its figures."""
+    out = subprocess.run([sys.executable, __file__, "--child", str(project_id)], capture_output=True, text=True, env=os.environ)
+    if out.returncode != 0:
+        sys.exit(out.stdout + out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(project_id):
+    setup()
+    import cleanlab.multiannotator  # noqa: F401  (imported before the baseline: not part of the run)
+    import sklearn.linear_model  # noqa: F401
+    from unittest import mock
+
+    from labeling.services import quality
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with mock.patch.object(quality, "_enqueue"):
+        run = quality.quality_run_request(project_id=project_id)
+    t = time.perf_counter()
+    run = quality.quality_run_execute(run_id=run.pk)
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({
+        "run_id": run.pk, "status": run.status, "error": run.error, "wall": wall,
+        "read": run.seconds_read, "pred_probs": run.seconds_pred_probs, "cleanlab": run.seconds_cleanlab,
+        "write": run.seconds_write, "total": run.seconds_total, "scored": run.scored, "accepted": run.auto_accepted,
+        "reopened": run.reopened_for_more, "review": run.to_review, "mean_quality": run.mean_quality,
+        "source": run.pred_probs_source, "baseline_mib": baseline / 1024, "peak_mib": peak / 1024,
+    }))
+
+
+def reads(project, reviewer):
+    from labeling import selectors_quality as sq
+    from labeling.models import Item
+    from labeling.services.resolution import review_next
+
+    # Steady state of the review queue: the items sent back for a 4th annotation come back disputed
+    # (before the next run rescores them), so reviewers pick among every doubtful item of this run.
+    Item.objects.filter(project=project, status="open").update(status="disputed")
+    t = time.perf_counter()
+    lease = review_next(project=project, reviewer=reviewer)
+    lease_s = time.perf_counter() - t
+    t = time.perf_counter()
+    again = review_next(project=project, reviewer=reviewer)
+    held_s = time.perf_counter() - t
+    assert lease is not None and again.pk == lease.pk
+    t = time.perf_counter()
+    agreement = sq.project_agreement(project=project)
+    agreement_s = time.perf_counter() - t
+    t = time.perf_counter()
+    sq.annotator_table(project=project)
+    annotators_s = time.perf_counter() - t
+    return lease_s, held_s, agreement_s, annotators_s, agreement
+
+
+def drop(project):
+    from django.db import connection
+
+    from labeling.models import (Annotation, Assignment, GroundTruth, Item, LabelChange, Prediction,
+                                 QualityAnnotatorStat, QualityItemResult, QualityRun)
+
+    t = {m: m._meta.db_table for m in (Annotation, Assignment, GroundTruth, Item, LabelChange, Prediction,
+                                       QualityAnnotatorStat, QualityItemResult, QualityRun)}
+    with connection.cursor() as c:
+        c.execute(f"DELETE FROM {t[QualityItemResult]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)", [project.pk])
+        c.execute(f"DELETE FROM {t[QualityAnnotatorStat]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)", [project.pk])
+        c.execute(f"DELETE FROM {t[QualityRun]} WHERE project_id = %s", [project.pk])
+        c.execute(f"DELETE FROM {t[LabelChange]} WHERE project_id = %s", [project.pk])
+        for model in (GroundTruth, Annotation, Prediction, Assignment):
+            c.execute(f"DELETE FROM {t[model]} WHERE item_id IN (SELECT id FROM {t[Item]} WHERE project_id = %s)", [project.pk])
+        c.execute(f"DELETE FROM {t[Item]} WHERE project_id = %s", [project.pk])
+    project.delete()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=300_000)
+    ap.add_argument("--annotators", type=int, default=20)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--child", type=int)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child)
+    setup()
+    project, reviewer, load_s, n_unanimous = build(args.items, args.annotators, args.classes)
+    try:
+        r = run_in_child(project.pk)
+        lease_s, held_s, agreement_s, annotators_s, agreement = reads(project, reviewer)
+    finally:
+        if not args.keep:
+            drop(project)
+    if r["status"] != "done":
+        sys.exit(f"run failed: {r['error']}")
+    outside = r["total"] - r["cleanlab"]
+    rows = [
+        ("data", f"{args.items:,} items x 3 annotations, {args.annotators} annotators, {args.classes} classes; "
+                 f"{n_unanimous:,} unanimous, {args.items - n_unanimous:,} disputed (loaded with COPY in {load_s:.1f} s)"),
+        ("pred_probs source", r["source"]),
+        ("DB read (snapshot)", f"{r['read']:.2f} s"),
+        ("pred_probs", f"{r['pred_probs']:.2f} s"),
+        ("cleanlab (CROWDLAB)", f"{r['cleanlab']:.2f} s"),
+        ("DB write (outcomes, results)", f"{r['write']:.2f} s"),
+        ("run total", f"{r['total']:.2f} s"),
+        ("everything but cleanlab", f"{outside:.2f} s = {outside / r['cleanlab']:.2f} x cleanlab "
+                                    f"({'meets' if outside < r['cleanlab'] / 2 else 'MISSES'} the < 0.5 x target)"),
+        ("peak memory (run process)", f"{r['peak_mib']:.0f} MiB ({r['peak_mib'] - r['baseline_mib']:.0f} MiB above the "
+                                      f"{r['baseline_mib']:.0f} MiB of a process with Django and cleanlab loaded)"),
+        ("outcomes", f"{r['scored']:,} scored: {r['accepted']:,} accepted, {r['reopened']:,} one more annotation, "
+                     f"{r['review']:,} to review; mean quality {r['mean_quality']:.3f}"),
+        ("review/next (new lease)", f"{lease_s * 1000:.0f} ms; held lease again {held_s * 1000:.0f} ms"),
+        ("agreement read", f"{agreement_s:.2f} s (alpha {agreement['krippendorff_alpha']:.3f}, "
+                           f"{len(agreement['pairwise_cohen_kappa'])} annotator pairs)"),
+        ("annotators read", f"{annotators_s:.2f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'quality run benchmark':<{width}} | figure")
+    print(f"{'-' * width}-|-{'-' * 60}")
+    for k, v in rows:
+        print(f"{k:<{width}} | {v}")
+
+
+if __name__ == "__main__":
+    main()

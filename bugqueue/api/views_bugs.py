@@ -1,0 +1,237 @@
+"""Bug-queue API: report, list with facets, read, update, comment, resolve; tags; settings.
+Thin: permission-checked reads through selectors, writes through services."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bugqueue import selectors
+from bugqueue.api.serializers import (
+    BugDetailOutput,
+    BugOutput,
+    CommentOutput,
+    FacetsOutput,
+    TagOutput,
+    bug_detail_data,
+)
+from bugqueue.models import BugKind, BugStatus, Priority, Resolution
+from bugqueue.services.bugs import (
+    UNSET,
+    bug_report,
+    bug_resolve,
+    bug_settings_get,
+    bug_settings_update,
+    bug_update,
+    comment_add,
+)
+from labeling.api.pagination import DefaultPagination
+from labeling.api.serializers import ERRORS, ErrorSerializer
+from labeling.errors import ValidationFailed
+from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
+
+CONFLICT = {409: ErrorSerializer}
+
+
+def _reject_unknown(data, allowed):
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValidationFailed(f"Unknown fields: {', '.join(unknown)}.", fields={k: ["Unknown field."] for k in unknown})
+
+
+class FailureInput(serializers.Serializer):
+    external_id = serializers.CharField(required=False, max_length=255, help_text="An item of the project.")
+    payload = serializers.JSONField(required=False, help_text="The failing input (an object); without external_id it becomes an item.")
+    predicted_label = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    expected_label = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="Null when not known yet.")
+    model_version = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    predicted_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class BugPage(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = BugOutput(many=True)
+    facets = FacetsOutput()
+
+
+LIST_PARAMETERS = [
+    OpenApiParameter("project", int, description="A project id (default: every project you are a member of)."),
+    OpenApiParameter("status", str, description=f"One or more (comma-separated) of {', '.join(BugStatus.values)}, open, closed."),
+    OpenApiParameter("tag", str, description="Tag slug(s); several narrow (bugs carrying all of them)."),
+    OpenApiParameter("priority", str, description=f"One or more of {', '.join(Priority.values)}."),
+    OpenApiParameter("kind", str, description=f"One or more of {', '.join(BugKind.values)}."),
+    OpenApiParameter("assignee", str, description="A username, `me`, or `none`."),
+    OpenApiParameter("q", str, description="Text in the title or description, or an exact fingerprint."),
+    OpenApiParameter("regressed", bool),
+    OpenApiParameter("ordering", str, enum=list(selectors.ORDERINGS)),
+    OpenApiParameter("page", int),
+    OpenApiParameter("page_size", int),
+]
+
+
+class BugListCreateApi(APIView):
+    class Input(serializers.Serializer):
+        project = serializers.IntegerField()
+        title = serializers.CharField(max_length=300)
+        kind = serializers.ChoiceField(choices=BugKind.choices)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+        priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+        fingerprint = serializers.CharField(required=False, max_length=255,
+                                            help_text="Default: the project, kind and normalized title.")
+        model_version = serializers.CharField(required=False, allow_blank=True, max_length=128, default="")
+        failures = FailureInput(many=True, required=False)
+
+    class Output(serializers.Serializer):
+        id = serializers.IntegerField()
+        created = serializers.BooleanField()
+        occurrences = serializers.IntegerField()
+        regressed = serializers.BooleanField(help_text="True when this report reopened a resolved bug.")
+        status = serializers.CharField()
+
+    @extend_schema(parameters=LIST_PARAMETERS, responses={200: BugPage, **ERRORS}, operation_id="bugs_list")
+    def get(self, request):
+        project = None
+        if request.query_params.get("project"):
+            project = access_project(user=request.user, project_id=request.query_params["project"])
+        filters = selectors.bug_filters_parse(request.query_params)
+        qs = selectors.bug_list(user=request.user, project=project, filters=filters)
+        paginator = DefaultPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        response = paginator.get_paginated_response(BugOutput(page, many=True).data)
+        response.data["facets"] = selectors.bug_facets(user=request.user, project=project, filters=filters)
+        return response
+
+    @extend_schema(
+        request=Input, responses={201: Output, 200: Output, 409: ErrorSerializer, 413: ErrorSerializer, **ERRORS},
+        operation_id="bugs_report",
+        description="File a report. 201 opens a bug; 200 adds the report's occurrences to the open bug with the "
+        "same fingerprint (or to a closed one: a resolved bug reopens with regressed=true only when a failure's "
+        "prediction is newer than its resolution). Failures with a payload but no known external_id become items.",
+    )
+    def post(self, request):
+        _reject_unknown(request.data, self.Input._declared_fields)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        project = access_project(user=request.user, project_id=values.pop("project"))
+        values.pop("failures", None)
+        result = bug_report(project=project, reporter=request.user, failures=request.data.get("failures"), **values)
+        body = {"id": result.bug.pk, "created": result.created, "occurrences": result.occurrences,
+                "regressed": result.regressed, "status": result.bug.status}
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class BugDetailApi(APIView):
+    class PatchInput(serializers.Serializer):
+        status = serializers.ChoiceField(choices=BugStatus.choices, required=False)
+        priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+        assignee = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                         help_text="A member's username, or null to unassign.")
+        tags = serializers.ListField(child=serializers.CharField(), required=False, help_text="The full list of tag slugs.")
+        duplicate_of = serializers.IntegerField(required=False, allow_null=True, help_text="With status duplicate.")
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000,
+                                     help_text="Why (kept in the history).")
+
+    @extend_schema(responses={200: BugDetailOutput, **ERRORS}, operation_id="bugs_retrieve")
+    def get(self, request, bug_id):
+        bug = selectors.access_bug(user=request.user, bug_id=bug_id)
+        return Response(bug_detail_data(selectors.bug_detail(bug=bug)))
+
+    @extend_schema(request=PatchInput, responses={200: BugOutput, **CONFLICT, **ERRORS}, operation_id="bugs_update",
+                   description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags. "
+                   "Every change is written to the bug's history. Needs the reviewer or manager role.")
+    def patch(self, request, bug_id):
+        bug = selectors.access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
+        _reject_unknown(request.data, self.PatchInput._declared_fields)
+        data = self.PatchInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        note = values.pop("note", "")
+        changes = {k: values.get(k, UNSET) for k in ("status", "priority", "assignee", "tags", "duplicate_of")}
+        bug = bug_update(bug=bug, actor=request.user, note=note, **changes)
+        return Response(BugOutput(bug).data)
+
+
+class BugCommentsApi(APIView):
+    class Input(serializers.Serializer):
+        body = serializers.CharField(max_length=20_000)
+
+    @extend_schema(request=Input, responses={201: CommentOutput, **ERRORS}, operation_id="bugs_comment")
+    def post(self, request, bug_id):
+        bug = selectors.access_bug(user=request.user, bug_id=bug_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        comment = comment_add(bug=bug, author=request.user, body=data.validated_data["body"])
+        return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
+
+
+class BugResolveApi(APIView):
+    class Input(serializers.Serializer):
+        resolution = serializers.ChoiceField(choices=Resolution.choices)
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+        duplicate_of = serializers.IntegerField(required=False, allow_null=True,
+                                                help_text="Required with resolution duplicate.")
+        datasets = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=100,
+                                         help_text="Validation datasets that get the bug's failures (fixed only); "
+                                                   "datasets following the bug's tags get them too.")
+        mine_similar = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10_000,
+                                                help_text="Queue this many look-alike production items for labeling; "
+                                                          "they join the datasets once labeled.")
+
+    class Output(BugOutput):
+        changed = serializers.SerializerMethodField()
+        dataset_flow = serializers.SerializerMethodField()
+
+        class Meta(BugOutput.Meta):
+            fields = BugOutput.Meta.fields + ["changed", "dataset_flow"]
+
+        def get_changed(self, obj) -> bool:
+            return obj.changed
+
+        def get_dataset_flow(self, obj) -> int | None:
+            return obj.flow.pk if obj.flow is not None else None
+
+    @extend_schema(request=Input, responses={200: Output, **CONFLICT, **ERRORS}, operation_id="bugs_resolve",
+                   description="Close a bug as fixed, wont_fix or duplicate (of duplicate_of). Resolving again the "
+                   "same way changes nothing (changed=false); a bug closed another way answers 409.")
+    def post(self, request, bug_id):
+        bug = selectors.access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = bug_resolve(bug=bug, actor=request.user, **data.validated_data)
+        result.bug.changed = result.changed
+        result.bug.flow = result.flow
+        return Response(self.Output(result.bug).data)
+
+
+class TagListApi(APIView):
+    @extend_schema(responses={200: TagOutput(many=True)}, operation_id="tags_list")
+    def get(self, request):
+        return Response(TagOutput(selectors.tag_list(), many=True).data)
+
+
+class BugSettingsApi(APIView):
+    class Output(serializers.Serializer):
+        project = serializers.IntegerField(source="project_id")
+        auto_file_failed_predictions = serializers.BooleanField()
+
+    class Input(serializers.Serializer):
+        auto_file_failed_predictions = serializers.BooleanField()
+
+    @extend_schema(responses={200: Output, **ERRORS}, operation_id="bug_settings_retrieve")
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id)
+        return Response(self.Output(bug_settings_get(project=project)).data)
+
+    @extend_schema(request=Input, responses={200: Output, **ERRORS}, operation_id="bug_settings_update")
+    def patch(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = bug_settings_update(project=project, actor=request.user, **data.validated_data)
+        return Response(self.Output(row).data)

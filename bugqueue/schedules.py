@@ -1,0 +1,20 @@
+"""Celery beat entries owned by the bug queue (merged into settings in BugqueueConfig.ready)."""
+
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict = {
+    "bugqueue-weekly-digests": {
+        "task": "bugqueue.weekly_digests",
+        "schedule": crontab(minute=0, hour=7, day_of_week="mon"),  # UTC: the ISO week that just ended
+    },
+    "bugqueue-reconcile-occurrences": {
+        "task": "bugqueue.reconcile_occurrences",
+        "schedule": crontab(minute=30, hour=3),
+    },
+    # Datasets (#7): pending items of resolved bugs that got ground truth but whose message was lost.
+    "bugqueue-datasets-absorb-sweep": {"task": "bugqueue.datasets_absorb_sweep", "schedule": crontab(minute="*/15")},
+    "bugqueue-file-failed-predictions-sweep": {
+        "task": "bugqueue.file_failed_predictions_sweep",
+        "schedule": crontab(minute="*/10"),
+    },
+}

@@ -1,0 +1,1 @@
+"""Bug-queue services: everything that changes state (see STYLE.md)."""

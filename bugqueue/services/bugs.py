@@ -1,0 +1,488 @@
+"""Bugs: report, update (allowed transitions), resolve, comment; per-project settings.
+
+Every change writes a BugEvent (who, when, field, from, to, why) in the same transaction.
+Validation happens before the first write, so bad input writes nothing.
+
+Transitions (PATCH status, or POST .../resolve for the closing ones):
+
+    new         -> triaged | in_progress | resolved | wont_fix | duplicate
+    triaged     -> in_progress | resolved | wont_fix | duplicate
+    in_progress -> triaged | resolved | wont_fix | duplicate
+    resolved | wont_fix | duplicate -> new   (reopen)
+
+Anything else is refused with 409 `invalid_transition` (setting the current status is a no-op).
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from bugqueue.models import (
+    CLOSED_STATUSES,
+    RESOLUTION_STATUS,
+    Bug,
+    BugEvent,
+    BugKind,
+    BugProjectSettings,
+    BugStatus,
+    Comment,
+    FailureExample,
+    Priority,
+    Resolution,
+    Tag,
+)
+from bugqueue.services.grouping import BugDraft, FailureData, FilingResult, bug_file, default_fingerprint
+from labeling.errors import Conflict, TooLarge, ValidationFailed
+from labeling.models import Item, Membership, Prediction, Project
+from labeling.selectors import project_label_keys
+from labeling.services.ingestion import items_ingest, parse_timestamp
+
+User = get_user_model()
+
+MAX_FAILURES_PER_REPORT = 1000
+MAX_COMMENT_CHARS = 20_000
+FAILURE_FIELDS = {"external_id", "payload", "predicted_label", "expected_label", "model_version", "predicted_at"}
+
+TRANSITIONS = {
+    BugStatus.NEW: {BugStatus.TRIAGED, BugStatus.IN_PROGRESS, *CLOSED_STATUSES},
+    BugStatus.TRIAGED: {BugStatus.IN_PROGRESS, *CLOSED_STATUSES},
+    BugStatus.IN_PROGRESS: {BugStatus.TRIAGED, *CLOSED_STATUSES},
+    BugStatus.RESOLVED: {BugStatus.NEW},
+    BugStatus.WONT_FIX: {BugStatus.NEW},
+    BugStatus.DUPLICATE: {BugStatus.NEW},
+}
+STATUS_RESOLUTION = {status: resolution for resolution, status in RESOLUTION_STATUS.items()}
+
+
+class _Unset:
+    def __repr__(self):
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+# --- validation helpers ---------------------------------------------------------------------
+def tags_resolve(slugs) -> list[Tag]:
+    """Tag slugs -> Tag rows, in the order given; unknown slugs are a 400 that lists them."""
+    if not isinstance(slugs, (list, tuple)) or not all(isinstance(s, str) for s in slugs):
+        raise ValidationFailed("tags must be a list of tag slugs.", fields={"tags": ["Must be a list of strings."]})
+    wanted = list(dict.fromkeys(s.strip() for s in slugs))
+    if not wanted:
+        return []
+    found = {t.slug: t for t in Tag.objects.filter(slug__in=wanted)}
+    unknown = [s for s in wanted if s not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown tag{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} (see GET /api/tags).",
+            fields={"tags": [f"Unknown tag {s!r}." for s in unknown]},
+        )
+    return [found[s] for s in wanted]
+
+
+def _text(value, *, name: str, max_length: int, required: bool = False, errors: dict) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        errors[name] = ["Must be a string."]
+        return ""
+    value = value.strip()
+    if required and not value:
+        errors[name] = ["This field is required."]
+    elif len(value) > max_length:
+        errors[name] = [f"At most {max_length} characters."]
+    return value
+
+
+@dataclass
+class _Failure:
+    index: int
+    external_id: str
+    payload: dict | None
+    predicted_label: str
+    expected_label: str | None
+    model_version: str
+    predicted_at: datetime | None
+
+
+def _validate_failures(raw, *, label_keys: set, default_model_version: str) -> list[_Failure]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValidationFailed("failures must be a list.", fields={"failures": ["Must be a list."]})
+    if len(raw) > MAX_FAILURES_PER_REPORT:
+        raise TooLarge(f"A report carries at most {MAX_FAILURES_PER_REPORT:,} failures; this one has {len(raw):,}.")
+    parsed, errors = [], {}
+    for i, row in enumerate(raw):
+        problems = []
+        if not isinstance(row, dict):
+            errors[str(i)] = ["Must be an object."]
+            continue
+        unknown = set(row) - FAILURE_FIELDS
+        if unknown:
+            problems.append(f"Unknown fields: {', '.join(sorted(map(str, unknown)))}.")
+        ext = row.get("external_id")
+        if isinstance(ext, int) and not isinstance(ext, bool):
+            ext = str(ext)
+        if ext is not None and (not isinstance(ext, str) or not ext.strip() or len(ext) > 255):
+            problems.append("external_id must be a non-empty string of at most 255 characters.")
+            ext = None
+        payload = row.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            problems.append("payload must be a JSON object.")
+        if row.get("external_id") is None and payload is None:
+            problems.append("Give the failing input: external_id (an item of the project) or payload.")
+        labels = {}
+        for key in ("predicted_label", "expected_label"):
+            value = row.get(key)
+            if value is None or value == "":
+                labels[key] = None
+            elif not isinstance(value, str) or value not in label_keys:
+                problems.append(f"{key} {value!r} is not a label of this project.")
+            else:
+                labels[key] = value
+        mv = row.get("model_version", default_model_version)
+        if mv is None:
+            mv = default_model_version
+        if not isinstance(mv, str) or len(mv) > 128:
+            problems.append("model_version must be a string of at most 128 characters.")
+            mv = ""
+        at = row.get("predicted_at")
+        if at is not None and not isinstance(at, datetime):
+            try:
+                at = parse_timestamp(at, field="predicted_at")
+            except ValueError as exc:
+                problems.append(str(exc))
+                at = None
+        elif isinstance(at, datetime) and timezone.is_naive(at):
+            at = at.replace(tzinfo=dt_timezone.utc)
+        if problems:
+            errors[str(i)] = problems
+            continue
+        parsed.append(_Failure(i, (ext or "").strip(), payload, labels["predicted_label"] or "",
+                               labels["expected_label"], mv.strip(), at))
+    if errors:
+        first = next(iter(errors))
+        raise ValidationFailed(
+            f"{len(errors)} of {len(raw)} failures are invalid; nothing was written. Failure {first}: {errors[first][0]}",
+            fields={"failures": errors},
+        )
+    return parsed
+
+
+def _payload_external_id(payload: dict) -> str:
+    """A reported payload without an id becomes an item named after its content (idempotent)."""
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"bug-failure-{digest[:32]}"
+
+
+def _failures_to_items(*, project: Project, failures: list[_Failure]) -> list[FailureData]:
+    """Link every failure to an Item: existing ones by external_id; payloads without a known item
+    are ingested as items of the project (through labeling's ingestion service)."""
+    if not failures:
+        return []
+    for f in failures:
+        if not f.external_id:
+            f.external_id = _payload_external_id(f.payload)
+    wanted = {f.external_id for f in failures}
+    ids = dict(Item.objects.filter(project=project, external_id__in=wanted).values_list("external_id", "pk"))
+    unknown = [f for f in failures if f.external_id not in ids and f.payload is None]
+    if unknown:
+        raise ValidationFailed(
+            f"{len(unknown)} failures name an item this project does not have (send its payload to create it). "
+            f"Failure {unknown[0].index}: external_id {unknown[0].external_id!r}.",
+            fields={"failures": {str(f.index): [f"Unknown external_id {f.external_id!r}."] for f in unknown}},
+        )
+    to_ingest = {}
+    for f in failures:
+        if f.external_id not in ids and f.external_id not in to_ingest:
+            to_ingest[f.external_id] = {"external_id": f.external_id, "payload": f.payload}
+    if to_ingest:
+        items_ingest(project=project, rows=list(to_ingest.values()))
+        ids.update(Item.objects.filter(project=project, external_id__in=list(to_ingest)).values_list("external_id", "pk"))
+    # A failure that names a known item without a prediction time takes it from the item's
+    # production prediction for that model version (what the regression rule compares).
+    missing_at = [f for f in failures if f.predicted_at is None and f.model_version]
+    times = {}
+    if missing_at:
+        times = {
+            (item_id, mv): at
+            for item_id, mv, at in Prediction.objects.filter(
+                item_id__in={ids[f.external_id] for f in missing_at}, model_version__in={f.model_version for f in missing_at}
+            ).values_list("item_id", "model_version", "predicted_at")
+        }
+    return [
+        FailureData(
+            item_id=ids[f.external_id], external_id=f.external_id, payload=f.payload, model_version=f.model_version,
+            predicted_label=f.predicted_label, expected_label=f.expected_label,
+            predicted_at=f.predicted_at or times.get((ids[f.external_id], f.model_version)),
+        )
+        for f in failures
+    ]
+
+
+# --- report ---------------------------------------------------------------------------------
+@transaction.atomic
+def bug_report(*, project: Project, reporter, title, kind, description="", tags=None, priority=None,
+               fingerprint=None, model_version="", failures=None, now=None) -> FilingResult:
+    """File a report: opens a bug, or adds its occurrences to the open bug of its fingerprint
+    (or reopens a resolved one on regression, see bugqueue.services.grouping)."""
+    errors = {}
+    title = _text(title, name="title", max_length=300, required=True, errors=errors)
+    description = _text(description, name="description", max_length=20_000, errors=errors)
+    if kind not in BugKind.values:
+        errors["kind"] = [f"Must be one of {', '.join(BugKind.values)}."]
+    if priority in (None, ""):
+        priority = Priority.P2
+    elif priority not in Priority.values:
+        errors["priority"] = [f"Must be one of {', '.join(Priority.values)}."]
+    model_version = _text(model_version, name="model_version", max_length=128, errors=errors)
+    if fingerprint is not None:
+        fingerprint = _text(fingerprint, name="fingerprint", max_length=255, required=True, errors=errors)
+    if errors:
+        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+    tag_rows = tags_resolve(tags or [])
+    label_keys = set(project_label_keys(project=project)) if failures else set()
+    parsed = _validate_failures(failures, label_keys=label_keys, default_model_version=model_version)
+    fingerprint = fingerprint or default_fingerprint(kind=kind, title=title)
+
+    # Writes start here; everything above only read.
+    data = _failures_to_items(project=project, failures=parsed)
+    draft = BugDraft(
+        title=title, kind=kind, description=description, priority=priority, model_version=model_version,
+        reporter_id=getattr(reporter, "pk", None), tag_ids=tuple(t.pk for t in tag_rows),
+        note=f"Reported by {reporter.username}." if reporter is not None else "Reported.",
+    )
+    return bug_file(project_id=project.pk, fingerprint=fingerprint, draft=draft, failures=data, now=now,
+                    actor=reporter)
+
+
+# --- update, resolve ------------------------------------------------------------------------
+@dataclass
+class ResolveResult:
+    bug: Bug
+    changed: bool
+    flow: object = None  # the BugDatasetFlow started for a fixed bug (see bugqueue.services.datasets)
+
+
+def _lock(bug_id: int) -> Bug:
+    return Bug.objects.select_for_update().get(pk=bug_id)
+
+
+def _event(bug, actor, field, from_value, to_value, note="", now=None):
+    return BugEvent(bug=bug, actor=actor, field=field, from_value="" if from_value is None else str(from_value),
+                    to_value="" if to_value is None else str(to_value), note=note, created_at=now or timezone.now())
+
+
+def _refuse_transition(current: str, target: str):
+    allowed = sorted(TRANSITIONS[current])
+    raise Conflict(
+        f"A {current} bug cannot become {target}; it can become {', '.join(allowed)}"
+        + (" (reopen it first)." if current in CLOSED_STATUSES else "."),
+        code="invalid_transition",
+        fields={"status": [f"{current} -> {target} is not allowed."]},
+    )
+
+
+def _duplicate_target(*, bug: Bug, duplicate_of) -> Bug:
+    if duplicate_of in (None, ""):
+        raise ValidationFailed("A duplicate needs duplicate_of (the id of the bug it duplicates).",
+                               fields={"duplicate_of": ["This field is required for a duplicate."]})
+    try:
+        target_id = int(duplicate_of)
+    except (TypeError, ValueError):
+        raise ValidationFailed("duplicate_of must be a bug id.", fields={"duplicate_of": ["Must be an integer."]})
+    target = Bug.objects.filter(pk=target_id, project_id=bug.project_id).first()
+    seen = {bug.pk}
+    while target is not None and target.status == BugStatus.DUPLICATE and target.duplicate_of_id and target.pk not in seen:
+        seen.add(target.pk)  # point at the root, so a chain never forms
+        target = Bug.objects.filter(pk=target.duplicate_of_id, project_id=bug.project_id).first()
+    if target is None:
+        raise ValidationFailed(f"No bug #{target_id} in this project.", fields={"duplicate_of": ["Unknown bug."]})
+    if target.pk == bug.pk:
+        raise ValidationFailed("A bug cannot duplicate itself.", fields={"duplicate_of": ["Points back to this bug."]})
+    return target
+
+
+def _close(*, bug: Bug, actor, resolution: str, note: str, duplicate_of, now) -> list[BugEvent]:
+    """Close a locked bug (validated before any write). Returns the history rows to write."""
+    status = RESOLUTION_STATUS[resolution]
+    target = _duplicate_target(bug=bug, duplicate_of=duplicate_of) if resolution == Resolution.DUPLICATE else None
+    newest = (
+        FailureExample.objects.filter(bug_id=bug.pk).exclude(model_version="")
+        .order_by(F("predicted_at").desc(nulls_last=True), "-id").values_list("model_version", flat=True).first()
+    )
+    events = [_event(bug, actor, "status", bug.status, status, note, now)]
+    if target is not None:
+        events.append(_event(bug, actor, "duplicate_of", bug.duplicate_of_id, target.pk, note, now))
+    if bug.triaged_at is None:
+        bug.triaged_at = now
+    bug.status, bug.resolution, bug.resolution_note, bug.resolved_at = status, resolution, note, now
+    bug.resolved_model_version = newest or bug.model_version
+    bug.duplicate_of = target
+    bug.save(update_fields=["status", "resolution", "resolution_note", "resolved_at", "resolved_model_version",
+                            "duplicate_of", "triaged_at", "updated_at"])
+    return events
+
+
+def _reopen(*, bug: Bug, actor, note: str, now) -> list[BugEvent]:
+    events = [_event(bug, actor, "status", bug.status, BugStatus.NEW, note or "Reopened.", now)]
+    bug.status, bug.reopened_at = BugStatus.NEW, now
+    bug.resolution, bug.resolution_note, bug.duplicate_of = "", "", None
+    try:
+        with transaction.atomic():
+            bug.save(update_fields=["status", "reopened_at", "resolution", "resolution_note", "duplicate_of", "updated_at"])
+    except IntegrityError:
+        other = (Bug.objects.filter(project_id=bug.project_id, fingerprint=bug.fingerprint)
+                 .exclude(status__in=CLOSED_STATUSES).values_list("pk", flat=True).first())
+        raise Conflict(f"Bug #{other} with the same fingerprint is open; mark this one a duplicate of it instead.",
+                       code="fingerprint_open", fields={"status": ["Another open bug has this fingerprint."]})
+    return events
+
+
+@transaction.atomic
+def bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_of=None, datasets=(),
+                mine_similar: int = 0) -> ResolveResult:
+    """Close a bug as fixed, won't fix or duplicate. Resolving again the same way is a no-op
+    (changed=False); a bug closed another way must be reopened first (409).
+
+    A fixed bug hands its failures to validation datasets (the chosen ones and those following its
+    tags) and optionally mines `mine_similar` look-alikes for labeling: recorded here, run in Celery
+    after commit, idempotent (resolving twice never adds an item twice)."""
+    result = _bug_resolve(bug=bug, actor=actor, resolution=resolution, note=note, duplicate_of=duplicate_of)
+    if resolution == Resolution.FIXED:
+        from bugqueue.services.datasets import bug_datasets_flow_start
+
+        result.flow = bug_datasets_flow_start(bug=result.bug, actor=actor, dataset_ids=datasets, mine_similar=mine_similar)
+    elif datasets or mine_similar:
+        raise ValidationFailed("datasets and mine_similar go with resolution fixed.",
+                               fields={"datasets": ["Only for resolution fixed."]})
+    return result
+
+
+def _bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_of=None) -> ResolveResult:
+    if resolution not in Resolution.values:
+        raise ValidationFailed(f"resolution must be one of {', '.join(Resolution.values)}.",
+                               fields={"resolution": ["Invalid choice."]})
+    if not isinstance(note, str) or len(note) > MAX_COMMENT_CHARS:
+        raise ValidationFailed("note must be a string of at most 20,000 characters.", fields={"note": ["Too long."]})
+    bug = _lock(bug.pk)
+    target_status = RESOLUTION_STATUS[resolution]
+    if bug.status == target_status:
+        if resolution == Resolution.DUPLICATE and duplicate_of not in (None, ""):
+            target = _duplicate_target(bug=bug, duplicate_of=duplicate_of)
+            if target.pk != bug.duplicate_of_id:
+                raise Conflict(f"This bug is already a duplicate of #{bug.duplicate_of_id}; reopen it first.",
+                               code="invalid_transition")
+        return ResolveResult(bug=bug, changed=False)
+    if target_status not in TRANSITIONS[bug.status]:
+        _refuse_transition(bug.status, target_status)
+    now = timezone.now()
+    events = _close(bug=bug, actor=actor, resolution=resolution, note=note.strip(), duplicate_of=duplicate_of, now=now)
+    BugEvent.objects.bulk_create(events)
+    return ResolveResult(bug=bug, changed=True)
+
+
+def _member_user(*, project_id: int, username: str):
+    user = User.objects.filter(username=username).first()
+    if user is None or not (user.is_staff or Membership.objects.filter(user=user, project_id=project_id).exists()):
+        raise ValidationFailed(f"{username!r} is not a member of this project.",
+                               fields={"assignee": ["Must be a member of the bug's project."]})
+    return user
+
+
+@transaction.atomic
+def bug_update(*, bug: Bug, actor, status=UNSET, priority=UNSET, assignee=UNSET, tags=UNSET,
+               duplicate_of=UNSET, note: str = "") -> Bug:
+    """Change status / priority / assignee (username or None) / tags (the full list of slugs).
+    Closing statuses go through the same path as bug_resolve."""
+    bug = _lock(bug.pk)
+    now = timezone.now()
+    # 1. validate everything
+    if status is not UNSET and status not in BugStatus.values:
+        raise ValidationFailed(f"status must be one of {', '.join(BugStatus.values)}.", fields={"status": ["Invalid choice."]})
+    if priority is not UNSET and priority not in Priority.values:
+        raise ValidationFailed(f"priority must be one of {', '.join(Priority.values)}.",
+                               fields={"priority": ["Invalid choice."]})
+    new_assignee = UNSET
+    if assignee is not UNSET:
+        new_assignee = None if assignee in (None, "") else _member_user(project_id=bug.project_id, username=assignee)
+    tag_rows = UNSET if tags is UNSET else tags_resolve(tags)
+    if duplicate_of is not UNSET and duplicate_of not in (None, "") and status != BugStatus.DUPLICATE:
+        raise ValidationFailed("duplicate_of goes with status duplicate.", fields={"duplicate_of": ["Set status to duplicate."]})
+    status_change = status is not UNSET and status != bug.status
+    if status_change and status not in TRANSITIONS[bug.status]:
+        _refuse_transition(bug.status, status)
+    if status_change and status == BugStatus.DUPLICATE:
+        _duplicate_target(bug=bug, duplicate_of=None if duplicate_of is UNSET else duplicate_of)
+
+    # 2. write, with one history row per changed field
+    events, fields = [], []
+    if priority is not UNSET and priority != bug.priority:
+        events.append(_event(bug, actor, "priority", bug.priority, priority, note, now))
+        bug.priority = priority
+        fields.append("priority")
+    if new_assignee is not UNSET and getattr(new_assignee, "pk", None) != bug.assignee_id:
+        old = bug.assignee.username if bug.assignee_id else ""
+        events.append(_event(bug, actor, "assignee", old, getattr(new_assignee, "username", ""), note, now))
+        bug.assignee = new_assignee
+        fields.append("assignee")
+    if fields:
+        bug.save(update_fields=fields + ["updated_at"])
+    if tag_rows is not UNSET:
+        current = sorted(bug.tags.values_list("slug", flat=True))
+        wanted = sorted(t.slug for t in tag_rows)
+        if current != wanted:
+            bug.tags.set(tag_rows)
+            events.append(_event(bug, actor, "tags", ",".join(current), ",".join(wanted), note, now))
+    if status_change:
+        if status in CLOSED_STATUSES:
+            events += _close(bug=bug, actor=actor, resolution=STATUS_RESOLUTION[status], note=note, now=now,
+                             duplicate_of=None if duplicate_of is UNSET else duplicate_of)
+        elif bug.status in CLOSED_STATUSES:
+            events += _reopen(bug=bug, actor=actor, note=note, now=now)
+        else:
+            events.append(_event(bug, actor, "status", bug.status, status, note, now))
+            bug.status = status
+            if bug.triaged_at is None:
+                bug.triaged_at = now
+            bug.save(update_fields=["status", "triaged_at", "updated_at"])
+    if events:
+        BugEvent.objects.bulk_create(events)
+    return bug
+
+
+# --- comments, settings ---------------------------------------------------------------------
+@transaction.atomic
+def comment_add(*, bug: Bug, author, body) -> Comment:
+    if not isinstance(body, str) or not body.strip():
+        raise ValidationFailed("body is required.", fields={"body": ["This field may not be blank."]})
+    if len(body) > MAX_COMMENT_CHARS:
+        raise ValidationFailed(f"A comment holds at most {MAX_COMMENT_CHARS:,} characters.",
+                               fields={"body": [f"At most {MAX_COMMENT_CHARS:,} characters."]})
+    comment = Comment.objects.create(bug=bug, author=author, body=body.strip())
+    Bug.objects.filter(pk=bug.pk).update(updated_at=timezone.now())
+    return comment
+
+
+def bug_settings_get(*, project: Project) -> BugProjectSettings:
+    """The project's settings (defaults when none were saved); read-only, writes nothing."""
+    return BugProjectSettings.objects.filter(project=project).first() or BugProjectSettings(project=project)
+
+
+@transaction.atomic
+def bug_settings_update(*, project: Project, actor, auto_file_failed_predictions: bool) -> BugProjectSettings:
+    if not isinstance(auto_file_failed_predictions, bool):
+        raise ValidationFailed("auto_file_failed_predictions must be true or false.",
+                               fields={"auto_file_failed_predictions": ["Must be a boolean."]})
+    settings_row, _ = BugProjectSettings.objects.select_for_update().get_or_create(project=project)
+    if settings_row.auto_file_failed_predictions != auto_file_failed_predictions:
+        settings_row.auto_file_failed_predictions = auto_file_failed_predictions
+        settings_row.save(update_fields=["auto_file_failed_predictions", "updated_at"])
+    return settings_row

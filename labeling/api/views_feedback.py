@@ -1,0 +1,145 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling.api.batch import read_batch
+from labeling.api.serializers import ERRORS, ErrorSerializer
+from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
+from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
+from labeling.services.feedback import ground_truth_import
+
+OUTCOMES = ["applied", "confirmed", "conflict", "superseded", "pending", "unchanged"]
+
+
+class GroundTruthRowOutput(serializers.Serializer):
+    index = serializers.IntegerField()
+    external_id = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=OUTCOMES)
+    message = serializers.CharField(required=False)
+
+
+class GroundTruthImportApi(APIView):
+    class Output(serializers.Serializer):
+        received = serializers.IntegerField()
+        applied = serializers.IntegerField(help_text="Set or changed the item's ground truth (method imported).")
+        confirmed = serializers.IntegerField(help_text="Agreed with the ground truth already there.")
+        conflicts = serializers.IntegerField(
+            help_text="Disagreed with a human decision: nothing overwritten, the item went to review (status conflict)."
+        )
+        superseded = serializers.IntegerField(help_text="Older than the imported label in force: kept, not applied.")
+        pending = serializers.IntegerField(
+            help_text="No item with this external_id yet: kept, applied when the item is ingested."
+        )
+        unchanged = serializers.IntegerField(help_text="Already received earlier: nothing written.")
+        rows = GroundTruthRowOutput(many=True, help_text="One entry per row sent, in order.")
+
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "object"}},
+                 "application/x-ndjson": {"type": "string"}},
+        responses={200: Output, 201: Output, 413: ErrorSerializer, **ERRORS},
+        operation_id="ground_truth_import",
+        description=(
+            "Late ground truth observed in production (a chargeback, a user correction...). A JSON array or JSON "
+            "Lines of {external_id, label, observed_at?, source?}; observed_at defaults to now and becomes the "
+            "time the truth arrived. The whole batch is validated first (400 lists every bad row, nothing written; "
+            "at most 10,000 rows or 20 MB, else 413). Idempotent: a row is identified by (external_id, source, "
+            "label) and sending it again changes nothing. Every row gets an outcome: applied, confirmed, "
+            "conflict (disagrees with a human decision: neither label is overwritten, the item's status becomes "
+            "conflict so the review queue serves it), superseded, pending (unknown external_id: the row is "
+            "accepted, kept and applied once an item with that external_id is ingested; it is reported, never "
+            "dropped) or unchanged. 201 when anything new was recorded, 200 otherwise."
+        ),
+    )
+    def post(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        rows = read_batch(request)
+        result = ground_truth_import(project=project, rows=rows, actor=request.user)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(self.Output(result.as_dict()).data, status=code)
+
+
+class DelayQuantilesOutput(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p90 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+
+
+class DelayCoverageOutput(serializers.Serializer):
+    age_days = serializers.IntegerField()
+    fraction_labeled = serializers.FloatField()
+
+
+class DelayCohortOutput(serializers.Serializer):
+    week = serializers.DateField(help_text="Monday of the ISO week of prediction (UTC).")
+    predictions = serializers.IntegerField()
+    fraction_labeled_by_day = serializers.ListField(
+        child=serializers.FloatField(),
+        help_text="[d] = share labeled within d+1 days; listed only while all the week's predictions are that old.",
+    )
+
+
+class DelayBacklogOutput(serializers.Serializer):
+    unlabeled = serializers.IntegerField()
+    oldest_age_seconds = serializers.FloatField(allow_null=True)
+
+
+class DelaySloOutput(serializers.Serializer):
+    quantile = serializers.FloatField()
+    target_seconds = serializers.IntegerField()
+    observed_seconds = serializers.FloatField(allow_null=True)
+    breached = serializers.BooleanField()
+
+
+class DelayStaffingOutput(serializers.Serializer):
+    arrivals_per_day = serializers.FloatField()
+    median_seconds_per_annotation = serializers.FloatField(allow_null=True)
+    annotations_per_item = serializers.IntegerField()
+    annotator_hours_per_day_needed = serializers.FloatField(allow_null=True)
+    days_to_clear_backlog = serializers.FloatField(allow_null=True)
+
+
+class DelayLivePerformanceOutput(serializers.Serializer):
+    week = serializers.DateField()
+    accuracy_on_labeled = serializers.FloatField(allow_null=True)
+    fraction_labeled = serializers.FloatField()
+    estimated_accuracy = serializers.FloatField(allow_null=True)
+    interval = serializers.ListField(child=serializers.FloatField(), allow_null=True, min_length=2, max_length=2)
+
+
+class FeedbackDelayApi(APIView):
+    class Output(serializers.Serializer):
+        predictions = serializers.IntegerField()
+        labeled = serializers.IntegerField()
+        labeled_fraction = serializers.FloatField(allow_null=True)
+        delay_seconds = DelayQuantilesOutput(help_text="Kaplan-Meier percentiles (censoring-aware).")
+        naive_delay_seconds = DelayQuantilesOutput(help_text="Percentiles over labeled predictions only (biased short).")
+        coverage = DelayCoverageOutput(many=True)
+        cohorts = DelayCohortOutput(many=True)
+        backlog = DelayBacklogOutput()
+        slo = DelaySloOutput()
+        staffing = DelayStaffingOutput()
+        live_performance = DelayLivePerformanceOutput(many=True)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", str, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."),
+            OpenApiParameter("until", str, description="Last prediction day (UTC, inclusive)."),
+            OpenApiParameter("model_version", str),
+            OpenApiParameter("source", str, description="Count ground truth from this channel only: human, imported "
+                                                        "or an import source; other truth counts as not arrived."),
+        ],
+        responses={200: Output, **ERRORS},
+        operation_id="feedback_delay",
+        description=(
+            "Delay between predictions and their ground truth. Percentiles are Kaplan-Meier estimates with "
+            "predictions still waiting censored at their age (the cut-off is now), beside the naive labeled-only "
+            "percentiles; null when the estimate never reaches that share. Computed from rollups (never one row "
+            "per prediction). Unknown parameters, bad dates, unknown model versions or sources answer 400."
+        ),
+    )
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
+        filters = feedback_filters_parse(project=project, params=request.query_params)
+        report = feedback_delay_report(project=project, filters=filters)
+        return Response(self.Output(report).data)

@@ -1,0 +1,309 @@
+"""Quality runs, the review queue, annotator statistics and agreement. Thin: selectors read,
+services write, errors are labeling.errors (one error shape)."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling import selectors_quality as sq
+from labeling.api.pagination import DefaultPagination, IdCursorPagination
+from labeling.api.serializers import ERRORS, ErrorSerializer, LabelOutput
+from labeling.errors import ValidationFailed
+from labeling.models import QualityOutcome
+from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
+from labeling.services.quality import quality_run_request, quality_settings_update
+from labeling.services.resolution import item_resolve, review_next, review_skip
+
+CONFLICT = {409: ErrorSerializer}
+
+
+class RunCountsOutput(serializers.Serializer):
+    scored = serializers.IntegerField()
+    auto_accepted = serializers.IntegerField()
+    to_review = serializers.IntegerField()
+    reopened_for_more = serializers.IntegerField()
+    skipped_stale = serializers.IntegerField()
+    label_issues = serializers.IntegerField()
+    annotations = serializers.IntegerField(source="n_annotations")
+    annotators = serializers.IntegerField(source="n_annotators")
+    ignored_annotations = serializers.IntegerField(source="n_ignored_annotations")
+
+
+class RunTimingsOutput(serializers.Serializer):
+    read = serializers.FloatField(source="seconds_read", allow_null=True)
+    pred_probs = serializers.FloatField(source="seconds_pred_probs", allow_null=True)
+    cleanlab = serializers.FloatField(source="seconds_cleanlab", allow_null=True)
+    write = serializers.FloatField(source="seconds_write", allow_null=True)
+    total = serializers.FloatField(source="seconds_total", allow_null=True)
+
+
+class QualityRunOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+    requested_by = serializers.CharField(source="requested_by.username", allow_null=True, default=None)
+    error = serializers.CharField()
+    method = serializers.CharField()
+    pred_probs_source = serializers.CharField()
+    model_versions = serializers.CharField()
+    seed = serializers.IntegerField()
+    accept_threshold = serializers.FloatField(allow_null=True)
+    snapshot_at = serializers.DateTimeField(allow_null=True)
+    snapshot_max_annotation_id = serializers.IntegerField(allow_null=True)
+    mean_quality = serializers.FloatField(allow_null=True)
+    counts = RunCountsOutput(source="*")
+    timings = RunTimingsOutput(source="*")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class QualityRunListCreateApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: QualityRunOutput(many=True), **ERRORS}, operation_id="quality_runs_list",
+    )
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
+        paginator = DefaultPagination()
+        page = paginator.paginate_queryset(sq.run_list(project=project).select_related("requested_by"), request, view=self)
+        return paginator.get_paginated_response(QualityRunOutput(page, many=True).data)
+
+    @extend_schema(
+        request=None, responses={202: QualityRunOutput, **CONFLICT, **ERRORS}, operation_id="quality_runs_create",
+        description="Queue a cleanlab scoring of the project (manager). 409 `run_in_progress` (with `fields.run_id`) "
+        "when a run is already queued or running.",
+    )
+    def post(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        run = quality_run_request(project_id=project.pk, requested_by=request.user)
+        return Response(QualityRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class QualityRunDetailApi(APIView):
+    @extend_schema(responses={200: QualityRunOutput, **ERRORS}, operation_id="quality_runs_retrieve")
+    def get(self, request, run_id):
+        run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
+        return Response(QualityRunOutput(run).data)
+
+
+class QualityRunItemsApi(APIView):
+    class Output(serializers.Serializer):
+        item_id = serializers.IntegerField()
+        external_id = serializers.CharField(source="item.external_id")
+        consensus_label = serializers.CharField()
+        quality = serializers.FloatField()
+        agreement = serializers.FloatField()
+        num_annotations = serializers.IntegerField()
+        active_learning_score = serializers.FloatField(allow_null=True)
+        label_issue = serializers.BooleanField()
+        outcome = serializers.CharField()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("outcome", str, enum=QualityOutcome.values), OpenApiParameter("cursor", str),
+                    OpenApiParameter("page_size", int)],
+        responses={200: Output(many=True), **ERRORS}, operation_id="quality_run_items_list",
+    )
+    def get(self, request, run_id):
+        run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
+        outcome = request.query_params.get("outcome")
+        if outcome and outcome not in QualityOutcome.values:
+            raise ValidationFailed(f"outcome must be one of {', '.join(QualityOutcome.values)}.",
+                                   fields={"outcome": ["Invalid choice."]})
+        paginator = IdCursorPagination()
+        page = paginator.paginate_queryset(sq.run_results(run=run, outcome=outcome), request, view=self)
+        return paginator.get_paginated_response(self.Output(page, many=True).data)
+
+
+class ReviewItemOutput(serializers.Serializer):
+    class Lease(serializers.Serializer):
+        id = serializers.IntegerField()
+        expires_at = serializers.DateTimeField()
+
+    class ItemBody(serializers.Serializer):
+        id = serializers.IntegerField()
+        external_id = serializers.CharField()
+        payload = serializers.JSONField()
+        status = serializers.CharField()
+        annotation_count = serializers.IntegerField()
+
+    class AnnotationBody(serializers.Serializer):
+        annotator = serializers.CharField()
+        label = serializers.CharField()
+        label_name = serializers.CharField()
+        seconds_spent = serializers.FloatField(allow_null=True)
+        agrees_with_consensus = serializers.BooleanField()
+
+    class PredictionBody(serializers.Serializer):
+        model_version = serializers.CharField()
+        label = serializers.CharField()
+        probabilities = serializers.JSONField(allow_null=True)
+        predicted_at = serializers.DateTimeField()
+
+    class QualityBody(serializers.Serializer):
+        run_id = serializers.IntegerField()
+        consensus_label = serializers.CharField()
+        quality = serializers.FloatField()
+        agreement = serializers.FloatField()
+        num_annotations = serializers.IntegerField()
+        outcome = serializers.CharField()
+
+    lease = Lease(allow_null=True)
+    item = ItemBody()
+    annotations = AnnotationBody(many=True)
+    prediction = PredictionBody(allow_null=True)
+    quality = QualityBody(allow_null=True)
+    labels = LabelOutput(many=True)
+
+
+def review_payload(ctx: sq.ReviewContext) -> dict:
+    r = ctx.result
+    return {
+        "lease": {"id": ctx.lease.pk, "expires_at": ctx.lease.expires_at} if ctx.lease else None,
+        "item": ctx.item,
+        "annotations": ctx.annotations,
+        "prediction": ctx.prediction,
+        "quality": None if r is None else {
+            "run_id": r.run_id, "consensus_label": r.consensus_label, "quality": r.quality, "agreement": r.agreement,
+            "num_annotations": r.num_annotations, "outcome": r.outcome,
+        },
+        "labels": ctx.labels,
+    }
+
+
+class ReviewNextApi(APIView):
+    @extend_schema(
+        request=None, responses={200: ReviewItemOutput, 204: None, **ERRORS}, operation_id="review_next",
+        description="Lease the lowest-quality disputed (or conflicting) item for review (reviewer or manager); "
+        "the same lease again while it is held. 204 when the review queue is empty.",
+    )
+    def post(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
+        lease = review_next(project=project, reviewer=request.user)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        ctx = sq.review_context(item=lease.item, lease=lease)
+        return Response(ReviewItemOutput(review_payload(ctx)).data)
+
+
+class ReviewSkipApi(APIView):
+    class Input(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+
+    @extend_schema(request=Input, responses={204: None, **CONFLICT, **ERRORS}, operation_id="review_skip",
+                   description="Give your review lease on this item back; 409 `no_lease` if you hold none.")
+    def post(self, request, item_id):
+        item = sq.access_item(user=request.user, item_id=item_id, roles=REVIEW_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        review_skip(item=item, reviewer=request.user, reason=data.validated_data["reason"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ItemResolveApi(APIView):
+    class Input(serializers.Serializer):
+        label = serializers.CharField(max_length=64)
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+        append_to_guideline = serializers.BooleanField(required=False, default=False)
+
+    class Output(serializers.Serializer):
+        item_id = serializers.IntegerField()
+        label = serializers.CharField()
+        method = serializers.CharField()
+        seq = serializers.IntegerField(allow_null=True, help_text="Label-history sequence number (null: unchanged).")
+        guideline_revision_id = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(request=Input, responses={200: Output, **ERRORS}, operation_id="items_resolve",
+                   description="Decide an item's label (reviewer or manager): ground truth with method `adjudicated`, "
+                   "the reviewer and the note, in the label history. `append_to_guideline` adds the note to the "
+                   "label's guideline (a new guideline revision).")
+    def post(self, request, item_id):
+        item = sq.access_item(user=request.user, item_id=item_id, roles=REVIEW_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        res = item_resolve(item=item, reviewer=request.user, **data.validated_data)
+        return Response(self.Output({
+            "item_id": res.item_id, "label": res.label, "method": "adjudicated",
+            "seq": res.change.seq if res.change else None,
+            "guideline_revision_id": res.guideline_revision.pk if res.guideline_revision else None,
+        }).data)
+
+
+class AnnotatorListApi(APIView):
+    class Output(serializers.Serializer):
+        annotator_id = serializers.IntegerField()
+        username = serializers.CharField()
+        annotations = serializers.IntegerField()
+        agreement_with_consensus = serializers.FloatField(allow_null=True)
+        quality = serializers.FloatField(allow_null=True, help_text="cleanlab annotator quality (latest done run).")
+        worst_class = serializers.CharField()
+        median_seconds = serializers.FloatField(allow_null=True)
+        skips = serializers.IntegerField()
+        run_id = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(responses={200: Output(many=True), **ERRORS}, operation_id="annotators_list")
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
+        return Response(self.Output(sq.annotator_table(project=project), many=True).data)
+
+
+class AgreementApi(APIView):
+    class Output(serializers.Serializer):
+        class Fleiss(serializers.Serializer):
+            value = serializers.FloatField(allow_null=True)
+            annotations_per_item = serializers.IntegerField()
+            items = serializers.IntegerField()
+            all_pairable_items = serializers.BooleanField()
+
+        class Pair(serializers.Serializer):
+            annotator_a = serializers.CharField()
+            annotator_b = serializers.CharField()
+            shared_items = serializers.IntegerField()
+            kappa = serializers.FloatField(allow_null=True)
+
+        class Confusion(serializers.Serializer):
+            labels = serializers.ListField(child=serializers.CharField())
+            counts = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+            rates = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+
+        annotations = serializers.IntegerField()
+        annotators = serializers.IntegerField()
+        items = serializers.IntegerField()
+        items_with_2_or_more = serializers.IntegerField()
+        observed_agreement = serializers.FloatField(allow_null=True)
+        krippendorff_alpha = serializers.FloatField(allow_null=True)
+        fleiss_kappa = Fleiss(allow_null=True)
+        pairwise_cohen_kappa = Pair(many=True)
+        min_shared_items = serializers.IntegerField()
+        confusion = Confusion()
+
+    @extend_schema(responses={200: Output, **ERRORS}, operation_id="agreement_retrieve")
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
+        return Response(self.Output(sq.project_agreement(project=project)).data)
+
+
+class QualitySettingsApi(APIView):
+    class Input(serializers.Serializer):
+        auto_run_after_disputed = serializers.IntegerField(min_value=0, max_value=1_000_000)
+
+    class Output(serializers.Serializer):
+        auto_run_after_disputed = serializers.IntegerField()
+        disputed_since_run = serializers.IntegerField()
+
+    @extend_schema(responses={200: Output, **ERRORS}, operation_id="quality_settings_retrieve")
+    def get(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
+        return Response(self.Output(sq.quality_settings(project=project)).data)
+
+    @extend_schema(request=Input, responses={200: Output, **ERRORS}, operation_id="quality_settings_update",
+                   description="auto_run_after_disputed: start a run after this many new disputed items (0: off).")
+    def patch(self, request, project_id):
+        project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = quality_settings_update(project=project, **data.validated_data)
+        return Response(self.Output(row).data)
+

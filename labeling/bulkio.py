@@ -1,0 +1,98 @@
+"""Bulk reads into NumPy and bulk writes from NumPy, for code that touches hundreds of thousands of rows.
+
+On PostgreSQL a query's numeric columns come back as one bytea per column (fetching rows one by
+one, or COPY's one-message-per-row protocol, costs more in Python than the query itself), and
+writes go through a temporary table filled by one binary COPY built whole by NumPy, then one
+INSERT ... SELECT or UPDATE ... FROM. Elsewhere (SQLite, the zero-setup default) the same functions
+fall back to a cursor and to bulk_create.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db import connection
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def read_columns(sql: str, params: list, columns: dict[str, type]) -> dict[str, np.ndarray]:
+    """Run `sql` (placeholders %s; numeric columns in `columns` order, ints or floats) and return one
+    NumPy array per column. A NULL float is NaN, a NULL int -1.
+
+    PostgreSQL sends each column as one bytea of fixed-width big-endian values (string_agg of
+    int8send/float8send, all in the same row order), which NumPy reads without parsing numbers."""
+    names = list(columns)
+    if is_postgres():
+        aggs = ", ".join(
+            f"string_agg(float8send(coalesce(s.{n}::float8, 'NaN')), ''::bytea)" if columns[n] is float
+            else f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
+            for n in names
+        )
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT {aggs} FROM ({sql}) AS s({', '.join(names)})", params)
+            row = cur.fetchone()
+        return {
+            n: np.zeros(0, dtype=columns[n]) if raw is None
+            else np.frombuffer(raw, dtype=">f8" if columns[n] is float else ">i8").astype(columns[n])
+            for n, raw in zip(names, row)
+        }
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    if not rows:
+        return {n: np.zeros(0, dtype=columns[n]) for n in names}
+    return {
+        n: np.array([(np.nan if columns[n] is float else -1) if r[j] is None else r[j] for r in rows], dtype=columns[n])
+        for j, n in enumerate(names)
+    }
+
+
+def array_literal(values) -> str:
+    """A PostgreSQL array literal ({1,2,3}) for a 1-D NumPy array of numbers or booleans."""
+    arr = np.asarray(values)
+    if arr.dtype == bool:
+        return "{" + ",".join(np.where(arr, "t", "f").tolist()) + "}"
+    return "{" + ",".join(arr.astype(str).tolist()) + "}"
+
+
+def label_case(column: str, keys: list[str]) -> tuple[str, list]:
+    """SQL mapping a text column to its index in `keys` (-1 when absent), portable to SQLite."""
+    if not keys:
+        return "-1", []
+    whens = " ".join("WHEN %s THEN " + str(i) for i in range(len(keys)))
+    return f"(CASE {column} {whens} ELSE -1 END)", list(keys)
+
+
+# PostgreSQL's binary COPY format, built whole by NumPy: fixed-width rows of numbers.
+_PG_BINARY = {"int8": (">i8", 8), "int4": (">i4", 4), "float8": (">f8", 8), "bool": ("?", 1)}
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def copy_binary_payload(columns: list[tuple[str, np.ndarray]]) -> bytes:
+    """The COPY ... (FORMAT binary) stream for equal-length columns [(pg type, values)]."""
+    n = len(columns[0][1]) if columns else 0
+    fields = [("count", ">i2")]
+    for j, (pg_type, _) in enumerate(columns):
+        code, _size = _PG_BINARY[pg_type]
+        fields += [(f"len{j}", ">i4"), (f"val{j}", code)]
+    rows = np.empty(n, dtype=np.dtype(fields))
+    rows["count"] = len(columns)
+    for j, (pg_type, values) in enumerate(columns):
+        rows[f"len{j}"] = _PG_BINARY[pg_type][1]
+        rows[f"val{j}"] = values
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
+    """CREATE TEMP TABLE `name` (dropped at commit; call inside a transaction) filled from NumPy
+    columns {column: (pg type, values)} with one binary COPY. PostgreSQL only."""
+    ddl = ", ".join(f"{col} {pg_type}" for col, (pg_type, _) in columns.items())
+    payload = copy_binary_payload(list(columns.values()))
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")  # an earlier one in this same transaction
+        cur.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
+        with cur.cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)") as copy:
+            copy.write(payload)

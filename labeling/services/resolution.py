@@ -1,0 +1,185 @@
+"""The review queue: reviewers lease the most doubtful disputed items and decide their label.
+
+Leasing follows the annotator queue's rules: one transaction that locks the chosen item with
+SELECT ... FOR UPDATE SKIP LOCKED (so concurrent reviewers never wait on, or get, the same item),
+re-checks under the lock, then writes the lease (an Assignment of kind "review"). A reviewer asking
+again while a lease is held gets the same lease; an expired lease frees its item with no cron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from labeling.errors import Conflict, ValidationFailed
+from labeling.models import (
+    Annotation,
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    GroundTruthMethod,
+    GuidelineRevision,
+    Item,
+    ItemStatus,
+    LabelClass,
+    Project,
+    QualityItemResult,
+    QualityRun,
+    QualityRunStatus,
+)
+from labeling.services.ground_truth import GroundTruthChange, ground_truth_set
+
+REVIEWABLE = (ItemStatus.DISPUTED, ItemStatus.CONFLICT)
+MAX_NOTE = 4000
+
+
+def latest_done_run_id(*, project_id: int) -> int | None:
+    return (
+        QualityRun.objects.filter(project_id=project_id, status=QualityRunStatus.DONE)
+        .order_by("-id").values_list("pk", flat=True).first()
+    )
+
+
+@transaction.atomic
+def review_next(*, project: Project, reviewer) -> Assignment | None:
+    """The reviewer's current review lease, else a new one on the lowest-quality reviewable item
+    (items not scored yet come after scored ones, oldest first). None when nothing is left."""
+    now = timezone.now()
+    held = (
+        Assignment.objects.select_for_update(of=("self",))
+        .filter(annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
+                item__project=project, item__status__in=REVIEWABLE)
+        .select_related("item").order_by("id").first()
+    )
+    if held is not None:
+        return held
+
+    run_id = latest_done_run_id(project_id=project.pk)
+    expires = now + timedelta(seconds=project.lease_seconds)
+    for item in _candidates(project=project, reviewer=reviewer, run_id=run_id, now=now):
+        # Under the lock, with a fresh snapshot: a lease committed after the candidate query started.
+        if Assignment.objects.filter(item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE,
+                                     expires_at__gt=now).exclude(annotator=reviewer).exists():
+            continue
+        lease = Assignment.objects.select_for_update().filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW).first()
+        if lease is None:
+            lease = Assignment.objects.create(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=expires)
+        else:  # an earlier lease of mine on this item expired (or was finished and the item came back)
+            lease.status, lease.expires_at, lease.finished_at, lease.skip_reason = AssignmentStatus.ACTIVE, expires, None, ""
+            lease.save(update_fields=["status", "expires_at", "finished_at", "skip_reason"])
+        lease.item = item
+        return lease
+    return None
+
+
+def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
+    """Reviewable items, locked one at a time with SKIP LOCKED: first those the latest run scored,
+    lowest consensus quality first (walking the run's results in quality order), then the ones no
+    run has scored yet, oldest first."""
+    def leased_by_other(ref):
+        return Assignment.objects.filter(
+            item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+        ).exclude(annotator=reviewer)
+
+    def skipped_by_me(ref):
+        return Assignment.objects.filter(item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.SKIPPED,
+                                         annotator=reviewer)
+
+    excluded = []
+    if run_id is not None:
+        scored = (
+            QualityItemResult.objects.filter(run_id=run_id, item__project=project, item__status__in=REVIEWABLE)
+            .exclude(Exists(leased_by_other("item_id")))
+            .exclude(Exists(skipped_by_me("item_id")))
+            .order_by("quality", "item_id")
+        )
+        for _ in range(attempts):
+            result = (
+                scored.exclude(item_id__in=excluded).select_related("item")
+                .select_for_update(skip_locked=True, of=("item",)).first()
+            )
+            if result is None:
+                break
+            excluded.append(result.item_id)
+            yield result.item
+    unscored = (
+        Item.objects.filter(project=project, status__in=REVIEWABLE)
+        .exclude(Exists(leased_by_other("pk"))).exclude(Exists(skipped_by_me("pk")))
+    )
+    if run_id is not None:
+        unscored = unscored.exclude(Exists(QualityItemResult.objects.filter(run_id=run_id, item_id=OuterRef("pk"))))
+    for _ in range(attempts):
+        item = unscored.exclude(pk__in=excluded).order_by("id").select_for_update(skip_locked=True, of=("self",)).first()
+        if item is None:
+            return
+        excluded.append(item.pk)
+        yield item
+
+
+@transaction.atomic
+def review_skip(*, item: Item, reviewer, reason: str = "") -> Assignment:
+    """Give a review lease back; the item stays in the queue for the other reviewers."""
+    lease = (
+        Assignment.objects.select_for_update()
+        .filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).first()
+    )
+    if lease is None:
+        raise Conflict("You hold no review lease on this item.", code="no_lease")
+    lease.status, lease.finished_at, lease.skip_reason = AssignmentStatus.SKIPPED, timezone.now(), (reason or "")[:MAX_NOTE]
+    lease.save(update_fields=["status", "finished_at", "skip_reason"])
+    return lease
+
+
+@dataclass(frozen=True)
+class Resolution:
+    item_id: int
+    label: str
+    change: GroundTruthChange | None      # None when the item already had this adjudicated label
+    guideline_revision: GuidelineRevision | None
+
+
+@transaction.atomic
+def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_guideline: bool = False) -> Resolution:
+    """A reviewer decides an item's label: ground truth with method "adjudicated", the reviewer and
+    the note, in the label history. With append_to_guideline the note is added to that label's
+    guideline (a new GuidelineRevision), so the definition annotators see improves."""
+    note = (note or "").strip()
+    errors = {}
+    label_obj = LabelClass.objects.filter(project_id=item.project_id, key=label).first() if isinstance(label, str) else None
+    if label_obj is None:
+        errors["label"] = [f"{label!r} is not a label of this project."]
+    if len(note) > MAX_NOTE:
+        errors["note"] = [f"At most {MAX_NOTE} characters."]
+    if append_to_guideline and not note:
+        errors["append_to_guideline"] = ["Write a note to append it to the guideline."]
+    if errors:
+        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+
+    item = Item.objects.select_for_update().get(pk=item.pk)
+    agreeing = list(Annotation.objects.filter(item=item, label=label).order_by("annotator_id").values_list("annotator_id", flat=True))
+    change = ground_truth_set(
+        item=item, label=label, method=GroundTruthMethod.ADJUDICATED, actor=reviewer, note=note, annotators=agreeing,
+        source="review",
+    )
+    now = timezone.now()
+    Assignment.objects.filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).update(
+        status=AssignmentStatus.SUBMITTED, finished_at=now
+    )
+    # Anyone else still holding a review lease on it has nothing left to decide.
+    Assignment.objects.filter(item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).update(
+        status=AssignmentStatus.EXPIRED, finished_at=now
+    )
+    revision = None
+    if append_to_guideline:
+        lc = LabelClass.objects.select_for_update().get(pk=label_obj.pk)
+        addition = f"- {note}"
+        text = f"{lc.guideline.rstrip()}\n{addition}" if lc.guideline.strip() else addition
+        LabelClass.objects.filter(pk=lc.pk).update(guideline=text)
+        revision = GuidelineRevision.objects.create(
+            label=lc, text=text, author=reviewer, note=f"From the review of item {item.external_id}",
+        )
+    return Resolution(item_id=item.pk, label=label, change=change, guideline_revision=revision)

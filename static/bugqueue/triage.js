@@ -1,0 +1,299 @@
+// The weekly triage page: keyboard-first, inline updates through the JSON API (no reloads).
+//   j / k (or arrows) move · p priority · t tag · a assign · r resolve · s triaged/in progress
+//   Enter opens the bug · Esc cancels a picker
+(() => {
+  const table = document.getElementById("triage-table");
+  const canTriage = JSON.parse(document.getElementById("can-triage").textContent);
+  const TAGS = JSON.parse(document.getElementById("tags-data").textContent);
+  const MEMBERS = JSON.parse(document.getElementById("members-data").textContent);
+  const csrf = document.querySelector("meta[name=csrf-token]").content;
+  const picker = document.getElementById("picker");
+  const pickerTitle = document.getElementById("picker-title");
+  const pickerInput = document.getElementById("picker-input");
+  const pickerList = document.getElementById("picker-list");
+  const pickerHelp = document.getElementById("picker-help");
+  const toast = document.getElementById("toast");
+  const STATUS_LABEL = { new: "New", triaged: "Triaged", in_progress: "In progress", resolved: "Resolved",
+                         wont_fix: "Won't fix", duplicate: "Duplicate" };
+
+  drawPareto();
+  if (!table) return;
+  const rows = () => Array.from(table.querySelectorAll("tr.bug-row"));
+  let index = 0;
+  let modal = null; // the open picker: {onKey(e)}
+
+  function select(i) {
+    const all = rows();
+    if (!all.length) return;
+    index = Math.max(0, Math.min(all.length - 1, i));
+    all.forEach((r, j) => r.classList.toggle("selected", j === index));
+    all[index].scrollIntoView({ block: "nearest" });
+  }
+  const current = () => rows()[index];
+  select(0);
+  table.addEventListener("click", (e) => {
+    const row = e.target.closest("tr.bug-row");
+    if (row && !e.target.closest("a")) select(rows().indexOf(row));
+  });
+
+  function say(text, isError) {
+    toast.textContent = text;
+    toast.classList.toggle("error", !!isError);
+    toast.hidden = false;
+    clearTimeout(say.timer);
+    say.timer = setTimeout(() => { toast.hidden = true; }, isError ? 6000 : 2500);
+  }
+
+  async function api(method, url, body) {
+    const res = await fetch(url, {
+      method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error((data.error && data.error.message) || `HTTP ${res.status}`);
+    return data;
+  }
+
+  function render(row, bug) {
+    row.dataset.status = bug.status;
+    row.dataset.priority = bug.priority;
+    row.dataset.tags = bug.tags.join(",");
+    row.dataset.assignee = bug.assignee || "";
+    const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+    row.querySelector(".cell-status").innerHTML =
+      `<span class="st st-${bug.status}">${STATUS_LABEL[bug.status] || bug.status}</span>` +
+      (bug.regressed && bug.status === "new" ? ' <span class="st regressed">regressed</span>' : "");
+    row.querySelector(".cell-priority").innerHTML =
+      `<span class="prio prio-${bug.priority}">${bug.priority.toUpperCase()}</span>`;
+    row.querySelector(".cell-tags").innerHTML = bug.tags.map((t) => `<span class="chip">${esc(t)}</span>`).join("");
+    row.querySelector(".cell-assignee").textContent = bug.assignee || "—";
+    row.classList.remove("flash");
+    void row.offsetWidth; // restart the animation
+    row.classList.add("flash");
+  }
+
+  async function patch(row, body, what) {
+    try {
+      const bug = await api("PATCH", `/api/bugs/${row.dataset.bugId}`, body);
+      render(row, bug);
+      say(`#${bug.id}: ${what}`);
+    } catch (err) {
+      say(`#${row.dataset.bugId}: ${err.message}`, true);
+    }
+  }
+
+  async function resolve(row, body, what) {
+    try {
+      const bug = await api("POST", `/api/bugs/${row.dataset.bugId}/resolve`, body);
+      render(row, bug);
+      say(`#${bug.id}: ${what}`);
+    } catch (err) {
+      say(`#${row.dataset.bugId}: ${err.message}`, true);
+    }
+  }
+
+  // --- pickers ---------------------------------------------------------------------------------
+  function close() {
+    picker.hidden = true;
+    pickerInput.hidden = true;
+    pickerInput.value = "";
+    pickerInput.onkeydown = null;
+    modal = null;
+  }
+
+  // A filterable list: type to filter, arrows to move, Enter to choose.
+  function listPicker({ title, help, items, onChoose, filter = true }) {
+    let active = 0, shown = items;
+    pickerTitle.textContent = title;
+    pickerHelp.textContent = help;
+    const draw = () => {
+      pickerList.innerHTML = "";
+      shown.forEach((it, i) => {
+        const li = document.createElement("li");
+        li.className = i === active ? "active" : "";
+        li.innerHTML = `<span class="check">${it.checked ? "✓" : ""}</span><span></span><span class="hint"></span>`;
+        li.children[1].textContent = it.label;
+        li.children[2].textContent = it.hint || "";
+        li.onclick = () => { close(); onChoose(it); };
+        pickerList.appendChild(li);
+      });
+    };
+    const refilter = () => {
+      const q = pickerInput.value.trim().toLowerCase();
+      shown = items.filter((it) => !q || it.label.toLowerCase().includes(q) || (it.key || "").toLowerCase().includes(q));
+      active = 0;
+      draw();
+    };
+    picker.hidden = false;
+    if (filter) {
+      pickerInput.hidden = false;
+      pickerInput.placeholder = "Type to filter, ↑ ↓, Enter";
+      pickerInput.oninput = refilter;
+      pickerInput.focus();
+    }
+    draw();
+    modal = {
+      onKey(e) {
+        if (e.key === "ArrowDown") { active = Math.min(shown.length - 1, active + 1); draw(); }
+        else if (e.key === "ArrowUp") { active = Math.max(0, active - 1); draw(); }
+        else if (e.key === "Enter") { const it = shown[active]; close(); if (it) onChoose(it); }
+        else return false;
+        return true;
+      },
+    };
+  }
+
+  // A picker answered by one key (p: 0-3; r: f/w/d).
+  function keyPicker({ title, help, items, onChoose }) {
+    pickerTitle.textContent = title;
+    pickerHelp.textContent = help;
+    pickerList.innerHTML = "";
+    items.forEach((it) => {
+      const li = document.createElement("li");
+      li.innerHTML = `<kbd></kbd><span></span>`;
+      li.children[0].textContent = it.key;
+      li.children[1].textContent = it.label;
+      li.onclick = () => { close(); onChoose(it); };
+      pickerList.appendChild(li);
+    });
+    picker.hidden = false;
+    modal = {
+      onKey(e) {
+        const it = items.find((x) => x.key === e.key.toLowerCase());
+        if (!it) return false;
+        close();
+        onChoose(it);
+        return true;
+      },
+    };
+  }
+
+  // A one-line text prompt (Enter submits, possibly empty).
+  function prompt({ title, help, placeholder, onSubmit }) {
+    pickerTitle.textContent = title;
+    pickerHelp.textContent = help;
+    pickerList.innerHTML = "";
+    picker.hidden = false;
+    pickerInput.hidden = false;
+    pickerInput.placeholder = placeholder;
+    pickerInput.oninput = null;
+    pickerInput.focus();
+    modal = {
+      onKey(e) {
+        if (e.key !== "Enter") return false;
+        const value = pickerInput.value.trim();
+        close();
+        onSubmit(value);
+        return true;
+      },
+    };
+  }
+
+  // --- actions ---------------------------------------------------------------------------------
+  const actions = {
+    p(row) {
+      keyPicker({
+        title: `Priority of #${row.dataset.bugId}`,
+        help: "Press 0–3. A new bug becomes triaged.",
+        items: ["p0", "p1", "p2", "p3"].map((p, i) => ({ key: String(i), label: p.toUpperCase(), value: p })),
+        onChoose: (it) => {
+          const body = { priority: it.value };
+          if (row.dataset.status === "new") body.status = "triaged";
+          patch(row, body, `priority ${it.label}${body.status ? ", triaged" : ""}`);
+        },
+      });
+    },
+    t(row) {
+      const have = new Set(row.dataset.tags ? row.dataset.tags.split(",") : []);
+      listPicker({
+        title: `Tag #${row.dataset.bugId}`,
+        help: "Enter adds the tag, or removes it when it is already there.",
+        items: TAGS.map((t) => ({ key: t.slug, label: t.name, hint: t.slug, checked: have.has(t.slug) })),
+        onChoose: (it) => {
+          const tags = new Set(have);
+          if (tags.has(it.key)) tags.delete(it.key); else tags.add(it.key);
+          patch(row, { tags: Array.from(tags) }, `${have.has(it.key) ? "untagged" : "tagged"} ${it.key}`);
+        },
+      });
+    },
+    a(row) {
+      const items = [{ key: "", label: "— nobody —" }].concat(
+        MEMBERS.map((u) => ({ key: u, label: u, checked: u === row.dataset.assignee })));
+      listPicker({
+        title: `Assign #${row.dataset.bugId}`,
+        help: "Type a name, Enter assigns.",
+        items,
+        onChoose: (it) => patch(row, { assignee: it.key || null }, it.key ? `assigned to ${it.key}` : "unassigned"),
+      });
+    },
+    r(row) {
+      keyPicker({
+        title: `Resolve #${row.dataset.bugId}`,
+        help: "f fixed · w won't fix · d duplicate; then a note (Enter).",
+        items: [{ key: "f", label: "Fixed", value: "fixed" }, { key: "w", label: "Won't fix", value: "wont_fix" },
+                { key: "d", label: "Duplicate of another bug", value: "duplicate" }],
+        onChoose: (it) => {
+          const withNote = (extra) => prompt({
+            title: `${it.label}: a note for the history`, help: "Enter saves (the note may stay empty).",
+            placeholder: "Why?",
+            onSubmit: (note) => resolve(row, { resolution: it.value, note, ...extra }, it.label.toLowerCase()),
+          });
+          if (it.value !== "duplicate") return withNote({});
+          prompt({
+            title: `#${row.dataset.bugId} duplicates bug #…`, help: "The id of the bug to keep (Enter).",
+            placeholder: "bug id",
+            onSubmit: (id) => withNote({ duplicate_of: parseInt(id, 10) || null }),
+          });
+        },
+      });
+    },
+    s(row) {
+      const next = row.dataset.status === "triaged" ? "in_progress" : "triaged";
+      patch(row, { status: next }, STATUS_LABEL[next].toLowerCase());
+    },
+  };
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (modal) {
+      if (e.key === "Escape") { e.preventDefault(); close(); return; }
+      if (modal.onKey(e)) e.preventDefault();
+      return;
+    }
+    if (/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) return;
+    const row = current();
+    if (e.key === "j" || e.key === "ArrowDown") { e.preventDefault(); select(index + 1); }
+    else if (e.key === "k" || e.key === "ArrowUp") { e.preventDefault(); select(index - 1); }
+    else if (e.key === "Enter" && row) { window.location = row.dataset.url; }
+    else if (actions[e.key] && row) {
+      e.preventDefault();
+      if (!canTriage) { say("Triage needs the reviewer or manager role in this project.", true); return; }
+      actions[e.key](row);
+    }
+  });
+
+  function drawPareto() {
+    const el = document.getElementById("pareto-chart");
+    if (!el || !window.Chart) return;
+    const rows = JSON.parse(document.getElementById("pareto-data").textContent);
+    new Chart(el, {
+      data: {
+        labels: rows.map((r) => r.name),
+        datasets: [
+          { type: "bar", label: "Open bugs", data: rows.map((r) => r.count), backgroundColor: "#3559e0", yAxisID: "y" },
+          { type: "line", label: "Cumulative %", data: rows.map((r) => r.cumulative), borderColor: "#d92d20",
+            backgroundColor: "#d92d20", yAxisID: "y2", tension: 0 },
+        ],
+      },
+      options: {
+        maintainAspectRatio: false, animation: false,
+        scales: {
+          y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "open bugs" } },
+          y2: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false },
+                ticks: { callback: (v) => `${v}%` } },
+        },
+      },
+    });
+  }
+})();

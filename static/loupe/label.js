@@ -1,0 +1,384 @@
+// Loupe labeling page: keyboard-first. Number keys / hotkeys label, s skips, ? shows the keys.
+// The next item is leased ahead so it appears at once; submissions go through a queue kept in
+// localStorage and are retried until the server has them (never dropped). User data is only ever
+// written with textContent.
+(() => {
+  "use strict";
+  const cfg = JSON.parse(document.getElementById("label-config").textContent);
+  const csrf = document.getElementById("csrf").value;
+  const $ = (id) => document.getElementById(id);
+  const STORE = `loupe.pending.${cfg.projectId}.${cfg.userId}`;
+  const keyToLabel = new Map();
+  const labelNames = new Map();
+  for (const lab of cfg.labels) {
+    labelNames.set(lab.key, lab.name);
+    for (const k of lab.keys) keyToLabel.set(k, lab.key);
+  }
+
+  let current = null; // the lease on screen: {assignment, item, progress, shownAt}
+  let ahead = null; // the lease fetched ahead
+  let aheadBlocked = false; // the server said we hold enough leases: wait for a submission to land
+  let noneAhead = false; // the last look-ahead found nothing
+  let empty = false;
+  let pumping = false;
+  let pumpAgain = false;
+  let pumpTimer = null;
+  let pumpDelay = 1000;
+  let loadError = "";
+  let flushing = false;
+  let flushTimer = null;
+  let flushDelay = 1000;
+  let doneToday = Number(($("done-today").textContent || "0").replace(/[^0-9]/g, "")) || 0;
+  let remaining = Number(($("remaining").textContent || "0").replace(/[^0-9]/g, "")) || 0;
+  let remainingCapped = ($("remaining").textContent || "").includes("+");
+  let pending = load(); // [{id, action: "submit"|"skip", label, seconds, ext, error, failed}]
+
+  function load() {
+    try {
+      const v = JSON.parse(localStorage.getItem(STORE) || "[]");
+      return Array.isArray(v) ? v : [];
+    } catch (e) {
+      return [];
+    }
+  }
+  function save() {
+    try {
+      localStorage.setItem(STORE, JSON.stringify(pending));
+    } catch (e) {
+      /* private mode: the in-memory queue still retries */
+    }
+  }
+
+  async function post(url, body) {
+    const res = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify(body || {}),
+    });
+    let data = null;
+    if (res.status !== 204) {
+      try {
+        data = await res.json();
+      } catch (e) {
+        data = null;
+      }
+    }
+    return { status: res.status, data };
+  }
+  function errorOf(r) {
+    const e = r && r.data && r.data.error;
+    return { code: e ? e.code : "", message: e ? e.message : `HTTP ${r ? r.status : "error"}` };
+  }
+
+  // ---- the queue: current and ahead --------------------------------------------------------
+  function inHand() {
+    const ids = pending.map((p) => p.id);
+    if (current) ids.push(current.assignment.id);
+    if (ahead) ids.push(ahead.assignment.id);
+    return [...new Set(ids)].slice(0, 10);
+  }
+
+  async function next() {
+    const r = await post(cfg.nextUrl, { exclude: inHand() });
+    if (r.status === 200) return r.data;
+    if (r.status === 204) return null;
+    const err = new Error(errorOf(r).message);
+    err.code = errorOf(r).code;
+    err.status = r.status;
+    throw err;
+  }
+
+  function accept(lease) {
+    if (lease.progress) setProgress(lease.progress);
+    if (!current) show(lease);
+    else if (!ahead && lease.assignment.id !== current.assignment.id) ahead = lease;
+  }
+
+  // Keep one item on screen and one ahead; one request at a time (the server answers "the lease you
+  // hold" to a second concurrent call, so they must not overlap).
+  async function pump() {
+    if (pumping) {
+      pumpAgain = true;
+      return;
+    }
+    pumping = true;
+    clearTimeout(pumpTimer);
+    try {
+      do {
+        pumpAgain = false;
+        if (!current && ahead) {
+          const a = ahead;
+          ahead = null;
+          show(a);
+        }
+        if (!current && !empty) {
+          const lease = await next();
+          if (lease) accept(lease);
+          else if (!current) showEmpty();
+        }
+        if (current && !ahead && !aheadBlocked && !noneAhead) {
+          try {
+            const lease = await next();
+            if (lease) accept(lease);
+            else noneAhead = true;
+          } catch (e) {
+            if (e.code === "too_many_leases") aheadBlocked = true;
+            else throw e;
+          }
+        }
+      } while (pumpAgain);
+      loadError = "";
+      pumpDelay = 1000;
+    } catch (e) {
+      loadError = `Could not load the next item (${e.message}); retrying in ${Math.round(pumpDelay / 1000)} s.`;
+      pumpTimer = setTimeout(pump, pumpDelay);
+      pumpDelay = Math.min(pumpDelay * 2, 30000);
+    } finally {
+      pumping = false;
+      renderStatus();
+    }
+  }
+
+  // ---- what the page shows -------------------------------------------------------------------
+  function setBusy(busy) {
+    $("item-card").setAttribute("aria-busy", busy ? "true" : "false");
+    for (const b of document.querySelectorAll(".label-btn")) b.disabled = busy;
+    $("skip").disabled = busy;
+  }
+
+  function show(lease) {
+    current = lease;
+    current.shownAt = performance.now();
+    empty = false;
+    noneAhead = false;
+    const item = lease.item || {};
+    const payload = item.payload && typeof item.payload === "object" ? item.payload : {};
+    $("item-ext").textContent = item.external_id || String(item.id);
+    const text = typeof payload.text === "string" ? payload.text : "";
+    $("item-text").textContent = text;
+    $("item-text").hidden = !text;
+    const tbody = $("item-fields").querySelector("tbody");
+    tbody.replaceChildren();
+    for (const [k, v] of Object.entries(payload)) {
+      if (k === "text" && text) continue;
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      const td = document.createElement("td");
+      th.textContent = k;
+      td.textContent = typeof v === "string" ? v : JSON.stringify(v);
+      tr.append(th, td);
+      tbody.append(tr);
+    }
+    $("item-fields").hidden = tbody.children.length === 0;
+    const until = new Date(lease.assignment.expires_at);
+    $("lease-note").textContent = isNaN(until) ? "" : `reserved for you until ${until.toLocaleTimeString()}`;
+    $("item-loading").hidden = true;
+    $("empty").hidden = true;
+    setBusy(false);
+  }
+
+  function showLoading() {
+    $("item-loading").hidden = false;
+    $("item-text").hidden = true;
+    $("item-fields").hidden = true;
+    $("empty").hidden = true;
+    $("item-ext").textContent = "…";
+    $("lease-note").textContent = "";
+    setBusy(true);
+  }
+
+  function showEmpty() {
+    empty = true;
+    $("item-loading").hidden = true;
+    $("item-text").hidden = true;
+    $("item-fields").hidden = true;
+    $("item-ext").textContent = "—";
+    $("lease-note").textContent = "";
+    const n = `${remaining.toLocaleString("en-US")}${remainingCapped ? "+" : ""}`;
+    $("empty-detail").textContent = remaining === 0
+      ? "Every item in this project has all the annotations it needs."
+      : remaining === 1 && !remainingCapped
+        ? "1 open item still needs annotations from others: you have labelled or skipped it, or its remaining slots are reserved right now."
+        : `${n} open items still need annotations from others: you have labelled or skipped them, or their remaining slots are reserved right now.`;
+    $("empty").hidden = false;
+    setBusy(true);
+  }
+
+  function setProgress(p) {
+    doneToday = Math.max(doneToday, p.done_today);
+    remaining = p.remaining;
+    remainingCapped = p.remaining_capped;
+    renderProgress();
+  }
+  function renderProgress() {
+    $("done-today").textContent = doneToday.toLocaleString("en-US");
+    $("remaining").textContent = remaining.toLocaleString("en-US") + (remainingCapped ? "+" : "");
+  }
+
+  function renderStatus() {
+    const ul = $("status");
+    ul.replaceChildren();
+    const add = (cls, text, onDismiss) => {
+      const li = document.createElement("li");
+      li.className = `msg ${cls}`;
+      const span = document.createElement("span");
+      span.textContent = text;
+      li.append(span);
+      if (onDismiss) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "link";
+        b.textContent = "Dismiss";
+        b.addEventListener("click", onDismiss);
+        li.append(" ", b);
+      }
+      ul.append(li);
+    };
+    const waiting = pending.filter((p) => !p.failed);
+    if (waiting.length) {
+      const err = waiting.find((p) => p.error);
+      const n = waiting.length;
+      let text = `${n} ${n === 1 ? "answer" : "answers"} not saved yet`;
+      if (err) text += ` — ${err.error}; retrying in ${Math.round(flushDelay / 1000)} s`;
+      add(err ? "error pending" : "pending", text + ".");
+    }
+    for (const p of pending.filter((x) => x.failed)) {
+      const what = p.action === "skip" ? "Skip" : `Label “${labelNames.get(p.label) || p.label}”`;
+      add("error failed", `${what} on item ${p.ext} was not saved: ${p.failed}`, () => {
+        pending = pending.filter((x) => x !== p);
+        save();
+        renderStatus();
+      });
+    }
+    if (loadError) add("error", loadError);
+  }
+
+  // ---- answering ---------------------------------------------------------------------------
+  function answer(action, label) {
+    if (!current) return;
+    const seconds = Math.round((performance.now() - current.shownAt) / 100) / 10;
+    pending.push({
+      id: current.assignment.id, action, label: label || "", seconds,
+      ext: current.item.external_id || String(current.item.id), error: "", failed: "",
+    });
+    save();
+    current = null;
+    if (ahead) {
+      const a = ahead;
+      ahead = null;
+      show(a); // at once: it was fetched ahead
+    } else {
+      showLoading();
+    }
+    renderStatus();
+    flush();
+    pump();
+  }
+
+  async function flush() {
+    if (flushing) return;
+    flushing = true;
+    clearTimeout(flushTimer);
+    try {
+      for (;;) {
+        const p = pending.find((x) => !x.failed);
+        if (!p) break;
+        const base = p.action === "skip" ? cfg.skipUrl : cfg.submitUrl;
+        const url = base.replace("/0/", `/${p.id}/`);
+        let r;
+        try {
+          r = await post(url, p.action === "skip" ? {} : { label: p.label, seconds_spent: p.seconds });
+        } catch (e) {
+          r = { status: 0, data: null };
+        }
+        const { code, message } = errorOf(r);
+        const stored = r.status === 200 || r.status === 201 || (r.status === 409 && code === `already_${p.action === "skip" ? "skipped" : "submitted"}`);
+        if (stored) {
+          pending = pending.filter((x) => x !== p);
+          save();
+          if (r.status === 201) {
+            doneToday += 1;
+            if (r.data && r.data.item_status && r.data.item_status !== "open" && !remainingCapped) {
+              remaining = Math.max(0, remaining - 1); // this answer completed its item
+            }
+            renderProgress();
+          }
+          flushDelay = 1000;
+          if (aheadBlocked) {
+            aheadBlocked = false;
+            pump();
+          }
+          renderStatus();
+          continue;
+        }
+        const permanent = r.status === 400 || r.status === 404 || r.status === 409 || r.status === 413;
+        if (permanent) {
+          p.failed = message;
+          save();
+          renderStatus();
+          continue;
+        }
+        // Network trouble, 5xx, a logged-out session: keep it and try again later.
+        p.error = r.status === 0 ? "the network is unreachable" : r.status === 401 || r.status === 403 ? `${message} (log in again; nothing is lost)` : message;
+        save();
+        renderStatus();
+        flushTimer = setTimeout(flush, flushDelay);
+        flushDelay = Math.min(flushDelay * 2, 30000);
+        break;
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  // ---- keys --------------------------------------------------------------------------------
+  function toggleHelp(force) {
+    const help = $("help");
+    help.hidden = force === undefined ? !help.hidden : !force;
+  }
+
+  function checkAgain() {
+    if (!empty) return;
+    empty = false;
+    showLoading();
+    pump();
+  }
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const t = ev.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    if (ev.key === "?") {
+      toggleHelp();
+      ev.preventDefault();
+      return;
+    }
+    if (ev.key === "Escape") {
+      toggleHelp(false);
+      return;
+    }
+    if (ev.repeat) return; // holding a key down must not label a run of items
+    if (keyToLabel.has(ev.key)) {
+      ev.preventDefault();
+      answer("submit", keyToLabel.get(ev.key));
+    } else if (ev.key === "s") {
+      ev.preventDefault();
+      answer("skip");
+    } else if (ev.key === "r") {
+      checkAgain();
+    }
+  });
+  for (const b of document.querySelectorAll(".label-btn")) {
+    b.addEventListener("click", () => answer("submit", b.dataset.label));
+  }
+  $("skip").addEventListener("click", () => answer("skip"));
+  $("show-keys").addEventListener("click", () => toggleHelp());
+  $("check-again").addEventListener("click", checkAgain);
+  window.addEventListener("online", () => flush());
+
+  showLoading();
+  renderStatus();
+  flush();
+  pump();
+})();

@@ -1,0 +1,54 @@
+"""The quality page: histogram, annotator table, agreement figures, confusion heatmap, run now."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from labeling.models import QualityRun
+from labeling.services import quality as quality_service
+from labeling.services.quality import quality_run_execute, quality_run_request
+from labeling.tasks import quality_run_task
+from tests.browser.conftest import login
+from tests.factories_quality import annotators, crowd_project, load_crowd, simulate_crowd
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_quality_page_shows_scores_annotators_and_agreement(page, live_server):
+    project, manager = crowd_project(k=4)
+    users = annotators(project, 6)
+    crowd = simulate_crowd(n_items=150, accuracies=np.linspace(0.55, 0.95, 6), n_classes=4, per_item=3, seed=8)
+    load_crowd(project, users, crowd)
+    with mock.patch.object(quality_service, "_enqueue"):
+        run = quality_run_request(project_id=project.pk)
+    run = quality_run_execute(run_id=run.pk)
+
+    login(page, live_server, manager)
+    page.goto(f"{live_server.url}/projects/{project.pk}/quality")
+    assert page.locator("#project-tabs a.active").inner_text() == "Quality"
+    assert "150" in page.locator("#run-counts").inner_text()
+    # Chart.js drew the histogram (a Chart instance is attached to the canvas).
+    page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('quality-histogram'))")
+    total = page.evaluate("Chart.getChart(document.getElementById('quality-histogram')).data.datasets"
+                          ".reduce((s, d) => s + d.data.reduce((a, b) => a + b, 0), 0)")
+    assert total == 150
+    assert page.locator("#annotator-table tbody tr").count() == 6
+    assert page.locator("#alpha").inner_text() not in ("", "—")
+    assert page.locator("#confusion-heatmap tbody tr").count() == 4
+    page.screenshot(path="/tmp/loupe-quality.png", full_page=True)
+
+    with mock.patch.object(quality_run_task, "delay") as delay:
+        page.click("#run-now")
+        page.wait_for_selector("#active-run")
+    new = QualityRun.objects.filter(project=project).order_by("-id").first()
+    assert new.pk != run.pk and new.status == "queued"
+    delay.assert_called_once_with(new.pk)
+    assert page.locator("#run-now").is_disabled()
+
+
+def test_quality_page_before_any_run(page, live_server):
+    project, manager = crowd_project(k=3)
+    login(page, live_server, manager)
+    page.goto(f"{live_server.url}/projects/{project.pk}/quality")
+    assert "No quality run yet" in page.locator("#no-run").inner_text()

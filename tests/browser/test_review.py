@@ -1,0 +1,86 @@
+"""The review page, driven with the keyboard only."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from labeling.models import GroundTruth, GuidelineRevision, Item, QualityItemResult, Role
+from labeling.services import quality as quality_service
+from labeling.services.quality import quality_run_execute, quality_run_request
+from tests.browser.conftest import login
+from tests.factories import UserFactory, add_member
+from tests.factories_quality import annotators, crowd_project, load_crowd, simulate_crowd
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def scored_project():
+    project, manager = crowd_project(k=3, accept_threshold=0.95, max_annotations_per_item=3)
+    users = annotators(project, 6)
+    crowd = simulate_crowd(n_items=40, accuracies=np.linspace(0.6, 0.95, 6), n_classes=3, per_item=3, seed=2)
+    for i, it in enumerate(load_crowd(project, users, crowd)):
+        Item.objects.filter(pk=it.pk).update(payload={"text": f"Ticket number {i}: my parcel never arrived", "channel": "email"})
+    with mock.patch.object(quality_service, "_enqueue"):
+        run = quality_run_request(project_id=project.pk)
+    run = quality_run_execute(run_id=run.pk)
+    assert run.to_review >= 3
+    return project, users
+
+
+def test_resolve_items_with_the_keyboard(page, live_server):
+    project, users = scored_project()
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    login(page, live_server, reviewer)
+    page.goto(f"{live_server.url}/projects/{project.pk}/review")
+    page.wait_for_selector("#review-item")
+    first = page.locator("#review-external-id").inner_text()
+    item = Item.objects.get(project=project, external_id=first)
+    # The most doubtful item comes first, with every annotator named, the model and the consensus.
+    lowest = QualityItemResult.objects.filter(run__project=project, outcome="review").order_by("quality").first()
+    assert lowest.item_id == item.pk
+    for ann in item.annotations.select_related("annotator"):
+        assert ann.annotator.username in page.locator("#review-annotations").inner_text()
+    assert page.locator("#review-probs tr").count() == 3
+    assert page.locator("#review-quality").inner_text() == f"{lowest.quality:.3f}"
+    page.screenshot(path="/tmp/loupe-review.png", full_page=True)
+
+    page.keyboard.press("2")  # label c1's hotkey
+    page.wait_for_function(f"document.querySelector('#review-external-id') && document.querySelector('#review-external-id').innerText !== '{first}'")
+    gt = GroundTruth.objects.get(item=item)
+    assert (gt.label, gt.method, gt.decided_by_id) == ("c1", "adjudicated", reviewer.pk)
+    assert "resolved as c1" in page.locator("#review-flash").inner_text()
+
+    second = page.locator("#review-external-id").inner_text()
+    page.keyboard.press("n")
+    page.keyboard.type("Lost parcels are c2, whoever is asked.")  # digits typed in the note stay in the note
+    page.keyboard.press("Escape")
+    page.keyboard.press("g")
+    page.keyboard.press("3")
+    page.wait_for_function(f"document.querySelector('#review-external-id') === null || document.querySelector('#review-external-id').innerText !== '{second}'")
+    gt2 = GroundTruth.objects.get(item__project=project, item__external_id=second)
+    assert (gt2.label, gt2.note) == ("c2", "Lost parcels are c2, whoever is asked.")
+    rev = GuidelineRevision.objects.filter(label__project=project, label__key="c2").latest("id")
+    assert rev.text.endswith("- Lost parcels are c2, whoever is asked.") and rev.author_id == reviewer.pk
+
+    third = page.locator("#review-external-id").inner_text()
+    page.keyboard.press("s")
+    page.wait_for_function(f"document.querySelector('#review-external-id') === null || document.querySelector('#review-external-id').innerText !== '{third}'")
+    assert not GroundTruth.objects.filter(item__project=project, item__external_id=third).exists()
+    page.screenshot(path="/tmp/loupe-review-after.png", full_page=True)
+
+
+def test_empty_review_queue_says_so(page, live_server):
+    project, _ = crowd_project(k=3)
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    login(page, live_server, reviewer)
+    page.goto(f"{live_server.url}/projects/{project.pk}/review")
+    assert "Nothing to review" in page.locator("#review-empty").inner_text()
+
+
+def test_annotators_cannot_open_the_review_page(page, live_server):
+    project, _ = crowd_project(k=3)
+    annotator = add_member(project, UserFactory(), Role.ANNOTATOR)
+    login(page, live_server, annotator)
+    res = page.goto(f"{live_server.url}/projects/{project.pk}/review")
+    assert res.status == 403

@@ -1,0 +1,94 @@
+import pytest
+
+from bugqueue.models import BugEvent
+from bugqueue.services.tags import tags_seed
+from labeling.models import Role
+from tests.browser.conftest import login
+from tests.factories import ProjectFactory, UserFactory, add_member
+from tests.factories_bugqueue import ingest_items, make_bug
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def row(page, bug):
+    return page.locator(f"tr.bug-row[data-bug-id='{bug.pk}']")
+
+
+def test_triage_three_bugs_with_the_keyboard_only(page, live_server):
+    tags_seed()  # transactional tests flush the data migration's tags
+    lead = UserFactory()
+    project = ProjectFactory(creator=lead, name="Tickets")
+    reviewer = add_member(project, UserFactory(username="rita"), role=Role.REVIEWER)
+    first = make_bug(project, lead, title="Refunds routed to shipping", priority="p1")
+    second = make_bug(project, lead, title="Accents dropped before tokenization", priority="p2")
+    third = make_bug(project, lead, title="Seed not set in retraining", priority="p3")
+
+    login(page, live_server, lead)
+    page.goto(f"{live_server.url}/triage?project={project.pk}")
+    assert row(page, first).get_attribute("class").split().count("selected") == 1
+
+    # 1st bug: priority P0 (a new bug becomes triaged)
+    page.keyboard.press("p")
+    page.keyboard.press("0")
+    row(page, first).locator(".cell-priority", has_text="P0").wait_for()
+    row(page, first).locator(".cell-status", has_text="Triaged").wait_for()
+
+    # 2nd bug: tag it "label flip" by typing in the picker
+    page.keyboard.press("j")
+    page.keyboard.press("t")
+    page.keyboard.type("label fl")
+    page.keyboard.press("Enter")
+    row(page, second).locator(".cell-tags .chip", has_text="label_flip").wait_for()
+
+    # 3rd bug: assign to rita, then resolve as fixed with a note
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    page.keyboard.type("rit")
+    page.keyboard.press("Enter")
+    row(page, third).locator(".cell-assignee", has_text="rita").wait_for()
+    page.keyboard.press("r")
+    page.keyboard.press("f")
+    page.keyboard.type("Seeded in the new pipeline")
+    page.keyboard.press("Enter")
+    row(page, third).locator(".cell-status", has_text="Resolved").wait_for()
+    page.screenshot(path="/tmp/loupe-triage.png", full_page=True)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert (first.priority, first.status) == ("p0", "triaged")
+    assert list(second.tags.values_list("slug", flat=True)) == ["label_flip"] and second.status == "new"
+    assert third.assignee == reviewer and third.status == "resolved" and third.resolution == "fixed"
+    assert third.resolution_note == "Seeded in the new pipeline"
+    changes = set(BugEvent.objects.filter(actor=lead).values_list("bug_id", "field", "to_value"))
+    assert {(first.pk, "priority", "p0"), (first.pk, "status", "triaged"), (second.pk, "tags", "label_flip"),
+            (third.pk, "assignee", "rita"), (third.pk, "status", "resolved")} <= changes
+    assert page.url.endswith(f"/triage?project={project.pk}")  # no reload, no navigation
+
+
+def test_queue_and_bug_page(page, live_server):
+    tags_seed()
+    lead = UserFactory()
+    project = ProjectFactory(creator=lead, name="Tickets")
+    items = ingest_items(project, 3)
+    bug = make_bug(project, lead, title="Refunds routed to shipping", kind="failed_prediction", tags=["label_flip"],
+                   failures=[{"external_id": it.external_id, "predicted_label": "pos", "expected_label": "neg",
+                              "model_version": "v1"} for it in items])
+    make_bug(project, lead, title="Another one", tags=["data_drift"], priority="p0")
+
+    login(page, live_server, lead)
+    page.click("nav.mainnav >> text=Bugs")
+    page.locator("#bug-table").wait_for()
+    assert page.locator("#bug-table tbody tr").count() == 2
+    page.click("#facets a[data-facet='tag'][data-value='label_flip']")
+    page.wait_for_url("**tag=label_flip**")
+    assert page.locator("#bug-table tbody tr").count() == 1
+    page.screenshot(path="/tmp/loupe-bugs.png", full_page=True)
+    page.click("text=Refunds routed to shipping")
+    page.locator("#occurrences-chart").wait_for()
+    assert page.locator("tr.failure-row").count() == 3
+    page.fill("#comment-body", "Looks like the tokenizer")
+    page.click("#comments button")
+    page.locator(".bq-comment", has_text="Looks like the tokenizer").wait_for()
+    page.screenshot(path="/tmp/loupe-bug.png", full_page=True)
+    assert bug.comments.count() == 1
