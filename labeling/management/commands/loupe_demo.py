@@ -114,6 +114,7 @@ class Command(BaseCommand):
         feedback_demo_seed(project=project)  # late ground truth with realistic delays (idempotent)
         quality_demo_load(project=project)  # annotations by the demo annotators, disputed items, a quality run
         import_string("bugqueue.demo.demo_bugs_load")(project=project)  # by name: labeling never imports bugqueue
+        import_string("bugqueue.demo.demo_datasets_load")(project=project)
         self.stdout.write(self.style.SUCCESS(
             f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
