@@ -18,33 +18,41 @@ def is_postgres() -> bool:
 
 
 def read_columns(sql: str, params: list, columns: dict[str, type]) -> dict[str, np.ndarray]:
-    """Run `sql` (placeholders %s; numeric columns in `columns` order, ints or floats) and return one
-    NumPy array per column. A NULL float is NaN, a NULL int -1.
+    """Run `sql` (placeholders %s; columns in `columns` order: int, float or str) and return one NumPy
+    array per column. A NULL float is NaN, a NULL int -1, a NULL str "".
 
     PostgreSQL sends each column as one bytea of fixed-width big-endian values (string_agg of
     int8send/float8send, all in the same row order), which NumPy reads without parsing numbers."""
     names = list(columns)
     if is_postgres():
-        aggs = ", ".join(
-            f"string_agg(float8send(coalesce(s.{n}::float8, 'NaN')), ''::bytea)" if columns[n] is float
-            else f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
-            for n in names
-        )
+        def agg(n):
+            if columns[n] is float:
+                return f"string_agg(float8send(coalesce(s.{n}::float8, 'NaN')), ''::bytea)"
+            if columns[n] is str:  # short text (keys, versions): one string, split on the record separator
+                return f"string_agg(coalesce(s.{n}::text, ''), chr(30))"
+            return f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
+
         with connection.cursor() as cur:
-            cur.execute(f"SELECT {aggs} FROM ({sql}) AS s({', '.join(names)})", params)
+            cur.execute(f"SELECT {', '.join(agg(n) for n in names)} FROM ({sql}) AS s({', '.join(names)})", params)
             row = cur.fetchone()
-        return {
-            n: np.zeros(0, dtype=columns[n]) if raw is None
-            else np.frombuffer(raw, dtype=">f8" if columns[n] is float else ">i8").astype(columns[n])
-            for n, raw in zip(names, row)
-        }
+        out = {}
+        for n, raw in zip(names, row):
+            if columns[n] is str:
+                out[n] = np.array([] if raw is None else raw.split("\x1e"), dtype=object)
+            elif raw is None:
+                out[n] = np.zeros(0, dtype=columns[n])
+            else:
+                out[n] = np.frombuffer(raw, dtype=">f8" if columns[n] is float else ">i8").astype(columns[n])
+        return out
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
     if not rows:
-        return {n: np.zeros(0, dtype=columns[n]) for n in names}
+        return {n: np.zeros(0, dtype=object if columns[n] is str else columns[n]) for n in names}
+    missing = {float: np.nan, str: ""}
     return {
-        n: np.array([(np.nan if columns[n] is float else -1) if r[j] is None else r[j] for r in rows], dtype=columns[n])
+        n: np.array([missing.get(columns[n], -1) if r[j] is None else r[j] for r in rows],
+                    dtype=object if columns[n] is str else columns[n])
         for j, n in enumerate(names)
     }
 

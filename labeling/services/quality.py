@@ -237,17 +237,14 @@ def _read_snapshot(project_id: int) -> Snapshot:
             snapshot_at = cur.fetchone()[0]
         else:
             snapshot_at = timezone.now()
-        cur.execute(
-            f"SELECT max(a.id) FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id WHERE i.project_id = %s", [project_id]
-        )
-        max_annotation_id = cur.fetchone()[0]
 
     label_sql, label_params = label_case("a.label", label_keys)
     ann = read_columns(
-        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id "
+        f"SELECT a.id, a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id "
         f"WHERE i.project_id = %s",
-        [*label_params, project_id], {"item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
+        [*label_params, project_id], {"id": np.int64, "item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
     )
+    max_annotation_id = int(ann["id"].max()) if len(ann["id"]) else None
     codes = ann["label"]
     known = codes >= 0
     n_annotations, n_ignored = len(codes), int((~known).sum())
@@ -330,22 +327,16 @@ def _read_predictions(project_id, item_ids, label_keys, annotated_sql):
             f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
             f"AND {annotated_sql} ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
         )
-        names = ", ".join(f"q.p{j}" for j in range(k))
         frame = read_columns(
-            f"SELECT q.item_id, {names} FROM ({latest}) AS q(item_id, model_version, {', '.join(f'p{j}' for j in range(k))})",
-            [*label_keys, project_id], {"item_id": np.int64, **{f"p{j}": float for j in range(k)}},
+            latest, [*label_keys, project_id],
+            {"item_id": np.int64, "model_version": str, **{f"p{j}": float for j in range(k)}},
         )
         pos = _positions(frame["item_id"], item_ids)
         if pos is None:  # some scored item has no prediction with probabilities
             return None, []
         probs = np.column_stack([frame[f"p{j}"][pos] for j in range(k)])
-        with connection.cursor() as cur:  # the project's model versions with probabilities, newest first
-            cur.execute(
-                f"SELECT p.model_version FROM {t['p']} p JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s "
-                f"AND p.probabilities IS NOT NULL GROUP BY 1 ORDER BY max(p.predicted_at) DESC LIMIT 10",
-                [project_id],
-            )
-            versions = [r[0] for r in cur.fetchall()]
+        used = pd.Series(frame["model_version"][pos]).value_counts()  # most used first
+        versions = list(used.index[:10])
     else:
         latest = {}
         for item_id, mv, raw in (
@@ -356,7 +347,7 @@ def _read_predictions(project_id, item_ids, label_keys, annotated_sql):
         if len(latest) < n:
             return None, []
         probs = np.array([[_prob(latest[i][1], key) for key in label_keys] for i in item_ids.tolist()], dtype=float)
-        versions = list(dict.fromkeys(latest[i][0] for i in item_ids.tolist()))[:10]
+        versions = list(pd.Series([latest[i][0] for i in item_ids.tolist()]).value_counts().index[:10])
     if np.isnan(probs).any() or (probs < 0).any() or (probs.sum(axis=1) <= 0).any():
         return None, []
     return probs, [str(v) for v in versions]

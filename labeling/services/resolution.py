@@ -95,7 +95,7 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
             QualityItemResult.objects.filter(run_id=run_id, item__project=project, item__status__in=REVIEWABLE)
             .exclude(Exists(leased_by_other("item_id")))
             .exclude(Exists(skipped_by_me("item_id")))
-            .order_by("quality", "item_id")
+            .order_by("quality")  # exactly the (run, quality) index's order: walked, never sorted
         )
         for _ in range(attempts):
             result = (
