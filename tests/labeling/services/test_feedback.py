@@ -401,3 +401,15 @@ def test_ingestion_and_ground_truth_changes_enqueue_a_refresh_after_commit(proje
     with django_capture_on_commit_callbacks(execute=True):  # logged, not raised: the periodic check catches up
         ground_truth_set(item=items[1], label="neg", method="unanimous", actor=user)
     assert GroundTruth.objects.filter(item=items[1]).exists()
+
+
+@pytest.mark.django_db
+def test_deleting_a_project_deletes_its_rollups(project, user):
+    ingest(project, 3, at=datetime.now(tz=dt_timezone.utc) - timedelta(days=2))
+    ground_truth_set(item=Item.objects.filter(project=project).first(), label="pos", method="unanimous", actor=user)
+    feedback_rollup_refresh(project_id=project.pk)
+    assert FeedbackDelayBin.objects.filter(project=project).exists()
+    pk = project.pk
+    project.delete()
+    assert not FeedbackDelayBin.objects.filter(project_id=pk).exists()
+    assert not FeedbackBacklogBin.objects.filter(project_id=pk).exists()
