@@ -158,7 +158,8 @@ class Gunicorn:
         env = dict(os.environ)
         env.pop("LOUPE_TESTING", None)
         env.pop("DEBUG", None)
-        env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}", CONN_MAX_AGE="60")
+        paths = [str(ROOT), str(ROOT / "benchmarks"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env.update(PYTHONPATH=os.pathsep.join(paths), CONN_MAX_AGE="60")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
