@@ -233,12 +233,22 @@ class IsoUtc(Func):
         return self.as_sql(compiler, connection, template="REPLACE(%(expressions)s, ' ', 'T') || 'Z'", **extra)
 
 
+class HistoryPage(NamedTuple):
+    """One keyset page: raw row tuples (ROW_FIELDS order; at index 7 the annotators column as JSON text,
+    at index 8 changed_at as ISO 8601 UTC text) and the resolved annotator lists by that text."""
+
+    rows: list
+    annotators: dict  # annotators text -> Annotators
+
+    def __len__(self):
+        return len(self.rows)
+
+
 def label_history_pages(*, project_id: int, since: int, until: int, compact: bool = False,
-                        horizon: int | None = None, page_rows: int | None = None) -> Iterator[list[tuple]]:
-    """Rows `since < seq <= until` in seq order, as lists of tuples in ROW_FIELDS order: annotators as
-    `Annotators` (usernames), changed_at as ISO 8601 UTC text. One short keyset query per page (plus one
-    for usernames not seen yet): nothing is held open between pages, so the caller may stream them at
-    any pace."""
+                        horizon: int | None = None, page_rows: int | None = None) -> Iterator[HistoryPage]:
+    """Rows `since < seq <= until` in seq order, in HistoryPages. One short keyset query per page (plus
+    one for usernames not seen yet): nothing is held open between pages, so the caller may stream them
+    at any pace."""
     size = page_rows or PAGE_ROWS
     base = (_history(project_id=project_id, until=until, compact=compact, horizon=horizon)
             .annotate(annotators_text=Cast("annotators", TextField()), changed_at_iso=IsoUtc("changed_at"))
@@ -250,8 +260,7 @@ def label_history_pages(*, project_id: int, since: int, until: int, compact: boo
         if not rows:
             return
         cache.resolve(r[7] for r in rows)
-        by_text = cache.by_text
-        yield [(*r[:7], by_text[r[7]], r[8]) for r in rows]
+        yield HistoryPage(rows, cache.by_text)
         after = rows[-1][0]
         if len(rows) < size:
             return

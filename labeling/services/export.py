@@ -34,6 +34,7 @@ from django.utils import timezone
 from labeling.errors import NotFound, ValidationFailed
 from labeling.models import Export, ExportFormat, ExportGrant, ExportStatus, Project
 from labeling.selectors_export import (
+    HistoryPage,
     cursor_decode,
     cursor_encode,
     label_history_bounds,
@@ -55,29 +56,31 @@ STALE_AFTER = timedelta(minutes=30)
 
 # --- encoders ---------------------------------------------------------------------------------
 
-def _score(score) -> str:
-    return "null" if score is None or not math.isfinite(score) else repr(float(score))
+def _json_rows(page) -> list[str]:
+    """The rows of a HistoryPage as JSON objects (one string each, no newline)."""
+    annotators = page.annotators
+    out = []
+    append = out.append
+    for seq, external_id, label, previous, method, score, model_version, ann, changed_at in page.rows:
+        append(
+            f'{{"seq":{seq},"external_id":{_q(external_id)},"label":{_q(label)},'
+            f'"previous_label":{_q(previous) if previous else "null"},"method":{_q(method)},'
+            f'"score":{"null" if score is None or not math.isfinite(score) else repr(score)},'
+            + (f'"model_version":{_q(model_version)},' if model_version else "")
+            + f'"annotators":{annotators[ann].json},"changed_at":"{changed_at}"}}'
+        )
+    return out
 
 
-def row_json(row) -> str:
-    """One history row (label_history_pages) as a JSON object, without newline."""
-    seq, external_id, label, previous, method, score, model_version, annotators, changed_at = row
-    return (
-        f'{{"seq":{seq},"external_id":{_q(external_id)},"label":{_q(label)},'
-        f'"previous_label":{_q(previous) if previous else "null"},"method":{_q(method)},"score":{_score(score)},'
-        + (f'"model_version":{_q(model_version)},' if model_version else "")
-        + f'"annotators":{annotators.json},"changed_at":"{changed_at}"}}'
-    )
-
-
-def _csv_page(rows) -> str:
+def _csv_page(page) -> str:
     buf = io.StringIO()
+    annotators = page.annotators
     # Text always quoted, numbers bare: a field starting with "#" can never look like the trailer.
     writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerows(
-        (seq, ext, label, prev, method, None if score is None or not math.isfinite(score) else float(score), mv,
-         annotators.csv, at)
-        for seq, ext, label, prev, method, score, mv, annotators, at in rows
+        (seq, ext, label, prev, method, None if score is None or not math.isfinite(score) else score, mv,
+         annotators[ann].csv, at)
+        for seq, ext, label, prev, method, score, mv, ann, at in page.rows
     )
     return buf.getvalue()
 
@@ -101,28 +104,28 @@ def _safe_lines(text: str) -> str:
     return text
 
 
-def encode_delta(*, fmt: str, pages: Iterable[list[tuple]], next_cursor: str, has_more: bool = False) -> Iterator[bytes]:
+def encode_delta(*, fmt: str, pages: Iterable[HistoryPage], next_cursor: str, has_more: bool = False) -> Iterator[bytes]:
     """The bytes of a delta in `fmt`, one chunk per page (plus header and trailer)."""
     n = 0
     if fmt == ExportFormat.CSV:
         buf = io.StringIO()
         csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC).writerow(CSV_HEADER)
         yield buf.getvalue().encode()
-        for rows in pages:
-            n += len(rows)
-            yield _csv_page(rows).encode()
+        for page in pages:
+            n += len(page)
+            yield _csv_page(page).encode()
         yield csv_trailer(next_cursor, n).encode()
     elif fmt == ExportFormat.JSONL:
-        for rows in pages:
-            n += len(rows)
-            yield _safe_lines("\n".join(map(row_json, rows)) + "\n").encode()
+        for page in pages:
+            n += len(page)
+            yield _safe_lines("\n".join(_json_rows(page)) + "\n").encode()
         yield jsonl_trailer(next_cursor, n).encode()
     elif fmt == ExportFormat.JSON:
         yield b'{"results":['
         first = True
-        for rows in pages:
-            n += len(rows)
-            yield _safe_lines(("" if first else ",") + ",".join(map(row_json, rows))).encode()
+        for page in pages:
+            n += len(page)
+            yield _safe_lines(("" if first else ",") + ",".join(_json_rows(page))).encode()
             first = False
         yield f'],"next_cursor":"{next_cursor}","has_more":{"true" if has_more else "false"}}}'.encode()
     else:  # pragma: no cover - callers validate the format
