@@ -297,7 +297,8 @@
         if (stored) {
           pending = pending.filter((x) => x !== p);
           save();
-          if (r.status === 201) {
+          // 201, or 409 already_submitted when an earlier attempt was stored but its answer was lost.
+          if (r.status === 201 || (r.status === 409 && p.action !== "skip")) {
             doneToday += 1;
             if (r.data && r.data.item_status && r.data.item_status !== "open" && !remainingCapped) {
               remaining = Math.max(0, remaining - 1); // this answer completed its item
