@@ -7,6 +7,9 @@ endpoints with 10 bugs and with F bugs (they must not grow). Prints one table.
         [--reports 100000] [--fingerprints 1000] [--clients 8] [--workers 4] [--keep]
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import os
 import random

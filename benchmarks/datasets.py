@@ -5,6 +5,9 @@ version as JSON Lines over HTTP (rows/s and server memory, for two dataset sizes
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/datasets.py [--items 1000000]
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import json
 import os
@@ -92,7 +95,7 @@ def main():
 
     with gunicorn(workers=1) as server:
         for ds, n in ((small, 10_000), (big, 201_000)):
-            url = f"{server.url}/api/datasets/{ds.pk}/versions/{ds.latest_version if ds.pk == small.pk else 2}/items?format=jsonl"
+            url = f"{server.url}/api/datasets/{ds.pk}/versions/{1 if ds.pk == small.pk else 2}/items?format=jsonl"
             before = server.worker_rss_mb()
             t0 = time.perf_counter()
             got = 0

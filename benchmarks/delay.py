@@ -9,6 +9,9 @@ in-process, and an incremental refresh after a 10,000-row ground-truth import. P
 The project it creates is deleted at the end unless --keep is given.
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import os
 import signal

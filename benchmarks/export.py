@@ -10,6 +10,9 @@ is the memory the export itself needed. rows/s is end to end: first byte asked t
 Prints one table. The data set (bulk SQL, no ORM) is kept between runs; --rebuild makes it again.
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import json
 import os

@@ -4,6 +4,9 @@ then re-send the same batches (all unchanged). Prints items/s and peak server me
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/ingest.py [--items 200000]
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import json
 import random

@@ -12,6 +12,9 @@ It also times the review queue's lease and the agreement read on the same data. 
 deleted at the end unless --keep.
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import io
 import json

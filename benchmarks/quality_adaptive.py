@@ -10,6 +10,9 @@ run reopened their next annotator's label, up to 5 (labeling.services.quality on
 DATABASE_URL; projects are deleted afterwards). Prints one table.
 """
 
+import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import os
 import sys

@@ -17,7 +17,7 @@ def wait_until(page, condition, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         page.wait_for_timeout(50)  # polling the database/page, not timing
 
 
@@ -44,7 +44,8 @@ def test_label_three_items_with_the_keyboard_only(page, live_server):
     assert stored == answers
     assert set(answers) == {i.external_id for i in items[:3]}
     assert Annotation.objects.filter(annotator=user, seconds_spent__isnull=False).count() == 3
-    wait_until(page, lambda: page.locator("#done-today").inner_text() == "3", what="progress")
+    wait_until(page, lambda: page.locator("#done-today").inner_text() == "3",
+               what=lambda: f"progress (shows {page.locator('#done-today').inner_text()!r}, status {page.locator('#status').inner_text() if page.locator('#status').count() else ''!r})")
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     page.screenshot(path="/tmp/loupe-label.png", full_page=True)
