@@ -13,7 +13,7 @@ from tests.factories_queue import annotators, queue_project
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def wait_until(page, condition, timeout=10.0, what="condition"):
+def wait_until(page, condition, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
