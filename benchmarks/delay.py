@@ -140,6 +140,7 @@ def load(cur, project_id, n, labeled, days):
 
 
 def drop(cur, project_id):
+    cur.execute("SET LOCAL session_replication_role = replica")  # no per-row foreign-key checks at commit
     for sql in (
         "DELETE FROM labeling_feedbackdelaybin WHERE project_id = %s",
         "DELETE FROM labeling_feedbackbacklogbin WHERE project_id = %s",

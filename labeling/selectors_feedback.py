@@ -24,7 +24,6 @@ from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Min, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -117,48 +116,74 @@ def feedback_filters_parse(*, project, params, allow_unknown: bool = False) -> D
 
 # --- reading the rollups -----------------------------------------------------------------------
 
-def _delay_bins(project, f: DelayFilters):
-    qs = FeedbackDelayBin.objects.filter(project=project)
-    if f.since:
-        qs = qs.filter(pred_day__gte=f.since)
-    if f.until:
-        qs = qs.filter(pred_day__lte=f.until)
-    if f.model_version:
-        qs = qs.filter(model_version=f.model_version)
-    return qs
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _backlog_bins(project, f: DelayFilters):
-    qs = FeedbackBacklogBin.objects.filter(project=project)
-    if f.since:
-        qs = qs.filter(pred_hour__gte=datetime.combine(f.since, time.min, tzinfo=dt_timezone.utc))
-    if f.until:
-        qs = qs.filter(pred_hour__lt=datetime.combine(f.until + timedelta(days=1), time.min, tzinfo=dt_timezone.utc))
-    if f.model_version:
-        qs = qs.filter(model_version=f.model_version)
-    return qs
+def _sql_day(column: str) -> str:
+    """A date column as whole days since 1970-01-01 (no date objects to build in Python)."""
+    if connection.vendor == "postgresql":
+        return f"({column} - DATE '1970-01-01')"
+    return f"CAST(julianday({column}) - 2440587.5 AS INTEGER)"
+
+
+def _sql_epoch(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"EXTRACT(EPOCH FROM {column})::float8"
+    return f"CAST(strftime('%%s', {column}) AS REAL)"
+
+
+def _rows(sql: str, params: list, width: int) -> np.ndarray:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    return np.array(rows, dtype=float).reshape(-1, width) if rows else np.zeros((0, width))
 
 
 def _read(project, f: DelayFilters):
-    delay = _delay_bins(project, f)
-    match = Q(channel=f.source) if f.source else Q(pk__isnull=False)
-    other = ~Q(channel=f.source) if f.source else Q(pk__isnull=True)
-    by_bucket = np.array(
-        list(delay.values_list("bucket").annotate(t_n=Sum("n"), t_src=Sum("n", filter=match)).order_by()),
-        dtype=float,
-    ).reshape(-1, 3)
-    by_day = list(
-        delay.values_list("pred_day", "delay_day").annotate(
-            t_n=Sum("n"), t_src=Sum("n", filter=match), t_correct=Sum("n_correct", filter=match),
-            t_oconf=Sum("n_conf", filter=other), t_osum=Sum("sum_conf", filter=other),
-            t_osum2=Sum("sum_conf_sq", filter=other),
-        ).order_by()
+    """Three GROUP BY queries over the bins, fetched as plain numbers (tens of thousands of rows at
+    most: prediction days x whole days of delay), plus a sample of annotation times."""
+    delay_t, backlog_t = FeedbackDelayBin._meta.db_table, FeedbackBacklogBin._meta.db_table
+    where, params = ["project_id = %s"], [project.pk]
+    if f.since:
+        where.append("pred_day >= %s")
+        params.append(f.since)
+    if f.until:
+        where.append("pred_day <= %s")
+        params.append(f.until)
+    if f.model_version:
+        where.append("model_version = %s")
+        params.append(f.model_version)
+    if f.source:  # truth from the chosen channel counts; the rest is "other"
+        src, src_params = "CASE WHEN channel = %s THEN {} ELSE 0 END", [f.source]
+        other, other_params = "CASE WHEN channel = %s THEN 0 ELSE {} END", [f.source]
+    else:
+        src, src_params, other, other_params = "{}", [], "0", []
+    cond = " AND ".join(where)
+    by_bucket = _rows(
+        f"SELECT bucket, SUM(n), SUM({src.format('n')}) FROM {delay_t} WHERE {cond} GROUP BY bucket",
+        src_params + params, 3,
     )
-    backlog = list(
-        _backlog_bins(project, f).values_list("pred_hour").annotate(
-            t_n=Sum("n"), t_off=Sum("sum_offset"), t_oldest=Min("oldest_at"), t_conf=Sum("n_conf"),
-            t_s=Sum("sum_conf"), t_s2=Sum("sum_conf_sq"),
-        ).order_by()
+    by_day = _rows(
+        f"""SELECT {_sql_day('pred_day')}, delay_day, SUM(n), SUM({src.format('n')}), SUM({src.format('n_correct')}),
+                   SUM({other.format('n_conf')}), SUM({other.format('sum_conf')}), SUM({other.format('sum_conf_sq')})
+            FROM {delay_t} WHERE {cond} GROUP BY pred_day, delay_day""",
+        src_params * 2 + other_params * 3 + params, 8,
+    )
+    where_b, params_b = ["project_id = %s"], [project.pk]
+    if f.since:
+        where_b.append("pred_hour >= %s")
+        params_b.append(datetime.combine(f.since, time.min, tzinfo=dt_timezone.utc))
+    if f.until:
+        where_b.append("pred_hour < %s")
+        params_b.append(datetime.combine(f.until + timedelta(days=1), time.min, tzinfo=dt_timezone.utc))
+    if f.model_version:
+        where_b.append("model_version = %s")
+        params_b.append(f.model_version)
+    backlog = _rows(
+        f"""SELECT {_sql_epoch('pred_hour')}, SUM(n), SUM(sum_offset), MIN({_sql_epoch('oldest_at')}), SUM(n_conf),
+                   SUM(sum_conf), SUM(sum_conf_sq)
+            FROM {backlog_t} WHERE {' AND '.join(where_b)} GROUP BY pred_hour""",
+        params_b, 7,
     )
     seconds = list(
         Annotation.objects.filter(item__project=project, seconds_spent__gt=0)
@@ -187,10 +212,6 @@ class _Snapshot:
         return False
 
 
-def _f(x) -> float:
-    return 0.0 if x is None else float(x)
-
-
 def _r(x, digits=4):
     return None if x is None else round(float(x), digits)
 
@@ -213,27 +234,17 @@ def _compute(project, f, now, by_bucket, by_day, backlog, seconds, *, charts):
     cutoff = now.timestamp()
     cutoff_ord = now.astimezone(dt_timezone.utc).date().toordinal()
 
-    # labeled rows (pred_day, delay_day, n, src, correct, other conf count, other sum, other sum^2)
-    if by_day:
-        L = np.array([
-            (d.toordinal(), dd, _f(n), _f(src), _f(c), _f(oc), _f(os), _f(os2))
-            for d, dd, n, src, c, oc, os, os2 in by_day
-        ], dtype=float)
-    else:
-        L = np.zeros((0, 8))
+    # labeled rows: (day since 1970, delay_day, n, src, correct, other conf count, other sum, other sum^2)
+    L = np.nan_to_num(by_day)
     l_day, l_dd, l_n, l_src, l_correct, l_oconf, l_osum, l_osum2 = (L[:, i] for i in range(8))
-    l_day = l_day.astype(int)
+    l_day = l_day.astype(int) + EPOCH_ORDINAL
     l_dd = l_dd.astype(int)
 
-    # backlog rows (pred_hour, n, sum_offset, oldest, n_conf, sum, sum^2)
-    if backlog:
-        b_hour = np.array([h.timestamp() for h, *_ in backlog])
-        B = np.array([(_f(n), _f(off), _f(c), _f(s), _f(s2)) for _, n, off, _, c, s, s2 in backlog], dtype=float)
-        b_oldest = min(r[3] for r in backlog)
-    else:
-        b_hour, B, b_oldest = np.zeros(0), np.zeros((0, 5)), None
-    b_n, b_off, b_conf, b_sum, b_sum2 = (B[:, i] for i in range(5))
-    b_day = (np.floor(b_hour / DAY).astype(int) + date(1970, 1, 1).toordinal()) if b_hour.size else np.zeros(0, int)
+    # backlog rows: (pred_hour epoch, n, sum_offset, oldest epoch, n_conf, sum, sum^2)
+    B = np.nan_to_num(backlog)
+    b_hour, b_n, b_off, b_conf, b_sum, b_sum2 = B[:, 0], B[:, 1], B[:, 2], B[:, 4], B[:, 5], B[:, 6]
+    b_oldest = float(B[:, 3].min()) if B.shape[0] else None
+    b_day = np.floor(b_hour / DAY).astype(int) + EPOCH_ORDINAL
 
     predictions = int(l_n.sum() + b_n.sum())
     labeled = int(l_src.sum())
@@ -242,7 +253,7 @@ def _compute(project, f, now, by_bucket, by_day, backlog, seconds, *, charts):
     # their age) and truth from other channels (at its arrival).
     events = np.zeros(survival.N_BUCKETS)
     censored = np.zeros(survival.N_BUCKETS)
-    if by_bucket.size:
+    if by_bucket.shape[0]:
         idx = by_bucket[:, 0].astype(int)
         np.add.at(events, idx, np.nan_to_num(by_bucket[:, 2]))
         np.add.at(censored, idx, by_bucket[:, 1] - np.nan_to_num(by_bucket[:, 2]))
@@ -360,7 +371,7 @@ def _compute(project, f, now, by_bucket, by_day, backlog, seconds, *, charts):
         "coverage": coverage,
         "cohorts": cohorts,
         "backlog": {"unlabeled": unlabeled,
-                    "oldest_age_seconds": _r(max(cutoff - b_oldest.timestamp(), 0.0), 0) if b_oldest else None},
+                    "oldest_age_seconds": _r(max(cutoff - b_oldest, 0.0), 0) if b_oldest is not None else None},
         "slo": slo,
         "staffing": staffing,
         "live_performance": live,

@@ -49,12 +49,9 @@ class GroundTruthObservation(models.Model):
 
 class FeedbackDelayBin(models.Model):
     """Predictions that have ground truth, counted per model version × channel of the first truth
-    (human, or the import source) × prediction day (UTC) × delay bucket (labeling.survival.EDGES).
+    (human, or the import source) × prediction day (UTC) × delay bucket (labeling.survival.EDGES)."""
 
-    Derived data, rewritten a prediction day at a time: no database-level foreign key (no trigger
-    per inserted row at commit); deleting a project still deletes its bins (Django cascades)."""
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     model_version = models.CharField(max_length=128)
     channel = models.CharField(max_length=64)
     pred_day = models.DateField()
@@ -75,10 +72,9 @@ class FeedbackDelayBin(models.Model):
 
 
 class FeedbackBacklogBin(models.Model):
-    """Predictions still waiting for ground truth, per model version × prediction hour (UTC).
-    Derived data like FeedbackDelayBin (no database-level foreign key)."""
+    """Predictions still waiting for ground truth, per model version × prediction hour (UTC)."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     model_version = models.CharField(max_length=128)
     pred_hour = models.DateTimeField()
     n = models.IntegerField()

@@ -52,6 +52,11 @@ IMPORTED_CHANNEL = "imported"
 FULL_REBUILD_CHANGES = 200_000
 # Dirty days closer than this are recomputed as one range (one statement instead of several).
 RUN_GAP_DAYS = 3
+# When a refresh touches at least this share of the project's prediction days (and more than a few),
+# it recomputes everything in one pass: at 5,000,000 predictions a full pass took 45 s where 174 day
+# ranges out of 180 took 89 s (the ranges look up each item's first label change one by one).
+FULL_REBUILD_DAY_SHARE = 0.5
+FULL_REBUILD_MIN_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,10 @@ def feedback_rollup_refresh(*, project_id: int, full: bool = False) -> RefreshRe
                 .distinct()
             )
         todo = sorted(marked | touched)
-        if todo:
+        if len(todo) > FULL_REBUILD_MIN_DAYS and len(todo) >= FULL_REBUILD_DAY_SHARE * _rolled_days(project_id):
+            _recompute(project_id, None)  # most days changed: one full pass is cheaper than day ranges
+            full = True
+        elif todo:
             _recompute(project_id, todo)
         days = len(todo)
     state.label_seq = last
@@ -132,6 +140,16 @@ def feedback_rollup_refresh(*, project_id: int, full: bool = False) -> RefreshRe
     state.refreshed_at = timezone.now()
     state.save(update_fields=["label_seq", "buckets_version", "refreshed_at"])
     return RefreshResult(days=days, full=full, label_seq=last)
+
+
+def _rolled_days(project_id: int) -> int:
+    """How many prediction days the project's bins cover (labeled or waiting)."""
+    days = set(FeedbackDelayBin.objects.filter(project_id=project_id).values_list("pred_day", flat=True).distinct())
+    days |= set(
+        FeedbackBacklogBin.objects.filter(project_id=project_id)
+        .annotate(day=TruncDate("pred_hour", tzinfo=dt_timezone.utc)).values_list("day", flat=True).distinct()
+    )
+    return len(days)
 
 
 def feedback_rollup_rebuild(*, project_id: int) -> RefreshResult:

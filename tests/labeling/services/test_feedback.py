@@ -418,3 +418,18 @@ def test_deleting_a_project_deletes_its_rollups(project, user):
     project.delete()
     assert not FeedbackDelayBin.objects.filter(project_id=pk).exists()
     assert not FeedbackBacklogBin.objects.filter(project_id=pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_refresh_touching_most_days_recomputes_everything_in_one_pass(project, user):
+    now = datetime.now(tz=dt_timezone.utc)
+    items = ingest(project, 40, at=lambda i: now - timedelta(days=i % 20, hours=1))
+    feedback_rollup_refresh(project_id=project.pk)
+    for it in items[:3]:
+        ground_truth_set(item=it, label="pos", method="unanimous", actor=user)
+    assert not feedback_rollup_refresh(project_id=project.pk).full  # 3 days of 20: day ranges
+    for it in items[3:20]:
+        ground_truth_set(item=it, label="neg", method="unanimous", actor=user)
+    step = feedback_rollup_refresh(project_id=project.pk)
+    assert step.full and step.days == 17  # 17 of 20 days: one full pass
+    assert report(project)["labeled"] == 20
