@@ -58,6 +58,17 @@ class Server:
     def peak_worker_rss_mb(self) -> float:
         return max((rss_kb(p, "VmHWM") for p in self.workers()), default=0) / 1024
 
+    def workers_cpu_seconds(self) -> float:
+        """User + system CPU seconds the live workers have used so far."""
+        total = 0
+        for pid in self.workers():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        return total / os.sysconf("SC_CLK_TCK")
+
     def worker_rss_mb(self) -> float:
         return max((rss_kb(p, "VmRSS") for p in self.workers()), default=0) / 1024
 
@@ -88,6 +99,12 @@ def gunicorn(workers: int = 2, threads: int = 1, timeout: int = 300):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def machine_busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, everything but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def print_table(title: str, headers: list[str], rows: list[list]) -> None:

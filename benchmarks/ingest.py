@@ -14,7 +14,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from _server import gunicorn, print_table, setup_django
+from _server import gunicorn, machine_busy_cpu_seconds, print_table, setup_django
 
 LABELS = ["billing", "bug", "feature", "account", "shipping"]
 
@@ -72,18 +72,20 @@ def main():
             return res.json()
 
         for phase in ("first load (all created)", "re-send (all unchanged)"):
-            t0 = time.perf_counter()
+            t0, busy0, workers0 = time.perf_counter(), machine_busy_cpu_seconds(), server.workers_cpu_seconds()
             with ThreadPoolExecutor(args.clients) as pool:
                 answers = list(pool.map(send, range(len(batches))))
             dt = time.perf_counter() - t0
+            busy, workers = machine_busy_cpu_seconds() - busy0, server.workers_cpu_seconds() - workers0
             totals = {k: sum(a[k] for a in answers) for k in ("created", "updated", "unchanged")}
             results.append([phase, f"{args.items:,}", f"{dt:.1f}", f"{args.items / dt:,.0f}",
                             f"{totals['created']:,}/{totals['updated']:,}/{totals['unchanged']:,}",
-                            f"{server.peak_worker_rss_mb():.0f}"])
+                            f"{server.peak_worker_rss_mb():.0f}", f"{busy:.1f}", f"{workers:.1f}"])
     print_table(
         f"Ingestion over HTTP: {args.items:,} items in batches of {args.batch:,} ({mb:.0f} MB JSON), "
         f"{args.clients} clients, gunicorn {args.workers} workers, PostgreSQL",
-        ["phase", "items", "seconds", "items/s", "created/updated/unchanged", "peak worker RSS MB"],
+        ["phase", "items", "seconds", "items/s", "created/updated/unchanged", "peak worker RSS MB",
+         "machine CPU s", "workers CPU s"],
         results,
     )
 

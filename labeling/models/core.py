@@ -158,7 +158,8 @@ class ItemStatus(models.TextChoices):
 
 
 class Item(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: the unique (project, external_id) index serves project lookups.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items", db_index=False)
     external_id = models.CharField(max_length=255)
     payload = models.JSONField(default=dict)
     priority = models.IntegerField(default=0)
@@ -199,7 +200,8 @@ class Item(models.Model):
 
 
 class Prediction(models.Model):
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    # No index of its own: the unique (item, model_version) index serves item lookups.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions", db_index=False)
     model_version = models.CharField(max_length=128)
     label = models.CharField(max_length=64)
     probabilities = models.JSONField(null=True, blank=True)
@@ -211,7 +213,6 @@ class Prediction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "model_version"], name="prediction_unique_per_model_version"),
         ]
-        indexes = [models.Index(fields=["model_version", "predicted_at"], name="prediction_version_time")]
 
     @property
     def confidence(self):

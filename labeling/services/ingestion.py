@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from functools import partial
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from labeling.errors import TooLarge, ValidationFailed
-from labeling.models import Item, ItemStatus, Prediction, Project
+from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
 from labeling.selectors import project_label_keys
 
 PROB_TOLERANCE = 1e-3
@@ -54,10 +55,13 @@ def parse_timestamp(value, *, field: str) -> datetime:
     """ISO 8601 string -> aware datetime (naive means UTC). Raises ValueError with a reason."""
     if not isinstance(value, str):
         raise ValueError(f"{field} must be an ISO 8601 date-time string.")
-    parsed = parse_datetime(value)
+    try:
+        parsed = datetime.fromisoformat(value)  # fast C path (Python 3.11 reads "Z" and most ISO 8601 forms)
+    except ValueError:
+        parsed = parse_datetime(value)
     if parsed is None:
         raise ValueError(f"{field} is not a valid ISO 8601 date-time: {value[:40]!r}.")
-    if timezone.is_naive(parsed):
+    if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt_timezone.utc)
     return parsed
 
@@ -68,12 +72,14 @@ def check_batch_size(rows: list) -> None:
         raise TooLarge(f"A batch holds at most {limit:,} rows; this one has {len(rows):,}. Split it.")
 
 
+PREDICTION_FIELDS = frozenset({"model_version", "label", "probabilities", "predicted_at"})
+
+
 def _parse_prediction(raw, label_keys: set, now) -> ParsedPrediction:
     if not isinstance(raw, dict):
         raise ValueError("prediction must be an object.")
-    unknown = set(raw) - {"model_version", "label", "probabilities", "predicted_at"}
-    if unknown:
-        raise ValueError(f"prediction has unknown fields: {', '.join(sorted(unknown))}.")
+    if not PREDICTION_FIELDS.issuperset(raw):
+        raise ValueError(f"prediction has unknown fields: {', '.join(sorted(map(str, set(raw) - PREDICTION_FIELDS)))}.")
     mv = raw.get("model_version")
     if not isinstance(mv, str) or not mv.strip() or len(mv) > 128:
         raise ValueError("prediction.model_version must be a non-empty string of at most 128 characters.")
@@ -84,7 +90,7 @@ def _parse_prediction(raw, label_keys: set, now) -> ParsedPrediction:
     if probs is not None:
         if not isinstance(probs, dict):
             raise ValueError("prediction.probabilities must be an object {label_key: p}.")
-        if set(probs) != label_keys:
+        if probs.keys() != label_keys:
             missing, extra = label_keys - set(probs), set(probs) - label_keys
             parts = []
             if missing:
@@ -104,7 +110,7 @@ def _parse_prediction(raw, label_keys: set, now) -> ParsedPrediction:
     return ParsedPrediction(mv, label, probs, predicted_at)
 
 
-ITEM_FIELDS = {"external_id", "payload", "priority", "prediction"}
+ITEM_FIELDS = frozenset({"external_id", "payload", "priority", "prediction"})
 
 
 def items_validate(*, project: Project, rows: list) -> list[ParsedItem]:
@@ -119,9 +125,8 @@ def items_validate(*, project: Project, rows: list) -> list[ParsedItem]:
         try:
             if not isinstance(row, dict):
                 raise ValueError("row must be an object.")
-            unknown = set(row) - ITEM_FIELDS
-            if unknown:
-                raise ValueError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}.")
+            if not ITEM_FIELDS.issuperset(row):
+                raise ValueError(f"unknown fields: {', '.join(sorted(map(str, set(row) - ITEM_FIELDS)))}.")
             ext = row.get("external_id")
             if isinstance(ext, int) and not isinstance(ext, bool):
                 ext = str(ext)
@@ -164,103 +169,88 @@ def items_ingest(*, project: Project, rows: list) -> IngestResult:
 
 @transaction.atomic
 def _write(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
-    from labeling.services.feedback_rollup import feedback_days_mark  # delay rollups: mark the days touched
-
-    feedback_days_mark(project_id=project.pk, times=[p.prediction.predicted_at for p in parsed if p.prediction])
-    ext_ids = [p.external_id for p in parsed]
-    existing = {
-        ext: (pk, payload, priority, first_pred)
-        for pk, ext, payload, priority, first_pred in Item.objects.filter(project=project, external_id__in=ext_ids)
-        .values_list("pk", "external_id", "payload", "priority", "first_predicted_at")
-        .iterator(chunk_size=5000)
-    }
-    existing_preds = {}
-    if existing:
-        pairs = {(p.external_id, p.prediction.model_version) for p in parsed if p.prediction and p.external_id in existing}
-        versions = {mv for _, mv in pairs}
-        if pairs:
-            for item_id, mv, label, probs, at in Prediction.objects.filter(
-                item_id__in=[existing[ext][0] for ext, _ in pairs], model_version__in=versions
-            ).values_list("item_id", "model_version", "label", "probabilities", "predicted_at"):
-                existing_preds[(item_id, mv)] = (label, probs, at)
-
-    now = timezone.now()
-    item_rows, changed_ext, pred_changed_ext = [], set(), set()
-    created = updated = unchanged = 0
-    for p in parsed:
-        old = existing.get(p.external_id)
-        pred = p.prediction
-        if old is None:
-            created += 1
-            item_changed = True
-        else:
-            item_changed = old[1] != p.payload or old[2] != p.priority
-        pred_changed = False
-        if pred is not None:
-            if old is None:
-                pred_changed = True
-            else:
-                prev = existing_preds.get((old[0], pred.model_version))
-                pred_changed = prev is None or prev != (pred.label, pred.probabilities, pred.predicted_at)
-        if old is not None:
-            if item_changed or pred_changed:
-                updated += 1
-            else:
-                unchanged += 1
-                continue
-        if item_changed or pred_changed:
-            first_pred = old[3] if old else None
-            if pred is not None and (first_pred is None or pred.predicted_at < first_pred):
-                first_pred = pred.predicted_at
-            item_rows.append(
-                Item(
-                    project=project,
-                    external_id=p.external_id,
-                    payload=p.payload,
-                    priority=p.priority,
-                    required_annotations=project.annotations_per_item,
-                    uncertainty=_uncertainty(pred),
-                    first_predicted_at=first_pred,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            if pred_changed:
-                pred_changed_ext.add(p.external_id)
-            if item_changed:
-                changed_ext.add(p.external_id)
-
-    pred_rows = [p for p in parsed if p.external_id in pred_changed_ext]
     if connection.vendor == "postgresql":
-        _write_postgres(project=project, item_rows=item_rows, pred_rows=pred_rows, now=now)
+        result = _write_postgres(project=project, parsed=parsed)
     else:
-        _write_portable(project=project, item_rows=item_rows, pred_rows=pred_rows, now=now,
-                        pred_changed_ext=pred_changed_ext)
-    if created:
+        result = _write_portable(project=project, parsed=parsed)
+    if result.created:
         # New items join the project's nearest-neighbour index (for mining similar items) after commit.
         from labeling.tasks import similarity_index_update_task
 
         transaction.on_commit(partial(similarity_index_update_task.delay, project.pk))
-    return IngestResult(created, updated, unchanged)
+    return result
 
 
-def _write_portable(*, project, item_rows, pred_rows, now, pred_changed_ext):
-    """Upserts with Django's bulk_create(update_conflicts=True) (SQLite and other backends)."""
+def _write_portable(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
+    """Compare with the stored rows in Python, then upsert the changed ones with Django's
+    bulk_create(update_conflicts=True) (SQLite and other backends)."""
+    from labeling.services.feedback_rollup import feedback_days_mark  # delay rollups: mark the days touched
+
+    existing = {
+        ext: (pk, payload, priority, first_pred)
+        for pk, ext, payload, priority, first_pred in Item.objects.filter(
+            project=project, external_id__in=[p.external_id for p in parsed]
+        )
+        .values_list("pk", "external_id", "payload", "priority", "first_predicted_at")
+        .iterator(chunk_size=5000)
+    }
+    existing_preds = {}
+    pairs = {(p.external_id, p.prediction.model_version) for p in parsed if p.prediction and p.external_id in existing}
+    if pairs:
+        for item_id, mv, label, probs, at in Prediction.objects.filter(
+            item_id__in=[existing[ext][0] for ext, _ in pairs], model_version__in={mv for _, mv in pairs}
+        ).values_list("item_id", "model_version", "label", "probabilities", "predicted_at"):
+            existing_preds[(item_id, mv)] = (label, probs, at)
+
+    now = timezone.now()
+    item_rows, pred_rows, marked_times = [], [], []
+    created = updated = unchanged = 0
+    for p in parsed:
+        old = existing.get(p.external_id)
+        pred = p.prediction
+        item_changed = old is None or old[1] != p.payload or old[2] != p.priority
+        pred_changed = False
+        if pred is not None:
+            prev = None if old is None else existing_preds.get((old[0], pred.model_version))
+            pred_changed = prev is None or prev != (pred.label, pred.probabilities, pred.predicted_at)
+            if pred_changed:
+                pred_rows.append(p)
+                marked_times.append(pred.predicted_at)
+                if prev is not None:
+                    marked_times.append(prev[2])  # a moved prediction leaves its old day too
+        if not (item_changed or pred_changed):
+            unchanged += 1
+            continue
+        if old is None:
+            created += 1
+        else:
+            updated += 1
+        first_pred = old[3] if old else None
+        if pred is not None and (first_pred is None or pred.predicted_at < first_pred):
+            first_pred = pred.predicted_at
+        item_rows.append(Item(
+            project=project, external_id=p.external_id, payload=p.payload, priority=p.priority,
+            required_annotations=project.annotations_per_item,
+            uncertainty=_uncertainty(pred) if pred_changed else None,
+            first_predicted_at=first_pred, created_at=now, updated_at=now,
+        ))
+
+    feedback_days_mark(project_id=project.pk, times=marked_times)
     update_fields = ["payload", "priority", "updated_at", "first_predicted_at"]
     # uncertainty follows the newest prediction sent; an item-only update keeps the old value.
-    with_pred = [r for r in item_rows if r.external_id in pred_changed_ext and r.uncertainty is not None]
-    without = [r for r in item_rows if not (r.external_id in pred_changed_ext and r.uncertainty is not None)]
-    for group, fields in ((with_pred, update_fields + ["uncertainty"]), (without, update_fields)):
+    with_unc = [r for r in item_rows if r.uncertainty is not None]
+    without = [r for r in item_rows if r.uncertainty is None]
+    for group, fields in ((with_unc, update_fields + ["uncertainty"]), (without, update_fields)):
         if group:
             Item.objects.bulk_create(
                 group, batch_size=2000, update_conflicts=True,
                 unique_fields=["project", "external_id"], update_fields=fields,
             )
-    ids = dict(
-        Item.objects.filter(project=project, external_id__in=[p.external_id for p in pred_rows])
-        .values_list("external_id", "pk")
-    ) if pred_rows else {}
     if pred_rows:
+        ids = dict(
+            Item.objects.filter(project=project, external_id__in=[p.external_id for p in pred_rows])
+            .values_list("external_id", "pk")
+        )
         Prediction.objects.bulk_create(
             [
                 Prediction(item_id=ids[p.external_id], model_version=p.prediction.model_version,
@@ -271,51 +261,108 @@ def _write_portable(*, project, item_rows, pred_rows, now, pred_changed_ext):
             batch_size=2000, update_conflicts=True, unique_fields=["item", "model_version"],
             update_fields=["label", "probabilities", "predicted_at"],
         )
+    return IngestResult(created, updated, unchanged)
 
 
-def _write_postgres(*, project, item_rows, pred_rows, now):
-    """PostgreSQL fast path: COPY the changed rows into temporary tables, then one
-    INSERT ... SELECT ... ON CONFLICT DO UPDATE per table (no per-row round trips or quoting)."""
+def json_text(value) -> str:
+    """JSON text of a parsed value: orjson, or the standard library for integers beyond 64 bits."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+_INGEST_COLUMNS = "ord, external_id, payload, priority, uncertainty, model_version, label, probabilities, predicted_at"
+
+
+def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
+    """PostgreSQL fast path: COPY the batch into a temporary table, then one statement compares it
+    with the stored rows and upserts only what changed (items, predictions, and the delay rollups'
+    dirty days, including the old day of a prediction whose time moved). Items are written in the
+    batch's order, so ids (the FIFO tie-break) follow the order the sender gave."""
     item_t, pred_t = Item._meta.db_table, Prediction._meta.db_table
+    dirty_t = FeedbackDirtyDay._meta.db_table
+    dumps = json_text
     with connection.cursor() as cur:
-        raw = cur.cursor
-        if item_rows:
-            cur.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _ingest_items (external_id text, payload jsonb, priority int, "
-                "uncertainty float8, first_predicted_at timestamptz) ON COMMIT DELETE ROWS"
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _ingest (ord int, external_id text, payload jsonb, priority int, "
+            "uncertainty float8, model_version text, label text, probabilities jsonb, predicted_at timestamptz) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with cur.cursor.copy(f"COPY _ingest ({_INGEST_COLUMNS}) FROM STDIN") as copy:
+            write = copy.write_row
+            for n, p in enumerate(parsed):
+                pr = p.prediction
+                if pr is None:
+                    write((n, p.external_id, dumps(p.payload), p.priority, None, None, None, None, None))
+                else:
+                    probs = pr.probabilities
+                    write((
+                        n, p.external_id, dumps(p.payload), p.priority,
+                        None if not probs else 1.0 - max(probs.values()),
+                        pr.model_version, pr.label, None if probs is None else dumps(probs), pr.predicted_at,
+                    ))
+        cur.execute(
+            f"""
+            WITH src AS (
+                SELECT t.*, p.predicted_at AS old_predicted_at,
+                       (i.id IS NULL OR i.payload IS DISTINCT FROM t.payload OR i.priority <> t.priority) AS item_changed,
+                       (t.model_version IS NOT NULL AND (p.id IS NULL OR p.label <> t.label
+                        OR p.probabilities IS DISTINCT FROM t.probabilities OR p.predicted_at <> t.predicted_at)) AS pred_changed
+                FROM _ingest t
+                -- LATERAL ... LIMIT 1: one unique-index probe per row, whatever the tables' size or statistics
+                LEFT JOIN LATERAL (
+                    SELECT id, payload, priority FROM {item_t}
+                    WHERE project_id = %(project)s AND external_id = t.external_id LIMIT 1
+                ) i ON true
+                LEFT JOIN LATERAL (
+                    SELECT id, label, probabilities, predicted_at FROM {pred_t}
+                    WHERE item_id = i.id AND model_version = t.model_version LIMIT 1
+                ) p ON true
+            ),
+            changed AS MATERIALIZED (SELECT * FROM src WHERE item_changed OR pred_changed),
+            items AS (
+                INSERT INTO {item_t} AS cur (project_id, external_id, payload, priority, status, required_annotations,
+                    annotation_count, uncertainty, first_predicted_at, created_at, updated_at)
+                SELECT %(project)s, external_id, payload, priority, %(status)s, %(required)s, 0,
+                       CASE WHEN pred_changed THEN uncertainty END, predicted_at, %(now)s, %(now)s
+                FROM changed ORDER BY ord
+                ON CONFLICT (project_id, external_id) DO UPDATE SET
+                    payload = EXCLUDED.payload, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at,
+                    uncertainty = COALESCE(EXCLUDED.uncertainty, cur.uncertainty),
+                    first_predicted_at = LEAST(cur.first_predicted_at, EXCLUDED.first_predicted_at)
+                RETURNING cur.id, cur.external_id, (cur.xmax = 0) AS inserted
+            ),
+            preds AS (
+                INSERT INTO {pred_t} AS cur (item_id, model_version, label, probabilities, predicted_at, created_at)
+                SELECT items.id, c.model_version, c.label, c.probabilities, c.predicted_at, %(now)s
+                FROM items JOIN changed c ON c.external_id = items.external_id
+                WHERE c.pred_changed
+                ON CONFLICT (item_id, model_version) DO UPDATE SET
+                    label = EXCLUDED.label, probabilities = EXCLUDED.probabilities, predicted_at = EXCLUDED.predicted_at
+                RETURNING 1
+            ),
+            days AS (
+                INSERT INTO {dirty_t} AS cur (project_id, day, marked_at)
+                SELECT %(project)s, day, %(now)s FROM (
+                    SELECT (predicted_at AT TIME ZONE 'UTC')::date AS day FROM changed WHERE pred_changed
+                    UNION
+                    SELECT (old_predicted_at AT TIME ZONE 'UTC')::date FROM changed
+                    WHERE pred_changed AND old_predicted_at IS NOT NULL
+                ) d ORDER BY day
+                ON CONFLICT (project_id, day) DO UPDATE SET marked_at = EXCLUDED.marked_at
+                RETURNING 1
             )
-            with raw.copy("COPY _ingest_items (external_id, payload, priority, uncertainty, first_predicted_at) FROM STDIN") as copy:
-                for r in item_rows:
-                    copy.write_row((r.external_id, json.dumps(r.payload), r.priority, r.uncertainty, r.first_predicted_at))
-            cur.execute(
-                f"""INSERT INTO {item_t} (project_id, external_id, payload, priority, status, required_annotations,
-                        annotation_count, uncertainty, first_predicted_at, created_at, updated_at)
-                    SELECT %s, external_id, payload, priority, %s, %s, 0, uncertainty, first_predicted_at, %s, %s
-                    FROM _ingest_items
-                    ON CONFLICT (project_id, external_id) DO UPDATE SET
-                        payload = EXCLUDED.payload, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at,
-                        uncertainty = COALESCE(EXCLUDED.uncertainty, {item_t}.uncertainty),
-                        first_predicted_at = LEAST({item_t}.first_predicted_at, EXCLUDED.first_predicted_at)""",
-                [project.pk, ItemStatus.OPEN, project.annotations_per_item, now, now],
-            )
-            cur.execute("TRUNCATE _ingest_items")
-        if pred_rows:
-            cur.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _ingest_preds (external_id text, model_version text, label text, "
-                "probabilities jsonb, predicted_at timestamptz) ON COMMIT DELETE ROWS"
-            )
-            with raw.copy("COPY _ingest_preds (external_id, model_version, label, probabilities, predicted_at) FROM STDIN") as copy:
-                for p in pred_rows:
-                    pr = p.prediction
-                    probs = None if pr.probabilities is None else json.dumps(pr.probabilities)
-                    copy.write_row((p.external_id, pr.model_version, pr.label, probs, pr.predicted_at))
-            cur.execute(
-                f"""INSERT INTO {pred_t} (item_id, model_version, label, probabilities, predicted_at, created_at)
-                    SELECT i.id, p.model_version, p.label, p.probabilities, p.predicted_at, %s
-                    FROM _ingest_preds p JOIN {item_t} i ON i.project_id = %s AND i.external_id = p.external_id
-                    ON CONFLICT (item_id, model_version) DO UPDATE SET
-                        label = EXCLUDED.label, probabilities = EXCLUDED.probabilities,
-                        predicted_at = EXCLUDED.predicted_at""",
-                [now, project.pk],
-            )
-            cur.execute("TRUNCATE _ingest_preds")
+            SELECT (SELECT count(*) FROM items WHERE inserted), (SELECT count(*) FROM items),
+                   (SELECT count(*) FROM preds), (SELECT count(*) FROM days)
+            """,
+            {"project": project.pk, "status": ItemStatus.OPEN, "required": project.annotations_per_item,
+             "now": timezone.now()},
+        )
+        created, written, _preds, days = cur.fetchone()
+        cur.execute("TRUNCATE _ingest")
+    if days:
+        from labeling.receivers_feedback import enqueue_refresh
+
+        transaction.on_commit(partial(enqueue_refresh, project.pk))
+    return IngestResult(created, written - created, len(parsed) - written)

@@ -131,6 +131,48 @@ def test_invalid_json_is_400(user, project):
     assert Item.objects.count() == 0
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_give_400(user, project, constant):
+    body = '[{"external_id": "e1", "payload": {"score": %s}}]' % constant
+    res = post(client_for(user), project, body)
+    assert res.status_code == 400 and res.json()["error"]["code"] == "parse_error"
+    res = post(client_for(user), project, body[1:-1], content_type="application/x-ndjson")
+    assert res.status_code == 400
+    assert Item.objects.count() == 0
+
+
+def test_payload_integers_beyond_64_bits_are_kept(user, project):
+    big = 2**70 + 1
+    res = post(client_for(user), project, '[{"external_id": "e1", "payload": {"n": %d}}]' % big)
+    assert res.status_code == 201, res.json()
+    assert Item.objects.get(project=project).payload == {"n": big}
+    assert post(client_for(user), project, '[{"external_id": "e1", "payload": {"n": %d}}]' % big).json()["unchanged"] == 1
+
+
+def test_item_ids_follow_the_order_of_the_batch(user, project):
+    batch = rows(12)[::-1]  # e11, e10, ..., e0: not the external_ids' sort order
+    post(client_for(user), project, batch)
+    assert list(Item.objects.filter(project=project).order_by("id").values_list("external_id", flat=True)) == [
+        r["external_id"] for r in batch]
+
+
+def test_changed_predictions_mark_their_old_and_new_days_and_unchanged_ones_mark_nothing(user, project):
+    from labeling.models import FeedbackDirtyDay
+
+    c = client_for(user)
+    post(c, project, rows(3))
+    days = lambda: sorted(str(d) for d in FeedbackDirtyDay.objects.filter(project=project).values_list("day", flat=True))
+    assert days() == ["2026-11-01"]
+    FeedbackDirtyDay.objects.all().delete()  # as a refresh would
+    assert post(c, project, rows(3)).json()["unchanged"] == 3
+    assert days() == []
+    batch = rows(3)
+    batch[0]["prediction"]["predicted_at"] = "2026-11-05T08:00:00Z"  # the prediction moves to another day
+    batch[1]["payload"] = {"text": "edited"}  # an item-only change touches no prediction day
+    assert post(c, project, batch).json() == {"created": 0, "updated": 2, "unchanged": 1}
+    assert days() == ["2026-11-01", "2026-11-05"]
+
+
 @override_settings(LOUPE_MAX_BATCH_ROWS=10)
 def test_too_many_rows_is_413_with_the_limit(user, project):
     res = post(client_for(user), project, rows(11))
