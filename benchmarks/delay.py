@@ -123,11 +123,13 @@ def load(cur, project_id, n, labeled, days):
                   CASE WHEN human THEN '' ELSE 'chargeback' END, '', arrived FROM bench_gt"""
     )
     cur.execute(
-        """INSERT INTO labeling_labelchange (project_id, seq, item_id, label, previous_label, method, annotators,
-               model_version, source, note, changed_at)
-           SELECT %s, row_number() OVER (ORDER BY arrived, item_id), item_id, CASE WHEN correct THEN 'pos' ELSE 'neg' END,
+        """INSERT INTO labeling_labelchange (project_id, seq, item_id, external_id, label, previous_label, method,
+               annotators, model_version, source, note, changed_at)
+           SELECT %s, row_number() OVER (ORDER BY arrived, g.item_id), g.item_id, i.external_id,
+                  CASE WHEN correct THEN 'pos' ELSE 'neg' END,
                   '', CASE WHEN human THEN 'unanimous' ELSE 'imported' END, '[]'::jsonb, '',
-                  CASE WHEN human THEN '' ELSE 'chargeback' END, '', arrived FROM bench_gt""",
+                  CASE WHEN human THEN '' ELSE 'chargeback' END, '', arrived
+           FROM bench_gt g JOIN labeling_item i ON i.id = g.item_id""",
         [project_id],
     )
     cur.execute("UPDATE labeling_labelsequence SET last_seq = (SELECT count(*) FROM bench_gt) WHERE project_id = %s",

@@ -121,9 +121,9 @@ def build_data(rows: int, rebuild: bool):
             cur.execute("SELECT min(id) FROM labeling_item WHERE project_id = %s", [project.pk])
             first_item = cur.fetchone()[0]
             cur.execute(
-                """INSERT INTO labeling_labelchange (project_id, seq, item_id, label, previous_label, method, score,
-                       actor_id, annotators, model_version, source, note, changed_at)
-                   SELECT %(p)s, g, %(first)s + (g - 1) %% %(n)s,
+                """INSERT INTO labeling_labelchange (project_id, seq, item_id, external_id, label, previous_label, method,
+                       score, actor_id, annotators, model_version, source, note, changed_at)
+                   SELECT %(p)s, g, %(first)s + (g - 1) %% %(n)s, 'ticket-' || lpad((1 + (g - 1) %% %(n)s)::text, 8, '0'),
                           (ARRAY['billing','bug','feature','account','shipping'])[1 + g %% 5],
                           CASE WHEN g > %(n)s THEN (ARRAY['billing','bug','feature','account','shipping'])[1 + (g - %(n)s) %% 5]
                                ELSE '' END,
@@ -167,13 +167,23 @@ class Gunicorn:
         env = dict(os.environ)
         env.pop("LOUPE_TESTING", None)
         env.pop("DEBUG", None)
-        paths = [str(ROOT), str(ROOT / "benchmarks"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        # benchmarks/ must not be on the server's sys.path (its queue.py would shadow the standard
+        # library's queue): the launcher loads this file by path, then starts gunicorn in-process.
+        paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env.update(PYTHONPATH=os.pathsep.join(paths), CONN_MAX_AGE="60")
-        gunicorn = Path(sys.executable).with_name("gunicorn")
+        launcher = (
+            "import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('loupe_bench_export', {str(Path(__file__).resolve())!r})\n"
+            "module = importlib.util.module_from_spec(spec); sys.modules['loupe_bench_export'] = module\n"
+            "spec.loader.exec_module(module)\n"
+            "from gunicorn.app.wsgiapp import run\n"
+            "sys.argv = ['gunicorn', *sys.argv[1:]]\n"
+            "run()\n"
+        )
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [str(gunicorn), "export:naive_application", "-w", "1", "-b", f"127.0.0.1:{self.port}", "--timeout", "900",
-             "--log-level", "warning"],
+            [sys.executable, "-c", launcher, "loupe_bench_export:naive_application", "-w", "1",
+             "-b", f"127.0.0.1:{self.port}", "--timeout", "900", "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         try:
@@ -191,9 +201,9 @@ class Gunicorn:
         deadline = time.monotonic() + 60
         while True:
             try:  # an API call that needs no static files (DEBUG is off, nothing collected)
-                if requests.get(f"{self.url}/api/me", timeout=2).status_code in (200, 401):
+                if requests.get(f"{self.url}/api/me", timeout=10).status_code in (200, 401):
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("gunicorn did not start")

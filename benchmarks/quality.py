@@ -107,8 +107,8 @@ def build(n_items, n_annotators, n_classes, seed=0):
                   ["item_id", "label", "method", "decided_at", "source", "note", "first_arrived_at"],
                   ((int(ids[i]), keys[lab[i, 0]], "unanimous", now, "", "", now) for i in un))
         copy_rows(cur, LabelChange._meta.db_table,
-                  ["project_id", "seq", "item_id", "label", "previous_label", "method", "annotators", "model_version", "source", "note", "changed_at"],
-                  ((project.pk, n + 1, int(ids[i]), keys[lab[i, 0]], "", "unanimous", json.dumps(user_ids[who[i]].tolist()), "", "", "", now)
+                  ["project_id", "seq", "item_id", "external_id", "label", "previous_label", "method", "annotators", "model_version", "source", "note", "changed_at"],
+                  ((project.pk, n + 1, int(ids[i]), f"b{i}", keys[lab[i, 0]], "", "unanimous", json.dumps(user_ids[who[i]].tolist()), "", "", "", now)
                    for n, i in enumerate(un)))
         LabelSequence.objects.filter(project=project).update(last_seq=len(un))
     with connection.cursor() as c:  # as autovacuum leaves tables in production: statistics, hint bits, visibility map

@@ -38,7 +38,7 @@ _CURSOR_BODY = re.compile(r"^(\d{1,19})\.(\d{1,19})\.([0-9a-f]{10})$")
 PAGE_ROWS = 5000  # rows per keyset page of a stream (one query, one chunk of the response)
 
 # Column order of a history row as read from the database (see label_history_pages).
-ROW_FIELDS = ("seq", "item__external_id", "label", "previous_label", "method", "score", "model_version",
+ROW_FIELDS = ("seq", "external_id", "label", "previous_label", "method", "score", "model_version",
               "annotators", "changed_at")
 
 

@@ -172,10 +172,13 @@ def _read(project, f: DelayFilters):
     where_b, params_b = ["project_id = %s"], [project.pk]
     if f.since:
         where_b.append("pred_hour >= %s")
-        params_b.append(datetime.combine(f.since, time.min, tzinfo=dt_timezone.utc))
+        # adapt_datetimefield_value: the text SQLite stores ("YYYY-MM-DD HH:MM:SS"), so that the 00:00
+        # bin compares equal to the bound (sqlite3's own adapter appends "+00:00" and sorts after it).
+        params_b.append(connection.ops.adapt_datetimefield_value(datetime.combine(f.since, time.min, tzinfo=dt_timezone.utc)))
     if f.until:
         where_b.append("pred_hour < %s")
-        params_b.append(datetime.combine(f.until + timedelta(days=1), time.min, tzinfo=dt_timezone.utc))
+        params_b.append(connection.ops.adapt_datetimefield_value(
+            datetime.combine(f.until + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)))
     if f.model_version:
         where_b.append("model_version = %s")
         params_b.append(f.model_version)

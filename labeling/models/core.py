@@ -309,6 +309,9 @@ class LabelChange(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes")
     seq = models.BigIntegerField()
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="label_changes")
+    # The item's external_id (never changes: it is the ingestion key), copied so that reading the
+    # history (the export's hot path) is one index range scan with no join.
+    external_id = models.CharField(max_length=255, default="")
     label = models.CharField(max_length=64)
     previous_label = models.CharField(max_length=64, blank=True, default="")
     method = models.CharField(max_length=16, choices=GroundTruthMethod.choices)

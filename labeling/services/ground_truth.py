@@ -77,7 +77,10 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     now = timezone.now()
     item_ids = sorted({d.item_id for d in decisions})
     # Lock the items in primary-key order so concurrent writers never deadlock.
-    list(Item.objects.select_for_update().filter(pk__in=item_ids, project_id=project_id).order_by("pk").values_list("pk", flat=True))
+    external_ids = dict(
+        Item.objects.select_for_update().filter(pk__in=item_ids, project_id=project_id).order_by("pk")
+        .values_list("pk", "external_id")
+    )
     current = {gt.item_id: gt for gt in GroundTruth.objects.filter(item_id__in=item_ids)}
 
     to_create, to_update, pending = [], [], []
@@ -120,7 +123,8 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     first = label_seq_reserve(project_id=project_id, count=len(pending))  # last write: see module doc
     rows = [
         LabelChange(
-            project_id=project_id, seq=first + i, item_id=d.item_id, label=d.label, previous_label=previous,
+            project_id=project_id, seq=first + i, item_id=d.item_id, external_id=external_ids.get(d.item_id, ""),
+            label=d.label, previous_label=previous,
             method=d.method, score=d.score, actor=actor, annotators=list(d.annotators),
             model_version=d.model_version, source=d.source, note=d.note, changed_at=now,
         )

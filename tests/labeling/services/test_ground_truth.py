@@ -27,6 +27,8 @@ def test_setting_ground_truth_appends_history_with_sequence(project, django_capt
     assert (first.seq, second.seq) == (1, 2) and again is None
     history = list(LabelChange.objects.filter(project=project).values_list("seq", "previous_label", "label", "method"))
     assert history == [(1, "", "pos", "unanimous"), (2, "pos", "neg", "adjudicated")]
+    # The item's external_id is copied into each history row (the export reads it without a join).
+    assert set(LabelChange.objects.filter(project=project).values_list("external_id", flat=True)) == {item.external_id}
     gt = GroundTruth.objects.get(item=item)
     assert gt.label == "neg" and gt.method == "adjudicated" and gt.first_arrived_at <= gt.decided_at
     assert Item.objects.get(pk=item.pk).status == ItemStatus.RESOLVED
