@@ -211,6 +211,10 @@ def http_client_proc(args):
     def annotator(token, rng):
         s = requests.Session()
         s.headers.update({"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        if think:
+            # Annotators at work are spread out in time: each starts somewhere within one think time,
+            # instead of all 32 asking at the same instant (a thundering herd no real team produces).
+            time.sleep(rng.uniform(0, think[1]))
         for _ in range(cycles):
             try:
                 t0 = time.perf_counter()

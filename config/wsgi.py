@@ -1,6 +1,10 @@
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_wsgi_application()
+# Import every view (and what they import: scikit-learn, cleanlab, pandas) when the worker starts,
+# not inside its first request, which would otherwise take seconds.
+get_resolver().url_patterns
