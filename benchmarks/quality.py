@@ -96,8 +96,8 @@ def build(n_items, n_annotators, n_classes, seed=0):
         cur.execute(f"SELECT id FROM {Item._meta.db_table} WHERE project_id = %s ORDER BY id", [project.pk])
         ids = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
         user_ids = np.array([u.pk for u in users], dtype=np.int64)
-        copy_rows(cur, Annotation._meta.db_table, ["item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
-                  ((int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
+        copy_rows(cur, Annotation._meta.db_table, ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
+                  ((project.pk, int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
                    for i in range(n_items) for j in range(3)))
         copy_rows(cur, Prediction._meta.db_table, ["item_id", "model_version", "label", "probabilities", "predicted_at", "created_at"],
                   ((int(ids[i]), "bench-v1", keys[int(np.argmax(probs[i]))],

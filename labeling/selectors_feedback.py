@@ -189,7 +189,7 @@ def _read(project, f: DelayFilters):
         params_b, 7,
     )
     seconds = list(
-        Annotation.objects.filter(item__project=project, seconds_spent__gt=0)
+        Annotation.objects.filter(project=project, seconds_spent__gt=0)
         .order_by("-id").values_list("seconds_spent", flat=True)[:ANNOTATION_SAMPLE]
     )
     return by_bucket, by_day, backlog, seconds

@@ -160,7 +160,7 @@ def annotator_table(*, project) -> list[dict]:
     annotator quality and agreement with consensus."""
     per_user = {
         row["annotator_id"]: row
-        for row in Annotation.objects.filter(item__project=project).values("annotator_id").annotate(n=Count("id")).order_by()
+        for row in Annotation.objects.filter(project=project).values("annotator_id").annotate(n=Count("id")).order_by()
     }
     medians = _median_seconds(project)
     skips = dict(

@@ -53,7 +53,7 @@ def annotator_stats(*, project_id: int, user, now: datetime | None = None) -> di
     now = now or timezone.now()
     progress = queue_progress(project_id=project_id, annotator=user, now=now)
     skipped = AnnotatorProgress.objects.filter(project_id=project_id, annotator=user).values_list("skipped", flat=True).first() or 0
-    seconds = Annotation.objects.filter(item__project_id=project_id, annotator=user, seconds_spent__isnull=False)
+    seconds = Annotation.objects.filter(project_id=project_id, annotator=user, seconds_spent__isnull=False)
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             sql, params = seconds.values("seconds_spent").query.sql_with_params()
@@ -81,7 +81,7 @@ def annotator_stats(*, project_id: int, user, now: datetime | None = None) -> di
 def annotation_feed(*, project_id: int, annotator: str | None = None, since: datetime | None = None):
     """A project's annotations, oldest first; optionally one annotator's (by username) and created at or
     after `since`."""
-    qs = Annotation.objects.filter(item__project_id=project_id).select_related("item", "annotator")
+    qs = Annotation.objects.filter(project_id=project_id).select_related("item", "annotator")
     if annotator:
         qs = qs.filter(annotator__username=annotator)
     if since is not None:

@@ -48,7 +48,7 @@ def settle(items: list[Item]) -> None:
 
 def annotate(item: Item, pairs, *, seconds: float = 10.0, settle_item: bool = True) -> Item:
     """Add annotations [(user, label), ...] to an item, keeping its counter right."""
-    Annotation.objects.bulk_create([Annotation(item=item, annotator=u, label=lab, seconds_spent=seconds) for u, lab in pairs])
+    Annotation.objects.bulk_create([Annotation(project_id=item.project_id, item=item, annotator=u, label=lab, seconds_spent=seconds) for u, lab in pairs])
     Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + len(pairs))
     if settle_item:
         settle([item])
@@ -118,7 +118,7 @@ def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, p
     matrix = crowd.labels if first is None else crowd.first(first)
     rows, cols = np.nonzero(~np.isnan(matrix))
     Annotation.objects.bulk_create([
-        Annotation(item=items[r], annotator=users[c], label=keys[int(matrix[r, c])], seconds_spent=5.0 + (r % 7))
+        Annotation(project_id=items[r].project_id, item=items[r], annotator=users[c], label=keys[int(matrix[r, c])], seconds_spent=5.0 + (r % 7))
         for r, c in zip(rows.tolist(), cols.tolist())
     ], batch_size=2000)
     counts = np.bincount(rows, minlength=n)
@@ -165,7 +165,7 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
         for item_id in reopened:
             i = row_of[item_id]
             j = int(crowd.order[i, given[i]])
-            new.append(Annotation(item_id=item_id, annotator=users[j], label=keys[int(crowd.labels[i, j])], seconds_spent=6.0))
+            new.append(Annotation(project_id=project.pk, item_id=item_id, annotator=users[j], label=keys[int(crowd.labels[i, j])], seconds_spent=6.0))
             given[i] += 1
         Annotation.objects.bulk_create(new)
         Item.objects.filter(pk__in=reopened).update(annotation_count=F("annotation_count") + 1)

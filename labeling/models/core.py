@@ -261,6 +261,10 @@ class Assignment(models.Model):
 
 
 class Annotation(models.Model):
+    # The item's project, copied (an item never changes project) so that per-project reads (the
+    # staffing sample, the managers' list, agreement) go straight to (project, id) instead of
+    # walking every project's annotations when this project has few of them.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
     assignment = models.OneToOneField(
@@ -277,7 +281,10 @@ class Annotation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "annotator"], name="annotation_once_per_annotator"),
         ]
-        indexes = [models.Index(fields=["annotator", "created_at"], name="annotation_annotator_time")]
+        indexes = [
+            models.Index(fields=["annotator", "created_at"], name="annotation_annotator_time"),
+            models.Index(fields=["project", "id"], name="annotation_project_id"),
+        ]
 
 
 class GroundTruthMethod(models.TextChoices):
@@ -306,9 +313,10 @@ class LabelChange(models.Model):
     """Append-only label history. `seq` is per project and assigned in commit order (see
     labeling.services.ground_truth), so `since=<seq>` paging never misses or repeats a change."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes")
+    # Foreign keys without their own indexes: (project, seq) and (item, seq) below serve both.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes", db_index=False)
     seq = models.BigIntegerField()
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="label_changes")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="label_changes", db_index=False)
     # The item's external_id (never changes: it is the ingestion key), copied so that reading the
     # history (the export's hot path) is one index range scan with no join.
     external_id = models.CharField(max_length=255, default="")
@@ -326,6 +334,8 @@ class LabelChange(models.Model):
     class Meta:
         ordering = ["project_id", "seq"]
         constraints = [models.UniqueConstraint(fields=["project", "seq"], name="label_change_seq_unique")]
+        # "Did this item change again later?" (compact exports) is an index-only probe.
+        indexes = [models.Index(fields=["item", "seq"], name="label_change_item_seq")]
 
 
 class LabelSequence(models.Model):

@@ -79,7 +79,7 @@ def annotation_submit(
     held_slot = assignment.status == AssignmentStatus.ACTIVE and assignment.expires_at > now
     surplus = item.status != ItemStatus.OPEN or item.annotation_count >= item.required_annotations
     annotation = Annotation.objects.create(
-        item_id=item.pk, annotator=annotator, assignment_id=assignment.pk, label=label,
+        project_id=item.project_id, item_id=item.pk, annotator=annotator, assignment_id=assignment.pk, label=label,
         seconds_spent=seconds_spent, is_surplus=surplus,
     )
     Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)

@@ -728,7 +728,7 @@ def quality_demo_load(*, project: Project) -> QualityRun | None:
             else:
                 chosen = [true if rng.random() < acc else rng.choice([k for k in keys if k != true]) for _, acc in DEMO_ANNOTATORS]
             for (name, _), label in zip(DEMO_ANNOTATORS, chosen):
-                rows.append(Annotation(item=item, annotator=users[name], label=label, seconds_spent=round(rng.uniform(3, 40), 1)))
+                rows.append(Annotation(project_id=item.project_id, item=item, annotator=users[name], label=label, seconds_spent=round(rng.uniform(3, 40), 1)))
             if len(set(chosen)) == 1:
                 decisions.append(Decision(item.pk, chosen[0], GroundTruthMethod.UNANIMOUS,
                                           annotators=tuple(users[name].pk for name, _ in DEMO_ANNOTATORS)))

@@ -542,7 +542,7 @@ def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult
 def _progress_reconcile(*, project_id: int) -> int:
     rows = list(AnnotatorProgress.objects.select_for_update().filter(project_id=project_id).order_by("pk"))
     submitted = dict(
-        Annotation.objects.filter(item__project_id=project_id).order_by().values("annotator_id")
+        Annotation.objects.filter(project_id=project_id).order_by().values("annotator_id")
         .annotate(n=Count("id")).values_list("annotator_id", "n")
     )
     skipped = dict(

@@ -231,7 +231,7 @@ def test_staffing_uses_annotation_time_and_overlap(user, project):
     ingest(project, 14, days_ago=1)
     items = list(Item.objects.filter(project=project))
     annotator = UserFactory()
-    Annotation.objects.bulk_create([Annotation(item=it, annotator=annotator, label="pos", seconds_spent=s)
+    Annotation.objects.bulk_create([Annotation(project_id=it.project_id, item=it, annotator=annotator, label="pos", seconds_spent=s)
                                     for it, s in zip(items, [10, 20, 30, 40, 50])])
     feedback_rollup_refresh(project_id=project.pk)
     staffing = delay(client_for(user), project).json()["staffing"]

@@ -313,7 +313,7 @@ def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
     def score_while_people_work(*args, **kwargs):
         # Between the snapshot and the writes: a reviewer decides one item, an annotator labels another.
         item_resolve(item=adjudicated, reviewer=reviewer, label="c2", note="clearly c2")
-        Annotation.objects.create(item=annotated_again, annotator=users[3], label="c1")
+        Annotation.objects.create(project_id=annotated_again.project_id, item=annotated_again, annotator=users[3], label="c1")
         Item.objects.filter(pk=annotated_again.pk).update(annotation_count=F("annotation_count") + 1)
         return real_score(*args, **kwargs)
 
@@ -344,7 +344,7 @@ def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx):
     def meanwhile(*args, **kwargs):
         def annotate_elsewhere():
             try:
-                Annotation.objects.create(item=target, annotator=users[3], label="c0")
+                Annotation.objects.create(project_id=target.project_id, item=target, annotator=users[3], label="c0")
                 Item.objects.filter(pk=target.pk).update(annotation_count=F("annotation_count") + 1)
             finally:
                 close_old_connections()
@@ -504,7 +504,7 @@ def test_items_are_scored_even_when_their_annotation_counter_has_drifted():
     items = []
     for i in range(4):
         it = Item.objects.create(project=project, external_id=f"drift{i}", required_annotations=3, status="disputed")
-        Annotation.objects.bulk_create([Annotation(item=it, annotator=u, label=f"c{(i + j) % 2}") for j, u in enumerate(users)])
+        Annotation.objects.bulk_create([Annotation(project_id=it.project_id, item=it, annotator=u, label=f"c{(i + j) % 2}") for j, u in enumerate(users)])
         items.append(it)
     Item.objects.filter(pk=items[0].pk).update(annotation_count=3)  # only one counter is right
     run = run_now(project)

@@ -256,8 +256,8 @@ def test_own_waiting_items_filling_the_head_do_not_hide_others_work(postgres, dj
         + [Assignment(item_id=i, annotator=other, status=AssignmentStatus.SUBMITTED, expires_at=now) for i in others]
     )
     Annotation.objects.bulk_create(
-        [Annotation(item_id=i, annotator=me, label="pos") for i in mine]
-        + [Annotation(item_id=i, annotator=other, label="pos") for i in others]
+        [Annotation(project_id=project.pk, item_id=i, annotator=me, label="pos") for i in mine]
+        + [Annotation(project_id=project.pk, item_id=i, annotator=other, label="pos") for i in others]
     )
     Item.objects.filter(pk__in=mine).update(annotation_count=1, touchers=[me.pk])
     Item.objects.filter(pk__in=others).update(annotation_count=1, touchers=[other.pk])
