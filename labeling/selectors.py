@@ -19,20 +19,32 @@ def membership_role(*, user, project_id):
     return Membership.objects.filter(user=user, project_id=project_id).values_list("role", flat=True).first()
 
 
+def _project_with_role(*, user, project_id) -> Project | None:
+    if not user.is_authenticated:
+        return None
+    rows = list(Project.objects.raw(
+        f"SELECT p.*, m.role AS member_role FROM {Project._meta.db_table} p "
+        f"LEFT JOIN {Membership._meta.db_table} m ON m.project_id = p.id AND m.user_id = %s WHERE p.id = %s",
+        [user.pk, project_id],
+    ))
+    return rows[0] if rows else None
+
+
 def access_project(*, user, project_id, roles=ANY_ROLE, lock=False) -> Project:
     """The project if `user` may see it with one of `roles`; NotFound / Forbidden otherwise."""
     try:
         project_id = int(project_id)
     except (TypeError, ValueError):
         raise NotFound("Project not found.")
-    role = membership_role(user=user, project_id=project_id)
-    if role is None:
-        raise NotFound("Project not found.")
-    qs = Project.objects.all()
     if lock:
-        qs = qs.select_for_update(of=("self",))
-    project = qs.filter(pk=project_id).first()
-    if project is None:
+        role = membership_role(user=user, project_id=project_id)
+        project = None if role is None else (
+            Project.objects.select_for_update(of=("self",)).filter(pk=project_id).first())
+    else:
+        # The hot path (every queue and API call): project and role in one plain query.
+        project = _project_with_role(user=user, project_id=project_id)
+        role = None if project is None else (Role.MANAGER if user.is_staff else project.member_role)
+    if project is None or role is None:
         raise NotFound("Project not found.")
     if role not in roles:
         raise Forbidden(f"This needs the {' or '.join(str(r) for r in roles)} role in this project.")

@@ -23,7 +23,13 @@ class Progress:
 
 
 def open_items_count(*, project_id: int, cap: int = REMAINING_CAP) -> tuple[int, bool]:
-    n = Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).order_by()[:cap].count()
+    with connection.cursor() as cur:  # plain SQL: this runs on every queue/next
+        cur.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {Item._meta.db_table} WHERE project_id = %s AND status = %s "
+            f"LIMIT %s) AS open_items",
+            [project_id, ItemStatus.OPEN, cap],
+        )
+        n = cur.fetchone()[0]
     return n, n >= cap
 
 

@@ -120,13 +120,23 @@ def quality_on_item_disputed(*, project_id: int, count: int = 1) -> QualityRun |
     """Called by the annotation service when an item becomes disputed (inside its transaction).
     Counts new disputed items and queues a run (after commit) once the project's setting is reached;
     returns that run, or None."""
-    _settings_row(project_id)
-    QualitySettings.objects.filter(project_id=project_id).update(disputed_since_run=F("disputed_since_run") + count)
-    threshold, pending = QualitySettings.objects.filter(project_id=project_id).values_list(
-        "auto_run_after_disputed", "disputed_since_run"
-    ).get()
+    # One statement on the hot path of every disputing submit (count and read back the setting).
+    with connection.cursor() as cur:
+        for _ in range(2):
+            cur.execute(
+                f"UPDATE {QualitySettings._meta.db_table} SET disputed_since_run = disputed_since_run + %s "
+                f"WHERE project_id = %s RETURNING auto_run_after_disputed, disputed_since_run",
+                [count, project_id],
+            )
+            row = cur.fetchone()
+            if row is not None:
+                break
+            _settings_row(project_id)  # first disputed item of the project
+    threshold, pending = row
     if not threshold or pending < threshold:
         return None
+    if QualityRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATUSES).exists():
+        return None  # one is already queued or running (cheap check before the insert that would fail)
     try:
         return quality_run_request(project_id=project_id, trigger=QualityTrigger.AUTO)
     except Conflict:

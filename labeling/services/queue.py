@@ -172,14 +172,7 @@ def assignment_claim_next(*, project: Project, annotator, exclude=(), now: datet
 @transaction.atomic
 def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
     done, today = _progress_touch(project_id=project.pk, annotator_id=annotator.pk, now=now)
-    held = list(
-        Assignment.objects.filter(
-            annotator=annotator, kind=ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
-            item__project_id=project.pk, item__status=ItemStatus.OPEN,
-        )
-        .order_by("id")
-        .values_list("id", "expires_at", "item_id", "item__external_id", "item__payload")
-    )
+    held = _held_leases(project=project, annotator=annotator, now=now)
     for a_id, expires_at, item_id, ext, payload in held:
         if a_id not in exclude:
             return _Attempt(claim=Claim(a_id, expires_at, item_id, ext, _payload(payload), True, done, today))
@@ -207,6 +200,29 @@ def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
         if claim is None:
             return _Attempt(retry=True)
         return _with_progress(_Attempt(claim=claim), done, today)
+
+
+def _held_leases(*, project, annotator, now) -> list[tuple]:
+    """The annotator's unexpired leases on open items of the project: (id, expires_at, item id,
+    external_id, payload), oldest first."""
+    if connection.vendor != "postgresql":
+        return list(
+            Assignment.objects.filter(
+                annotator=annotator, kind=ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
+                item__project_id=project.pk, item__status=ItemStatus.OPEN,
+            )
+            .order_by("id")
+            .values_list("id", "expires_at", "item_id", "item__external_id", "item__payload")
+        )
+    with connection.cursor() as cur:  # plain SQL on the hot path of every claim (no ORM compiling)
+        cur.execute(
+            f"""SELECT a.id, a.expires_at, i.id, i.external_id, i.payload FROM {_ASSIGNMENT} a
+                JOIN {_ITEM} i ON i.id = a.item_id
+                WHERE a.annotator_id = %s AND a.kind = %s AND a.status = %s AND a.expires_at > %s
+                  AND i.project_id = %s AND i.status = %s ORDER BY a.id""",
+            [annotator.pk, ANNOTATE, AssignmentStatus.ACTIVE, now, project.pk, ItemStatus.OPEN],
+        )
+        return cur.fetchall()
 
 
 def _with_progress(attempt: _Attempt, done: int, today: int) -> _Attempt:
