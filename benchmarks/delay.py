@@ -14,64 +14,13 @@ _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone as dt_timezone
-from contextlib import contextmanager
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def setup_django():
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOUPE_TESTING", "true")  # lets the script run without production secrets
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.exit("Set DATABASE_URL=postgres://... (benchmarks measure PostgreSQL)")
-    import django
-
-    django.setup()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def gunicorn():
-    port = free_port()
-    env = dict(os.environ, LOUPE_TESTING="false", DEBUG="false", SECRET_KEY="bench-" + "x" * 40,
-               ALLOWED_HOSTS="127.0.0.1,localhost",
-               CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
-         "--timeout", "300", "--log-level", "warning"], cwd=ROOT, env=env,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("gunicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+from _server import gunicorn, setup_django
 
 
 def timed(fn):
@@ -213,7 +162,8 @@ def main():
             ("GET feedback-delay ?since=<28 days ago>", {"since": since}),
             ("GET feedback-delay all filters", {"model_version": "v2", "source": "human", "since": since}),
         ]
-        with gunicorn() as url:
+        with gunicorn(workers=1) as server:
+            url = server.url
             s = requests.Session()
             s.headers["Authorization"] = f"Token {token}"
             endpoint = f"{url}/api/projects/{project.pk}/feedback-delay"

@@ -298,8 +298,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
                 else:
                     probs = pr.probabilities
                     write((
-                        n, p.external_id, dumps(p.payload), p.priority,
-                        None if not probs else 1.0 - max(probs.values()),
+                        n, p.external_id, dumps(p.payload), p.priority, _uncertainty(pr),
                         pr.model_version, pr.label, None if probs is None else dumps(probs), pr.predicted_at,
                     ))
         cur.execute(
