@@ -9,8 +9,11 @@ fall back to a cursor and to bulk_create.
 
 from __future__ import annotations
 
+import re
+import threading
+
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 
 def is_postgres() -> bool:
@@ -104,3 +107,72 @@ def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]
         cur.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
         with cur.cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)") as copy:
             copy.write(payload)
+
+
+# --- work on a second connection ---------------------------------------------------------------
+# A run over hundreds of thousands of rows spends seconds in PostgreSQL; on a machine with more than
+# one core, independent statements can go on at the same time on a second connection (a thread:
+# psycopg waits for the server without holding the GIL, and Django gives each thread its own
+# connection).
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+$")
+
+
+def snapshot_export() -> str:
+    """The id of the current transaction's snapshot (PostgreSQL, REPEATABLE READ), for DbThread to
+    import: both then read exactly the same committed data. Valid while this transaction is open."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_export_snapshot()")
+        return cur.fetchone()[0]
+
+
+class DbThread(threading.Thread):
+    """Runs `fn()` in a thread on a connection of its own, then closes that connection.
+
+    With `snapshot_id`, fn runs inside a REPEATABLE READ, READ ONLY transaction that imports that
+    snapshot: it sees what the exporting transaction sees, whatever commits meanwhile. The exporter
+    must stay open until the snapshot is imported: call wait_started() before ending it. Without
+    one, fn manages its own transactions. result() waits and returns fn's value, or raises its error."""
+
+    def __init__(self, fn, *, snapshot_id: str | None = None, work_mem: str | None = None):
+        if snapshot_id is not None and not _SNAPSHOT_ID.match(snapshot_id):
+            raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+        if work_mem is not None and not re.match(r"^[0-9]+[kMG]B$", work_mem):
+            raise ValueError(f"not a work_mem setting: {work_mem!r}")
+        super().__init__(name="loupe-db-thread", daemon=True)
+        self._fn, self._snapshot_id, self._work_mem = fn, snapshot_id, work_mem
+        self._started_txn = threading.Event()
+        self._value = self._error = None
+        self.start()
+
+    def run(self):
+        try:
+            if self._snapshot_id is None:
+                self._started_txn.set()
+                self._value = self._fn()
+                return
+            with transaction.atomic():
+                with connection.cursor() as cur:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
+                    if self._work_mem:
+                        cur.execute(f"SET LOCAL work_mem = '{self._work_mem}'")
+                self._started_txn.set()
+                self._value = self._fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+        finally:
+            self._started_txn.set()
+            connection.close()
+
+    def wait_started(self) -> None:
+        """Block until the thread's transaction holds the snapshot (or it failed: then raise)."""
+        self._started_txn.wait()
+        if self._error is not None:
+            self.result()
+
+    def result(self):
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -88,7 +88,7 @@ def active_run(*, project) -> QualityRun | None:
 
 
 def run_results(*, run, outcome: str | None = None):
-    qs = QualityItemResult.objects.filter(run=run).select_related("item").order_by("id")
+    qs = QualityItemResult.objects.filter(run=run).select_related("item").order_by("item_id")  # the (run, item) index
     if outcome:
         qs = qs.filter(outcome=outcome)
     return qs
@@ -130,8 +130,8 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
     labels = list(LabelClass.objects.filter(project_id=item.project_id).order_by("position", "id"))
     names = {lc.key: lc.name for lc in labels}
     result = (
-        QualityItemResult.objects.filter(item=item, run__status=QualityRunStatus.DONE).select_related("run")
-        .order_by("-run_id").first()
+        QualityItemResult.objects.filter(item=item, run__project_id=item.project_id, run__status=QualityRunStatus.DONE)
+        .select_related("run").order_by("-run_id").first()  # the project's runs newest first, each probed on (run, item)
     )
     consensus_label = result.consensus_label if result else None
     annotations = [

@@ -14,3 +14,9 @@ class IdCursorPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+class ItemCursorPagination(IdCursorPagination):
+    """Keyset pagination by item within one parent (a run's results): walks the (run, item) index."""
+
+    ordering = "item_id"

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import selectors_quality as sq
-from labeling.api.pagination import DefaultPagination, IdCursorPagination
+from labeling.api.pagination import DefaultPagination, ItemCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, LabelOutput
 from labeling.errors import ValidationFailed
 from labeling.models import QualityOutcome
@@ -112,7 +112,7 @@ class QualityRunItemsApi(APIView):
         if outcome and outcome not in QualityOutcome.values:
             raise ValidationFailed(f"outcome must be one of {', '.join(QualityOutcome.values)}.",
                                    fields={"outcome": ["Invalid choice."]})
-        paginator = IdCursorPagination()
+        paginator = ItemCursorPagination()
         page = paginator.paginate_queryset(sq.run_results(run=run, outcome=outcome), request, view=self)
         return paginator.get_paginated_response(self.Output(page, many=True).data)
 

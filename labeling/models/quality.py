@@ -108,13 +108,17 @@ class QualityOutcome(models.TextChoices):
 class QualityItemResult(models.Model):
     """One scored item of one run (derived data, written only by the run service).
 
-    No database foreign keys (db_constraint=False): a run inserts a row per annotated item (300k
-    in the benchmark), and PostgreSQL checks each deferred foreign key at commit with a
-    SELECT ... FOR KEY SHARE on the referenced row, which cost more than the insert itself. Django's
-    cascade still deletes the rows with their run or item."""
+    A run inserts a row per annotated item (300k in the benchmark), so the table carries only the
+    indexes its reads need, both led by the run: (run, item), which a run's insert appends to in
+    order, and (run, quality) for the review queue. No database foreign keys (db_constraint=False):
+    PostgreSQL would check each one at commit with a SELECT ... FOR KEY SHARE on the referenced
+    row, which cost more than the insert itself. Rows go with their run (Django's cascade, by the
+    (run, item) index); deleting an item leaves its rows to be pruned with their run."""
 
-    run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="item_results", db_constraint=False)
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="quality_results", db_constraint=False)
+    run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="item_results", db_constraint=False,
+                            db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.DO_NOTHING, related_name="quality_results", db_constraint=False,
+                             db_index=False)
     consensus_label = models.CharField(max_length=64)
     quality = models.FloatField()
     agreement = models.FloatField()
@@ -126,8 +130,9 @@ class QualityItemResult(models.Model):
 
     class Meta:
         ordering = ["run_id", "item_id"]
-        # (item, run) also serves "the latest result of this item"; (run, quality) the review queue's order.
-        constraints = [models.UniqueConstraint(fields=["item", "run"], name="quality_result_once_per_run")]
+        # (run, item) also serves "this item's latest result" (probing the project's runs newest first);
+        # (run, quality) the review queue's order.
+        constraints = [models.UniqueConstraint(fields=["run", "item"], name="quality_result_run_item")]
         indexes = [models.Index(fields=["run", "quality"], name="quality_result_run_quality")]
 
 

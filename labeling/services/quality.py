@@ -34,11 +34,13 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Avg, Count, F, Q
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from labeling import consensus
-from labeling.bulkio import array_literal, is_postgres, label_case, read_columns, temp_table_from_arrays
+from labeling.bulkio import (
+    DbThread, array_literal, is_postgres, label_case, read_columns, snapshot_export, temp_table_from_arrays,
+)
 from labeling.errors import Conflict, NotFound
 from labeling.models import (
     ACTIVE_RUN_STATUSES,
@@ -205,17 +207,19 @@ class Snapshot:
     labels: np.ndarray              # N × M float (NaN = not labeled)
     n_annotations: int
     n_ignored: int
-    status: np.ndarray              # N object (ItemStatus values)
-    required: np.ndarray            # N int
-    annotation_count: np.ndarray    # N int
-    gt_label: np.ndarray            # N object ("" = none)
-    gt_method: np.ndarray           # N object ("" = none)
-    version: np.ndarray             # N int: the row's xmin on PostgreSQL (any update changes it), else 0
     prod_probs: np.ndarray | None   # N × K when every item has a usable production prediction
     model_versions: list[str] = field(default_factory=list)
     texts: list[str] | None = None
     numeric: np.ndarray | None = None
     annotator_members: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The items' state, in item_ids order (filled by quality_snapshot_complete when read alongside scoring):
+    status: np.ndarray | None = None            # N object (ItemStatus values)
+    required: np.ndarray | None = None          # N int
+    annotation_count: np.ndarray | None = None  # N int
+    gt_label: np.ndarray | None = None          # N object ("" = none)
+    gt_method: np.ndarray | None = None         # N object ("" = none)
+    version: np.ndarray | None = None           # N int: the row's xmin on PostgreSQL (any update changes it), else 0
+    pending_items: DbThread | None = None       # the reader still at work, if any
 
 
 def _tables():
@@ -226,19 +230,36 @@ def _tables():
 
 
 def quality_snapshot_read(*, project_id: int) -> Snapshot:
-    """Read everything a run needs in one consistent snapshot (see the module doc)."""
-    outermost = connection.get_autocommit()
+    """Read everything a run needs in one consistent snapshot (see the module doc).
+
+    On PostgreSQL, called outside a transaction (as a run is), the reads go on side by side: the
+    newest predictions on a second connection that imports this transaction's snapshot while this
+    one reads the annotations, then the items' state on another one, which keeps reading while
+    scoring starts (scoring needs only labels and pred_probs). quality_snapshot_complete() waits for
+    it. Inside a transaction (tests) or on SQLite, everything is read here, one query after another."""
+    parallel = is_postgres() and connection.get_autocommit()
     with transaction.atomic():
-        if outermost and is_postgres():
-            with connection.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if is_postgres():
-            with connection.cursor() as cur:  # hash joins and the predictions' sort stay in memory
-                cur.execute("SET LOCAL work_mem = '256MB'")
-        return _read_snapshot(project_id)
+            with connection.cursor() as cur:
+                if parallel:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur.execute(f"SET LOCAL work_mem = '{READ_WORK_MEM}'")  # hash joins and sorts stay in memory
+        return _read_snapshot(project_id, snapshot_id=snapshot_export() if parallel else None)
 
 
-def _read_snapshot(project_id: int) -> Snapshot:
+def quality_snapshot_complete(snap: Snapshot) -> Snapshot:
+    """Wait for the items' state (status, counters, ground truth, row version) if it is still being
+    read on the snapshot, and put it on `snap`."""
+    if snap.pending_items is not None:
+        reader, snap.pending_items = snap.pending_items, None
+        _put_item_state(snap, reader.result())
+    return snap
+
+
+READ_WORK_MEM = "256MB"
+
+
+def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
     t = _tables()
     label_keys = list(LabelClass.objects.filter(project_id=project_id).order_by("position", "id").values_list("key", flat=True))
     with connection.cursor() as cur:
@@ -247,11 +268,14 @@ def _read_snapshot(project_id: int) -> Snapshot:
             snapshot_at = cur.fetchone()[0]
         else:
             snapshot_at = timezone.now()
+    predictions = None
+    if snapshot_id is not None and label_keys:
+        predictions = DbThread(partial(_read_latest_predictions, project_id, label_keys, False),
+                               snapshot_id=snapshot_id, work_mem=READ_WORK_MEM)
 
     label_sql, label_params = label_case("a.label", label_keys)
     ann = read_columns(
-        f"SELECT a.id, a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a JOIN {t['i']} i ON i.id = a.item_id "
-        f"WHERE i.project_id = %s",
+        f"SELECT a.id, a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a WHERE a.project_id = %s",
         [*label_params, project_id], {"id": np.int64, "item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
     )
     max_annotation_id = int(ann["id"].max()) if len(ann["id"]) else None
@@ -264,6 +288,43 @@ def _read_snapshot(project_id: int) -> Snapshot:
     labels[item_idx, annot_idx] = codes[known]
     del ann, codes, known, item_idx, annot_idx
 
+    read_state = partial(_read_item_state, project_id, item_ids, label_keys)
+    items = DbThread(read_state, snapshot_id=snapshot_id, work_mem=READ_WORK_MEM) if snapshot_id is not None else None
+
+    prod_probs, versions = None, []
+    if len(item_ids) and label_keys:
+        counted = predictions.result() if predictions is not None else _read_latest_predictions(project_id, label_keys, False)
+        prod_probs, versions = _latest_probs(counted, item_ids)
+        if prod_probs is None:
+            # Not every scored item was among the counted ones (no prediction, or a drifted counter):
+            # read exactly the annotated items' predictions before falling back to a trained model.
+            prod_probs, versions = _latest_probs(_read_latest_predictions(project_id, label_keys, True), item_ids)
+    elif predictions is not None:
+        predictions.result()
+    texts = numeric = None
+    if prod_probs is None and len(item_ids):
+        texts, numeric = _read_features(project_id, item_ids)
+
+    members = np.array(
+        sorted(Membership.objects.filter(project_id=project_id, role__in=ANNOTATING_ROLES).values_list("user_id", flat=True)),
+        dtype=np.int64,
+    )
+    snap = Snapshot(
+        project_id=project_id, label_keys=label_keys, snapshot_at=snapshot_at, max_annotation_id=max_annotation_id,
+        item_ids=item_ids, annotator_ids=annotator_ids, labels=labels, n_annotations=n_annotations, n_ignored=n_ignored,
+        prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric, annotator_members=members,
+    )
+    if items is None:
+        _put_item_state(snap, read_state())
+    else:
+        items.wait_started()  # it holds the snapshot now: this transaction may end
+        snap.pending_items = items
+    return snap
+
+
+def _read_item_state(project_id, item_ids, label_keys) -> dict:
+    """Status, counters, ground truth and row version of the annotated items, in `item_ids` order."""
+    t = _tables()
     status_sql, status_params = label_case("i.status", STATUSES)
     gt_label_sql, gt_label_params = label_case("g.label", label_keys)
     method_sql, method_params = label_case("g.method", METHODS)
@@ -281,39 +342,34 @@ def _read_snapshot(project_id: int) -> Snapshot:
 
     # The annotation counter picks the annotated items cheaply; should it ever have drifted from the
     # annotations (the reconcile task repairs that), the exact EXISTS query takes over.
-    annotated_sql = "i.annotation_count > 0"
-    items = read_items(annotated_sql)
+    items = read_items("i.annotation_count > 0")
     pos = _positions(items["id"], item_ids)
     if pos is None:
-        annotated_sql = f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)"
-        items = read_items(annotated_sql)
+        items = read_items(f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)")
         pos = _positions(items["id"], item_ids)
+        if pos is None:
+            raise RuntimeError("An annotated item is missing from the snapshot's items.")
     pick = {k: v[pos] for k, v in items.items()}
     label_names = np.array([*label_keys, "", ""], dtype=object)  # index -1 / -2: none
     method_names = np.array([*METHODS, "", ""], dtype=object)
-    prod_probs, versions = _read_predictions(project_id, item_ids, label_keys, annotated_sql)
-    texts = numeric = None
-    if prod_probs is None and len(item_ids):
-        texts, numeric = _read_features(project_id, item_ids)
+    return {
+        "status": np.array(STATUSES + [""], dtype=object)[pick["status"]], "required": pick["required"],
+        "annotation_count": pick["count"], "gt_label": label_names[pick["gt_label"]],
+        "gt_method": method_names[pick["gt_method"]], "version": pick["version"],
+    }
 
-    members = np.array(
-        sorted(Membership.objects.filter(project_id=project_id, role__in=ANNOTATING_ROLES).values_list("user_id", flat=True)),
-        dtype=np.int64,
-    )
-    return Snapshot(
-        project_id=project_id, label_keys=label_keys, snapshot_at=snapshot_at, max_annotation_id=max_annotation_id,
-        item_ids=item_ids, annotator_ids=annotator_ids, labels=labels, n_annotations=n_annotations, n_ignored=n_ignored,
-        status=np.array(STATUSES + [""], dtype=object)[pick["status"]], required=pick["required"],
-        annotation_count=pick["count"], gt_label=label_names[pick["gt_label"]], gt_method=method_names[pick["gt_method"]],
-        version=pick["version"], prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric,
-        annotator_members=members,
-    )
+
+def _put_item_state(snap: Snapshot, state: dict) -> None:
+    for name, values in state.items():
+        setattr(snap, name, values)
 
 
 def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
     """Where each of `wanted` is in `ids` (None if one is missing)."""
     if len(wanted) == 0:
         return np.zeros(0, dtype=np.int64)
+    if len(ids) == 0:
+        return None
     order = np.argsort(ids)
     at = np.searchsorted(ids, wanted, sorter=order)
     if (at >= len(ids)).any():
@@ -322,14 +378,15 @@ def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
     return pos if (ids[pos] == wanted).all() else None
 
 
-def _read_predictions(project_id, item_ids, label_keys, annotated_sql):
-    """The newest prediction with probabilities per scored item, as N × K; None unless every item has
-    one covering every label."""
-    n, k = len(item_ids), len(label_keys)
-    if n == 0 or k == 0:
-        return None, []
+def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
+    """The newest prediction with probabilities of each annotated item of the project: item_id,
+    model_version and one probability column per label (NaN where a key is missing). Annotated items
+    are found by their counter, or with `exact` by their annotations."""
     t = _tables()
+    k = len(label_keys)
     if is_postgres():
+        annotated_sql = (f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)" if exact
+                         else "i.annotation_count > 0")
         # jsonb -> float8 directly (ingestion only stores numbers here); a missing key is NULL -> NaN.
         cols = ", ".join("(p.probabilities -> %s)::float8" for _ in label_keys)
         latest = (
@@ -337,30 +394,41 @@ def _read_predictions(project_id, item_ids, label_keys, annotated_sql):
             f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
             f"AND {annotated_sql} ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
         )
-        frame = read_columns(
+        return read_columns(
             latest, [*label_keys, project_id],
             {"item_id": np.int64, "model_version": str, **{f"p{j}": float for j in range(k)}},
         )
-        pos = _positions(frame["item_id"], item_ids)
-        if pos is None:  # some scored item has no prediction with probabilities
-            return None, []
-        probs = np.column_stack([frame[f"p{j}"][pos] for j in range(k)])
-        used = pd.Series(frame["model_version"][pos]).value_counts()  # most used first
-        versions = list(used.index[:10])
+    latest = {}
+    qs = Prediction.objects.filter(item__project_id=project_id, probabilities__isnull=False)
+    if exact:
+        qs = qs.filter(Exists(Annotation.objects.filter(item_id=OuterRef("item_id"))))
     else:
-        latest = {}
-        for item_id, mv, raw in (
-            Prediction.objects.filter(item__project_id=project_id, item_id__in=item_ids.tolist(), probabilities__isnull=False)
-            .order_by("item_id", "predicted_at", "id").values_list("item_id", "model_version", "probabilities")
-        ):
-            latest[item_id] = (mv, raw)
-        if len(latest) < n:
-            return None, []
-        probs = np.array([[_prob(latest[i][1], key) for key in label_keys] for i in item_ids.tolist()], dtype=float)
-        versions = list(pd.Series([latest[i][0] for i in item_ids.tolist()]).value_counts().index[:10])
+        qs = qs.filter(item__annotation_count__gt=0)
+    for item_id, mv, raw in (
+        qs.order_by("item_id", "predicted_at", "id").values_list("item_id", "model_version", "probabilities")
+    ):
+        latest[item_id] = (mv, raw)
+    ids = np.array(sorted(latest), dtype=np.int64)
+    frame = {"item_id": ids, "model_version": np.array([latest[i][0] for i in ids.tolist()], dtype=object)}
+    for j, key in enumerate(label_keys):
+        frame[f"p{j}"] = np.array([_prob(latest[i][1], key) for i in ids.tolist()], dtype=float)
+    return frame
+
+
+def _latest_probs(frame: dict, item_ids: np.ndarray):
+    """N × K probabilities for `item_ids` from a _read_latest_predictions frame, and the model versions
+    used (most used first); (None, []) unless every item has a usable one."""
+    k = sum(1 for name in frame if name.startswith("p") and name[1:].isdigit())
+    if len(item_ids) == 0 or k == 0:
+        return None, []
+    pos = _positions(frame["item_id"], item_ids)
+    if pos is None:  # some scored item has no prediction with probabilities
+        return None, []
+    probs = np.column_stack([frame[f"p{j}"][pos] for j in range(k)])
     if np.isnan(probs).any() or (probs < 0).any() or (probs.sum(axis=1) <= 0).any():
         return None, []
-    return probs, [str(v) for v in versions]
+    used = pd.Series(frame["model_version"][pos]).value_counts()  # most used first
+    return probs, [str(v) for v in used.index[:10]]
 
 
 def _prob(probs, key):
@@ -551,8 +619,36 @@ def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None 
 
 def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -> None:
     """Apply the plan, item by item only where nobody acted since the snapshot; then record every
-    item's result (with "stale" where a person got there first) and the annotator statistics."""
+    item's result (with "stale" where a person got there first) and the annotator statistics.
+
+    The per-item results depend on the item writes only for the few items found stale: on
+    PostgreSQL, outside a transaction, they go in on a second connection while the items are
+    written, and the stale ones are re-marked afterwards."""
     outcome = plan.outcome.copy()
+    results = None
+    if is_postgres() and connection.get_autocommit():
+        results = DbThread(partial(_insert_results, run.pk, snap, scores, outcome.copy()))
+    try:
+        stale = _apply_plan(run, snap, scores, plan)
+    except BaseException:
+        if results is not None:
+            results.join()
+        raise
+    outcome[stale] = QualityOutcome.STALE.value
+    if results is None:
+        _insert_results(run.pk, snap, scores, outcome)
+    else:
+        results.result()
+        if stale.any():
+            QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
+                outcome=QualityOutcome.STALE
+            )
+    _write_annotator_stats(run.pk, snap, scores)
+
+
+def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -> np.ndarray:
+    """Accept, reopen or send to review as planned; returns the mask of items found stale."""
+    outcome = plan.outcome
     stale = np.zeros(len(outcome), dtype=bool)
     act = plan.actionable
     accepted = np.nonzero(act & (outcome == QualityOutcome.ACCEPTED))[0]
@@ -568,9 +664,7 @@ def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Pl
     stays = np.nonzero(review & (snap.status == ItemStatus.DISPUTED))[0]  # nothing to write: report it as it is now
     for idx in _chunks(stays, 4 * WRITE_CHUNK):
         stale[idx] = ~_unchanged(snap, idx, lock=False)
-    outcome[stale] = QualityOutcome.STALE.value
-    _insert_results(run.pk, snap, scores, outcome)
-    _write_annotator_stats(run.pk, snap, scores)
+    return stale
 
 
 @transaction.atomic
@@ -654,6 +748,7 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
             "n_ignored_annotations": snap.n_ignored, "accept_threshold": project.accept_threshold,
         }
         if len(snap.item_ids) == 0:
+            quality_snapshot_complete(snap)
             _finish(run, started, timings, method=QualityMethod.NONE, **base)
             return QualityRun.objects.get(pk=run_id)
         t = time.perf_counter()
@@ -662,6 +757,9 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         t = time.perf_counter()
         scores = consensus.score_crowd(snap.labels, pred_probs, seed=run.seed)
         timings["seconds_cleanlab"] = time.perf_counter() - t
+        t = time.perf_counter()
+        quality_snapshot_complete(snap)  # the items' state was read while scoring; any wait left is read time
+        timings["seconds_read"] += time.perf_counter() - t
         t = time.perf_counter()
         plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
                              max_annotations=project.max_annotations_per_item)

@@ -331,17 +331,21 @@ def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx):
-    """A commit landing between the run's reads (annotations first, predictions later) is invisible
-    to the run, and the item it touched is then left alone as stale."""
+@pytest.mark.parametrize("reader", ["_read_latest_predictions", "_read_item_state"])
+def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx, reader):
+    """The run reads on three connections at once (annotations here; predictions, then the items'
+    state while scoring, on connections that import this one's snapshot). A commit landing while
+    one of them reads is invisible to the run, and the item it touched is then left alone as stale."""
     project, _ = crowd_project(k=3, accept_threshold=0.0)
     users = annotators(project, 4)
     crowd = simulate_crowd(n_items=40, accuracies=[0.6, 0.7, 0.8], n_classes=3, per_item=3, seed=4)
     items = load_crowd(project, users[:3], crowd)
     target = Item.objects.filter(project=project, status="disputed").order_by("id").first()
-    real = quality_service._read_predictions
+    real = getattr(quality_service, reader)
+    threads = []
 
     def meanwhile(*args, **kwargs):
+        threads.append(threading.current_thread())
         def annotate_elsewhere():
             try:
                 Annotation.objects.create(project_id=target.project_id, item=target, annotator=users[3], label="c0")
@@ -353,9 +357,10 @@ def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx):
         t.join()
         return real(*args, **kwargs)
 
-    with mock.patch.object(quality_service, "_read_predictions", meanwhile):
+    with mock.patch.object(quality_service, reader, meanwhile):
         run = run_now(project)
     assert run.status == "done", run.error
+    assert threads and all(t is not threading.main_thread() for t in threads)  # read on a second connection
     assert run.n_annotations == 120  # the 121st committed during the read: not in the snapshot
     assert results_by_item(run)[target.pk].outcome == "stale"
     assert len(items) == 40
