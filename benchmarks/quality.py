@@ -54,6 +54,7 @@ def build(n_items, n_annotators, n_classes, seed=0):
     from django.utils import timezone
 
     from labeling.models import Annotation, GroundTruth, Item, LabelChange, LabelSequence, Prediction, Role
+    from labeling.services.ingestion import probability_vector  # as ingestion stores them
     from labeling.services.projects import LabelSpec, member_add, project_create
 
     User = get_user_model()
@@ -99,9 +100,11 @@ def build(n_items, n_annotators, n_classes, seed=0):
         copy_rows(cur, Annotation._meta.db_table, ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
                   ((project.pk, int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
                    for i in range(n_items) for j in range(3)))
-        copy_rows(cur, Prediction._meta.db_table, ["item_id", "model_version", "label", "probabilities", "predicted_at", "created_at"],
-                  ((int(ids[i]), "bench-v1", keys[int(np.argmax(probs[i]))],
-                    json.dumps(dict(zip(keys, probs[i].round(6).tolist()))), now, now) for i in range(n_items)))
+        rounded = probs.round(6)
+        copy_rows(cur, Prediction._meta.db_table,
+                  ["item_id", "model_version", "label", "probabilities", "vector", "predicted_at", "created_at"],
+                  ((int(ids[i]), "bench-v1", keys[int(np.argmax(probs[i]))], json.dumps(dict(zip(keys, rounded[i].tolist()))),
+                    probability_vector(dict(zip(keys, rounded[i].tolist())), keys), now, now) for i in range(n_items)))
         un = np.nonzero(unanimous)[0]
         copy_rows(cur, GroundTruth._meta.db_table,
                   ["item_id", "label", "method", "decided_at", "source", "note", "first_arrived_at"],

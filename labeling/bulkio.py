@@ -20,15 +20,19 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def read_columns(sql: str, params: list, columns: dict[str, type]) -> dict[str, np.ndarray]:
-    """Run `sql` (placeholders %s; columns in `columns` order: int, float or str) and return one NumPy
-    array per column. A NULL float is NaN, a NULL int -1, a NULL str "".
+def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> dict[str, np.ndarray]:
+    """Run `sql` (placeholders %s; columns in `columns` order: int, float or str, or (float, k) for a
+    bytea of k big-endian float64 per row) and return one NumPy array per column (N × k for the
+    latter). A NULL float is NaN, a NULL int -1, a NULL str "", a NULL vector k NaN.
 
     PostgreSQL sends each column as one bytea of fixed-width big-endian values (string_agg of
     int8send/float8send, all in the same row order), which NumPy reads without parsing numbers."""
     names = list(columns)
     if is_postgres():
         def agg(n):
+            if isinstance(columns[n], tuple):
+                nan_row = "\\x" + "7ff8000000000000" * columns[n][1]
+                return f"string_agg(coalesce(s.{n}, '{nan_row}'::bytea), ''::bytea)"
             if columns[n] is float:
                 return f"string_agg(float8send(coalesce(s.{n}::float8, 'NaN')), ''::bytea)"
             if columns[n] is str:  # short text (keys, versions): one string, split on the record separator
@@ -40,7 +44,10 @@ def read_columns(sql: str, params: list, columns: dict[str, type]) -> dict[str, 
             row = cur.fetchone()
         out = {}
         for n, raw in zip(names, row):
-            if columns[n] is str:
+            if isinstance(columns[n], tuple):
+                k = columns[n][1]
+                out[n] = np.zeros((0, k)) if raw is None else np.frombuffer(raw, dtype=">f8").astype(float).reshape(-1, k)
+            elif columns[n] is str:
                 out[n] = np.array([] if raw is None else raw.split("\x1e"), dtype=object)
             elif raw is None:
                 out[n] = np.zeros(0, dtype=columns[n])

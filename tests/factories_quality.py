@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from labeling.models import Annotation, GroundTruthMethod, Item, ItemStatus, Prediction, Role
 from labeling.services.ground_truth import Decision, ground_truth_set_many
+from labeling.services.ingestion import probability_vector
 from labeling.services.projects import LabelSpec
 from tests.factories import ProjectFactory, UserFactory, add_member
 
@@ -98,7 +99,7 @@ def simulate_crowd(*, n_items: int, accuracies, n_classes: int, per_item: int, s
 
 
 def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, payloads=None, settle_items: bool = True,
-               first: int | None = None):
+               first: int | None = None, with_vectors: bool = True):
     """Write a simulated crowd into the database: items (+ predictions), annotations (each item's
     `first` annotators only, if given), item state."""
     keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
@@ -110,9 +111,11 @@ def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, p
     ])
     if with_predictions:
         now = timezone.now()
+        probs = [{keys[j]: float(crowd.pred_probs[i, j]) for j in range(len(keys))} for i in range(n)]
         Prediction.objects.bulk_create([
             Prediction(item=it, model_version="sim-v1", label=keys[int(np.argmax(crowd.pred_probs[i]))],
-                       probabilities={keys[j]: float(crowd.pred_probs[i, j]) for j in range(len(keys))}, predicted_at=now)
+                       probabilities=probs[i], predicted_at=now,
+                       vector=probability_vector(probs[i], keys) if with_vectors else None)  # as ingestion writes it
             for i, it in enumerate(items)
         ])
     matrix = crowd.labels if first is None else crowd.first(first)

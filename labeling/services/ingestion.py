@@ -8,6 +8,7 @@ concurrent senders of the same rows do not collide. Unchanged rows are detected 
 
 import json
 import math
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from functools import partial
@@ -31,6 +32,14 @@ class ParsedPrediction:
     label: str
     probabilities: dict | None
     predicted_at: datetime
+    vector: bytes | None = None  # Prediction.vector: the probabilities in label order
+
+
+def probability_vector(probabilities: dict | None, label_order: list[str]) -> bytes | None:
+    """Prediction.vector for validated probabilities: big-endian float64 in the project's label order."""
+    if probabilities is None:
+        return None
+    return struct.pack(f">{len(label_order)}d", *[float(probabilities[key]) for key in label_order])
 
 
 @dataclass
@@ -75,7 +84,7 @@ def check_batch_size(rows: list) -> None:
 PREDICTION_FIELDS = frozenset({"model_version", "label", "probabilities", "predicted_at"})
 
 
-def _parse_prediction(raw, label_keys: set, now) -> ParsedPrediction:
+def _parse_prediction(raw, label_keys: set, now, label_order: list[str]) -> ParsedPrediction:
     if not isinstance(raw, dict):
         raise ValueError("prediction must be an object.")
     if not PREDICTION_FIELDS.issuperset(raw):
@@ -107,7 +116,7 @@ def _parse_prediction(raw, label_keys: set, now) -> ParsedPrediction:
             raise ValueError(f"prediction.probabilities must sum to 1 (±{PROB_TOLERANCE}); they sum to {total:.6f}.")
     predicted_at = raw.get("predicted_at")
     predicted_at = now if predicted_at is None else parse_timestamp(predicted_at, field="prediction.predicted_at")
-    return ParsedPrediction(mv, label, probs, predicted_at)
+    return ParsedPrediction(mv, label, probs, predicted_at, probability_vector(probs, label_order))
 
 
 ITEM_FIELDS = frozenset({"external_id", "payload", "priority", "prediction"})
@@ -118,7 +127,8 @@ def items_validate(*, project: Project, rows: list) -> list[ParsedItem]:
     check_batch_size(rows)
     if not rows:
         raise ValidationFailed("The batch is empty.", fields={"rows": [{"index": None, "message": "No rows."}]})
-    label_keys = set(project_label_keys(project=project))
+    label_order = project_label_keys(project=project)
+    label_keys = set(label_order)
     now = timezone.now()
     parsed, errors, seen = [], [], {}
     for i, row in enumerate(rows):
@@ -143,7 +153,7 @@ def items_validate(*, project: Project, rows: list) -> list[ParsedItem]:
                 raise ValueError("priority must be an integer.")
             pred = row.get("prediction")
             parsed.append(
-                ParsedItem(ext, payload, priority, None if pred is None else _parse_prediction(pred, label_keys, now))
+                ParsedItem(ext, payload, priority, None if pred is None else _parse_prediction(pred, label_keys, now, label_order))
             )
         except ValueError as exc:
             errors.append({"index": i, "message": str(exc)})
@@ -255,11 +265,11 @@ def _write_portable(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
             [
                 Prediction(item_id=ids[p.external_id], model_version=p.prediction.model_version,
                            label=p.prediction.label, probabilities=p.prediction.probabilities,
-                           predicted_at=p.prediction.predicted_at, created_at=now)
+                           vector=p.prediction.vector, predicted_at=p.prediction.predicted_at, created_at=now)
                 for p in pred_rows
             ],
             batch_size=2000, update_conflicts=True, unique_fields=["item", "model_version"],
-            update_fields=["label", "probabilities", "predicted_at"],
+            update_fields=["label", "probabilities", "vector", "predicted_at"],
         )
     return IngestResult(created, updated, unchanged)
 
@@ -272,7 +282,7 @@ def json_text(value) -> str:
         return json.dumps(value)
 
 
-_INGEST_COLUMNS = "ord, external_id, payload, priority, uncertainty, model_version, label, probabilities, predicted_at"
+_INGEST_COLUMNS = "ord, external_id, payload, priority, uncertainty, model_version, label, probabilities, vector, predicted_at"
 
 
 def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
@@ -285,21 +295,21 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
     dumps = json_text
     with connection.cursor() as cur:
         cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _ingest (ord int, external_id text, payload jsonb, priority int, "
-            "uncertainty float8, model_version text, label text, probabilities jsonb, predicted_at timestamptz) "
+            "CREATE TEMP TABLE IF NOT EXISTS _ingest_v2 (ord int, external_id text, payload jsonb, priority int, "
+            "uncertainty float8, model_version text, label text, probabilities jsonb, vector bytea, predicted_at timestamptz) "
             "ON COMMIT DELETE ROWS"
         )
-        with cur.cursor.copy(f"COPY _ingest ({_INGEST_COLUMNS}) FROM STDIN") as copy:
+        with cur.cursor.copy(f"COPY _ingest_v2 ({_INGEST_COLUMNS}) FROM STDIN") as copy:
             write = copy.write_row
             for n, p in enumerate(parsed):
                 pr = p.prediction
                 if pr is None:
-                    write((n, p.external_id, dumps(p.payload), p.priority, None, None, None, None, None))
+                    write((n, p.external_id, dumps(p.payload), p.priority, None, None, None, None, None, None))
                 else:
                     probs = pr.probabilities
                     write((
                         n, p.external_id, dumps(p.payload), p.priority, _uncertainty(pr),
-                        pr.model_version, pr.label, None if probs is None else dumps(probs), pr.predicted_at,
+                        pr.model_version, pr.label, None if probs is None else dumps(probs), pr.vector, pr.predicted_at,
                     ))
         cur.execute(
             f"""
@@ -308,7 +318,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
                        (i.id IS NULL OR i.payload IS DISTINCT FROM t.payload OR i.priority <> t.priority) AS item_changed,
                        (t.model_version IS NOT NULL AND (p.id IS NULL OR p.label <> t.label
                         OR p.probabilities IS DISTINCT FROM t.probabilities OR p.predicted_at <> t.predicted_at)) AS pred_changed
-                FROM _ingest t
+                FROM _ingest_v2 t
                 -- LATERAL ... LIMIT 1: one unique-index probe per row, whatever the tables' size or statistics
                 LEFT JOIN LATERAL (
                     SELECT id, payload, priority FROM {item_t}
@@ -333,12 +343,13 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
                 RETURNING cur.id, cur.external_id, (cur.xmax = 0) AS inserted
             ),
             preds AS (
-                INSERT INTO {pred_t} AS cur (item_id, model_version, label, probabilities, predicted_at, created_at)
-                SELECT items.id, c.model_version, c.label, c.probabilities, c.predicted_at, %(now)s
+                INSERT INTO {pred_t} AS cur (item_id, model_version, label, probabilities, vector, predicted_at, created_at)
+                SELECT items.id, c.model_version, c.label, c.probabilities, c.vector, c.predicted_at, %(now)s
                 FROM items JOIN changed c ON c.external_id = items.external_id
                 WHERE c.pred_changed
                 ON CONFLICT (item_id, model_version) DO UPDATE SET
-                    label = EXCLUDED.label, probabilities = EXCLUDED.probabilities, predicted_at = EXCLUDED.predicted_at
+                    label = EXCLUDED.label, probabilities = EXCLUDED.probabilities, vector = EXCLUDED.vector,
+                    predicted_at = EXCLUDED.predicted_at
                 RETURNING 1
             ),
             days AS (
@@ -359,7 +370,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
              "now": timezone.now()},
         )
         created, written, _preds, days = cur.fetchone()
-        cur.execute("TRUNCATE _ingest")
+        cur.execute("TRUNCATE _ingest_v2")
     if days:
         from labeling.receivers_feedback import enqueue_refresh
 

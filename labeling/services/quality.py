@@ -380,24 +380,25 @@ def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
 
 def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
     """The newest prediction with probabilities of each annotated item of the project: item_id,
-    model_version and one probability column per label (NaN where a key is missing). Annotated items
+    model_version and probs (N × K in label order, NaN where a label is missing). Annotated items
     are found by their counter, or with `exact` by their annotations."""
     t = _tables()
     k = len(label_keys)
     if is_postgres():
         annotated_sql = (f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)" if exact
                          else "i.annotation_count > 0")
-        # jsonb -> float8 directly (ingestion only stores numbers here); a missing key is NULL -> NaN.
-        cols = ", ".join("(p.probabilities -> %s)::float8" for _ in label_keys)
+        # Prediction.vector holds the numbers already; a row without one is converted from its jsonb.
+        from_jsonb = (
+            "(SELECT string_agg(float8send(coalesce((p.probabilities ->> u.key)::float8, 'NaN')), ''::bytea ORDER BY u.o) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, o))"
+        )
         latest = (
-            f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, {cols} FROM {t['p']} p "
+            f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, "
+            f"coalesce(CASE WHEN length(p.vector) = {8 * k} THEN p.vector END, {from_jsonb}) FROM {t['p']} p "
             f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
             f"AND {annotated_sql} ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
         )
-        return read_columns(
-            latest, [*label_keys, project_id],
-            {"item_id": np.int64, "model_version": str, **{f"p{j}": float for j in range(k)}},
-        )
+        return read_columns(latest, [label_keys, project_id], {"item_id": np.int64, "model_version": str, "probs": (float, k)})
     latest = {}
     qs = Prediction.objects.filter(item__project_id=project_id, probabilities__isnull=False)
     if exact:
@@ -409,22 +410,21 @@ def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
     ):
         latest[item_id] = (mv, raw)
     ids = np.array(sorted(latest), dtype=np.int64)
-    frame = {"item_id": ids, "model_version": np.array([latest[i][0] for i in ids.tolist()], dtype=object)}
-    for j, key in enumerate(label_keys):
-        frame[f"p{j}"] = np.array([_prob(latest[i][1], key) for i in ids.tolist()], dtype=float)
-    return frame
+    return {
+        "item_id": ids, "model_version": np.array([latest[i][0] for i in ids.tolist()], dtype=object),
+        "probs": np.array([[_prob(latest[i][1], key) for key in label_keys] for i in ids.tolist()], dtype=float).reshape(-1, k),
+    }
 
 
 def _latest_probs(frame: dict, item_ids: np.ndarray):
     """N × K probabilities for `item_ids` from a _read_latest_predictions frame, and the model versions
     used (most used first); (None, []) unless every item has a usable one."""
-    k = sum(1 for name in frame if name.startswith("p") and name[1:].isdigit())
-    if len(item_ids) == 0 or k == 0:
+    if len(item_ids) == 0 or frame["probs"].shape[1] == 0:
         return None, []
     pos = _positions(frame["item_id"], item_ids)
     if pos is None:  # some scored item has no prediction with probabilities
         return None, []
-    probs = np.column_stack([frame[f"p{j}"][pos] for j in range(k)])
+    probs = frame["probs"][pos]
     if np.isnan(probs).any() or (probs < 0).any() or (probs.sum(axis=1) <= 0).any():
         return None, []
     used = pd.Series(frame["model_version"][pos]).value_counts()  # most used first
@@ -625,20 +625,26 @@ def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Pl
     PostgreSQL, outside a transaction, they go in on a second connection while the items are
     written, and the stale ones are re-marked afterwards."""
     outcome = plan.outcome.copy()
-    results = None
+    results = []
     if is_postgres() and connection.get_autocommit():
-        results = DbThread(partial(_insert_results, run.pk, snap, scores, outcome.copy()))
+        QualityItemResult.objects.filter(run_id=run.pk).delete()  # a re-executed run starts over
+        planned = outcome.copy()
+        # Two writers, each inserting half the rows: the inserts' index upkeep is CPU work that two
+        # server processes share between the cores.
+        results = [DbThread(partial(_insert_results, run.pk, snap, scores, planned, rows=rows))
+                   for rows in np.array_split(np.arange(len(outcome)), RESULT_WRITERS)]
     try:
         stale = _apply_plan(run, snap, scores, plan)
     except BaseException:
-        if results is not None:
-            results.join()
+        for writer in results:
+            writer.join()
         raise
     outcome[stale] = QualityOutcome.STALE.value
-    if results is None:
+    if not results:
         _insert_results(run.pk, snap, scores, outcome)
     else:
-        results.result()
+        for writer in results:
+            writer.result()
         if stale.any():
             QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
                 outcome=QualityOutcome.STALE
@@ -655,8 +661,10 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     for idx in _chunks(accepted, WRITE_CHUNK):
         stale[idx] = _accept_chunk(run, snap, scores, idx)
     reopened = np.nonzero(act & (outcome == QualityOutcome.REOPENED))[0]
-    for idx in _chunks(reopened, 4 * WRITE_CHUNK):
-        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx])
+    reopen = [partial(_set_status_chunk, snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx])
+              for idx in _chunks(reopened, 2 * WRITE_CHUNK)]
+    for idx, chunk_stale in zip(_chunks(reopened, 2 * WRITE_CHUNK), _run_chunks(reopen)):
+        stale[idx] = chunk_stale
     review = act & (outcome == QualityOutcome.REVIEW)
     moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
     for idx in _chunks(moved, 4 * WRITE_CHUNK):
@@ -667,17 +675,44 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     return stale
 
 
+RESULT_WRITERS = 2
+
+
+def _run_chunks(calls: list) -> list:
+    """Call each (a chunk write in its own transaction) and return their values in order. On
+    PostgreSQL outside a transaction, two connections take alternate chunks: the chunks hold
+    disjoint items, each locked in primary-key order, so the two never wait for each other, and
+    the index upkeep that dominates such writes is shared between the cores."""
+    if len(calls) < 2 or not (is_postgres() and connection.get_autocommit()):
+        return [call() for call in calls]
+    workers = [DbThread(partial(_call_each, calls[j::2])) for j in range(2)]
+    for worker in workers:
+        worker.join()
+    values = [worker.result() for worker in workers]
+    out = [None] * len(calls)
+    out[0::2], out[1::2] = values
+    return out
+
+
+def _call_each(calls: list) -> list:
+    return [call() for call in calls]
+
+
 @transaction.atomic
-def _insert_results(run_id, snap, scores, outcome) -> None:
-    QualityItemResult.objects.filter(run_id=run_id).delete()  # a re-executed run starts over
-    codes = pd.Index(OUTCOMES).get_indexer(outcome)
-    quality = np.nan_to_num(scores.quality, nan=0.0)
-    agreement = np.nan_to_num(scores.agreement, nan=0.0)
+def _insert_results(run_id, snap, scores, outcome, *, rows: np.ndarray | None = None) -> None:
+    """Insert the per-item results (all of them, replacing any of this run's; or only `rows`, of a
+    run that has none yet)."""
+    if rows is None:
+        QualityItemResult.objects.filter(run_id=run_id).delete()  # a re-executed run starts over
+        rows = np.arange(len(outcome))
+    codes = pd.Index(OUTCOMES).get_indexer(outcome[rows])
+    quality = np.nan_to_num(scores.quality[rows], nan=0.0)
+    agreement = np.nan_to_num(scores.agreement[rows], nan=0.0)
     if is_postgres():
         temp_table_from_arrays("quality_results", {
-            "item_id": ("int8", snap.item_ids), "label": ("int4", scores.consensus), "q": ("float8", quality),
-            "a": ("float8", agreement), "n": ("int4", scores.num_annotations), "al": ("float8", scores.active_learning),
-            "li": ("bool", scores.label_issue), "o": ("int4", codes),
+            "item_id": ("int8", snap.item_ids[rows]), "label": ("int4", scores.consensus[rows]), "q": ("float8", quality),
+            "a": ("float8", agreement), "n": ("int4", scores.num_annotations[rows]),
+            "al": ("float8", scores.active_learning[rows]), "li": ("bool", scores.label_issue[rows]), "o": ("int4", codes),
         })
         with connection.cursor() as cur:
             cur.execute(
@@ -691,10 +726,10 @@ def _insert_results(run_id, snap, scores, outcome) -> None:
     QualityItemResult.objects.bulk_create([
         QualityItemResult(
             run_id=run_id, item_id=int(snap.item_ids[i]), consensus_label=snap.label_keys[int(scores.consensus[i])],
-            quality=float(quality[i]), agreement=float(agreement[i]), num_annotations=int(scores.num_annotations[i]),
+            quality=float(quality[j]), agreement=float(agreement[j]), num_annotations=int(scores.num_annotations[i]),
             active_learning_score=float(scores.active_learning[i]), label_issue=bool(scores.label_issue[i]), outcome=outcome[i],
         )
-        for i in range(len(outcome))
+        for j, i in enumerate(rows.tolist())
     ], batch_size=2000)
 
 

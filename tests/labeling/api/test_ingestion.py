@@ -1,4 +1,5 @@
 import json
+import struct
 
 import pytest
 from django.test import override_settings
@@ -35,6 +36,22 @@ def test_ingest_creates_items_and_predictions(user, project):
     assert item.priority == 1 and item.payload == {"text": "hello 4"}
     assert item.uncertainty == pytest.approx(0.3) and item.first_predicted_at.isoformat().startswith("2026-11-01T10:00")
     assert item.required_annotations == project.annotations_per_item
+
+
+def test_probabilities_are_also_stored_as_numbers_in_label_order(user, project):
+    """Prediction.vector: big-endian float64 in the project's label order, rewritten with the jsonb."""
+    order = list(project.labels.order_by("position", "id").values_list("key", flat=True))
+    c = client_for(user)
+    post(c, project, rows(3))
+    pred = Prediction.objects.get(item__project=project, item__external_id="e1")
+    assert struct.unpack(f">{len(order)}d", bytes(pred.vector)) == tuple(PROBS[k] for k in order)
+    changed = {"pos": 0.1, "neg": 0.3, "neu": 0.6}
+    body = rows(1, start=1)
+    body[0]["prediction"]["probabilities"] = changed
+    assert post(c, project, body).json() == {"created": 0, "updated": 1, "unchanged": 0}
+    pred.refresh_from_db()
+    assert pred.probabilities == changed
+    assert struct.unpack(f">{len(order)}d", bytes(pred.vector)) == tuple(changed[k] for k in order)
 
 
 def test_resending_the_same_batch_changes_nothing_and_says_so(user, project):

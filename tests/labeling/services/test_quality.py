@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from scipy.stats import spearmanr
@@ -20,6 +20,7 @@ from labeling.models import (
     Item,
     ItemStatus,
     LabelChange,
+    Prediction,
     QualityAnnotatorStat,
     QualityItemResult,
     QualityRun,
@@ -364,6 +365,69 @@ def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx, reader):
     assert run.n_annotations == 120  # the 121st committed during the read: not in the snapshot
     assert results_by_item(run)[target.pk].outcome == "stale"
     assert len(items) == 40
+
+
+@pytest.mark.django_db
+def test_stored_vectors_and_the_jsonb_give_the_same_pred_probs():
+    """Prediction.vector (written by ingestion) is what a run reads; a row without one is converted
+    from its jsonb probabilities, to the same numbers."""
+    project, _ = crowd_project(k=4)
+    users = annotators(project, 5)
+    crowd = simulate_crowd(n_items=60, accuracies=[0.6, 0.7, 0.8, 0.9, 0.95], n_classes=4, per_item=3, seed=5)
+    items = load_crowd(project, users, crowd)
+    from_vectors = quality_service.quality_snapshot_read(project_id=project.pk)
+    Prediction.objects.filter(item__in=items[::2]).update(vector=None)
+    mixed = quality_service.quality_snapshot_read(project_id=project.pk)
+    Prediction.objects.filter(item__in=items).update(vector=None)
+    from_jsonb = quality_service.quality_snapshot_read(project_id=project.pk)
+    order = np.argsort([it.pk for it in items])
+    expected = crowd.pred_probs[order]
+    for snap in (from_vectors, mixed, from_jsonb):
+        assert snap.prod_probs is not None and snap.model_versions == ["sim-v1"]
+        np.testing.assert_allclose(snap.prod_probs, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
+    """Outside a transaction a run reads on three connections and writes on up to five (two for the
+    per-item results, two taking alternate reopen chunks, this one); inside one, everything happens
+    on this connection. Both give the same outcomes, item states and ground truth."""
+    crowd = simulate_crowd(n_items=240, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=21)
+    projects = []
+    for _ in range(2):
+        project, _ = crowd_project(k=4, accept_threshold=0.7)
+        users = annotators(project, 10)
+        load_crowd(project, users, crowd)
+        projects.append(project)
+    threads = []
+    real_thread = quality_service.DbThread
+
+    def counting(*args, **kwargs):
+        threads.append(kwargs.get("snapshot_id"))
+        return real_thread(*args, **kwargs)
+
+    with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "DbThread", counting):
+        spread = run_now(projects[0])
+        assert len(threads) >= 6  # 2 readers on the snapshot, 2 result writers, 2 reopen writers
+        assert sum(1 for sid in threads if sid) == 2
+        threads.clear()
+        with transaction.atomic():
+            single = run_now(projects[1])
+        assert threads == []
+    assert spread.status == single.status == "done", (spread.error, single.error)
+    assert spread.reopened_for_more > 2 * 2 * 7  # several reopen chunks on each connection
+
+    def state(project, run):
+        results = {r.item.external_id: (r.outcome, r.consensus_label, round(r.quality, 9), r.active_learning_score)
+                   for r in QualityItemResult.objects.filter(run=run).select_related("item")}
+        items = {it.external_id: (it.status, it.required_annotations, it.reopen_rank)
+                 for it in Item.objects.filter(project=project)}
+        truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item__external_id", "label"))
+        return results, items, truth
+
+    assert state(projects[0], spread) == state(projects[1], single)
+    for field in ("scored", "auto_accepted", "reopened_for_more", "to_review", "skipped_stale"):
+        assert getattr(spread, field) == getattr(single, field)
 
 
 # --- requesting runs ----------------------------------------------------------------------------
