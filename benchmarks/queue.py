@@ -307,7 +307,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per size (cycles are split across them)")
     ap.add_argument("--explain", action="store_true", help="also print the claim query plan on the largest project")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark projects")
+    ap.add_argument("--levels", default="service,saturated,paced",
+                    help="which parts to run (comma-separated: service, saturated, paced)")
     args = ap.parse_args()
+    levels = set(args.levels.split(","))
 
     setup_django()
     from django.core.management import call_command
@@ -343,7 +346,7 @@ def main():
             for r in range(n):
                 yield from (sizes if r % 2 == 0 else list(reversed(sizes)))
 
-        for workers, cycles in ((1, args.service_cycles_1), (16, args.service_cycles_16)):
+        for workers, cycles in ((1, args.service_cycles_1), (16, args.service_cycles_16)) if "service" in levels else ():
             parts = {size: [] for size in sizes}
             for i, size in enumerate(rounds(args.rounds)):
                 connections.close_all()
@@ -356,19 +359,20 @@ def main():
 
         with gunicorn(workers=args.gunicorn_workers) as server:
             parts = {size: [] for size in sizes}
-            for i, size in enumerate(rounds(args.rounds)):
+            for i, size in enumerate(rounds(args.rounds) if "saturated" in levels else ()):
                 connections.close_all()
                 res = run_http(server, made[size], args.http_annotators, max(1, args.http_cycles // args.rounds), None,
                                f"{run}-h{size}-{i}", ctx)
                 parts[size].append(res)
                 print(f"http {size:,} round: {res['done'] / res['wall']:.1f} cycles/s (load {res['load']:.1f})", flush=True)
-            for size in sizes:
+            for size in sizes if "saturated" in levels else ():
                 row("http saturated", size, args.http_annotators, merge(parts[size]), check(made[size].pk))
             big = made[max(sizes)]
             connections.close_all()
             think = tuple(float(x) for x in args.think.split(","))
-            res = run_http(server, big, args.http_annotators, args.paced_cycles, think, f"{run}-p", ctx)
-            row(f"http paced (think {think[0]:g}-{think[1]:g} s)", max(sizes), args.http_annotators, res, check(big.pk))
+            if "paced" in levels:
+                res = run_http(server, big, args.http_annotators, args.paced_cycles, think, f"{run}-p", ctx)
+                row(f"http paced (think {think[0]:g}-{think[1]:g} s)", max(sizes), args.http_annotators, res, check(big.pk))
 
         if args.explain:
             plans.append(explain(made[max(sizes)]))
