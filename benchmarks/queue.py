@@ -301,7 +301,7 @@ def main():
     ap.add_argument("--service-cycles-16", type=int, default=120, help="cycles of each of the 16 service workers")
     ap.add_argument("--http-annotators", type=int, default=32)
     ap.add_argument("--http-cycles", type=int, default=30, help="cycles per annotator, back to back")
-    ap.add_argument("--paced-cycles", type=int, default=6, help="cycles per annotator with think time")
+    ap.add_argument("--paced-cycles", type=int, default=20, help="cycles per annotator with think time")
     ap.add_argument("--think", default="2,6", help="seconds an annotator spends on an item in the paced run (min,max)")
     ap.add_argument("--gunicorn-workers", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per size (cycles are split across them)")
