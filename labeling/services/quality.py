@@ -2,9 +2,10 @@
 
 A run goes through three phases, each timed on the run:
 
-1. read: one REPEATABLE READ, READ ONLY transaction (PostgreSQL) reads every annotation, the state
-   of every annotated item (status, counters, ground truth) and the newest production prediction
-   per item: a consistent snapshot, whatever annotators and reviewers commit meanwhile.
+1. read: one REPEATABLE READ, READ ONLY snapshot (PostgreSQL) of every annotation, the state of
+   every annotated item (status, counters, ground truth) and the newest production prediction per
+   item: consistent, whatever annotators and reviewers commit meanwhile. Three connections read it
+   at once (pg_export_snapshot / SET TRANSACTION SNAPSHOT), the items' state while scoring runs.
 2. score: pred_probs (production predictions when every scored item has one, else out-of-sample
    scikit-learn on the payload), then CROWDLAB (cleanlab.multiannotator) when items have several
    labels, or cleanlab.rank / cleanlab.filter when every item has one (labeling.consensus).
@@ -14,8 +15,10 @@ A run goes through three phases, each timed on the run:
    ground_truth_set_many, items locked in primary-key order); below it -> back to the queue for one
    more annotation while max_annotations_per_item and the project's annotators allow, served in
    ActiveLab order; else the review queue. Reopening is one compare-and-set UPDATE per chunk (the
-   row's xmin, status and counters must still be the snapshot's). Per-item results go in with one
-   binary COPY; per-annotator statistics with bulk_create.
+   row's xmin, status and counters must still be the snapshot's), the chunks alternating between
+   two connections. Per-item results go in meanwhile, through binary COPY, from two more
+   connections; per-annotator statistics with bulk_create. A run thus holds up to five database
+   connections at once (on SQLite, or inside a transaction, everything happens on one).
 
 Two runs requested at once: a partial unique constraint lets only one queued-or-running run exist per
 project; the second request gets a Conflict naming the first.
