@@ -144,10 +144,12 @@ def service_worker(args):
     from django.contrib.auth import get_user_model
     from django.db import connection
 
+    from config.celery import warm_broker
     from labeling.models import Project
     from labeling.services.annotations import annotation_submit
     from labeling.services.queue import assignment_claim_next
 
+    warm_broker()  # as a web worker does when it starts (config/wsgi.py)
     rng = random.Random(seed)
     project = Project.objects.get(pk=project_id)
     user = get_user_model().objects.get(pk=user_id)

@@ -8,3 +8,7 @@ application = get_wsgi_application()
 # Import every view (and what they import: scikit-learn, cleanlab, pandas) when the worker starts,
 # not inside its first request, which would otherwise take seconds.
 get_resolver().url_patterns
+
+from config.celery import warm_broker  # noqa: E402
+
+warm_broker()
