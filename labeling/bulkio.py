@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import partial
 
 import numpy as np
 from django.db import connection, transaction
@@ -125,6 +126,12 @@ def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+$")
 
 
+def side_connections_usable() -> bool:
+    """Whether work may go to other connections: PostgreSQL, and not inside a transaction (other
+    connections would not see its uncommitted rows; tests run inside one)."""
+    return is_postgres() and connection.get_autocommit()
+
+
 def snapshot_export() -> str:
     """The id of the current transaction's snapshot (PostgreSQL, REPEATABLE READ), for DbThread to
     import: both then read exactly the same committed data. Valid while this transaction is open."""
@@ -183,3 +190,29 @@ class DbThread(threading.Thread):
         if self._error is not None:
             raise self._error
         return self._value
+
+
+def start_calls(calls: list, *, ways: int = 2):
+    """Start `calls` (each manages its own transactions) and return a function that waits for all of
+    them and returns their values in order, raising the first error once every call has ended.
+
+    Where side connections are usable, `ways` threads take every ways-th call, in order, each on
+    its own connection, while this one goes on with other work. Elsewhere the calls run here, now."""
+    if not side_connections_usable() or len(calls) < 2:
+        values = [call() for call in calls]
+        return lambda: values
+    workers = [DbThread(partial(_call_each, calls[j::ways])) for j in range(min(ways, len(calls)))]
+
+    def wait() -> list:
+        for worker in workers:
+            worker.join()
+        out = [None] * len(calls)
+        for j, worker in enumerate(workers):
+            out[j::ways] = worker.result()
+        return out
+
+    return wait
+
+
+def _call_each(calls: list) -> list:
+    return [call() for call in calls]

@@ -295,11 +295,11 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
     dumps = json_text
     with connection.cursor() as cur:
         cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _ingest_v2 (ord int, external_id text, payload jsonb, priority int, "
+            "CREATE TEMP TABLE IF NOT EXISTS _ingest (ord int, external_id text, payload jsonb, priority int, "
             "uncertainty float8, model_version text, label text, probabilities jsonb, vector bytea, predicted_at timestamptz) "
             "ON COMMIT DELETE ROWS"
         )
-        with cur.cursor.copy(f"COPY _ingest_v2 ({_INGEST_COLUMNS}) FROM STDIN") as copy:
+        with cur.cursor.copy(f"COPY _ingest ({_INGEST_COLUMNS}) FROM STDIN") as copy:
             write = copy.write_row
             for n, p in enumerate(parsed):
                 pr = p.prediction
@@ -318,7 +318,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
                        (i.id IS NULL OR i.payload IS DISTINCT FROM t.payload OR i.priority <> t.priority) AS item_changed,
                        (t.model_version IS NOT NULL AND (p.id IS NULL OR p.label <> t.label
                         OR p.probabilities IS DISTINCT FROM t.probabilities OR p.predicted_at <> t.predicted_at)) AS pred_changed
-                FROM _ingest_v2 t
+                FROM _ingest t
                 -- LATERAL ... LIMIT 1: one unique-index probe per row, whatever the tables' size or statistics
                 LEFT JOIN LATERAL (
                     SELECT id, payload, priority FROM {item_t}
@@ -370,7 +370,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
              "now": timezone.now()},
         )
         created, written, _preds, days = cur.fetchone()
-        cur.execute("TRUNCATE _ingest_v2")
+        cur.execute("TRUNCATE _ingest")
     if days:
         from labeling.receivers_feedback import enqueue_refresh
 

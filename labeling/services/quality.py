@@ -26,6 +26,7 @@ project; the second request gets a Conflict naming the first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -42,7 +43,15 @@ from django.utils import timezone
 
 from labeling import consensus
 from labeling.bulkio import (
-    DbThread, array_literal, is_postgres, label_case, read_columns, snapshot_export, temp_table_from_arrays,
+    DbThread,
+    array_literal,
+    is_postgres,
+    label_case,
+    read_columns,
+    side_connections_usable,
+    snapshot_export,
+    start_calls,
+    temp_table_from_arrays,
 )
 from labeling.errors import Conflict, NotFound
 from labeling.models import (
@@ -240,7 +249,7 @@ def quality_snapshot_read(*, project_id: int) -> Snapshot:
     one reads the annotations, then the items' state on another one, which keeps reading while
     scoring starts (scoring needs only labels and pred_probs). quality_snapshot_complete() waits for
     it. Inside a transaction (tests) or on SQLite, everything is read here, one query after another."""
-    parallel = is_postgres() and connection.get_autocommit()
+    parallel = side_connections_usable()
     with transaction.atomic():
         if is_postgres():
             with connection.cursor() as cur:
@@ -624,34 +633,24 @@ def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Pl
     """Apply the plan, item by item only where nobody acted since the snapshot; then record every
     item's result (with "stale" where a person got there first) and the annotator statistics.
 
-    The per-item results depend on the item writes only for the few items found stale: on
-    PostgreSQL, outside a transaction, they go in on a second connection while the items are
-    written, and the stale ones are re-marked afterwards."""
-    outcome = plan.outcome.copy()
-    results = []
-    if is_postgres() and connection.get_autocommit():
-        QualityItemResult.objects.filter(run_id=run.pk).delete()  # a re-executed run starts over
-        planned = outcome.copy()
-        # Two writers, each inserting half the rows: the inserts' index upkeep is CPU work that two
-        # server processes share between the cores.
-        results = [DbThread(partial(_insert_results, run.pk, snap, scores, planned, rows=rows))
-                   for rows in np.array_split(np.arange(len(outcome)), RESULT_WRITERS)]
+    The per-item results depend on the item writes only for the few items found stale: they go in
+    with the planned outcome (where side connections are usable, by two of them while the items are
+    written: their index upkeep is CPU work the server shares between cores), and the stale ones
+    are re-marked afterwards."""
+    QualityItemResult.objects.filter(run_id=run.pk).delete()  # a re-executed run starts over
+    halves = np.array_split(np.arange(len(snap.item_ids)), RESULT_WRITERS)
+    results = start_calls([partial(_insert_results, run.pk, snap, scores, plan.outcome, rows) for rows in halves])
     try:
         stale = _apply_plan(run, snap, scores, plan)
     except BaseException:
-        for writer in results:
-            writer.join()
+        with contextlib.suppress(Exception):
+            results()  # let the writers finish before the run is marked failed
         raise
-    outcome[stale] = QualityOutcome.STALE.value
-    if not results:
-        _insert_results(run.pk, snap, scores, outcome)
-    else:
-        for writer in results:
-            writer.result()
-        if stale.any():
-            QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
-                outcome=QualityOutcome.STALE
-            )
+    results()
+    if stale.any():
+        QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
+            outcome=QualityOutcome.STALE
+        )
     _write_annotator_stats(run.pk, snap, scores)
 
 
@@ -664,9 +663,11 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     for idx in _chunks(accepted, WRITE_CHUNK):
         stale[idx] = _accept_chunk(run, snap, scores, idx)
     reopened = np.nonzero(act & (outcome == QualityOutcome.REOPENED))[0]
+    # Chunks alternate between two side connections where usable: they hold disjoint items, each
+    # locked in primary-key order, so the two never wait for each other.
     reopen = [partial(_set_status_chunk, snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx])
               for idx in _chunks(reopened, 2 * WRITE_CHUNK)]
-    for idx, chunk_stale in zip(_chunks(reopened, 2 * WRITE_CHUNK), _run_chunks(reopen)):
+    for idx, chunk_stale in zip(_chunks(reopened, 2 * WRITE_CHUNK), start_calls(reopen)()):
         stale[idx] = chunk_stale
     review = act & (outcome == QualityOutcome.REVIEW)
     moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
@@ -681,33 +682,9 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
 RESULT_WRITERS = 2
 
 
-def _run_chunks(calls: list) -> list:
-    """Call each (a chunk write in its own transaction) and return their values in order. On
-    PostgreSQL outside a transaction, two connections take alternate chunks: the chunks hold
-    disjoint items, each locked in primary-key order, so the two never wait for each other, and
-    the index upkeep that dominates such writes is shared between the cores."""
-    if len(calls) < 2 or not (is_postgres() and connection.get_autocommit()):
-        return [call() for call in calls]
-    workers = [DbThread(partial(_call_each, calls[j::2])) for j in range(2)]
-    for worker in workers:
-        worker.join()
-    values = [worker.result() for worker in workers]
-    out = [None] * len(calls)
-    out[0::2], out[1::2] = values
-    return out
-
-
-def _call_each(calls: list) -> list:
-    return [call() for call in calls]
-
-
 @transaction.atomic
-def _insert_results(run_id, snap, scores, outcome, *, rows: np.ndarray | None = None) -> None:
-    """Insert the per-item results (all of them, replacing any of this run's; or only `rows`, of a
-    run that has none yet)."""
-    if rows is None:
-        QualityItemResult.objects.filter(run_id=run_id).delete()  # a re-executed run starts over
-        rows = np.arange(len(outcome))
+def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
+    """Insert the per-item results of the snapshot's items at positions `rows`."""
     codes = pd.Index(OUTCOMES).get_indexer(outcome[rows])
     quality = np.nan_to_num(scores.quality[rows], nan=0.0)
     agreement = np.nan_to_num(scores.agreement[rows], nan=0.0)

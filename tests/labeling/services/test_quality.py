@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 from scipy.stats import spearmanr
 
-from labeling import consensus
+from labeling import bulkio, consensus
 from labeling.errors import Conflict
 from labeling.models import (
     Annotation,
@@ -406,7 +406,8 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
         threads.append(kwargs.get("snapshot_id"))
         return real_thread(*args, **kwargs)
 
-    with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "DbThread", counting):
+    with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "DbThread", counting), \
+            mock.patch.object(bulkio, "DbThread", counting):
         spread = run_now(projects[0])
         assert len(threads) >= 6  # 2 readers on the snapshot, 2 result writers, 2 reopen writers
         assert sum(1 for sid in threads if sid) == 2
