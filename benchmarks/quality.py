@@ -86,17 +86,18 @@ def build(n_items, n_annotators, n_classes, seed=0):
     probs /= probs.sum(axis=1, keepdims=True)
 
     now = timezone.now()
+    user_ids = np.array([u.pk for u in users], dtype=np.int64)
     t = time.perf_counter()
     with transaction.atomic(), connection.cursor() as c:
         cur = c.cursor
         copy_rows(cur, Item._meta.db_table,
                   ["project_id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
-                   "created_at", "updated_at"],
-                  ((project.pk, f"b{i}", json.dumps({"text": f"item {i}"}), 0, "resolved" if unanimous[i] else "disputed", 3, 3, now, now)
+                   "created_at", "updated_at", "touchers"],
+                  ((project.pk, f"b{i}", json.dumps({"text": f"item {i}"}), 0, "resolved" if unanimous[i] else "disputed", 3, 3, now, now,
+                    json.dumps(sorted(user_ids[who[i]].tolist())))  # everyone who held a lease, as the queue leaves it
                    for i in range(n_items)))
         cur.execute(f"SELECT id FROM {Item._meta.db_table} WHERE project_id = %s ORDER BY id", [project.pk])
         ids = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
-        user_ids = np.array([u.pk for u in users], dtype=np.int64)
         copy_rows(cur, Annotation._meta.db_table, ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
                   ((project.pk, int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
                    for i in range(n_items) for j in range(3)))

@@ -40,9 +40,7 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
                 return f"string_agg(coalesce(s.{n}::text, ''), chr(30))"
             return f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
 
-        with connection.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(agg(n) for n in names)} FROM ({sql}) AS s({', '.join(names)})", params)
-            row = cur.fetchone()
+        row = _fetch_one_binary(f"SELECT {', '.join(agg(n) for n in names)} FROM ({sql}) AS s({', '.join(names)})", params)
         out = {}
         for n, raw in zip(names, row):
             if isinstance(columns[n], tuple):
@@ -66,6 +64,19 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
                     dtype=object if columns[n] is str else columns[n])
         for j, n in enumerate(names)
     }
+
+
+def _fetch_one_binary(sql: str, params: list) -> tuple:
+    """One row in PostgreSQL's binary format. Django's psycopg cursors bind parameters client-side,
+    which only returns text: a bytea of tens of MB would come back as hex, twice the size, and be
+    decoded on this side (about half the time of the read). A server-side-binding cursor on the
+    same connection (so in the same transaction) gets the bytes as they are."""
+    import psycopg
+
+    with connection.cursor() as wrapper:  # opens the connection (and any pending transaction) as Django does
+        with psycopg.Cursor(wrapper.cursor.connection) as cur:
+            cur.execute(sql, params, binary=True)
+            return cur.fetchone()
 
 
 def array_literal(values) -> str:
