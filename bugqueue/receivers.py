@@ -49,6 +49,6 @@ def on_ground_truth_for_datasets(sender, project_id, changes, **kwargs):
     from bugqueue.services.datasets import pending_item_ids
     from bugqueue.tasks import datasets_absorb_labeled_task
 
-    waiting = pending_item_ids([c.item_id for c in changes])
+    waiting = pending_item_ids([c.item_id for c in changes], project_id=project_id)
     if waiting:
         transaction.on_commit(partial(_send, datasets_absorb_labeled_task, waiting))

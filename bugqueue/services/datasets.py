@@ -276,9 +276,13 @@ def datasets_absorb_labeled(*, item_ids) -> list[DatasetVersion]:
     return versions
 
 
-def pending_item_ids(item_ids) -> list[int]:
-    return list(DatasetPending.objects.filter(item_id__in=list(item_ids), added_in__isnull=True)
-                .values_list("item_id", flat=True).distinct())
+def pending_item_ids(item_ids, *, project_id: int | None = None) -> list[int]:
+    """Which of these items wait to join a dataset. With `project_id`, one index probe first answers
+    the usual case (nothing waits in the project) without sending thousands of ids."""
+    waiting = DatasetPending.objects.filter(added_in__isnull=True)
+    if project_id is not None and not waiting.filter(dataset__project_id=project_id).exists():
+        return []
+    return list(waiting.filter(item_id__in=list(item_ids)).values_list("item_id", flat=True).distinct())
 
 
 

@@ -68,3 +68,54 @@ def test_concurrent_writers_get_gapless_unique_sequences(postgres_tx, user):
     assert not errors
     seqs = sorted(LabelChange.objects.filter(project=project).values_list("seq", flat=True))
     assert seqs == list(range(1, 41))
+
+
+@pytest.mark.django_db
+def test_sql_path_writes_exactly_what_the_orm_path_writes(postgres, user, monkeypatch):
+    """Large batches on PostgreSQL take set-based statements fed by COPY; the same decisions must
+    leave the same ground truth, history, statuses and returned changes as the ORM path."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labeling.services import ground_truth as gt_service
+
+    arrived = timezone.now() - timedelta(days=3)
+
+    def run(sql_from):
+        monkeypatch.setattr(gt_service, "SQL_PATH_MIN", sql_from)
+        project = ProjectFactory(creator=user)
+        items = [ItemFactory(project=project) for _ in range(6)]
+        pos = {it.pk: n for n, it in enumerate(items)}
+        ground_truth_set_many(project_id=project.pk, decisions=[
+            Decision(items[0].pk, "pos", "imported"), Decision(items[1].pk, "neg", "consensus", score=0.9, arrived_at=arrived),
+        ])
+        changes = ground_truth_set_many(project_id=project.pk, actor=user, decisions=[
+            Decision(items[0].pk, "pos", "imported"),  # repeats the current truth: no history row
+            Decision(items[1].pk, "pos", "adjudicated", note="clearly pos", annotators=(7, 8)),  # replaces it
+            Decision(items[2].pk, "neg", "consensus", score=0.8, annotators=(3,), source="quality-run:1"),
+            Decision(items[3].pk, "pos", "imported", arrived_at=arrived, model_version="v2"),
+            Decision(items[3].pk, "neg", "imported", note="second thoughts"),  # same item twice: both in history
+            Decision(items[4].pk, "pos", "consensus", status=ItemStatus.CONFLICT),
+        ])
+        truth = {
+            pos[g.item_id]: (g.label, g.method, g.score, g.decided_by_id, g.source, g.note, g.first_arrived_at == arrived)
+            for g in GroundTruth.objects.filter(item__project=project)
+        }
+        history = [
+            (c.seq, pos[c.item_id], c.external_id == items[pos[c.item_id]].external_id, c.label, c.previous_label, c.method,
+             c.score, c.actor_id, c.annotators, c.model_version, c.source, c.note)
+            for c in LabelChange.objects.filter(project=project).order_by("seq")
+        ]
+        statuses = [Item.objects.get(pk=it.pk).status for it in items]
+        returned = [(pos[c.item_id], c.label, c.previous_label, c.method, c.seq) for c in changes]
+        return truth, history, statuses, returned
+
+    orm, sql = run(10**9), run(1)
+    assert sql == orm
+    truth, history, statuses, returned = sql
+    assert truth[1] == ("pos", "adjudicated", None, user.pk, "", "clearly pos", True)  # first arrival kept
+    assert truth[3][:2] == ("neg", "imported") and truth[3][6] is True  # the first decision's arrival
+    assert [h[1] for h in history[2:]] == [1, 2, 3, 3, 4] and history[2][8] == [7, 8]
+    assert statuses == [ItemStatus.RESOLVED] * 4 + [ItemStatus.CONFLICT, ItemStatus.OPEN]
+    assert [r[4] for r in returned] == [3, 4, 5, 6, 7]

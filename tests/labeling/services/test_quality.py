@@ -179,6 +179,52 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
     assert by_rank[0].quality <= by_rank[-1].quality
 
 
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
+@pytest.mark.django_db
+def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(monkeypatch):
+    """The reopen UPDATE takes its row locks as its plan walks the items in primary-key order; should
+    it still deadlock, the chunk is rolled back and redone after an explicit locking pass."""
+    from django.db import OperationalError
+
+    project, _ = crowd_project(k=4, accept_threshold=0.7)
+    users = annotators(project, 10)
+    load_crowd(project, users, simulate_crowd(n_items=120, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=3))
+    real, attempts = quality_service._set_status_once, []
+
+    def deadlocks_once(snap, idx, **kw):
+        attempts.append(kw["lock_first"])
+        if not kw["lock_first"]:
+            with transaction.atomic():  # as the real attempt: its transaction is rolled back
+                Item.objects.filter(pk__in=snap.item_ids[idx].tolist()).update(status="open")
+                try:
+                    raise _Deadlock("deadlock detected")
+                except _Deadlock as cause:
+                    raise OperationalError("deadlock detected") from cause
+        return real(snap, idx, **kw)
+
+    monkeypatch.setattr(quality_service, "_set_status_once", deadlocks_once)
+    run = run_now(project)
+    assert run.status == "done", run.error
+    assert run.reopened_for_more and attempts[:2] == [False, True] and attempts.count(True) == attempts.count(False)
+    res = results_by_item(run)
+    for it in Item.objects.filter(project=project):
+        if res[it.pk].outcome == "reopened":
+            assert it.status == "open" and it.required_annotations == 4
+            assert it.reopen_rank == pytest.approx(res[it.pk].active_learning_score)
+
+    # Any other database error is not retried: the run fails with it.
+    def fails(snap, idx, **kw):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(quality_service, "_set_status_once", fails)
+    Item.objects.filter(project=project, status="open", annotation_count=3).update(status="disputed", required_annotations=3)
+    run = run_now(project)
+    assert run.status == "failed" and "server closed the connection" in run.error
+
+
 @pytest.mark.django_db
 def test_doubtful_items_go_to_review_when_no_annotator_is_left_to_ask():
     project, _ = crowd_project(k=3, accept_threshold=0.99)
