@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Cast, Collate
 
 LABEL_KEY_RE = r"^[a-z0-9_-]{1,64}$"
 
@@ -125,14 +126,21 @@ QUEUE_INDEX_PREFIX = {"fifo": "fifo", "priority": "prio", "uncertainty": "unc", 
 
 
 class QueueIndex(models.Index):
-    """A btree index that keeps its NULLS LAST clauses on PostgreSQL and drops them on SQLite, which
-    cannot index them (there the index only speeds up the zero-setup demo)."""
+    """A btree index that keeps its NULLS LAST and COLLATE "C" clauses on PostgreSQL and drops them on
+    SQLite, which cannot index the first and has no such collation (there the index only speeds up
+    the zero-setup demo)."""
 
     def create_sql(self, model, schema_editor, using="", **kwargs):
         statement = super().create_sql(model, schema_editor, using=using, **kwargs)
         if schema_editor.connection.vendor == "sqlite":
-            return str(statement).replace(" NULLS LAST", "")
+            return str(statement).replace(" NULLS LAST", "").replace(' COLLATE "C"', "")
         return statement
+
+
+# The queue's loose index scan over the distinct `touchers` sets compares them as text in byte order:
+# a btree over the jsonb itself compared jsonb containers at every step, which made each item that
+# enters the open set (a quality run reopening 170,000 items) cost twice as much in this index.
+TOUCHERS_KEY_SQL = '(touchers::text) COLLATE "C"'
 
 
 def queue_indexes():
@@ -144,9 +152,10 @@ def queue_indexes():
         short = QUEUE_INDEX_PREFIX[order]
         indexes.append(QueueIndex(*cols, name=f"item_q_{short}_fresh", condition=open_q & Q(touchers__isnull=True)))
         indexes.append(QueueIndex(*cols, name=f"item_q_{short}_touched", condition=open_q & Q(touchers__isnull=False)))
-    indexes.append(
-        models.Index(fields=["project", "touchers", "id"], name="item_q_groups", condition=open_q & Q(touchers__isnull=False))
-    )
+    indexes.append(QueueIndex(
+        models.F("project"), Collate(Cast("touchers", models.TextField()), "C"), models.F("id"),
+        name="item_q_groups", condition=open_q & Q(touchers__isnull=False),
+    ))
     return indexes
 
 

@@ -55,6 +55,7 @@ from labeling.models import (
     Project,
     QueueOrder,
 )
+from labeling.models.core import TOUCHERS_KEY_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,7 @@ def _progress_touch(*, project_id: int, annotator_id: int, now: datetime) -> tup
 
 
 _ITEM = Item._meta.db_table
+_GROUP_KEY = TOUCHERS_KEY_SQL  # the item_q_groups index's key: the loose scan walks it
 _ASSIGNMENT = Assignment._meta.db_table
 _ANNOTATION = Annotation._meta.db_table
 _ACTIVE_SLOTS = (
@@ -319,14 +321,14 @@ def _find(cur, *, project, me, now, lock):
         candidates += _rows(cur)
     cur.execute(
         f"""WITH RECURSIVE g(t) AS (
-                (SELECT touchers FROM {_ITEM} WHERE project_id = %(p)s AND status = 'open' AND touchers IS NOT NULL
-                 ORDER BY touchers LIMIT 1)
+                (SELECT {_GROUP_KEY} FROM {_ITEM} WHERE project_id = %(p)s AND status = 'open' AND touchers IS NOT NULL
+                 ORDER BY {_GROUP_KEY} LIMIT 1)
                 UNION ALL
-                SELECT (SELECT touchers FROM {_ITEM} WHERE project_id = %(p)s AND status = 'open'
-                        AND touchers IS NOT NULL AND touchers > g.t ORDER BY touchers LIMIT 1)
+                SELECT (SELECT {_GROUP_KEY} FROM {_ITEM} WHERE project_id = %(p)s AND status = 'open'
+                        AND touchers IS NOT NULL AND {_GROUP_KEY} > g.t ORDER BY {_GROUP_KEY} LIMIT 1)
                 FROM g WHERE g.t IS NOT NULL
             )
-            SELECT t::text FROM g WHERE t IS NOT NULL AND NOT t @> %(me)s::jsonb""",
+            SELECT t FROM g WHERE t IS NOT NULL AND NOT t::jsonb @> %(me)s::jsonb""",
         params,
     )
     groups = [r[0] for r in cur.fetchall()]
