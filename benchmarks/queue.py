@@ -70,12 +70,12 @@ def make_project(n_items: int, tag: str):
         cur.execute(
             f"""INSERT INTO {Item._meta.db_table} (project_id, external_id, payload, priority, status,
                     required_annotations, annotation_count, uncertainty, first_predicted_at, reopen_rank, touchers,
-                    created_at, updated_at)
+                    queue_order, created_at, updated_at)
                 SELECT %s, 'q-' || g, jsonb_build_object('text', 'ticket ' || g || ': my parcel never arrived', 'channel', 'email'),
                        (g::bigint * 7919) %% 4, 'open', 3, 0, ((g::bigint * 104729) %% 1000) / 1000.0,
-                       now() - ((g %% 86400) || ' seconds')::interval, NULL, NULL, now(), now()
+                       now() - ((g %% 86400) || ' seconds')::interval, NULL, NULL, %s, now(), now()
                 FROM generate_series(1, %s) g""",
-            [project.pk, n_items],
+            [project.pk, project.queue_order, n_items],
         )
     # A freshly loaded project, as autovacuum leaves it (visibility map set, statistics current).
     with connection.cursor() as cur:

@@ -59,6 +59,7 @@ class ItemFactory(factory.django.DjangoModelFactory):
     external_id = factory.Sequence(lambda n: f"ext-{n}")
     payload = factory.LazyAttribute(lambda o: {"text": f"text for {o.external_id}"})
     required_annotations = factory.LazyAttribute(lambda o: o.project.annotations_per_item)
+    queue_order = factory.LazyAttribute(lambda o: o.project.queue_order)
 
 
 class PredictionFactory(factory.django.DjangoModelFactory):

@@ -25,10 +25,10 @@ def bulk_items(project, n, *, prefix="b"):
         cur.execute(
             f"""INSERT INTO {Item._meta.db_table} (project_id, external_id, payload, priority, status,
                     required_annotations, annotation_count, uncertainty, first_predicted_at, reopen_rank, touchers,
-                    created_at, updated_at)
+                    queue_order, created_at, updated_at)
                 SELECT %s, %s || g, jsonb_build_object('text', 'item ' || g), g %% 5, 'open', %s, 0,
-                       (g %% 997) / 997.0, now() - (g || ' seconds')::interval, NULL, NULL, now(), now()
+                       (g %% 997) / 997.0, now() - (g || ' seconds')::interval, NULL, NULL, %s, now(), now()
                 FROM generate_series(1, %s) g""",
-            [project.pk, f"{prefix}-", project.annotations_per_item, n],
+            [project.pk, f"{prefix}-", project.annotations_per_item, project.queue_order, n],
         )
         cur.execute(f"ANALYZE {Item._meta.db_table}")

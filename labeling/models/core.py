@@ -4,7 +4,7 @@ ground truth and its append-only history. Invariants live in constraints; rules 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import OrderBy, Q
 from django.db.models.functions import Cast, Collate
 
 LABEL_KEY_RE = r"^[a-z0-9_-]{1,64}$"
@@ -113,16 +113,30 @@ class Membership(models.Model):
 
 
 # Queue order of open items: reopened items first (lowest reopen_rank), then the project's ordering,
-# ties to the items closest to completion, then id. One partial index per ordering for untouched
-# ("fresh") open items and one for touched open items, plus touched items grouped by who touched them.
+# ties to the items closest to completion, then id. The ordering is one number per item, QueueKey,
+# computed from the item's own columns and its `queue_order` (the project's, copied while the item is
+# open): so two partial indexes serve every ordering, one for untouched ("fresh") open items and one
+# for touched ones, plus touched items grouped by who touched them. (One index per ordering made
+# every item entering the open set write eight queue index entries instead of two.)
 # labeling.services.queue writes the same ORDER BY; keep the two in step.
-QUEUE_BUCKET = {
-    "fifo": models.F("created_at").asc(),
-    "priority": models.F("priority").desc(),
-    "uncertainty": models.F("uncertainty").desc(nulls_last=True),
-    "oldest_prediction": models.F("first_predicted_at").asc(nulls_last=True),
-}
-QUEUE_INDEX_PREFIX = {"fifo": "fifo", "priority": "prio", "uncertainty": "unc", "oldest_prediction": "oldp"}
+QUEUE_KEY_SQL = (
+    "(CASE {a}queue_order WHEN 'priority' THEN -({a}priority)::float8 WHEN 'uncertainty' THEN -{a}uncertainty "
+    "WHEN 'oldest_prediction' THEN extract(epoch FROM {a}first_predicted_at - '1970-01-01 00:00:00+00'::timestamptz)::float8 "
+    "ELSE extract(epoch FROM {a}created_at - '1970-01-01 00:00:00+00'::timestamptz)::float8 END)"
+)
+
+
+class QueueKey(models.Func):
+    """An open item's place in its project's ordering, lowest first (NULL last): seconds since the
+    epoch of created_at (fifo) or first_predicted_at (oldest_prediction), -priority, -uncertainty.
+    PostgreSQL only: SQLite, which serves the queue with a portable ORM query, indexes created_at."""
+
+    output_field = models.FloatField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        if connection.vendor == "postgresql":
+            return QUEUE_KEY_SQL.format(a=""), []
+        return "created_at", []
 
 
 class QueueIndex(models.Index):
@@ -131,10 +145,17 @@ class QueueIndex(models.Index):
     the zero-setup demo)."""
 
     def create_sql(self, model, schema_editor, using="", **kwargs):
-        statement = super().create_sql(model, schema_editor, using=using, **kwargs)
         if schema_editor.connection.vendor == "sqlite":
-            return str(statement).replace(" NULLS LAST", "").replace(' COLLATE "C"', "")
-        return statement
+            # A plain index built from the same expressions minus those clauses (a Statement, not a
+            # string: SQLite migrations that rebuild the table rename its references).
+            def plain(e):
+                if isinstance(e, OrderBy):
+                    return OrderBy(plain(e.expression), descending=e.descending)
+                return e.get_source_expressions()[0] if isinstance(e, Collate) else e
+
+            sqlite_index = models.Index(*[plain(e) for e in self.expressions], name=self.name, condition=self.condition)
+            return sqlite_index.create_sql(model, schema_editor, using=using, **kwargs)
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
 # The queue's loose index scan over the distinct `touchers` sets compares them as text in byte order:
@@ -145,18 +166,16 @@ TOUCHERS_KEY_SQL = '(touchers::text) COLLATE "C"'
 
 def queue_indexes():
     open_q = Q(status="open")
-    indexes = []
-    for order, bucket in QUEUE_BUCKET.items():
-        cols = (models.F("project"), models.F("reopen_rank").asc(nulls_last=True), bucket,
-                models.F("annotation_count").desc(), models.F("id"))
-        short = QUEUE_INDEX_PREFIX[order]
-        indexes.append(QueueIndex(*cols, name=f"item_q_{short}_fresh", condition=open_q & Q(touchers__isnull=True)))
-        indexes.append(QueueIndex(*cols, name=f"item_q_{short}_touched", condition=open_q & Q(touchers__isnull=False)))
-    indexes.append(QueueIndex(
-        models.F("project"), Collate(Cast("touchers", models.TextField()), "C"), models.F("id"),
-        name="item_q_groups", condition=open_q & Q(touchers__isnull=False),
-    ))
-    return indexes
+    cols = (models.F("project"), models.F("reopen_rank").asc(nulls_last=True), OrderBy(QueueKey(), nulls_last=True),
+            models.F("annotation_count").desc(), models.F("id"))
+    return [
+        QueueIndex(*cols, name="item_q_fresh", condition=open_q & Q(touchers__isnull=True)),
+        QueueIndex(*cols, name="item_q_touched", condition=open_q & Q(touchers__isnull=False)),
+        QueueIndex(
+            models.F("project"), Collate(Cast("touchers", models.TextField()), "C"), models.F("id"),
+            name="item_q_groups", condition=open_q & Q(touchers__isnull=False),
+        ),
+    ]
 
 
 class ItemStatus(models.TextChoices):
@@ -186,6 +205,10 @@ class Item(models.Model):
     # Sorted ids of the annotators who hold or held an annotate lease on this item (NULL: nobody yet).
     # Written by the queue under the item's row lock; lets a claim skip "mine" and "fresh" items by index.
     touchers = models.JSONField(null=True, blank=True, default=None)
+    # The project's queue_order, copied when the item enters the queue (ingestion, a quality run's
+    # reopen) and on every open item when the project's changes: the queue indexes order by it.
+    queue_order = models.CharField(max_length=20, choices=QueueOrder.choices, default=QueueOrder.FIFO,
+                                   db_default=QueueOrder.FIFO)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -240,7 +240,7 @@ def _write_portable(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
             first_pred = pred.predicted_at
         item_rows.append(Item(
             project=project, external_id=p.external_id, payload=p.payload, priority=p.priority,
-            required_annotations=project.annotations_per_item,
+            required_annotations=project.annotations_per_item, queue_order=project.queue_order,
             uncertainty=_uncertainty(pred) if pred_changed else None,
             first_predicted_at=first_pred, created_at=now, updated_at=now,
         ))
@@ -332,8 +332,8 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
             changed AS MATERIALIZED (SELECT * FROM src WHERE item_changed OR pred_changed),
             items AS (
                 INSERT INTO {item_t} AS cur (project_id, external_id, payload, priority, status, required_annotations,
-                    annotation_count, uncertainty, first_predicted_at, created_at, updated_at)
-                SELECT %(project)s, external_id, payload, priority, %(status)s, %(required)s, 0,
+                    queue_order, annotation_count, uncertainty, first_predicted_at, created_at, updated_at)
+                SELECT %(project)s, external_id, payload, priority, %(status)s, %(required)s, %(order)s, 0,
                        CASE WHEN pred_changed THEN uncertainty END, predicted_at, %(now)s, %(now)s
                 FROM changed ORDER BY ord
                 ON CONFLICT (project_id, external_id) DO UPDATE SET
@@ -367,7 +367,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
                    (SELECT count(*) FROM preds), (SELECT count(*) FROM days)
             """,
             {"project": project.pk, "status": ItemStatus.OPEN, "required": project.annotations_per_item,
-             "now": timezone.now()},
+             "order": project.queue_order, "now": timezone.now()},
         )
         created, written, _preds, days = cur.fetchone()
         cur.execute("TRUNCATE _ingest")

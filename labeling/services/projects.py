@@ -184,7 +184,7 @@ def project_update(*, project: Project, actor, **changes) -> Project:
         errors["slo_target_seconds"] = ["Must be a positive integer."]
     if errors:
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
-    old_overlap = project.annotations_per_item
+    old_overlap, old_order = project.annotations_per_item, project.queue_order
     for key, value in merged.items():
         setattr(project, key, value.strip() if key == "name" else value)
     project.save()
@@ -193,6 +193,9 @@ def project_update(*, project: Project, actor, **changes) -> Project:
         Item.objects.filter(project=project, status="open", required_annotations=old_overlap).update(
             required_annotations=project.annotations_per_item
         )
+    if project.queue_order != old_order:
+        # The queue indexes order open items by their own copy of the ordering (see QueueKey).
+        Item.objects.filter(project=project, status="open").update(queue_order=project.queue_order)
     return project
 
 

@@ -588,9 +588,9 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
     return ~ok
 
 
-def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None = None) -> np.ndarray:
-    """Move items to `status` (reopen: one more annotation, served in `reopen_rank` order) unless
-    they changed since the snapshot. On PostgreSQL one compare-and-set UPDATE; returns the stale mask.
+def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None = None, queue_order: str = "") -> np.ndarray:
+    """Move items to `status` (reopen: one more annotation, served in `reopen_rank` order, then in the
+    project's `queue_order`) unless they changed since the snapshot. On PostgreSQL one compare-and-set UPDATE; returns the stale mask.
 
     Multi-row writers take item row locks in primary-key order, so that two of them never deadlock.
     The UPDATE takes its locks as it goes, in the order of its plan: a nested loop over the moves,
@@ -598,19 +598,19 @@ def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None 
     (that pass wrote every row twice: ~1 s per 170,000 items). Should a deadlock still happen, the
     chunk is rolled back and done again with the locks taken first, explicitly."""
     try:
-        return _set_status_once(snap, idx, status=status, reopen_rank=reopen_rank, lock_first=False)
+        return _set_status_once(snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=False)
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED:
             raise
         logger.warning("quality run: deadlock moving %s items; retrying with locks taken first", len(idx))
-        return _set_status_once(snap, idx, status=status, reopen_rank=reopen_rank, lock_first=True)
+        return _set_status_once(snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=True)
 
 
 DEADLOCK_DETECTED = "40P01"
 
 
 @transaction.atomic
-def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, lock_first: bool) -> np.ndarray:
+def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool) -> np.ndarray:
     now = timezone.now()
     ids = snap.item_ids[idx]
     if is_postgres():
@@ -624,7 +624,7 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
             "rank": ("float8", (reopen_rank if reopen else np.zeros(len(idx)))[order]),
         })
         sets = "status = %s, updated_at = %s" + (
-            ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank" if reopen else ""
+            ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank, queue_order = %s" if reopen else ""
         )
         with connection.cursor() as cur:
             if lock_first:
@@ -637,7 +637,7 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
                 f"UPDATE {table} AS i SET {sets} FROM quality_moves AS v WHERE i.id = v.id AND "
                 f"i.xmin::text::bigint = v.version AND i.status = (%s::text[])[v.status + 1] AND "
                 f"i.required_annotations = v.required AND i.annotation_count = v.count RETURNING i.id",
-                [status, now, "{" + ",".join(STATUSES) + "}"],
+                [status, now, *([queue_order] if reopen else []), "{" + ",".join(STATUSES) + "}"],
             )
             done = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
         return ~np.isin(ids, done)
@@ -647,7 +647,8 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
             continue
         changes = {"status": status, "updated_at": now}
         if reopen_rank is not None:
-            changes.update(required_annotations=F("required_annotations") + 1, reopen_rank=float(reopen_rank[j]))
+            changes.update(required_annotations=F("required_annotations") + 1, reopen_rank=float(reopen_rank[j]),
+                           queue_order=queue_order)
         Item.objects.filter(pk=int(snap.item_ids[i])).update(**changes)
     return ~ok
 
@@ -688,7 +689,8 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     reopened = np.nonzero(act & (outcome == QualityOutcome.REOPENED))[0]
     # Chunks alternate between two side connections where usable: they hold disjoint items, each
     # locked in primary-key order, so the two never wait for each other.
-    reopen = [partial(_set_status_chunk, snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx])
+    reopen = [partial(_set_status_chunk, snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx],
+                      queue_order=run.project.queue_order)
               for idx in _chunks(reopened, 2 * WRITE_CHUNK)]
     for idx, chunk_stale in zip(_chunks(reopened, 2 * WRITE_CHUNK), start_calls(reopen)()):
         stale[idx] = chunk_stale

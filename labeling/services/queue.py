@@ -16,7 +16,7 @@ Rules (each has a test on PostgreSQL in tests/labeling/services/test_queue.py):
 
 Why the cost does not grow with the project, nor with how much this annotator has done already
 (PostgreSQL path):
-- Open items live in two partial indexes per ordering: "fresh" (touchers IS NULL: nobody ever held a
+- Open items live in two partial indexes (every ordering: see QueueKey): "fresh" (touchers IS NULL: nobody ever held a
   lease, so every one is eligible) and "touched". The first fresh item in order is one index probe.
 - Touched items are examined in order only within a small window (TOUCHED_WINDOW rows). The head of
   that order is usually what others lease right now or items this annotator already did (they wait
@@ -55,7 +55,7 @@ from labeling.models import (
     Project,
     QueueOrder,
 )
-from labeling.models.core import TOUCHERS_KEY_SQL
+from labeling.models.core import QUEUE_KEY_SQL, TOUCHERS_KEY_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +85,11 @@ _KEY_COLUMNS = "id, touchers, reopen_rank, created_at, priority, uncertainty, fi
 
 
 def queue_order_sql(order: str, alias: str = "") -> str:
-    """ORDER BY of the queue; matches the item_q_* indexes in labeling.models.core."""
+    """ORDER BY of the queue (PostgreSQL); matches the item_q_fresh / item_q_touched indexes in
+    labeling.models.core. `order` is the project's ordering: each open item carries it (queue_order),
+    and QUEUE_KEY_SQL turns it into one number, so the SQL is the same for every ordering."""
     a = f"{alias}." if alias else ""
-    bucket = _BUCKET_SQL[order].format(a=a)
-    return f"{a}reopen_rank ASC NULLS LAST, {bucket}, {a}annotation_count DESC, {a}id ASC"
+    return f"{a}reopen_rank ASC NULLS LAST, {QUEUE_KEY_SQL.format(a=a)} ASC NULLS LAST, {a}annotation_count DESC, {a}id ASC"
 
 
 def queue_order_by(order: str) -> list:

@@ -142,6 +142,8 @@ def test_text_payloads_use_tfidf_and_a_class_nobody_chose_is_never_accepted():
 @pytest.mark.django_db
 def test_outcomes_accept_reopen_in_activelab_order_or_review():
     project, _ = crowd_project(k=4, accept_threshold=0.7)
+    type(project).objects.filter(pk=project.pk).update(queue_order="uncertainty")  # set after the items: reopen keys them
+    project.refresh_from_db()
     users = annotators(project, 10)
     crowd = simulate_crowd(n_items=400, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=3)
     items = load_crowd(project, users, crowd)
@@ -165,6 +167,7 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
         elif r.outcome == "reopened":
             assert r.quality < 0.7 and it.status == "open" and it.required_annotations == 4
             assert it.reopen_rank == pytest.approx(r.active_learning_score)
+            assert it.queue_order == project.queue_order == "uncertainty"  # keyed for the project's ordering
         else:
             assert r.outcome == "review" and r.quality < 0.7 and it.status == "disputed"
             assert it.required_annotations == 5  # the ones already at the maximum
@@ -194,7 +197,7 @@ def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(
     load_crowd(project, users, simulate_crowd(n_items=120, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=3))
     real, attempts = quality_service._set_status_once, []
 
-    def deadlocks_once(snap, idx, **kw):
+    def deadlocks_once(snap, idx, **kw):  # noqa: ANN001
         attempts.append(kw["lock_first"])
         if not kw["lock_first"]:
             with transaction.atomic():  # as the real attempt: its transaction is rolled back

@@ -213,6 +213,31 @@ def test_queue_order_with_ties_to_items_closest_to_completion_and_reopened_first
 
 
 @pytest.mark.django_db
+def test_changing_the_projects_order_reorders_its_open_items(postgres):
+    """Open items carry their project's ordering (the queue indexes order by it): a change of the
+    project's ordering re-keys them, and the claim follows the new order at once."""
+    from labeling.services.projects import project_update
+
+    project, _ = queue_project(order="fifo", overlap=3)
+    old_low, new_high = ItemFactory(project=project, priority=0), ItemFactory(project=project, priority=5)
+    done = ItemFactory(project=project, priority=9, status=ItemStatus.RESOLVED)
+    (me,) = annotators(project, 1)
+
+    def head():
+        with connection.cursor() as cur:
+            row = queue_service._find(cur, project=project, me=me.pk, now=timezone.now(), lock=False)
+        reference = eligible_items(project=project, annotator=me, now=timezone.now()).values_list("pk", flat=True).first()
+        assert row["id"] == reference
+        return row["id"]
+
+    assert head() == old_low.pk
+    project = project_update(project=project, actor=None, queue_order="priority")
+    assert head() == new_high.pk
+    orders = dict(Item.objects.filter(project=project).values_list("pk", "queue_order"))
+    assert orders == {old_low.pk: "priority", new_high.pk: "priority", done.pk: "fifo"}  # closed items: at reopen
+
+
+@pytest.mark.django_db
 def test_postgres_path_matches_the_reference_query_on_random_states(postgres):
     rng = random.Random(3)
     for order in ("fifo", "priority", "uncertainty", "oldest_prediction"):
@@ -289,7 +314,7 @@ def test_claim_plan_uses_the_queue_indexes_not_a_table_scan(postgres):
     all_nodes = list(nodes(plan[0]["Plan"]))
     assert not [n for n in all_nodes if n["Node Type"] == "Seq Scan"]
     used = {n.get("Index Name") for n in all_nodes}
-    assert {"item_q_prio_fresh", "item_q_prio_touched"} <= used
+    assert {"item_q_fresh", "item_q_touched"} <= used
     scanned = sum(n.get("Actual Rows", 0) for n in all_nodes if n.get("Index Name", "").startswith("item_q_"))
     assert scanned <= queue_service.FRESH_WINDOW + TOUCHED_WINDOW
 
