@@ -572,9 +572,23 @@ def _unchanged(snap: Snapshot, idx: np.ndarray, *, lock: bool) -> np.ndarray:
     ], dtype=bool)
 
 
+def _commit_without_waiting() -> None:
+    """A run's write chunks commit without waiting for their WAL to reach the disk
+    (synchronous_commit = off for this transaction only): dozens of commits in a few seconds, each
+    waiting for the flush of everything written before it, made writers queue on the WAL. Nothing
+    is lost that the run's record promises: the run is marked done by an ordinary commit at the end,
+    which flushes all WAL written before it; after a crash before that, the run is failed by
+    quality_runs_recover and its items are where they were or where its chunks left them, each
+    chunk whole or absent."""
+    if is_postgres():
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")
+
+
 @transaction.atomic
 def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
     """Ground truth for the items still as the snapshot saw them (locked first); returns the stale mask."""
+    _commit_without_waiting()
     ok = _unchanged(snap, idx, lock=True)
     decisions = []
     for i in idx[ok]:
@@ -611,6 +625,7 @@ DEADLOCK_DETECTED = "40P01"
 
 @transaction.atomic
 def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool) -> np.ndarray:
+    _commit_without_waiting()
     now = timezone.now()
     ids = snap.item_ids[idx]
     if is_postgres():
@@ -710,6 +725,7 @@ RESULT_WRITERS = 2
 @transaction.atomic
 def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
     """Insert the per-item results of the snapshot's items at positions `rows`."""
+    _commit_without_waiting()
     codes = pd.Index(OUTCOMES).get_indexer(outcome[rows])
     quality = np.nan_to_num(scores.quality[rows], nan=0.0)
     agreement = np.nan_to_num(scores.agreement[rows], nan=0.0)
