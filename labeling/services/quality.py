@@ -590,13 +590,18 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
     """Ground truth for the items still as the snapshot saw them (locked first); returns the stale mask."""
     _commit_without_waiting()
     ok = _unchanged(snap, idx, lock=True)
-    decisions = []
-    for i in idx[ok]:
-        agreeing = snap.annotator_ids[snap.labels[i] == scores.consensus[i]]
-        decisions.append(Decision(
-            item_id=int(snap.item_ids[i]), label=snap.label_keys[int(scores.consensus[i])], method=GroundTruthMethod.CONSENSUS,
-            score=float(scores.quality[i]), annotators=tuple(agreeing.tolist()), source=f"quality-run:{run.pk}",
-        ))
+    take = idx[ok]
+    consensus = scores.consensus[take]
+    # The annotators who chose the consensus label, per item (one NumPy pass over the chunk).
+    rows, cols = np.nonzero(snap.labels[take] == consensus[:, None])
+    agreeing = np.split(snap.annotator_ids[cols], np.searchsorted(rows, np.arange(1, len(take))))
+    source = f"quality-run:{run.pk}"
+    decisions = [
+        Decision(item_id=item_id, label=snap.label_keys[label], method=GroundTruthMethod.CONSENSUS, score=score,
+                 annotators=tuple(who.tolist()), source=source)
+        for item_id, label, score, who in zip(snap.item_ids[take].tolist(), consensus.tolist(),
+                                              scores.quality[take].tolist(), agreeing)
+    ]
     if decisions:
         ground_truth_set_many(project_id=snap.project_id, decisions=decisions)
     return ~ok
@@ -699,8 +704,11 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     stale = np.zeros(len(outcome), dtype=bool)
     act = plan.actionable
     accepted = np.nonzero(act & (outcome == QualityOutcome.ACCEPTED))[0]
-    for idx in _chunks(accepted, WRITE_CHUNK):
-        stale[idx] = _accept_chunk(run, snap, scores, idx)
+    # Chunks on two side connections where usable (disjoint items; the per-project label sequence,
+    # reserved last in each, orders their commits).
+    accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
+    for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), start_calls(accept)()):
+        stale[idx] = chunk_stale
     reopened = np.nonzero(act & (outcome == QualityOutcome.REOPENED))[0]
     # Chunks alternate between two side connections where usable: they hold disjoint items, each
     # locked in primary-key order, so the two never wait for each other.

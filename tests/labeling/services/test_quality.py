@@ -164,6 +164,9 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
             assert r.quality >= 0.7 and it.status == "resolved"
             gt = GroundTruth.objects.get(item_id=pk)
             assert (gt.method, gt.label, gt.score) == ("consensus", r.consensus_label, pytest.approx(r.quality))
+            # The history names the annotators who chose the consensus label.
+            chose = Annotation.objects.filter(item_id=pk, label=r.consensus_label).values_list("annotator_id", flat=True)
+            assert sorted(LabelChange.objects.get(item_id=pk, method="consensus").annotators) == sorted(chose)
         elif r.outcome == "reopened":
             assert r.quality < 0.7 and it.status == "open" and it.required_annotations == 4
             assert it.reopen_rank == pytest.approx(r.active_learning_score)
