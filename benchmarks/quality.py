@@ -1,6 +1,6 @@
 """Cost of one quality run at scale, on the PostgreSQL database in DATABASE_URL.
 
-    python benchmarks/quality.py [--items 300000] [--annotators 20] [--classes 10] [--keep]
+    python benchmarks/quality.py [--items 300000] [--annotators 20] [--classes 10] [--accept-threshold 0.7] [--keep]
 
 Builds a project of N items x 3 annotations from 20 simulated annotators (accuracies 0.55..0.95)
 over 10 classes, with a production prediction per item, loaded with COPY. Items whose three labels
@@ -9,7 +9,9 @@ disputed. Then one quality run executes in a fresh process (so its peak memory i
 the script prints one table: wall time split into database read, pred_probs, cleanlab, database
 write; peak memory; and the target "everything but cleanlab < half of the cleanlab call".
 It also times the review queue's lease and the agreement read on the same data. The project is
-deleted at the end unless --keep.
+deleted at the end unless --keep. The project's accept_threshold (0.7) decides the backlog's mix:
+with these annotators nearly every disputed item is sent back for a 4th annotation; a lower one
+(--accept-threshold 0.3) makes the backlog mostly accepted (ground truth written) instead.
 """
 
 import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
@@ -47,7 +49,7 @@ def copy_rows(cur, table, columns, rows):
             copy.write_row(row)
 
 
-def build(n_items, n_annotators, n_classes, seed=0):
+def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
     import numpy as np
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
@@ -64,7 +66,7 @@ def build(n_items, n_annotators, n_classes, seed=0):
     labels = [LabelSpec(f"class{j}", f"Class {j}", "", str(j) if j < 10 else "") for j in range(n_classes)]
     labels = [LabelSpec(s.key, s.name, s.guideline, s.hotkey if s.hotkey not in ("s", "?") else "") for s in labels]
     project = project_create(creator=manager, name=f"bench quality {stamp}", labels=labels, annotations_per_item=3,
-                             max_annotations_per_item=5, accept_threshold=0.7)
+                             max_annotations_per_item=5, accept_threshold=accept_threshold)
     users = User.objects.bulk_create([User(username=f"bench-q-{stamp}-{j}") for j in range(n_annotators)])
     for u in users:
         member_add(project=project, username=u.username, role=Role.ANNOTATOR)
@@ -205,6 +207,7 @@ def main():
     ap.add_argument("--items", type=int, default=300_000)
     ap.add_argument("--annotators", type=int, default=20)
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--accept-threshold", type=float, default=0.7)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--child", type=int)
     args = ap.parse_args()
@@ -212,7 +215,7 @@ def main():
         return child(args.child)
     setup()
     load_before = f"{os.getloadavg()[0]:.1f}"
-    project, reviewer, load_s, n_unanimous = build(args.items, args.annotators, args.classes)
+    project, reviewer, load_s, n_unanimous = build(args.items, args.annotators, args.classes, accept_threshold=args.accept_threshold)
     try:
         out = run_in_child(project.pk)
         lease_s, held_s, agreement_s, annotators_s, agreement = reads(project, reviewer)
@@ -224,7 +227,8 @@ def main():
             sys.exit(f"run failed: {r['error']}")
     rows = [
         ("data", f"{args.items:,} items x 3 annotations, {args.annotators} annotators, {args.classes} classes; "
-                 f"{n_unanimous:,} unanimous, {args.items - n_unanimous:,} disputed (loaded with COPY in {load_s:.1f} s)"),
+                 f"{n_unanimous:,} unanimous, {args.items - n_unanimous:,} disputed (loaded with COPY in {load_s:.1f} s); "
+                 f"accept_threshold {args.accept_threshold}"),
         ("machine", f"{os.cpu_count()} cores; load average {load_before} before, {os.getloadavg()[0]:.1f} after"),
     ]
     for name, r in zip(("run 1 (backlog: every disputed item to decide)", "run 2 (steady state: nothing new)"), out["runs"]):

@@ -15,10 +15,12 @@ A run goes through three phases, each timed on the run:
    ground_truth_set_many, items locked in primary-key order); below it -> back to the queue for one
    more annotation while max_annotations_per_item and the project's annotators allow, served in
    ActiveLab order; else the review queue. Reopening is one compare-and-set UPDATE per chunk (the
-   row's xmin, status and counters must still be the snapshot's), the chunks alternating between
-   two connections. Per-item results go in meanwhile, through binary COPY, from two more
-   connections; per-annotator statistics with bulk_create. A run thus holds up to five database
-   connections at once (on SQLite, or inside a transaction, everything happens on one).
+   row's xmin, status and counters must still be the snapshot's); accepting, ground_truth_set_many
+   per chunk (COPY and set-based statements). Both kinds of chunk alternate between two
+   connections and commit without waiting for the WAL flush (the run's final commit does).
+   Per-item results go in meanwhile, through binary COPY, from two more connections;
+   per-annotator statistics with bulk_create. A run thus holds up to five database connections at
+   once (on SQLite, or inside a transaction, everything happens on one).
 
 Two runs requested at once: a partial unique constraint lets only one queued-or-running run exist per
 project; the second request gets a Conflict naming the first.

@@ -16,8 +16,9 @@ Rules (each has a test on PostgreSQL in tests/labeling/services/test_queue.py):
 
 Why the cost does not grow with the project, nor with how much this annotator has done already
 (PostgreSQL path):
-- Open items live in two partial indexes (every ordering: see QueueKey): "fresh" (touchers IS NULL: nobody ever held a
-  lease, so every one is eligible) and "touched". The first fresh item in order is one index probe.
+- Open items live in two partial indexes, the same for every ordering (see QueueKey in
+  labeling.models.core): "fresh" (touchers IS NULL: nobody ever held a lease, so every one is
+  eligible) and "touched". The first fresh item in order is one index probe.
 - Touched items are examined in order only within a small window (TOUCHED_WINDOW rows). The head of
   that order is usually what others lease right now or items this annotator already did (they wait
   for other annotators and sit first because they are closest to completion). When the window holds
