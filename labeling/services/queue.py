@@ -505,6 +505,7 @@ class ReconcileResult:
     counts_fixed: int
     touchers_fixed: int
     progress_fixed: int
+    order_fixed: int = 0  # open items whose queue_order was not their project's (the queue indexes order by it)
 
 
 def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult:
@@ -550,12 +551,16 @@ def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult
                     Item.objects.filter(pk=pk).update(**changes)
             checked += len(ids)
     progress_fixed = _progress_reconcile(project_id=project_id)
-    if counts_fixed or touchers_fixed or progress_fixed:
+    order = Project.objects.filter(pk=project_id).values_list("queue_order", flat=True).first()
+    order_fixed = Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).exclude(queue_order=order).update(
+        queue_order=order
+    ) if order else 0
+    if counts_fixed or touchers_fixed or progress_fixed or order_fixed:
         logger.warning(
-            "queue reconcile: project %s: %d counts, %d touchers, %d progress rows drifted (fixed)",
-            project_id, counts_fixed, touchers_fixed, progress_fixed,
+            "queue reconcile: project %s: %d counts, %d touchers, %d progress rows, %d open items' ordering drifted (fixed)",
+            project_id, counts_fixed, touchers_fixed, progress_fixed, order_fixed,
         )
-    return ReconcileResult(checked, counts_fixed, touchers_fixed, progress_fixed)
+    return ReconcileResult(checked, counts_fixed, touchers_fixed, progress_fixed, order_fixed)
 
 
 @transaction.atomic

@@ -472,9 +472,11 @@ def test_reconcile_fixes_drifted_counters_and_logs(postgres, caplog):
     from labeling.models import AnnotatorProgress
 
     AnnotatorProgress.objects.filter(annotator=a).update(submitted=40)
+    Item.objects.filter(pk=items[2].pk).update(queue_order="priority")  # not the project's (fifo)
     with caplog.at_level("WARNING"):
         result = counters_reconcile(project_id=project.pk)
-    assert (result.counts_fixed, result.touchers_fixed, result.progress_fixed) == (1, 1, 1)
+    assert (result.counts_fixed, result.touchers_fixed, result.progress_fixed, result.order_fixed) == (1, 1, 1, 1)
+    assert Item.objects.get(pk=items[2].pk).queue_order == "fifo"
     item = Item.objects.get(pk=items[0].pk)
     assert item.annotation_count == 2 and item.touchers == sorted([a.pk, b.pk])
     assert "drift" in caplog.text or "->" in caplog.text
