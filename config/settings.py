@@ -4,6 +4,7 @@ DEBUG is off unless asked for; outside DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABAS
 CELERY_BROKER_URL must be set. SQLite is the zero-setup default only when DEBUG is on.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -96,6 +97,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
+    if TESTING:
+        # A test database in a file, as the demo runs, not in memory: an in-memory database is one
+        # connection shared by the test and the live server's request threads (browser tests), whose
+        # concurrent requests then interleave savepoints or hit shared-cache table locks, which do not
+        # wait. One file per test process (a test may start another pytest), removed when it exits.
+        import atexit
+        import tempfile
+
+        _test_db = os.path.join(tempfile.gettempdir(), f"loupe-test-{os.getpid()}.sqlite3")
+        DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", _test_db)
+
+        @atexit.register
+        def _remove_test_db(path=_test_db):
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
