@@ -43,18 +43,13 @@ def setup():
         sys.exit("benchmarks/quality.py needs PostgreSQL: set DATABASE_URL=postgres://...")
 
 
-def copy_rows(cur, table, columns, rows):
-    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
 def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
     import numpy as np
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from labeling.bulkio import copy_rows
     from labeling.models import Annotation, GroundTruth, Item, LabelChange, LabelSequence, Prediction, Role
     from labeling.services.ingestion import probability_vector  # as ingestion stores them
     from labeling.services.projects import LabelSpec, member_add, project_create
@@ -92,7 +87,7 @@ def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
     t = time.perf_counter()
     with transaction.atomic(), connection.cursor() as c:
         cur = c.cursor
-        copy_rows(cur, Item._meta.db_table,
+        copy_rows(Item._meta.db_table,
                   ["project_id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
                    "created_at", "updated_at", "touchers"],
                   ((project.pk, f"b{i}", json.dumps({"text": f"item {i}"}), 0, "resolved" if unanimous[i] else "disputed", 3, 3, now, now,
@@ -100,19 +95,19 @@ def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
                    for i in range(n_items)))
         cur.execute(f"SELECT id FROM {Item._meta.db_table} WHERE project_id = %s ORDER BY id", [project.pk])
         ids = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
-        copy_rows(cur, Annotation._meta.db_table, ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
+        copy_rows(Annotation._meta.db_table, ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
                   ((project.pk, int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
                    for i in range(n_items) for j in range(3)))
         rounded = probs.round(6)
-        copy_rows(cur, Prediction._meta.db_table,
+        copy_rows(Prediction._meta.db_table,
                   ["item_id", "model_version", "label", "probabilities", "vector", "predicted_at", "created_at"],
                   ((int(ids[i]), "bench-v1", keys[int(np.argmax(probs[i]))], json.dumps(dict(zip(keys, rounded[i].tolist()))),
                     probability_vector(dict(zip(keys, rounded[i].tolist())), keys), now, now) for i in range(n_items)))
         un = np.nonzero(unanimous)[0]
-        copy_rows(cur, GroundTruth._meta.db_table,
+        copy_rows(GroundTruth._meta.db_table,
                   ["item_id", "label", "method", "decided_at", "source", "note", "first_arrived_at"],
                   ((int(ids[i]), keys[lab[i, 0]], "unanimous", now, "", "", now) for i in un))
-        copy_rows(cur, LabelChange._meta.db_table,
+        copy_rows(LabelChange._meta.db_table,
                   ["project_id", "seq", "item_id", "external_id", "label", "previous_label", "method", "annotators", "model_version", "source", "note", "changed_at"],
                   ((project.pk, n + 1, int(ids[i]), f"b{i}", keys[lab[i, 0]], "", "unanimous", json.dumps(user_ids[who[i]].tolist()), "", "", "", now)
                    for n, i in enumerate(un)))

@@ -126,6 +126,14 @@ def queue_reconcile_project(project_id: int) -> dict:
     return asdict(counters_reconcile(project_id=project_id))
 
 
+@shared_task(name="loupe.queue_order_rekey", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
+def queue_order_rekey_task(project_id: int) -> int:
+    """After a project's ordering changed: re-key its open items (idempotent)."""
+    from labeling.services.queue import queue_order_rekey
+
+    return queue_order_rekey(project_id=project_id)
+
+
 @shared_task(name="loupe.queue_reconcile_all")
 def queue_reconcile_all() -> int:
     """Fan out one reconcile task per project (each is idempotent)."""

@@ -194,8 +194,11 @@ def project_update(*, project: Project, actor, **changes) -> Project:
             required_annotations=project.annotations_per_item
         )
     if project.queue_order != old_order:
-        # The queue indexes order open items by their own copy of the ordering (see QueueKey).
-        Item.objects.filter(project=project, status="open").update(queue_order=project.queue_order)
+        # The queue indexes order open items by their own copy of the ordering (see QueueKey): a
+        # task re-keys them in batches after commit, not this request (a project may hold millions).
+        from labeling.tasks import queue_order_rekey_task
+
+        queue_order_rekey_task.delay_on_commit(project.pk)
     return project
 
 

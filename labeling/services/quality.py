@@ -638,12 +638,12 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
     if is_postgres():
         table = Item._meta.db_table
         reopen = reopen_rank is not None
-        order = np.argsort(ids, kind="stable")  # primary-key order (snapshot ids are sorted already)
+        # Stored in primary-key order, the lock order: snapshot ids are sorted and chunks are ascending.
         temp_table_from_arrays("quality_moves", {
-            "id": ("int8", ids[order]), "version": ("int8", snap.version[idx][order]),
-            "status": ("int4", pd.Index(STATUSES).get_indexer(snap.status[idx][order])),
-            "required": ("int4", snap.required[idx][order]), "count": ("int4", snap.annotation_count[idx][order]),
-            "rank": ("float8", (reopen_rank if reopen else np.zeros(len(idx)))[order]),
+            "id": ("int8", ids), "version": ("int8", snap.version[idx]),
+            "status": ("int4", pd.Index(STATUSES).get_indexer(snap.status[idx])),
+            "required": ("int4", snap.required[idx]), "count": ("int4", snap.annotation_count[idx]),
+            "rank": ("float8", reopen_rank if reopen else np.zeros(len(idx))),
         })
         sets = "status = %s, updated_at = %s" + (
             ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank, queue_order = %s" if reopen else ""

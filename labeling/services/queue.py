@@ -499,6 +499,26 @@ def assignments_expire(*, now: datetime | None = None, batch: int = 5000) -> int
 # counters
 
 
+def queue_order_rekey(*, project_id: int, batch: int = 10_000) -> int:
+    """Give the project's open items its current queue_order (the queue indexes order by each item's
+    copy: see QueueKey), `batch` rows per transaction so that a project with a million open items
+    never holds them all locked. Idempotent; returns how many items changed. Runs in a task after
+    an ordering change, and in the reconcile task."""
+    order = Project.objects.filter(pk=project_id).values_list("queue_order", flat=True).first()
+    if order is None:
+        return 0
+    changed = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).exclude(queue_order=order)
+                .order_by("pk").values_list("pk", flat=True)[:batch]
+            )
+            if not ids:
+                return changed
+            changed += Item.objects.filter(pk__in=ids, status=ItemStatus.OPEN).update(queue_order=order)
+
+
 @dataclass(frozen=True)
 class ReconcileResult:
     items_checked: int
@@ -551,10 +571,7 @@ def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult
                     Item.objects.filter(pk=pk).update(**changes)
             checked += len(ids)
     progress_fixed = _progress_reconcile(project_id=project_id)
-    order = Project.objects.filter(pk=project_id).values_list("queue_order", flat=True).first()
-    order_fixed = Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).exclude(queue_order=order).update(
-        queue_order=order
-    ) if order else 0
+    order_fixed = queue_order_rekey(project_id=project_id)
     if counts_fixed or touchers_fixed or progress_fixed or order_fixed:
         logger.warning(
             "queue reconcile: project %s: %d counts, %d touchers, %d progress rows, %d open items' ordering drifted (fixed)",

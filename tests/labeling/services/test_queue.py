@@ -213,9 +213,9 @@ def test_queue_order_with_ties_to_items_closest_to_completion_and_reopened_first
 
 
 @pytest.mark.django_db
-def test_changing_the_projects_order_reorders_its_open_items(postgres):
+def test_changing_the_projects_order_reorders_its_open_items(postgres, eager_celery, django_capture_on_commit_callbacks):
     """Open items carry their project's ordering (the queue indexes order by it): a change of the
-    project's ordering re-keys them, and the claim follows the new order at once."""
+    project's ordering re-keys them (a task, after commit), and the claim follows the new order."""
     from labeling.services.projects import project_update
 
     project, _ = queue_project(order="fifo", overlap=3)
@@ -231,7 +231,8 @@ def test_changing_the_projects_order_reorders_its_open_items(postgres):
         return row["id"]
 
     assert head() == old_low.pk
-    project = project_update(project=project, actor=None, queue_order="priority")
+    with django_capture_on_commit_callbacks(execute=True):
+        project = project_update(project=project, actor=None, queue_order="priority")
     assert head() == new_high.pk
     orders = dict(Item.objects.filter(project=project).values_list("pk", "queue_order"))
     assert orders == {old_low.pk: "priority", new_high.pk: "priority", done.pk: "fifo"}  # closed items: at reopen
