@@ -1,10 +1,11 @@
 """Reads, and permission-checked accessors. Non-members get NotFound (no existence leak);
 members without the needed role get Forbidden. Staff act as managers everywhere."""
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from .errors import Forbidden, NotFound
-from .models import Item, ItemStatus, LabelClass, Membership, Project, Role
+from .models import Item, ItemStatus, LabelClass, Membership, Project, ReopenRequest, Role, reopen_pending
 
 ANY_ROLE = (Role.ANNOTATOR, Role.REVIEWER, Role.MANAGER)
 REVIEW_ROLES = (Role.REVIEWER, Role.MANAGER)
@@ -58,13 +59,20 @@ def project_list(*, user):
 
 
 def project_list_with_counts(*, user):
-    """Projects the user sees, with item counts per status (one query)."""
+    """Projects the user sees, with item counts per status (one query). A disputed item waiting for
+    the one more annotation a quality run asked for (ReopenRequest) counts as open."""
+    requested = Coalesce(Subquery(
+        ReopenRequest.objects.filter(
+            project_id=OuterRef("pk"), item__status=ItemStatus.DISPUTED, required=F("item__required_annotations"),
+            count=F("item__annotation_count"),
+        ).order_by().values("project_id").annotate(n=Count("pk")).values("n")
+    ), 0)
     return (
         project_list(user=user)
         .annotate(
             n_items=Count("items"),
-            n_open=Count("items", filter=Q(items__status=ItemStatus.OPEN)),
-            n_disputed=Count("items", filter=Q(items__status__in=[ItemStatus.DISPUTED, ItemStatus.CONFLICT])),
+            n_open=Count("items", filter=Q(items__status=ItemStatus.OPEN)) + requested,
+            n_disputed=Count("items", filter=Q(items__status__in=[ItemStatus.DISPUTED, ItemStatus.CONFLICT])) - requested,
             n_resolved=Count("items", filter=Q(items__status=ItemStatus.RESOLVED)),
         )
     )
@@ -83,8 +91,14 @@ def project_members(*, project):
 
 
 def item_list(*, project, status=None, external_id=None):
-    qs = Item.objects.filter(project=project)
-    if status:
+    """The project's items, optionally of one status. An item waiting for the one more annotation a
+    quality run asked for (ReopenRequest) is listed, and shown, as open (`reopen_requested`)."""
+    qs = Item.objects.filter(project=project).annotate(reopen_requested=reopen_pending())
+    if status == ItemStatus.OPEN:
+        qs = qs.filter(Q(status=ItemStatus.OPEN) | reopen_pending())
+    elif status == ItemStatus.DISPUTED:
+        qs = qs.filter(status=ItemStatus.DISPUTED).exclude(reopen_pending())
+    elif status:
         qs = qs.filter(status=status)
     if external_id:
         qs = qs.filter(external_id=external_id)

@@ -30,6 +30,7 @@ from labeling.models import (
     QualityRun,
     QualityRunStatus,
     QualitySettings,
+    reopen_pending,
 )
 from labeling.selectors import ANY_ROLE, access_project
 
@@ -150,7 +151,8 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
 
 
 def review_queue_size(*, project) -> int:
-    return Item.objects.filter(project=project, status__in=["disputed", "conflict"]).count()
+    """Disputed and conflicting items, but not those waiting for one more annotation (ReopenRequest)."""
+    return Item.objects.filter(project=project, status__in=["disputed", "conflict"]).exclude(reopen_pending()).count()
 
 
 # --- annotators -----------------------------------------------------------------------------------

@@ -8,7 +8,17 @@ from django.db import connection
 from django.utils import timezone
 
 from labeling.errors import NotFound, ValidationFailed
-from labeling.models import Annotation, AnnotatorProgress, Assignment, AssignmentKind, AssignmentStatus, Item, ItemStatus
+from labeling.models import (
+    REOPEN_VALID_SQL,
+    Annotation,
+    AnnotatorProgress,
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Item,
+    ItemStatus,
+    ReopenRequest,
+)
 
 # Counting open items stops here so that the cost of a progress line never grows with the project.
 REMAINING_CAP = 1_000
@@ -23,6 +33,8 @@ class Progress:
 
 
 def open_items_count(*, project_id: int, cap: int = REMAINING_CAP) -> tuple[int, bool]:
+    """Open items, and items waiting for the one more annotation a quality run asked for (they open
+    when an annotator reaches them: ReopenRequest), counted up to `cap`."""
     with connection.cursor() as cur:  # plain SQL: this runs on every queue/next
         cur.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {Item._meta.db_table} WHERE project_id = %s AND status = %s "
@@ -30,6 +42,13 @@ def open_items_count(*, project_id: int, cap: int = REMAINING_CAP) -> tuple[int,
             [project_id, ItemStatus.OPEN, cap],
         )
         n = cur.fetchone()[0]
+        if n < cap:
+            cur.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {ReopenRequest._meta.db_table} r JOIN {Item._meta.db_table} i "
+                f"ON i.id = r.item_id WHERE r.project_id = %s AND {REOPEN_VALID_SQL.format(i='i', r='r')} LIMIT %s) AS requested",
+                [project_id, cap - n],
+            )
+            n += cur.fetchone()[0]
     return n, n >= cap
 
 

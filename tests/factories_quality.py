@@ -147,7 +147,7 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
     truth where set, else the last run's consensus) and the number of annotations used."""
     from unittest import mock
 
-    from labeling.models import GroundTruth, QualityItemResult
+    from labeling.models import GroundTruth, QualityItemResult, ReopenRequest
     from labeling.services import quality as quality_service
 
     keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
@@ -164,6 +164,12 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
         reopened = list(QualityItemResult.objects.filter(run=run, outcome="reopened").values_list("item_id", flat=True))
         if not reopened:
             break
+        # An annotator reaches each requested item: the queue opens it for one more annotation
+        # (what labeling.services.queue._open_requested does at a claim).
+        requested = ReopenRequest.objects.filter(item_id__in=reopened)
+        Item.objects.filter(pk__in=requested.values("item_id")).update(
+            status="open", required_annotations=F("required_annotations") + 1)
+        requested.delete()
         new = []
         for item_id in reopened:
             i = row_of[item_id]

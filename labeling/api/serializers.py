@@ -1,8 +1,9 @@
 """Output shapes shared by several endpoints, and the error shape for the schema."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from labeling.models import Item, LabelClass, Project
+from labeling.models import Item, ItemStatus, LabelClass, Project
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -38,10 +39,23 @@ class ProjectOutput(serializers.ModelSerializer):
 
 
 class ItemOutput(serializers.ModelSerializer):
+    # A disputed item waiting for the one more annotation a quality run asked for is shown as the open
+    # item it becomes when an annotator reaches it (labeling.models.ReopenRequest; item_list
+    # annotates `reopen_requested`).
+    status = serializers.SerializerMethodField()
+    required_annotations = serializers.SerializerMethodField()
+
     class Meta:
         model = Item
         fields = ["id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
                   "created_at", "updated_at"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=ItemStatus.choices))
+    def get_status(self, obj) -> str:
+        return ItemStatus.OPEN if getattr(obj, "reopen_requested", False) else obj.status
+
+    def get_required_annotations(self, obj) -> int:
+        return obj.required_annotations + (1 if getattr(obj, "reopen_requested", False) else 0)
 
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}

@@ -28,3 +28,51 @@ class AnnotatorProgress(models.Model):
 
     def __str__(self):
         return f"{self.annotator_id}@{self.project_id}: {self.submitted}"
+
+
+class ReopenRequest(models.Model):
+    """A quality run's request for one more annotation of a disputed item (adaptive overlap), waiting
+    for an annotator to reach it.
+
+    A run does not rewrite the item: it records the request, and the annotator queue turns the item
+    `open` (required_annotations + 1, served in `rank` order) when it hands the item out
+    (labeling.services.queue). Until then the item is stored as `disputed` but counts as open
+    everywhere (labeling.selectors_queue.reopen_pending): it is not in the review queue, and the next
+    run sees it as the open item it will become.
+
+    A request is valid only while its item is still `disputed` with the counters it was made on
+    (`required`, `count`); a reviewer's decision, ground truth or a new annotation makes it stale,
+    and stale requests are dropped as the queue meets them. No foreign key constraint to the
+    project: the item implies it (and each constraint is a check per row at commit, ~3 µs each over
+    a run's 170,000 requests)."""
+
+    item = models.OneToOneField("labeling.Item", primary_key=True, on_delete=models.CASCADE, related_name="reopen_request")
+    project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE, db_constraint=False, db_index=False,
+                                related_name="+")
+    rank = models.FloatField()  # cleanlab's active-learning score: lowest first
+    required = models.PositiveSmallIntegerField()  # the item's required_annotations when requested
+    count = models.PositiveIntegerField()  # the item's annotation_count when requested
+
+    class Meta:
+        ordering = ["project_id", "rank", "item_id"]
+        indexes = [models.Index(fields=["project", "rank", "item"], name="reopen_request_head")]
+
+    def __str__(self):
+        return f"{self.item_id}@{self.project_id}: {self.rank:.3f}"
+
+
+# A request is valid while its item is as it was made on (see ReopenRequest). `{r}` / `{i}`: aliases.
+REOPEN_VALID_SQL = ("{i}.status = 'disputed' AND {i}.required_annotations = {r}.required "
+                    "AND {i}.annotation_count = {r}.count")
+
+
+def reopen_pending(prefix: str = "") -> models.Q:
+    """For a query over items (`prefix` ""), or over rows with an item (`prefix` "item__"): a valid
+    request for one more annotation waits for the item, which therefore counts as open, not as
+    disputed."""
+    return models.Q(**{f"{prefix}status": "disputed"}) & models.Q(models.Exists(
+        ReopenRequest.objects.filter(
+            item_id=models.OuterRef(f"{prefix}pk"), required=models.OuterRef(f"{prefix}required_annotations"),
+            count=models.OuterRef(f"{prefix}annotation_count"),
+        )
+    ))

@@ -76,6 +76,8 @@ from labeling.models import (
     QualityRunStatus,
     QualitySettings,
     QualityTrigger,
+    REOPEN_VALID_SQL,
+    ReopenRequest,
     Role,
 )
 from labeling.services.ground_truth import Decision, ground_truth_set_many
@@ -239,7 +241,7 @@ class Snapshot:
 def _tables():
     return {
         "a": Annotation._meta.db_table, "i": Item._meta.db_table, "g": GroundTruth._meta.db_table,
-        "p": Prediction._meta.db_table,
+        "p": Prediction._meta.db_table, "r": ReopenRequest._meta.db_table,
     }
 
 
@@ -347,11 +349,12 @@ def _read_item_state(project_id, item_ids, label_keys) -> dict:
     def read_items(annotated_sql):
         return read_columns(
             f"SELECT i.id, {status_sql}, i.required_annotations, i.annotation_count, {gt_label_sql}, {method_sql}, "
-            f"{version_sql} FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id "
+            f"{version_sql}, CASE WHEN r.item_id IS NOT NULL AND {REOPEN_VALID_SQL.format(i='i', r='r')} THEN 1 ELSE 0 END "
+            f"FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id LEFT JOIN {t['r']} r ON r.item_id = i.id "
             f"WHERE i.project_id = %s AND {annotated_sql}",
             [*status_params, *gt_label_params, *method_params, project_id],
             {"id": np.int64, "status": np.int64, "required": np.int64, "count": np.int64, "gt_label": np.int64,
-             "gt_method": np.int64, "version": np.int64},
+             "gt_method": np.int64, "version": np.int64, "pending": np.int64},
         )
 
     # The annotation counter picks the annotated items cheaply; should it ever have drifted from the
@@ -364,6 +367,11 @@ def _read_item_state(project_id, item_ids, label_keys) -> dict:
         if pos is None:
             raise RuntimeError("An annotated item is missing from the snapshot's items.")
     pick = {k: v[pos] for k, v in items.items()}
+    # An item waiting for the one more annotation a run asked for is the open item it will become
+    # (see ReopenRequest): nothing new to decide about it until that annotation comes.
+    pending = pick["pending"] == 1
+    pick["status"][pending] = STATUSES.index(ItemStatus.OPEN)
+    pick["required"][pending] += 1
     label_names = np.array([*label_keys, "", ""], dtype=object)  # index -1 / -2: none
     method_names = np.array([*METHODS, "", ""], dtype=object)
     return {
@@ -609,6 +617,46 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
     return ~ok
 
 
+@transaction.atomic
+def _request_chunk(snap, idx, *, rank: np.ndarray) -> np.ndarray:
+    """Request one more annotation of each disputed item still as the snapshot saw it (one
+    INSERT ... SELECT that compares each item's row version, status and counters; a request already
+    waiting for the item gets the new rank). Returns the stale mask.
+
+    The items are read, not locked: whatever changes an item after this check also changes its
+    status or counters, which makes the request stale (ReopenRequest), so a newer human decision is
+    never overridden."""
+    _commit_without_waiting()
+    ids = snap.item_ids[idx]
+    table = ReopenRequest._meta.db_table
+    if is_postgres():
+        temp_table_from_arrays("quality_requests", {
+            "id": ("int8", ids), "version": ("int8", snap.version[idx]), "required": ("int4", snap.required[idx]),
+            "count": ("int4", snap.annotation_count[idx]), "rank": ("float8", rank),
+        })
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL enable_hashjoin = off")  # each item found by its primary key, never a scan
+            cur.execute("SET LOCAL enable_mergejoin = off")
+            cur.execute(
+                f"INSERT INTO {table} (item_id, project_id, rank, required, count) "
+                f"SELECT v.id, %s, v.rank, v.required, v.count FROM quality_requests v "
+                f"JOIN {Item._meta.db_table} i ON i.id = v.id WHERE i.xmin::text::bigint = v.version "
+                f"AND i.status = %s AND i.required_annotations = v.required AND i.annotation_count = v.count "
+                f"ON CONFLICT (item_id) DO UPDATE SET rank = EXCLUDED.rank, required = EXCLUDED.required, "
+                f"count = EXCLUDED.count, project_id = EXCLUDED.project_id RETURNING item_id",
+                [snap.project_id, ItemStatus.DISPUTED],
+            )
+            done = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+        return ~np.isin(ids, done)
+    ok = _unchanged(snap, idx, lock=True)
+    ReopenRequest.objects.bulk_create(
+        [ReopenRequest(item_id=int(ids[j]), project_id=snap.project_id, rank=float(rank[j]), required=int(snap.required[i]),
+                       count=int(snap.annotation_count[i])) for j, i in enumerate(idx.tolist()) if ok[j]],
+        update_conflicts=True, unique_fields=["item"], update_fields=["rank", "required", "count", "project"],
+    )
+    return ~ok
+
+
 def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None = None, queue_order: str = "") -> np.ndarray:
     """Move items to `status` (reopen: one more annotation, served in `reopen_rank` order, then in the
     project's `queue_order`) unless they changed since the snapshot. On PostgreSQL one compare-and-set UPDATE; returns the stale mask.
@@ -711,14 +759,20 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
     for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), start_calls(accept)()):
         stale[idx] = chunk_stale
-    reopened = np.nonzero(act & (outcome == QualityOutcome.REOPENED))[0]
-    # Chunks alternate between two side connections where usable: they hold disjoint items, each
-    # locked in primary-key order, so the two never wait for each other.
-    reopen = [partial(_set_status_chunk, snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx],
-                      queue_order=run.project.queue_order)
-              for idx in _chunks(reopened, 2 * WRITE_CHUNK)]
-    for idx, chunk_stale in zip(_chunks(reopened, 2 * WRITE_CHUNK), start_calls(reopen)()):
+    reopened = act & (outcome == QualityOutcome.REOPENED)
+    # A disputed item is not rewritten: the run records a request for one more annotation, and the
+    # queue opens the item when an annotator reaches it (see ReopenRequest). Chunks alternate
+    # between two side connections where usable (disjoint items).
+    requested = np.nonzero(reopened & (snap.status == ItemStatus.DISPUTED))[0]
+    request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx])
+               for idx in _chunks(requested, 2 * WRITE_CHUNK)]
+    for idx, chunk_stale in zip(_chunks(requested, 2 * WRITE_CHUNK), start_calls(request)()):
         stale[idx] = chunk_stale
+    # A doubted single label (its item resolved) goes back to the queue at once.
+    single = np.nonzero(reopened & (snap.status != ItemStatus.DISPUTED))[0]
+    for idx in _chunks(single, 2 * WRITE_CHUNK):
+        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx],
+                                       queue_order=run.project.queue_order)
     review = act & (outcome == QualityOutcome.REVIEW)
     moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
     for idx in _chunks(moved, 4 * WRITE_CHUNK):

@@ -55,6 +55,8 @@ from labeling.models import (
     ItemStatus,
     Project,
     QueueOrder,
+    REOPEN_VALID_SQL,
+    ReopenRequest,
 )
 from labeling.models.core import QUEUE_KEY_SQL, TOUCHERS_KEY_SQL
 
@@ -183,6 +185,8 @@ def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
         raise Conflict(
             f"You already hold {len(held)} leases in this project; submit or skip one first.", code="too_many_leases"
         )
+    if wait_for is None:  # (while waiting for one item's lock, hold no other)
+        _open_requested(project=project, me=annotator.pk, now=now)
     if connection.vendor != "postgresql":
         return _with_progress(_claim_portable(project=project, annotator=annotator, now=now), done, today)
 
@@ -203,6 +207,81 @@ def _claim_attempt(*, project, annotator, exclude, now, wait_for) -> _Attempt:
         if claim is None:
             return _Attempt(retry=True)
         return _with_progress(_Attempt(claim=claim), done, today)
+
+
+REQUEST_WINDOW = 32  # requests examined per claim, best rank first
+REQUEST_REACH = 2000  # ... and at most this many when none of those is for this annotator
+
+
+def _open_requested(*, project, me: int, now: datetime) -> int | None:
+    """Open the best-ranked item a quality run asked one more annotation of (ReopenRequest) that this
+    annotator may annotate: the item becomes open (required_annotations + 1, reopen_rank = the
+    request's rank, the project's queue_order), so the claim that follows finds it, in queue order,
+    among the other open items. Requests found stale on the way are dropped. Returns the opened
+    item's id, or None.
+
+    The request rows are taken with SKIP LOCKED (concurrent claims open different items, none
+    waits), and the item only if it is still exactly as requested."""
+    if connection.vendor != "postgresql":
+        return _open_requested_portable(project=project, me=me, now=now)
+    requests, items = ReopenRequest._meta.db_table, _ITEM
+    valid = REOPEN_VALID_SQL.format(i="i", r="r")
+    params = {"p": project.pk, "me": json.dumps([me]), "order": project.queue_order, "now": now}
+    with connection.cursor() as cur:
+        for reach in (REQUEST_WINDOW, REQUEST_REACH):
+            # The head of the requests in rank order (walked on reopen_request_head), with what the
+            # claim needs to know of each item.
+            cur.execute(
+                f"""SELECT r.item_id, ({valid}) AS valid, coalesce(i.touchers, '[]') AS touchers
+                    FROM (SELECT * FROM {requests} WHERE project_id = %(p)s ORDER BY rank, item_id LIMIT %(n)s) r
+                    JOIN {items} i ON i.id = r.item_id ORDER BY r.rank, r.item_id""",
+                {**params, "n": reach},
+            )
+            head = cur.fetchall()
+            stale = [item_id for item_id, ok, _ in head if not ok]
+            if stale:
+                cur.execute(f"DELETE FROM {requests} r USING {items} i WHERE r.item_id = ANY(%s) AND i.id = r.item_id "
+                            f"AND NOT ({valid})", [stale])
+            mine = [item_id for item_id, ok, touchers in head if ok and me not in _as_list(touchers)]
+            if mine:
+                break
+            if len(head) < REQUEST_WINDOW:
+                return None  # every request was looked at
+        if not mine:
+            return None  # this annotator labelled every item in reach: the others' claims open those
+        cur.execute(
+            f"""WITH req AS (
+                    DELETE FROM {requests} WHERE item_id = (
+                        SELECT item_id FROM {requests} WHERE item_id = ANY(%(ids)s) ORDER BY rank, item_id
+                        LIMIT 1 FOR UPDATE SKIP LOCKED)
+                    RETURNING item_id, rank, required, count)
+                UPDATE {items} i SET status = 'open', required_annotations = i.required_annotations + 1,
+                    reopen_rank = r.rank, queue_order = %(order)s, updated_at = %(now)s
+                FROM req r WHERE i.id = r.item_id AND {valid}
+                RETURNING i.id""",
+            {**params, "ids": mine},
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _open_requested_portable(*, project, me: int, now: datetime) -> int | None:
+    """The same with the ORM (SQLite, whose write transactions are serialised: no row locks)."""
+    head = ReopenRequest.objects.filter(project_id=project.pk).select_related("item").order_by("rank", "item_id")
+    for request in head[:REQUEST_REACH]:
+        item = request.item
+        if (item.status, item.required_annotations, item.annotation_count) != (ItemStatus.DISPUTED, request.required, request.count):
+            request.delete()  # stale
+            continue
+        if me in _as_list(item.touchers):
+            continue
+        Item.objects.filter(pk=item.pk).update(
+            status=ItemStatus.OPEN, required_annotations=F("required_annotations") + 1, reopen_rank=request.rank,
+            queue_order=project.queue_order, updated_at=now,
+        )
+        request.delete()
+        return item.pk
+    return None
 
 
 def _held_leases(*, project, annotator, now) -> list[tuple]:

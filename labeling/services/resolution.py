@@ -1,4 +1,6 @@
 """The review queue: reviewers lease the most doubtful disputed items and decide their label.
+A disputed item waiting for the one more annotation a quality run asked for (ReopenRequest) is
+not in it.
 
 Leasing follows the annotator queue's rules: one transaction that locks the chosen item with
 SELECT ... FOR UPDATE SKIP LOCKED (so concurrent reviewers never wait on, or get, the same item),
@@ -30,6 +32,7 @@ from labeling.models import (
     QualityItemResult,
     QualityRun,
     QualityRunStatus,
+    reopen_pending,
 )
 from labeling.services.ground_truth import GroundTruthChange, ground_truth_set
 
@@ -53,6 +56,7 @@ def review_next(*, project: Project, reviewer) -> Assignment | None:
         Assignment.objects.select_for_update(of=("self",))
         .filter(annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
                 item__project=project, item__status__in=REVIEWABLE)
+        .exclude(reopen_pending("item__"))
         .select_related("item").order_by("id").first()
     )
     if held is not None:
@@ -93,6 +97,7 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
     if run_id is not None:
         scored = (
             QualityItemResult.objects.filter(run_id=run_id, item__project=project, item__status__in=REVIEWABLE)
+            .exclude(reopen_pending("item__"))
             .exclude(Exists(leased_by_other("item_id")))
             .exclude(Exists(skipped_by_me("item_id")))
             .order_by("quality")  # exactly the (run, quality) index's order: walked, never sorted
@@ -108,6 +113,7 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
             yield result.item
     unscored = (
         Item.objects.filter(project=project, status__in=REVIEWABLE)
+        .exclude(reopen_pending())
         .exclude(Exists(leased_by_other("pk"))).exclude(Exists(skipped_by_me("pk")))
     )
     if run_id is not None:

@@ -25,6 +25,7 @@ from labeling.models import (
     QualityItemResult,
     QualityRun,
     QualitySettings,
+    ReopenRequest,
     Role,
 )
 from labeling.services import quality as quality_service
@@ -35,6 +36,10 @@ from labeling.services.quality import (
     quality_results_prune,
     quality_runs_recover,
 )
+from labeling.api.serializers import ItemOutput
+from labeling.selectors import item_list, project_list_with_counts
+from labeling.selectors_quality import review_queue_size
+from labeling.services.queue import assignment_claim_next
 from labeling.services.resolution import item_resolve
 from labeling.tasks import quality_run_task
 from tests.factories import UserFactory, add_member
@@ -141,7 +146,7 @@ def test_text_payloads_use_tfidf_and_a_class_nobody_chose_is_never_accepted():
 
 @pytest.mark.django_db
 def test_outcomes_accept_reopen_in_activelab_order_or_review():
-    project, _ = crowd_project(k=4, accept_threshold=0.7)
+    project, manager = crowd_project(k=4, accept_threshold=0.7)
     type(project).objects.filter(pk=project.pk).update(queue_order="uncertainty")  # set after the items: reopen keys them
     project.refresh_from_db()
     users = annotators(project, 10)
@@ -156,7 +161,9 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
     assert run.status == "done", run.error
     res = results_by_item(run)
     items_now = {it.pk: it for it in Item.objects.filter(project=project)}
+    requests = {r.item_id: r for r in ReopenRequest.objects.filter(project=project)}
     assert run.auto_accepted and run.reopened_for_more and run.to_review
+    assert len(requests) == run.reopened_for_more
 
     for pk in disputed_before:
         r, it = res[pk], items_now[pk]
@@ -168,9 +175,11 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
             chose = Annotation.objects.filter(item_id=pk, label=r.consensus_label).values_list("annotator_id", flat=True)
             assert sorted(LabelChange.objects.get(item_id=pk, method="consensus").annotators) == sorted(chose)
         elif r.outcome == "reopened":
-            assert r.quality < 0.7 and it.status == "open" and it.required_annotations == 4
-            assert it.reopen_rank == pytest.approx(r.active_learning_score)
-            assert it.queue_order == project.queue_order == "uncertainty"  # keyed for the project's ordering
+            # Not rewritten: a request for one more annotation waits for the item, in ActiveLab order.
+            assert r.quality < 0.7 and it.status == "disputed" and it.required_annotations == 3
+            req = requests[pk]
+            assert (req.rank, req.required, req.count, req.project_id) == (
+                pytest.approx(r.active_learning_score), 3, 3, project.pk)
         else:
             assert r.outcome == "review" and r.quality < 0.7 and it.status == "disputed"
             assert it.required_annotations == 5  # the ones already at the maximum
@@ -181,8 +190,29 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
     assert set(LabelChange.objects.filter(project=project, method="consensus").values_list("source", flat=True)) == {f"quality-run:{run.pk}"}
     # Reopened items are served lowest ActiveLab score first; ActiveLab follows consensus quality.
     reopened = [res[pk] for pk in disputed_before if res[pk].outcome == "reopened"]
-    by_rank = sorted(reopened, key=lambda r: items_now[r.item_id].reopen_rank)
+    by_rank = sorted(reopened, key=lambda r: requests[r.item_id].rank)
     assert by_rank[0].quality <= by_rank[-1].quality
+
+    # Everywhere but in storage, a requested item is the open item it becomes.
+    assert review_queue_size(project=project) == run.to_review
+    listed = {it.pk: it for it in item_list(project=project, status="open")}
+    assert set(listed) == set(requests)
+    assert {ItemOutput(listed[pk]).data["status"] for pk in requests} == {"open"}
+    assert {ItemOutput(listed[pk]).data["required_annotations"] for pk in requests} == {4}
+    assert not set(requests) & {it.pk for it in item_list(project=project, status="disputed")}
+    counts = project_list_with_counts(user=manager).get(pk=project.pk)
+    assert (counts.n_open, counts.n_disputed) == (len(requests), run.to_review)
+
+    # An annotator who has not labelled the best-ranked item gets it, and that opens it for a 4th.
+    best = by_rank[0].item_id
+    labelled = set(Annotation.objects.filter(item_id=best).values_list("annotator_id", flat=True))
+    fresh = next(u for u in users if u.pk not in labelled)
+    claim = assignment_claim_next(project=project, annotator=fresh)
+    assert claim.item_id == best
+    it = Item.objects.get(pk=best)
+    assert (it.status, it.required_annotations, it.queue_order) == ("open", 4, "uncertainty")
+    assert it.reopen_rank == pytest.approx(requests[best].rank)
+    assert not ReopenRequest.objects.filter(item_id=best).exists()
 
 
 class _Deadlock(Exception):
@@ -191,13 +221,15 @@ class _Deadlock(Exception):
 
 @pytest.mark.django_db
 def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(monkeypatch):
-    """The reopen UPDATE takes its row locks as its plan walks the items in primary-key order; should
-    it still deadlock, the chunk is rolled back and redone after an explicit locking pass."""
+    """The UPDATE that moves items (a doubted single label back to the queue) takes its row locks as
+    its plan walks the items in primary-key order; should it still deadlock, the chunk is rolled back
+    and redone after an explicit locking pass."""
     from django.db import OperationalError
 
-    project, _ = crowd_project(k=4, accept_threshold=0.7)
-    users = annotators(project, 10)
-    load_crowd(project, users, simulate_crowd(n_items=120, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=3))
+    project, _ = crowd_project(k=3, annotations_per_item=1, max_annotations_per_item=2, accept_threshold=0.5)
+    users = annotators(project, 4)
+    load_crowd(project, users, simulate_crowd(n_items=300, accuracies=[0.95, 0.9, 0.6, 0.5], n_classes=3, per_item=1,
+                                              seed=2, model_accuracy=0.9))
     real, attempts = quality_service._set_status_once, []
 
     def deadlocks_once(snap, idx, **kw):  # noqa: ANN001
@@ -218,7 +250,7 @@ def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(
     res = results_by_item(run)
     for it in Item.objects.filter(project=project):
         if res[it.pk].outcome == "reopened":
-            assert it.status == "open" and it.required_annotations == 4
+            assert it.status == "open" and it.required_annotations == 2
             assert it.reopen_rank == pytest.approx(res[it.pk].active_learning_score)
 
     # Any other database error is not retried: the run fails with it.
@@ -226,7 +258,7 @@ def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(quality_service, "_set_status_once", fails)
-    Item.objects.filter(project=project, status="open", annotation_count=3).update(status="disputed", required_annotations=3)
+    Item.objects.filter(project=project, status="open", annotation_count=1).update(status="resolved", required_annotations=1)
     run = run_now(project)
     assert run.status == "failed" and "server closed the connection" in run.error
 
