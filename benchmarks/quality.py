@@ -8,7 +8,8 @@ agree are resolved (ground truth "unanimous", as the annotation service leaves t
 disputed. Then one quality run executes in a fresh process (so its peak memory is its own) and
 the script prints one table: wall time split into database read, pred_probs, cleanlab, database
 write; peak memory; and the target "everything but cleanlab < half of the cleanlab call".
-It also times the review queue's lease and the agreement read on the same data. The project is
+It also times queue/next while the run's requests for one more annotation wait (each claim opens
+one), the review queue's lease and the agreement read on the same data. The project is
 deleted at the end unless --keep. The project's accept_threshold (0.7) decides the backlog's mix:
 with these annotators nearly every disputed item is sent back for a 4th annotation; a lower one
 (--accept-threshold 0.3) makes the backlog mostly accepted (ground truth written) instead.
@@ -154,13 +155,40 @@ def child(project_id):
     print(json.dumps({"baseline_mib": baseline / 1024, "runs": figures}))
 
 
+CLAIMS = 200
+
+
+def claims_with_requests(project):
+    """queue/next while the backlog run's requests for a 4th annotation wait: each claim opens the
+    best-ranked request its annotator may take (labeling.services.queue._open_requested). Returns
+    (requests waiting, sorted claim seconds)."""
+    from django.contrib.auth import get_user_model
+
+    from labeling.models import Membership, ReopenRequest, Role
+    from labeling.services.queue import assignment_claim_next, assignment_skip
+
+    waiting = ReopenRequest.objects.filter(project=project).count()
+    users = list(get_user_model().objects.filter(
+        pk__in=Membership.objects.filter(project=project, role=Role.ANNOTATOR).values("user_id")).order_by("pk"))
+    took = []
+    for n in range(CLAIMS):
+        user = users[n % len(users)]
+        t = time.perf_counter()
+        claim = assignment_claim_next(project=project, annotator=user)
+        took.append(time.perf_counter() - t)
+        assert claim is not None and not claim.reused
+        assignment_skip(assignment_id=claim.assignment_id, annotator=user)  # (not timed) frees the lease slot
+    return waiting, sorted(took)
+
+
 def reads(project, reviewer):
     from labeling import selectors_quality as sq
-    from labeling.models import Item
+    from labeling.models import Item, ReopenRequest
     from labeling.services.resolution import review_next
 
     # Steady state of the review queue: the items sent back for a 4th annotation come back disputed
     # (before the next run rescores them), so reviewers pick among every doubtful item of this run.
+    ReopenRequest.objects.filter(project=project).delete()
     Item.objects.filter(project=project, status="open").update(status="disputed")
     t = time.perf_counter()
     lease = review_next(project=project, reviewer=reviewer)
@@ -182,15 +210,16 @@ def drop(project):
     from django.db import connection
 
     from labeling.models import (Annotation, Assignment, GroundTruth, Item, LabelChange, Prediction,
-                                 QualityAnnotatorStat, QualityItemResult, QualityRun)
+                                 QualityAnnotatorStat, QualityItemResult, QualityRun, ReopenRequest)
 
     t = {m: m._meta.db_table for m in (Annotation, Assignment, GroundTruth, Item, LabelChange, Prediction,
-                                       QualityAnnotatorStat, QualityItemResult, QualityRun)}
+                                       QualityAnnotatorStat, QualityItemResult, QualityRun, ReopenRequest)}
     with connection.cursor() as c:
         c.execute(f"DELETE FROM {t[QualityItemResult]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)", [project.pk])
         c.execute(f"DELETE FROM {t[QualityAnnotatorStat]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)", [project.pk])
         c.execute(f"DELETE FROM {t[QualityRun]} WHERE project_id = %s", [project.pk])
         c.execute(f"DELETE FROM {t[LabelChange]} WHERE project_id = %s", [project.pk])
+        c.execute(f"DELETE FROM {t[ReopenRequest]} WHERE project_id = %s", [project.pk])
         for model in (GroundTruth, Annotation, Prediction, Assignment):
             c.execute(f"DELETE FROM {t[model]} WHERE item_id IN (SELECT id FROM {t[Item]} WHERE project_id = %s)", [project.pk])
         c.execute(f"DELETE FROM {t[Item]} WHERE project_id = %s", [project.pk])
@@ -213,6 +242,7 @@ def main():
     project, reviewer, load_s, n_unanimous = build(args.items, args.annotators, args.classes, accept_threshold=args.accept_threshold)
     try:
         out = run_in_child(project.pk)
+        waiting, claims = claims_with_requests(project)
         lease_s, held_s, agreement_s, annotators_s, agreement = reads(project, reviewer)
     finally:
         if not args.keep:
@@ -242,6 +272,10 @@ def main():
                                             f"{out['baseline_mib']:.0f} MiB of a process with Django and cleanlab loaded)"),
         ]
     rows += [
+        (f"queue/next, {waiting:,} requests waiting", f"{CLAIMS} claims (each opens a requested item): "
+                                                      f"p50 {claims[len(claims) // 2] * 1000:.1f} ms, "
+                                                      f"p99 {claims[int(len(claims) * 0.99)] * 1000:.1f} ms, "
+                                                      f"max {claims[-1] * 1000:.1f} ms"),
         ("review/next (new lease)", f"{lease_s * 1000:.0f} ms; held lease again {held_s * 1000:.0f} ms"),
         ("agreement read", f"{agreement_s:.2f} s (alpha {agreement['krippendorff_alpha']:.3f}, "
                            f"{len(agreement['pairwise_cohen_kappa'])} annotator pairs)"),

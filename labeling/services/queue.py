@@ -232,16 +232,16 @@ def _open_requested(*, project, me: int, now: datetime) -> int | None:
             # The head of the requests in rank order (walked on reopen_request_head), with what the
             # claim needs to know of each item.
             cur.execute(
-                f"""SELECT r.item_id, ({valid}) AS valid, coalesce(i.touchers, '[]') AS touchers
+                f"""SELECT r.item_id, coalesce({valid}, false) AS valid, coalesce(i.touchers, '[]') AS touchers
                     FROM (SELECT * FROM {requests} WHERE project_id = %(p)s ORDER BY rank, item_id LIMIT %(n)s) r
-                    JOIN {items} i ON i.id = r.item_id ORDER BY r.rank, r.item_id""",
+                    LEFT JOIN {items} i ON i.id = r.item_id ORDER BY r.rank, r.item_id""",
                 {**params, "n": reach},
             )
             head = cur.fetchall()
             stale = [item_id for item_id, ok, _ in head if not ok]
             if stale:
-                cur.execute(f"DELETE FROM {requests} r USING {items} i WHERE r.item_id = ANY(%s) AND i.id = r.item_id "
-                            f"AND NOT ({valid})", [stale])
+                cur.execute(f"DELETE FROM {requests} r WHERE r.item_id = ANY(%s) AND NOT EXISTS "
+                            f"(SELECT 1 FROM {items} i WHERE i.id = r.item_id AND {valid})", [stale])
             mine = [item_id for item_id, ok, touchers in head if ok and me not in _as_list(touchers)]
             if mine:
                 break
@@ -267,10 +267,10 @@ def _open_requested(*, project, me: int, now: datetime) -> int | None:
 
 def _open_requested_portable(*, project, me: int, now: datetime) -> int | None:
     """The same with the ORM (SQLite, whose write transactions are serialised: no row locks)."""
-    head = ReopenRequest.objects.filter(project_id=project.pk).select_related("item").order_by("rank", "item_id")
+    head = ReopenRequest.objects.filter(project_id=project.pk).order_by("rank", "item_id")
     for request in head[:REQUEST_REACH]:
-        item = request.item
-        if (item.status, item.required_annotations, item.annotation_count) != (ItemStatus.DISPUTED, request.required, request.count):
+        item = Item.objects.filter(pk=request.item_id).first()
+        if item is None or (item.status, item.required_annotations, item.annotation_count) != (ItemStatus.DISPUTED, request.required, request.count):
             request.delete()  # stale
             continue
         if me in _as_list(item.touchers):

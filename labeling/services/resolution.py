@@ -30,6 +30,7 @@ from labeling.models import (
     LabelClass,
     Project,
     QualityItemResult,
+    QualityOutcome,
     QualityRun,
     QualityRunStatus,
     reopen_pending,
@@ -37,6 +38,8 @@ from labeling.models import (
 from labeling.services.ground_truth import GroundTruthChange, ground_truth_set
 
 REVIEWABLE = (ItemStatus.DISPUTED, ItemStatus.CONFLICT)
+# The outcomes of a run that send an item to review; QualityItemResult indexes only these by quality.
+REVIEW_OUTCOMES = (QualityOutcome.REVIEW, QualityOutcome.STALE)
 MAX_NOTE = 4000
 
 
@@ -81,9 +84,15 @@ def review_next(*, project: Project, reviewer) -> Assignment | None:
 
 
 def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
-    """Reviewable items, locked one at a time with SKIP LOCKED: first those the latest run scored,
-    lowest consensus quality first (walking the run's results in quality order), then the ones no
-    run has scored yet, oldest first."""
+    """Reviewable items, locked one at a time with SKIP LOCKED: first those the latest run sent to
+    review (or found changed after its snapshot), lowest consensus quality first (walking the
+    quality_result_review index), then, oldest first, the others: conflicts, items annotated since
+    that run's snapshot (disputed since), items newer than the run. Before any run, every
+    reviewable item, oldest first.
+
+    No walk passes over the items waiting for one more annotation (ReopenRequest, stored as
+    disputed; after a backlog run, most of the disputed items): each source only holds items that
+    cannot be waiting for one, and the exclusion below is a check of the few found."""
     def leased_by_other(ref):
         return Assignment.objects.filter(
             item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now
@@ -94,13 +103,21 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
                                          annotator=reviewer)
 
     excluded = []
-    if run_id is not None:
+    reviewable = (
+        Item.objects.filter(project=project, status__in=REVIEWABLE)
+        .exclude(reopen_pending())
+        .exclude(Exists(leased_by_other("pk"))).exclude(Exists(skipped_by_me("pk")))
+    )
+    if run_id is None:
+        sources = [reviewable]
+    else:
         scored = (
-            QualityItemResult.objects.filter(run_id=run_id, item__project=project, item__status__in=REVIEWABLE)
+            QualityItemResult.objects.filter(run_id=run_id, outcome__in=REVIEW_OUTCOMES, item__project=project,
+                                             item__status__in=REVIEWABLE)
             .exclude(reopen_pending("item__"))
             .exclude(Exists(leased_by_other("item_id")))
             .exclude(Exists(skipped_by_me("item_id")))
-            .order_by("quality")  # exactly the (run, quality) index's order: walked, never sorted
+            .order_by("quality")  # exactly the quality_result_review index's order: walked, never sorted
         )
         for _ in range(attempts):
             result = (
@@ -111,19 +128,21 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
                 break
             excluded.append(result.item_id)
             yield result.item
-    unscored = (
-        Item.objects.filter(project=project, status__in=REVIEWABLE)
-        .exclude(reopen_pending())
-        .exclude(Exists(leased_by_other("pk"))).exclude(Exists(skipped_by_me("pk")))
-    )
-    if run_id is not None:
-        unscored = unscored.exclude(Exists(QualityItemResult.objects.filter(run_id=run_id, item_id=OuterRef("pk"))))
-    for _ in range(attempts):
-        item = unscored.exclude(pk__in=excluded).order_by("id").select_for_update(skip_locked=True, of=("self",)).first()
-        if item is None:
-            return
-        excluded.append(item.pk)
-        yield item
+        since = QualityRun.objects.filter(pk=run_id).values_list("snapshot_max_annotation_id", flat=True).first() or 0
+        last_scored = (QualityItemResult.objects.filter(run_id=run_id).order_by("-item_id")
+                       .values_list("item_id", flat=True).first() or 0)
+        sources = [
+            reviewable.filter(status=ItemStatus.CONFLICT),
+            reviewable.filter(pk__in=Annotation.objects.filter(project_id=project.pk, pk__gt=since).values("item_id")),
+            reviewable.filter(pk__gt=last_scored),  # items newer than the run (made reviewable some other way)
+        ]
+    for source in sources:
+        for _ in range(attempts):
+            item = source.exclude(pk__in=excluded).order_by("id").select_for_update(skip_locked=True, of=("self",)).first()
+            if item is None:
+                break
+            excluded.append(item.pk)
+            yield item
 
 
 @transaction.atomic

@@ -473,9 +473,10 @@ def test_stored_vectors_and_the_jsonb_give_the_same_pred_probs():
 
 @pytest.mark.django_db(transaction=True)
 def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
-    """Outside a transaction a run reads on three connections and writes on up to five (two for the
-    per-item results, two taking alternate reopen chunks, this one); inside one, everything happens
-    on this connection. Both give the same outcomes, item states and ground truth."""
+    """Outside a transaction a run reads on three connections and writes on up to four (one for the
+    per-item results, one for the requests for one more annotation, two taking alternate accept
+    chunks); inside one, everything happens on this connection. Both give the same outcomes, item
+    states, requests and ground truth."""
     crowd = simulate_crowd(n_items=240, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=21)
     projects = []
     for _ in range(2):
@@ -493,14 +494,14 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
     with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "DbThread", counting), \
             mock.patch.object(bulkio, "DbThread", counting):
         spread = run_now(projects[0])
-        assert len(threads) >= 6  # 2 readers on the snapshot, 2 result writers, 2 reopen writers
+        assert len(threads) >= 6  # 2 readers on the snapshot, 1 result writer, 1 request writer, 2 accept writers
         assert sum(1 for sid in threads if sid) == 2
         threads.clear()
         with transaction.atomic():
             single = run_now(projects[1])
         assert threads == []
     assert spread.status == single.status == "done", (spread.error, single.error)
-    assert spread.reopened_for_more > 2 * 2 * 7  # several reopen chunks on each connection
+    assert spread.reopened_for_more > 2 * 2 * 7  # several request chunks
 
     def state(project, run):
         results = {r.item.external_id: (r.outcome, r.consensus_label, round(r.quality, 9), r.active_learning_score)
@@ -508,7 +509,10 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
         items = {it.external_id: (it.status, it.required_annotations, it.reopen_rank)
                  for it in Item.objects.filter(project=project)}
         truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item__external_id", "label"))
-        return results, items, truth
+        requests = {r.item.external_id: (r.rank, r.required, r.count)
+                    for r in ReopenRequest.objects.filter(project=project).select_related("item")}
+        assert len(requests) == run.reopened_for_more
+        return results, items, truth, requests
 
     assert state(projects[0], spread) == state(projects[1], single)
     for field in ("scored", "auto_accepted", "reopened_for_more", "to_review", "skipped_stale"):
