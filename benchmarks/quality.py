@@ -181,15 +181,32 @@ def claims_with_requests(project):
     return waiting, sorted(took)
 
 
+def review_with_requests(project, reviewer):
+    """review/next and the review queue's size while the requested items (stored as disputed) wait."""
+    from labeling.selectors_quality import review_queue_size
+    from labeling.services.resolution import review_next
+
+    t = time.perf_counter()
+    lease = review_next(project=project, reviewer=reviewer)
+    lease_s = time.perf_counter() - t
+    t = time.perf_counter()
+    size = review_queue_size(project=project)
+    return lease_s, lease is not None, size, time.perf_counter() - t
+
+
 def reads(project, reviewer):
     from labeling import selectors_quality as sq
     from labeling.models import Item, ReopenRequest
     from labeling.services.resolution import review_next
 
-    # Steady state of the review queue: the items sent back for a 4th annotation come back disputed
-    # (before the next run rescores them), so reviewers pick among every doubtful item of this run.
+    # Steady state of the review queue: as if the latest run had sent every doubtful item to review
+    # (no annotator left to ask), so reviewers pick among all of them.
+    from labeling.models import QualityItemResult, QualityRun
+
     ReopenRequest.objects.filter(project=project).delete()
     Item.objects.filter(project=project, status="open").update(status="disputed")
+    latest = QualityRun.objects.filter(project=project, status="done").order_by("-id").first()
+    QualityItemResult.objects.filter(run=latest, outcome__in=["pending", "reopened"]).update(outcome="review")
     t = time.perf_counter()
     lease = review_next(project=project, reviewer=reviewer)
     lease_s = time.perf_counter() - t
@@ -243,6 +260,7 @@ def main():
     try:
         out = run_in_child(project.pk)
         waiting, claims = claims_with_requests(project)
+        review_pending = review_with_requests(project, reviewer)
         lease_s, held_s, agreement_s, annotators_s, agreement = reads(project, reviewer)
     finally:
         if not args.keep:
@@ -276,6 +294,8 @@ def main():
                                                       f"p50 {claims[len(claims) // 2] * 1000:.1f} ms, "
                                                       f"p99 {claims[int(len(claims) * 0.99)] * 1000:.1f} ms, "
                                                       f"max {claims[-1] * 1000:.1f} ms"),
+        ("review/next, same requests waiting", f"{review_pending[0] * 1000:.0f} ms ({'a lease' if review_pending[1] else 'nothing to review'}); "
+                                               f"review queue size {review_pending[2]:,} counted in {review_pending[3] * 1000:.0f} ms"),
         ("review/next (new lease)", f"{lease_s * 1000:.0f} ms; held lease again {held_s * 1000:.0f} ms"),
         ("agreement read", f"{agreement_s:.2f} s (alpha {agreement['krippendorff_alpha']:.3f}, "
                            f"{len(agreement['pairwise_cohen_kappa'])} annotator pairs)"),

@@ -13,6 +13,11 @@ Rules (each has a test on PostgreSQL in tests/labeling/services/test_queue.py):
   writer that takes a slot holds that row lock, so the recount sees them all: never count-then-insert.
 - Order: reopened items first (lowest reopen_rank), then the project's queue_order, ties to the items
   closest to completion (annotation_count desc), then id.
+- A quality run's requests for one more annotation (ReopenRequest) wait outside the item rows. Each
+  claim first opens the best-ranked request this annotator may take (_open_requested: the item
+  becomes open with one more required annotation and reopen_rank = the request's rank), so the
+  claim that follows serves it in the order above. Opening costs one UPDATE of one item per claim
+  instead of a run rewriting 170,000 items at once.
 
 Why the cost does not grow with the project, nor with how much this annotator has done already
 (PostgreSQL path):

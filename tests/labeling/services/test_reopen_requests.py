@@ -1,0 +1,92 @@
+"""Requests for one more annotation (ReopenRequest): how the annotator queue opens them, drops stale
+ones, and how the review queue and the counts treat the items that wait for one."""
+
+import pytest
+
+from labeling.models import Item, ItemStatus, ReopenRequest, Role
+from labeling.selectors import item_list
+from labeling.selectors_quality import review_queue_size
+from labeling.selectors_queue import open_items_count
+from labeling.services import queue as queue_service
+from labeling.services.queue import assignment_claim_next
+from labeling.services.resolution import item_resolve, review_next
+from tests.factories import UserFactory, add_member
+from tests.factories_quality import annotate, annotators, crowd_project
+
+
+def disputed(project, users, n, prefix="d"):
+    """n items the first three users labelled three ways (disputed), with touchers as the queue
+    leaves them."""
+    a, b, c = users[:3]
+    items = [annotate(Item.objects.create(project=project, external_id=f"{prefix}{i}", required_annotations=3),
+                      [(a, "c0"), (b, "c1"), (c, "c2")]) for i in range(n)]
+    Item.objects.filter(pk__in=[it.pk for it in items]).update(touchers=sorted([a.pk, b.pk, c.pk]))
+    for it in items:
+        it.refresh_from_db()
+    return items
+
+
+def request(item, rank):
+    return ReopenRequest.objects.create(item=item, project_id=item.project_id, rank=rank,
+                                        required=item.required_annotations, count=item.annotation_count)
+
+
+@pytest.mark.django_db
+def test_a_claim_opens_the_best_ranked_request_its_annotator_may_take_and_drops_stale_ones():
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 5)
+    a, b, c, d, e = users
+    items = disputed(project, users, 4)
+    assert {it.status for it in items} == {ItemStatus.DISPUTED}
+    stale, best, second, third = items
+    for it, rank in zip(items, (0.1, 0.2, 0.3, 0.4)):
+        request(it, rank)
+    # Waiting items count as open, not as disputed, and are not in the review queue.
+    assert open_items_count(project_id=project.pk) == (4, False)
+    assert review_queue_size(project=project) == 0
+    # A reviewer decides the best-ranked one meanwhile: its request is stale.
+    item_resolve(item=stale, reviewer=add_member(project, UserFactory(), Role.REVIEWER), label="c0")
+    assert open_items_count(project_id=project.pk) == (3, False)
+
+    claim = assignment_claim_next(project=project, annotator=d)
+    assert claim.item_id == best.pk
+    best.refresh_from_db()
+    assert (best.status, best.required_annotations, best.reopen_rank) == (ItemStatus.OPEN, 4, pytest.approx(0.2))
+    assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == {second.pk, third.pk}  # stale one dropped
+    # One who labelled the items gets nothing from them; the next annotator gets the next one.
+    assert assignment_claim_next(project=project, annotator=a) is None
+    assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == {second.pk, third.pk}  # nothing opened
+    assert assignment_claim_next(project=project, annotator=e).item_id == second.pk  # best's slots are taken
+
+
+@pytest.mark.django_db
+def test_an_annotator_who_labelled_the_head_of_the_requests_reaches_one_beyond_it(monkeypatch):
+    monkeypatch.setattr(queue_service, "REQUEST_WINDOW", 3)
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 6)
+    mine = disputed(project, users[:3], 5, prefix="m")  # labelled by users 0..2
+    others = disputed(project, users[3:], 1, prefix="o")  # labelled by users 3..5
+    for n, it in enumerate(mine):
+        request(it, 0.1 + n / 100)
+    request(others[0], 0.9)
+    claim = assignment_claim_next(project=project, annotator=users[0])
+    assert claim.item_id == others[0].pk
+    assert ReopenRequest.objects.count() == 5 and Item.objects.filter(status=ItemStatus.OPEN).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_request_made_stale_by_a_new_annotation_is_dropped_and_the_item_reviewed():
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 5)
+    it = disputed(project, users, 1)[0]
+    request(it, 0.5)
+    assert [x.pk for x in item_list(project=project, status="open")] == [it.pk]
+    annotate(it, [(users[3], "c1")], settle_item=False)  # e.g. a late submission of an expired lease
+    assert [x.pk for x in item_list(project=project, status="disputed")] == [it.pk]
+    assert review_queue_size(project=project) == 1
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    assert review_next(project=project, reviewer=reviewer).item_id == it.pk
+    assert assignment_claim_next(project=project, annotator=users[4]) is None
+    assert not ReopenRequest.objects.exists()
+    it.refresh_from_db()
+    assert (it.status, it.required_annotations) == (ItemStatus.DISPUTED, 3)
