@@ -96,7 +96,7 @@ def label_case(column: str, keys: list[str]) -> tuple[str, list]:
 
 
 # PostgreSQL's binary COPY format, built whole by NumPy: fixed-width rows of numbers.
-_PG_BINARY = {"int8": (">i8", 8), "int4": (">i4", 4), "float8": (">f8", 8), "bool": ("?", 1)}
+_PG_BINARY = {"int8": (">i8", 8), "int4": (">i4", 4), "int2": (">i2", 2), "float8": (">f8", 8), "bool": ("?", 1)}
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
@@ -130,11 +130,18 @@ def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]
     """CREATE TEMP TABLE `name` (dropped at commit; call inside a transaction) filled from NumPy
     columns {column: (pg type, values)} with one binary COPY. PostgreSQL only."""
     ddl = ", ".join(f"{col} {pg_type}" for col, (pg_type, _) in columns.items())
-    payload = copy_binary_payload(list(columns.values()))
     with connection.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")  # an earlier one in this same transaction
         cur.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
-        with cur.cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)") as copy:
+    copy_arrays(name, columns)
+
+
+def copy_arrays(table: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Rows from NumPy columns {column: (pg type, values)} into `table`, with one binary COPY. The
+    pg types must be the columns' own (binary COPY does not convert). PostgreSQL only."""
+    payload = copy_binary_payload(list(columns.values()))
+    with connection.cursor() as cur:
+        with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)") as copy:
             copy.write(payload)
 
 
@@ -159,6 +166,14 @@ def snapshot_export() -> str:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_export_snapshot()")
         return cur.fetchone()[0]
+
+
+def bulk_read_settings(cur, work_mem: str) -> None:
+    """For a transaction that reads whole tables (PostgreSQL): hash joins and sorts in memory, and no
+    JIT compilation (its code generation cost more than it saved on these reads: a cold 300k-row
+    read of the newest predictions took 0.54 s with it, 0.40 s without)."""
+    cur.execute(f"SET LOCAL work_mem = '{work_mem}'")
+    cur.execute("SET LOCAL jit = off")
 
 
 class DbThread(threading.Thread):
@@ -191,7 +206,7 @@ class DbThread(threading.Thread):
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     cur.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
                     if self._work_mem:
-                        cur.execute(f"SET LOCAL work_mem = '{self._work_mem}'")
+                        bulk_read_settings(cur, self._work_mem)
                 self._started_txn.set()
                 self._value = self._fn()
         except BaseException as exc:  # handed to the caller by result()

@@ -50,6 +50,8 @@ from labeling import consensus
 from labeling.bulkio import (
     DbThread,
     array_literal,
+    bulk_read_settings,
+    copy_arrays,
     is_postgres,
     label_case,
     read_columns,
@@ -262,7 +264,7 @@ def quality_snapshot_read(*, project_id: int) -> Snapshot:
             with connection.cursor() as cur:
                 if parallel:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cur.execute(f"SET LOCAL work_mem = '{READ_WORK_MEM}'")  # hash joins and sorts stay in memory
+                bulk_read_settings(cur, READ_WORK_MEM)
         return _read_snapshot(project_id, snapshot_id=snapshot_export() if parallel else None)
 
 
@@ -621,36 +623,40 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
 
 
 @transaction.atomic
-def _request_chunk(snap, idx, *, rank: np.ndarray) -> np.ndarray:
-    """Request one more annotation of each disputed item still as the snapshot saw it (one
-    INSERT ... SELECT that compares each item's row version, status and counters; a request already
-    waiting for the item gets the new rank). Returns the stale mask.
+def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool) -> np.ndarray:
+    """Request one more annotation of each disputed item still as the snapshot saw it; returns the
+    stale mask. `replace`: the project may already hold requests (stale ones, or for these items),
+    which the new ones replace.
 
-    The items are read, not locked: whatever changes an item after this check also changes its
-    status or counters, which makes the request stale (ReopenRequest), so a newer human decision is
-    never overridden."""
+    On PostgreSQL the requests go in with one binary COPY, then one read compares each item's row
+    version, status and counters with the snapshot's, and the requests of items that changed are
+    taken out again. The items are read, not locked: whatever changes an item after this check also
+    changes its status or counters, which makes its request stale (ReopenRequest), so a newer human
+    decision is never overridden."""
     _commit_without_waiting()
     ids = snap.item_ids[idx]
     table = ReopenRequest._meta.db_table
     if is_postgres():
-        temp_table_from_arrays("quality_requests", {
-            "id": ("int8", ids), "version": ("int8", snap.version[idx]), "required": ("int4", snap.required[idx]),
-            "count": ("int4", snap.annotation_count[idx]), "rank": ("float8", rank),
-        })
         with connection.cursor() as cur:
+            if replace:
+                cur.execute(f"DELETE FROM {table} WHERE item_id = ANY(%s::bigint[])", [array_literal(ids)])
+            copy_arrays(table, {
+                "item_id": ("int8", ids), "project_id": ("int8", np.full(len(ids), snap.project_id)),
+                "rank": ("float8", rank), "required": ("int2", snap.required[idx]), "count": ("int4", snap.annotation_count[idx]),
+            })
             cur.execute("SET LOCAL enable_hashjoin = off")  # each item found by its primary key, never a scan
             cur.execute("SET LOCAL enable_mergejoin = off")
             cur.execute(
-                f"INSERT INTO {table} (item_id, project_id, rank, required, count) "
-                f"SELECT v.id, %s, v.rank, v.required, v.count FROM quality_requests v "
-                f"JOIN {Item._meta.db_table} i ON i.id = v.id WHERE i.xmin::text::bigint = v.version "
-                f"AND i.status = %s AND i.required_annotations = v.required AND i.annotation_count = v.count "
-                f"ON CONFLICT (item_id) DO UPDATE SET rank = EXCLUDED.rank, required = EXCLUDED.required, "
-                f"count = EXCLUDED.count, project_id = EXCLUDED.project_id RETURNING item_id",
-                [snap.project_id, ItemStatus.DISPUTED],
+                f"SELECT v.id FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::int[]) AS v(id, version, required, count) "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {Item._meta.db_table} i WHERE i.id = v.id AND i.xmin::text::bigint = v.version "
+                f"AND i.status = %s AND i.required_annotations = v.required AND i.annotation_count = v.count)",
+                [array_literal(ids), array_literal(snap.version[idx]), array_literal(snap.required[idx]),
+                 array_literal(snap.annotation_count[idx]), ItemStatus.DISPUTED],
             )
-            done = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
-        return ~np.isin(ids, done)
+            stale = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+            if len(stale):
+                cur.execute(f"DELETE FROM {table} WHERE item_id = ANY(%s::bigint[])", [array_literal(stale)])
+        return np.isin(ids, stale)
     ok = _unchanged(snap, idx, lock=True)
     ReopenRequest.objects.bulk_create(
         [ReopenRequest(item_id=int(ids[j]), project_id=snap.project_id, rank=float(rank[j]), required=int(snap.required[i]),
@@ -768,7 +774,8 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     # side connection while the results go on another (_write_outcomes): with two more writers the
     # four queued on the WAL (WALWrite) and the backlog's write took 2.5 s instead of 1.7 s.
     requested = np.nonzero(reopened & (snap.status == ItemStatus.DISPUTED))[0]
-    request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx])
+    replace = ReopenRequest.objects.filter(project_id=snap.project_id).exists()  # (only runs add requests: one at a time)
+    request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace)
                for idx in _chunks(requested, 2 * WRITE_CHUNK)]
     for idx, chunk_stale in zip(_chunks(requested, 2 * WRITE_CHUNK), start_calls(request, ways=1)()):
         stale[idx] = chunk_stale
