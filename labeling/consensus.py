@@ -9,6 +9,7 @@ NaN where an annotator did not label an item; `pred_probs` is N × K with rows t
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -135,6 +136,9 @@ class CrowdScores:
     annotator_agreement: np.ndarray      # M float, NaN in single-label scoring
     annotator_worst_class: np.ndarray    # M int, -1 when unknown
     annotator_num_labeled: np.ndarray    # M int
+    # Wall time inside cleanlab's own functions (a run reports it as its cleanlab time; the
+    # normalising, checks and ActiveLab arithmetic around them are not part of it).
+    seconds_cleanlab: float = 0.0
 
 
 def validate_crowd(labels: np.ndarray, pred_probs: np.ndarray) -> None:
@@ -150,6 +154,20 @@ def validate_crowd(labels: np.ndarray, pred_probs: np.ndarray) -> None:
     vals = labels[~np.isnan(labels)]
     if (vals != np.round(vals)).any() or vals.min() < 0 or vals.max() >= pred_probs.shape[1]:
         raise ScoringError("Labels must be class indices 0..K-1.")
+
+
+class _timed:
+    """Adds the wall time of its block to the list `spent`."""
+
+    def __init__(self, spent: list):
+        self.spent = spent
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.spent.append(time.perf_counter() - self.start)
+        return False
 
 
 def score_crowd(labels: np.ndarray, pred_probs: np.ndarray, *, seed: int) -> CrowdScores:
@@ -168,9 +186,11 @@ def _score_crowdlab(labels, pred_probs, *, seed) -> CrowdScores:
     n, m = labels.shape
     k = pred_probs.shape[1]
 
+    spent = []
+
     def call(pp):
         np.random.seed(seed % (2**32))  # cleanlab breaks remaining ties with NumPy's global RNG
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _timed(spent):
             warnings.simplefilter("ignore")
             return get_label_quality_multiannotator(
                 labels, pp, consensus_method="best_quality", quality_method="crowdlab", calibrate_probs=False,
@@ -209,6 +229,7 @@ def _score_crowdlab(labels, pred_probs, *, seed) -> CrowdScores:
         annotator_agreement=stats["agreement_with_consensus"].to_numpy(dtype=float),
         annotator_worst_class=stats["worst_class"].fillna(-1).to_numpy().astype(np.int64),
         annotator_num_labeled=stats["num_examples_labeled"].to_numpy().astype(np.int64),
+        seconds_cleanlab=sum(spent),
     )
 
 
@@ -220,8 +241,10 @@ def _score_single(labels, pred_probs) -> CrowdScores:
     n, m = labels.shape
     k = pred_probs.shape[1]
     given = np.nanmax(labels, axis=1).astype(np.int64)
-    quality = get_label_quality_scores(given, pred_probs)
-    with warnings.catch_warnings():
+    spent = []
+    with _timed(spent):
+        quality = get_label_quality_scores(given, pred_probs)
+    with warnings.catch_warnings(), _timed(spent):
         warnings.simplefilter("ignore")
         try:
             issues = np.asarray(find_label_issues(given, pred_probs), dtype=bool)
@@ -241,7 +264,7 @@ def _score_single(labels, pred_probs) -> CrowdScores:
         method="single_label", consensus=given, quality=quality, agreement=np.ones(n), num_annotations=mask.sum(axis=1),
         active_learning=active, label_issue=issues, annotator_quality=annotator_quality,
         annotator_agreement=np.full(m, np.nan), annotator_worst_class=worst,
-        annotator_num_labeled=mask.sum(axis=0),
+        annotator_num_labeled=mask.sum(axis=0), seconds_cleanlab=sum(spent),
     )
 
 

@@ -107,7 +107,7 @@ def quality_histogram(*, run) -> dict:
     if run is not None:
         rows = (
             QualityItemResult.objects.filter(run=run).annotate(b=Floor(F("quality") * HISTOGRAM_BINS))
-            .values("b", "outcome").annotate(n=Count("id")).order_by()
+            .values("b", "outcome").annotate(n=Count("item_id")).order_by()
         )
         for row in rows:
             b = min(max(int(row["b"] or 0), 0), HISTOGRAM_BINS - 1)
@@ -302,4 +302,4 @@ def annotated_item_count(*, project) -> int:
 
 
 def run_outcome_counts(*, run) -> dict:
-    return dict(run.item_results.values("outcome").annotate(n=Count("id")).order_by().values_list("outcome", "n"))
+    return dict(run.item_results.values("outcome").annotate(n=Count("item_id")).order_by().values_list("outcome", "n"))

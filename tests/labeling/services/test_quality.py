@@ -383,6 +383,35 @@ def test_a_project_without_annotations_scores_nothing():
 # --- snapshot: annotators and reviewers keep working during a run --------------------------------
 
 @pytest.mark.django_db
+def test_a_run_asks_for_no_more_annotations_of_items_people_changed_after_its_snapshot():
+    project, _ = crowd_project(k=3, accept_threshold=1.0)  # would ask for a 4th annotation of every disputed item
+    users = annotators(project, 5)
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    items = []
+    for i in range(6):
+        it = Item.objects.create(project=project, external_id=f"d{i}", required_annotations=3)
+        annotate(it, [(users[0], "c0"), (users[1], "c1"), (users[2], "c2")])
+        items.append(it)
+    adjudicated, annotated_again = items[0], items[1]
+    real_score = consensus.score_crowd
+
+    def score_while_people_work(*args, **kwargs):
+        item_resolve(item=adjudicated, reviewer=reviewer, label="c2", note="clearly c2")
+        Annotation.objects.create(project_id=annotated_again.project_id, item=annotated_again, annotator=users[3], label="c1")
+        Item.objects.filter(pk=annotated_again.pk).update(annotation_count=F("annotation_count") + 1)
+        return real_score(*args, **kwargs)
+
+    with mock.patch.object(consensus, "score_crowd", score_while_people_work):
+        run = run_now(project)
+    assert run.status == "done", run.error
+    res = results_by_item(run)
+    assert res[adjudicated.pk].outcome == res[annotated_again.pk].outcome == "stale"
+    assert (run.skipped_stale, run.reopened_for_more) == (2, 4)
+    assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == {it.pk for it in items[2:]}
+    assert Item.objects.get(pk=adjudicated.pk).status == "resolved"
+
+
+@pytest.mark.django_db
 def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
     project, manager = crowd_project(k=3, accept_threshold=0.0)  # would accept every disputed item
     users = annotators(project, 4)
@@ -491,7 +520,8 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
         threads.append(kwargs.get("snapshot_id"))
         return real_thread(*args, **kwargs)
 
-    with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "DbThread", counting), \
+    with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "REQUEST_CHUNK", 7), \
+            mock.patch.object(quality_service, "DbThread", counting), \
             mock.patch.object(bulkio, "DbThread", counting):
         spread = run_now(projects[0])
         assert len(threads) >= 6  # 2 readers on the snapshot, 1 result writer, 1 request writer, 2 accept writers
