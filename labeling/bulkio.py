@@ -232,23 +232,31 @@ def start_calls(calls: list, *, ways: int = 2):
     """Start `calls` (each manages its own transactions) and return a function that waits for all of
     them and returns their values in order, raising the first error once every call has ended.
 
-    Where side connections are usable, `ways` threads take every ways-th call, in order, each on
-    its own connection, while this one goes on with other work. Elsewhere the calls run here, now."""
+    Where side connections are usable, `ways` threads, each on its own connection, take the next
+    call not yet taken, in order, until none is left (so that calls of unequal cost keep every
+    thread busy), while this one goes on with other work. Elsewhere the calls run here, now."""
     if not side_connections_usable() or len(calls) < 2:
         values = [call() for call in calls]
         return lambda: values
-    workers = [DbThread(partial(_call_each, calls[j::ways])) for j in range(min(ways, len(calls)))]
+    out = [None] * len(calls)
+    queue = iter(range(len(calls)))
+    lock = threading.Lock()
+
+    def take_each():
+        while True:
+            with lock:
+                j = next(queue, None)
+            if j is None:
+                return
+            out[j] = calls[j]()
+
+    workers = [DbThread(take_each) for _ in range(min(ways, len(calls)))]
 
     def wait() -> list:
         for worker in workers:
             worker.join()
-        out = [None] * len(calls)
-        for j, worker in enumerate(workers):
-            out[j::ways] = worker.result()
+        for worker in workers:
+            worker.result()  # raises the first error
         return out
 
     return wait
-
-
-def _call_each(calls: list) -> list:
-    return [call() for call in calls]

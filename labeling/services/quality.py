@@ -20,10 +20,10 @@ A run goes through three phases, each timed on the run:
    single label, whose item is resolved, is moved back to the queue at once by one compare-and-set
    UPDATE per chunk). Accepting is ground_truth_set_many per chunk (COPY and set-based statements),
    on two side connections. Write chunks commit without waiting for the WAL flush (the run's final
-   commit does). The per-item results go in meanwhile through binary COPY, on one more connection,
-   and the requests on another; per-annotator statistics with bulk_create. A run thus holds up to
-   four database connections at once (on SQLite, or inside a transaction, everything happens on
-   one).
+   commit does). The per-item results (through binary COPY) and the requests go in meanwhile, on
+   two more connections that each take the next statement left; per-annotator statistics with
+   bulk_create. A run thus holds up to five database connections at once (on SQLite, or inside a
+   transaction, everything happens on one).
 
 Two runs requested at once: a partial unique constraint lets only one queued-or-running run exist per
 project; the second request gets a Conflict naming the first.
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Avg, Count, Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from labeling import consensus
@@ -650,9 +650,11 @@ def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool) -> np.ndarray:
             })
             cur.execute("SET LOCAL enable_hashjoin = off")  # each item found by its primary key, never a scan
             cur.execute("SET LOCAL enable_mergejoin = off")
+            # (xmin compared as xid, not through text; status and counters too, as an update made in the
+            # run's own transaction keeps the row's xmin)
             cur.execute(
-                f"SELECT v.id FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::int[]) AS v(id, version, required, count) "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {Item._meta.db_table} i WHERE i.id = v.id AND i.xmin::text::bigint = v.version "
+                f"SELECT v.id FROM unnest(%s::bigint[], %s::xid[], %s::int[], %s::int[]) AS v(id, version, required, count) "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {Item._meta.db_table} i WHERE i.id = v.id AND i.xmin = v.version "
                 f"AND i.status = %s AND i.required_annotations = v.required AND i.annotation_count = v.count)",
                 [array_literal(ids), array_literal(snap.version[idx]), array_literal(snap.required[idx]),
                  array_literal(snap.annotation_count[idx]), ItemStatus.DISPUTED],
@@ -736,49 +738,46 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
     return ~ok
 
 
-def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -> None:
+def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -> np.ndarray:
     """Apply the plan, item by item only where nobody acted since the snapshot; then record every
     item's result (with "stale" where a person got there first) and the annotator statistics.
+    Returns each item's outcome as recorded.
 
     The per-item results depend on the item writes only for the few items found stale: they go in
-    with the planned outcome (where side connections are usable, on one of them while the items are
-    written: their index upkeep is CPU work the server shares between cores), and the stale ones
-    are re-marked afterwards."""
+    with the planned outcome (where side connections are usable, on the two connections that also
+    write the requests for one more annotation: their index upkeep is CPU work the server shares
+    between cores), and the stale ones are re-marked afterwards."""
     QualityItemResult.objects.filter(run_id=run.pk).delete()  # a re-executed run starts over
-    halves = np.array_split(np.arange(len(snap.item_ids)), RESULT_WRITERS)
-    results = start_calls([partial(_insert_results, run.pk, snap, scores, plan.outcome, rows) for rows in halves], ways=1)
-    try:
-        stale = _apply_plan(run, snap, scores, plan)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            results()  # let the writers finish before the run is marked failed
-        raise
-    results()
+    parts = np.array_split(np.arange(len(snap.item_ids)), RESULT_PARTS)
+    stale = _apply_plan(run, snap, scores, plan, alongside=[
+        partial(_insert_results, run.pk, snap, scores, plan.outcome, rows) for rows in parts])
     if stale.any():
         QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
             outcome=QualityOutcome.STALE
         )
     _write_annotator_stats(run.pk, snap, scores)
+    return np.where(stale, QualityOutcome.STALE.value, plan.outcome)
 
 
-def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -> np.ndarray:
-    """Accept, reopen or send to review as planned; returns the mask of items found stale."""
+def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, alongside=()) -> np.ndarray:
+    """Accept, reopen or send to review as planned; returns the mask of items found stale.
+    `alongside`: more calls for the writers of the requests (the per-item results)."""
     outcome = plan.outcome
     stale = np.zeros(len(outcome), dtype=bool)
     act = plan.actionable
     accepted = np.nonzero(act & (outcome == QualityOutcome.ACCEPTED))[0]
     reopened = act & (outcome == QualityOutcome.REOPENED)
     # A disputed item is not rewritten: the run records a request for one more annotation, and the
-    # queue opens the item when an annotator reaches it (see ReopenRequest). The request chunks go
-    # on one side connection, started first, while the results go on another (_write_outcomes) and
-    # the accepts here: with twice as many writers they queued on the WAL (WALWrite) and the
-    # backlog's write took 2.5 s instead of 1.7 s. Requests touch no item row, so they never wait
-    # for the accepts' row locks.
+    # queue opens the item when an annotator reaches it (see ReopenRequest). The request chunks and
+    # the per-item results (`alongside`) go on two side connections, each taking the next call left,
+    # started first; the accepts go on meanwhile. With four writers at once the writers queued on
+    # the WAL (WALWrite) and the backlog's write took 2.5 s instead of 1.7 s. Requests touch no item
+    # row, so they never wait for the accepts' row locks.
     requested = np.nonzero(reopened & (snap.status == ItemStatus.DISPUTED))[0]
     replace = ReopenRequest.objects.filter(project_id=snap.project_id).exists()  # (only runs add requests: one at a time)
     request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace)
                for idx in _chunks(requested, REQUEST_CHUNK)]
-    requests_done = start_calls(request, ways=1)
+    requests_done = start_calls([*request, *alongside])
     # Accept chunks on two side connections where usable (disjoint items; the per-project label
     # sequence, reserved last in each, orders their commits).
     accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
@@ -790,7 +789,7 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
         raise
     for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), accept_stale):
         stale[idx] = chunk_stale
-    for idx, chunk_stale in zip(_chunks(requested, REQUEST_CHUNK), requests_done()):
+    for idx, chunk_stale in zip(_chunks(requested, REQUEST_CHUNK), requests_done()[:len(request)]):
         stale[idx] = chunk_stale
     # A doubted single label (its item resolved) goes back to the queue at once.
     single = np.nonzero(reopened & (snap.status != ItemStatus.DISPUTED))[0]
@@ -807,7 +806,7 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) 
     return stale
 
 
-RESULT_WRITERS = 2  # statements, one after the other on one side connection (see _apply_plan)
+RESULT_PARTS = 4  # statements (transactions) the per-item results go in with (see _apply_plan)
 
 
 @transaction.atomic
@@ -893,7 +892,8 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         }
         if len(snap.item_ids) == 0:
             quality_snapshot_complete(snap)
-            _finish(run, started, timings, method=QualityMethod.NONE, **base)
+            _finish(run, started, timings, method=QualityMethod.NONE, scored=0, mean_quality=None, auto_accepted=0,
+                    to_review=0, reopened_for_more=0, skipped_stale=0, label_issues=0, **base)
             return QualityRun.objects.get(pk=run_id)
         t = time.perf_counter()
         pred_probs, source = snapshot_pred_probs(snap, seed=run.seed)
@@ -908,9 +908,9 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         t = time.perf_counter()
         plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
                              max_annotations=project.max_annotations_per_item)
-        _write_outcomes(run, snap, scores, plan)
+        outcome = _write_outcomes(run, snap, scores, plan)
         timings["seconds_write"] = time.perf_counter() - t
-        _finish(run, started, timings, method=scores.method, pred_probs_source=source,
+        _finish(run, started, timings, **_summary(outcome, scores), method=scores.method, pred_probs_source=source,
                 model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)
     except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
         logger.exception("quality run %s failed", run_id)
@@ -921,19 +921,24 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
     return QualityRun.objects.get(pk=run_id)
 
 
+def _summary(outcome: np.ndarray, scores: consensus.CrowdScores) -> dict:
+    """The run's counts, from the outcomes its per-item results were written with."""
+    quality = np.nan_to_num(scores.quality, nan=0.0)  # as the results store it
+    return {
+        "scored": len(outcome), "mean_quality": float(quality.mean()) if len(quality) else None,
+        "auto_accepted": int((outcome == QualityOutcome.ACCEPTED).sum()),
+        "to_review": int((outcome == QualityOutcome.REVIEW).sum()),
+        "reopened_for_more": int((outcome == QualityOutcome.REOPENED).sum()),
+        "skipped_stale": int((outcome == QualityOutcome.STALE).sum()),
+        "label_issues": int(np.asarray(scores.label_issue, dtype=bool).sum()),
+    }
+
+
 def _finish(run, started, timings, **fields) -> None:
-    agg = QualityItemResult.objects.filter(run_id=run.pk).aggregate(
-        scored=Count("item_id"), mean_quality=Avg("quality"),
-        auto_accepted=Count("item_id", filter=Q(outcome=QualityOutcome.ACCEPTED)),
-        to_review=Count("item_id", filter=Q(outcome=QualityOutcome.REVIEW)),
-        reopened_for_more=Count("item_id", filter=Q(outcome=QualityOutcome.REOPENED)),
-        skipped_stale=Count("item_id", filter=Q(outcome=QualityOutcome.STALE)),
-        label_issues=Count("item_id", filter=Q(label_issue=True)),
-    )
     with transaction.atomic():
         QualityRun.objects.filter(pk=run.pk).update(
             status=QualityRunStatus.DONE, finished_at=timezone.now(), seconds_total=time.perf_counter() - started,
-            **timings, **agg, **fields,
+            **timings, **fields,
         )
         # Disputes that arrived while this run worked may already call for the next one.
         threshold_reached = QualitySettings.objects.filter(

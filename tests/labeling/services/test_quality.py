@@ -502,9 +502,9 @@ def test_stored_vectors_and_the_jsonb_give_the_same_pred_probs():
 
 @pytest.mark.django_db(transaction=True)
 def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
-    """Outside a transaction a run reads on three connections and writes on up to four (one for the
-    per-item results, one for the requests for one more annotation, two taking alternate accept
-    chunks); inside one, everything happens on this connection. Both give the same outcomes, item
+    """Outside a transaction a run reads on three connections and writes on up to five (two for the
+    per-item results and the requests for one more annotation, two for the accept chunks, this
+    one); inside one, everything happens on this connection. Both give the same outcomes, item
     states, requests and ground truth."""
     crowd = simulate_crowd(n_items=240, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=21)
     projects = []
@@ -524,7 +524,7 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
             mock.patch.object(quality_service, "DbThread", counting), \
             mock.patch.object(bulkio, "DbThread", counting):
         spread = run_now(projects[0])
-        assert len(threads) >= 6  # 2 readers on the snapshot, 1 result writer, 1 request writer, 2 accept writers
+        assert len(threads) >= 6  # 2 readers on the snapshot, 2 writers of results and requests, 2 accept writers
         assert sum(1 for sid in threads if sid) == 2
         threads.clear()
         with transaction.atomic():
