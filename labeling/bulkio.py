@@ -22,8 +22,9 @@ def is_postgres() -> bool:
 
 
 def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> dict[str, np.ndarray]:
-    """Run `sql` (placeholders %s; columns in `columns` order: int, float or str, or (float, k) for a
-    bytea of k big-endian float64 per row) and return one NumPy array per column (N × k for the
+    """Run `sql` (placeholders %s; columns in `columns` order: int (np.int64, or np.int32 / np.int16
+    for values that fit, sent in 4 or 2 bytes), float or str, or (float, k) for a bytea of k
+    big-endian float64 per row) and return one NumPy array per column (N × k for the
     latter). A NULL float is NaN, a NULL int -1, a NULL str "", a NULL vector k NaN.
 
     PostgreSQL sends each column as one bytea of fixed-width big-endian values (string_agg of
@@ -38,6 +39,10 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
                 return f"string_agg(float8send(coalesce(s.{n}::float8, 'NaN')), ''::bytea)"
             if columns[n] is str:  # short text (keys, versions): one string, split on the record separator
                 return f"string_agg(coalesce(s.{n}::text, ''), chr(30))"
+            if columns[n] is np.int32:  # (half the bytes to send and read: ids below 2**31, codes)
+                return f"string_agg(int4send(coalesce(s.{n}::int4, -1)), ''::bytea)"
+            if columns[n] is np.int16:
+                return f"string_agg(int2send(coalesce(s.{n}::int2, (-1)::int2)), ''::bytea)"
             return f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
 
         row = _fetch_one_binary(f"SELECT {', '.join(agg(n) for n in names)} FROM ({sql}) AS s({', '.join(names)})", params)
@@ -51,7 +56,8 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
             elif raw is None:
                 out[n] = np.zeros(0, dtype=columns[n])
             else:
-                out[n] = np.frombuffer(raw, dtype=">f8" if columns[n] is float else ">i8").astype(columns[n])
+                wire = {float: ">f8", np.int32: ">i4", np.int16: ">i2"}.get(columns[n], ">i8")
+                out[n] = np.frombuffer(raw, dtype=wire).astype(columns[n])
         return out
     with connection.cursor() as cur:
         cur.execute(sql, params)

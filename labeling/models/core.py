@@ -249,6 +249,15 @@ class Prediction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "model_version"], name="prediction_unique_per_model_version"),
         ]
+        indexes = [
+            # A quality run reads every annotated item's newest prediction with probabilities (300k
+            # at once): this index holds them in that order with what the run needs, so the read is
+            # an index-only scan merged with the items, without the table's pages (their jsonb) and
+            # without a sort (0.3 s -> 0.18 s warm for 300k). Costs one more index entry per
+            # prediction written (benchmarks/ingest.py).
+            models.Index(fields=["item", "-predicted_at", "-id"], name="prediction_latest",
+                         include=["model_version", "vector"], condition=models.Q(probabilities__isnull=False)),
+        ]
 
     @property
     def confidence(self):

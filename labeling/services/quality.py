@@ -298,7 +298,7 @@ def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
     label_sql, label_params = label_case("a.label", label_keys)
     ann = read_columns(
         f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a WHERE a.project_id = %s",
-        [*label_params, project_id], {"item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
+        [*label_params, project_id], {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
     )
     # (one probe of the (project, id) index, in the same snapshot)
     max_annotation_id = Annotation.objects.filter(project_id=project_id).order_by("-id").values_list("id", flat=True).first()
@@ -308,6 +308,7 @@ def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
     # (pandas' hash-based factorize: np.unique(return_inverse=True) sorted all 900,000 values)
     item_idx, item_ids = pd.factorize(ann["item_id"][known], sort=True)
     annot_idx, annotator_ids = pd.factorize(ann["annotator_id"][known], sort=True)
+    annotator_ids = annotator_ids.astype(np.int64)
     labels = np.full((len(item_ids), len(annotator_ids)), np.nan)
     labels[item_idx, annot_idx] = codes[known]
     del ann, codes, known, item_idx, annot_idx
@@ -418,18 +419,32 @@ def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
     if is_postgres():
         annotated_sql = (f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)" if exact
                          else "i.annotation_count > 0")
-        # Prediction.vector holds the numbers already; a row without one is converted from its jsonb.
-        from_jsonb = (
-            "(SELECT string_agg(float8send(coalesce((p.probabilities ->> u.key)::float8, 'NaN')), ''::bytea ORDER BY u.o) "
-            "FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, o))"
-        )
+        # Prediction.vector holds the numbers already, and the prediction_latest index holds it in
+        # this order: the read touches neither the table nor a sort (an index-only scan merged with
+        # the items). A newest row without a usable vector is converted from its jsonb afterwards.
+        order = "ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
         latest = (
             f"SELECT DISTINCT ON (p.item_id) p.item_id, p.model_version, "
-            f"coalesce(CASE WHEN length(p.vector) = {8 * k} THEN p.vector END, {from_jsonb}) FROM {t['p']} p "
-            f"JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
-            f"AND {annotated_sql} ORDER BY p.item_id, p.predicted_at DESC, p.id DESC"
+            f"CASE WHEN length(p.vector) = {8 * k} THEN p.vector END, (length(p.vector) = {8 * k})::int "
+            f"FROM {t['p']} p JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
+            f"AND {annotated_sql} {order}"
         )
-        return read_columns(latest, [label_keys, project_id], {"item_id": np.int64, "model_version": str, "probs": (float, k)})
+        frame = read_columns(latest, [project_id], {"item_id": np.int64, "model_version": str, "probs": (float, k),
+                                                    "has_vector": np.int16})
+        without = np.nonzero(frame.pop("has_vector") != 1)[0]
+        if len(without):
+            from_jsonb = (
+                "(SELECT string_agg(float8send(coalesce((p.probabilities ->> u.key)::float8, 'NaN')), ''::bytea ORDER BY u.o) "
+                "FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, o))"
+            )
+            converted = read_columns(
+                f"SELECT DISTINCT ON (p.item_id) p.item_id, {from_jsonb} FROM {t['p']} p "
+                f"WHERE p.item_id = ANY(%s::bigint[]) AND p.probabilities IS NOT NULL {order}",
+                [label_keys, array_literal(frame["item_id"][without])], {"item_id": np.int64, "probs": (float, k)},
+            )
+            at = np.searchsorted(frame["item_id"], converted["item_id"])  # (both in item order)
+            frame["probs"][at] = converted["probs"]
+        return frame
     latest = {}
     qs = Prediction.objects.filter(item__project_id=project_id, probabilities__isnull=False)
     if exact:
