@@ -147,11 +147,12 @@ def validate_crowd(labels: np.ndarray, pred_probs: np.ndarray) -> None:
         raise ScoringError("Nothing to score: no annotated items.")
     if pred_probs.shape[0] != labels.shape[0]:
         raise ScoringError("pred_probs and labels have a different number of items.")
-    if np.isnan(labels).all(axis=1).any():
+    labeled = ~np.isnan(labels)  # (computed once: N × M)
+    if not labeled.any(axis=1).all():
         raise ScoringError("Some items have no label.")
-    if np.isnan(labels).all(axis=0).any():
+    if not labeled.any(axis=0).all():
         raise ScoringError("Some annotators have no label.")
-    vals = labels[~np.isnan(labels)]
+    vals = labels[labeled]
     if (vals != np.round(vals)).any() or vals.min() < 0 or vals.max() >= pred_probs.shape[1]:
         raise ScoringError("Labels must be class indices 0..K-1.")
 
@@ -170,9 +171,11 @@ class _timed:
         return False
 
 
-def score_crowd(labels: np.ndarray, pred_probs: np.ndarray, *, seed: int) -> CrowdScores:
-    """CROWDLAB when some item has ≥ 2 labels from ≥ 2 annotators; else single-label issue detection."""
-    pred_probs = normalize_pred_probs(pred_probs)
+def score_crowd(labels: np.ndarray, pred_probs: np.ndarray, *, seed: int, normalized: bool = False) -> CrowdScores:
+    """CROWDLAB when some item has ≥ 2 labels from ≥ 2 annotators; else single-label issue detection.
+    `normalized`: pred_probs come from normalize_pred_probs already (not checked again)."""
+    if not normalized:
+        pred_probs = normalize_pred_probs(pred_probs)
     validate_crowd(labels, pred_probs)
     num = (~np.isnan(labels)).sum(axis=1)
     if labels.shape[1] >= 2 and (num >= 2).any():

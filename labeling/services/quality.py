@@ -91,7 +91,7 @@ from labeling.tasks import quality_run_task
 logger = logging.getLogger(__name__)
 
 WRITE_CHUNK = 5000
-REQUEST_CHUNK = 25_000  # requests per transaction: no item row locked, so larger chunks cost nothing in waiting
+REQUEST_CHUNK = 20_000  # requests per transaction: no item row locked, so larger chunks cost nothing in waiting
 # Who can still be asked for one more annotation when an item is reopened.
 ANNOTATING_ROLES = (Role.ANNOTATOR,)
 
@@ -509,7 +509,7 @@ def _read_features(project_id, item_ids):
 # --- phase 2: scoring ---------------------------------------------------------------------------
 
 def snapshot_pred_probs(snap: Snapshot, *, seed: int) -> tuple[np.ndarray, str]:
-    """pred_probs for the snapshot's items and where they came from."""
+    """pred_probs for the snapshot's items (checked and normalised) and where they came from."""
     k = len(snap.label_keys)
     if snap.prod_probs is not None:
         return consensus.normalize_pred_probs(snap.prod_probs), PredProbsSource.PRODUCTION
@@ -518,12 +518,12 @@ def snapshot_pred_probs(snap: Snapshot, *, seed: int) -> tuple[np.ndarray, str]:
     if snap.texts is not None:
         probs = consensus.crossval_pred_probs(train_labels=train, n_classes=k, texts=snap.texts, seed=seed)
         if probs is not None:
-            return probs, PredProbsSource.CROSSVAL_TEXT
+            return consensus.normalize_pred_probs(probs), PredProbsSource.CROSSVAL_TEXT
     if snap.numeric is not None:
         probs = consensus.crossval_pred_probs(train_labels=train, n_classes=k, numeric=snap.numeric, seed=seed)
         if probs is not None:
-            return probs, PredProbsSource.CROSSVAL_NUMERIC
-    return consensus.class_prior_pred_probs(train, k, len(train), rng=rng), PredProbsSource.CLASS_PRIOR
+            return consensus.normalize_pred_probs(probs), PredProbsSource.CROSSVAL_NUMERIC
+    return consensus.normalize_pred_probs(consensus.class_prior_pred_probs(train, k, len(train), rng=rng)), PredProbsSource.CLASS_PRIOR
 
 
 # --- phase 3: outcomes ---------------------------------------------------------------------------
@@ -792,7 +792,7 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
     replace = ReopenRequest.objects.filter(project_id=snap.project_id).exists()  # (only runs add requests: one at a time)
     request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace)
                for idx in _chunks(requested, REQUEST_CHUNK)]
-    requests_done = start_calls([*request, *alongside])
+    requests_done = start_calls([*alongside, *request])  # (the larger calls first: the two finish together)
     # Accept chunks on two side connections where usable (disjoint items; the per-project label
     # sequence, reserved last in each, orders their commits).
     accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
@@ -804,7 +804,7 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
         raise
     for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), accept_stale):
         stale[idx] = chunk_stale
-    for idx, chunk_stale in zip(_chunks(requested, REQUEST_CHUNK), requests_done()[:len(request)]):
+    for idx, chunk_stale in zip(_chunks(requested, REQUEST_CHUNK), requests_done()[len(alongside):]):
         stale[idx] = chunk_stale
     # A doubted single label (its item resolved) goes back to the queue at once.
     single = np.nonzero(reopened & (snap.status != ItemStatus.DISPUTED))[0]
@@ -914,7 +914,7 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         pred_probs, source = snapshot_pred_probs(snap, seed=run.seed)
         timings["seconds_pred_probs"] = time.perf_counter() - t
         t = time.perf_counter()
-        scores = consensus.score_crowd(snap.labels, pred_probs, seed=run.seed)
+        scores = consensus.score_crowd(snap.labels, pred_probs, seed=run.seed, normalized=True)
         # The time inside cleanlab's functions only; our own arithmetic around them counts in the total.
         timings["seconds_cleanlab"] = scores.seconds_cleanlab or (time.perf_counter() - t)
         t = time.perf_counter()
