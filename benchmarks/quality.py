@@ -5,9 +5,13 @@
 Builds a project of N items x 3 annotations from 20 simulated annotators (accuracies 0.55..0.95)
 over 10 classes, with a production prediction per item, loaded with COPY. Items whose three labels
 agree are resolved (ground truth "unanimous", as the annotation service leaves them); the others are
-disputed. Then one quality run executes in a fresh process (so its peak memory is its own) and
+disputed; then VACUUM ANALYZE and a CHECKPOINT, as a project at rest would be (the load's own
+checkpoint otherwise runs during the measured run). Then one quality run executes in a fresh process
+(so its peak memory is its own, and it starts cold: first connections, first large arrays) and
 the script prints one table: wall time split into database read, pred_probs, cleanlab, database
-write; peak memory; and the target "everything but cleanlab < half of the cleanlab call".
+write; peak memory; and the target "everything but cleanlab < half of the cleanlab call" (cleanlab:
+the time inside cleanlab's functions; Loupe's checks and ActiveLab arithmetic around the call count
+on the other side).
 It also times queue/next while the run's requests for one more annotation wait (each claim opens
 one), the review queue's lease and the agreement read on the same data. The project is
 deleted at the end unless --keep. The project's accept_threshold (0.7) decides the backlog's mix:
