@@ -23,7 +23,6 @@ import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standar
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
-import io
 import json
 import os
 import resource

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-from functools import partial
 
 import numpy as np
 from django.db import connection, transaction

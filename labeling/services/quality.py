@@ -18,12 +18,12 @@ A run goes through three phases, each timed on the run:
    one INSERT ... SELECT per chunk that compares each item's xmin, status and counters with the
    snapshot's; the item itself is not rewritten until the annotator queue opens it (a doubted
    single label, whose item is resolved, is moved back to the queue at once by one compare-and-set
-   UPDATE per chunk). Accepting is ground_truth_set_many per chunk (COPY and set-based statements),
-   on two side connections. Write chunks commit without waiting for the WAL flush (the run's final
-   commit does). The per-item results (through binary COPY) and the requests go in meanwhile, on
-   two more connections that each take the next statement left; per-annotator statistics with
-   bulk_create. A run thus holds up to five database connections at once (on SQLite, or inside a
-   transaction, everything happens on one).
+   UPDATE per chunk). Accepting is ground_truth_set_many per chunk (COPY and set-based statements).
+   Accept chunks, request chunks and the per-item results (through binary COPY) go on two side
+   connections, each taking the next statement left, and commit without waiting for the WAL flush
+   (the run's final commit does); per-annotator statistics with bulk_create. A run thus holds up to
+   three database connections at once (on SQLite, or inside a transaction, everything happens on
+   one).
 
 Two runs requested at once: a partial unique constraint lets only one queued-or-running run exist per
 project; the second request gets a Conflict naming the first.
@@ -31,7 +31,6 @@ project; the second request gets a Conflict naming the first.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from labeling import consensus
@@ -760,8 +759,8 @@ def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Pl
 
     The per-item results depend on the item writes only for the few items found stale: they go in
     with the planned outcome (where side connections are usable, on the two connections that also
-    write the requests for one more annotation: their index upkeep is CPU work the server shares
-    between cores), and the stale ones are re-marked afterwards."""
+    write the accepts and the requests for one more annotation: their index upkeep is CPU work the
+    server shares between cores), and the stale ones are re-marked afterwards."""
     QualityItemResult.objects.filter(run_id=run.pk).delete()  # a re-executed run starts over
     parts = np.array_split(np.arange(len(snap.item_ids)), RESULT_PARTS)
     stale = _apply_plan(run, snap, scores, plan, alongside=[
@@ -776,35 +775,29 @@ def _write_outcomes(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Pl
 
 def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, alongside=()) -> np.ndarray:
     """Accept, reopen or send to review as planned; returns the mask of items found stale.
-    `alongside`: more calls for the writers of the requests (the per-item results)."""
+    `alongside`: more calls for the same two writers (the per-item results)."""
     outcome = plan.outcome
     stale = np.zeros(len(outcome), dtype=bool)
     act = plan.actionable
     accepted = np.nonzero(act & (outcome == QualityOutcome.ACCEPTED))[0]
     reopened = act & (outcome == QualityOutcome.REOPENED)
     # A disputed item is not rewritten: the run records a request for one more annotation, and the
-    # queue opens the item when an annotator reaches it (see ReopenRequest). The request chunks and
-    # the per-item results (`alongside`) go on two side connections, each taking the next call left,
-    # started first; the accepts go on meanwhile. With four writers at once the writers queued on
-    # the WAL (WALWrite) and the backlog's write took 2.5 s instead of 1.7 s. Requests touch no item
-    # row, so they never wait for the accepts' row locks.
+    # queue opens the item when an annotator reaches it (see ReopenRequest). The accept chunks, the
+    # request chunks and the per-item results (`alongside`) all go on two side connections, each
+    # taking the next call left, the larger first: with more writers at once they queued on the WAL
+    # (WALWrite) and on the two cores (the backlog's write took 2.5 s with four instead of 1.7 s).
+    # Chunks hold disjoint items, and requests and results lock no item row, so no two calls wait
+    # for each other; the per-project label sequence, reserved last in each accept chunk, orders
+    # their commits.
     requested = np.nonzero(reopened & (snap.status == ItemStatus.DISPUTED))[0]
     replace = ReopenRequest.objects.filter(project_id=snap.project_id).exists()  # (only runs add requests: one at a time)
+    accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
     request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace)
                for idx in _chunks(requested, REQUEST_CHUNK)]
-    requests_done = start_calls([*alongside, *request])  # (the larger calls first: the two finish together)
-    # Accept chunks on two side connections where usable (disjoint items; the per-project label
-    # sequence, reserved last in each, orders their commits).
-    accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
-    try:
-        accept_stale = start_calls(accept)()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            requests_done()  # let the request writer finish before the run is marked failed
-        raise
-    for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), accept_stale):
+    values = start_calls([*accept, *alongside, *request])()
+    for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), values[:len(accept)]):
         stale[idx] = chunk_stale
-    for idx, chunk_stale in zip(_chunks(requested, REQUEST_CHUNK), requests_done()[len(alongside):]):
+    for idx, chunk_stale in zip(_chunks(requested, REQUEST_CHUNK), values[len(accept) + len(alongside):]):
         stale[idx] = chunk_stale
     # A doubted single label (its item resolved) goes back to the queue at once.
     single = np.nonzero(reopened & (snap.status != ItemStatus.DISPUTED))[0]
