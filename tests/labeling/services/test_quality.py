@@ -382,39 +382,11 @@ def test_a_project_without_annotations_scores_nothing():
 
 # --- snapshot: annotators and reviewers keep working during a run --------------------------------
 
-@pytest.mark.django_db
-def test_a_run_asks_for_no_more_annotations_of_items_people_changed_after_its_snapshot():
-    project, _ = crowd_project(k=3, accept_threshold=1.0)  # would ask for a 4th annotation of every disputed item
+def run_while_people_work(*, accept_threshold: float):
+    """Six disputed items; between the run's snapshot and its writes a reviewer decides one item and
+    an annotator labels another. Returns (run, items, reviewer)."""
+    project, _ = crowd_project(k=3, accept_threshold=accept_threshold)
     users = annotators(project, 5)
-    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
-    items = []
-    for i in range(6):
-        it = Item.objects.create(project=project, external_id=f"d{i}", required_annotations=3)
-        annotate(it, [(users[0], "c0"), (users[1], "c1"), (users[2], "c2")])
-        items.append(it)
-    adjudicated, annotated_again = items[0], items[1]
-    real_score = consensus.score_crowd
-
-    def score_while_people_work(*args, **kwargs):
-        item_resolve(item=adjudicated, reviewer=reviewer, label="c2", note="clearly c2")
-        Annotation.objects.create(project_id=annotated_again.project_id, item=annotated_again, annotator=users[3], label="c1")
-        Item.objects.filter(pk=annotated_again.pk).update(annotation_count=F("annotation_count") + 1)
-        return real_score(*args, **kwargs)
-
-    with mock.patch.object(consensus, "score_crowd", score_while_people_work):
-        run = run_now(project)
-    assert run.status == "done", run.error
-    res = results_by_item(run)
-    assert res[adjudicated.pk].outcome == res[annotated_again.pk].outcome == "stale"
-    assert (run.skipped_stale, run.reopened_for_more) == (2, 4)
-    assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == {it.pk for it in items[2:]}
-    assert Item.objects.get(pk=adjudicated.pk).status == "resolved"
-
-
-@pytest.mark.django_db
-def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
-    project, manager = crowd_project(k=3, accept_threshold=0.0)  # would accept every disputed item
-    users = annotators(project, 4)
     reviewer = add_member(project, UserFactory(), Role.REVIEWER)
     items = []
     for i in range(6):
@@ -425,7 +397,6 @@ def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
     real_score = consensus.score_crowd
 
     def score_while_people_work(*args, **kwargs):
-        # Between the snapshot and the writes: a reviewer decides one item, an annotator labels another.
         item_resolve(item=adjudicated, reviewer=reviewer, label="c2", note="clearly c2")
         Annotation.objects.create(project_id=annotated_again.project_id, item=annotated_again, annotator=users[3], label="c1")
         Item.objects.filter(pk=annotated_again.pk).update(annotation_count=F("annotation_count") + 1)
@@ -436,12 +407,26 @@ def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
     assert run.status == "done", run.error
     res = results_by_item(run)
     assert res[adjudicated.pk].outcome == res[annotated_again.pk].outcome == "stale"
-    assert run.skipped_stale == 2 and run.auto_accepted == 4
+    assert run.skipped_stale == 2
     gt = GroundTruth.objects.get(item=adjudicated)
     assert (gt.label, gt.method, gt.decided_by_id) == ("c2", "adjudicated", reviewer.pk)
     assert not GroundTruth.objects.filter(item=annotated_again).exists()
     assert Item.objects.get(pk=annotated_again.pk).status == "disputed"
     assert run.snapshot_max_annotation_id < Annotation.objects.filter(item=annotated_again).order_by("-id").first().pk
+    return run, items
+
+
+@pytest.mark.django_db
+def test_run_does_not_overwrite_decisions_made_after_its_snapshot():
+    run, items = run_while_people_work(accept_threshold=0.0)  # would accept every disputed item
+    assert run.auto_accepted == 4
+
+
+@pytest.mark.django_db
+def test_a_run_asks_for_no_more_annotations_of_items_people_changed_after_its_snapshot():
+    run, items = run_while_people_work(accept_threshold=1.0)  # would ask a 4th annotation of every disputed item
+    assert run.reopened_for_more == 4
+    assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == {it.pk for it in items[2:]}
 
 
 @pytest.mark.django_db(transaction=True)
