@@ -1,6 +1,9 @@
 """Requests for one more annotation (ReopenRequest): how the annotator queue opens them, drops stale
 ones, and how the review queue and the counts treat the items that wait for one."""
 
+import threading
+from collections import Counter
+
 import pytest
 
 from labeling.models import Item, ItemStatus, ReopenRequest, Role
@@ -12,6 +15,7 @@ from labeling.services.queue import assignment_claim_next
 from labeling.services.resolution import item_resolve, review_next
 from tests.factories import UserFactory, add_member
 from tests.factories_quality import annotate, annotators, crowd_project
+from tests.labeling.services.test_queue import run_threads
 
 
 def disputed(project, users, n, prefix="d"):
@@ -90,3 +94,31 @@ def test_a_request_made_stale_by_a_new_annotation_is_dropped_and_the_item_review
     assert not ReopenRequest.objects.exists()
     it.refresh_from_db()
     assert (it.status, it.required_annotations) == (ItemStatus.DISPUTED, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_open_each_request_once(postgres_tx):
+    """Twelve fresh annotators claim at once while twelve requests wait: each request opens its item
+    once (one more slot, never two), and each opened slot goes to exactly one annotator."""
+    project, _ = crowd_project(k=3)
+    users = annotators(project, 15)
+    items = disputed(project, users, 12)
+    for n, it in enumerate(items):
+        request(it, n / 100)
+    fresh = users[3:]
+    got = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(fresh))
+
+    def work(user):
+        barrier.wait()
+        claim = assignment_claim_next(project=project, annotator=user)
+        with lock:
+            got.append(claim)
+
+    assert run_threads(work, [(u,) for u in fresh]) == []
+    assert all(c is not None for c in got)
+    assert Counter(c.item_id for c in got) == {it.pk: 1 for it in items}
+    assert set(Item.objects.filter(pk__in=[it.pk for it in items]).values_list("status", "required_annotations")) == {
+        (ItemStatus.OPEN, 4)}
+    assert not ReopenRequest.objects.exists()
