@@ -1,7 +1,7 @@
 """Reads, and permission-checked accessors. Non-members get NotFound (no existence leak);
 members without the needed role get Forbidden. Staff act as managers everywhere."""
 
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from .errors import Forbidden, NotFound
@@ -62,10 +62,8 @@ def project_list_with_counts(*, user):
     """Projects the user sees, with item counts per status (one query). A disputed item waiting for
     the one more annotation a quality run asked for (ReopenRequest) counts as open."""
     requested = Coalesce(Subquery(
-        ReopenRequest.objects.filter(
-            project_id=OuterRef("pk"), item__status=ItemStatus.DISPUTED, required=F("item__required_annotations"),
-            count=F("item__annotation_count"),
-        ).order_by().values("project_id").annotate(n=Count("pk")).values("n")
+        ReopenRequest.objects.valid().filter(project_id=OuterRef("pk"))
+        .order_by().values("project_id").annotate(n=Count("pk")).values("n")
     ), 0)
     return (
         project_list(user=user)

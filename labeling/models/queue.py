@@ -30,6 +30,14 @@ class AnnotatorProgress(models.Model):
         return f"{self.annotator_id}@{self.project_id}: {self.submitted}"
 
 
+class ReopenRequestQuerySet(models.QuerySet):
+    def valid(self):
+        """Requests whose item is still as it was when asked (see ReopenRequest; REOPEN_VALID_SQL and
+        reopen_pending() say the same from the SQL and the items' side)."""
+        return self.filter(item__status="disputed", required=models.F("item__required_annotations"),
+                           count=models.F("item__annotation_count"))
+
+
 class ReopenRequest(models.Model):
     """A quality run's request for one more annotation of a disputed item (adaptive overlap), waiting
     for an annotator to reach it.
@@ -37,7 +45,7 @@ class ReopenRequest(models.Model):
     A run does not rewrite the item: it records the request, and the annotator queue turns the item
     `open` (required_annotations + 1, served in `rank` order) when it hands the item out
     (labeling.services.queue). Until then the item is stored as `disputed` but counts as open
-    everywhere (labeling.selectors_queue.reopen_pending): it is not in the review queue, and the next
+    everywhere (reopen_pending below): it is not in the review queue, and the next
     run sees it as the open item it will become.
 
     A request is valid only while its item is still `disputed` with the counters it was made on
@@ -56,6 +64,8 @@ class ReopenRequest(models.Model):
     rank = models.FloatField()  # cleanlab's active-learning score: lowest first
     required = models.PositiveSmallIntegerField()  # the item's required_annotations when requested
     count = models.PositiveIntegerField()  # the item's annotation_count when requested
+
+    objects = ReopenRequestQuerySet.as_manager()
 
     class Meta:
         ordering = ["project_id", "rank", "item_id"]

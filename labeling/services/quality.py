@@ -15,7 +15,7 @@ A run goes through three phases, each timed on the run:
    ground_truth_set_many, items locked in primary-key order); below it -> one more annotation while
    max_annotations_per_item and the project's annotators allow, served in ActiveLab order; else the
    review queue. One more annotation of a disputed item is a request (ReopenRequest), written with
-   one INSERT ... SELECT per chunk that compares each item's xmin, status and counters with the
+   one binary COPY per chunk for the items whose xmin, status and counters are still the
    snapshot's; the item itself is not rewritten until the annotator queue opens it (a doubted
    single label, whose item is resolved, is moved back to the queue at once by one compare-and-set
    UPDATE per chunk). Accepting is ground_truth_set_many per chunk (COPY and set-based statements).
@@ -580,17 +580,30 @@ def _unchanged(snap: Snapshot, idx: np.ndarray, *, lock: bool) -> np.ndarray:
     status, see labeling.services.ground_truth); elsewhere the ground truth itself."""
     ids = snap.item_ids[idx]
     if is_postgres():
+        table = Item._meta.db_table
         with connection.cursor() as cur:
+            if lock:
+                cur.execute(f"SELECT count(*) FROM (SELECT id FROM {table} WHERE id = ANY(%s::bigint[]) "
+                            f"ORDER BY id FOR UPDATE) AS locked", [array_literal(ids)])
+            # One statement compares every item in the database (xmin as xid, not through text), each
+            # found by its primary key; status and counters too, as an update made in the run's own
+            # transaction keeps the row's xmin. The join settings are put back for the rest of the
+            # caller's transaction.
+            cur.execute("SET LOCAL enable_hashjoin = off")
+            cur.execute("SET LOCAL enable_mergejoin = off")
             cur.execute(
-                f"SELECT id, xmin::text::bigint, status, required_annotations, annotation_count FROM {Item._meta.db_table} "
-                f"WHERE id = ANY(%s::bigint[]) " + ("ORDER BY id FOR UPDATE" if lock else ""),
-                [array_literal(ids)],
+                f"SELECT v.id FROM unnest(%s::bigint[], %s::xid[], %s::int[], %s::int[], %s::int[]) "
+                f"AS v(id, version, status, required, count) WHERE NOT EXISTS (SELECT 1 FROM {table} i WHERE i.id = v.id "
+                f"AND i.xmin = v.version AND i.status = (%s::text[])[v.status + 1] AND i.required_annotations = v.required "
+                f"AND i.annotation_count = v.count)",
+                [array_literal(ids), array_literal(snap.version[idx]),
+                 array_literal(pd.Index(STATUSES).get_indexer(snap.status[idx])), array_literal(snap.required[idx]),
+                 array_literal(snap.annotation_count[idx]), "{" + ",".join(STATUSES) + "}"],
             )
-            now = {row[0]: row[1:] for row in cur.fetchall()}
-        return np.array([
-            now.get(int(snap.item_ids[i])) == (int(snap.version[i]), snap.status[i], int(snap.required[i]), int(snap.annotation_count[i]))
-            for i in idx
-        ], dtype=bool)
+            changed = [row[0] for row in cur.fetchall()]
+            cur.execute("SET LOCAL enable_hashjoin TO DEFAULT")
+            cur.execute("SET LOCAL enable_mergejoin TO DEFAULT")
+        return ~np.isin(ids, changed)
     qs = Item.objects.filter(pk__in=ids.tolist())
     if lock:
         qs = qs.select_for_update().order_by("pk")
@@ -642,45 +655,31 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
 
 @transaction.atomic
 def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool) -> np.ndarray:
-    """Request one more annotation of each disputed item still as the snapshot saw it; returns the
-    stale mask. `replace`: the project may already hold requests (stale ones, or for these items),
-    which the new ones replace.
+    """Request one more annotation of each disputed item still as the snapshot saw it (_unchanged);
+    returns the stale mask. `replace`: the project may already hold requests (stale ones, or for
+    these items), which the new ones replace. On PostgreSQL the requests go in with one binary COPY.
 
-    On PostgreSQL the requests go in with one binary COPY, then one read compares each item's row
-    version, status and counters with the snapshot's, and the requests of items that changed are
-    taken out again. The items are read, not locked: whatever changes an item after this check also
-    changes its status or counters, which makes its request stale (ReopenRequest), so a newer human
-    decision is never overridden."""
+    The items are read, not locked: whatever changes an item after this check also changes its
+    status or counters, which makes its request stale (ReopenRequest), so a newer human decision is
+    never overridden."""
     _commit_without_waiting()
-    ids = snap.item_ids[idx]
-    table = ReopenRequest._meta.db_table
+    ok = _unchanged(snap, idx, lock=False)
+    take = idx[ok]
+    ids = snap.item_ids[take]
     if is_postgres():
-        with connection.cursor() as cur:
-            if replace:
-                cur.execute(f"DELETE FROM {table} WHERE item_id = ANY(%s::bigint[])", [array_literal(ids)])
-            copy_arrays(table, {
-                "item_id": ("int8", ids), "project_id": ("int8", np.full(len(ids), snap.project_id)),
-                "rank": ("float8", rank), "required": ("int2", snap.required[idx]), "count": ("int4", snap.annotation_count[idx]),
-            })
-            cur.execute("SET LOCAL enable_hashjoin = off")  # each item found by its primary key, never a scan
-            cur.execute("SET LOCAL enable_mergejoin = off")
-            # (xmin compared as xid, not through text; status and counters too, as an update made in the
-            # run's own transaction keeps the row's xmin)
-            cur.execute(
-                f"SELECT v.id FROM unnest(%s::bigint[], %s::xid[], %s::int[], %s::int[]) AS v(id, version, required, count) "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {Item._meta.db_table} i WHERE i.id = v.id AND i.xmin = v.version "
-                f"AND i.status = %s AND i.required_annotations = v.required AND i.annotation_count = v.count)",
-                [array_literal(ids), array_literal(snap.version[idx]), array_literal(snap.required[idx]),
-                 array_literal(snap.annotation_count[idx]), ItemStatus.DISPUTED],
-            )
-            stale = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
-            if len(stale):
-                cur.execute(f"DELETE FROM {table} WHERE item_id = ANY(%s::bigint[])", [array_literal(stale)])
-        return np.isin(ids, stale)
-    ok = _unchanged(snap, idx, lock=True)
+        table = ReopenRequest._meta.db_table
+        if replace:
+            with connection.cursor() as cur:
+                cur.execute(f"DELETE FROM {table} WHERE item_id = ANY(%s::bigint[])", [array_literal(snap.item_ids[idx])])
+        copy_arrays(table, {
+            "item_id": ("int8", ids), "project_id": ("int8", np.full(len(ids), snap.project_id)),
+            "rank": ("float8", rank[ok]), "required": ("int2", snap.required[take]), "count": ("int4", snap.annotation_count[take]),
+        })
+        return ~ok
     ReopenRequest.objects.bulk_create(
-        [ReopenRequest(item_id=int(ids[j]), project_id=snap.project_id, rank=float(rank[j]), required=int(snap.required[i]),
-                       count=int(snap.annotation_count[i])) for j, i in enumerate(idx.tolist()) if ok[j]],
+        [ReopenRequest(item_id=item_id, project_id=snap.project_id, rank=r, required=req, count=n)
+         for item_id, r, req, n in zip(ids.tolist(), rank[ok].tolist(), snap.required[take].tolist(),
+                                       snap.annotation_count[take].tolist())],
         update_conflicts=True, unique_fields=["item"], update_fields=["rank", "required", "count", "project"],
     )
     return ~ok
@@ -900,8 +899,8 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         }
         if len(snap.item_ids) == 0:
             quality_snapshot_complete(snap)
-            _finish(run, started, timings, method=QualityMethod.NONE, scored=0, mean_quality=None, auto_accepted=0,
-                    to_review=0, reopened_for_more=0, skipped_stale=0, label_issues=0, **base)
+            _finish(run, started, timings, **_summary(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, dtype=bool)),
+                    method=QualityMethod.NONE, **base)
             return QualityRun.objects.get(pk=run_id)
         t = time.perf_counter()
         pred_probs, source = snapshot_pred_probs(snap, seed=run.seed)
@@ -918,7 +917,8 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
                              max_annotations=project.max_annotations_per_item)
         outcome = _write_outcomes(run, snap, scores, plan)
         timings["seconds_write"] = time.perf_counter() - t
-        _finish(run, started, timings, **_summary(outcome, scores), method=scores.method, pred_probs_source=source,
+        _finish(run, started, timings, **_summary(outcome, scores.quality, scores.label_issue), method=scores.method,
+                pred_probs_source=source,
                 model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)
     except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
         logger.exception("quality run %s failed", run_id)
@@ -929,16 +929,16 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
     return QualityRun.objects.get(pk=run_id)
 
 
-def _summary(outcome: np.ndarray, scores: consensus.CrowdScores) -> dict:
+def _summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarray) -> dict:
     """The run's counts, from the outcomes its per-item results were written with."""
-    quality = np.nan_to_num(scores.quality, nan=0.0)  # as the results store it
+    quality = np.nan_to_num(quality, nan=0.0)  # as the results store it
     return {
         "scored": len(outcome), "mean_quality": float(quality.mean()) if len(quality) else None,
         "auto_accepted": int((outcome == QualityOutcome.ACCEPTED).sum()),
         "to_review": int((outcome == QualityOutcome.REVIEW).sum()),
         "reopened_for_more": int((outcome == QualityOutcome.REOPENED).sum()),
         "skipped_stale": int((outcome == QualityOutcome.STALE).sum()),
-        "label_issues": int(np.asarray(scores.label_issue, dtype=bool).sum()),
+        "label_issues": int(np.asarray(label_issue, dtype=bool).sum()),
     }
 
 

@@ -231,7 +231,7 @@ def _open_requested(*, project, me: int, now: datetime) -> int | None:
         return _open_requested_portable(project=project, me=me, now=now)
     requests, items = ReopenRequest._meta.db_table, _ITEM
     valid = REOPEN_VALID_SQL.format(i="i", r="r")
-    params = {"p": project.pk, "me": json.dumps([me]), "order": project.queue_order, "now": now}
+    params = {"p": project.pk, "order": project.queue_order, "now": now}
     with connection.cursor() as cur:
         for reach in (REQUEST_WINDOW, REQUEST_REACH):
             # The head of the requests in rank order (walked on reopen_request_head), with what the
@@ -273,11 +273,12 @@ def _open_requested(*, project, me: int, now: datetime) -> int | None:
 def _open_requested_portable(*, project, me: int, now: datetime) -> int | None:
     """The same with the ORM (SQLite, whose write transactions are serialised: no row locks)."""
     head = ReopenRequest.objects.filter(project_id=project.pk).order_by("rank", "item_id")
-    for request in head[:REQUEST_REACH]:
-        item = Item.objects.filter(pk=request.item_id).first()
-        if item is None or (item.status, item.required_annotations, item.annotation_count) != (ItemStatus.DISPUTED, request.required, request.count):
+    valid = set(head.valid().values_list("item_id", flat=True)[:REQUEST_REACH])
+    for request in head.select_related("item")[:REQUEST_REACH]:
+        if request.item_id not in valid:
             request.delete()  # stale
             continue
+        item = request.item
         if me in _as_list(item.touchers):
             continue
         Item.objects.filter(pk=item.pk).update(
