@@ -98,6 +98,7 @@ class SubmitApi(APIView):
     class Output(serializers.Serializer):
         annotation = AnnotationOutput()
         item_status = serializers.CharField()
+        done_today = serializers.IntegerField(help_text="Your submissions in this project today (UTC), this one included.")
 
     @extend_schema(request=Input, responses={201: Output, 409: ErrorSerializer, **ERRORS}, operation_id="assignment_submit",
                    description="Submit a label for your assignment. An expired lease is still accepted (stored as "
@@ -108,7 +109,8 @@ class SubmitApi(APIView):
         data.is_valid(raise_exception=True)
         outcome = annotation_submit(assignment_id=assignment_id, annotator=request.user, **data.validated_data)
         return Response(
-            {"annotation": AnnotationOutput(outcome.annotation).data, "item_status": outcome.item_status},
+            {"annotation": AnnotationOutput(outcome.annotation).data, "item_status": outcome.item_status,
+             "done_today": outcome.done_today},
             status=status.HTTP_201_CREATED,
         )
 

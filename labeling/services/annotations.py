@@ -44,6 +44,7 @@ class Outcome:
     annotation: Annotation
     item_status: str  # the item's status after the submission
     completed: bool  # this submission gave the item its last required annotation
+    done_today: int = 0  # the annotator's submissions in the project today (UTC), this one included
 
 
 @transaction.atomic
@@ -90,6 +91,9 @@ def annotation_submit(
         day_submitted=Case(When(day=today, then=F("day_submitted") + 1), default=Value(1)),
         day=today,
     )
+    # (read back in this transaction, under the progress row's lock: the page shows it as is)
+    done_today = AnnotatorProgress.objects.filter(project_id=item.project_id, annotator=annotator).values_list(
+        "day_submitted", flat=True).first() or 0
 
     status, completed = item.status, False
     if not surplus:
@@ -100,7 +104,7 @@ def annotation_submit(
             # A late submission filled a slot that had been leased again: keep the item within its
             # overlap by cancelling the newest extra leases (their submissions become surplus).
             leases_cancel(item_id=item.pk, now=now, keep=item.required_annotations - count)
-    return Outcome(annotation=annotation, item_status=status, completed=completed)
+    return Outcome(annotation=annotation, item_status=status, completed=completed, done_today=done_today)
 
 
 def _complete(*, item: Item, now: datetime) -> str:

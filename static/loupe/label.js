@@ -299,7 +299,10 @@
           save();
           // 201, or 409 already_submitted when an earlier attempt was stored but its answer was lost.
           if (r.status === 201 || (r.status === 409 && p.action !== "skip")) {
-            doneToday += 1;
+            // The server's count when it has one: a claim answered meanwhile may already include
+            // this submission (adding 1 to it counted it twice).
+            const counted = r.data && Number.isFinite(r.data.done_today) ? r.data.done_today : null;
+            doneToday = counted === null ? doneToday + 1 : Math.max(doneToday, counted);
             if (r.data && r.data.item_status && r.data.item_status !== "open" && !remainingCapped) {
               remaining = Math.max(0, remaining - 1); // this answer completed its item
             }

@@ -96,6 +96,7 @@ def test_submit_contract_and_errors(db):
     ann = res.json()["annotation"]
     assert ann["label"] == "pos" and ann["seconds_spent"] == 4.5 and ann["is_surplus"] is False
     assert ann["assignment"] == lease["id"] and res.json()["item_status"] == "open"
+    assert res.json()["done_today"] == 1  # the server's count, which the label page shows
 
     res = submit(ca, lease["id"], label="neg")
     assert res.status_code == 409 and res.json()["error"]["code"] == "already_submitted"
