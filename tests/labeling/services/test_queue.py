@@ -374,12 +374,8 @@ def test_32_annotators_drain_500_items_with_overlap_3(postgres_tx):
     assert counters_reconcile(project_id=project.pk).counts_fixed == 0
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_claims_on_the_last_slots_never_share_one(postgres_tx):
-    """Many annotators race for a few slots: each slot goes to exactly one; nobody is told 'empty'
-    while a slot they could take is still free."""
-    project, items = queue_project(items=3, overlap=2)
-    users = annotators(project, 16)
+def claims_at_once(project, users) -> list:
+    """Each user asks for their next item at the same moment (one thread each); their claims."""
     got = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(users))
@@ -391,6 +387,16 @@ def test_concurrent_claims_on_the_last_slots_never_share_one(postgres_tx):
             got.append(c)
 
     assert run_threads(work, [(u,) for u in users]) == []
+    return got
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_on_the_last_slots_never_share_one(postgres_tx):
+    """Many annotators race for a few slots: each slot goes to exactly one; nobody is told 'empty'
+    while a slot they could take is still free."""
+    project, items = queue_project(items=3, overlap=2)
+    users = annotators(project, 16)
+    got = claims_at_once(project, users)
     claimed = [c for c in got if c is not None]
     assert len(claimed) == 6  # 3 items x 2 slots, all taken
     assert Counter(c.item_id for c in claimed) == {i.pk: 2 for i in items}

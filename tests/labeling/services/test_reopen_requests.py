@@ -1,7 +1,6 @@
 """Requests for one more annotation (ReopenRequest): how the annotator queue opens them, drops stale
 ones, and how the review queue and the counts treat the items that wait for one."""
 
-import threading
 from collections import Counter
 
 import pytest
@@ -15,7 +14,7 @@ from labeling.services.queue import assignment_claim_next
 from labeling.services.resolution import item_resolve, review_next
 from tests.factories import UserFactory, add_member
 from tests.factories_quality import annotate, annotators, crowd_project
-from tests.labeling.services.test_queue import run_threads
+from tests.labeling.services.test_queue import claims_at_once
 
 
 def disputed(project, users, n, prefix="d"):
@@ -105,18 +104,7 @@ def test_concurrent_claims_open_each_request_once(postgres_tx):
     items = disputed(project, users, 12)
     for n, it in enumerate(items):
         request(it, n / 100)
-    fresh = users[3:]
-    got = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(len(fresh))
-
-    def work(user):
-        barrier.wait()
-        claim = assignment_claim_next(project=project, annotator=user)
-        with lock:
-            got.append(claim)
-
-    assert run_threads(work, [(u,) for u in fresh]) == []
+    got = claims_at_once(project, users[3:])  # the twelve who labelled none of them
     assert all(c is not None for c in got)
     assert Counter(c.item_id for c in got) == {it.pk: 1 for it in items}
     assert set(Item.objects.filter(pk__in=[it.pk for it in items]).values_list("status", "required_annotations")) == {
