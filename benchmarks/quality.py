@@ -7,7 +7,8 @@ over 10 classes, with a production prediction per item, loaded with COPY. Items 
 agree are resolved (ground truth "unanimous", as the annotation service leaves them); the others are
 disputed; then VACUUM ANALYZE and a CHECKPOINT, as a project at rest would be (the load's own
 checkpoint otherwise runs during the measured run). Then one quality run executes in a fresh process
-(so its peak memory is its own, and it starts cold: first connections, first large arrays) and
+(so its peak memory is its own, and it starts cold: first connections, first large arrays; it is
+connected to the broker, as the Celery worker that runs a quality run is) and
 the script prints one table: wall time split into database read, pred_probs, cleanlab, database
 write; peak memory; and the target "everything but cleanlab < half of the cleanlab call" (cleanlab:
 the time inside cleanlab's functions; Loupe's checks and ActiveLab arithmetic around the call count
@@ -143,6 +144,13 @@ def child(project_id):
     import cleanlab.multiannotator  # noqa: F401  (imported before the baseline: not part of the run)
     import sklearn.linear_model  # noqa: F401
     from unittest import mock
+
+    from config.celery import warm_broker
+
+    # A run executes in a Celery worker, which is connected to its broker: the first task message the
+    # run sends (an accept chunk's refresh of the feedback figures) must not pay for loading the
+    # broker's transport and connecting (0.18 s of imports, holding the GIL, in a bare process).
+    warm_broker()
 
     from labeling.services import quality
 

@@ -100,25 +100,61 @@ def label_case(column: str, keys: list[str]) -> tuple[str, list]:
     return f"(CASE {column} {whens} ELSE -1 END)", list(keys)
 
 
-# PostgreSQL's binary COPY format, built whole by NumPy: fixed-width rows of numbers.
+# PostgreSQL's binary COPY format, built whole by NumPy: rows of numbers, and text from a few choices.
 _PG_BINARY = {"int8": (">i8", 8), "int4": (">i4", 4), "int2": (">i2", 2), "float8": (">f8", 8), "bool": ("?", 1)}
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
-def copy_binary_payload(columns: list[tuple[str, np.ndarray]]) -> bytes:
-    """The COPY ... (FORMAT binary) stream for equal-length columns [(pg type, values)]."""
-    n = len(columns[0][1]) if columns else 0
-    fields = [("count", ">i2")]
-    for j, (pg_type, _) in enumerate(columns):
-        code, _size = _PG_BINARY[pg_type]
-        fields += [(f"len{j}", ">i4"), (f"val{j}", code)]
-    rows = np.empty(n, dtype=np.dtype(fields))
-    rows["count"] = len(columns)
-    for j, (pg_type, values) in enumerate(columns):
-        rows[f"len{j}"] = _PG_BINARY[pg_type][1]
-        rows[f"val{j}"] = values
-    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+def copy_binary_payload(columns: list[tuple[str, object]]) -> bytes:
+    """The COPY ... (FORMAT binary) stream for equal-length columns [(pg type, values)].
+
+    A "text" column (for text and varchar) is given as (codes, choices): row i holds
+    choices[codes[i]], as for labels or outcomes. A binary row is then as wide as its texts, so the
+    rows are built in groups of equal texts, each group one fixed-width NumPy record array: the
+    stream holds every row, grouped, not in the given order."""
+    n = len(_codes_or_values(columns[0])) if columns else 0
+    texts = [j for j, (pg_type, _) in enumerate(columns) if pg_type == "text"]
+    choices = {j: [c.encode() for c in columns[j][1][1]] for j in texts}
+    if texts:
+        codes = [np.asarray(columns[j][1][0], dtype=np.int64) for j in texts]
+        for j, c in zip(texts, codes):
+            if len(c) and (c.min() < 0 or c.max() >= len(choices[j])):
+                raise ValueError(f"text column {j}: a code outside its {len(choices[j])} choices")
+        key = np.ravel_multi_index(codes, [len(choices[j]) for j in texts]) if n else np.zeros(0, dtype=np.int64)
+        order = np.argsort(key, kind="stable")
+        starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]]) if n else np.zeros(0, dtype=np.int64)
+        groups = [(rows, {j: choices[j][int(c[rows[0]])] for j, c in zip(texts, codes)})
+                  for rows in np.split(order, starts[1:])] if n else []
+    else:
+        groups = [(slice(None), {})]
+    parts = [_COPY_HEADER]
+    for rows, text in groups:
+        fields = [("count", ">i2")]
+        for j, (pg_type, _) in enumerate(columns):
+            fields.append((f"len{j}", ">i4"))
+            if pg_type != "text":
+                fields.append((f"val{j}", _PG_BINARY[pg_type][0]))
+            elif text[j]:  # (an empty text is its length alone)
+                fields.append((f"val{j}", f"S{len(text[j])}"))
+        block = np.empty(n if isinstance(rows, slice) else len(rows), dtype=np.dtype(fields))
+        block["count"] = len(columns)
+        for j, (pg_type, values) in enumerate(columns):
+            if pg_type == "text":
+                block[f"len{j}"] = len(text[j])
+                if text[j]:
+                    block[f"val{j}"] = text[j]
+            else:
+                block[f"len{j}"] = _PG_BINARY[pg_type][1]
+                block[f"val{j}"] = np.asarray(values)[rows]
+        parts.append(block.tobytes())
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _codes_or_values(column: tuple[str, object]):
+    pg_type, values = column
+    return values[0] if pg_type == "text" else values
 
 
 def copy_rows(table: str, columns: list[str], rows) -> None:
@@ -142,8 +178,9 @@ def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]
 
 
 def copy_arrays(table: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
-    """Rows from NumPy columns {column: (pg type, values)} into `table`, with one binary COPY. The
-    pg types must be the columns' own (binary COPY does not convert). PostgreSQL only."""
+    """Rows from NumPy columns {column: (pg type, values)} into `table`, with one binary COPY (see
+    copy_binary_payload; a "text" column's values are (codes, choices)). The pg types must be the
+    columns' own (binary COPY does not convert: int2 for smallint). PostgreSQL only."""
     payload = copy_binary_payload(list(columns.values()))
     with connection.cursor() as cur:
         with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)") as copy:

@@ -240,6 +240,9 @@ class Snapshot:
     gt_label: np.ndarray | None = None          # N object ("" = none)
     gt_method: np.ndarray | None = None         # N object ("" = none)
     version: np.ndarray | None = None           # N int: the row's xmin on PostgreSQL (any update changes it), else 0
+    # PostgreSQL, read in a snapshot transaction of its own: the snapshot's xmin (32 bits). Every row
+    # version the snapshot did not see was written by this transaction id or a later one (see _changed).
+    xmin_horizon: int | None = None
     pending_items: DbThread | None = None       # the reader still at work, if any
 
 
@@ -283,10 +286,13 @@ READ_WORK_MEM = "256MB"
 def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
     t = _tables()
     label_keys = list(LabelClass.objects.filter(project_id=project_id).order_by("position", "id").values_list("key", flat=True))
+    xmin_horizon = None
     with connection.cursor() as cur:
         if is_postgres():
-            cur.execute("SELECT now()")
-            snapshot_at = cur.fetchone()[0]
+            cur.execute("SELECT now(), mod(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, 4294967296)")
+            snapshot_at, horizon = cur.fetchone()
+            if snapshot_id is not None:  # (a REPEATABLE READ transaction: this snapshot is the one every read uses)
+                xmin_horizon = int(horizon)
         else:
             snapshot_at = timezone.now()
     predictions = None
@@ -338,6 +344,7 @@ def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
         project_id=project_id, label_keys=label_keys, snapshot_at=snapshot_at, max_annotation_id=max_annotation_id,
         item_ids=item_ids, annotator_ids=annotator_ids, labels=labels, n_annotations=n_annotations, n_ignored=n_ignored,
         prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric, annotator_members=members,
+        xmin_horizon=xmin_horizon,
     )
     if items is None:
         _put_item_state(snap, read_state())
@@ -618,6 +625,38 @@ def _unchanged(snap: Snapshot, idx: np.ndarray, *, lock: bool) -> np.ndarray:
     ], dtype=bool)
 
 
+def _changed(snap: Snapshot, idx: np.ndarray) -> np.ndarray:
+    """Which of these items changed since the snapshot (a mask over `idx`), without locking them.
+
+    With the snapshot's xmin horizon (PostgreSQL, a run outside a transaction), one scan of the
+    project's items picks the rows written by a transaction the snapshot may not have seen (age of
+    xmin no older than the horizon's: the few items touched while the run scored), and only those
+    are compared with the snapshot, as _unchanged does. A row version older than the horizon was
+    committed before the snapshot, which therefore saw it: unchanged. (_unchanged instead sends every
+    item's expected state and finds each by its primary key: 0.05 s per 20,000 items, against one
+    0.03 s scan of 300,000.)"""
+    if snap.xmin_horizon is None:
+        return ~_unchanged(snap, idx, lock=False)
+    status_sql, status_params = label_case("i.status", STATUSES)
+    now = read_columns(
+        f"SELECT i.id, i.xmin::text::bigint, {status_sql}, i.required_annotations, i.annotation_count "
+        f"FROM {Item._meta.db_table} i WHERE i.project_id = %s AND age(i.xmin) <= age(%s::text::xid)",
+        [*status_params, snap.project_id, str(snap.xmin_horizon)],
+        {"id": np.int64, "version": np.int64, "status": np.int16, "required": np.int32, "count": np.int32},
+    )
+    changed = np.zeros(len(snap.item_ids), dtype=bool)
+    pos = np.searchsorted(snap.item_ids, now["id"])
+    seen = pos < len(snap.item_ids)
+    seen[seen] = snap.item_ids[pos[seen]] == now["id"][seen]  # (rows of items the run did not score: not its business)
+    pos = pos[seen]
+    changed[pos] = (
+        (now["version"][seen] != snap.version[pos]) | (now["required"][seen] != snap.required[pos])
+        | (now["count"][seen] != snap.annotation_count[pos])
+        | (now["status"][seen] != pd.Index(STATUSES).get_indexer(snap.status[pos]))
+    )
+    return changed[idx]
+
+
 def _commit_without_waiting() -> None:
     """A run's write chunks commit without waiting for their WAL to reach the disk
     (synchronous_commit = off for this transaction only): dozens of commits in a few seconds, each
@@ -654,16 +693,17 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
 
 
 @transaction.atomic
-def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool) -> np.ndarray:
-    """Request one more annotation of each disputed item still as the snapshot saw it (_unchanged);
-    returns the stale mask. `replace`: the project may already hold requests (stale ones, or for
-    these items), which the new ones replace. On PostgreSQL the requests go in with one binary COPY.
+def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool, stale: np.ndarray) -> np.ndarray:
+    """Request one more annotation of each disputed item that has not changed since the snapshot
+    (`stale` is False: see _changed); returns the stale mask. `replace`: the project may already hold
+    requests (stale ones, or for these items), which the new ones replace. On PostgreSQL the
+    requests go in with one binary COPY.
 
-    The items are read, not locked: whatever changes an item after this check also changes its
+    The items are not locked: whatever changes an item after it was found unchanged also changes its
     status or counters, which makes its request stale (ReopenRequest), so a newer human decision is
     never overridden."""
     _commit_without_waiting()
-    ok = _unchanged(snap, idx, lock=False)
+    ok = ~stale
     take = idx[ok]
     ids = snap.item_ids[take]
     if is_postgres():
@@ -789,9 +829,14 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
     # for each other; the per-project label sequence, reserved last in each accept chunk, orders
     # their commits.
     requested = np.nonzero(reopened & (snap.status == ItemStatus.DISPUTED))[0]
+    review = act & (outcome == QualityOutcome.REVIEW)
+    stays = np.nonzero(review & (snap.status == ItemStatus.DISPUTED))[0]  # nothing to write: report it as it is now
+    # The items that get no row lock (requests, review as it is): which changed since the snapshot.
+    unlocked = np.concatenate([requested, stays])
+    stale[unlocked] = _changed(snap, unlocked)
     replace = ReopenRequest.objects.filter(project_id=snap.project_id).exists()  # (only runs add requests: one at a time)
     accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
-    request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace)
+    request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace, stale=stale[idx])
                for idx in _chunks(requested, REQUEST_CHUNK)]
     values = start_calls([*accept, *alongside, *request])()
     for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), values[:len(accept)]):
@@ -803,13 +848,9 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
     for idx in _chunks(single, 2 * WRITE_CHUNK):
         stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx],
                                        queue_order=run.project.queue_order)
-    review = act & (outcome == QualityOutcome.REVIEW)
     moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
     for idx in _chunks(moved, 4 * WRITE_CHUNK):
         stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.DISPUTED)
-    stays = np.nonzero(review & (snap.status == ItemStatus.DISPUTED))[0]  # nothing to write: report it as it is now
-    for idx in _chunks(stays, 4 * WRITE_CHUNK):
-        stale[idx] = ~_unchanged(snap, idx, lock=False)
     return stale
 
 
@@ -823,20 +864,14 @@ def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
     codes = pd.Index(OUTCOMES).get_indexer(outcome[rows])
     quality = np.nan_to_num(scores.quality[rows], nan=0.0)
     agreement = np.nan_to_num(scores.agreement[rows], nan=0.0)
-    if is_postgres():
-        temp_table_from_arrays("quality_results", {
-            "item_id": ("int8", snap.item_ids[rows]), "label": ("int4", scores.consensus[rows]), "q": ("float8", quality),
-            "a": ("float8", agreement), "n": ("int4", scores.num_annotations[rows]),
-            "al": ("float8", scores.active_learning[rows]), "li": ("bool", scores.label_issue[rows]), "o": ("int4", codes),
+    if is_postgres():  # one binary COPY: no temporary table, no INSERT ... SELECT to map codes to text
+        copy_arrays(QualityItemResult._meta.db_table, {
+            "run_id": ("int8", np.full(len(rows), run_id)), "item_id": ("int8", snap.item_ids[rows]),
+            "consensus_label": ("text", (scores.consensus[rows], snap.label_keys)), "quality": ("float8", quality),
+            "agreement": ("float8", agreement), "num_annotations": ("int2", scores.num_annotations[rows]),
+            "active_learning_score": ("float8", scores.active_learning[rows]), "label_issue": ("bool", scores.label_issue[rows]),
+            "outcome": ("text", (codes, OUTCOMES)),
         })
-        with connection.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO {QualityItemResult._meta.db_table} (run_id, item_id, consensus_label, quality, agreement, "
-                f"num_annotations, active_learning_score, label_issue, outcome) "
-                f"SELECT %s, r.item_id, (%s::text[])[r.label + 1], r.q, r.a, r.n, r.al, r.li, (%s::text[])[r.o + 1] "
-                f"FROM quality_results r",
-                [run_id, "{" + ",".join('"' + k + '"' for k in snap.label_keys) + "}", "{" + ",".join(OUTCOMES) + "}"],
-            )
         return
     QualityItemResult.objects.bulk_create([
         QualityItemResult(

@@ -382,10 +382,13 @@ def test_a_project_without_annotations_scores_nothing():
 
 # --- snapshot: annotators and reviewers keep working during a run --------------------------------
 
-def run_while_people_work(*, accept_threshold: float):
+def run_while_people_work(*, accept_threshold: float, max_annotations: int | None = None):
     """Six disputed items; between the run's snapshot and its writes a reviewer decides one item and
     an annotator labels another. Returns (run, items, reviewer)."""
     project, _ = crowd_project(k=3, accept_threshold=accept_threshold)
+    if max_annotations is not None:
+        project.max_annotations_per_item = max_annotations
+        project.save(update_fields=["max_annotations_per_item"])
     users = annotators(project, 5)
     reviewer = add_member(project, UserFactory(), Role.REVIEWER)
     items = []
@@ -427,6 +430,31 @@ def test_a_run_asks_for_no_more_annotations_of_items_people_changed_after_its_sn
     run, items = run_while_people_work(accept_threshold=1.0)  # would ask a 4th annotation of every disputed item
     assert run.reopened_for_more == 4
     assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == {it.pk for it in items[2:]}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("plan", ["accept", "request", "review"])
+def test_outside_a_transaction_items_people_changed_during_the_run_are_left_alone(postgres_tx, plan):
+    """As a worker runs it (PostgreSQL, no transaction around the run): the people's changes commit
+    while the run scores. Accepts lock and compare their items; the items a run leaves without a row
+    lock (requests for one more annotation, review as it is) are found changed by one scan from the
+    snapshot's xmin horizon (_changed), never by a per-item compare."""
+    unchanged = quality_service._unchanged
+    unlocked_compares = []
+
+    def spy(snap, idx, *, lock):
+        if not lock:
+            unlocked_compares.append(len(idx))
+        return unchanged(snap, idx, lock=lock)
+
+    with mock.patch.object(quality_service, "_unchanged", spy):
+        run, items = run_while_people_work(accept_threshold=0.0 if plan == "accept" else 1.0,
+                                           max_annotations=3 if plan == "review" else None)
+    assert unlocked_compares == []
+    assert (run.auto_accepted, run.reopened_for_more, run.to_review) == {
+        "accept": (4, 0, 0), "request": (0, 4, 0), "review": (0, 0, 4)}[plan]
+    assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == (
+        {it.pk for it in items[2:]} if plan == "request" else set())
 
 
 @pytest.mark.django_db(transaction=True)
