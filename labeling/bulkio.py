@@ -110,40 +110,45 @@ def copy_binary_payload(columns: list[tuple[str, object]]) -> bytes:
     """The COPY ... (FORMAT binary) stream for equal-length columns [(pg type, values)].
 
     A "text" column (for text and varchar) is given as (codes, choices): row i holds
-    choices[codes[i]], as for labels or outcomes. A binary row is then as wide as its texts, so the
-    rows are built in groups of equal texts, each group one fixed-width NumPy record array: the
-    stream holds every row, grouped, not in the given order."""
+    choices[codes[i]], as for labels or outcomes. A binary row is as wide as its texts, so the rows
+    are built in groups whose texts have the same byte lengths, each group one fixed-width NumPy
+    record array, in the given order within each group (ascending keys stay ascending: PostgreSQL
+    then appends to its indexes' rightmost pages). Label keys mostly share a length, so there are
+    few groups."""
     n = len(_codes_or_values(columns[0])) if columns else 0
     texts = [j for j, (pg_type, _) in enumerate(columns) if pg_type == "text"]
-    choices = {j: [c.encode() for c in columns[j][1][1]] for j in texts}
-    if texts:
-        codes = [np.asarray(columns[j][1][0], dtype=np.int64) for j in texts]
-        for j, c in zip(texts, codes):
-            if len(c) and (c.min() < 0 or c.max() >= len(choices[j])):
-                raise ValueError(f"text column {j}: a code outside its {len(choices[j])} choices")
-        key = np.ravel_multi_index(codes, [len(choices[j]) for j in texts]) if n else np.zeros(0, dtype=np.int64)
+    groups = [] if texts else [slice(None)]
+    if texts and n:
+        encoded, codes, widths = {}, {}, {}
+        for j in texts:
+            c = np.asarray(columns[j][1][0], dtype=np.int64)
+            choices = [x.encode() for x in columns[j][1][1]]
+            if c.min() < 0 or c.max() >= len(choices):
+                raise ValueError(f"text column {j}: a code outside its {len(choices)} choices")
+            encoded[j], codes[j] = choices, c
+            widths[j] = np.array([len(x) for x in choices], dtype=np.int64)[c]
+        shape = [int(widths[j].max()) + 1 for j in texts]
+        key = np.ravel_multi_index([widths[j] for j in texts], shape)
         order = np.argsort(key, kind="stable")
-        starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]]) if n else np.zeros(0, dtype=np.int64)
-        groups = [(rows, {j: choices[j][int(c[rows[0]])] for j, c in zip(texts, codes)})
-                  for rows in np.split(order, starts[1:])] if n else []
-    else:
-        groups = [(slice(None), {})]
+        starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+        groups = np.split(order, starts[1:])
     parts = [_COPY_HEADER]
-    for rows, text in groups:
+    for rows in groups:
+        width = {j: int(widths[j][rows[0]]) for j in texts}
         fields = [("count", ">i2")]
         for j, (pg_type, _) in enumerate(columns):
             fields.append((f"len{j}", ">i4"))
             if pg_type != "text":
                 fields.append((f"val{j}", _PG_BINARY[pg_type][0]))
-            elif text[j]:  # (an empty text is its length alone)
-                fields.append((f"val{j}", f"S{len(text[j])}"))
+            elif width[j]:  # (an empty text is its length alone)
+                fields.append((f"val{j}", f"S{width[j]}"))
         block = np.empty(n if isinstance(rows, slice) else len(rows), dtype=np.dtype(fields))
         block["count"] = len(columns)
         for j, (pg_type, values) in enumerate(columns):
             if pg_type == "text":
-                block[f"len{j}"] = len(text[j])
-                if text[j]:
-                    block[f"val{j}"] = text[j]
+                block[f"len{j}"] = width[j]
+                if width[j]:  # every row here has a choice of this byte length
+                    block[f"val{j}"] = np.array(encoded[j], dtype=f"S{max(map(len, encoded[j]))}")[codes[j][rows]]
             else:
                 block[f"len{j}"] = _PG_BINARY[pg_type][1]
                 block[f"val{j}"] = np.asarray(values)[rows]
