@@ -16,10 +16,11 @@ A run goes through three phases, each timed on the run:
    max_annotations_per_item and the project's annotators allow, served in ActiveLab order; else the
    review queue. One more annotation of a disputed item is a request (ReopenRequest), written with
    one binary COPY per chunk for the items whose xmin, status and counters are still the
-   snapshot's; the item itself is not rewritten until the annotator queue opens it (a doubted
+   snapshot's (one scan from the snapshot's xmin horizon finds the few that changed: _changed);
+   the item itself is not rewritten until the annotator queue opens it (a doubted
    single label, whose item is resolved, is moved back to the queue at once by one compare-and-set
    UPDATE per chunk). Accepting is ground_truth_set_many per chunk (COPY and set-based statements).
-   Accept chunks, request chunks and the per-item results (through binary COPY) go on two side
+   Accept chunks, request chunks and the per-item results (each a binary COPY) go on two side
    connections, each taking the next statement left, and commit without waiting for the WAL flush
    (the run's final commit does); per-annotator statistics with bulk_create. A run thus holds up to
    three database connections at once (on SQLite, or inside a transaction, everything happens on
