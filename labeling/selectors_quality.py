@@ -213,16 +213,18 @@ def project_agreement(*, project) -> dict:
     ("confusion") between annotators."""
     keys = list(LabelClass.objects.filter(project=project).order_by("position", "id").values_list("key", flat=True))
     k = len(keys)
-    t_a, t_i = Annotation._meta.db_table, Item._meta.db_table
     label_sql, label_params = label_case("a.label", keys)
+    # (as a quality run reads them: by the annotation's own project, annotator ids and label codes in
+    # 4 and 2 bytes, factorized by hashing rather than sorting)
     cols = read_columns(
-        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {t_a} a JOIN {t_i} i ON i.id = a.item_id WHERE i.project_id = %s",
-        [*label_params, project.pk], {"item_id": np.int64, "annotator_id": np.int64, "label": np.int64},
+        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {Annotation._meta.db_table} a WHERE a.project_id = %s",
+        [*label_params, project.pk], {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
     )
     ok = cols["label"] >= 0
-    item_ids, item_idx = np.unique(cols["item_id"][ok], return_inverse=True)
-    annot_ids, annot_idx = np.unique(cols["annotator_id"][ok], return_inverse=True)
-    codes = cols["label"][ok]
+    item_idx, item_ids = pd.factorize(cols["item_id"][ok], sort=True)
+    annot_idx, annot_ids = pd.factorize(cols["annotator_id"][ok], sort=True)
+    annot_ids = annot_ids.astype(np.int64)
+    codes = cols["label"][ok].astype(np.int64)
     counts = np.zeros((len(item_ids), k), dtype=np.int64)
     np.add.at(counts, (item_idx, codes), 1)
     per_item = counts.sum(axis=1)
