@@ -2,7 +2,7 @@ import json
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from bugqueue import selectors_datasets
@@ -198,7 +198,7 @@ def test_concurrent_resolutions_into_one_dataset_make_consecutive_versions(postg
         except Exception as exc:  # pragma: no cover
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     threads = [threading.Thread(target=run, args=(f.pk,)) for f in flows]
     [t.start() for t in threads]

@@ -4,7 +4,7 @@ import json
 import threading
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -369,7 +369,7 @@ def test_a_half_read_stream_holds_no_transaction_and_blocks_no_writer(postgres_t
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     t = threading.Thread(target=writer)
     t.start()

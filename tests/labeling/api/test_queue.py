@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from labeling.models import Annotation, Assignment, AssignmentStatus, Item, ItemStatus, Role
@@ -228,7 +228,7 @@ def test_annotators_drain_a_project_over_http_concurrently(postgres_tx):
                     failures.append(("submit", done.status_code, done.content))
                     return
         finally:
-            close_old_connections()
+            connection.close()
             connection.close()
 
     threads = [threading.Thread(target=work, args=(u,)) for u in users]

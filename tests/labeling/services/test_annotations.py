@@ -4,7 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from labeling.errors import Conflict, NotFound, ValidationFailed
@@ -227,7 +227,7 @@ def test_concurrent_submissions_on_one_item_count_every_annotation(postgres_tx):
         except Exception as exc:  # reported below
             errors.append(repr(exc))
         finally:
-            close_old_connections()
+            connection.close()
             connection.close()
 
     threads = [threading.Thread(target=work, args=(c, u)) for c, u in zip(leases, users)]

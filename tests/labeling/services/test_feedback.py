@@ -4,7 +4,7 @@ from datetime import date, datetime, timedelta, timezone as dt_timezone
 
 import numpy as np
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 from scipy import integrate, stats
 
 from labeling.models import (
@@ -347,7 +347,7 @@ def test_concurrent_slo_checks_announce_a_breach_once(postgres_tx):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     try:
         threads = [threading.Thread(target=worker) for _ in range(6)]

@@ -1,7 +1,7 @@
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 
 from labeling.models import GroundTruth, Item, ItemStatus, LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set, ground_truth_set_many
@@ -58,7 +58,7 @@ def test_concurrent_writers_get_gapless_unique_sequences(postgres_tx, user):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     threads = [threading.Thread(target=worker, args=(items[i::8],)) for i in range(8)]
     for t in threads:

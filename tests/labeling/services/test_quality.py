@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from scipy.stats import spearmanr
@@ -478,7 +478,7 @@ def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx, reader):
                 Annotation.objects.create(project_id=target.project_id, item=target, annotator=users[3], label="c0")
                 Item.objects.filter(pk=target.pk).update(annotation_count=F("annotation_count") + 1)
             finally:
-                close_old_connections()
+                connection.close()
         t = threading.Thread(target=annotate_elsewhere)
         t.start()
         t.join()
@@ -593,7 +593,7 @@ def test_two_runs_requested_at_once_start_one(postgres_tx):
         except Conflict as exc:
             outcomes.append(("conflict", exc.fields and exc.fields.get("run_id")))
         finally:
-            close_old_connections()
+            connection.close()
 
     threads = [threading.Thread(target=request) for _ in range(4)]
     for t in threads:

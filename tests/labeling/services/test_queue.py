@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -332,7 +332,7 @@ def run_threads(target, args_list):
         except BaseException as exc:  # reported by the test
             errors.append(repr(exc))
         finally:
-            close_old_connections()
+            connection.close()
             connection.close()
 
     threads = [threading.Thread(target=wrap, args=args) for args in args_list]

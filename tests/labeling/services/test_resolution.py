@@ -5,7 +5,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from labeling.errors import Conflict, ValidationFailed
@@ -176,7 +176,7 @@ def test_concurrent_reviewers_never_get_the_same_item(postgres_tx):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     threads = [threading.Thread(target=work, args=(r,)) for r in reviewers]
     for t in threads:
