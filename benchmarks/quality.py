@@ -14,7 +14,7 @@ write; peak memory; and the target "everything but cleanlab < half of the cleanl
 the time inside cleanlab's functions; Loupe's checks and ActiveLab arithmetic around the call count
 on the other side).
 It also times queue/next while the run's requests for one more annotation wait (each claim opens
-one), the review queue's lease and the agreement read on the same data. The project is
+one), the review queue's lease, the project list's counts and the agreement read on the same data. The project is
 deleted at the end unless --keep. The project's accept_threshold (0.7) decides the backlog's mix:
 with these annotators nearly every disputed item is sent back for a 4th annotation; a lower one
 (--accept-threshold 0.3) makes the backlog mostly accepted (ground truth written) instead.
@@ -213,6 +213,16 @@ def review_with_requests(project, reviewer):
     return lease_s, lease is not None, size, time.perf_counter() - t
 
 
+def project_list_with_requests(project):
+    """The project list's counts (home page, GET /api/projects) while the requests wait: a requested
+    item counts as open. Returns (seconds, n_open, n_disputed)."""
+    from labeling.selectors import project_list_with_counts
+
+    t = time.perf_counter()
+    row = next(p for p in project_list_with_counts(user=project.created_by) if p.pk == project.pk)
+    return time.perf_counter() - t, row.n_open, row.n_disputed
+
+
 def reads(project, reviewer):
     from labeling import selectors_quality as sq
     from labeling.models import Item, ReopenRequest
@@ -280,6 +290,7 @@ def main():
         out = run_in_child(project.pk)
         waiting, claims = claims_with_requests(project)
         review_pending = review_with_requests(project, reviewer)
+        listed = project_list_with_requests(project)
         lease_s, held_s, agreement_s, annotators_s, agreement = reads(project, reviewer)
     finally:
         if not args.keep:
@@ -315,6 +326,7 @@ def main():
                                                       f"max {claims[-1] * 1000:.1f} ms"),
         ("review/next, same requests waiting", f"{review_pending[0] * 1000:.0f} ms ({'a lease' if review_pending[1] else 'nothing to review'}); "
                                                f"review queue size {review_pending[2]:,} counted in {review_pending[3] * 1000:.0f} ms"),
+        ("project list, same requests waiting", f"{listed[0] * 1000:.0f} ms (counts: {listed[1]:,} open, {listed[2]:,} disputed)"),
         ("review/next (new lease)", f"{lease_s * 1000:.0f} ms; held lease again {held_s * 1000:.0f} ms"),
         ("agreement read", f"{agreement_s:.2f} s (alpha {agreement['krippendorff_alpha']:.3f}, "
                            f"{len(agreement['pairwise_cohen_kappa'])} annotator pairs)"),

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from labeling.models import Item, ItemStatus, ReopenRequest, Role
-from labeling.selectors import item_list
+from labeling.selectors import item_list, project_list_with_counts
 from labeling.selectors_quality import review_queue_size
 from labeling.selectors_queue import open_items_count
 from labeling.services import queue as queue_service
@@ -110,3 +110,31 @@ def test_concurrent_claims_open_each_request_once(postgres_tx):
     assert set(Item.objects.filter(pk__in=[it.pk for it in items]).values_list("status", "required_annotations")) == {
         (ItemStatus.OPEN, 4)}
     assert not ReopenRequest.objects.exists()
+
+
+def requests_and_a_stale_one():
+    project, manager = crowd_project(k=3)
+    users = annotators(project, 3)
+    items = disputed(project, users, 4)
+    request(items[0], 0.1)
+    request(items[1], 0.2)
+    Item.objects.filter(pk=items[1].pk).update(annotation_count=items[1].annotation_count + 1)  # that request is stale
+    return project, manager
+
+
+@pytest.mark.django_db
+def test_project_counts_read_requested_items_as_open():
+    project, manager = requests_and_a_stale_one()
+    counts = project_list_with_counts(user=manager).get(pk=project.pk)
+    assert (counts.n_items, counts.n_open, counts.n_disputed) == (4, 1, 3)
+    empty, other = crowd_project(k=3)  # no request: the scalar COUNT gives 0, not NULL
+    assert project_list_with_counts(user=other).get(pk=empty.pk).n_open == 0
+
+
+def test_project_counts_group_by_the_project_alone(postgres):
+    """The requested items' count is a scalar subquery per project, not a term of the outer GROUP BY:
+    there PostgreSQL evaluated it once per joined item row, and the project list (home page,
+    GET /api/projects) never returned with 173k requests waiting."""
+    project, manager = requests_and_a_stale_one()
+    group_keys = [line for line in project_list_with_counts(user=manager).explain().splitlines() if "Group Key" in line]
+    assert group_keys and not any("SubPlan" in line for line in group_keys), group_keys
