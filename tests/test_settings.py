@@ -56,3 +56,20 @@ def test_secure_cookies_outside_debug(flag):
     env.update(full)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_postgresql_connections_run_without_jit_unless_asked(postgres):
+    """Page counts over a few hundred thousand rows passed jit_above_cost and ran slower compiled."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW jit")
+        assert cur.fetchone()[0] == "off"
+    base = {"DEBUG": "true", "DATABASE_URL": "postgres://u@h/db"}
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; django.setup(); "
+            "from django.conf import settings as s; print(repr(s.DATABASES['default'].get('OPTIONS', {}).get('options')))")
+    for extra, expected in (({}, "'-c jit=off'"), ({"LOUPE_PG_JIT": "true"}, "None")):
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LOUPE_PG_JIT")}
+        res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, **base, **extra}, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == expected
