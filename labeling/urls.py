@@ -25,6 +25,8 @@ urlpatterns += [
     path("projects/<int:project_id>/review/items/<int:item_id>/resolve", views_quality.review_resolve_view, name="review-resolve"),
     path("projects/<int:project_id>/review/items/<int:item_id>/skip", views_quality.review_skip_view, name="review-skip"),
     path("projects/<int:project_id>/quality", views_quality.quality_page, name="quality"),
+    path("projects/<int:project_id>/quality/agreement", views_quality.quality_agreement_panel, name="quality-agreement"),
+    path("projects/<int:project_id>/quality/annotators", views_quality.quality_annotators_panel, name="quality-annotators"),
     path("projects/<int:project_id>/quality/runs", views_quality.quality_run_create_view, name="quality-run-create"),
     path("projects/<int:project_id>/quality/settings", views_quality.quality_settings_view, name="quality-settings"),
 ]

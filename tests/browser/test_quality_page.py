@@ -33,7 +33,11 @@ def test_quality_page_shows_scores_annotators_and_agreement(page, live_server):
     total = page.evaluate("Chart.getChart(document.getElementById('quality-histogram')).data.datasets"
                           ".reduce((s, d) => s + d.data.reduce((a, b) => a + b, 0), 0)")
     assert total == 150
+    # The agreement, the confusion heatmap (out of band) and the annotator table load after the page.
+    page.wait_for_selector("#annotator-table")
+    page.wait_for_selector("#confusion-heatmap")
     assert page.locator("#annotator-table tbody tr").count() == 6
+    assert page.locator(".loading").count() == 0
     assert page.locator("#alpha").inner_text() not in ("", "—")
     assert page.locator("#confusion-heatmap tbody tr").count() == 4
     page.screenshot(path="/tmp/loupe-quality.png", full_page=True)

@@ -62,6 +62,34 @@ def test_review_and_quality_pages_check_roles(scored):
     assert browser_for(reviewer).get(f"/projects/{project.pk}/quality").status_code == 200
     assert browser_for(reviewer).post(f"/projects/{project.pk}/quality/runs").status_code == 403
     assert browser_for(reviewer).get(f"/projects/{project.pk}/review/next").status_code == 405  # never leases on GET
+    for panel in ("agreement", "annotators"):
+        assert annotator.get(f"/projects/{project.pk}/quality/{panel}").status_code == 403
+        assert stranger.get(f"/projects/{project.pk}/quality/{panel}").status_code == 404
+        assert browser_for(reviewer).get(f"/projects/{project.pk}/quality/{panel}").status_code == 200
+
+
+def test_quality_page_loads_its_slow_panels_after_it_or_with_it_without_javascript(scored):
+    """The agreement (with the confusion heatmap) and the annotator table read every annotation:
+    the page names where htmx fetches them; ?panels=inline (the <noscript> link) computes them with it."""
+    project, manager, reviewer, users = scored
+    c = browser_for(reviewer)
+    with mock.patch("labeling.selectors_quality.project_agreement") as agreement, \
+            mock.patch("labeling.selectors_quality.annotator_table") as table:
+        shell = c.get(f"/projects/{project.pk}/quality")
+    assert shell.status_code == 200 and not agreement.called and not table.called
+    html = shell.content.decode()
+    assert f'hx-get="/projects/{project.pk}/quality/agreement"' in html and f'hx-get="/projects/{project.pk}/quality/annotators"' in html
+    assert 'id="alpha"' not in html and 'id="annotator-table"' not in html and "?panels=inline" in html
+
+    panel = c.get(f"/projects/{project.pk}/quality/agreement", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="alpha"' in panel and "<html" not in panel.lower()
+    assert 'id="confusion" hx-swap-oob="true"' in panel and 'id="confusion-heatmap"' in panel
+    table_html = c.get(f"/projects/{project.pk}/quality/annotators").content.decode()
+    assert table_html.count("<tr>") == 1 + 5  # the header and the five annotators
+
+    inline = c.get(f"/projects/{project.pk}/quality?panels=inline").content.decode()
+    assert 'id="alpha"' in inline and 'id="annotator-table"' in inline and 'id="confusion-heatmap"' in inline
+    assert "hx-swap-oob" not in inline and "hx-get" not in inline
 
 
 def test_manager_runs_now_and_changes_the_trigger(scored):
