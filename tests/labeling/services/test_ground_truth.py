@@ -36,6 +36,21 @@ def test_setting_ground_truth_appends_history_with_sequence(project, django_capt
 
 
 @pytest.mark.django_db
+def test_deleting_an_item_or_a_project_deletes_its_history(user):
+    """LabelChange has no database foreign keys (their commit-time checks were a sixth of an
+    accept-heavy quality run's write): Django's cascade removes the history with its item or project."""
+    p1, p2 = ProjectFactory(creator=user), ProjectFactory(creator=user)
+    a, b, c = ItemFactory(project=p1), ItemFactory(project=p1), ItemFactory(project=p2)
+    for it in (a, b, c):
+        ground_truth_set(item=it, label="pos", method="imported")
+    ground_truth_set(item=a, label="neg", method="adjudicated")
+    a.delete()
+    assert list(LabelChange.objects.filter(project=p1).values_list("item_id", flat=True)) == [b.pk]
+    p1.delete()
+    assert list(LabelChange.objects.values_list("item_id", flat=True)) == [c.pk]
+
+
+@pytest.mark.django_db
 def test_sequences_are_per_project(user):
     p1, p2 = ProjectFactory(creator=user), ProjectFactory(creator=user)
     a, b = ItemFactory(project=p1), ItemFactory(project=p2)
