@@ -214,7 +214,7 @@ def review_with_requests(project, reviewer):
 
 
 def project_list_with_requests(project):
-    """The project list's counts (home page, GET /api/projects) while the requests wait: a requested
+    """The project list's counts (home page and project page) while the requests wait: a requested
     item counts as open. Returns (seconds, n_open, n_disputed)."""
     from labeling.selectors import project_list_with_counts
 

@@ -1,10 +1,10 @@
 """Reads, and permission-checked accessors. Non-members get NotFound (no existence leak);
 members without the needed role get Forbidden. Staff act as managers everywhere."""
 
-from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, Subquery
+from django.db.models import Count, Q
 
 from .errors import Forbidden, NotFound
-from .models import Item, ItemStatus, LabelClass, Membership, Project, ReopenRequest, Role, reopen_pending
+from .models import Item, ItemStatus, LabelClass, Membership, Project, Role, reopen_pending, reopen_requested
 
 ANY_ROLE = (Role.ANNOTATOR, Role.REVIEWER, Role.MANAGER)
 REVIEW_ROLES = (Role.REVIEWER, Role.MANAGER)
@@ -60,14 +60,10 @@ def project_list(*, user):
 def project_list_with_counts(*, user):
     """Projects the user sees, with item counts per status (one query). A disputed item waiting for
     the one more annotation a quality run asked for (ReopenRequest) counts as open."""
-    # A scalar COUNT (no GROUP BY inside, so 0 rather than NULL when there is none): the outer query
-    # then groups by the project alone. Coalesce(Subquery(... GROUP BY project)) went into the outer
-    # GROUP BY, where PostgreSQL evaluated it once per joined item row: the project list never
-    # returned with 173k requests waiting.
-    requested = Subquery(
-        ReopenRequest.objects.valid().filter(project_id=OuterRef("pk")).order_by()
-        .annotate(n=Func(F("pk"), function="COUNT", output_field=IntegerField())).values("n")
-    )
+    # Through the items' reopen_request relation: one LEFT JOIN, one pass. (A correlated subquery per
+    # project ran twice, once per count; Coalesce(Subquery(...)) went into the GROUP BY, where
+    # PostgreSQL evaluated it once per item row and the list never returned with 173k requests.)
+    requested = Count("items", filter=reopen_requested("items__"))
     return (
         project_list(user=user)
         .annotate(

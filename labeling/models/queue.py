@@ -30,12 +30,19 @@ class AnnotatorProgress(models.Model):
         return f"{self.annotator_id}@{self.project_id}: {self.submitted}"
 
 
+# A request for one more annotation is valid while its item is as it was when asked: still disputed,
+# with the counters the request recorded (request field, item field). The forms below all derive
+# from these two lines: ReopenRequest.objects.valid() (a query over requests), REOPEN_VALID_SQL
+# (SQL), reopen_pending() (a query over items, EXISTS) and reopen_requested() (the same through the
+# item's reopen_request relation, a join, for aggregates).
+REOPEN_STATUS = "disputed"
+REOPEN_MATCH = (("required", "required_annotations"), ("count", "annotation_count"))
+
+
 class ReopenRequestQuerySet(models.QuerySet):
     def valid(self):
-        """Requests whose item is still as it was when asked (see ReopenRequest; REOPEN_VALID_SQL and
-        reopen_pending() say the same from the SQL and the items' side)."""
-        return self.filter(item__status="disputed", required=models.F("item__required_annotations"),
-                           count=models.F("item__annotation_count"))
+        """Requests whose item is still as it was when asked (see REOPEN_MATCH)."""
+        return self.filter(item__status=REOPEN_STATUS, **{r: models.F(f"item__{i}") for r, i in REOPEN_MATCH})
 
 
 class ReopenRequest(models.Model):
@@ -75,18 +82,23 @@ class ReopenRequest(models.Model):
         return f"{self.item_id}@{self.project_id}: {self.rank:.3f}"
 
 
-# A request is valid while its item is as it was made on (see ReopenRequest). `{r}` / `{i}`: aliases.
-REOPEN_VALID_SQL = ("{i}.status = 'disputed' AND {i}.required_annotations = {r}.required "
-                    "AND {i}.annotation_count = {r}.count")
+# `{r}` / `{i}`: the aliases of the request and of its item.
+REOPEN_VALID_SQL = " AND ".join([f"{{i}}.status = '{REOPEN_STATUS}'", *(f"{{i}}.{i} = {{r}}.{r}" for r, i in REOPEN_MATCH)])
 
 
 def reopen_pending(prefix: str = "") -> models.Q:
     """For a query over items (`prefix` ""), or over rows with an item (`prefix` "item__"): a valid
     request for one more annotation waits for the item, which therefore counts as open, not as
     disputed."""
-    return models.Q(**{f"{prefix}status": "disputed"}) & models.Q(models.Exists(
+    return models.Q(**{f"{prefix}status": REOPEN_STATUS}) & models.Q(models.Exists(
         ReopenRequest.objects.filter(
-            item_id=models.OuterRef(f"{prefix}pk"), required=models.OuterRef(f"{prefix}required_annotations"),
-            count=models.OuterRef(f"{prefix}annotation_count"),
+            item_id=models.OuterRef(f"{prefix}pk"), **{r: models.OuterRef(f"{prefix}{i}") for r, i in REOPEN_MATCH},
         )
     ))
+
+
+def reopen_requested(prefix: str = "") -> models.Q:
+    """reopen_pending() through the item's `reopen_request` relation: a LEFT JOIN, evaluated once per
+    row, where an aggregate over items (Count(..., filter=...)) would run the EXISTS once per item."""
+    return models.Q(**{f"{prefix}status": REOPEN_STATUS},
+                    **{f"{prefix}reopen_request__{r}": models.F(f"{prefix}{i}") for r, i in REOPEN_MATCH})

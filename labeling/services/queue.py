@@ -274,20 +274,22 @@ def _open_requested_portable(*, project, me: int, now: datetime) -> int | None:
     """The same with the ORM (SQLite, whose write transactions are serialised: no row locks)."""
     head = ReopenRequest.objects.filter(project_id=project.pk).order_by("rank", "item_id")
     valid = set(head.valid().values_list("item_id", flat=True)[:REQUEST_REACH])
+    stale, opened = [], None
     for request in head.select_related("item")[:REQUEST_REACH]:
         if request.item_id not in valid:
-            request.delete()  # stale
-            continue
-        item = request.item
-        if me in _as_list(item.touchers):
-            continue
-        Item.objects.filter(pk=item.pk).update(
-            status=ItemStatus.OPEN, required_annotations=F("required_annotations") + 1, reopen_rank=request.rank,
-            queue_order=project.queue_order, updated_at=now,
-        )
-        request.delete()
-        return item.pk
-    return None
+            stale.append(request.item_id)
+        elif me not in _as_list(request.item.touchers):
+            opened = request
+            break
+    ReopenRequest.objects.filter(item_id__in=stale).delete()  # (the stale ones met on the way, in one query)
+    if opened is None:
+        return None
+    Item.objects.filter(pk=opened.item_id).update(
+        status=ItemStatus.OPEN, required_annotations=F("required_annotations") + 1, reopen_rank=opened.rank,
+        queue_order=project.queue_order, updated_at=now,
+    )
+    opened.delete()
+    return opened.item_id
 
 
 def _held_leases(*, project, annotator, now) -> list[tuple]:

@@ -127,14 +127,14 @@ def test_project_counts_read_requested_items_as_open():
     project, manager = requests_and_a_stale_one()
     counts = project_list_with_counts(user=manager).get(pk=project.pk)
     assert (counts.n_items, counts.n_open, counts.n_disputed) == (4, 1, 3)
-    empty, other = crowd_project(k=3)  # no request: the scalar COUNT gives 0, not NULL
+    empty, other = crowd_project(k=3)  # no request at all
     assert project_list_with_counts(user=other).get(pk=empty.pk).n_open == 0
 
 
 def test_project_counts_group_by_the_project_alone(postgres):
-    """The requested items' count is a scalar subquery per project, not a term of the outer GROUP BY:
-    there PostgreSQL evaluated it once per joined item row, and the project list (home page,
-    GET /api/projects) never returned with 173k requests waiting."""
+    """The requested items are counted through a join, never by a subquery in the outer GROUP BY:
+    there PostgreSQL evaluated it once per joined item row, and the project list (home page and
+    project page) never returned with 173k requests waiting."""
     project, manager = requests_and_a_stale_one()
     group_keys = [line for line in project_list_with_counts(user=manager).explain().splitlines() if "Group Key" in line]
     assert group_keys and not any("SubPlan" in line for line in group_keys), group_keys
