@@ -13,7 +13,7 @@ from .core import Item, Project
 
 __all__ = [
     "ACTIVE_RUN_STATUSES", "PredProbsSource", "QualityAnnotatorStat", "QualityItemResult", "QualityMethod",
-    "QualityOutcome", "QualityRun", "QualityRunStatus", "QualitySettings", "QualityTrigger",
+    "QualityOutcome", "QualityRun", "QualityRunStatus", "QualitySettings", "QualityTrigger", "REVIEW_OUTCOMES",
 ]
 
 
@@ -105,6 +105,10 @@ class QualityOutcome(models.TextChoices):
     STALE = "stale", "Changed after the snapshot (left alone)"
 
 
+# The outcomes that send an item to the review queue; QualityItemResult indexes only these by quality.
+REVIEW_OUTCOMES = [QualityOutcome.REVIEW.value, QualityOutcome.STALE.value]
+
+
 class QualityItemResult(models.Model):
     """One scored item of one run (derived data, written only by the run service).
 
@@ -138,7 +142,7 @@ class QualityItemResult(models.Model):
         # after its snapshot): indexing every row (300,000 per run) by quality cost a random B-tree
         # insert each, ~0.5 s of a run (labeling.services.resolution).
         indexes = [models.Index(fields=["run", "quality"], name="quality_result_review",
-                                condition=models.Q(outcome__in=["review", "stale"]))]
+                                condition=models.Q(outcome__in=REVIEW_OUTCOMES))]
 
 
 class QualityAnnotatorStat(models.Model):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from labeling.errors import Conflict, ValidationFailed
 from labeling.models import (
+    REVIEW_OUTCOMES,
     Annotation,
     Assignment,
     AssignmentKind,
@@ -30,7 +31,6 @@ from labeling.models import (
     LabelClass,
     Project,
     QualityItemResult,
-    QualityOutcome,
     QualityRun,
     QualityRunStatus,
     reopen_pending,
@@ -38,8 +38,6 @@ from labeling.models import (
 from labeling.services.ground_truth import GroundTruthChange, ground_truth_set
 
 REVIEWABLE = (ItemStatus.DISPUTED, ItemStatus.CONFLICT)
-# The outcomes of a run that send an item to review; QualityItemResult indexes only these by quality.
-REVIEW_OUTCOMES = (QualityOutcome.REVIEW, QualityOutcome.STALE)
 MAX_NOTE = 4000
 
 
