@@ -28,6 +28,7 @@ from bugqueue.models import (
 from labeling.errors import NotFound, ValidationFailed
 from labeling.models import Membership, Project
 from labeling.selectors import ANY_ROLE, access_project
+from labeling.selectors_blind import labels_visible_to
 
 BugTag = Bug.tags.through
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -214,13 +215,22 @@ def bug_facets(*, user, project=None, filters: BugFilters) -> dict:
 
 
 # --- one bug --------------------------------------------------------------------------------
-def bug_detail(*, bug: Bug, failures_limit: int = 50) -> dict:
-    """Everything the bug page and GET /api/bugs/{id} show, in a constant number of queries."""
-    failures = list(FailureExample.objects.filter(bug=bug).select_related("item").order_by("-id")[:failures_limit])
-    agg = FailureExample.objects.filter(bug=bug).aggregate(n=Count("pk"), unknown=Count("pk", filter=Q(expected_label__isnull=True)))
+def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
+    """Everything the bug page and GET /api/bugs/{id} show to `user`, in a constant number of queries.
+
+    Blind labeling (labeling.selectors_blind): the failures of items whose labels `user` may not see
+    are left out of the list and of the confusion counts (`failures_hidden` says how many): a failure
+    row shows its input next to a prediction and an expected label, and the bug's title often names
+    both."""
+    visibility = labels_visible_to(user=user, project=bug.project)
+    shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
+    failures = list(shown.select_related("item").order_by("-id")[:failures_limit])
+    agg = FailureExample.objects.filter(bug=bug).aggregate(
+        n=Count("pk"), unknown=Count("pk", filter=Q(expected_label__isnull=True)),
+        shown=Count("pk", filter=visibility.q("item__")) if not visibility.all else Count("pk"),
+    )
     confusion = list(
-        FailureExample.objects.filter(bug=bug).values("model_version", "predicted_label", "expected_label")
-        .annotate(n=Count("pk")).order_by("-n")[:20]
+        shown.values("model_version", "predicted_label", "expected_label").annotate(n=Count("pk")).order_by("-n")[:20]
     )
     series = list(
         BugOccurrence.objects.filter(bug=bug).annotate(day=TruncDate("seen_at", tzinfo=dt_timezone.utc))
@@ -231,6 +241,8 @@ def bug_detail(*, bug: Bug, failures_limit: int = 50) -> dict:
         "tags": list(bug.tags.order_by("position", "slug")),
         "failures": failures,
         "failure_count": agg["n"],
+        "failures_hidden": agg["n"] - agg["shown"],
+        "failures_visible": agg["shown"],
         "failures_without_expected": agg["unknown"],
         "confusion": confusion,
         "events": list(BugEvent.objects.filter(bug=bug).select_related("actor").order_by("id")),

@@ -2,8 +2,9 @@
 
 from labeling.errors import NotFound
 from labeling.selectors import ANY_ROLE, access_project
+from labeling.selectors_blind import LabelVisibility
 
-from bugqueue.models import Dataset, DatasetVersion, Evaluation, EvaluationResult
+from bugqueue.models import Dataset, DatasetVersion, Evaluation, EvaluationPrediction, EvaluationResult
 from bugqueue.services.datasets import members_at
 
 CHUNK = 5000
@@ -29,7 +30,7 @@ def access_evaluation(*, user, evaluation_id) -> Evaluation:
     if evaluation is None:
         raise NotFound("Evaluation not found.")
     try:
-        access_project(user=user, project_id=evaluation.project_id)
+        evaluation.project = access_project(user=user, project_id=evaluation.project_id)
     except NotFound:
         raise NotFound("Evaluation not found.")
     return evaluation
@@ -46,32 +47,74 @@ def dataset_version(*, dataset, number) -> DatasetVersion:
     return version
 
 
-def version_rows(*, dataset_id, number, after_id=0, limit=None):
-    """Keyset pages of (member id, external_id, label, payload, bug_id) for a version, by member id."""
-    qs = members_at(dataset_id=dataset_id, number=number).filter(id__gt=after_id).order_by("id").values_list(
-        "id", "item__external_id", "label", "item__payload", "bug_id", "added_in")
+def version_rows(*, dataset_id, number, visibility: LabelVisibility, after_id=0, limit=None):
+    """Keyset pages of (member id, external_id, label, payload, bug_id, added_in) for a version, by
+    member id. The label is None where `visibility` (blind labeling) hides the item's labels."""
+    qs = members_at(dataset_id=dataset_id, number=number).filter(id__gt=after_id).order_by("id").annotate(
+        shown_label=visibility.label("label", "item__")).values_list(
+        "id", "item__external_id", "shown_label", "item__payload", "bug_id", "added_in")
     return list(qs[:limit]) if limit else qs
 
 
-def version_row_stream(*, dataset_id, number):
+def version_row_stream(*, dataset_id, number, visibility: LabelVisibility):
     """Every row of a version, in member-id order, CHUNK rows per query (memory constant in size)."""
     after = 0
     while True:
-        page = version_rows(dataset_id=dataset_id, number=number, after_id=after, limit=CHUNK)
+        page = version_rows(dataset_id=dataset_id, number=number, visibility=visibility, after_id=after, limit=CHUNK)
         if not page:
             return
         yield from page
         after = page[-1][0]
 
 
-def version_delta(*, dataset_id, number):
+def version_delta(*, dataset_id, number, visibility: LabelVisibility):
+    """(added, removed) rows of (external_id, label, bug_id); label None where blind labeling hides it."""
     from bugqueue.models import DatasetMember
 
-    added = DatasetMember.objects.filter(dataset_id=dataset_id, added_in=number).order_by("id").values_list(
-        "item__external_id", "label", "bug_id")
-    removed = DatasetMember.objects.filter(dataset_id=dataset_id, removed_in=number).order_by("id").values_list(
-        "item__external_id", "label", "bug_id")
-    return added, removed
+    def rows(**which):
+        return DatasetMember.objects.filter(dataset_id=dataset_id, **which).order_by("id").annotate(
+            shown_label=visibility.label("label", "item__")).values_list("item__external_id", "shown_label", "bug_id")
+    return rows(added_in=number), rows(removed_in=number)
+
+
+def evaluation_failure_rows(*, evaluation, result, visibility: LabelVisibility, limit=500) -> tuple[list[dict], int]:
+    """The items of the result's dataset version the evaluated model got wrong (at most `limit`), and
+    how many members blind labeling hides from this user (left out: a wrong answer shown next to
+    the expected label is both labels)."""
+    members = members_at(dataset_id=result.dataset_id, number=result.dataset_version)
+    hidden = 0 if visibility.all else members.exclude(visibility.q("item__")).count()
+    shown = members.filter(visibility.q("item__"))
+    pred = dict(EvaluationPrediction.objects.filter(evaluation=evaluation, item_id__in=shown.values("item_id"))
+                .values_list("item_id", "label"))
+    rows = []
+    for item_id, external_id, label, payload, bug_id in shown.order_by("id").values_list(
+            "item_id", "item__external_id", "label", "item__payload", "bug_id").iterator(chunk_size=2000):
+        got = pred.get(item_id)
+        if got != label:
+            rows.append({"external_id": external_id, "expected": label, "predicted": got, "payload": payload, "bug": bug_id})
+            if len(rows) >= limit:
+                break
+    return rows, hidden
+
+
+def evaluations_redact(evaluations, *, project, visibility: LabelVisibility) -> list:
+    """Evaluations as shown to this user: each result's `regression_items` (items the previous model
+    got right and this one wrong, which tells their label) keeps only items whose labels the user
+    may see. One query for the whole list."""
+    evaluations = list(evaluations)
+    if visibility.all:
+        return evaluations
+    results = [r for e in evaluations for r in e.results.all()]
+    named = {x for r in results for x in (r.regression_items or [])}
+    if not named:
+        return evaluations
+    from labeling.models import Item
+
+    keep = set(Item.objects.filter(visibility.q(), project=project, external_id__in=named)
+               .values_list("external_id", flat=True))
+    for r in results:
+        r.regression_items = [x for x in r.regression_items if x in keep]
+    return evaluations
 
 
 def evaluation_list(*, project, model_version=None):

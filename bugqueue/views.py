@@ -77,7 +77,7 @@ def bug_queue(request):
 @login_required
 def bug_page(request, bug_id):
     bug = _page_bug(request, bug_id)
-    detail = selectors.bug_detail(bug=bug)
+    detail = selectors.bug_detail(bug=bug, user=request.user)
     can_triage = bug.project.user_role in labeling_selectors.REVIEW_ROLES
     return render(request, "bugqueue/bug_detail.html", {
         **detail, "project": bug.project, "can_triage": can_triage,

@@ -6,9 +6,8 @@ from django.http import Http404
 from django.shortcuts import render
 
 from bugqueue import selectors_datasets as sel
-from bugqueue.models import EvaluationPrediction
-from bugqueue.services.datasets import members_at
 from labeling.errors import Forbidden, NotFound
+from labeling.selectors_blind import labels_visible_to
 from labeling.views import page_project
 
 
@@ -37,17 +36,8 @@ def evaluation_failures_page(request, evaluation_id, dataset_id):
     result = evaluation.results.filter(dataset=dataset).first()
     if result is None:
         raise Http404
-    members = members_at(dataset_id=dataset.pk, number=result.dataset_version)
-    predicted = EvaluationPrediction.objects.filter(evaluation=evaluation, item_id__in=members.values("item_id"))
-    pred = dict(predicted.values_list("item_id", "label"))
-    rows = []
-    for item_id, external_id, label, payload, bug_id in members.order_by("id").values_list(
-            "item_id", "item__external_id", "label", "item__payload", "bug_id").iterator(chunk_size=2000):
-        got = pred.get(item_id)
-        if got != label:
-            rows.append({"external_id": external_id, "expected": label, "predicted": got, "payload": payload, "bug": bug_id})
-            if len(rows) >= 500:
-                break
+    visibility = labels_visible_to(user=request.user, project=dataset.project)
+    rows, hidden = sel.evaluation_failure_rows(evaluation=evaluation, result=result, visibility=visibility)
     return render(request, "bugqueue/evaluation_failures.html", {
         "project": dataset.project, "evaluation": evaluation, "dataset": dataset, "result": result, "rows": rows,
-        "regression_items": set(result.regression_items), "tab": "datasets"})
+        "hidden": hidden, "regression_items": set(result.regression_items), "tab": "datasets"})

@@ -52,6 +52,16 @@ def access_project(*, user, project_id, roles=ANY_ROLE, lock=False) -> Project:
     return project
 
 
+PROJECT_CREATE_PERMISSION = "labeling.add_project"
+
+
+def project_create_allowed(*, user) -> bool:
+    """Creating projects belongs to staff and to the users staff allow (Django's `labeling.add_project`
+    permission, given in the admin or with POST /api/users `can_create_projects`). An export grant's
+    service account, or any member, does not get it with its grant or role."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(PROJECT_CREATE_PERMISSION)))
+
+
 def project_list(*, user):
     qs = Project.objects.all() if user.is_staff else Project.objects.filter(memberships__user=user)
     return qs.order_by("id").prefetch_related("labels")

@@ -129,6 +129,14 @@ def export_grant_list(*, project):
     return ExportGrant.objects.filter(project=project).select_related("user", "granted_by").order_by("id")
 
 
+def export_grants_visible(*, user, project):
+    """The grants `user` may read: every one for a manager (staff count as managers), at most their
+    own for anyone else. The same rule as GET /api/projects/{id}/export-grants, which is the
+    managers' (`project.user_role` is set by access_project / access_project_export)."""
+    grants = export_grant_list(project=project)
+    return grants if getattr(project, "user_role", None) == Role.MANAGER else grants.filter(user=user)
+
+
 # --- the label history -------------------------------------------------------------------------
 
 def label_history_head(*, project_id: int) -> int:

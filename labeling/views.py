@@ -26,7 +26,8 @@ def home(request):
     for p in projects:
         p.user_role = "manager (staff)" if request.user.is_staff and p.pk not in roles else roles.get(p.pk)
         p.pct_resolved = round(100 * p.n_resolved / p.n_items) if p.n_items else 0
-    return render(request, "labeling/home.html", {"projects": projects})
+    return render(request, "labeling/home.html", {
+        "projects": projects, "can_create_projects": selectors.project_create_allowed(user=request.user)})
 
 
 @login_required

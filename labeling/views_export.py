@@ -9,11 +9,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from labeling.errors import Forbidden, NotFound, ValidationFailed
-from labeling.models import ExportFormat, ExportStatus
+from labeling.models import ExportFormat, ExportStatus, Role
 from labeling.selectors_export import (
     access_project_export,
     cursor_encode,
-    export_grant_list,
+    export_grants_visible,
     export_list,
     label_history_head,
 )
@@ -74,7 +74,8 @@ def project_export(request, project_id):
         head=head,
         head_cursor=cursor_encode(project_id=project.pk, seq=head),
         formats=ExportFormat.choices,
-        grants=export_grant_list(project=project),
+        grants=export_grants_visible(user=request.user, project=project),
+        grants_all=project.user_role == Role.MANAGER,
         labels_url=request.build_absolute_uri(reverse("api-labels", args=[project.pk])),
     )
     return render(request, "labeling/export.html", context)

@@ -103,16 +103,19 @@ class BugDetailOutput(BugOutput):
     description = serializers.CharField()
     reporter = serializers.CharField(allow_null=True)
     failure_count = serializers.IntegerField()
+    failures_hidden = serializers.IntegerField(
+        help_text="Failures left out of `failures` and `confusion` for you: their items may still be served "
+                  "to you for labeling (blind labeling; always 0 for reviewers and managers).")
     failures_without_expected = serializers.IntegerField()
-    failures = FailureOutput(many=True, help_text="The 50 most recent failures.")
-    confusion = ConfusionOutput(many=True, help_text="Failures per (model version, predicted, expected).")
+    failures = FailureOutput(many=True, help_text="The 50 most recent failures you may see.")
+    confusion = ConfusionOutput(many=True, help_text="Failures you may see per (model version, predicted, expected).")
     occurrences_by_day = SeriesPointOutput(many=True)
     events = EventOutput(many=True)
     comments = CommentOutput(many=True)
 
     class Meta(BugOutput.Meta):
         fields = BugOutput.Meta.fields + [
-            "description", "reporter", "failure_count", "failures_without_expected", "failures", "confusion",
+            "description", "reporter", "failure_count", "failures_hidden", "failures_without_expected", "failures", "confusion",
             "occurrences_by_day", "events", "comments",
         ]
 
@@ -125,6 +128,7 @@ def bug_detail_data(detail: dict) -> dict:
         "description": bug.description,
         "reporter": bug.reporter.username if bug.reporter_id and bug.reporter else None,
         "failure_count": detail["failure_count"],
+        "failures_hidden": detail["failures_hidden"],
         "failures_without_expected": detail["failures_without_expected"],
         "failures": FailureOutput(detail["failures"], many=True).data,
         "confusion": ConfusionOutput(detail["confusion"], many=True).data,

@@ -111,7 +111,8 @@ class BugListCreateApi(APIView):
         operation_id="bugs_report",
         description="File a report. 201 opens a bug; 200 adds the report's occurrences to the open bug with the "
         "same fingerprint (or to a closed one: a resolved bug reopens with regressed=true only when a failure's "
-        "prediction is newer than its resolution). Failures with a payload but no known external_id become items.",
+        "prediction is newer than its resolution). Failures with a payload but no known external_id become items, "
+        "which needs the manager role (the role that ingests items): 403 for others, nothing written.",
     )
     def post(self, request):
         _reject_unknown(request.data, self.Input._declared_fields)
@@ -120,7 +121,8 @@ class BugListCreateApi(APIView):
         values = dict(data.validated_data)
         project = access_project(user=request.user, project_id=values.pop("project"))
         values.pop("failures", None)
-        result = bug_report(project=project, reporter=request.user, failures=request.data.get("failures"), **values)
+        result = bug_report(project=project, reporter=request.user, failures=request.data.get("failures"),
+                            may_add_items=project.user_role in MANAGER_ROLES, **values)
         body = {"id": result.bug.pk, "created": result.created, "occurrences": result.occurrences,
                 "regressed": result.regressed, "status": result.bug.status}
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
@@ -140,7 +142,7 @@ class BugDetailApi(APIView):
     @extend_schema(responses={200: BugDetailOutput, **ERRORS}, operation_id="bugs_retrieve")
     def get(self, request, bug_id):
         bug = selectors.access_bug(user=request.user, bug_id=bug_id)
-        return Response(bug_detail_data(selectors.bug_detail(bug=bug)))
+        return Response(bug_detail_data(selectors.bug_detail(bug=bug, user=request.user)))
 
     @extend_schema(request=PatchInput, responses={200: BugOutput, **CONFLICT, **ERRORS}, operation_id="bugs_update",
                    description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags. "

@@ -18,6 +18,7 @@ from labeling.api.negotiation import FormatIsAQueryParameter
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import TooLarge, ValidationFailed
 from labeling.selectors import MANAGER_ROLES, access_project
+from labeling.selectors_blind import labels_visible_to
 
 MAX_EVAL_BYTES = 256 * 1024 * 1024
 
@@ -106,9 +107,13 @@ class DatasetVersionsApi(APIView):
         return Response({"changed": True, "version": VersionOutput(version).data}, status=status.HTTP_201_CREATED)
 
 
+BLIND_LABEL = ("The label frozen at that version; null for an annotator while the item may still be "
+               "served to them for labeling (blind labeling).")
+
+
 class VersionRowOutput(serializers.Serializer):
     external_id = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField(allow_null=True, help_text=BLIND_LABEL)
     payload = serializers.JSONField()
     bug = serializers.IntegerField(allow_null=True)
     added_in = serializers.IntegerField()
@@ -122,7 +127,7 @@ class VersionItemsPageOutput(serializers.Serializer):
 
 class DeltaRowOutput(serializers.Serializer):
     external_id = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField(allow_null=True, help_text=BLIND_LABEL)
     bug = serializers.IntegerField(allow_null=True)
 
 
@@ -152,10 +157,11 @@ class DatasetVersionItemsApi(APIView):
     def get(self, request, dataset_id, number, format=None):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
         sel.dataset_version(dataset=dataset, number=number)
+        visibility = labels_visible_to(user=request.user, project=dataset.project)
         fmt = request.query_params.get("format", "json")
         if fmt == "jsonl":
             def lines():
-                for r in sel.version_row_stream(dataset_id=dataset.pk, number=number):
+                for r in sel.version_row_stream(dataset_id=dataset.pk, number=number, visibility=visibility):
                     yield json.dumps(_row(r), ensure_ascii=False) + "\n"
             response = StreamingHttpResponse(lines(), content_type="application/x-ndjson; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-v{number}.jsonl"'
@@ -167,7 +173,7 @@ class DatasetVersionItemsApi(APIView):
             limit = min(max(int(request.query_params.get("limit", 500)), 1), 5000)
         except ValueError:
             raise ValidationFailed("after and limit must be integers.", fields={"after": ["Must be an integer."]})
-        rows = sel.version_rows(dataset_id=dataset.pk, number=number, after_id=after, limit=limit)
+        rows = sel.version_rows(dataset_id=dataset.pk, number=number, visibility=visibility, after_id=after, limit=limit)
         return Response({"version": number, "results": [_row(r) for r in rows],
                          "next_after": rows[-1][0] if len(rows) == limit else None})
 
@@ -177,7 +183,8 @@ class DatasetVersionDeltaApi(APIView):
     def get(self, request, dataset_id, number):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
         version = sel.dataset_version(dataset=dataset, number=number)
-        added, removed = sel.version_delta(dataset_id=dataset.pk, number=number)
+        visibility = labels_visible_to(user=request.user, project=dataset.project)
+        added, removed = sel.version_delta(dataset_id=dataset.pk, number=number, visibility=visibility)
         as_rows = lambda qs: [{"external_id": e, "label": lab, "bug": b} for e, lab, b in qs.iterator(chunk_size=5000)]  # noqa: E731
         return Response({"number": number, "against": number - 1, "reason": version.reason, "bug": version.bug_id,
                          "added": as_rows(added), "removed": as_rows(removed)})
@@ -217,7 +224,8 @@ class EvaluationListCreateApi(APIView):
     def get(self, request):
         project = _project_param(request)
         qs = sel.evaluation_list(project=project, model_version=request.query_params.get("model_version"))[:200]
-        return Response(EvaluationOutput(qs, many=True).data)
+        visibility = labels_visible_to(user=request.user, project=project)
+        return Response(EvaluationOutput(sel.evaluations_redact(qs, project=project, visibility=visibility), many=True).data)
 
     @extend_schema(
         request={"application/json": {"type": "object"}, "application/x-ndjson": {"type": "string"}},
@@ -262,8 +270,10 @@ class EvaluationDetailApi(APIView):
     @extend_schema(responses={200: EvaluationOutput, **ERRORS}, operation_id="evaluations_retrieve")
     def get(self, request, evaluation_id):
         evaluation = sel.access_evaluation(user=request.user, evaluation_id=evaluation_id)
-        evaluation = sel.evaluation_list(project=evaluation.project).get(pk=evaluation.pk)
-        return Response(EvaluationOutput(evaluation).data)
+        project = evaluation.project
+        evaluation = sel.evaluation_list(project=project).get(pk=evaluation.pk)
+        visibility = labels_visible_to(user=request.user, project=project)
+        return Response(EvaluationOutput(sel.evaluations_redact([evaluation], project=project, visibility=visibility)[0]).data)
 
 
 class FlowOutput(serializers.ModelSerializer):

@@ -38,7 +38,7 @@ from bugqueue.models import (
     Tag,
 )
 from bugqueue.services.grouping import BugDraft, FailureData, FilingResult, bug_file, default_fingerprint
-from labeling.errors import Conflict, TooLarge, ValidationFailed
+from labeling.errors import Conflict, Forbidden, TooLarge, ValidationFailed
 from labeling.models import Item, Membership, Prediction, Project
 from labeling.selectors import project_label_keys
 from labeling.services.ingestion import items_ingest, parse_timestamp
@@ -182,9 +182,10 @@ def _payload_external_id(payload: dict) -> str:
     return f"bug-failure-{digest[:32]}"
 
 
-def _failures_to_items(*, project: Project, failures: list[_Failure]) -> list[FailureData]:
+def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_items: bool) -> list[FailureData]:
     """Link every failure to an Item: existing ones by external_id; payloads without a known item
-    are ingested as items of the project (through labeling's ingestion service)."""
+    are ingested as items of the project (through labeling's ingestion service), which only a
+    caller who may ingest (`may_add_items`) can ask for: Forbidden otherwise, before any write."""
     if not failures:
         return []
     for f in failures:
@@ -203,6 +204,14 @@ def _failures_to_items(*, project: Project, failures: list[_Failure]) -> list[Fa
     for f in failures:
         if f.external_id not in ids and f.external_id not in to_ingest:
             to_ingest[f.external_id] = {"external_id": f.external_id, "payload": f.payload}
+    if to_ingest and not may_add_items:
+        first = next(f for f in failures if f.external_id in to_ingest)
+        raise Forbidden(
+            f"{len(to_ingest)} failures would add new items to the project (failure {first.index} has a payload and "
+            "no known external_id), and adding items needs the manager role. Name existing items by external_id.",
+            fields={"failures": {str(f.index): ["Would add a new item: needs the manager role."]
+                                 for f in failures if f.external_id in to_ingest}},
+        )
     if to_ingest:
         items_ingest(project=project, rows=list(to_ingest.values()))
         ids.update(Item.objects.filter(project=project, external_id__in=list(to_ingest)).values_list("external_id", "pk"))
@@ -230,9 +239,11 @@ def _failures_to_items(*, project: Project, failures: list[_Failure]) -> list[Fa
 # --- report ---------------------------------------------------------------------------------
 @transaction.atomic
 def bug_report(*, project: Project, reporter, title, kind, description="", tags=None, priority=None,
-               fingerprint=None, model_version="", failures=None, now=None) -> FilingResult:
+               fingerprint=None, model_version="", failures=None, now=None, may_add_items: bool = True) -> FilingResult:
     """File a report: opens a bug, or adds its occurrences to the open bug of its fingerprint
-    (or reopens a resolved one on regression, see bugqueue.services.grouping)."""
+    (or reopens a resolved one on regression, see bugqueue.services.grouping). A failure whose
+    payload names no known item becomes a new item, which a reporter without the right to ingest
+    (`may_add_items` False: not a manager) may not do: Forbidden, nothing written."""
     errors = {}
     title = _text(title, name="title", max_length=300, required=True, errors=errors)
     description = _text(description, name="description", max_length=20_000, errors=errors)
@@ -253,7 +264,7 @@ def bug_report(*, project: Project, reporter, title, kind, description="", tags=
     fingerprint = fingerprint or default_fingerprint(kind=kind, title=title)
 
     # Writes start here; everything above only read.
-    data = _failures_to_items(project=project, failures=parsed)
+    data = _failures_to_items(project=project, failures=parsed, may_add_items=may_add_items)
     draft = BugDraft(
         title=title, kind=kind, description=description, priority=priority, model_version=model_version,
         reporter_id=getattr(reporter, "pk", None), tag_ids=tuple(t.pk for t in tag_rows),

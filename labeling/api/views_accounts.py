@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from labeling.api.permissions import IsStaff
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import ValidationFailed
+from labeling.selectors import project_create_allowed
 from labeling.services.projects import user_create
 
 
@@ -43,6 +44,8 @@ class UserCreateApi(APIView):
         password = serializers.CharField(trim_whitespace=False)
         is_staff = serializers.BooleanField(required=False, default=False)
         email = serializers.EmailField(required=False, default="")
+        can_create_projects = serializers.BooleanField(
+            required=False, default=False, help_text="Allow this user to create projects (staff always may).")
 
     class Output(serializers.Serializer):
         id = serializers.IntegerField()
@@ -61,6 +64,10 @@ class MeApi(APIView):
         id = serializers.IntegerField()
         username = serializers.CharField()
         is_staff = serializers.BooleanField()
+        can_create_projects = serializers.SerializerMethodField()
+
+        def get_can_create_projects(self, user) -> bool:
+            return project_create_allowed(user=user)
 
     @extend_schema(responses={200: Output}, operation_id="me")
     def get(self, request):

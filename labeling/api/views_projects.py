@@ -5,9 +5,16 @@ from rest_framework.views import APIView
 
 from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
-from labeling.errors import ValidationFailed
+from labeling.errors import Forbidden, ValidationFailed
 from labeling.models import ItemStatus, QueueOrder, Role
-from labeling.selectors import MANAGER_ROLES, access_project, item_list, project_list, project_members
+from labeling.selectors import (
+    MANAGER_ROLES,
+    access_project,
+    item_list,
+    project_create_allowed,
+    project_list,
+    project_members,
+)
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import (
     PROJECT_EDITABLE,
@@ -46,8 +53,12 @@ class ProjectListCreateApi(APIView):
             p.user_role = Role.MANAGER if request.user.is_staff else roles.get(p.pk)
         return Response(ProjectOutput(projects, many=True).data)
 
-    @extend_schema(request=Input, responses={201: ProjectOutput, **ERRORS}, operation_id="projects_create")
+    @extend_schema(request=Input, responses={201: ProjectOutput, **ERRORS}, operation_id="projects_create",
+                   description="Create a project (you become its manager). Needs staff, or the permission staff "
+                   "give (`can_create_projects` on POST /api/users, or labeling.add_project in the admin): 403 otherwise.")
     def post(self, request):
+        if not project_create_allowed(user=request.user):
+            raise Forbidden("Creating projects needs staff, or the permission to create projects that staff give.")
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)

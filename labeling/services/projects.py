@@ -33,7 +33,10 @@ class LabelSpec:
     hotkey: str = ""
 
 
-def user_create(*, username: str, password: str, is_staff: bool = False, email: str = "") -> User:
+def user_create(*, username: str, password: str, is_staff: bool = False, email: str = "",
+                can_create_projects: bool = False) -> User:
+    """A new account. `can_create_projects` gives it Django's labeling.add_project permission (staff
+    create projects without it)."""
     username = (username or "").strip()
     if not username:
         raise ValidationFailed("username is required.", fields={"username": ["This field is required."]})
@@ -44,10 +47,20 @@ def user_create(*, username: str, password: str, is_staff: bool = False, email: 
         raise ValidationFailed("The password is too weak.", fields={"password": list(exc.messages)})
     try:
         with transaction.atomic():
-            return User.objects.create_user(username=username, password=password, is_staff=is_staff, email=email)
+            user = User.objects.create_user(username=username, password=password, is_staff=is_staff, email=email)
+            if can_create_projects:
+                user_allow_project_create(user=user)
+            return user
     except IntegrityError:
         raise Conflict(f"A user named {username!r} already exists.", code="username_taken",
                        fields={"username": ["A user with that username already exists."]})
+
+
+def user_allow_project_create(*, user) -> None:
+    """Let `user` create projects (Django's labeling.add_project permission). Idempotent."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="labeling", codename="add_project"))
 
 
 def _validate_labels(labels: list[LabelSpec]) -> None:

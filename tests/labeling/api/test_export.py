@@ -385,3 +385,22 @@ def test_a_half_read_stream_holds_no_transaction_and_blocks_no_writer(postgres_t
     # The connection still works for the next request.
     rows, trailer = jsonl(client_for(manager).get(url(project, format="jsonl")))
     assert [r["seq"] for r in rows] == list(range(1, 301))
+
+
+def test_export_page_shows_grant_holders_to_managers_only_as_the_api_does(project, user, client):
+    """Grants are the managers' business: a grantee's page names no other holder, and the API that
+    lists them answers the grantee 404 (no grant list exists for them)."""
+    bots = [UserFactory(username=f"pipeline-{i}") for i in range(2)]
+    for bot in bots:
+        export_grant_add(project=project, username=bot.username, actor=user)
+    client.force_login(bots[0])
+    page = client.get(f"/projects/{project.pk}/export")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "pipeline-1" not in text and "you (an export grant)" in text
+    assert client_for(bots[0]).get(f"/api/projects/{project.pk}/export-grants").status_code == 404
+    client.force_login(user)
+    text = client.get(f"/projects/{project.pk}/export").content.decode()
+    assert "pipeline-0" in text and "pipeline-1" in text
+    assert [g["username"] for g in client_for(user).get(f"/api/projects/{project.pk}/export-grants").json()] == [
+        "pipeline-0", "pipeline-1"]

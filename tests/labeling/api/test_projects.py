@@ -2,11 +2,21 @@ import pytest
 
 from labeling.models import LabelSequence, Membership, Project, Role
 from tests.conftest import client_for
+from labeling.services.export import export_grant_add
+from labeling.services.projects import user_allow_project_create
 from tests.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
 LABELS = [{"key": "cat", "name": "Cat", "guideline": "A feline.", "hotkey": "c"}, {"key": "dog", "name": "Dog"}]
+
+
+@pytest.fixture
+def user(db):
+    """Most tests here create projects: their user is one staff allowed to (labeling.add_project)."""
+    u = UserFactory()
+    user_allow_project_create(user=u)
+    return u
 
 
 def create(client, **overrides):
@@ -55,8 +65,48 @@ def test_101_labels_rejected_100_accepted(user):
     assert create(client_for(user), labels=many[:100]).status_code == 201
 
 
+def test_project_creation_needs_staff_or_the_permission_staff_give(user, staff, project):
+    plain = UserFactory()
+    service_account = UserFactory()  # an export grant allows exports only
+    export_grant_add(project=project, username=service_account.username, actor=user)
+    manager_elsewhere = add_member(project, UserFactory(), Role.MANAGER)  # a role in a project is no licence
+    before = Project.objects.count()
+    for who in (plain, service_account, manager_elsewhere):
+        res = create(client_for(who))
+        assert res.status_code == 403, res.json()
+        assert res.json()["error"]["code"] == "forbidden" and "Creating projects" in res.json()["error"]["message"]
+        assert create(client_for(who), labels=[]).status_code == 403  # refused before any validation
+    assert Project.objects.count() == before
+    assert create(client_for(staff)).status_code == 201
+    assert create(client_for(user), name="Allowed").status_code == 201
+
+
+def test_staff_create_users_allowed_to_create_projects(staff):
+    res = client_for(staff).post("/api/users", {"username": "eng", "password": "s3cret-enough-pw",
+                                                "can_create_projects": True}, format="json")
+    assert res.status_code == 201
+    eng = UserFactory._meta.model.objects.get(username="eng")
+    assert client_for(eng).get("/api/me").json()["can_create_projects"] is True
+    assert create(client_for(eng)).status_code == 201
+    plain = client_for(staff).post("/api/users", {"username": "ann2", "password": "s3cret-enough-pw"}, format="json")
+    ann = UserFactory._meta.model.objects.get(pk=plain.json()["id"])
+    assert client_for(ann).get("/api/me").json()["can_create_projects"] is False
+    assert create(client_for(ann)).status_code == 403
+
+
+def test_home_page_offers_project_creation_only_to_who_may(client, staff):
+    plain = UserFactory()
+    client.force_login(plain)
+    page = client.get("/").content.decode()
+    assert "POST /api/projects" not in page and "Ask a project manager to add you" in page
+    user_allow_project_create(user=plain)
+    client.force_login(UserFactory._meta.model.objects.get(pk=plain.pk))
+    assert "POST /api/projects" in client.get("/").content.decode()
+
+
 def test_list_shows_member_projects_staff_sees_all(user, staff):
     other = UserFactory()
+    user_allow_project_create(user=other)
     mine = create(client_for(user)).json()["id"]
     theirs = create(client_for(other), name="Other").json()["id"]
     assert [p["id"] for p in client_for(user).get("/api/projects").json()] == [mine]
