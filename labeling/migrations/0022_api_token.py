@@ -5,11 +5,14 @@ same key, stored hashed, never expiring but listed under its user and revocable,
 password change like any other; the clear keys are then deleted. Nothing happens on a fresh database.
 """
 
+import datetime
+
 import django.db.models.deletion
-from django.utils.crypto import salted_hmac
-from knox.crypto import hash_token
 from django.conf import settings
 from django.db import migrations, models
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from knox.crypto import hash_token
 
 
 LEGACY_TABLE = "authtoken_token"
@@ -29,12 +32,15 @@ def carry_over_drf_tokens(apps, schema_editor):
     User = apps.get_model(*settings.AUTH_USER_MODEL.split("."))
     passwords = dict(User.objects.filter(pk__in={r[1] for r in rows}).values_list("pk", "password"))
     for key, user_id, created in rows:
+        if timezone.is_naive(created):  # SQLite's cursor gives naive UTC
+            created = timezone.make_aware(created, datetime.timezone.utc)
         stamp = salted_hmac(PASSWORD_STAMP_SALT, passwords[user_id] or "", algorithm="sha256").hexdigest()
-        token = ApiToken.objects.create(
-            digest=hash_token(key), token_key=key[:15], user_id=user_id, expiry=None, kind="service",
+        digest = hash_token(key)
+        ApiToken.objects.bulk_create([ApiToken(
+            digest=digest, token_key=key[:15], user_id=user_id, expiry=None, kind="service",
             name="API token from before tokens expired", password_stamp=stamp,
-        )
-        ApiToken.objects.filter(pk=token.pk).update(created=created)
+        )])
+        ApiToken.objects.filter(digest=digest).update(created=created)  # auto_now_add set it to now
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {LEGACY_TABLE}")
 
