@@ -49,7 +49,7 @@ def lockout_response(request, original_response=None, credentials=None):
         return original_response  # the API view already answered in its error shape
     seconds = lockout_seconds(request)
     message = lockout_message(seconds)
-    if request.path.startswith("/api/"):
+    if request.path_info.startswith("/api/"):
         response = JsonResponse({"error": {"code": "throttled", "message": message}}, status=429)
     else:
         response = render(request, "registration/locked_out.html", {"message": message}, status=429)

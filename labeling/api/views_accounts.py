@@ -40,6 +40,9 @@ class TokenApi(APIView):
     def get_throttles(self):
         return [TokenRateThrottle()] if self._logging_in() else []
 
+    def throttled(self, request, wait):
+        raise exceptions.Throttled(wait=wait, detail="Too many login requests from this address.")
+
     class Input(serializers.Serializer):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)

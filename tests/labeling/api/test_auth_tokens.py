@@ -246,3 +246,19 @@ def test_tokens_from_before_the_upgrade_keep_working_and_are_listed(staff):
     assert len(listed) == 1 and listed[0]["expiry"] is None
     assert client_for(staff).delete(f"/api/users/{bot.username}/tokens/{listed[0]['id']}").status_code == 204
     assert me_status(old_key) == 401
+
+
+def test_schema_documents_the_token_endpoints(user):
+    schema = client_for(user).get("/api/schema", HTTP_ACCEPT="application/json").json()
+    paths = schema["paths"]
+    assert set(paths["/api/auth/token"]) >= {"post", "delete"}
+    assert "429" in paths["/api/auth/token"]["post"]["responses"]
+    assert "security" not in paths["/api/auth/token"]["post"]  # anonymous
+    assert {"tokenAuth": []} in paths["/api/auth/token"]["delete"]["security"]
+    assert "delete" in paths["/api/auth/tokens"]
+    assert set(paths["/api/users/{username}/tokens"]) >= {"get", "post"}
+    assert "delete" in paths["/api/users/{username}/tokens/{token_id}"]
+    out = schema["components"]["schemas"]["TokenApiOutput"]["properties"]
+    assert set(out) == {"token", "expiry"}
+    scheme = schema["components"]["securitySchemes"]["tokenAuth"]
+    assert scheme["in"] == "header" and scheme["name"] == "Authorization" and '"Token"' in scheme["description"]
