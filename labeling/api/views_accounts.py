@@ -44,8 +44,8 @@ class TokenApi(APIView):
         raise exceptions.Throttled(wait=wait, detail="Too many login requests from this address.")
 
     class Input(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, style={"input_type": "password"}, trim_whitespace=False)
 
     class Output(serializers.Serializer):
         token = serializers.CharField()

@@ -134,3 +134,26 @@ def test_a_success_under_the_limit_logs_in_normally(api, user, settings):
     for _ in range(settings.AXES_FAILURE_LIMIT - 2):
         assert token_post(api, user.username, "wrong-guess").status_code == 400
     assert token_post(api, user.username, PASSWORD).status_code == 200
+
+
+def test_staff_lift_a_lockout_with_the_documented_commands(api, user, settings):
+    from django.core.management import call_command
+
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        token_post(api, user.username, "wrong-guess", addr=f"10.0.9.{i}")
+    assert token_post(api, user.username, PASSWORD, addr="10.0.9.200").status_code == 429
+    call_command("axes_reset_username", f"user:{user.username}")
+    assert token_post(api, user.username, PASSWORD, addr="10.0.9.200").status_code == 200
+
+    for v in UserFactory.create_batch(settings.AXES_FAILURE_LIMIT):
+        token_post(api, v.username, "wrong-guess", addr="10.0.9.250")
+    assert token_post(api, user.username, PASSWORD, addr="10.0.9.250").status_code == 429
+    call_command("axes_reset_ip", "10.0.9.250")
+    assert token_post(api, user.username, PASSWORD, addr="10.0.9.250").status_code == 200
+
+
+def test_oversized_credentials_are_a_400_before_any_password_check(api, user):
+    res = token_post(api, "u" * 151, PASSWORD)
+    assert res.status_code == 400 and "username" in res.json()["error"]["fields"]
+    res = token_post(api, user.username, "p" * 4097)
+    assert res.status_code == 400 and "password" in res.json()["error"]["fields"]
