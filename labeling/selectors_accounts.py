@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from labeling.errors import NotFound
-from labeling.models import ApiToken, TokenKind, password_stamps
+from labeling.models import ApiToken, TokenKind, password_stamp
 
 
 def user_by_username(*, username: str):
@@ -18,7 +18,7 @@ def user_by_username(*, username: str):
 def service_token_list(*, user):
     """The user's service tokens still in force: not expired, issued under the current password."""
     return (
-        ApiToken.objects.filter(user=user, kind=TokenKind.SERVICE, password_stamp__in=password_stamps(user.password))
+        ApiToken.objects.filter(user=user, kind=TokenKind.SERVICE, password_stamp=password_stamp(user.password))
         .filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()))
         .select_related("created_by")
         .order_by("id")

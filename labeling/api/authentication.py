@@ -13,7 +13,7 @@ from django.utils.crypto import constant_time_compare
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from rest_framework import exceptions
 
-from labeling.models import password_stamps
+from labeling.models import password_stamp
 
 # knox keys are 64 hex digits; keys of DRF's former tokens (carried over by migration) are 40.
 _KEY_FORM = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -39,7 +39,7 @@ class TokenAuthentication(KnoxTokenAuthentication):
 
     def validate_user(self, auth_token):
         user, token = super().validate_user(auth_token)
-        if not any(constant_time_compare(token.password_stamp, s) for s in password_stamps(user.password)):
+        if not constant_time_compare(token.password_stamp, password_stamp(user.password)):
             token.delete()
             raise exceptions.AuthenticationFailed("This token ended when the account's password changed.")
         return user, token

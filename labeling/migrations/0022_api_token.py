@@ -6,17 +6,16 @@ password change like any other; the clear keys are then deleted. Nothing happens
 """
 
 import datetime
+import hashlib
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 from knox.crypto import hash_token
 
 
 LEGACY_TABLE = "authtoken_token"
-PASSWORD_STAMP_SALT = "loupe.api-token.password-stamp"  # as labeling.models.accounts.PASSWORD_STAMP_SALT
 
 
 def carry_over_drf_tokens(apps, schema_editor):
@@ -34,7 +33,7 @@ def carry_over_drf_tokens(apps, schema_editor):
     for key, user_id, created in rows:
         if timezone.is_naive(created):  # SQLite's cursor gives naive UTC
             created = timezone.make_aware(created, datetime.timezone.utc)
-        stamp = salted_hmac(PASSWORD_STAMP_SALT, passwords[user_id] or "", algorithm="sha256").hexdigest()
+        stamp = hashlib.sha256((passwords[user_id] or "").encode()).hexdigest()  # labeling.models.password_stamp
         digest = hash_token(key)
         ApiToken.objects.bulk_create([ApiToken(
             digest=digest, token_key=key[:15], user_id=user_id, expiry=None, kind="service",

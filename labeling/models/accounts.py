@@ -6,9 +6,10 @@ none. Every token carries a stamp of the password hash it was issued under: a to
 longer matches its user's password is dead, whichever way the password was changed.
 """
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
-from django.utils.crypto import salted_hmac
 from knox.models import AbstractAuthToken
 from knox.settings import CONSTANTS
 
@@ -33,14 +34,8 @@ class ApiToken(AbstractAuthToken):
         return f"{self.kind} token {self.id} of user {self.user_id}"
 
 
-PASSWORD_STAMP_SALT = "loupe.api-token.password-stamp"
-
-
-def password_stamps(password_hash: str) -> list[str]:
-    """The stamps a live token of a user with this password hash may carry: an HMAC of the hash under
-    SECRET_KEY, or under one of SECRET_KEY_FALLBACKS while a key rotation is under way."""
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return [
-        salted_hmac(PASSWORD_STAMP_SALT, password_hash or "", secret=secret, algorithm="sha256").hexdigest()
-        for secret in secrets
-    ]
+def password_stamp(password_hash: str) -> str:
+    """The stamp a live token of a user with this password hash carries: a digest of the (salted,
+    already one-way) hash, which tells nothing the hash does not. It is not keyed with SECRET_KEY so
+    that rotating the key does not end every service token."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()

@@ -11,13 +11,13 @@ from django.utils import timezone
 from knox.settings import knox_settings
 
 from labeling.errors import NotFound
-from labeling.models import ApiToken, TokenKind, password_stamps
+from labeling.models import ApiToken, TokenKind, password_stamp
 
 
 def _create(*, user, kind, expiry: timedelta | None, name="", created_by=None) -> tuple[ApiToken, str]:
     return ApiToken.objects.create(
         user=user, expiry=expiry, kind=kind, name=name, created_by=created_by,
-        password_stamp=password_stamps(user.password)[0],
+        password_stamp=password_stamp(user.password),
     )
 
 
@@ -59,7 +59,7 @@ def tokens_prune() -> int:
     deleted, _ = ApiToken.objects.filter(expiry__lt=timezone.now()).delete()
     stale = [
         t.pk for t in ApiToken.objects.filter(expiry__isnull=True).select_related("user").only("password_stamp", "user__password")
-        if t.password_stamp not in password_stamps(t.user.password)
+        if t.password_stamp != password_stamp(t.user.password)
     ]
     if stale:
         deleted += ApiToken.objects.filter(pk__in=stale).delete()[0]

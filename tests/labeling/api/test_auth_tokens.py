@@ -262,3 +262,10 @@ def test_schema_documents_the_token_endpoints(user):
     assert set(out) == {"token", "expiry"}
     scheme = schema["components"]["securitySchemes"]["tokenAuth"]
     assert scheme["in"] == "header" and scheme["name"] == "Authorization" and '"Token"' in scheme["description"]
+
+
+def test_rotating_the_secret_key_keeps_service_tokens_working(staff, settings):
+    bot = UserFactory()
+    key = client_for(staff).post(f"/api/users/{bot.username}/tokens", {"name": "cron"}, format="json").json()["token"]
+    settings.SECRET_KEY = "another-secret-key-" + "z" * 40
+    assert me_status(key) == 200
