@@ -286,4 +286,4 @@ if "CACHE_URL" in env.ENVIRON:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "loupe"}}
     if DEBUG or TESTING:
-        SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+        SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "axes.W001"]
