@@ -112,7 +112,7 @@ def main():
     from django.db.models import Sum
     from django.test import Client
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
+    from labeling.services.accounts import token_issue_login
 
     from bugqueue.models import Bug, FailureExample
     from bugqueue.services.bugs import bug_report
@@ -128,7 +128,7 @@ def main():
     labels = [LabelSpec("pos", "Positive"), LabelSpec("neg", "Negative"), LabelSpec("neu", "Neutral")]
     project = project_create(creator=user, name=f"bugs bench {run}", labels=labels)
     small = project_create(creator=user, name=f"bugs bench small {run}", labels=labels)
-    token = Token.objects.create(user=user).key
+    token = token_issue_login(user=user)[1]
     t0 = time.monotonic()
     for start in range(0, args.items, 5000):
         items_ingest(project=project, rows=[

@@ -52,7 +52,7 @@ def main():
     setup_django()
     from django.core.management import call_command
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+    from labeling.services.accounts import token_issue_login
 
     from bugqueue.models import Bug, Dataset, DatasetMember, DatasetVersion, FailureExample
     from bugqueue.services.datasets import Addition, bug_datasets_flow_run, bug_datasets_flow_start, dataset_version_create
@@ -64,7 +64,7 @@ def main():
     call_command("migrate", verbosity=0)
     user = user_create(username=f"ds-{uuid.uuid4().hex[:8]}", password="bench-password-123")
     project = project_create(creator=user, name="datasets bench", labels=[LabelSpec(k, k.title()) for k in LABELS])
-    token = Token.objects.create(user=user).key
+    token = token_issue_login(user=user)[1]
     rows = []
 
     t0 = time.perf_counter()

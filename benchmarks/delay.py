@@ -124,7 +124,7 @@ def main():
     from django.core.management import call_command
     from django.db import connection, transaction
     from django.test import Client
-    from rest_framework.authtoken.models import Token
+    from labeling.services.accounts import token_issue_login
 
     from labeling.models import FeedbackBacklogBin, FeedbackDelayBin, Item
     from labeling.services.feedback import ground_truth_import
@@ -135,7 +135,7 @@ def main():
     user = user_create(username=f"bench-{uuid.uuid4().hex[:8]}", password="bench-password-123", is_staff=True)
     project = project_create(creator=user, name="delay bench",
                              labels=[LabelSpec("pos", "Pos"), LabelSpec("neg", "Neg"), LabelSpec("neu", "Neu")])
-    token = Token.objects.create(user=user).key
+    token = token_issue_login(user=user)[1]
     rows = []
     try:
         with transaction.atomic(), connection.cursor() as cur:

@@ -89,7 +89,7 @@ def build_data(rows: int, rebuild: bool):
     """A project with `rows` label changes over rows/2 items (each item labeled, then relabeled)."""
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
-    from rest_framework.authtoken.models import Token
+    from labeling.services.accounts import token_issue_login
 
     from labeling.models import LabelSequence, Project
     from labeling.services.projects import LabelSpec, project_create
@@ -99,7 +99,7 @@ def build_data(rows: int, rebuild: bool):
     project = Project.objects.filter(name=name).first()
     if project and not rebuild and LabelSequence.objects.get(project=project).last_seq == rows:
         manager = User.objects.get(username="bench-export-manager")
-        return project, Token.objects.get_or_create(user=manager)[0].key
+        return project, token_issue_login(user=manager)[1]
     if project:
         project.delete()
     manager, _ = User.objects.get_or_create(username="bench-export-manager")
@@ -140,7 +140,7 @@ def build_data(rows: int, rebuild: bool):
         cur.execute("ANALYZE labeling_item")
         cur.execute("ANALYZE labeling_labelchange")
     print(f"built {rows:,} label changes over {n_items:,} items in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    return project, Token.objects.get_or_create(user=manager)[0].key
+    return project, token_issue_login(user=manager)[1]
 
 
 # --- the server -----------------------------------------------------------------------------------

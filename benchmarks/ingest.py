@@ -45,14 +45,14 @@ def main():
 
     setup_django()
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
+    from labeling.services.accounts import token_issue_login
 
     from labeling.services.projects import LabelSpec, project_create, user_create
 
     call_command("migrate", verbosity=0)
     user = user_create(username=f"bench-{uuid.uuid4().hex[:8]}", password="bench-password-123")
     project = project_create(creator=user, name="ingest bench", labels=[LabelSpec(k, k.title()) for k in LABELS])
-    token = Token.objects.create(user=user).key
+    token = token_issue_login(user=user)[1]
 
     import requests
 

@@ -84,7 +84,7 @@ def make_project(n_items: int, tag: str):
 
 
 def make_annotators(project, n: int, tag: str):
-    from rest_framework.authtoken.models import Token
+    from labeling.services.accounts import token_issue_login
 
     from labeling.services.projects import member_add, user_create
 
@@ -92,7 +92,7 @@ def make_annotators(project, n: int, tag: str):
     for i in range(n):
         u = user_create(username=f"qb-{tag}-{i}", password="bench-password-123")
         member_add(project=project, username=u.username, role="annotator")
-        users.append((u.pk, Token.objects.create(user=u).key))
+        users.append((u.pk, token_issue_login(user=u)[1]))
     return users
 
 

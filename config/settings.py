@@ -46,7 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -127,8 +128,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False  # transactions belong to servic
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -172,7 +175,7 @@ LOUPE_BASE_URL = env.str("LOUPE_BASE_URL", default="")  # absolute links in mail
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "labeling.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -236,3 +239,51 @@ LOGGING = {
 # --- quality runs (labeling.services.quality) -------------------------------------------------
 LOUPE_QUALITY_RUN_TIMEOUT = env.int("LOUPE_QUALITY_RUN_TIMEOUT", default=3600)
 LOUPE_QUALITY_KEEP_RESULTS_RUNS = env.int("LOUPE_QUALITY_KEEP_RESULTS_RUNS", default=5)
+
+# --- authentication: expiring tokens, login lockout, shared cache ---------------------------------
+# API tokens are django-rest-knox tokens (stored hashed, one per login, with an expiry) in Loupe's own
+# model, which adds a name for service-account tokens and ties each token to the password it was
+# issued under. Failed logins (login form, admin, POST /api/auth/token) are counted by django-axes
+# per username and per client address in the cache; past the limit both answer 429 until the
+# cool-off has passed since the last failure.
+from datetime import timedelta  # noqa: E402
+
+KNOX_TOKEN_MODEL = "labeling.ApiToken"
+# knox's own migrations would create its default token table even though the model is swapped out
+# (and that table's key to auth_user then blocks the test database's flush): knox has nothing to migrate.
+MIGRATION_MODULES = {"knox": None}
+LOUPE_TOKEN_TTL = env.int("LOUPE_TOKEN_TTL", default=10 * 3600)  # seconds a login token lives
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(seconds=LOUPE_TOKEN_TTL),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+# The client address is REMOTE_ADDR unless Loupe runs behind that many trusted proxies, which each
+# append to X-Forwarded-For (DRF's NUM_PROXIES; both the lockout and the rate limit use it).
+REST_FRAMEWORK["NUM_PROXIES"] = env.int("LOUPE_NUM_PROXIES", default=0)
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth_token": env.str("LOUPE_TOKEN_RATE", default="30/minute")}
+
+AUTHENTICATION_BACKENDS = [
+    "labeling.login_guard.LoginGuardBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as django-axes asks
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one past the limit locks
+AXES_FAILURE_LIMIT = env.int("LOUPE_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("LOUPE_LOGIN_COOLOFF", default=900))
+AXES_CLIENT_IP_CALLABLE = "labeling.login_guard.client_address"
+AXES_USERNAME_CALLABLE = "labeling.login_guard.attempted_username"
+AXES_LOCKOUT_CALLABLE = "labeling.login_guard.lockout_response"
+AXES_ENABLE_ADMIN = False  # the cache handler keeps no attempt rows to show
+AXES_VERBOSE = False
+
+# The login counts and rate limits must be shared by every gunicorn worker: CACHE_URL names a Redis
+# (redis://host:6379/1, Django's own RedisCache). Without it each process keeps its own counts in
+# memory, which is what the demo and the tests use; django-axes warns (axes.W001) outside DEBUG.
+if "CACHE_URL" in env.ENVIRON:
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "loupe"}}
+    if DEBUG or TESTING:
+        SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "axes.W001"]

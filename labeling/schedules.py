@@ -15,3 +15,6 @@ BEAT_SCHEDULE: dict = {
     # Quality (#4): re-send lost run messages, fail runs whose worker died, prune old per-item results.
     "quality-runs-recover": {"task": "loupe.quality_runs_recover", "schedule": 300.0},
 }
+
+# API tokens: delete expired ones (a request only checks the token it presents).
+BEAT_SCHEDULE["tokens-prune"] = {"task": "loupe.tokens_prune", "schedule": crontab(minute=23)}

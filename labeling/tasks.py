@@ -164,3 +164,14 @@ def quality_runs_recover_task() -> dict:
     from labeling.services.quality import quality_results_prune, quality_runs_recover
 
     return {**quality_runs_recover(), "pruned": quality_results_prune()}
+
+
+# --- API tokens -----------------------------------------------------------------------------------
+
+
+@shared_task(name="loupe.tokens_prune")
+def tokens_prune_task() -> int:
+    """Beat: delete expired API tokens and tokens ended by a password change."""
+    from labeling.services.accounts import tokens_prune
+
+    return tokens_prune()

@@ -85,3 +85,15 @@ def eager_celery(settings):
     yield app
     for k, v in before.items():
         app.conf[k] = v
+
+
+# --- login lockout and rate limits keep their counts in the cache ------------------------------------
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with no failed logins and no rate-limit history counted (the suite and its
+    browser tests log in from 127.0.0.1 many times)."""
+    from django.core.cache import caches
+
+    for cache in caches.all(initialized_only=True):
+        cache.clear()
+    yield

@@ -1,4 +1,6 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 
 
 class LoupeAutoSchema(AutoSchema):
@@ -14,3 +16,13 @@ class LoupeAutoSchema(AutoSchema):
             if not name.startswith(prefix):
                 name = prefix + name
         return name
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """`Authorization: Token <key>` (labeling.api.authentication) in the schema's security schemes."""
+
+    target_class = "labeling.api.authentication.TokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")

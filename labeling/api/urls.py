@@ -7,7 +7,11 @@ from labeling.api import views_quality
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
+    path("auth/tokens", views_accounts.TokenRevokeAllApi.as_view(), name="api-tokens"),
     path("users", views_accounts.UserCreateApi.as_view(), name="api-users"),
+    path("users/<str:username>/tokens", views_accounts.UserTokensApi.as_view(), name="api-user-tokens"),
+    path("users/<str:username>/tokens/<int:token_id>", views_accounts.UserTokenDeleteApi.as_view(),
+         name="api-user-token"),
     path("me", views_accounts.MeApi.as_view(), name="api-me"),
     path("projects", views_projects.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>", views_projects.ProjectDetailApi.as_view(), name="api-project"),

@@ -58,3 +58,37 @@ def test_non_staff_cannot_create_users(user):
 def test_unknown_api_path_is_404_in_error_shape(user):
     res = client_for(user).get("/api/no-such-thing")
     assert res.status_code == 404 and res.json()["error"]["code"] == "not_found"
+
+
+# --- password rules: Django's four default validators ------------------------------------------------
+
+
+@pytest.mark.parametrize("username,password,why", [
+    ("annabelle", "annabelle1", "too similar to the username"),
+    ("bob", "9038472615", "entirely numeric"),
+    ("bob", "password123", "too common"),
+    ("bob", "sh0rt!", "too short"),
+])
+def test_weak_passwords_are_refused_with_the_reason(staff, username, password, why):
+    res = client_for(staff).post("/api/users", {"username": username, "password": password}, format="json")
+    assert res.status_code == 400
+    assert any(why in m for m in res.json()["error"]["fields"]["password"]), res.json()
+    assert not UserFactory._meta.model.objects.filter(username=username).exists()
+
+
+def test_password_similar_to_the_email_is_refused(staff):
+    body = {"username": "ops", "email": "marguerite.dupont@example.com", "password": "margueritedupont"}
+    res = client_for(staff).post("/api/users", body, format="json")
+    assert res.status_code == 400 and "too similar" in res.json()["error"]["fields"]["password"][0]
+
+
+def test_demo_and_test_passwords_pass_the_validators():
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+
+    from labeling.management.commands.loupe_demo import DEMO_PASSWORD, DEMO_USERS
+
+    User = get_user_model()
+    for username, _, _ in DEMO_USERS:
+        validate_password(DEMO_PASSWORD, user=User(username=username))
+    validate_password(PASSWORD, user=User(username="user1"))

@@ -5,12 +5,12 @@ import threading
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from labeling import selectors_export
 from labeling.models import Role
 from labeling.selectors_export import cursor_encode
+from labeling.services.accounts import token_create_service, token_issue_login
 from labeling.services.export import export_grant_add
 from labeling.services.ground_truth import ground_truth_set
 from tests.conftest import client_for
@@ -195,7 +195,7 @@ def test_deleted_annotator_keeps_their_id_and_usernames_cost_one_query(project, 
     ground_truth_set(item=ItemFactory(project=project), label="neg", method="consensus", annotators=[gone_id])
     gone.delete()
     c = APIClient()
-    c.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    c.credentials(HTTP_AUTHORIZATION=f"Token {token_issue_login(user=user)[1]}")
     # token, membership, project, head, page, usernames
     with django_assert_max_num_queries(6):
         res = c.get(url(project, limit=100))
@@ -317,9 +317,9 @@ def test_permissions(project, user):
 def test_export_grant_lets_a_service_account_pull_with_its_token_and_nothing_else(project, user):
     resolve(project, make_items(project, 3))
     bot = UserFactory(username="training-pipeline")
-    token = Token.objects.create(user=bot)
+    _, token = token_create_service(user=bot, name="training pipeline", expires_in=None, actor=user)
     c = APIClient()
-    c.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    c.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert c.get(url(project)).status_code == 404
     res = client_for(user).post(f"/api/projects/{project.pk}/export-grants", {"username": bot.username}, format="json")
     assert res.status_code == 201 and res.json()["username"] == bot.username

@@ -5,9 +5,9 @@ import re
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from labeling.api import views_export
+from labeling.services.accounts import token_create_service
 from labeling.services.export import export_grant_add
 from labeling.services.ground_truth import ground_truth_set
 from tests.factories import ItemFactory, ProjectFactory, UserFactory
@@ -33,7 +33,7 @@ def test_readme_pull_loop_appends_each_change_once(live_server, tmp_path, monkey
     project = ProjectFactory(creator=manager)
     bot = UserFactory(username="training-bot")
     export_grant_add(project=project, username=bot.username, actor=manager)
-    token = Token.objects.create(user=bot).key
+    _, token = token_create_service(user=bot, name="training pipeline", expires_in=None, actor=manager)
     cursor_file, training = tmp_path / "labels.cursor", tmp_path / "labels.jsonl"
 
     def run():
