@@ -97,7 +97,7 @@ def settings_value(env_overrides, expr):
     "django-insecure-" + secrets.token_urlsafe(50),  # Django's prefix for generated development keys
     secrets.token_urlsafe(50)[:49],                  # shorter than 50 characters
     "abcd" * 20,                                     # fewer than 5 distinct characters
-])
+], ids=["placeholder", "insecure-prefix", "short", "few-distinct"])
 def test_an_insecure_secret_key_is_refused_outside_debug(key):
     res = settings_value({**PROD, "SECRET_KEY": key}, "s.SECRET_KEY")
     assert res.returncode != 0 and "SECRET_KEY is insecure" in res.stderr, res.stderr
