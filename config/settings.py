@@ -158,6 +158,7 @@ STORAGES = {
 }
 
 WHITENOISE_USE_FINDERS = LOCAL or TESTING
+WHITENOISE_AUTOREFRESH = LOCAL  # look files up per request, as under DEBUG: no collected copy needed
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

@@ -42,3 +42,10 @@ def test_a_failed_csrf_check_answers_a_loupe_403_page():
     assert response.status_code == 403
     html = response.content.decode()
     assert "Form not accepted" in html and 'class="mainnav"' in html and user.username in html
+
+
+@pytest.mark.django_db
+def test_the_browsers_favicon_request_finds_loupes_icon():
+    """Pages without an icon link (the admin's) make browsers ask /favicon.ico: no 404 for it."""
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"].endswith("loupe/favicon.svg")
