@@ -128,7 +128,9 @@ def test_a_proxy_ssl_header_that_could_never_match_is_refused(value):
 def test_env_example_passes_check_deploy_once_given_a_generated_key():
     """.env.example, read as settings read a .env file, leaves `check --deploy` nothing to report; its
     placeholder SECRET_KEY is refused."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LOUPE_TESTING", "DEBUG", "LOUPE_DEMO")}
+    # As in a deployment: no test-only switch (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LOUPE_TESTING", "DEBUG", "LOUPE_DEMO", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     code = ("import environ, os, sys; environ.Env.read_env('.env.example'); os.environ.update(sys.argv[1:] and "
             "{'SECRET_KEY': sys.argv[1]} or {}); os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
             "import django; django.setup(); from django.core.management import call_command; "
