@@ -45,7 +45,9 @@ def ensure_venv(extras: str) -> None:
 def run() -> int:
     ensure_venv("")
     env = dict(os.environ)
-    env.setdefault("DEBUG", "true")
+    # The demo switch: SQLite, a fixed key and static files from the source tree, as under DEBUG, but
+    # with DEBUG off so visitors see Loupe's error pages (DEBUG=true still gives Django's debug pages).
+    env.setdefault("LOUPE_DEMO", "true")
     # The demo runs background tasks in-process: it is the one place this switch is turned on.
     env.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
     manage = [PY, "manage.py"]

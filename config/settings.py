@@ -1,7 +1,8 @@
 """Loupe settings: read once from the environment (12-factor), failing closed.
 
 DEBUG is off unless asked for; outside DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and
-CELERY_BROKER_URL must be set. SQLite is the zero-setup default only when DEBUG is on.
+CELERY_BROKER_URL must be set, and a SECRET_KEY Django calls insecure is refused. SQLite is the
+zero-setup default only when DEBUG or the demo switch (LOUPE_DEMO) is on.
 """
 
 import os
@@ -19,19 +20,23 @@ if env_file.exists():
     environ.Env.read_env(str(env_file))
 
 DEBUG = env.bool("DEBUG", default=False)
+# The demo (`python3 dev.py run`) takes DEBUG's local defaults (SQLite, a fixed key, localhost, static
+# files served from the source tree) but keeps DEBUG off, so it shows Loupe's own error pages.
+DEMO = env.bool("LOUPE_DEMO", default=False)
+LOCAL = DEBUG or DEMO
 TESTING = env.bool("LOUPE_TESTING", default="pytest" in sys.modules)
 
 
 def _required(key, default_when_debug):
     if key in env.ENVIRON:
         return env.str(key)
-    if DEBUG or TESTING:
+    if LOCAL or TESTING:
         return default_when_debug
     raise ImproperlyConfigured(f"{key} must be set when DEBUG is off (see .env.example)")
 
 
 SECRET_KEY = _required("SECRET_KEY", "insecure-dev-only-key-do-not-use-in-production")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if (DEBUG or TESTING) else [])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if (LOCAL or TESTING) else [])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off (see .env.example)")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -85,10 +90,10 @@ TEMPLATES = [
 ]
 
 # --- database -------------------------------------------------------------------------------
-# PostgreSQL in production and CI; SQLite is the first-run default (DEBUG or tests only).
+# PostgreSQL in production and CI; SQLite is the first-run default (DEBUG, the demo or tests only).
 if "DATABASE_URL" in env.ENVIRON:
     DATABASES = {"default": env.db("DATABASE_URL")}
-elif DEBUG or TESTING:
+elif LOCAL or TESTING:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}}
 else:
     raise ImproperlyConfigured("DATABASE_URL must be set when DEBUG is off (see .env.example)")
@@ -150,24 +155,25 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if (DEBUG or TESTING)
+        if (LOCAL or TESTING)
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
 
-WHITENOISE_USE_FINDERS = DEBUG or TESTING
+WHITENOISE_USE_FINDERS = LOCAL or TESTING
+WHITENOISE_AUTOREFRESH = LOCAL  # look files up per request, as under DEBUG: no collected copy needed
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and not TESTING)
-CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG and not TESTING)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not LOCAL and not TESTING)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not LOCAL and not TESTING)
 
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
-    default="django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    default="django.core.mail.backends.console.EmailBackend" if LOCAL else "django.core.mail.backends.smtp.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="loupe@localhost")
 LOUPE_BASE_URL = env.str("LOUPE_BASE_URL", default="")  # absolute links in mails (the weekly bug digest)
@@ -213,7 +219,7 @@ if "CELERY_BROKER_URL" in env.ENVIRON:
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
 elif CELERY_TASK_ALWAYS_EAGER or TESTING:
     CELERY_BROKER_URL = "memory://"
-elif DEBUG:
+elif LOCAL:
     CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"  # local default for development; fails loudly if absent
 else:
     raise ImproperlyConfigured(
@@ -285,5 +291,40 @@ if "CACHE_URL" in env.ENVIRON:
     CACHES = {"default": env.cache_url("CACHE_URL")}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "loupe"}}
-    if DEBUG or TESTING:
+    if LOCAL or TESTING:
         SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "axes.W001"]
+
+# --- deployment security (what `manage.py check --deploy` asks for) ------------------------------
+# A SECRET_KEY that Django's own check calls insecure (its prefix for generated development keys,
+# too short, too few distinct characters) is refused outside DEBUG and the demo, not merely warned of.
+from django.core.checks.security import base as _security  # noqa: E402
+
+if not (LOCAL or TESTING) and (
+    SECRET_KEY.startswith(_security.SECRET_KEY_INSECURE_PREFIX)
+    or len(SECRET_KEY) < _security.SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < _security.SECRET_KEY_MIN_UNIQUE_CHARACTERS
+):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is insecure: use at least {_security.SECRET_KEY_MIN_LENGTH} random characters "
+        f"({_security.SECRET_KEY_MIN_UNIQUE_CHARACTERS}+ distinct, not starting with "
+        f"'{_security.SECRET_KEY_INSECURE_PREFIX}'), e.g. the output of "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+
+# HTTPS is usually ended by a proxy in front of gunicorn, so these are off unless the deployment says
+# so (see .env.example): turning them on where HTTPS does not reach the browser locks users out.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# "HEADER,value": the request header (as in request.META) that the proxy sets to `value` on HTTPS
+# requests, e.g. HTTP_X_FORWARDED_PROTO,https. Only behind a proxy that always sets or strips it.
+# A name without HTTP_ (e.g. X-Forwarded-Proto) would never match: refused rather than ignored.
+_proxy_header = [part.strip() for part in env.list("SECURE_PROXY_SSL_HEADER", default=[])]
+if _proxy_header:
+    if len(_proxy_header) != 2 or not all(_proxy_header) or not _proxy_header[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be 'HEADER,value' with a request.META header name, "
+            "e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
