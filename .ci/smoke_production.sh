@@ -76,6 +76,7 @@ EOF
 say "fresh database $DB, Redis db $REDIS_DB"
 psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS ${DB};" -c "CREATE DATABASE ${DB};"
 redis-cli -h 127.0.0.1 -p 6379 -n "$REDIS_DB" flushdb >/dev/null
+redis-cli -h 127.0.0.1 -p 6379 -n "$((REDIS_DB - 1))" flushdb >/dev/null  # the cache (CACHE_URL)
 
 # Values for the README's NAME=value words. STATIC_ROOT and MEDIA_ROOT are the operator's environment
 # (not in the README block): kept out of the checkout.
@@ -83,6 +84,7 @@ secret=$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
 admin_password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(16))')
 export SMOKE_SET_DATABASE_URL="postgres://postgres@127.0.0.1:5432/${DB}"
 export SMOKE_SET_CELERY_BROKER_URL="redis://127.0.0.1:6379/${REDIS_DB}"
+export SMOKE_SET_CACHE_URL="redis://127.0.0.1:6379/$((REDIS_DB - 1))"
 export SMOKE_SET_SECRET_KEY="$secret"
 export SMOKE_SET_ALLOWED_HOSTS="127.0.0.1,localhost"
 export SMOKE_SET_DJANGO_SUPERUSER_PASSWORD="$admin_password"
