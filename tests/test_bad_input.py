@@ -118,6 +118,12 @@ CASES = [
     ("int-datasets-project", "manager", "post", "/api/datasets", {"project": 2**64, "name": "d"}, JSON),
     ("int-evaluation-datasets", "manager", "post", "/api/evaluations",
      {"project": "{p}", "model_version": "v9", "predictions": [{"external_id": "it-0", "label": "pos"}], "datasets": [2**70]}, JSON),
+    ("int-path-submit", "annotator", "post", "/api/assignments/99999999999999999999/submit", {"label": "pos"}, JSON),
+    ("int-path-bug-patch", "manager", "patch", "/api/bugs/99999999999999999999", {"priority": "p1"}, JSON),
+    ("int-path-resolve", "manager", "post", "/api/items/99999999999999999999/resolve", {"label": "pos"}, JSON),
+    ("int-path-project-patch", "manager", "patch", "/api/projects/99999999999999999999", {"name": "x"}, JSON),
+    ("int-query-project", "manager", "post", "/api/evaluations?project=99999999999999999999&model_version=v9",
+     b'{"external_id":"it-0","label":"pos"}\n', NDJSON),
     ("int-evaluation-project", "manager", "post", "/api/evaluations",
      {"project": 2**64, "model_version": "v9", "predictions": [{"external_id": "it-0", "label": "pos"}]}, JSON),
     # --- NaN and Infinity ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from labeling.api import inputs
 from labeling.api.permissions import IsStaff
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import ValidationFailed
@@ -17,7 +18,7 @@ class TokenApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
@@ -38,7 +39,7 @@ class TokenApi(APIView):
 class UserCreateApi(APIView):
     permission_classes = [IsStaff]
 
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(trim_whitespace=False)
         is_staff = serializers.BooleanField(required=False, default=False)
