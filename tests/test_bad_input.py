@@ -9,16 +9,10 @@ anything else as JSON. Paths name the world's objects: {p} project, {a} assignme
 import json
 
 import pytest
-from django.apps import apps
-from django.contrib.auth import get_user_model
-from rest_framework.test import APIClient
 
-from bugqueue.services.datasets import dataset_create
-from labeling.models import Role
-from labeling.services.ingestion import items_ingest
-from labeling.services.queue import assignment_claim_next
-from tests.factories import PASSWORD, ProjectFactory, UserFactory, add_member
-from tests.factories_bugqueue import make_bug
+from tests.factories import PASSWORD
+from tests.factories_input import client, error_of, input_world
+from tests.rows import snapshot
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -215,31 +209,7 @@ CASES = [
 
 @pytest.fixture
 def world(transactional_db):
-    manager = UserFactory()
-    project = ProjectFactory(creator=manager)
-    annotator = add_member(project, UserFactory(), Role.ANNOTATOR)
-    staff = UserFactory(is_staff=True)
-    items_ingest(project=project, rows=[
-        {"external_id": f"it-{n}", "payload": {"text": f"item {n}"},
-         "prediction": {"model_version": "v1", "label": "pos", "predicted_at": "2026-01-05T10:00:00Z"}}
-        for n in range(3)
-    ])
-    claim = assignment_claim_next(project=project, annotator=annotator)
-    bug_ = make_bug(project, manager)
-    dataset = dataset_create(project=project, actor=manager, name="golden")
-    ids = {"p": project.pk, "a": claim.assignment_id, "i": claim.item_id, "b": bug_.pk, "d": dataset.pk}
-    return {"ids": ids, "users": {"manager": manager, "annotator": annotator, "staff": staff, "anon": None}}
-
-
-def snapshot() -> dict:
-    """Every row of the apps a request may write to (small here), to compare before and after."""
-    models = [m for label in ("labeling", "bugqueue", "authtoken") for m in apps.get_app_config(label).get_models()]
-    models.append(get_user_model())
-    return {m._meta.label: [tuple(map(_plain, r)) for r in m.objects.order_by("pk").values_list()] for m in models}
-
-
-def _plain(value):
-    return bytes(value) if isinstance(value, memoryview) else value
+    return input_world()
 
 
 def fill(text: str, ids: dict) -> str:
@@ -256,24 +226,15 @@ def encode(body, ids):
 
 
 def send(world, actor, method, path, body, content_type):
-    client = APIClient()
-    client.raise_request_exception = False  # a 500 is an answer to count, not a crash of the test
-    user = world["users"][actor]
-    if user is not None:
-        client.force_authenticate(user=user)
+    c = client(world["users"][actor])
     path = fill(path, world["ids"])
     if method == "get":
-        return client.get(path)
-    return client.generic(method.upper(), path, encode(body, world["ids"]) or b"", content_type=content_type)
+        return c.get(path)
+    return c.generic(method.upper(), path, encode(body, world["ids"]) or b"", content_type=content_type)
 
 
 def assert_error_shape(res):
-    assert res["Content-Type"].startswith("application/json"), res["Content-Type"]
-    body = res.json()
-    assert set(body) == {"error"}, body
-    assert isinstance(body["error"].get("code"), str) and body["error"]["code"], body
-    assert isinstance(body["error"].get("message"), str) and body["error"]["message"], body
-    assert set(body["error"]) <= {"code", "message", "fields"}, body
+    error_of(res, res.status_code)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -50,11 +50,16 @@ class Input(serializers.Serializer):
         return fields
 
     def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(str(k) for k in data if k not in self.fields)
-            if unknown:
-                raise serializers.ValidationError({k: ["Unknown field."] for k in unknown})
-        return super().to_internal_value(data)
+        unknown = {str(k): ["Unknown field."] for k in data if k not in self.fields} if isinstance(data, dict) else {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown})
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
 
 
 class TimestampField(serializers.DateTimeField):
