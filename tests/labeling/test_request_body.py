@@ -50,6 +50,14 @@ def test_an_anonymous_huge_body_is_a_413_before_a_byte_is_read(world):
     assert snapshot() == before
 
 
+def test_the_login_form_has_the_limit_too(world):
+    before = snapshot()
+    res = client().generic("POST", "/login/", b"", content_type="application/x-www-form-urlencoded",
+                           CONTENT_LENGTH=str(300 * MB), **{"wsgi.input": Unreadable()})
+    assert error_of(res, 413)["code"] == "too_large"
+    assert snapshot() == before
+
+
 @pytest.mark.parametrize("actor,method,path", [
     ("anon", "POST", "/api/auth/token"),
     ("manager", "PATCH", "/api/projects/{p}"),
