@@ -29,6 +29,7 @@ from labeling.errors import NotFound, ValidationFailed
 from labeling.models import Membership, Project
 from labeling.selectors import ANY_ROLE, access_project
 from labeling.selectors_blind import labels_visible_to
+from labeling.timestamps import OutOfRange, check_day
 
 BugTag = Bug.tags.through
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -262,7 +263,10 @@ def parse_week(value) -> date:
     try:
         if not m:
             raise ValueError
-        return date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
+        monday = date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
+        return check_day(monday, field="week")
+    except OutOfRange as exc:
+        raise ValidationFailed(str(exc), fields={"week": [str(exc)]})
     except ValueError:
         raise ValidationFailed(f"week must look like 2026-W47 (an ISO week); got {str(value)[:20]!r}.",
                                fields={"week": ["Invalid ISO week."]})

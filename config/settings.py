@@ -328,3 +328,15 @@ if _proxy_header:
             "e.g. HTTP_X_FORWARDED_PROTO,https"
         )
     SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
+
+# --- request bodies (labeling.request_body, labeling.api.json_body) ----------------------------
+# Every request body has a size limit, checked before it is read (413); ingestion endpoints raise it
+# to LOUPE_MAX_BATCH_BYTES. JSON bodies nest at most LOUPE_MAX_JSON_DEPTH levels.
+LOUPE_MAX_REQUEST_BYTES = env.int("LOUPE_MAX_REQUEST_BYTES", default=1024 * 1024)
+LOUPE_MAX_JSON_DEPTH = env.int("LOUPE_MAX_JSON_DEPTH", default=64)
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"), "labeling.request_body.RequestBodyMiddleware")
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "labeling.api.parsers.JSONParser",
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]

@@ -36,6 +36,8 @@ def access_project(*, user, project_id, roles=ANY_ROLE, lock=False) -> Project:
         project_id = int(project_id)
     except (TypeError, ValueError):
         raise NotFound("Project not found.")
+    if not 0 < project_id < 2**63:  # no bigint key holds it: the database would refuse the query
+        raise NotFound("Project not found.")
     if lock:
         role = membership_role(user=user, project_id=project_id)
         project = None if role is None else (

@@ -25,12 +25,13 @@ from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.dateparse import parse_date
 
 from labeling import survival
 from labeling.errors import ValidationFailed
 from labeling.models import Annotation, FeedbackBacklogBin, FeedbackDelayBin, FeedbackState, Project
 from labeling.services.feedback_rollup import HUMAN_CHANNEL, IMPORTED_CHANNEL
+from labeling.timestamps import OutOfRange, check_day, parse_timestamp
 
 DAY = survival.DAY
 QUERY_PARAMS = ("since", "until", "model_version", "source")
@@ -52,20 +53,20 @@ class DelayFilters:
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in self.__dict__.items() if v}
 
 
-def _parse_day(value: str) -> date:
+def _parse_day(value: str, *, field: str) -> date:
     value = value.strip()
-    day = parse_date(value) if len(value) == 10 else None
-    if day is not None:
-        return day
     try:
-        moment = parse_datetime(value)
+        day = parse_date(value) if len(value) == 10 else None
     except ValueError:
-        moment = None
-    if moment is None:
+        day = None
+    if day is not None:
+        return check_day(day, field=field)
+    try:
+        return parse_timestamp(value, field=field).astimezone(dt_timezone.utc).date()
+    except OutOfRange:
+        raise
+    except ValueError:
         raise ValueError(f"{value[:40]!r} is not an ISO 8601 date (2026-03-01) or date-time.")
-    if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=dt_timezone.utc)
-    return moment.astimezone(dt_timezone.utc).date()
 
 
 def feedback_model_versions(*, project) -> list[str]:
@@ -95,7 +96,7 @@ def feedback_filters_parse(*, project, params, allow_unknown: bool = False) -> D
     for key in ("since", "until"):
         if values[key]:
             try:
-                days[key] = _parse_day(values[key])
+                days[key] = _parse_day(values[key], field=key)
             except ValueError as exc:
                 errors[key] = [str(exc)]
     if "since" in days and "until" in days and days["since"] > days["until"]:

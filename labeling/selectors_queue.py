@@ -19,6 +19,7 @@ from labeling.models import (
     ItemStatus,
     ReopenRequest,
 )
+from labeling.timestamps import parse_timestamp
 
 # Counting open items stops here so that the cost of a progress line never grows with the project.
 REMAINING_CAP = 1_000
@@ -117,8 +118,6 @@ def annotation_feed(*, project_id: int, annotator: str | None = None, since: dat
 def parse_since(value: str | None) -> datetime | None:
     if not value:
         return None
-    from labeling.services.ingestion import parse_timestamp
-
     try:
         return parse_timestamp(value, field="since")
     except ValueError as exc:

@@ -25,9 +25,11 @@ from bugqueue.services.bugs import (
     bug_update,
     comment_add,
 )
+from labeling.api import inputs
 from labeling.api.pagination import DefaultPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import ValidationFailed
+from labeling.request_body import BodyLimit
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 
 CONFLICT = {409: ErrorSerializer}
@@ -41,13 +43,13 @@ def _reject_unknown(data, allowed):
         raise ValidationFailed(f"Unknown fields: {', '.join(unknown)}.", fields={k: ["Unknown field."] for k in unknown})
 
 
-class FailureInput(serializers.Serializer):
+class FailureInput(inputs.Input):
     external_id = serializers.CharField(required=False, max_length=255, help_text="An item of the project.")
     payload = serializers.JSONField(required=False, help_text="The failing input (an object); without external_id it becomes an item.")
     predicted_label = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     expected_label = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="Null when not known yet.")
     model_version = serializers.CharField(required=False, allow_blank=True, max_length=128)
-    predicted_at = serializers.DateTimeField(required=False, allow_null=True)
+    predicted_at = inputs.TimestampField(required=False, allow_null=True)
 
 
 class BugPage(serializers.Serializer):
@@ -74,8 +76,10 @@ LIST_PARAMETERS = [
 
 
 class BugListCreateApi(APIView):
-    class Input(serializers.Serializer):
-        project = serializers.IntegerField()
+    request_body_limit = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A bug report")
+
+    class Input(inputs.Input):
+        project = serializers.IntegerField(**inputs.ID)
         title = serializers.CharField(max_length=300)
         kind = serializers.ChoiceField(choices=BugKind.choices)
         description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -129,13 +133,13 @@ class BugListCreateApi(APIView):
 
 
 class BugDetailApi(APIView):
-    class PatchInput(serializers.Serializer):
+    class PatchInput(inputs.Input):
         status = serializers.ChoiceField(choices=BugStatus.choices, required=False)
         priority = serializers.ChoiceField(choices=Priority.choices, required=False)
         assignee = serializers.CharField(required=False, allow_null=True, allow_blank=True,
                                          help_text="A member's username, or null to unassign.")
         tags = serializers.ListField(child=serializers.CharField(), required=False, help_text="The full list of tag slugs.")
-        duplicate_of = serializers.IntegerField(required=False, allow_null=True, help_text="With status duplicate.")
+        duplicate_of = serializers.IntegerField(required=False, allow_null=True, help_text="With status duplicate.", **inputs.ID)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000,
                                      help_text="Why (kept in the history).")
 
@@ -160,7 +164,7 @@ class BugDetailApi(APIView):
 
 
 class BugCommentsApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         body = serializers.CharField(max_length=20_000)
 
     @extend_schema(request=Input, responses={201: CommentOutput, **ERRORS}, operation_id="bugs_comment")
@@ -173,12 +177,12 @@ class BugCommentsApi(APIView):
 
 
 class BugResolveApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         resolution = serializers.ChoiceField(choices=Resolution.choices)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
-        duplicate_of = serializers.IntegerField(required=False, allow_null=True,
+        duplicate_of = serializers.IntegerField(required=False, allow_null=True, **inputs.ID,
                                                 help_text="Required with resolution duplicate.")
-        datasets = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=100,
+        datasets = serializers.ListField(child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=100,
                                          help_text="Validation datasets that get the bug's failures (fixed only); "
                                                    "datasets following the bug's tags get them too.")
         mine_similar = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10_000,
@@ -222,7 +226,7 @@ class BugSettingsApi(APIView):
         project = serializers.IntegerField(source="project_id")
         auto_file_failed_predictions = serializers.BooleanField()
 
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         auto_file_failed_predictions = serializers.BooleanField()
 
     @extend_schema(responses={200: Output, **ERRORS}, operation_id="bug_settings_retrieve")

@@ -13,10 +13,12 @@ from bugqueue import selectors_datasets as sel
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
+from labeling.api import inputs
 from labeling.api.batch import NDJSON_TYPES
 from labeling.api.negotiation import FormatIsAQueryParameter
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import TooLarge, ValidationFailed
+from labeling.request_body import BodyLimit
 from labeling.selectors import MANAGER_ROLES, access_project
 from labeling.selectors_blind import labels_visible_to
 
@@ -49,8 +51,8 @@ def _project_param(request, roles=None):
 
 
 class DatasetListCreateApi(APIView):
-    class Input(serializers.Serializer):
-        project = serializers.IntegerField()
+    class Input(inputs.Input):
+        project = serializers.IntegerField(**inputs.ID)
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, default="")
         tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
@@ -79,7 +81,9 @@ class DatasetDetailApi(APIView):
 
 
 class DatasetVersionsApi(APIView):
-    class Input(serializers.Serializer):
+    request_body_limit = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A dataset version body")
+
+    class Input(inputs.Input):
         add = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
         remove = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
         note = serializers.CharField(required=False, allow_blank=True, default="")
@@ -218,7 +222,25 @@ class EvaluationOutput(serializers.ModelSerializer):
         fields = ["id", "project", "model_version", "n_predictions", "n_unknown", "passed", "created_at", "results"]
 
 
+class _Rows(serializers.Field):
+    """A list of prediction rows, passed on as they are: predictions_parse checks each row."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list):
+            raise serializers.ValidationError("Must be a list.")
+        return data
+
+
 class EvaluationListCreateApi(APIView):
+    request_body_limit = BodyLimit(max_bytes=MAX_EVAL_BYTES, what="An evaluation body")
+
+    class Input(inputs.Input):
+        project = serializers.IntegerField(**inputs.ID)
+        model_version = serializers.CharField(max_length=128)
+        predictions = _Rows()
+        datasets = serializers.ListField(child=serializers.IntegerField(**inputs.ID), required=False, default=list,
+                                         max_length=1000)
+
     @extend_schema(parameters=[OpenApiParameter("project", int, required=True), OpenApiParameter("model_version", str)],
                    responses={200: EvaluationOutput(many=True), **ERRORS}, operation_id="evaluations_list")
     def get(self, request):
@@ -241,24 +263,21 @@ class EvaluationListCreateApi(APIView):
             params = request.query_params
             project = access_project(user=request.user, project_id=params.get("project"), roles=MANAGER_ROLES)
             model_version = params.get("model_version", "")
+            datasets = serializers.ListField(child=serializers.IntegerField(**inputs.ID), max_length=1000)
             try:
-                datasets = [int(x) for x in params.get("datasets", "").split(",") if x.strip()]
-            except ValueError:
+                datasets = datasets.run_validation([x for x in params.get("datasets", "").split(",") if x.strip()])
+            except serializers.ValidationError:
                 raise ValidationFailed("datasets must be comma-separated ids.", fields={"datasets": ["Invalid."]})
             rows = evaluation_rows_from_jsonl(request._request, max_bytes=MAX_EVAL_BYTES)
         else:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
             if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
                 raise TooLarge("A JSON evaluation body holds at most 20 MB; send JSON Lines for more (up to 256 MB).")
-            body = request.data if isinstance(request.data, dict) else {}
-            project = access_project(user=request.user, project_id=body.get("project"), roles=MANAGER_ROLES)
-            model_version = body.get("model_version", "")
-            datasets = body.get("datasets") or []
-            rows = body.get("predictions")
-            if not isinstance(rows, list):
-                raise ValidationFailed("predictions must be a list.", fields={"predictions": ["Must be a list."]})
-            if not isinstance(datasets, list) or not all(isinstance(d, int) for d in datasets):
-                raise ValidationFailed("datasets must be a list of ids.", fields={"datasets": ["Must be a list of ids."]})
+            data = self.Input(data=request.data)
+            data.is_valid(raise_exception=True)
+            body = data.validated_data
+            project = access_project(user=request.user, project_id=body["project"], roles=MANAGER_ROLES)
+            model_version, datasets, rows = body["model_version"], body["datasets"], body["predictions"]
         batch = predictions_parse(project=project, rows=rows)
         evaluation = evaluation_run(project=project, actor=request.user, model_version=model_version, batch=batch,
                                     dataset_ids=datasets or None)

@@ -41,7 +41,8 @@ from bugqueue.services.grouping import BugDraft, FailureData, FilingResult, bug_
 from labeling.errors import Conflict, Forbidden, TooLarge, ValidationFailed
 from labeling.models import Item, Membership, Prediction, Project
 from labeling.selectors import project_label_keys
-from labeling.services.ingestion import items_ingest, parse_timestamp
+from labeling.services.ingestion import items_ingest
+from labeling.timestamps import check_timestamp, parse_timestamp
 
 User = get_user_model()
 
@@ -160,8 +161,12 @@ def _validate_failures(raw, *, label_keys: set, default_model_version: str) -> l
             except ValueError as exc:
                 problems.append(str(exc))
                 at = None
-        elif isinstance(at, datetime) and timezone.is_naive(at):
-            at = at.replace(tzinfo=dt_timezone.utc)
+        elif isinstance(at, datetime):
+            try:
+                at = check_timestamp(at.replace(tzinfo=dt_timezone.utc) if timezone.is_naive(at) else at, field="predicted_at")
+            except ValueError as exc:
+                problems.append(str(exc))
+                at = None
         if problems:
             errors[str(i)] = problems
             continue

@@ -3,7 +3,6 @@ model version evaluated on the same dataset version, and gate: a dataset passes 
 its min_accuracy, every item has a prediction, and no item of a bug that the previous model got
 right is now wrong. Metrics from scikit-learn; predictions kept compactly for click-through."""
 
-import json
 import math
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_s
 
 from bugqueue.models import Dataset, Evaluation, EvaluationPrediction, EvaluationResult
 from bugqueue.services.datasets import members_at
+from labeling.api.json_body import json_loads
 from labeling.errors import TooLarge, ValidationFailed
 from labeling.models import Item
 from labeling.selectors import project_label_keys
@@ -203,6 +203,7 @@ def evaluation_rows_from_jsonl(stream, *, max_bytes):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            row = json_loads(line)
         except ValueError as exc:
-            raise ValidationFailed(f"Line {lineno + 1} is not valid JSON: {exc}", code="parse_error")
+            raise ValidationFailed(f"Line {lineno + 1} is not accepted JSON: {exc}", code="parse_error")
+        yield row

@@ -1,45 +1,23 @@
 """Reading a batch body (a JSON array, or JSON Lines with Content-Type application/x-ndjson)
 within the row and byte limits, answering 413 with the limit when it is exceeded."""
 
-import json
-import re
-
-import orjson
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
+from labeling.api.json_body import JSONInputError, json_loads
 from labeling.errors import TooLarge, ValidationFailed
+from labeling.request_body import BATCH
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-lines")
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# orjson reads an integer beyond 64 bits as a float, losing digits. Such an integer has at least 19
-# digits in a row, so a body with no run of 19 digits (anywhere, strings included) is safe for it.
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
-
-
-def json_loads(data: bytes):
-    """orjson when it is exact (several times faster); the standard library when the body may hold a
-    very large integer, and for its error messages. NaN and Infinity are refused either way."""
-    if not _LONG_DIGIT_RUN.search(data):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data, parse_constant=_reject_constant)
-
-
 def _too_large():
-    limit = settings.LOUPE_MAX_BATCH_BYTES
-    return TooLarge(f"A batch body holds at most {limit // (1024 * 1024)} MB ({limit:,} bytes). Split it.")
+    return TooLarge(BATCH.message())
 
 
 def read_batch(request) -> list:
-    limit = settings.LOUPE_MAX_BATCH_BYTES
+    """The body's rows. The limits and the JSON rules are the shared ones (labeling.request_body,
+    labeling.api.json_body); a bad row is named by its index and line."""
+    limit = BATCH.bytes()
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -61,10 +39,13 @@ def read_batch(request) -> list:
             try:
                 rows.append(json_loads(line))
             except ValueError as exc:
-                errors.append({"index": len(rows) + len(errors), "line": lineno + 1, "message": f"not valid JSON: {exc}"})
+                what = "refused" if isinstance(exc, JSONInputError) else "not valid JSON"
+                errors.append({"index": len(rows) + len(errors), "line": lineno + 1, "message": f"{what}: {exc}"})
         if errors:
+            first = errors[0]
             raise ValidationFailed(
-                f"{len(errors)} lines are not valid JSON; nothing was written.", code="parse_error", fields={"rows": errors}
+                f"{len(errors)} lines cannot be read; nothing was written. Line {first['line']}: {first['message']}",
+                code="parse_error", fields={"rows": errors},
             )
         return rows
     if content_type not in ("application/json", ""):
@@ -74,6 +55,9 @@ def read_batch(request) -> list:
         )
     try:
         data = json_loads(body or b"null")
+    except JSONInputError as exc:
+        rows = None if exc.row is None else {"rows": [{"index": exc.row, "message": str(exc)}]}
+        raise ValidationFailed(f"The body is not JSON Loupe accepts: {exc}", code="parse_error", fields=rows)
     except ValueError as exc:
         raise ValidationFailed(f"The body is not valid JSON: {exc}", code="parse_error")
     if isinstance(data, dict) and isinstance(data.get("items"), list):

@@ -6,6 +6,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling.api import inputs
 from labeling.api.permissions import IsStaff
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import ValidationFailed
@@ -44,7 +45,7 @@ class TokenApi(APIView):
     def throttled(self, request, wait):
         raise exceptions.Throttled(wait=wait, detail="Too many login requests from this address.")
 
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=4096, style={"input_type": "password"}, trim_whitespace=False)
 
@@ -90,7 +91,7 @@ class TokenRevokeAllApi(APIView):
 class UserCreateApi(APIView):
     permission_classes = [IsStaff]
 
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(trim_whitespace=False)
         is_staff = serializers.BooleanField(required=False, default=False)

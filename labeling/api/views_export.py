@@ -15,6 +15,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling.api import inputs
 from labeling.api.negotiation import FormatIsAQueryParameter
 
 from labeling.api.pagination import IdCursorPagination
@@ -61,7 +62,7 @@ class LabelHistoryApi(APIView):
 
     class Input(serializers.Serializer):
         since = serializers.CharField(required=False, allow_blank=True, default="0")
-        limit = serializers.IntegerField(required=False, min_value=1)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=inputs.INT32[1])
         format = serializers.ChoiceField(choices=ExportFormat.choices, required=False, default=ExportFormat.JSON)
         compact = serializers.BooleanField(required=False, default=False)
 
@@ -166,7 +167,7 @@ class ExportsPagination(IdCursorPagination):
 
 
 class ProjectExportsApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         format = serializers.ChoiceField(choices=ExportFormat.choices, required=False, default=ExportFormat.JSONL)
         since = serializers.CharField(required=False, allow_blank=True, default="0")
         compact = serializers.BooleanField(required=False, default=False)
@@ -231,7 +232,7 @@ class ExportGrantOutput(serializers.Serializer):
 
 
 class ExportGrantsApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         username = serializers.CharField()
 
     @extend_schema(operation_id="export_grants_list", responses={200: ExportGrantOutput(many=True), **ERRORS})

@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.api.batch import read_batch
+from labeling.request_body import BATCH
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
@@ -20,6 +21,8 @@ class GroundTruthRowOutput(serializers.Serializer):
 
 
 class GroundTruthImportApi(APIView):
+    request_body_limit = BATCH
+
     class Output(serializers.Serializer):
         received = serializers.IntegerField()
         applied = serializers.IntegerField(help_text="Set or changed the item's ground truth (method imported).")

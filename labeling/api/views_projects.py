@@ -3,6 +3,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling.api import inputs
 from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
 from labeling.errors import Forbidden, ValidationFailed
@@ -25,19 +26,24 @@ from labeling.services.projects import (
     project_update,
 )
 from labeling.api.batch import read_batch
+from labeling.request_body import BATCH
 
 
-class LabelInput(serializers.Serializer):
+MAX_SLO_TARGET_SECONDS = 10 * 366 * 86400
+MAX_TEXT = 20_000  # descriptions and guidelines, as bug descriptions
+
+
+class LabelInput(inputs.Input):
     key = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=200)
-    guideline = serializers.CharField(required=False, allow_blank=True, default="")
+    guideline = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_TEXT)
     hotkey = serializers.CharField(required=False, allow_blank=True, default="", max_length=1, trim_whitespace=False)
 
 
 class ProjectListCreateApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         name = serializers.CharField(max_length=200)
-        description = serializers.CharField(required=False, allow_blank=True, default="")
+        description = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_TEXT)
         labels = LabelInput(many=True)
         annotations_per_item = serializers.IntegerField(required=False, default=3, min_value=1, max_value=10)
         max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
@@ -69,16 +75,17 @@ class ProjectListCreateApi(APIView):
 
 
 class ProjectDetailApi(APIView):
-    class PatchInput(serializers.Serializer):
+    class PatchInput(inputs.Input):
         name = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT)
         annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=10)
         max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
         lease_seconds = serializers.IntegerField(required=False, min_value=30, max_value=86400)
         queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
         accept_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
         slo_quantile = serializers.FloatField(required=False, min_value=0.01, max_value=0.999)
-        slo_target_seconds = serializers.IntegerField(required=False, min_value=1)
+        slo_target_seconds = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SLO_TARGET_SECONDS,
+                                                      help_text="At most ten years.")
 
     @extend_schema(responses={200: ProjectOutput, **ERRORS}, operation_id="projects_retrieve")
     def get(self, request, project_id):
@@ -108,7 +115,7 @@ class MembershipOutput(serializers.Serializer):
 
 
 class MemberListCreateApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         username = serializers.CharField()
         role = serializers.ChoiceField(choices=Role.choices)
 
@@ -146,6 +153,8 @@ class ItemsCursorPagination(IdCursorPagination):
 
 
 class ItemListIngestApi(APIView):
+    request_body_limit = BATCH
+
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=ItemStatus.values),

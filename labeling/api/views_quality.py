@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import selectors_quality as sq
+from labeling.api import inputs
 from labeling.api.pagination import DefaultPagination, ItemCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, LabelOutput
 from labeling.errors import ValidationFailed
@@ -189,7 +190,7 @@ class ReviewNextApi(APIView):
 
 
 class ReviewSkipApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
 
     @extend_schema(request=Input, responses={204: None, **CONFLICT, **ERRORS}, operation_id="review_skip",
@@ -203,7 +204,7 @@ class ReviewSkipApi(APIView):
 
 
 class ItemResolveApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         label = serializers.CharField(max_length=64)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
         append_to_guideline = serializers.BooleanField(required=False, default=False)
@@ -286,7 +287,7 @@ class AgreementApi(APIView):
 
 
 class QualitySettingsApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         auto_run_after_disputed = serializers.IntegerField(min_value=0, max_value=1_000_000)
 
     class Output(serializers.Serializer):

@@ -5,6 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling.api import inputs
 from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import ValidationFailed
@@ -40,9 +41,9 @@ class QueueItemOutput(serializers.Serializer):
 
 
 class QueueNextApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         exclude = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=10,
+            child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=10,
             help_text="Assignment ids the client already has in hand (the item on screen, the one fetched "
             "ahead): the answer is another lease. Without it, a lease you hold is returned again.",
         )
@@ -91,7 +92,7 @@ class AnnotationOutput(serializers.Serializer):
 
 
 class SubmitApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         label = serializers.CharField(max_length=64)
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_SECONDS_SPENT)
 
@@ -121,7 +122,7 @@ class SkippedOutput(serializers.Serializer):
 
 
 class SkipApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
     class Output(serializers.Serializer):

@@ -45,7 +45,8 @@ from labeling.models import (
 from labeling.selectors import project_label_keys
 from labeling.services.feedback_rollup import HUMAN_CHANNEL, feedback_state_lock, feedback_rollup_refresh
 from labeling.services.ground_truth import Decision, ground_truth_set_many
-from labeling.services.ingestion import check_batch_size, parse_timestamp
+from labeling.services.ingestion import check_batch_size
+from labeling.timestamps import parse_timestamp
 from labeling.signals import feedback_slo_changed
 
 IMPORT_FIELDS = {"external_id", "label", "observed_at", "source"}

@@ -10,18 +10,18 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 from functools import partial
 
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from labeling.errors import TooLarge, ValidationFailed
 from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
 from labeling.selectors import project_label_keys
+from labeling.timestamps import parse_timestamp
 
 PROB_TOLERANCE = 1e-3
 
@@ -58,21 +58,6 @@ class IngestResult:
 
     def as_dict(self):
         return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
-
-
-def parse_timestamp(value, *, field: str) -> datetime:
-    """ISO 8601 string -> aware datetime (naive means UTC). Raises ValueError with a reason."""
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be an ISO 8601 date-time string.")
-    try:
-        parsed = datetime.fromisoformat(value)  # fast C path (Python 3.11 reads "Z" and most ISO 8601 forms)
-    except ValueError:
-        parsed = parse_datetime(value)
-    if parsed is None:
-        raise ValueError(f"{field} is not a valid ISO 8601 date-time: {value[:40]!r}.")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt_timezone.utc)
-    return parsed
 
 
 def check_batch_size(rows: list) -> None:

@@ -1,0 +1,115 @@
+"""Request bodies: a size limit on every one, checked before it is read, and chunked bodies read.
+
+Every body has a limit: LOUPE_MAX_REQUEST_BYTES, or the larger one a view declares in
+`request_body_limit` (a BodyLimit; the ingestion endpoints take LOUPE_MAX_BATCH_BYTES). A body over
+it answers 413 in the API's error shape, judged by its Content-Length before a byte is read, or while
+it streams in when it is chunked.
+
+Django reads a body by its Content-Length. A chunked body (Transfer-Encoding: chunked) has none, so
+Django would see an empty body and a PATCH would answer 200 having changed nothing. Servers that
+decode chunked bodies say so with `wsgi.input_terminated` (gunicorn, uWSGI, mod_wsgi): such a body is
+read here, up to the limit, into a spooled file that Django then reads by its length. A server that
+does not decode them (Django's runserver) leaves the chunk framing in the stream: the request is
+refused with 411 rather than read wrong.
+
+Query strings and form bodies are refused when they carry a NUL character (%00), which no column
+can store; JSON bodies are checked where they are parsed (labeling.api.json_body).
+"""
+
+import tempfile
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
+from django.http import JsonResponse
+
+READ_BLOCK = 64 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024  # a chunked body larger than this waits on disk, not in the worker's memory
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """How large a view's request body may be: `setting` names a Django setting (read at request
+    time), else `max_bytes`, else LOUPE_MAX_REQUEST_BYTES."""
+
+    setting: str | None = None
+    max_bytes: int | None = None
+    what: str = "A request body"
+    hint: str = ""
+
+    def bytes(self) -> int:
+        if self.setting:
+            return getattr(settings, self.setting)
+        return self.max_bytes or settings.LOUPE_MAX_REQUEST_BYTES
+
+    def message(self) -> str:
+        limit = self.bytes()
+        size = f"{limit / 2**20:g} MB ({limit:,} bytes)" if limit >= 2**20 else f"{limit:,} bytes"
+        return " ".join(filter(None, [f"{self.what} holds at most {size}.", self.hint]))
+
+
+DEFAULT = BodyLimit()
+BATCH = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A batch body", hint="Split it.")
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def view_body_limit(view_func) -> BodyLimit:
+    return getattr(getattr(view_func, "view_class", view_func), "request_body_limit", None) or DEFAULT
+
+
+class RequestBodyMiddleware:
+    """Runs before anything reads the body (it stands before CsrfViewMiddleware, which may)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        meta = request.META
+        if "%00" in meta.get("QUERY_STRING", ""):
+            return _error(400, "invalid", "The query string holds a NUL character (%00), which is not text.")
+        limit = view_body_limit(view_func)
+        if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+            if not meta.get("wsgi.input_terminated"):
+                return _error(411, "length_required", "Send the body with a Content-Length: this server "
+                                                      "cannot read chunked request bodies.")
+            refused = self._read_chunked(request, limit)
+            if refused:
+                return refused
+        elif raw := meta.get("CONTENT_LENGTH"):
+            try:
+                length = int(raw)
+            except ValueError:
+                length = -1
+            if length < 0:
+                return _error(400, "invalid", "Content-Length must be a number of bytes.")
+            if length > limit.bytes():
+                return _error(413, "too_large", limit.message())
+        if request.content_type == "application/x-www-form-urlencoded" and (b"%00" in request.body or b"\0" in request.body):
+            return _error(400, "invalid", "The form holds a NUL character (%00), which is not text.")
+        return None
+
+    @staticmethod
+    def _read_chunked(request, limit: BodyLimit):
+        """Read the decoded body into a spooled file (413 past the limit); Django reads it from there."""
+        source, most = request.META["wsgi.input"], limit.bytes()
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        size = 0
+        while True:
+            block = source.read(min(READ_BLOCK, most + 1 - size))
+            if not block:
+                break
+            size += len(block)
+            if size > most:
+                spool.close()
+                return _error(413, "too_large", limit.message())
+            spool.write(block)
+        spool.seek(0)
+        request.META["CONTENT_LENGTH"] = str(size)
+        request._stream = LimitedStream(spool, size)
+        return None
