@@ -126,7 +126,7 @@ class UserTokensApi(APIView):
 
     permission_classes = [IsStaff]
 
-    class Input(serializers.Serializer):
+    class Input(inputs.Input):
         name = serializers.CharField(max_length=100)
         expires_in = serializers.IntegerField(
             required=False, allow_null=True, default=None, min_value=60, max_value=10 * 366 * 86400,
