@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from labeling.models import Item, Project
+from labeling.services.accounts import token_issue_login
 from tests.factories import PASSWORD
 from tests.factories_input import client, error_of, input_world
 from tests.rows import snapshot
@@ -140,7 +140,7 @@ def send_chunked(host, port, method, path, parts, headers):
 
 
 def token_for(user) -> dict:
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}", "Content-Type": JSON}
+    return {"Authorization": f"Token {token_issue_login(user=user)[1]}", "Content-Type": JSON}
 
 
 @pytest.mark.django_db(transaction=True)
