@@ -54,6 +54,12 @@ TABLE = [
     # --- labeling API --------------------------------------------------------------------
     (API, "POST", "api-token", "/api/auth/token",                                   "400 400 400 400 400 400 400"),
     (API, "POST", "api-users", "/api/users",                                        "401 403 403 403 403 403 400"),
+    # Logging out needs a token (a session answers 400); service tokens are staff business.
+    (API, "DELETE", "api-token", "/api/auth/token",                                 "401 400 400 400 400 400 400"),
+    (API, "DELETE", "api-tokens", "/api/auth/tokens",                               "401 204 204 204 204 204 204"),
+    (API, "GET", "api-user-tokens", "/api/users/{outsider}/tokens",                 "401 403 403 403 403 403 200"),
+    (API, "POST", "api-user-tokens", "/api/users/{outsider}/tokens",                "401 403 403 403 403 403 400"),
+    (API, "DELETE", "api-user-token", "/api/users/{outsider}/tokens/999999",        "401 403 403 403 403 403 404"),
     (API, "GET", "api-me", "/api/me",                                               "401 200 200 200 200 200 200"),
     (API, "GET", "api-projects", "/api/projects",                                   "401 200 200 200 200 200 200"),
     # Creating a project needs staff or the labeling.add_project permission (staff grant it).
@@ -117,7 +123,8 @@ TABLE = [
                                                                                     "401 404 200 200 200 404 200"),
     (API, "GET", "api-bug-dataset-flows", "/api/bugs/{bug}/dataset-flows",          "401 404 200 200 200 404 200"),
     (API, "GET", "api-evaluations", "/api/evaluations?project={p}",                 "401 404 200 200 200 404 200"),
-    (API, "POST", "api-evaluations", "/api/evaluations",                            "401 404 404 404 404 404 404"),
+    # An empty body names no project: a 400 for the missing fields, whoever asks.
+    (API, "POST", "api-evaluations", "/api/evaluations",                            "401 400 400 400 400 400 400"),
     (API, "GET", "api-evaluation", "/api/evaluations/{evaluation}",                 "401 404 200 200 200 404 200"),
     # --- labeling pages ------------------------------------------------------------------
     (PAGE, "GET", "home", "/",                                                      "302 200 200 200 200 200 200"),
