@@ -30,3 +30,4 @@ from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F40
 from .feedback import FeedbackBacklogBin, FeedbackDelayBin, FeedbackDirtyDay, FeedbackState, GroundTruthObservation, ObservationOutcome  # noqa: F401,E501
 from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
 from .quality import *  # noqa: F401,F403,E402
+from .work import DeferredTask  # noqa: F401,E402

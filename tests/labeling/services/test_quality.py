@@ -635,7 +635,7 @@ def test_recover_fails_runs_whose_worker_died_and_resends_lost_messages(settings
     lost = QualityRun.objects.create(project=other, status="queued")
     QualityRun.objects.filter(pk=lost.pk).update(created_at=long_ago)
     with mock.patch.object(quality_run_task, "delay") as delay:
-        assert quality_runs_recover() == {"failed": 1, "resent": 1}
+        assert quality_runs_recover() == {"requeued": 0, "failed": 1, "resent": 1}
     delay.assert_called_once_with(lost.pk)
     stuck.refresh_from_db()
     assert stuck.status == "failed" and "TIMEOUT" in stuck.error
