@@ -257,6 +257,9 @@ LOUPE_BROKER_PUBLISH_TIMEOUT = env.float("LOUPE_BROKER_PUBLISH_TIMEOUT", default
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": LOUPE_BROKER_VISIBILITY_TIMEOUT,
     "socket_connect_timeout": LOUPE_BROKER_PUBLISH_TIMEOUT,
+    # A broker that accepts connections but does not answer (hung): a worker's BRPOP answers every
+    # second, so a reply this late means the broker is gone.
+    "socket_timeout": LOUPE_BROKER_PUBLISH_TIMEOUT + 2,
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = LOUPE_BROKER_PUBLISH_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
