@@ -25,10 +25,10 @@ from datetime import timedelta
 from functools import partial
 from json.encoder import encode_basestring as _q  # the C encoder: a str -> a quoted JSON string
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 

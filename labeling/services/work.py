@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 # What a failed publish raises: kombu wraps the transport's connection errors in its OperationalError;
 # a socket error can still escape while the connection is set up.
-PUBLISH_ERRORS = (BrokerError, ConnectionError, TimeoutError, OSError)
+PUBLISH_ERRORS = (BrokerError, OSError)
 
 
 # --- sending ------------------------------------------------------------------------------------
