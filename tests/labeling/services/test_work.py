@@ -141,3 +141,17 @@ def test_in_process_tasks_still_raise_their_own_errors(eager_celery):
         with pytest.raises(ValueError):
             enqueue(similarity_index_update_task, 1)
     assert not DeferredTask.objects.exists()
+
+
+def test_tasks_are_acknowledged_late_and_redelivery_waits_longer_than_the_longest_task(settings):
+    """With acks_late, a message taken by a worker that dies is delivered again after the broker's
+    visibility timeout: it must outlast the longest task (else a live run would get a second copy).
+    The sweep, every minute, is what brings dead work back quickly."""
+    from config.celery import app
+
+    assert app.conf.task_acks_late is True
+    assert app.conf.broker_transport_options["visibility_timeout"] > settings.LOUPE_QUALITY_RUN_TIMEOUT
+    assert app.conf.broker_connection_timeout <= 5 and app.conf.task_publish_retry_policy["max_retries"] <= 1
+    sweep = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "loupe.work_sweep"]
+    assert sweep and sweep[0]["schedule"] <= 60
+    assert settings.LOUPE_HEARTBEAT_STALE_SECONDS + 60 + 60 < 5 * 60  # stale + one sweep period + a run: < 5 min
