@@ -80,9 +80,9 @@ class PrivateRedis:
 
 
 def _reset_pools(app):
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # Dropped, not closed: kombu keeps one pool per broker URL for the whole process, and the next
+    # test on the shared broker gets that same pool object back.
+    app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None

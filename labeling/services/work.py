@@ -33,7 +33,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -116,10 +116,15 @@ def deferred_tasks_send(*, sender: _Sender | None = None, limit: int = 1000) -> 
             logger.error("dropping deferred message for unknown task %s", row.task_name)
             row.delete()
             continue
+        # Taken off the list before sending: a failure recorded meanwhile for the same task makes a new
+        # row (sent by the next sweep) instead of joining one that is about to go, and two sweeps at
+        # once do not both send it.
+        if not DeferredTask.objects.filter(pk=row.pk).delete()[0]:
+            continue
         if not sender.send(task, *row.args):
-            DeferredTask.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
+            DeferredTask.objects.get_or_create(key=row.key, defaults={
+                "task_name": row.task_name, "args": row.args, "attempts": row.attempts + 1, "last_error": row.last_error})
             break
-        row.delete()
         sent += 1
     return sent
 
