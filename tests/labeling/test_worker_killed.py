@@ -67,7 +67,11 @@ def test_work_of_a_killed_worker_is_requeued_by_the_sweep_and_completed(postgres
             row = model.objects.filter(pk=request())  # enqueued on commit, to the private broker
             first = start_worker(broker.url, **WORKER_ENV)
             workers.append(first)
-            wait_for(lambda: row.filter(status=running).exists(), timeout=90, what="the first worker to claim the work")
+            try:
+                wait_for(lambda: row.filter(status=running).exists(), timeout=90, what="the first worker to claim the work")
+            except AssertionError:
+                raise AssertionError(f"not claimed: row {list(row.values('status', 'attempts'))}, broker queue "
+                                     f"{broker.queued_tasks()}, worker output:\n{stop_worker(first)}") from None
             wait_for(lambda: row.filter(status=running).values_list("heartbeat_at", flat=True).first()
                      != row.values_list("started_at", flat=True).first(), timeout=30, what="a heartbeat")
 
