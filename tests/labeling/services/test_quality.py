@@ -588,18 +588,19 @@ def test_two_runs_requested_at_once_start_one(postgres_tx):
     def request():
         try:
             barrier.wait()
-            with mock.patch.object(quality_service, "_enqueue"):
-                outcomes.append(("run", quality_run_request(project_id=project.pk, requested_by=manager).pk))
+            outcomes.append(("run", quality_run_request(project_id=project.pk, requested_by=manager).pk))
         except Conflict as exc:
             outcomes.append(("conflict", exc.fields and exc.fields.get("run_id")))
         finally:
             connection.close()
 
     threads = [threading.Thread(target=request) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Patched once, here: patching in each thread let one thread "restore" another's mock for good.
+    with mock.patch.object(quality_service, "_enqueue"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     runs = [v for kind, v in outcomes if kind == "run"]
     assert len(runs) == 1 and len(outcomes) == 4
     assert QualityRun.objects.filter(project=project).count() == 1
