@@ -1,21 +1,13 @@
 """Receivers of labeling's signals (sent after commit). They only enqueue tasks, after commit,
-with ids and values; a broker outage is logged, not raised into labeling's request: the
-failed-prediction filer works from a cursor and its periodic sweep catches up."""
+with ids and values; a broker outage is logged, not raised into labeling's request: the message is
+recorded for labeling's work sweep (labeling.services.work), and the failed-prediction filer works
+from a cursor that its own periodic sweep catches up with."""
 
-import logging
 from functools import partial
 
 from django.db import transaction
-from kombu.exceptions import OperationalError as BrokerError
 
-logger = logging.getLogger(__name__)
-
-
-def _send(task, *args):
-    try:
-        task.delay(*args)
-    except BrokerError:
-        logger.exception("could not enqueue %s%r; the periodic sweep will pick it up", task.name, args)
+from labeling.services.work import enqueue as _send
 
 
 def on_ground_truth_changed(sender, project_id, changes, **kwargs):

@@ -340,3 +340,33 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
     "rest_framework.parsers.FormParser",
     "rest_framework.parsers.MultiPartParser",
 ]
+
+# --- faults: heartbeats, the work sweep, bounded publishing (labeling.services.work) -------------
+# A running quality run or export build writes a heartbeat every LOUPE_HEARTBEAT_SECONDS; the work
+# sweep (beat, every minute) re-queues one silent for LOUPE_HEARTBEAT_STALE_SECONDS, up to
+# LOUPE_WORK_MAX_ATTEMPTS attempts in all, then marks it failed with the reason. Queued work not
+# picked up for LOUPE_WORK_RESEND_SECONDS (its message lost, or never sent: broker down) is sent again.
+LOUPE_HEARTBEAT_SECONDS = env.float("LOUPE_HEARTBEAT_SECONDS", default=15.0)
+LOUPE_HEARTBEAT_STALE_SECONDS = env.float("LOUPE_HEARTBEAT_STALE_SECONDS", default=90.0)
+LOUPE_WORK_MAX_ATTEMPTS = env.int("LOUPE_WORK_MAX_ATTEMPTS", default=3)
+LOUPE_WORK_RESEND_SECONDS = env.float("LOUPE_WORK_RESEND_SECONDS", default=60.0)
+# Tasks are acknowledged after they finish (CELERY_TASK_ACKS_LATE). On Redis, a message taken by a
+# worker that dies is delivered again only after the visibility timeout, so it must exceed the longest
+# task (a message redelivered while its task still runs would start a second copy). Redelivery is the
+# slow backstop; the work sweep above is the fast path after a worker dies.
+LOUPE_BROKER_VISIBILITY_TIMEOUT = env.int("LOUPE_BROKER_VISIBILITY_TIMEOUT", default=2 * LOUPE_QUALITY_RUN_TIMEOUT)
+# Sending a task message never holds a request for long when the broker is down: a bounded connect
+# timeout and one retry, then the caller records the message for the sweep (labeling.services.work).
+LOUPE_BROKER_PUBLISH_TIMEOUT = env.float("LOUPE_BROKER_PUBLISH_TIMEOUT", default=2.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": LOUPE_BROKER_VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": LOUPE_BROKER_PUBLISH_TIMEOUT,
+    # A broker that accepts connections but does not answer (hung): a worker's BRPOP answers every
+    # second, so a reply this late means the broker is gone.
+    "socket_timeout": LOUPE_BROKER_PUBLISH_TIMEOUT + 2,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = LOUPE_BROKER_PUBLISH_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+# A lost database connection answers 503 with Retry-After (seconds), not 500 (labeling.middleware).
+LOUPE_DB_RETRY_AFTER_SECONDS = env.int("LOUPE_DB_RETRY_AFTER_SECONDS", default=2)
+MIDDLEWARE.append("labeling.middleware.DatabaseUnavailableMiddleware")  # last: sees a view's error first

@@ -1,15 +1,11 @@
 """Keeps the feedback-delay rollups fresh when ground truth changes anywhere (annotation, review,
 import). Runs after commit (the signal is sent then). If the broker is unreachable the change is not
-lost: the rollups follow the label history by its commit-ordered seq, so the periodic check
-catches up."""
-
-import logging
+lost: the message is recorded for the work sweep (labeling.services.work), and the rollups follow
+the label history by its commit-ordered seq, so the periodic check catches up too."""
 
 from django.dispatch import receiver
 
 from labeling.signals import ground_truth_changed
-
-log = logging.getLogger(__name__)
 
 
 # A short delay coalesces bursts (a reviewer resolving items one after another, several import
@@ -18,12 +14,10 @@ REFRESH_COUNTDOWN_SECONDS = 10
 
 
 def enqueue_refresh(project_id: int) -> None:
+    from labeling.services.work import enqueue
     from labeling.tasks import feedback_refresh
 
-    try:
-        feedback_refresh.apply_async((project_id,), countdown=REFRESH_COUNTDOWN_SECONDS)
-    except Exception:  # the broker is down: the periodic feedback check refreshes later
-        log.exception("could not enqueue feedback_refresh for project %s; the periodic check will", project_id)
+    enqueue(feedback_refresh, project_id, countdown=REFRESH_COUNTDOWN_SECONDS)
 
 
 @receiver(ground_truth_changed, dispatch_uid="loupe-feedback-refresh")

@@ -30,15 +30,22 @@ def export_build(export_id: int) -> None:
     export_file_build(export_id=export_id)
 
 
-@shared_task(name="loupe.export_sweep")
-def export_sweep() -> int:
-    """Re-enqueue exports whose build message was lost or whose worker died (the database is the record)."""
-    from labeling.services.export import export_stale_ids
+@shared_task(name="loupe.work_sweep")
+def work_sweep() -> dict:
+    """Beat, every minute: re-queue quality runs and export builds whose heartbeat stopped (a worker
+    died), re-send queued ones nobody picked up, and send task messages the broker refused
+    (labeling.services.work)."""
+    from labeling.services.work import work_sweep as sweep
 
-    ids = export_stale_ids()
-    for export_id in ids:
-        export_build.delay(export_id)
-    return len(ids)
+    return sweep()
+
+
+@shared_task(name="loupe.export_sweep")
+def export_sweep() -> dict:
+    """Exports only (the work sweep does this every minute)."""
+    from labeling.services.export import exports_recover
+
+    return exports_recover()
 
 
 # --- feedback delay ----------------------------------------------------------------------------
@@ -159,11 +166,19 @@ def quality_run_task(run_id: int) -> None:
 
 @shared_task(name="loupe.quality_runs_recover")
 def quality_runs_recover_task() -> dict:
-    """Beat: re-send queued runs whose message was lost; fail runs whose worker died; drop the
-    per-item results of old runs."""
+    """Re-send queued runs whose message was lost, re-queue or fail runs whose worker died (the work
+    sweep does this every minute), and drop the per-item results of old runs."""
     from labeling.services.quality import quality_results_prune, quality_runs_recover
 
     return {**quality_runs_recover(), "pruned": quality_results_prune()}
+
+
+@shared_task(name="loupe.quality_results_prune")
+def quality_results_prune_task() -> int:
+    """Beat: drop the per-item results of each project's older runs."""
+    from labeling.services.quality import quality_results_prune
+
+    return quality_results_prune()
 
 
 # --- API tokens -----------------------------------------------------------------------------------

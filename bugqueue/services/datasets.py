@@ -2,7 +2,6 @@
 flow from a resolved bug to data (known failures now, unlabeled ones and mined look-alikes later)."""
 
 import logging
-from functools import partial
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -168,8 +167,9 @@ def bug_datasets_flow_start(*, bug: Bug, actor, dataset_ids=(), mine_similar: in
         raise ValidationFailed("mine_similar must be from 0 to 10,000.", fields={"mine_similar": ["Must be from 0 to 10000."]})
     flow = BugDatasetFlow.objects.create(bug=bug, datasets=dataset_ids, mine_similar=mine_similar, created_by=actor)
     from bugqueue.tasks import bug_datasets_flow_task
+    from labeling.services.work import enqueue_on_commit
 
-    transaction.on_commit(partial(bug_datasets_flow_task.delay, flow.pk))
+    enqueue_on_commit(bug_datasets_flow_task, flow.pk)
     return flow
 
 

@@ -31,3 +31,4 @@ from .feedback import FeedbackBacklogBin, FeedbackDelayBin, FeedbackDirtyDay, Fe
 from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
 from .quality import *  # noqa: F401,F403,E402
 from .accounts import ApiToken, TokenKind, password_stamp  # noqa: F401
+from .work import DeferredTask  # noqa: F401,E402

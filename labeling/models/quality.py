@@ -81,6 +81,9 @@ class QualityRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Last sign of life (labeling.services.work): while running, the worker's heartbeat; while queued,
+    # when its task message was last sent. The sweep re-queues a running run whose heartbeat stopped.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -31,6 +31,7 @@ from labeling.models import (
 from labeling.services.ground_truth import ground_truth_set
 from labeling.services.quality import quality_on_item_disputed
 from labeling.services.queue import leases_cancel
+from labeling.services.retry import retry_on_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Outcome:
     done_today: int = 0  # the annotator's submissions in the project today (UTC), this one included
 
 
+@retry_on_conflict  # a deadlock re-runs the whole submit: a submitted annotation is never lost
 @transaction.atomic
 def annotation_submit(
     *, assignment_id: int, annotator, label: str, seconds_spent: float | None = None, now: datetime | None = None

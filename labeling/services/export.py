@@ -25,6 +25,7 @@ from datetime import timedelta
 from functools import partial
 from json.encoder import encode_basestring as _q  # the C encoder: a str -> a quoted JSON string
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -50,8 +51,6 @@ CONTENT_TYPES = {
     ExportFormat.CSV: "text/csv; charset=utf-8",
     ExportFormat.JSON: "application/json",
 }
-# A running build whose worker died is taken over after this long (the sweep re-enqueues it).
-STALE_AFTER = timedelta(minutes=30)
 
 
 # --- encoders ---------------------------------------------------------------------------------
@@ -157,9 +156,11 @@ def export_request(*, project: Project, actor, format: str = ExportFormat.JSONL,
             return existing, False
         export = Export.objects.create(project=project, requested_by=actor if actor and actor.is_authenticated else None,
                                        format=format, compact=compact, since_seq=bounds.since, until_seq=bounds.until)
+        from labeling.services.work import enqueue_on_commit
         from labeling.tasks import export_build
 
-        export_build.delay_on_commit(export.pk)
+        # The pending export is the record: if the broker is down, the work sweep sends it later.
+        enqueue_on_commit(export_build, export.pk, record=False)
     return export, True
 
 
@@ -173,11 +174,12 @@ def _export_claim(*, export_id: int) -> Export | None:
     if export is None or export.status == ExportStatus.DONE:
         return None
     now = timezone.now()
-    if export.status == ExportStatus.RUNNING and export.started_at and export.started_at > now - STALE_AFTER:
-        return None  # another worker is building it
-    export.status, export.started_at, export.error = ExportStatus.RUNNING, now, ""
+    alive_since = now - timedelta(seconds=settings.LOUPE_HEARTBEAT_STALE_SECONDS)
+    if export.status == ExportStatus.RUNNING and (export.heartbeat_at or export.started_at or now) > alive_since:
+        return None  # another worker is building it (its heartbeat is fresh)
+    export.status, export.started_at, export.heartbeat_at, export.error = ExportStatus.RUNNING, now, now, ""
     export.attempts += 1
-    export.save(update_fields=["status", "started_at", "error", "attempts"])
+    export.save(update_fields=["status", "started_at", "heartbeat_at", "error", "attempts"])
     return export
 
 
@@ -206,7 +208,15 @@ def export_file_build(*, export_id: int) -> Export | None:
     export = _export_claim(export_id=export_id)
     if export is None:
         return None
-    attempt = export.attempts
+    from labeling.services.work import Heartbeat
+
+    # The heartbeat tells the work sweep this build is alive (see labeling.services.work).
+    with Heartbeat(Export, export.pk, export.attempts):
+        return _export_build(export)
+
+
+def _export_build(export: Export) -> Export | None:
+    export_id, attempt = export.pk, export.attempts
     name = export_file_name(export)
     try:
         with tempfile.TemporaryFile() as tmp:
@@ -249,12 +259,14 @@ def _export_fail(*, export_id, attempt, error) -> None:
         status=ExportStatus.FAILED, error=error[:2000], finished_at=timezone.now())
 
 
-def export_stale_ids(*, now=None) -> list[int]:
-    """Exports whose build message was lost (pending for a while) or whose worker died (running too long)."""
-    now = now or timezone.now()
-    pending = Export.objects.filter(status=ExportStatus.PENDING, created_at__lt=now - timedelta(minutes=5))
-    running = Export.objects.filter(status=ExportStatus.RUNNING, started_at__lt=now - STALE_AFTER)
-    return sorted(set(pending.values_list("pk", flat=True)) | set(running.values_list("pk", flat=True)))
+def exports_recover(*, now=None, sender=None) -> dict:
+    """Periodic sweep (labeling.services.work): a build whose heartbeat stopped goes back to pending and
+    is sent again (failed after LOUPE_WORK_MAX_ATTEMPTS); a pending export nobody picked up is sent again."""
+    from labeling.services.work import work_recover
+    from labeling.tasks import export_build
+
+    return work_recover(model=Export, task=export_build, queued=ExportStatus.PENDING, running=ExportStatus.RUNNING,
+                        failed=ExportStatus.FAILED, now=now, sender=sender, what="export")
 
 
 # --- export grants ----------------------------------------------------------------------------

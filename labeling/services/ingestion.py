@@ -170,9 +170,10 @@ def _write(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
         result = _write_portable(project=project, parsed=parsed)
     if result.created:
         # New items join the project's nearest-neighbour index (for mining similar items) after commit.
+        from labeling.services.work import enqueue_on_commit
         from labeling.tasks import similarity_index_update_task
 
-        transaction.on_commit(partial(similarity_index_update_task.delay, project.pk))
+        enqueue_on_commit(similarity_index_update_task, project.pk)
     return result
 
 

@@ -209,9 +209,10 @@ def project_update(*, project: Project, actor, **changes) -> Project:
     if project.queue_order != old_order:
         # The queue indexes order open items by their own copy of the ordering (see QueueKey): a
         # task re-keys them in batches after commit, not this request (a project may hold millions).
+        from labeling.services.work import enqueue_on_commit
         from labeling.tasks import queue_order_rekey_task
 
-        queue_order_rekey_task.delay_on_commit(project.pk)
+        enqueue_on_commit(queue_order_rekey_task, project.pk)
     return project
 
 

@@ -86,6 +86,7 @@ from labeling.models import (
     Role,
 )
 from labeling.services.ground_truth import Decision, ground_truth_set_many
+from labeling.services.work import Heartbeat, WorkTakenOver, enqueue, work_recover
 from labeling.tasks import quality_run_task
 
 logger = logging.getLogger(__name__)
@@ -103,13 +104,16 @@ def _run_timeout() -> timedelta:
 # --- requesting runs --------------------------------------------------------------------------
 
 def _enqueue(run_id: int) -> None:
-    quality_run_task.delay(run_id)
+    # A broker that is down does not fail the request: the queued run is the record (the sweep sends it).
+    enqueue(quality_run_task, run_id, record=False)
 
 
 @transaction.atomic
 def quality_run_request(*, project_id: int, requested_by=None, trigger: str = QualityTrigger.MANUAL) -> QualityRun:
     """Queue a run for the project (the task starts after commit). Raises Conflict when one is
     already queued or running: the database constraint decides, so two requests at once start one."""
+    # Lock order (labeling.services.__init__): the project's quality-settings row before any quality run.
+    _settings_lock(project_id)
     try:
         with transaction.atomic():
             run = QualityRun.objects.create(
@@ -137,6 +141,12 @@ def _settings_row(project_id: int) -> None:
             QualitySettings.objects.create(project_id=project_id)
     except IntegrityError:
         pass  # created concurrently
+
+
+def _settings_lock(project_id: int) -> None:
+    """Lock the project's quality-settings row (created if missing) until the transaction ends."""
+    _settings_row(project_id)
+    list(QualitySettings.objects.select_for_update().filter(project_id=project_id).values_list("pk", flat=True))
 
 
 @transaction.atomic
@@ -183,18 +193,19 @@ def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -
     return row
 
 
-def quality_runs_recover() -> dict:
-    """Periodic sweep: re-send queued runs whose message may be lost, fail runs that outlived the
-    timeout (their worker died). Safe to run any time: claiming a run is atomic."""
-    now = timezone.now()
+def quality_runs_recover(*, now=None, sender=None) -> dict:
+    """Periodic sweep (labeling.services.work): a running run whose heartbeat stopped is queued again
+    (or failed after LOUPE_WORK_MAX_ATTEMPTS), a queued run nobody picked up is sent again, and a run
+    still beating past LOUPE_QUALITY_RUN_TIMEOUT (a hung worker) is failed. Safe to run any time:
+    each change is a compare-and-set, and claiming a run is atomic."""
+    now = now or timezone.now()
     stuck = QualityRun.objects.filter(status=QualityRunStatus.RUNNING, started_at__lt=now - _run_timeout())
-    failed = stuck.update(status=QualityRunStatus.FAILED, finished_at=now,
-                          error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT (worker lost?).")
-    resent = 0
-    for run_id in QualityRun.objects.filter(status=QualityRunStatus.QUEUED, created_at__lt=now - timedelta(minutes=5)).values_list("pk", flat=True):
-        _enqueue(run_id)
-        resent += 1
-    return {"failed": failed, "resent": resent}
+    timed_out = stuck.update(status=QualityRunStatus.FAILED, finished_at=now,
+                             error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.")
+    counts = work_recover(model=QualityRun, task=quality_run_task, queued=QualityRunStatus.QUEUED,
+                          running=QualityRunStatus.RUNNING, failed=QualityRunStatus.FAILED, now=now, sender=sender,
+                          what="quality run")
+    return {**counts, "failed": counts["failed"] + timed_out}
 
 
 def quality_results_prune(*, keep_runs: int | None = None) -> int:
@@ -893,8 +904,9 @@ def _write_annotator_stats(run_id, snap, scores) -> None:
 
 def _claim(run_id: int) -> QualityRun | None:
     """queued -> running, atomically: a duplicate or redelivered task message finds nothing to do."""
+    now = timezone.now()
     claimed = QualityRun.objects.filter(pk=run_id, status=QualityRunStatus.QUEUED).update(
-        status=QualityRunStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1, error=""
+        status=QualityRunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, error=""
     )
     if not claimed:
         return None
@@ -909,6 +921,15 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
     run = _claim(run_id)
     if run is None:
         return None
+    # The heartbeat tells the work sweep this attempt is alive; it stops when the sweep handed the run
+    # to another attempt, and this one then stops before writing anything more.
+    with Heartbeat(QualityRun, run.pk, run.attempts) as beat:
+        return _execute(run, beat)
+
+
+def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
+    run_id = run.pk
+    mine = QualityRun.objects.filter(pk=run_id, status=QualityRunStatus.RUNNING, attempts=run.attempts)
     started = time.perf_counter()
     timings = {}
     try:
@@ -936,6 +957,7 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         t = time.perf_counter()
         quality_snapshot_complete(snap)  # the items' state was read while scoring; any wait left is read time
         timings["seconds_read"] += time.perf_counter() - t
+        beat.check()
         t = time.perf_counter()
         plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
                              max_annotations=project.max_annotations_per_item)
@@ -944,9 +966,11 @@ def quality_run_execute(*, run_id: int) -> QualityRun | None:
         _finish(run, started, timings, **_summary(outcome, scores.quality, scores.label_issue), method=scores.method,
                 pred_probs_source=source,
                 model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)
+    except WorkTakenOver:
+        logger.warning("quality run %s: attempt %s stopped, the run was handed to another attempt", run_id, run.attempts)
     except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
         logger.exception("quality run %s failed", run_id)
-        QualityRun.objects.filter(pk=run_id).update(
+        mine.update(
             status=QualityRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now(),
             seconds_total=time.perf_counter() - started, **timings,
         )
@@ -968,10 +992,12 @@ def _summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarray) 
 
 def _finish(run, started, timings, **fields) -> None:
     with transaction.atomic():
-        QualityRun.objects.filter(pk=run.pk).update(
+        finished = QualityRun.objects.filter(pk=run.pk, status=QualityRunStatus.RUNNING, attempts=run.attempts).update(
             status=QualityRunStatus.DONE, finished_at=timezone.now(), seconds_total=time.perf_counter() - started,
             **timings, **fields,
         )
+        if not finished:
+            return  # another attempt owns the run now (this one's heartbeat had stopped)
         # Disputes that arrived while this run worked may already call for the next one.
         threshold_reached = QualitySettings.objects.filter(
             project_id=run.project_id, auto_run_after_disputed__gt=0,

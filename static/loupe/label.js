@@ -49,13 +49,36 @@
     }
   }
 
+  // A 503 (the server lost its database for a moment: nothing was stored) and a network error are
+  // tried again after a pause (the server's Retry-After when longer, jittered) before the caller sees
+  // them. Both requests this page sends are safe to repeat: a submit already stored answers 409
+  // already_submitted, a claim answers the lease already held.
+  const RETRY_PAUSES_MS = [500, 1500, 4000];
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  function pauseFor(attempt, res) {
+    const after = res ? Number(res.headers.get("Retry-After")) : NaN;
+    const base = Math.max(RETRY_PAUSES_MS[attempt], Number.isFinite(after) && after > 0 ? after * 1000 : 0);
+    return Math.min(base, 10000) * (0.75 + Math.random() * 0.5);
+  }
+
   async function post(url, body) {
-    const res = await fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify(body || {}),
-    });
+    let res;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(url, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+          body: JSON.stringify(body || {}),
+        });
+      } catch (e) {
+        if (attempt >= RETRY_PAUSES_MS.length) throw e;
+        await pause(pauseFor(attempt, null));
+        continue;
+      }
+      if (res.status !== 503 || attempt >= RETRY_PAUSES_MS.length) break;
+      await pause(pauseFor(attempt, res));
+    }
     let data = null;
     if (res.status !== 204) {
       try {

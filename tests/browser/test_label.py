@@ -105,8 +105,9 @@ def test_a_failed_submission_is_shown_and_retried_never_dropped(page, live_serve
     def flaky(route):
         if failures["left"] > 0:
             failures["left"] -= 1
-            route.fulfill(status=503, content_type="application/json",
-                          body='{"error": {"code": "unavailable", "message": "Service unavailable"}}')
+            # (a 500: a 503 is first tried again quietly, see test_label_retry.py)
+            route.fulfill(status=500, content_type="application/json",
+                          body='{"error": {"code": "server_error", "message": "Server error"}}')
         else:
             route.continue_()
 

@@ -11,7 +11,7 @@ from labeling.errors import ValidationFailed
 from labeling.models import Export, ExportStatus
 from labeling.selectors_export import cursor_decode, cursor_encode
 from labeling.services import export as export_service
-from labeling.services.export import export_request, export_stale_ids
+from labeling.services.export import export_request, exports_recover
 from labeling.services.ground_truth import ground_truth_set
 from labeling.tasks import export_build, export_sweep
 from tests.conftest import client_for
@@ -169,14 +169,14 @@ def test_a_running_build_is_left_alone_unless_stale_and_the_sweep_finds_lost_one
     Export.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, started_at=now)
     export_build(export.pk)
     assert Export.objects.get(pk=export.pk).status == ExportStatus.RUNNING  # someone else is on it
-    assert export_stale_ids() == []
-    Export.objects.filter(pk=export.pk).update(started_at=now - timedelta(hours=1))
-    lost = request_export(project, user, format="csv")
-    Export.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=10))
-    assert export_stale_ids() == sorted([export.pk, lost.pk])
     sent = []
     monkeypatch.setattr(export_build, "delay", lambda export_id: sent.append(export_id))
-    assert export_sweep() == 2 and sorted(sent) == sorted([export.pk, lost.pk])
+    assert exports_recover() == {"requeued": 0, "failed": 0, "resent": 0} and sent == []
+    Export.objects.filter(pk=export.pk).update(started_at=now - timedelta(hours=1))  # its worker died
+    lost = request_export(project, user, format="csv")
+    Export.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=10))
+    assert export_sweep() == {"requeued": 1, "failed": 0, "resent": 1} and sorted(sent) == sorted([export.pk, lost.pk])
+    assert Export.objects.get(pk=export.pk).status == ExportStatus.PENDING
     export_build(export.pk)
     assert Export.objects.get(pk=export.pk).status == ExportStatus.DONE
 
@@ -204,7 +204,8 @@ def test_a_build_that_lost_its_claim_does_not_record_its_result(project, user, m
     # Its file has the export's own name and the same bytes the new owner writes: kept; the deleted one's: gone.
     assert stored_files(media) == [export_service.export_file_name(export)]
     monkeypatch.undo()
-    Export.objects.filter(pk=export.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Export.objects.filter(pk=export.pk).update(started_at=an_hour_ago, heartbeat_at=an_hour_ago)  # its owner died
     export_build(export.pk)
     export.refresh_from_db()
     assert export.status == ExportStatus.DONE and stored_files(media) == [export.file_name]
