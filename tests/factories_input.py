@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 from bugqueue.services.datasets import dataset_create
 from labeling.models import Role
 from labeling.services.ingestion import items_ingest
+from labeling.services.projects import user_allow_project_create
 from labeling.services.queue import assignment_claim_next
 from tests.factories import ProjectFactory, UserFactory, add_member
 from tests.factories_bugqueue import make_bug
@@ -13,6 +14,7 @@ from tests.factories_bugqueue import make_bug
 
 def input_world() -> dict:
     manager = UserFactory()
+    user_allow_project_create(user=manager)  # some cases post a new project
     project = ProjectFactory(creator=manager)
     annotator = add_member(project, UserFactory(), Role.ANNOTATOR)
     staff = UserFactory(is_staff=True)
