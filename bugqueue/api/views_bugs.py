@@ -4,7 +4,7 @@ Thin: permission-checked reads through selectors, writes through services."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from bugqueue import selectors
 from bugqueue.api.serializers import (
@@ -68,12 +68,12 @@ LIST_PARAMETERS = [
     OpenApiParameter("q", str, description="Text in the title or description, or an exact fingerprint."),
     OpenApiParameter("regressed", bool),
     OpenApiParameter("ordering", str, enum=list(selectors.ORDERINGS)),
-    OpenApiParameter("page", int),
-    OpenApiParameter("page_size", int),
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}),
+    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": DefaultPagination.max_page_size}),
 ]
 
 
-class BugListCreateApi(APIView):
+class BugListCreateApi(ApiView):
     class Input(serializers.Serializer):
         project = serializers.IntegerField()
         title = serializers.CharField(max_length=300)
@@ -126,7 +126,7 @@ class BugListCreateApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
-class BugDetailApi(APIView):
+class BugDetailApi(ApiView):
     class PatchInput(serializers.Serializer):
         status = serializers.ChoiceField(choices=BugStatus.choices, required=False)
         priority = serializers.ChoiceField(choices=Priority.choices, required=False)
@@ -157,7 +157,7 @@ class BugDetailApi(APIView):
         return Response(BugOutput(bug).data)
 
 
-class BugCommentsApi(APIView):
+class BugCommentsApi(ApiView):
     class Input(serializers.Serializer):
         body = serializers.CharField(max_length=20_000)
 
@@ -170,7 +170,7 @@ class BugCommentsApi(APIView):
         return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
 
 
-class BugResolveApi(APIView):
+class BugResolveApi(ApiView):
     class Input(serializers.Serializer):
         resolution = serializers.ChoiceField(choices=Resolution.choices)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
@@ -209,13 +209,13 @@ class BugResolveApi(APIView):
         return Response(self.Output(result.bug).data)
 
 
-class TagListApi(APIView):
+class TagListApi(ApiView):
     @extend_schema(responses={200: TagOutput(many=True)}, operation_id="tags_list")
     def get(self, request):
         return Response(TagOutput(selectors.tag_list(), many=True).data)
 
 
-class BugSettingsApi(APIView):
+class BugSettingsApi(ApiView):
     class Output(serializers.Serializer):
         project = serializers.IntegerField(source="project_id")
         auto_file_failed_predictions = serializers.BooleanField()

@@ -7,7 +7,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from bugqueue import selectors_datasets as sel
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
@@ -47,7 +47,7 @@ def _project_param(request, roles=None):
     return access_project(user=request.user, project_id=raw, **({"roles": roles} if roles else {}))
 
 
-class DatasetListCreateApi(APIView):
+class DatasetListCreateApi(ApiView):
     class Input(serializers.Serializer):
         project = serializers.IntegerField()
         name = serializers.CharField(max_length=200)
@@ -71,13 +71,13 @@ class DatasetListCreateApi(APIView):
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
-class DatasetDetailApi(APIView):
+class DatasetDetailApi(ApiView):
     @extend_schema(responses={200: DatasetOutput, **ERRORS}, operation_id="datasets_retrieve")
     def get(self, request, dataset_id):
         return Response(DatasetOutput(sel.access_dataset(user=request.user, dataset_id=dataset_id)).data)
 
 
-class DatasetVersionsApi(APIView):
+class DatasetVersionsApi(ApiView):
     class Input(serializers.Serializer):
         add = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
         remove = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
@@ -139,7 +139,7 @@ def _row(r):
     return {"external_id": r[1], "label": r[2], "payload": r[3], "bug": r[4], "added_in": r[5]}
 
 
-class DatasetVersionItemsApi(APIView):
+class DatasetVersionItemsApi(ApiView):
     content_negotiation_class = FormatIsAQueryParameter
 
     @extend_schema(
@@ -172,7 +172,7 @@ class DatasetVersionItemsApi(APIView):
                          "next_after": rows[-1][0] if len(rows) == limit else None})
 
 
-class DatasetVersionDeltaApi(APIView):
+class DatasetVersionDeltaApi(ApiView):
     @extend_schema(responses={200: DeltaOutput, **ERRORS}, operation_id="dataset_version_delta")
     def get(self, request, dataset_id, number):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
@@ -211,7 +211,7 @@ class EvaluationOutput(serializers.ModelSerializer):
         fields = ["id", "project", "model_version", "n_predictions", "n_unknown", "passed", "created_at", "results"]
 
 
-class EvaluationListCreateApi(APIView):
+class EvaluationListCreateApi(ApiView):
     @extend_schema(parameters=[OpenApiParameter("project", int, required=True), OpenApiParameter("model_version", str)],
                    responses={200: EvaluationOutput(many=True), **ERRORS}, operation_id="evaluations_list")
     def get(self, request):
@@ -258,7 +258,7 @@ class EvaluationListCreateApi(APIView):
         return Response(EvaluationOutput(evaluation).data, status=status.HTTP_201_CREATED)
 
 
-class EvaluationDetailApi(APIView):
+class EvaluationDetailApi(ApiView):
     @extend_schema(responses={200: EvaluationOutput, **ERRORS}, operation_id="evaluations_retrieve")
     def get(self, request, evaluation_id):
         evaluation = sel.access_evaluation(user=request.user, evaluation_id=evaluation_id)
@@ -273,7 +273,7 @@ class FlowOutput(serializers.ModelSerializer):
                   "created_at", "finished_at"]
 
 
-class BugDatasetFlowsApi(APIView):
+class BugDatasetFlowsApi(ApiView):
     @extend_schema(responses={200: FlowOutput(many=True), **ERRORS}, operation_id="bug_dataset_flows")
     def get(self, request, bug_id):
         from bugqueue.selectors import access_bug

@@ -5,7 +5,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api.permissions import IsStaff
 from labeling.api.serializers import ERRORS, ErrorSerializer
@@ -13,7 +13,7 @@ from labeling.errors import ValidationFailed
 from labeling.services.projects import user_create
 
 
-class TokenApi(APIView):
+class TokenApi(ApiView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
@@ -35,7 +35,7 @@ class TokenApi(APIView):
         return Response({"token": token.key})
 
 
-class UserCreateApi(APIView):
+class UserCreateApi(ApiView):
     permission_classes = [IsStaff]
 
     class Input(serializers.Serializer):
@@ -56,7 +56,7 @@ class UserCreateApi(APIView):
         return Response(self.Output(user).data, status=status.HTTP_201_CREATED)
 
 
-class MeApi(APIView):
+class MeApi(ApiView):
     class Output(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()

@@ -1,7 +1,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api.batch import read_batch
 from labeling.api.serializers import ERRORS, ErrorSerializer
@@ -19,7 +19,7 @@ class GroundTruthRowOutput(serializers.Serializer):
     message = serializers.CharField(required=False)
 
 
-class GroundTruthImportApi(APIView):
+class GroundTruthImportApi(ApiView):
     class Output(serializers.Serializer):
         received = serializers.IntegerField()
         applied = serializers.IntegerField(help_text="Set or changed the item's ground truth (method imported).")
@@ -107,7 +107,7 @@ class DelayLivePerformanceOutput(serializers.Serializer):
     interval = serializers.ListField(child=serializers.FloatField(), allow_null=True, min_length=2, max_length=2)
 
 
-class FeedbackDelayApi(APIView):
+class FeedbackDelayApi(ApiView):
     class Output(serializers.Serializer):
         predictions = serializers.IntegerField()
         labeled = serializers.IntegerField()

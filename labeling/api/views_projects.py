@@ -1,7 +1,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
@@ -27,7 +27,7 @@ class LabelInput(serializers.Serializer):
     hotkey = serializers.CharField(required=False, allow_blank=True, default="", max_length=1, trim_whitespace=False)
 
 
-class ProjectListCreateApi(APIView):
+class ProjectListCreateApi(ApiView):
     class Input(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -57,7 +57,7 @@ class ProjectListCreateApi(APIView):
         return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailApi(APIView):
+class ProjectDetailApi(ApiView):
     class PatchInput(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
@@ -96,7 +96,7 @@ class MembershipOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class MemberListCreateApi(APIView):
+class MemberListCreateApi(ApiView):
     class Input(serializers.Serializer):
         username = serializers.CharField()
         role = serializers.ChoiceField(choices=Role.choices)
@@ -116,7 +116,7 @@ class MemberListCreateApi(APIView):
         return Response(MembershipOutput(membership).data, status=code)
 
 
-class MemberDeleteApi(APIView):
+class MemberDeleteApi(ApiView):
     @extend_schema(responses={204: None, 409: ErrorSerializer, **ERRORS}, operation_id="members_remove")
     def delete(self, request, project_id, username):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
@@ -134,13 +134,13 @@ class ItemsCursorPagination(IdCursorPagination):
     pass
 
 
-class ItemListIngestApi(APIView):
+class ItemListIngestApi(ApiView):
+    pagination_class = ItemsCursorPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=ItemStatus.values),
             OpenApiParameter("external_id", str),
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
         ],
         responses={200: ItemOutput(many=True), **ERRORS},
         operation_id="items_list",
@@ -153,7 +153,7 @@ class ItemListIngestApi(APIView):
                 f"status must be one of {', '.join(ItemStatus.values)}.", fields={"status": ["Invalid choice."]}
             )
         qs = item_list(project=project, status=status_filter, external_id=request.query_params.get("external_id"))
-        paginator = ItemsCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ItemOutput(page, many=True).data)
 

@@ -4,7 +4,7 @@ services write, errors are labeling.errors (one error shape)."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling import selectors_quality as sq
 from labeling.api.pagination import DefaultPagination, ItemCursorPagination
@@ -60,14 +60,13 @@ class QualityRunOutput(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-class QualityRunListCreateApi(APIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: QualityRunOutput(many=True), **ERRORS}, operation_id="quality_runs_list",
-    )
+class QualityRunListCreateApi(ApiView):
+    pagination_class = DefaultPagination
+
+    @extend_schema(responses={200: QualityRunOutput(many=True), **ERRORS}, operation_id="quality_runs_list")
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
-        paginator = DefaultPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(sq.run_list(project=project).select_related("requested_by"), request, view=self)
         return paginator.get_paginated_response(QualityRunOutput(page, many=True).data)
 
@@ -82,14 +81,14 @@ class QualityRunListCreateApi(APIView):
         return Response(QualityRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class QualityRunDetailApi(APIView):
+class QualityRunDetailApi(ApiView):
     @extend_schema(responses={200: QualityRunOutput, **ERRORS}, operation_id="quality_runs_retrieve")
     def get(self, request, run_id):
         run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
         return Response(QualityRunOutput(run).data)
 
 
-class QualityRunItemsApi(APIView):
+class QualityRunItemsApi(ApiView):
     class Output(serializers.Serializer):
         item_id = serializers.IntegerField()
         external_id = serializers.CharField(source="item.external_id")
@@ -101,9 +100,10 @@ class QualityRunItemsApi(APIView):
         label_issue = serializers.BooleanField()
         outcome = serializers.CharField()
 
+    pagination_class = ItemCursorPagination
+
     @extend_schema(
-        parameters=[OpenApiParameter("outcome", str, enum=QualityOutcome.values), OpenApiParameter("cursor", str),
-                    OpenApiParameter("page_size", int)],
+        parameters=[OpenApiParameter("outcome", str, enum=QualityOutcome.values)],
         responses={200: Output(many=True), **ERRORS}, operation_id="quality_run_items_list",
     )
     def get(self, request, run_id):
@@ -112,7 +112,7 @@ class QualityRunItemsApi(APIView):
         if outcome and outcome not in QualityOutcome.values:
             raise ValidationFailed(f"outcome must be one of {', '.join(QualityOutcome.values)}.",
                                    fields={"outcome": ["Invalid choice."]})
-        paginator = ItemCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(sq.run_results(run=run, outcome=outcome), request, view=self)
         return paginator.get_paginated_response(self.Output(page, many=True).data)
 
@@ -173,7 +173,7 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
     }
 
 
-class ReviewNextApi(APIView):
+class ReviewNextApi(ApiView):
     @extend_schema(
         request=None, responses={200: ReviewItemOutput, 204: None, **ERRORS}, operation_id="review_next",
         description="Lease the lowest-quality disputed (or conflicting) item for review (reviewer or manager); "
@@ -188,7 +188,7 @@ class ReviewNextApi(APIView):
         return Response(ReviewItemOutput(review_payload(ctx)).data)
 
 
-class ReviewSkipApi(APIView):
+class ReviewSkipApi(ApiView):
     class Input(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
 
@@ -202,7 +202,7 @@ class ReviewSkipApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ItemResolveApi(APIView):
+class ItemResolveApi(ApiView):
     class Input(serializers.Serializer):
         label = serializers.CharField(max_length=64)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
@@ -231,7 +231,7 @@ class ItemResolveApi(APIView):
         }).data)
 
 
-class AnnotatorListApi(APIView):
+class AnnotatorListApi(ApiView):
     class Output(serializers.Serializer):
         annotator_id = serializers.IntegerField()
         username = serializers.CharField()
@@ -249,7 +249,7 @@ class AnnotatorListApi(APIView):
         return Response(self.Output(sq.annotator_table(project=project), many=True).data)
 
 
-class AgreementApi(APIView):
+class AgreementApi(ApiView):
     class Output(serializers.Serializer):
         class Fleiss(serializers.Serializer):
             value = serializers.FloatField(allow_null=True)
@@ -285,7 +285,7 @@ class AgreementApi(APIView):
         return Response(self.Output(sq.project_agreement(project=project)).data)
 
 
-class QualitySettingsApi(APIView):
+class QualitySettingsApi(ApiView):
     class Input(serializers.Serializer):
         auto_run_after_disputed = serializers.IntegerField(min_value=0, max_value=1_000_000)
 

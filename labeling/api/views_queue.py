@@ -3,7 +3,7 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer
@@ -39,7 +39,7 @@ class QueueItemOutput(serializers.Serializer):
     payload = serializers.JSONField()
 
 
-class QueueNextApi(APIView):
+class QueueNextApi(ApiView):
     class Input(serializers.Serializer):
         exclude = serializers.ListField(
             child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=10,
@@ -90,7 +90,7 @@ class AnnotationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class SubmitApi(APIView):
+class SubmitApi(ApiView):
     class Input(serializers.Serializer):
         label = serializers.CharField(max_length=64)
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_SECONDS_SPENT)
@@ -120,7 +120,7 @@ class SkippedOutput(serializers.Serializer):
     status = serializers.CharField()
 
 
-class SkipApi(APIView):
+class SkipApi(ApiView):
     class Input(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
@@ -146,13 +146,13 @@ class AnnotationFeedPagination(IdCursorPagination):
     pass
 
 
-class ProjectAnnotationsApi(APIView):
+class ProjectAnnotationsApi(ApiView):
+    pagination_class = AnnotationFeedPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("annotator", str, description="Only this annotator's (username)."),
             OpenApiParameter("since", str, description="Only annotations created at or after this ISO 8601 time."),
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
         ],
         responses={200: FeedAnnotationOutput(many=True), **ERRORS},
         operation_id="annotations_list",
@@ -165,12 +165,12 @@ class ProjectAnnotationsApi(APIView):
             annotator=request.query_params.get("annotator") or None,
             since=parse_since(request.query_params.get("since")),
         )
-        paginator = AnnotationFeedPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(FeedAnnotationOutput(page, many=True).data)
 
 
-class MeStatsApi(APIView):
+class MeStatsApi(ApiView):
     class Output(serializers.Serializer):
         project = serializers.IntegerField()
         submitted = serializers.IntegerField()
