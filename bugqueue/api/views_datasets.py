@@ -4,7 +4,8 @@ import json
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from labeling.api.base import ApiView
@@ -20,6 +21,7 @@ from labeling.errors import TooLarge, ValidationFailed
 from labeling.selectors import MANAGER_ROLES, access_project
 
 MAX_EVAL_BYTES = 256 * 1024 * 1024
+MAX_ID = 2**63 - 1  # a bigint primary key
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -143,9 +145,15 @@ class DatasetVersionItemsApi(ApiView):
     content_negotiation_class = FormatIsAQueryParameter
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]), OpenApiParameter("after", int),
-                    OpenApiParameter("limit", int)],
-        responses={200: VersionItemsPageOutput, **ERRORS}, operation_id="dataset_version_items",
+        parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]),
+                    OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+                    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 5000})],
+        responses={
+            (200, "application/json"): VersionItemsPageOutput,
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="format=jsonl: one row per line."),
+            **ERRORS,
+        },
+        operation_id="dataset_version_items",
         description="Items of a version with the label frozen at that version. JSON pages by `after` "
                     "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
     )
@@ -165,8 +173,11 @@ class DatasetVersionItemsApi(ApiView):
         try:
             after = int(request.query_params.get("after", 0))
             limit = min(max(int(request.query_params.get("limit", 500)), 1), 5000)
+            if not 0 <= after <= MAX_ID:
+                raise ValueError
         except ValueError:
-            raise ValidationFailed("after and limit must be integers.", fields={"after": ["Must be an integer."]})
+            raise ValidationFailed("after must be an integer from 0 (a row id) and limit an integer.",
+                                   fields={"after": ["An integer from 0."]})
         rows = sel.version_rows(dataset_id=dataset.pk, number=number, after_id=after, limit=limit)
         return Response({"version": number, "results": [_row(r) for r in rows],
                          "next_after": rows[-1][0] if len(rows) == limit else None})

@@ -43,6 +43,16 @@ class StrictPageSizeMixin:
 
 
 class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
+    def get_page_number(self, request, paginator):
+        values = request.query_params.getlist(self.page_query_param)
+        if not values:
+            return 1
+        raw = values[-1]
+        if len(values) > 1 or not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+            raise ValidationFailed(f"{self.page_query_param} must be one integer from 1.",
+                                   fields={self.page_query_param: ["An integer from 1."]})
+        return int(raw)
+
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
         for p in parameters:

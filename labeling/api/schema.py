@@ -1,4 +1,9 @@
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
+from rest_framework import serializers
+
+
+NO_NUL = "^[^\\u0000]*$"
 
 
 class LoupeAutoSchema(AutoSchema):
@@ -14,3 +19,27 @@ class LoupeAutoSchema(AutoSchema):
             if not name.startswith(prefix):
                 name = prefix + name
         return name
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        """An input serializer whose view refuses unknown keys (`rejects_unknown_fields = True`) is
+        documented as such (additionalProperties: false)."""
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and getattr(serializer, "rejects_unknown_fields", False):
+            schema["additionalProperties"] = False
+        # drf-spectacular leaves out the length bounds of a nested `many=True` serializer.
+        for name, field in getattr(force_instance(serializer), "fields", {}).items():
+            prop = schema.get("properties", {}).get(name)
+            if isinstance(field, serializers.ListSerializer) and prop and prop.get("type") == "array":
+                if field.min_length is not None:
+                    prop["minItems"] = field.min_length
+                if field.max_length is not None:
+                    prop["maxItems"] = field.max_length
+        return schema
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator): say so."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if (direction == "request" and isinstance(field, serializers.CharField) and schema.get("type") == "string"
+                and "pattern" not in schema and "enum" not in schema and "format" not in schema):
+            schema["pattern"] = NO_NUL
+        return schema

@@ -74,7 +74,7 @@ class LabelHistoryApi(ApiView):
         operation_id="labels_delta",
         parameters=[
             OpenApiParameter("since", str, description="A cursor (next_cursor of the previous call), or 0 for the start."),
-            OpenApiParameter("limit", int, description=f"json: rows per page (default {JSON_PAGE_DEFAULT}, at most "
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1}, description=f"json: rows per page (default {JSON_PAGE_DEFAULT}, at most "
                              f"{JSON_PAGE_MAX}); jsonl/csv: at most this many rows (default: the whole delta)."),
             OpenApiParameter("format", str, enum=ExportFormat.values, description="json (default), jsonl or csv."),
             OpenApiParameter("compact", bool, description="Only the latest state of each item changed since the cursor."),

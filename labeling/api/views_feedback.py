@@ -9,6 +9,9 @@ from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
 from labeling.services.feedback import ground_truth_import
 
+# A day, a date-time (its UTC day), or empty (no bound).
+DAY = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"},
+                 {"type": "string", "maxLength": 0}]}
 OUTCOMES = ["applied", "confirmed", "conflict", "superseded", "pending", "unchanged"]
 
 
@@ -35,7 +38,7 @@ class GroundTruthImportApi(ApiView):
         rows = GroundTruthRowOutput(many=True, help_text="One entry per row sent, in order.")
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}},
+        request={"application/json": {"type": "array", "items": {"type": "object"}, "minItems": 1},
                  "application/x-ndjson": {"type": "string"}},
         responses={200: Output, 201: Output, 413: ErrorSerializer, **ERRORS},
         operation_id="ground_truth_import",
@@ -123,8 +126,8 @@ class FeedbackDelayApi(ApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", str, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."),
-            OpenApiParameter("until", str, description="Last prediction day (UTC, inclusive)."),
+            OpenApiParameter("since", DAY, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."),
+            OpenApiParameter("until", DAY, description="Last prediction day (UTC, inclusive; not before since)."),
             OpenApiParameter("model_version", str),
             OpenApiParameter("source", str, description="Count ground truth from this channel only: human, imported "
                                                         "or an import source; other truth counts as not arrived."),

@@ -7,6 +7,7 @@ from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
 from labeling.errors import ValidationFailed
 from labeling.models import ItemStatus, QueueOrder, Role
+from labeling.models.core import LABEL_KEY_RE
 from labeling.selectors import MANAGER_ROLES, access_project, item_list, project_list, project_members
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import (
@@ -21,7 +22,7 @@ from labeling.api.batch import read_batch
 
 
 class LabelInput(serializers.Serializer):
-    key = serializers.CharField(max_length=64)
+    key = serializers.RegexField(LABEL_KEY_RE, max_length=64)
     name = serializers.CharField(max_length=200)
     guideline = serializers.CharField(required=False, allow_blank=True, default="")
     hotkey = serializers.CharField(required=False, allow_blank=True, default="", max_length=1, trim_whitespace=False)
@@ -31,7 +32,7 @@ class ProjectListCreateApi(ApiView):
     class Input(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, default="")
-        labels = LabelInput(many=True)
+        labels = LabelInput(many=True, min_length=2, max_length=100)
         annotations_per_item = serializers.IntegerField(required=False, default=3, min_value=1, max_value=10)
         max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
         lease_seconds = serializers.IntegerField(required=False, default=600, min_value=30, max_value=86400)
@@ -59,6 +60,7 @@ class ProjectListCreateApi(ApiView):
 
 class ProjectDetailApi(ApiView):
     class PatchInput(serializers.Serializer):
+        rejects_unknown_fields = True  # checked in patch(): PROJECT_EDITABLE
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
         annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=10)
@@ -158,7 +160,7 @@ class ItemListIngestApi(ApiView):
         return paginator.get_paginated_response(ItemOutput(page, many=True).data)
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}},
+        request={"application/json": {"type": "array", "items": {"type": "object"}, "minItems": 1},
                  "application/x-ndjson": {"type": "string"}},
         responses={200: IngestResultOutput, 201: IngestResultOutput, 413: ErrorSerializer, **ERRORS},
         operation_id="items_ingest",

@@ -302,8 +302,10 @@ class QualitySettingsApi(ApiView):
                    description="auto_run_after_disputed: start a run after this many new disputed items (0: off).")
     def patch(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
-        data = self.Input(data=request.data)
+        data = self.Input(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        if not data.validated_data:  # nothing to change
+            return Response(self.Output(sq.quality_settings(project=project)).data)
         row = quality_settings_update(project=project, **data.validated_data)
         return Response(self.Output(row).data)
 

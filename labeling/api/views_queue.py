@@ -65,7 +65,7 @@ class QueueNextApi(ApiView):
     )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id)
-        data = self.Input(data=request.data if isinstance(request.data, dict) else {})
+        data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         claim = assignment_claim_next(project=project, annotator=request.user, exclude=data.validated_data["exclude"])
         if claim is None:
@@ -131,7 +131,7 @@ class SkipApi(ApiView):
                    description="Give the item back: its slot is free for others at once and it is never served to you again.")
     def post(self, request, assignment_id):
         access_project(user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user))
-        data = self.Input(data=request.data if isinstance(request.data, dict) else {})
+        data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         assignment = assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=data.validated_data["reason"])
         return Response(self.Output({"assignment": assignment}).data)
@@ -152,7 +152,8 @@ class ProjectAnnotationsApi(ApiView):
     @extend_schema(
         parameters=[
             OpenApiParameter("annotator", str, description="Only this annotator's (username)."),
-            OpenApiParameter("since", str, description="Only annotations created at or after this ISO 8601 time."),
+            OpenApiParameter("since", {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]},
+                             description="Only annotations created at or after this ISO 8601 time (empty: all)."),
         ],
         responses={200: FeedAnnotationOutput(many=True), **ERRORS},
         operation_id="annotations_list",

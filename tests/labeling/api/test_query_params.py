@@ -127,3 +127,51 @@ def test_the_ui_dataset_download_link_is_accepted(staff):
     declared, so the answer is the dataset's (here: not found), not an unknown-parameter 400."""
     res = client_for(staff).get("/api/datasets/999999/versions/1/items?format=jsonl")
     assert res.status_code == 404 and res.json()["error"]["code"] == "not_found"
+
+
+def test_a_nul_in_a_query_parameter_is_400(project_with_items):
+    project, manager = project_with_items
+    res = client_for(manager).get(f"/api/projects/{project.pk}/items?external_id=a%00b")
+    assert res.status_code == 400 and "external_id" in res.json()["error"]["fields"]
+    assert client_for(manager).get("/api/bugs?tag=%00").status_code == 400
+
+
+@pytest.mark.parametrize("page", ["0", "x", "", "1&page=2"])
+def test_a_bad_page_number_is_400(staff, page):
+    res = client_for(staff).get(f"/api/bugs?page={page}")
+    assert res.status_code == 400 and "page" in res.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": 0}, "name"),
+    ({"accept_threshold": False}, "accept_threshold"),
+    ({"lease_seconds": "600"}, "lease_seconds"),
+    ({"annotations_per_item": True}, "annotations_per_item"),
+])
+def test_json_values_of_another_type_than_the_schema_says_are_400(project_with_items, body, field):
+    project, manager = project_with_items
+    before = client_for(manager).get(f"/api/projects/{project.pk}").json()
+    res = client_for(manager).patch(f"/api/projects/{project.pk}", body, format="json")
+    assert res.status_code == 400 and field in res.json()["error"]["fields"], res.json()
+    assert client_for(manager).get(f"/api/projects/{project.pk}").json() == before
+
+
+def test_nested_json_types_are_checked_too(staff):
+    body = {"name": "P", "labels": [{"key": "a", "name": "A"}, {"key": "b", "name": 7}]}
+    res = client_for(staff).post("/api/projects", body, format="json")
+    assert res.status_code == 400 and res.json()["error"]["fields"] == {"labels": {"1": {"name": ["Must be a string."]}}}
+
+
+def test_an_empty_patch_of_settings_changes_nothing(project_with_items):
+    project, manager = project_with_items
+    c = client_for(manager)
+    for path in (f"/api/projects/{project.pk}/quality-settings", f"/api/projects/{project.pk}/bug-settings"):
+        before = c.get(path).json()
+        res = c.patch(path, {}, format="json")
+        assert res.status_code == 200 and res.json() == before
+
+
+def test_form_bodies_are_415(project_with_items):
+    project, manager = project_with_items
+    res = client_for(manager).patch(f"/api/projects/{project.pk}", {"name": "x"}, format="multipart")
+    assert res.status_code == 415 and res.json()["error"]["code"] == "unsupported_media_type"
