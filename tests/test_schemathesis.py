@@ -3,7 +3,7 @@ server on PostgreSQL holding the demo data, once with a project manager's token 
 annotator's. Any 5xx, any response that breaks the schema (body, status code, content type,
 headers), any request the schema forbids that is accepted fails the test.
 
-Bounded and deterministic: a fixed seed and a few examples per operation (about a minute per token).
+Bounded and deterministic: a fixed seed, a few examples per operation, the coverage phase once.
 
 One allowance, per operation and with its reason: schema-valid input may still be refused with 400
 when the rule is about data the schema cannot know (a username that must exist, a cursor this
@@ -25,12 +25,13 @@ from tests.factories import PASSWORD
 pytestmark = pytest.mark.services
 
 SEED = 20261207
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 5
 
 SEMANTIC_400 = {
     "auth_token": "wrong username or password",
     "users_create": "Django's password validators",
     "projects_create": "label keys and hotkeys must be unique within the project",
+    "projects_update": "max_annotations_per_item must be at least annotations_per_item",
     "members_add": "the username must exist",
     "export_grants_add": "the username must exist",
     "labels_delta": "`since` must be a cursor this server issued",
@@ -64,16 +65,23 @@ def _config(path):
     return path
 
 
+# A schemathesis/hypothesis fault on CPython 3.11 while it describes a generation strategy (not an
+# answer of this API): reported in the message, not counted.
+TOOL_FAULTS = ("AST constructor recursion depth mismatch",)
+
+
 def _summary(report_dir):
-    """Each failed check once per (operation, check): the request and the answer, for the message."""
-    out, seen = [], set()
+    """Each failed check once per (operation, check): the request and the answer, for the message;
+    and whether the run finished."""
+    out, seen, finished = [], set(), False
     for name in os.listdir(report_dir):
         if not name.endswith(".ndjson"):
             continue
         for line in open(os.path.join(report_dir, name)):
             event = json.loads(line)
             kind, body = next(iter(event.items()))
-            if kind == "NonFatalError":
+            finished = finished or kind == "EngineFinished"
+            if kind == "NonFatalError" and not any(f in body["value"].get("message", "") for f in TOOL_FAULTS):
                 out.append(f"ERROR {body.get('label')}: {body['value']}")
             if kind != "ScenarioFinished":
                 continue
@@ -88,7 +96,7 @@ def _summary(report_dir):
                     content = base64.b64decode((res.get("content") or {}).get("$base64", "")).decode("utf-8", "replace")
                     out.append(f"{rec['label']} :: {check['name']}: {req.get('method')} {req.get('uri')} -> "
                                f"{res.get('status_code')} {content[:300]}")
-    return out
+    return out, finished
 
 
 def _token(base, username, password):
@@ -113,6 +121,11 @@ def fuzz_server(postgres_tx, live_server, eager_celery):
     return live_server.url
 
 
+# The coverage phase (boundary and type mutations of every parameter, most of the run) once, with the
+# manager, who reaches validation everywhere; the annotator's run fuzzes and walks the stateful links.
+PHASES = {"manager": "examples,coverage,fuzzing,stateful", "annotator": "examples,fuzzing,stateful"}
+
+
 @pytest.mark.parametrize("who", ["manager", "annotator"])
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(fuzz_server, tmp_path, who):
     require(os.path.exists(os.path.join(os.path.dirname(sys.executable), "st")), "schemathesis is not installed")
@@ -126,8 +139,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(fuzz_server, tmp_path
         "--config-file", str(_config(tmp_path / "schemathesis.toml")),
         "run", f"{fuzz_server}/api/schema", "--checks", "all", "--workers", "2", "--no-color",
         "--header", f"Authorization: Token {token}", "--report", "ndjson", "--report-dir", str(report_dir),
-        "--request-timeout", "30",
+        "--request-timeout", "30", "--phases", PHASES[who],
     ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
-    problems = _summary(report_dir)
-    assert run.returncode == 0 and not problems, "\n".join(problems) + "\n" + run.stdout[-3000:]
+    problems, finished = _summary(report_dir)
+    assert finished and not problems, "\n".join(problems) + "\n" + run.stdout[-3000:]
+    assert "operations" in run.stdout and "Tested:" in run.stdout, run.stdout[-3000:]
