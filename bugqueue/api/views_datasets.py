@@ -172,12 +172,12 @@ class DatasetVersionItemsApi(ApiView):
             raise ValidationFailed("format must be json or jsonl.", fields={"format": ["Invalid choice."]})
         try:
             after = int(request.query_params.get("after", 0))
-            limit = min(max(int(request.query_params.get("limit", 500)), 1), 5000)
-            if not 0 <= after <= MAX_ID:
+            limit = int(request.query_params.get("limit", 500))
+            if not (0 <= after <= MAX_ID and 1 <= limit <= 5000):
                 raise ValueError
         except ValueError:
-            raise ValidationFailed("after must be an integer from 0 (a row id) and limit an integer.",
-                                   fields={"after": ["An integer from 0."]})
+            raise ValidationFailed("after must be an integer from 0 (a row id) and limit an integer from 1 to 5000.",
+                                   fields={"after": ["An integer from 0."], "limit": ["An integer from 1 to 5000."]})
         rows = sel.version_rows(dataset_id=dataset.pk, number=number, after_id=after, limit=limit)
         return Response({"version": number, "results": [_row(r) for r in rows],
                          "next_after": rows[-1][0] if len(rows) == limit else None})

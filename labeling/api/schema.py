@@ -43,3 +43,12 @@ class LoupeAutoSchema(AutoSchema):
                 and "pattern" not in schema and "enum" not in schema and "format" not in schema):
             schema["pattern"] = NO_NUL
         return schema
+
+    def _get_parameters(self):
+        """labeling.api.base refuses a NUL in any query parameter: string parameters say so."""
+        parameters = super()._get_parameters()
+        for p in parameters:
+            schema = p.get("schema", {})
+            if p["in"] == "query" and schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+                schema["pattern"] = NO_NUL
+        return parameters

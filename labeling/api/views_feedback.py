@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from labeling.api.base import ApiView
 
 from labeling.api.batch import read_batch
+from labeling.api.views_projects import EXTERNAL_ID
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
@@ -22,6 +23,17 @@ class GroundTruthRowOutput(serializers.Serializer):
     message = serializers.CharField(required=False)
 
 
+GROUND_TRUTH_ROW = {
+    "type": "object", "additionalProperties": False, "required": ["external_id", "label"],
+    "properties": {
+        "external_id": EXTERNAL_ID,
+        "label": {"type": "string", "description": "A label key of the project."},
+        "observed_at": {"type": "string", "format": "date-time"},
+        "source": {"type": "string", "maxLength": 64},
+    },
+}
+
+
 class GroundTruthImportApi(ApiView):
     class Output(serializers.Serializer):
         received = serializers.IntegerField()
@@ -38,7 +50,7 @@ class GroundTruthImportApi(ApiView):
         rows = GroundTruthRowOutput(many=True, help_text="One entry per row sent, in order.")
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+        request={"application/json": {"type": "array", "items": GROUND_TRUTH_ROW, "minItems": 1},
                  "application/x-ndjson": {"type": "string"}},
         responses={200: Output, 201: Output, 413: ErrorSerializer, **ERRORS},
         operation_id="ground_truth_import",

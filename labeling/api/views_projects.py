@@ -19,6 +19,7 @@ from labeling.services.projects import (
     project_update,
 )
 from labeling.api.batch import read_batch
+from labeling.api.schema import NO_NUL
 
 
 class LabelInput(serializers.Serializer):
@@ -136,6 +137,21 @@ class ItemsCursorPagination(IdCursorPagination):
     pass
 
 
+EXTERNAL_ID = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
+ITEM_ROW = {
+    "type": "object", "additionalProperties": False, "required": ["external_id", "payload"],
+    "properties": {
+        "external_id": EXTERNAL_ID,
+        "payload": {"type": "object"},
+        "priority": {"type": "integer", "minimum": -(2**31 - 1), "maximum": 2**31 - 1},
+        "prediction": {"type": "object", "required": ["model_version", "label"], "properties": {
+            "model_version": {"type": "string"}, "label": {"type": "string"},
+            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+            "predicted_at": {"type": "string", "format": "date-time"}}},
+    },
+}
+
+
 class ItemListIngestApi(ApiView):
     pagination_class = ItemsCursorPagination
 
@@ -160,7 +176,7 @@ class ItemListIngestApi(ApiView):
         return paginator.get_paginated_response(ItemOutput(page, many=True).data)
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+        request={"application/json": {"type": "array", "items": ITEM_ROW, "minItems": 1},
                  "application/x-ndjson": {"type": "string"}},
         responses={200: IngestResultOutput, 201: IngestResultOutput, 413: ErrorSerializer, **ERRORS},
         operation_id="items_ingest",
