@@ -39,6 +39,7 @@ SEMANTIC_400 = {
     "items_ingest": "rows are checked against the project (labels, model versions, timestamps)",
     "ground_truth_import": "rows are checked against the project's labels",
     "items_resolve": "the label must be one of the project's; appending to the guideline needs a note",
+    "assignment_submit": "the label must be one of the project's",
     "feedback_delay": "model_version and source must be known in the project; until not before since",
     "bugs_list": "tags must exist",
     "bugs_report": "tags must exist; failures are checked against the project",
