@@ -1,8 +1,10 @@
-"""The base of every Loupe API view: errors always render as JSON, and a request that carries a query
-parameter the operation does not declare is refused with 400 naming it, instead of being ignored.
+"""The base of every Loupe API view. It holds requests to what /api/schema documents, once for all
+endpoints: errors always render as JSON; a body is JSON (415 otherwise) whose values have the JSON
+types of the documented input serializer; a query parameter the operation does not declare is a 400
+naming it (never silently ignored), and so is a NUL in any query parameter.
 
 The declared parameters are the ones in the view method's `@extend_schema(parameters=[...])` and,
-for a GET on a view with a `pagination_class`, that paginator's: the OpenAPI schema is built from the
+for a GET on a view with a `pagination_class`, that paginator's. The OpenAPI schema is built from the
 same declarations, so what /api/schema lists is exactly what is accepted."""
 
 from functools import lru_cache
