@@ -144,7 +144,7 @@ ITEM_ROW = {
         "external_id": EXTERNAL_ID,
         "payload": {"type": "object"},
         "priority": {"type": "integer", "minimum": -(2**31 - 1), "maximum": 2**31 - 1},
-        "prediction": {"type": "object", "required": ["model_version", "label"], "properties": {
+        "prediction": {"type": "object", "nullable": True, "required": ["model_version", "label"], "properties": {
             "model_version": {"type": "string"}, "label": {"type": "string"},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
             "predicted_at": {"type": "string", "format": "date-time"}}},
