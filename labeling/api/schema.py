@@ -1,9 +1,16 @@
+"""The OpenAPI schema class: component names for nested Input/Output serializers, and the rules the
+server enforces that drf-spectacular leaves out (NUL-free and non-blank strings, refused unknown
+fields, list lengths), so that what /api/schema says is valid is what the API accepts."""
+
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
 from rest_framework import serializers
 
 
 NO_NUL = "^[^\\u0000]*$"
+# A field that trims whitespace (Python's str.strip) and refuses blank needs one character that is
+# whitespace neither to Python nor to ECMA regexes (ECMA's \s lacks \x1c-\x1f and \x85).
+NOT_BLANK_NO_NUL = "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$"
 
 
 class LoupeAutoSchema(AutoSchema):
@@ -41,7 +48,8 @@ class LoupeAutoSchema(AutoSchema):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if (direction == "request" and isinstance(field, serializers.CharField) and schema.get("type") == "string"
                 and "pattern" not in schema and "enum" not in schema and "format" not in schema):
-            schema["pattern"] = NO_NUL
+            blank_refused = field.trim_whitespace and not field.allow_blank
+            schema["pattern"] = NOT_BLANK_NO_NUL if blank_refused else NO_NUL
         return schema
 
     def _get_parameters(self):
