@@ -166,7 +166,7 @@ class ItemListIngestApi(ApiView):
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id)
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in ItemStatus.values:
+        if status_filter is not None and status_filter not in ItemStatus.values:
             raise ValidationFailed(
                 f"status must be one of {', '.join(ItemStatus.values)}.", fields={"status": ["Invalid choice."]}
             )

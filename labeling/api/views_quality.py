@@ -109,7 +109,7 @@ class QualityRunItemsApi(ApiView):
     def get(self, request, run_id):
         run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
         outcome = request.query_params.get("outcome")
-        if outcome and outcome not in QualityOutcome.values:
+        if outcome is not None and outcome not in QualityOutcome.values:
             raise ValidationFailed(f"outcome must be one of {', '.join(QualityOutcome.values)}.",
                                    fields={"outcome": ["Invalid choice."]})
         paginator = self.pagination_class()

@@ -175,3 +175,9 @@ def test_form_bodies_are_415(project_with_items):
     project, manager = project_with_items
     res = client_for(manager).patch(f"/api/projects/{project.pk}", {"name": "x"}, format="multipart")
     assert res.status_code == 415 and res.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_an_empty_enum_filter_is_400_not_no_filter(project_with_items):
+    project, manager = project_with_items
+    res = client_for(manager).get(f"/api/projects/{project.pk}/items?status=")
+    assert res.status_code == 400 and "status" in res.json()["error"]["fields"]
