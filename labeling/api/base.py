@@ -115,9 +115,10 @@ class _SchemaProbe:
 
 class ApiView(JsonErrorsMixin, APIView):
     # The API speaks JSON (batch endpoints also read JSON Lines from the raw body themselves): a form
-    # or multipart body is a 415, and the schema documents only what is accepted.
+    # or multipart body is a 415, and the schema documents only what is accepted. The JSON parser is
+    # the one configured in REST_FRAMEWORK (DEFAULT_PARSER_CLASSES), whatever class that is.
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [p for p in api_settings.DEFAULT_PARSER_CLASSES if p.media_type == "application/json"] or [JSONParser]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles first
