@@ -204,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- API errors in one shape -----------------------------------------------------------------
+# A CSRF failure under /api/ answers in the API's error shape; other paths keep Django's page.
+CSRF_FAILURE_VIEW = "labeling.api.errors.csrf_failure"
+
 # Upload limits for ingestion endpoints (rows and bytes); Django's own limit is set just above
 # so that our view can answer 413 with the limit instead of Django's generic 400.
 LOUPE_MAX_BATCH_ROWS = env.int("LOUPE_MAX_BATCH_ROWS", default=10_000)

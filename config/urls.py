@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.templatetags.static import static
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, re_path
 
-from labeling.api.errors import api_not_found
+from labeling.api import errors as api_errors
+from labeling.api.views_schema import DocsApi, SchemaApi
 
 
 def favicon(request):
@@ -20,11 +20,18 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema", SchemaApi.as_view(), name="api-schema"),
+    path("api/docs", DocsApi.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("labeling.api.urls")),
     path("api/", include("bugqueue.api.urls")),
-    path("api/<path:rest>", api_not_found),
+    # Any other path under /api/ (newlines included, which <path:> does not match) is a JSON 404.
+    re_path(r"^api/(?P<rest>[\s\S]*)\Z", api_errors.api_not_found),
     path("", include("labeling.urls")),
     path("", include("bugqueue.urls")),
 ]
+
+# Errors Django answers itself: the error shape under /api/, Django's pages (templates) elsewhere.
+handler400 = api_errors.handler400
+handler403 = api_errors.handler403
+handler404 = api_errors.handler404
+handler500 = api_errors.handler500

@@ -1,10 +1,10 @@
 """Bug-queue API: report, list with facets, read, update, comment, resolve; tags; settings.
 Thin: permission-checked reads through selectors, writes through services."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from bugqueue import selectors
 from bugqueue.api.serializers import (
@@ -43,9 +43,17 @@ def _reject_unknown(data, allowed):
         raise ValidationFailed(f"Unknown fields: {', '.join(unknown)}.", fields={k: ["Unknown field."] for k in unknown})
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class PayloadField(serializers.JSONField):
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return super().to_internal_value(data)
+
+
 class FailureInput(inputs.Input):
     external_id = serializers.CharField(required=False, max_length=255, help_text="An item of the project.")
-    payload = serializers.JSONField(required=False, help_text="The failing input (an object); without external_id it becomes an item.")
+    payload = PayloadField(required=False, help_text="The failing input (an object); without external_id it becomes an item.")
     predicted_label = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     expected_label = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="Null when not known yet.")
     model_version = serializers.CharField(required=False, allow_blank=True, max_length=128)
@@ -62,20 +70,23 @@ class BugPage(serializers.Serializer):
 
 LIST_PARAMETERS = [
     OpenApiParameter("project", int, description="A project id (default: every project you are a member of)."),
-    OpenApiParameter("status", str, description=f"One or more (comma-separated) of {', '.join(BugStatus.values)}, open, closed."),
-    OpenApiParameter("tag", str, description="Tag slug(s); several narrow (bugs carrying all of them)."),
-    OpenApiParameter("priority", str, description=f"One or more of {', '.join(Priority.values)}."),
-    OpenApiParameter("kind", str, description=f"One or more of {', '.join(BugKind.values)}."),
+    OpenApiParameter("status", str, many=True, enum=[*BugStatus.values, "open", "closed"],
+                     description="One or more (repeated or comma-separated); open and closed name groups."),
+    OpenApiParameter("tag", str, many=True, description="Tag slug(s) (GET /api/tags); several narrow (bugs carrying "
+                     "all of them). An unknown tag is a 400."),
+    OpenApiParameter("priority", str, many=True, enum=Priority.values, description="One or more."),
+    OpenApiParameter("kind", str, many=True, enum=BugKind.values, description="One or more."),
     OpenApiParameter("assignee", str, description="A username, `me`, or `none`."),
-    OpenApiParameter("q", str, description="Text in the title or description, or an exact fingerprint."),
+    OpenApiParameter("q", {"type": "string", "maxLength": 200},
+                     description="Text in the title or description, or an exact fingerprint."),
     OpenApiParameter("regressed", bool),
     OpenApiParameter("ordering", str, enum=list(selectors.ORDERINGS)),
-    OpenApiParameter("page", int),
-    OpenApiParameter("page_size", int),
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}),
+    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": DefaultPagination.max_page_size}),
 ]
 
 
-class BugListCreateApi(APIView):
+class BugListCreateApi(ApiView):
     request_body_limit = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A bug report")
 
     class Input(inputs.Input):
@@ -132,7 +143,7 @@ class BugListCreateApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
-class BugDetailApi(APIView):
+class BugDetailApi(ApiView):
     class PatchInput(inputs.Input):
         status = serializers.ChoiceField(choices=BugStatus.choices, required=False)
         priority = serializers.ChoiceField(choices=Priority.choices, required=False)
@@ -163,7 +174,7 @@ class BugDetailApi(APIView):
         return Response(BugOutput(bug).data)
 
 
-class BugCommentsApi(APIView):
+class BugCommentsApi(ApiView):
     class Input(inputs.Input):
         body = serializers.CharField(max_length=20_000)
 
@@ -176,7 +187,7 @@ class BugCommentsApi(APIView):
         return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
 
 
-class BugResolveApi(APIView):
+class BugResolveApi(ApiView):
     class Input(inputs.Input):
         resolution = serializers.ChoiceField(choices=Resolution.choices)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
@@ -215,13 +226,13 @@ class BugResolveApi(APIView):
         return Response(self.Output(result.bug).data)
 
 
-class TagListApi(APIView):
+class TagListApi(ApiView):
     @extend_schema(responses={200: TagOutput(many=True)}, operation_id="tags_list")
     def get(self, request):
         return Response(TagOutput(selectors.tag_list(), many=True).data)
 
 
-class BugSettingsApi(APIView):
+class BugSettingsApi(ApiView):
     class Output(serializers.Serializer):
         project = serializers.IntegerField(source="project_id")
         auto_file_failed_predictions = serializers.BooleanField()
@@ -237,7 +248,9 @@ class BugSettingsApi(APIView):
     @extend_schema(request=Input, responses={200: Output, **ERRORS}, operation_id="bug_settings_update")
     def patch(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
-        data = self.Input(data=request.data)
+        data = self.Input(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        if not data.validated_data:  # nothing to change
+            return Response(self.Output(bug_settings_get(project=project)).data)
         row = bug_settings_update(project=project, actor=request.user, **data.validated_data)
         return Response(self.Output(row).data)

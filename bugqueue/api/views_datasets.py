@@ -4,10 +4,11 @@ import json
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from bugqueue import selectors_datasets as sel
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
@@ -23,6 +24,7 @@ from labeling.selectors import MANAGER_ROLES, access_project
 from labeling.selectors_blind import labels_visible_to
 
 MAX_EVAL_BYTES = 256 * 1024 * 1024
+MAX_ID = 2**63 - 1  # a bigint primary key
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -50,7 +52,7 @@ def _project_param(request, roles=None):
     return access_project(user=request.user, project_id=raw, **({"roles": roles} if roles else {}))
 
 
-class DatasetListCreateApi(APIView):
+class DatasetListCreateApi(ApiView):
     class Input(inputs.Input):
         project = serializers.IntegerField(**inputs.ID)
         name = serializers.CharField(max_length=200)
@@ -74,13 +76,13 @@ class DatasetListCreateApi(APIView):
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
-class DatasetDetailApi(APIView):
+class DatasetDetailApi(ApiView):
     @extend_schema(responses={200: DatasetOutput, **ERRORS}, operation_id="datasets_retrieve")
     def get(self, request, dataset_id):
         return Response(DatasetOutput(sel.access_dataset(user=request.user, dataset_id=dataset_id)).data)
 
 
-class DatasetVersionsApi(APIView):
+class DatasetVersionsApi(ApiView):
     request_body_limit = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A dataset version body")
 
     class Input(inputs.Input):
@@ -148,13 +150,19 @@ def _row(r):
     return {"external_id": r[1], "label": r[2], "payload": r[3], "bug": r[4], "added_in": r[5]}
 
 
-class DatasetVersionItemsApi(APIView):
+class DatasetVersionItemsApi(ApiView):
     content_negotiation_class = FormatIsAQueryParameter
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]), OpenApiParameter("after", int),
-                    OpenApiParameter("limit", int)],
-        responses={200: VersionItemsPageOutput, **ERRORS}, operation_id="dataset_version_items",
+        parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]),
+                    OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+                    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 5000})],
+        responses={
+            (200, "application/json"): VersionItemsPageOutput,
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="format=jsonl: one row per line."),
+            **ERRORS,
+        },
+        operation_id="dataset_version_items",
         description="Items of a version with the label frozen at that version. JSON pages by `after` "
                     "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
     )
@@ -174,15 +182,18 @@ class DatasetVersionItemsApi(APIView):
             raise ValidationFailed("format must be json or jsonl.", fields={"format": ["Invalid choice."]})
         try:
             after = int(request.query_params.get("after", 0))
-            limit = min(max(int(request.query_params.get("limit", 500)), 1), 5000)
+            limit = int(request.query_params.get("limit", 500))
+            if not (0 <= after <= MAX_ID and 1 <= limit <= 5000):
+                raise ValueError
         except ValueError:
-            raise ValidationFailed("after and limit must be integers.", fields={"after": ["Must be an integer."]})
+            raise ValidationFailed("after must be an integer from 0 (a row id) and limit an integer from 1 to 5000.",
+                                   fields={"after": ["An integer from 0."], "limit": ["An integer from 1 to 5000."]})
         rows = sel.version_rows(dataset_id=dataset.pk, number=number, visibility=visibility, after_id=after, limit=limit)
         return Response({"version": number, "results": [_row(r) for r in rows],
                          "next_after": rows[-1][0] if len(rows) == limit else None})
 
 
-class DatasetVersionDeltaApi(APIView):
+class DatasetVersionDeltaApi(ApiView):
     @extend_schema(responses={200: DeltaOutput, **ERRORS}, operation_id="dataset_version_delta")
     def get(self, request, dataset_id, number):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
@@ -231,7 +242,7 @@ class _Rows(serializers.Field):
         return data
 
 
-class EvaluationListCreateApi(APIView):
+class EvaluationListCreateApi(ApiView):
     request_body_limit = BodyLimit(max_bytes=MAX_EVAL_BYTES, what="An evaluation body")
 
     class Input(inputs.Input):
@@ -285,7 +296,7 @@ class EvaluationListCreateApi(APIView):
         return Response(EvaluationOutput(evaluation).data, status=status.HTTP_201_CREATED)
 
 
-class EvaluationDetailApi(APIView):
+class EvaluationDetailApi(ApiView):
     @extend_schema(responses={200: EvaluationOutput, **ERRORS}, operation_id="evaluations_retrieve")
     def get(self, request, evaluation_id):
         evaluation = sel.access_evaluation(user=request.user, evaluation_id=evaluation_id)
@@ -302,7 +313,7 @@ class FlowOutput(serializers.ModelSerializer):
                   "created_at", "finished_at"]
 
 
-class BugDatasetFlowsApi(APIView):
+class BugDatasetFlowsApi(ApiView):
     @extend_schema(responses={200: FlowOutput(many=True), **ERRORS}, operation_id="bug_dataset_flows")
     def get(self, request, bug_id):
         from bugqueue.selectors import access_bug

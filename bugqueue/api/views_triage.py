@@ -3,7 +3,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from bugqueue import selectors
 from bugqueue.api.serializers import BugOutput
@@ -37,7 +37,7 @@ class TriageTotals(serializers.Serializer):
     backlog = serializers.IntegerField()
 
 
-class TriageApi(APIView):
+class TriageApi(ApiView):
     class Output(serializers.Serializer):
         project = serializers.IntegerField()
         week = serializers.CharField()

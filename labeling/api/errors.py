@@ -2,6 +2,9 @@
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.views import csrf as django_csrf
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -67,8 +70,54 @@ def exception_handler(exc, context):
     return error_response(status_code=response.status_code, code=str(code), message=str(detail), headers=headers)
 
 
-def api_not_found(request, rest=None):
-    """Unknown API paths answer in the API's error shape, not an HTML page."""
+# --- Errors Django answers itself (no DRF view reached) ----------------------------------------
+# An unknown /api/ path, a CSRF failure, a 500 outside a DRF view: under /api/ these answer in the
+# error shape too; every other path keeps Django's own pages (templates 403/404/500.html).
+
+def is_api_path(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def _json_error(status_code, code, message):
     from django.http import JsonResponse
 
-    return JsonResponse({"error": {"code": "not_found", "message": "No such API endpoint."}}, status=404)
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status_code)
+
+
+@csrf_exempt
+def api_not_found(request, rest=None):
+    """Unknown API paths answer 404 in the error shape, whatever the method (no CSRF check: there is
+    no view to protect)."""
+    return _json_error(404, "not_found", "No such API endpoint.")
+
+
+def handler400(request, exception=None):
+    if is_api_path(request):
+        return _json_error(400, "bad_request", "Bad request.")
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if is_api_path(request):
+        return _json_error(403, "permission_denied", "You do not have permission to perform this action.")
+    return defaults.permission_denied(request, exception)
+
+
+def handler404(request, exception=None):
+    if is_api_path(request):
+        return _json_error(404, "not_found", "No such API endpoint.")
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if is_api_path(request):
+        return _json_error(500, "server_error", "Internal server error.")
+    return defaults.server_error(request)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: API views are CSRF-exempt by DRF (session-authenticated writes are checked
+    by DRF and answer 403 in the error shape); anything else under /api/ gets the shape too."""
+    if is_api_path(request):
+        return _json_error(403, "csrf_failed", f"CSRF verification failed: {reason}")
+    return django_csrf.csrf_failure(request, reason=reason)

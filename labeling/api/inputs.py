@@ -43,6 +43,8 @@ def bound(field):
 
 
 class Input(serializers.Serializer):
+    rejects_unknown_fields = True  # the schema says so (additionalProperties: false)
+
     def get_fields(self):
         fields = super().get_fields()
         for field in fields.values():

@@ -4,9 +4,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from labeling.api import inputs
+from labeling.api.base import ApiView
 from labeling.api.permissions import IsStaff
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.errors import ValidationFailed
@@ -26,7 +26,7 @@ from labeling.services.projects import user_create
 THROTTLED = {429: ErrorSerializer}
 
 
-class TokenApi(APIView):
+class TokenApi(ApiView):
     """POST logs in (anonymous, rate-limited, locked out after repeated failures); DELETE ends the
     token the request is authenticated with."""
 
@@ -80,7 +80,7 @@ class TokenApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TokenRevokeAllApi(APIView):
+class TokenRevokeAllApi(ApiView):
     @extend_schema(request=None, responses={204: None, **ERRORS}, operation_id="auth_tokens_revoke_all",
                    description="Revoke every token of the current user, service tokens included.")
     def delete(self, request):
@@ -88,7 +88,7 @@ class TokenRevokeAllApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class UserCreateApi(APIView):
+class UserCreateApi(ApiView):
     permission_classes = [IsStaff]
 
     class Input(inputs.Input):
@@ -121,7 +121,7 @@ class ServiceTokenOutput(serializers.Serializer):
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
 
 
-class UserTokensApi(APIView):
+class UserTokensApi(ApiView):
     """Service tokens: long-lived tokens that staff create for a pipeline's account."""
 
     permission_classes = [IsStaff]
@@ -153,7 +153,7 @@ class UserTokensApi(APIView):
         return Response(self.CreatedOutput(token).data, status=status.HTTP_201_CREATED)
 
 
-class UserTokenDeleteApi(APIView):
+class UserTokenDeleteApi(ApiView):
     permission_classes = [IsStaff]
 
     @extend_schema(responses={204: None, **ERRORS}, operation_id="user_tokens_revoke")
@@ -162,7 +162,7 @@ class UserTokenDeleteApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeApi(APIView):
+class MeApi(ApiView):
     class Output(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api import inputs
 from labeling.api.negotiation import FormatIsAQueryParameter
@@ -57,7 +57,7 @@ class LabelRowOutput(serializers.Serializer):
     changed_at = serializers.DateTimeField()
 
 
-class LabelHistoryApi(APIView):
+class LabelHistoryApi(ApiView):
     content_negotiation_class = FormatIsAQueryParameter
 
     class Input(serializers.Serializer):
@@ -75,7 +75,7 @@ class LabelHistoryApi(APIView):
         operation_id="labels_delta",
         parameters=[
             OpenApiParameter("since", str, description="A cursor (next_cursor of the previous call), or 0 for the start."),
-            OpenApiParameter("limit", int, description=f"json: rows per page (default {JSON_PAGE_DEFAULT}, at most "
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1}, description=f"json: rows per page (default {JSON_PAGE_DEFAULT}, at most "
                              f"{JSON_PAGE_MAX}); jsonl/csv: at most this many rows (default: the whole delta)."),
             OpenApiParameter("format", str, enum=ExportFormat.values, description="json (default), jsonl or csv."),
             OpenApiParameter("compact", bool, description="Only the latest state of each item changed since the cursor."),
@@ -166,17 +166,18 @@ class ExportsPagination(IdCursorPagination):
     ordering = "-id"
 
 
-class ProjectExportsApi(APIView):
+class ProjectExportsApi(ApiView):
     class Input(inputs.Input):
         format = serializers.ChoiceField(choices=ExportFormat.choices, required=False, default=ExportFormat.JSONL)
         since = serializers.CharField(required=False, allow_blank=True, default="0")
         compact = serializers.BooleanField(required=False, default=False)
 
-    @extend_schema(operation_id="exports_list", parameters=[OpenApiParameter("cursor", str)],
-                   responses={200: ExportOutput(many=True), **ERRORS})
+    pagination_class = ExportsPagination
+
+    @extend_schema(operation_id="exports_list", responses={200: ExportOutput(many=True), **ERRORS})
     def get(self, request, project_id):
         project = access_project_export(user=request.user, project_id=project_id)
-        paginator = ExportsPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(export_list(project=project), request, view=self)
         return paginator.get_paginated_response(ExportOutput(page, many=True, context={"request": request}).data)
 
@@ -197,14 +198,14 @@ class ProjectExportsApi(APIView):
                         headers={"Location": reverse("api-export", args=[export.pk])})
 
 
-class ExportDetailApi(APIView):
+class ExportDetailApi(ApiView):
     @extend_schema(operation_id="exports_retrieve", responses={200: ExportOutput, **ERRORS})
     def get(self, request, export_id):
         export = access_export(user=request.user, export_id=export_id)
         return Response(ExportOutput(export, context={"request": request}).data)
 
 
-class ExportDownloadApi(APIView):
+class ExportDownloadApi(ApiView):
     @extend_schema(
         operation_id="exports_download",
         responses={(200, "application/gzip"): OpenApiTypes.BINARY, 409: ErrorSerializer, **ERRORS},
@@ -231,7 +232,7 @@ class ExportGrantOutput(serializers.Serializer):
         return obj.granted_by.username if obj.granted_by_id else None
 
 
-class ExportGrantsApi(APIView):
+class ExportGrantsApi(ApiView):
     class Input(inputs.Input):
         username = serializers.CharField()
 
@@ -252,7 +253,7 @@ class ExportGrantsApi(APIView):
         return Response(ExportGrantOutput(grant).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class ExportGrantDeleteApi(APIView):
+class ExportGrantDeleteApi(ApiView):
     @extend_schema(operation_id="export_grants_remove", responses={204: None, **ERRORS})
     def delete(self, request, project_id, username):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)

@@ -1,15 +1,19 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api.batch import read_batch
+from labeling.api.views_projects import EXTERNAL_ID
 from labeling.request_body import BATCH
 from labeling.api.serializers import ERRORS, ErrorSerializer
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
 from labeling.services.feedback import ground_truth_import
 
+# A day, a date-time (its UTC day), or empty (no bound).
+DAY = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"},
+                 {"type": "string", "maxLength": 0}]}
 OUTCOMES = ["applied", "confirmed", "conflict", "superseded", "pending", "unchanged"]
 
 
@@ -20,7 +24,18 @@ class GroundTruthRowOutput(serializers.Serializer):
     message = serializers.CharField(required=False)
 
 
-class GroundTruthImportApi(APIView):
+GROUND_TRUTH_ROW = {
+    "type": "object", "additionalProperties": False, "required": ["external_id", "label"],
+    "properties": {
+        "external_id": EXTERNAL_ID,
+        "label": {"type": "string", "description": "A label key of the project."},
+        "observed_at": {"type": "string", "format": "date-time"},
+        "source": {"type": "string", "maxLength": 64},
+    },
+}
+
+
+class GroundTruthImportApi(ApiView):
     request_body_limit = BATCH
 
     class Output(serializers.Serializer):
@@ -38,7 +53,7 @@ class GroundTruthImportApi(APIView):
         rows = GroundTruthRowOutput(many=True, help_text="One entry per row sent, in order.")
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}},
+        request={"application/json": {"type": "array", "items": GROUND_TRUTH_ROW, "minItems": 1},
                  "application/x-ndjson": {"type": "string"}},
         responses={200: Output, 201: Output, 413: ErrorSerializer, **ERRORS},
         operation_id="ground_truth_import",
@@ -110,7 +125,7 @@ class DelayLivePerformanceOutput(serializers.Serializer):
     interval = serializers.ListField(child=serializers.FloatField(), allow_null=True, min_length=2, max_length=2)
 
 
-class FeedbackDelayApi(APIView):
+class FeedbackDelayApi(ApiView):
     class Output(serializers.Serializer):
         predictions = serializers.IntegerField()
         labeled = serializers.IntegerField()
@@ -126,8 +141,8 @@ class FeedbackDelayApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", str, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."),
-            OpenApiParameter("until", str, description="Last prediction day (UTC, inclusive)."),
+            OpenApiParameter("since", DAY, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."),
+            OpenApiParameter("until", DAY, description="Last prediction day (UTC, inclusive; not before since)."),
             OpenApiParameter("model_version", str),
             OpenApiParameter("source", str, description="Count ground truth from this channel only: human, imported "
                                                         "or an import source; other truth counts as not arrived."),

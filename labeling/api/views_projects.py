@@ -1,13 +1,14 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api import inputs
 from labeling.api.pagination import IdCursorPagination
 from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
 from labeling.errors import Forbidden, ValidationFailed
 from labeling.models import ItemStatus, QueueOrder, Role
+from labeling.models.core import LABEL_KEY_RE
 from labeling.selectors import (
     MANAGER_ROLES,
     access_project,
@@ -27,6 +28,7 @@ from labeling.services.projects import (
 )
 from labeling.api.batch import read_batch
 from labeling.request_body import BATCH
+from labeling.api.schema import NO_NUL
 
 
 MAX_SLO_TARGET_SECONDS = 10 * 366 * 86400
@@ -34,17 +36,17 @@ MAX_TEXT = 20_000  # descriptions and guidelines, as bug descriptions
 
 
 class LabelInput(inputs.Input):
-    key = serializers.CharField(max_length=64)
+    key = serializers.RegexField(LABEL_KEY_RE, max_length=64)
     name = serializers.CharField(max_length=200)
     guideline = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_TEXT)
     hotkey = serializers.CharField(required=False, allow_blank=True, default="", max_length=1, trim_whitespace=False)
 
 
-class ProjectListCreateApi(APIView):
+class ProjectListCreateApi(ApiView):
     class Input(inputs.Input):
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_TEXT)
-        labels = LabelInput(many=True)
+        labels = LabelInput(many=True, min_length=2, max_length=100)
         annotations_per_item = serializers.IntegerField(required=False, default=3, min_value=1, max_value=10)
         max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
         lease_seconds = serializers.IntegerField(required=False, default=600, min_value=30, max_value=86400)
@@ -74,7 +76,7 @@ class ProjectListCreateApi(APIView):
         return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailApi(APIView):
+class ProjectDetailApi(ApiView):
     class PatchInput(inputs.Input):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT)
@@ -114,7 +116,7 @@ class MembershipOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class MemberListCreateApi(APIView):
+class MemberListCreateApi(ApiView):
     class Input(inputs.Input):
         username = serializers.CharField()
         role = serializers.ChoiceField(choices=Role.choices)
@@ -134,7 +136,7 @@ class MemberListCreateApi(APIView):
         return Response(MembershipOutput(membership).data, status=code)
 
 
-class MemberDeleteApi(APIView):
+class MemberDeleteApi(ApiView):
     @extend_schema(responses={204: None, 409: ErrorSerializer, **ERRORS}, operation_id="members_remove")
     def delete(self, request, project_id, username):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
@@ -152,15 +154,29 @@ class ItemsCursorPagination(IdCursorPagination):
     pass
 
 
-class ItemListIngestApi(APIView):
+EXTERNAL_ID = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
+ITEM_ROW = {
+    "type": "object", "additionalProperties": False, "required": ["external_id", "payload"],
+    "properties": {
+        "external_id": EXTERNAL_ID,
+        "payload": {"type": "object"},
+        "priority": {"type": "integer", "minimum": -(2**31 - 1), "maximum": 2**31 - 1},
+        "prediction": {"type": "object", "nullable": True, "required": ["model_version", "label"], "properties": {
+            "model_version": {"type": "string"}, "label": {"type": "string"},
+            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+            "predicted_at": {"type": "string", "format": "date-time"}}},
+    },
+}
+
+
+class ItemListIngestApi(ApiView):
     request_body_limit = BATCH
+    pagination_class = ItemsCursorPagination
 
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=ItemStatus.values),
             OpenApiParameter("external_id", str),
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
         ],
         responses={200: ItemOutput(many=True), **ERRORS},
         operation_id="items_list",
@@ -168,17 +184,17 @@ class ItemListIngestApi(APIView):
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id)
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in ItemStatus.values:
+        if status_filter is not None and status_filter not in ItemStatus.values:
             raise ValidationFailed(
                 f"status must be one of {', '.join(ItemStatus.values)}.", fields={"status": ["Invalid choice."]}
             )
         qs = item_list(project=project, status=status_filter, external_id=request.query_params.get("external_id"))
-        paginator = ItemsCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ItemOutput(page, many=True).data)
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}},
+        request={"application/json": {"type": "array", "items": ITEM_ROW, "minItems": 1},
                  "application/x-ndjson": {"type": "string"}},
         responses={200: IngestResultOutput, 201: IngestResultOutput, 413: ErrorSerializer, **ERRORS},
         operation_id="items_ingest",

@@ -4,7 +4,7 @@ services write, errors are labeling.errors (one error shape)."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling import selectors_quality as sq
 from labeling.api import inputs
@@ -61,14 +61,13 @@ class QualityRunOutput(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-class QualityRunListCreateApi(APIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: QualityRunOutput(many=True), **ERRORS}, operation_id="quality_runs_list",
-    )
+class QualityRunListCreateApi(ApiView):
+    pagination_class = DefaultPagination
+
+    @extend_schema(responses={200: QualityRunOutput(many=True), **ERRORS}, operation_id="quality_runs_list")
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
-        paginator = DefaultPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(sq.run_list(project=project).select_related("requested_by"), request, view=self)
         return paginator.get_paginated_response(QualityRunOutput(page, many=True).data)
 
@@ -83,14 +82,14 @@ class QualityRunListCreateApi(APIView):
         return Response(QualityRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class QualityRunDetailApi(APIView):
+class QualityRunDetailApi(ApiView):
     @extend_schema(responses={200: QualityRunOutput, **ERRORS}, operation_id="quality_runs_retrieve")
     def get(self, request, run_id):
         run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
         return Response(QualityRunOutput(run).data)
 
 
-class QualityRunItemsApi(APIView):
+class QualityRunItemsApi(ApiView):
     class Output(serializers.Serializer):
         item_id = serializers.IntegerField()
         external_id = serializers.CharField(source="item.external_id")
@@ -102,18 +101,19 @@ class QualityRunItemsApi(APIView):
         label_issue = serializers.BooleanField()
         outcome = serializers.CharField()
 
+    pagination_class = ItemCursorPagination
+
     @extend_schema(
-        parameters=[OpenApiParameter("outcome", str, enum=QualityOutcome.values), OpenApiParameter("cursor", str),
-                    OpenApiParameter("page_size", int)],
+        parameters=[OpenApiParameter("outcome", str, enum=QualityOutcome.values)],
         responses={200: Output(many=True), **ERRORS}, operation_id="quality_run_items_list",
     )
     def get(self, request, run_id):
         run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
         outcome = request.query_params.get("outcome")
-        if outcome and outcome not in QualityOutcome.values:
+        if outcome is not None and outcome not in QualityOutcome.values:
             raise ValidationFailed(f"outcome must be one of {', '.join(QualityOutcome.values)}.",
                                    fields={"outcome": ["Invalid choice."]})
-        paginator = ItemCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(sq.run_results(run=run, outcome=outcome), request, view=self)
         return paginator.get_paginated_response(self.Output(page, many=True).data)
 
@@ -174,7 +174,7 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
     }
 
 
-class ReviewNextApi(APIView):
+class ReviewNextApi(ApiView):
     @extend_schema(
         request=None, responses={200: ReviewItemOutput, 204: None, **ERRORS}, operation_id="review_next",
         description="Lease the lowest-quality disputed (or conflicting) item for review (reviewer or manager); "
@@ -189,7 +189,7 @@ class ReviewNextApi(APIView):
         return Response(ReviewItemOutput(review_payload(ctx)).data)
 
 
-class ReviewSkipApi(APIView):
+class ReviewSkipApi(ApiView):
     class Input(inputs.Input):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
 
@@ -203,7 +203,7 @@ class ReviewSkipApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ItemResolveApi(APIView):
+class ItemResolveApi(ApiView):
     class Input(inputs.Input):
         label = serializers.CharField(max_length=64)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
@@ -232,7 +232,7 @@ class ItemResolveApi(APIView):
         }).data)
 
 
-class AnnotatorListApi(APIView):
+class AnnotatorListApi(ApiView):
     class Output(serializers.Serializer):
         annotator_id = serializers.IntegerField()
         username = serializers.CharField()
@@ -250,7 +250,7 @@ class AnnotatorListApi(APIView):
         return Response(self.Output(sq.annotator_table(project=project), many=True).data)
 
 
-class AgreementApi(APIView):
+class AgreementApi(ApiView):
     class Output(serializers.Serializer):
         class Fleiss(serializers.Serializer):
             value = serializers.FloatField(allow_null=True)
@@ -286,7 +286,7 @@ class AgreementApi(APIView):
         return Response(self.Output(sq.project_agreement(project=project)).data)
 
 
-class QualitySettingsApi(APIView):
+class QualitySettingsApi(ApiView):
     class Input(inputs.Input):
         auto_run_after_disputed = serializers.IntegerField(min_value=0, max_value=1_000_000)
 
@@ -303,8 +303,10 @@ class QualitySettingsApi(APIView):
                    description="auto_run_after_disputed: start a run after this many new disputed items (0: off).")
     def patch(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
-        data = self.Input(data=request.data)
+        data = self.Input(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        if not data.validated_data:  # nothing to change
+            return Response(self.Output(sq.quality_settings(project=project)).data)
         row = quality_settings_update(project=project, **data.validated_data)
         return Response(self.Output(row).data)
 

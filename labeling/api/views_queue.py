@@ -3,7 +3,7 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from labeling.api.base import ApiView
 
 from labeling.api import inputs
 from labeling.api.pagination import IdCursorPagination
@@ -40,7 +40,7 @@ class QueueItemOutput(serializers.Serializer):
     payload = serializers.JSONField()
 
 
-class QueueNextApi(APIView):
+class QueueNextApi(ApiView):
     class Input(inputs.Input):
         exclude = serializers.ListField(
             child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=10,
@@ -66,7 +66,7 @@ class QueueNextApi(APIView):
     )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id)
-        data = self.Input(data=request.data if isinstance(request.data, dict) else {})
+        data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         claim = assignment_claim_next(project=project, annotator=request.user, exclude=data.validated_data["exclude"])
         if claim is None:
@@ -91,7 +91,7 @@ class AnnotationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class SubmitApi(APIView):
+class SubmitApi(ApiView):
     class Input(inputs.Input):
         label = serializers.CharField(max_length=64)
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_SECONDS_SPENT)
@@ -121,7 +121,7 @@ class SkippedOutput(serializers.Serializer):
     status = serializers.CharField()
 
 
-class SkipApi(APIView):
+class SkipApi(ApiView):
     class Input(inputs.Input):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
@@ -132,7 +132,7 @@ class SkipApi(APIView):
                    description="Give the item back: its slot is free for others at once and it is never served to you again.")
     def post(self, request, assignment_id):
         access_project(user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user))
-        data = self.Input(data=request.data if isinstance(request.data, dict) else {})
+        data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         assignment = assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=data.validated_data["reason"])
         return Response(self.Output({"assignment": assignment}).data)
@@ -147,13 +147,14 @@ class AnnotationFeedPagination(IdCursorPagination):
     pass
 
 
-class ProjectAnnotationsApi(APIView):
+class ProjectAnnotationsApi(ApiView):
+    pagination_class = AnnotationFeedPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("annotator", str, description="Only this annotator's (username)."),
-            OpenApiParameter("since", str, description="Only annotations created at or after this ISO 8601 time."),
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
+            OpenApiParameter("since", {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]},
+                             description="Only annotations created at or after this ISO 8601 time (empty: all)."),
         ],
         responses={200: FeedAnnotationOutput(many=True), **ERRORS},
         operation_id="annotations_list",
@@ -166,12 +167,12 @@ class ProjectAnnotationsApi(APIView):
             annotator=request.query_params.get("annotator") or None,
             since=parse_since(request.query_params.get("since")),
         )
-        paginator = AnnotationFeedPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(FeedAnnotationOutput(page, many=True).data)
 
 
-class MeStatsApi(APIView):
+class MeStatsApi(ApiView):
     class Output(serializers.Serializer):
         project = serializers.IntegerField()
         submitted = serializers.IntegerField()
