@@ -1,4 +1,4 @@
-"""Request bodies (labeling.request_body): a limit on every one, judged before it is read (413 in the
+"""Request bodies (common.http.request_body): a limit on every one, judged before it is read (413 in the
 error shape), and chunked bodies read by servers that decode them, refused (411) by those that do not.
 The chunked tests talk HTTP to real servers: the live test server (Django's runserver handler) and
 gunicorn, as in production."""
