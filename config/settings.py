@@ -333,12 +333,14 @@ if _proxy_header:
         )
     SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
 
-# --- request bodies (common.http.request_body, common.api.json_body) ----------------------------
+# --- request bodies (common.http.request_body, common.api.json_body) -----------------------------
 # Every request body has a size limit, checked before it is read (413); ingestion endpoints raise it
 # to LOUPE_MAX_BATCH_BYTES. JSON bodies nest at most LOUPE_MAX_JSON_DEPTH levels.
 LOUPE_MAX_REQUEST_BYTES = env.int("LOUPE_MAX_REQUEST_BYTES", default=1024 * 1024)
 LOUPE_MAX_JSON_DEPTH = env.int("LOUPE_MAX_JSON_DEPTH", default=64)
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"), "common.http.request_body.RequestBodyMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"), "common.http.request_body.RequestBodyMiddleware"
+)
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
     "common.api.parsers.JSONParser",
     "rest_framework.parsers.FormParser",
@@ -371,6 +373,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = LOUPE_BROKER_PUBLISH_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
-# A lost database connection answers 503 with Retry-After (seconds), not 500 (common.http.database_unavailable).
+# A lost database connection answers 503 with Retry-After (seconds), not 500
+# (common.http.database_unavailable).
 LOUPE_DB_RETRY_AFTER_SECONDS = env.int("LOUPE_DB_RETRY_AFTER_SECONDS", default=2)
 MIDDLEWARE.append("common.http.database_unavailable.DatabaseUnavailableMiddleware")  # last: sees a view's error first
