@@ -22,7 +22,7 @@ from tests.factories import PASSWORD
 from tests.factories_input import client, error_of, input_world
 from tests.rows import snapshot
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 JSON = "application/json"
 MB = 1024 * 1024
 
