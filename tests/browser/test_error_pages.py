@@ -17,7 +17,7 @@ def open_page(page, url):
     bad, started = [], []
     # Only requests of this page count: the previous page's icon, still loading when goto leaves it,
     # is aborted by the navigation (net::ERR_ABORTED) and says nothing about this page.
-    page.on("request", started.append)
+    page.on("request", lambda req: started.append(req))
     page.on("requestfailed", lambda req: any(req is r for r in started) and bad.append((req.url, req.failure)))
     page.on("response", lambda res: res.request.resource_type != "document" and res.status >= 400 and bad.append((res.url, res.status)))
     response = page.goto(url)
