@@ -92,7 +92,8 @@ TABLE = [
     (API, "GET", "api-quality-run", "/api/quality-runs/{run}",                      "401 404 403 200 200 404 200"),
     (API, "GET", "api-quality-run-items", "/api/quality-runs/{run}/items",          "401 404 403 200 200 404 200"),
     (API, "GET", "api-quality-settings", "/api/projects/{p}/quality-settings",      "401 404 403 200 200 404 200"),
-    (API, "PATCH", "api-quality-settings", "/api/projects/{p}/quality-settings",    "401 404 403 403 400 404 400"),
+    # An empty PATCH changes nothing: 200 with the settings as they are.
+    (API, "PATCH", "api-quality-settings", "/api/projects/{p}/quality-settings",    "401 404 403 403 200 404 200"),
     (API, "POST", "api-review-next", "/api/projects/{p}/review/next",               "401 404 403 204 204 404 204"),
     (API, "POST", "api-review-skip", "/api/items/{hidden}/review/skip",             "401 404 403 409 409 404 409"),
     (API, "POST", "api-item-resolve", "/api/items/{hidden}/resolve",                "401 404 403 400 400 404 400"),
@@ -109,7 +110,7 @@ TABLE = [
     (API, "GET", "api-triage", "/api/triage?project={p}",                           "401 404 200 200 200 404 200"),
     (API, "GET", "api-tags", "/api/tags",                                           "401 200 200 200 200 200 200"),
     (API, "GET", "api-bug-settings", "/api/projects/{p}/bug-settings",              "401 404 200 200 200 404 200"),
-    (API, "PATCH", "api-bug-settings", "/api/projects/{p}/bug-settings",            "401 404 403 403 400 404 400"),
+    (API, "PATCH", "api-bug-settings", "/api/projects/{p}/bug-settings",            "401 404 403 403 200 404 200"),
     (API, "GET", "api-datasets", "/api/datasets?project={p}",                       "401 404 200 200 200 404 200"),
     (API, "POST", "api-datasets", "/api/datasets",                                  "401 400 400 400 400 400 400"),
     (API, "GET", "api-dataset", "/api/datasets/{dataset}",                          "401 404 200 200 200 404 200"),

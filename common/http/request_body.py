@@ -52,8 +52,19 @@ DEFAULT = BodyLimit()
 BATCH = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A batch body", hint="Split it.")
 
 
-def _error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    body = {"error": {"code": code, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields
+    return JsonResponse(body, status=status)
+
+
+def _nul_fields(query: str) -> dict:
+    """The query parameters whose name or value holds a NUL, each with its message."""
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return {(k.replace("\0", "") or "?"): ["A NUL character (%00) is not text."] for k, v in pairs if "\0" in k + v}
 
 
 def view_body_limit(view_func) -> BodyLimit:
@@ -72,7 +83,8 @@ class RequestBodyMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         meta = request.META
         if "%00" in meta.get("QUERY_STRING", ""):
-            return _error(400, "invalid", "The query string holds a NUL character (%00), which is not text.")
+            return _error(400, "invalid", "The query string holds a NUL character (%00), which is not text.",
+                          fields=_nul_fields(meta["QUERY_STRING"]))
         limit = view_body_limit(view_func)
         if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
             if not meta.get("wsgi.input_terminated"):

@@ -172,6 +172,6 @@ class MeApi(ApiView):
         def get_can_create_projects(self, user) -> bool:
             return project_create_allowed(user=user)
 
-    @extend_schema(responses={200: Output}, operation_id="me")
+    @extend_schema(responses={200: Output, **ERRORS}, operation_id="me")
     def get(self, request):
         return Response(self.Output(request.user).data)

@@ -22,6 +22,7 @@ from common.errors import TooLarge, ValidationFailed
 from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
 from labeling.selectors import project_label_keys
 from common.timestamps import parse_timestamp
+from labeling.services.retry import retry_on_conflict
 
 PROB_TOLERANCE = 1e-3
 
@@ -162,6 +163,7 @@ def items_ingest(*, project: Project, rows: list) -> IngestResult:
     return _write(project=project, parsed=parsed)
 
 
+@retry_on_conflict  # two batches upserting overlapping rows may deadlock: the loser runs again, whole
 @transaction.atomic
 def _write(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
     if connection.vendor == "postgresql":

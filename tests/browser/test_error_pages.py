@@ -14,8 +14,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def open_page(page, url):
     """Go to url; return the main response and every sub-resource that failed or answered 4xx/5xx."""
-    bad = []
-    page.on("requestfailed", lambda req: bad.append((req.url, req.failure)))
+    bad, started = [], []
+    # Only requests of this page count: the previous page's icon, still loading when goto leaves it,
+    # is aborted by the navigation (net::ERR_ABORTED) and says nothing about this page.
+    page.on("request", lambda req: started.append(req))
+    page.on("requestfailed", lambda req: any(req is r for r in started) and bad.append((req.url, req.failure)))
     page.on("response", lambda res: res.request.resource_type != "document" and res.status >= 400 and bad.append((res.url, res.status)))
     response = page.goto(url)
     page.wait_for_load_state("load")

@@ -126,8 +126,10 @@ def test_anonymous_is_json_401_or_403():
 
 
 def test_unsupported_media_type_is_json_415(user):
+    from labeling.services.projects import user_allow_project_create
     from tests.conftest import client_for
 
+    user_allow_project_create(user=user)  # past the role check, to the body
     res = client_for(user).post("/api/projects", data="name=x", content_type="text/plain")
     assert_error_shape(res, 415)
 
