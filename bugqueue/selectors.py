@@ -25,11 +25,11 @@ from bugqueue.models import (
     Priority,
     Tag,
 )
-from labeling.errors import NotFound, ValidationFailed
+from common.errors import NotFound, ValidationFailed
 from labeling.models import Membership, Project
 from labeling.selectors import ANY_ROLE, access_project
 from labeling.selectors_blind import labels_visible_to
-from labeling.timestamps import OutOfRange, check_day
+from common.timestamps import OutOfRange, check_day
 
 BugTag = Bug.tags.through
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")

@@ -1,13 +1,26 @@
 """Reads for datasets and evaluations, permission-checked through the dataset's project."""
 
-from labeling.errors import NotFound
+from django.db.models import Q
+
+from common.errors import NotFound
 from labeling.selectors import ANY_ROLE, access_project
 from labeling.selectors_blind import LabelVisibility
 
-from bugqueue.models import Dataset, DatasetVersion, Evaluation, EvaluationPrediction, EvaluationResult
-from bugqueue.services.datasets import members_at
+from bugqueue.models import Dataset, DatasetMember, DatasetVersion, Evaluation, EvaluationPrediction, EvaluationResult
 
 CHUNK = 5000
+
+
+def live_members(dataset_id):
+    """The dataset's members in its latest version."""
+    return DatasetMember.objects.filter(dataset_id=dataset_id, removed_in__isnull=True)
+
+
+def members_at(*, dataset_id: int, number: int):
+    """The dataset's members as of version `number`."""
+    return DatasetMember.objects.filter(dataset_id=dataset_id, added_in__lte=number).filter(
+        Q(removed_in__isnull=True) | Q(removed_in__gt=number)
+    )
 
 
 def access_dataset(*, user, dataset_id, roles=ANY_ROLE) -> Dataset:

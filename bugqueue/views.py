@@ -14,7 +14,7 @@ from bugqueue import selectors
 from bugqueue.models import BugKind, BugStatus, Priority, Resolution
 from bugqueue.services.bugs import UNSET, bug_settings_get, bug_settings_update, bug_update, comment_add
 from labeling import selectors as labeling_selectors
-from labeling.errors import DomainError, Forbidden, NotFound
+from common.errors import DomainError, Forbidden, NotFound
 from labeling.views import page_project
 
 PAGE_SIZE = 50

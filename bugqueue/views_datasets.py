@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import render
 
 from bugqueue import selectors_datasets as sel
-from labeling.errors import Forbidden, NotFound
+from common.errors import Forbidden, NotFound
 from labeling.selectors_blind import labels_visible_to
 from labeling.views import page_project
 

@@ -185,11 +185,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "labeling.api.schema.LoupeAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "common.api.schema.LoupeAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "labeling.api.pagination.DefaultPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.api.pagination.DefaultPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "labeling.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -206,7 +206,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- API errors in one shape -----------------------------------------------------------------
 # A CSRF failure under /api/ answers in the API's error shape; other paths keep Django's page.
-CSRF_FAILURE_VIEW = "labeling.api.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "common.api.errors.csrf_failure"
 
 # Upload limits for ingestion endpoints (rows and bytes); Django's own limit is set just above
 # so that our view can answer 413 with the limit instead of Django's generic 400.
@@ -333,14 +333,16 @@ if _proxy_header:
         )
     SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
 
-# --- request bodies (labeling.request_body, labeling.api.json_body) ----------------------------
+# --- request bodies (common.http.request_body, common.api.json_body) -----------------------------
 # Every request body has a size limit, checked before it is read (413); ingestion endpoints raise it
 # to LOUPE_MAX_BATCH_BYTES. JSON bodies nest at most LOUPE_MAX_JSON_DEPTH levels.
 LOUPE_MAX_REQUEST_BYTES = env.int("LOUPE_MAX_REQUEST_BYTES", default=1024 * 1024)
 LOUPE_MAX_JSON_DEPTH = env.int("LOUPE_MAX_JSON_DEPTH", default=64)
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"), "labeling.request_body.RequestBodyMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"), "common.http.request_body.RequestBodyMiddleware"
+)
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
-    "labeling.api.parsers.JSONParser",
+    "common.api.parsers.JSONParser",
     "rest_framework.parsers.FormParser",
     "rest_framework.parsers.MultiPartParser",
 ]
@@ -371,6 +373,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = LOUPE_BROKER_PUBLISH_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
-# A lost database connection answers 503 with Retry-After (seconds), not 500 (labeling.middleware).
+# A lost database connection answers 503 with Retry-After (seconds), not 500
+# (common.http.database_unavailable).
 LOUPE_DB_RETRY_AFTER_SECONDS = env.int("LOUPE_DB_RETRY_AFTER_SECONDS", default=2)
-MIDDLEWARE.append("labeling.middleware.DatabaseUnavailableMiddleware")  # last: sees a view's error first
+MIDDLEWARE.append("common.http.database_unavailable.DatabaseUnavailableMiddleware")  # last: sees a view's error first

@@ -4,8 +4,8 @@ from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
 
-from labeling.api import errors as api_errors
-from labeling.api.views_schema import DocsApi, SchemaApi
+from common.api import errors as api_errors
+from common.api.views_schema import DocsApi, SchemaApi
 
 
 def favicon(request):

@@ -3,7 +3,7 @@ members without the needed role get Forbidden. Staff act as managers everywhere.
 
 from django.db.models import Count, Q
 
-from .errors import Forbidden, NotFound
+from common.errors import Forbidden, NotFound
 from .models import Item, ItemStatus, LabelClass, Membership, Project, Role, reopen_pending, reopen_requested
 
 ANY_ROLE = (Role.ANNOTATOR, Role.REVIEWER, Role.MANAGER)

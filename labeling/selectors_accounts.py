@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 
-from labeling.errors import NotFound
+from common.errors import NotFound
 from labeling.models import ApiToken, TokenKind, password_stamp
 
 

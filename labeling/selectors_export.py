@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import CharField, Exists, Func, OuterRef, TextField
 from django.db.models.functions import Cast
 
-from .errors import Forbidden, NotFound, ValidationFailed
+from common.errors import Forbidden, NotFound, ValidationFailed
 from .models import Export, ExportGrant, LabelChange, LabelSequence, Project, Role
 from .selectors import membership_role
 

@@ -28,10 +28,17 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from labeling import survival
-from labeling.errors import ValidationFailed
-from labeling.models import Annotation, FeedbackBacklogBin, FeedbackDelayBin, FeedbackState, Project
-from labeling.services.feedback_rollup import HUMAN_CHANNEL, IMPORTED_CHANNEL
-from labeling.timestamps import OutOfRange, check_day, parse_timestamp
+from common.errors import ValidationFailed
+from labeling.models import (
+    HUMAN_CHANNEL,
+    IMPORTED_CHANNEL,
+    Annotation,
+    FeedbackBacklogBin,
+    FeedbackDelayBin,
+    FeedbackState,
+    Project,
+)
+from common.timestamps import OutOfRange, check_day, parse_timestamp
 
 DAY = survival.DAY
 QUERY_PARAMS = ("since", "until", "model_version", "source")

@@ -16,7 +16,7 @@ from django.db.models.functions import Floor
 
 from labeling import consensus
 from labeling.bulkio import is_postgres, label_case, read_columns
-from labeling.errors import NotFound
+from common.errors import NotFound
 from labeling.models import (
     Annotation,
     Assignment,

@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from labeling.errors import NotFound, ValidationFailed
+from common.errors import NotFound, ValidationFailed
 from labeling.models import (
     REOPEN_VALID_SQL,
     Annotation,
@@ -19,7 +19,7 @@ from labeling.models import (
     ItemStatus,
     ReopenRequest,
 )
-from labeling.timestamps import parse_timestamp
+from common.timestamps import parse_timestamp
 
 # Counting open items stops here so that the cost of a progress line never grows with the project.
 REMAINING_CAP = 1_000

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
 from labeling import selectors
-from labeling.errors import Forbidden, NotFound
+from common.errors import Forbidden, NotFound
 
 
 def page_project(request, project_id, roles=selectors.ANY_ROLE):

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from labeling.errors import Forbidden, NotFound, ValidationFailed
+from common.errors import Forbidden, NotFound, ValidationFailed
 from labeling.models import ExportFormat, ExportStatus, Role
 from labeling.selectors_export import (
     access_project_export,

@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from labeling import selectors
-from labeling.errors import ValidationFailed
+from common.errors import ValidationFailed
 from labeling.models import GroundTruthObservation, Item, ItemStatus
 from labeling.selectors_feedback import (
     DelayFilters,

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors_quality as sq
-from labeling.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES
 from labeling.services.quality import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip

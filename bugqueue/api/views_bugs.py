@@ -4,7 +4,7 @@ Thin: permission-checked reads through selectors, writes through services."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
 from bugqueue import selectors
 from bugqueue.api.serializers import (
@@ -25,11 +25,11 @@ from bugqueue.services.bugs import (
     bug_update,
     comment_add,
 )
-from labeling.api import inputs
-from labeling.api.pagination import DefaultPagination
-from labeling.api.serializers import ERRORS, ErrorSerializer
-from labeling.errors import ValidationFailed
-from labeling.request_body import BodyLimit
+from common.api import inputs
+from common.api.pagination import DefaultPagination
+from common.api.errors import ERRORS, ErrorSerializer
+from common.errors import ValidationFailed
+from common.http.request_body import BodyLimit
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 
 CONFLICT = {409: ErrorSerializer}

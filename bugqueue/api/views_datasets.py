@@ -8,18 +8,18 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
 from bugqueue import selectors_datasets as sel
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
-from labeling.api import inputs
-from labeling.api.batch import NDJSON_TYPES
-from labeling.api.negotiation import FormatIsAQueryParameter
-from labeling.api.serializers import ERRORS, ErrorSerializer
-from labeling.errors import TooLarge, ValidationFailed
-from labeling.request_body import BodyLimit
+from common.api import inputs
+from common.api.batch import NDJSON_TYPES
+from common.api.negotiation import FormatIsAQueryParameter
+from common.api.errors import ERRORS, ErrorSerializer
+from common.errors import TooLarge, ValidationFailed
+from common.http.request_body import BodyLimit
 from labeling.selectors import MANAGER_ROLES, access_project
 from labeling.selectors_blind import labels_visible_to
 

@@ -3,12 +3,12 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
 from bugqueue import selectors
 from bugqueue.api.serializers import BugOutput
-from labeling.api.serializers import ERRORS
-from labeling.errors import ValidationFailed
+from common.api.errors import ERRORS
+from common.errors import ValidationFailed
 from labeling.selectors import access_project
 
 

@@ -38,11 +38,11 @@ from bugqueue.models import (
     Tag,
 )
 from bugqueue.services.grouping import BugDraft, FailureData, FilingResult, bug_file, default_fingerprint
-from labeling.errors import Conflict, Forbidden, TooLarge, ValidationFailed
+from common.errors import Conflict, Forbidden, TooLarge, ValidationFailed
 from labeling.models import Item, Membership, Prediction, Project
 from labeling.selectors import project_label_keys
 from labeling.services.ingestion import items_ingest
-from labeling.timestamps import check_timestamp, parse_timestamp
+from common.timestamps import check_timestamp, parse_timestamp
 
 User = get_user_model()
 

@@ -20,7 +20,8 @@ from bugqueue.models import (
     Tag,
     VersionReason,
 )
-from labeling.errors import Conflict, NotFound, ValidationFailed
+from bugqueue.selectors_datasets import live_members, members_at
+from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import GroundTruth, Item, ItemStatus
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,6 @@ def dataset_create(*, project, actor, name: str, description: str = "", tags=(),
         raise Conflict(f"This project already has a dataset named {name!r}.", code="dataset_exists",
                        fields={"name": ["Already used in this project."]})
     return dataset
-
-
-def live_members(dataset_id):
-    return DatasetMember.objects.filter(dataset_id=dataset_id, removed_in__isnull=True)
-
-
-def members_at(*, dataset_id: int, number: int):
-    return DatasetMember.objects.filter(dataset_id=dataset_id, added_in__lte=number).filter(
-        Q(removed_in__isnull=True) | Q(removed_in__gt=number)
-    )
 
 
 def _relabel_candidates(dataset_id):

@@ -11,9 +11,9 @@ from django.db import connection, transaction
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from bugqueue.models import Dataset, Evaluation, EvaluationPrediction, EvaluationResult
-from bugqueue.services.datasets import members_at
-from labeling.api.json_body import json_loads
-from labeling.errors import TooLarge, ValidationFailed
+from bugqueue.selectors_datasets import members_at
+from common.api.json_body import json_loads
+from common.errors import TooLarge, ValidationFailed
 from labeling.models import Item
 from labeling.selectors import project_label_keys
 

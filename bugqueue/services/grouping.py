@@ -54,7 +54,7 @@ from bugqueue.models import (
     FailureSource,
     Priority,
 )
-from labeling.errors import Conflict
+from common.errors import Conflict
 
 logger = logging.getLogger(__name__)
 

@@ -1,19 +1,9 @@
-"""Output shapes shared by several endpoints, and the error shape for the schema."""
+"""Output shapes shared by several of labeling's endpoints."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from labeling.models import Item, ItemStatus, LabelClass, Project
-
-
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.JSONField(required=False)
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
 
 
 class LabelOutput(serializers.ModelSerializer):
@@ -57,5 +47,3 @@ class ItemOutput(serializers.ModelSerializer):
     def get_required_annotations(self, obj) -> int:
         return obj.required_annotations + (1 if getattr(obj, "reopen_requested", False) else 0)
 
-
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}

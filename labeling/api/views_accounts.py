@@ -5,11 +5,11 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from labeling.api import inputs
-from labeling.api.base import ApiView
+from common.api import inputs
+from common.api.base import ApiView
 from labeling.api.permissions import IsStaff
-from labeling.api.serializers import ERRORS, ErrorSerializer
-from labeling.errors import ValidationFailed
+from common.api.errors import ERRORS, ErrorSerializer
+from common.errors import ValidationFailed
 from labeling.selectors import project_create_allowed
 from labeling.login_guard import TokenRateThrottle, lockout_message, lockout_seconds
 from labeling.models import ApiToken

@@ -13,14 +13,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
-from labeling.api import inputs
-from labeling.api.negotiation import FormatIsAQueryParameter
+from common.api import inputs
+from common.api.negotiation import FormatIsAQueryParameter
 
-from labeling.api.pagination import IdCursorPagination
-from labeling.api.serializers import ERRORS, ErrorSerializer
-from labeling.errors import Conflict, ValidationFailed
+from common.api.pagination import IdCursorPagination
+from common.api.errors import ERRORS, ErrorSerializer
+from common.errors import Conflict, ValidationFailed
 from labeling.models import ExportFormat, ExportStatus
 from labeling.selectors import MANAGER_ROLES, access_project
 from labeling.selectors_export import (

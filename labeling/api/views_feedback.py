@@ -1,12 +1,12 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
-from labeling.api.batch import read_batch
+from common.api.batch import read_batch
 from labeling.api.views_projects import EXTERNAL_ID
-from labeling.request_body import BATCH
-from labeling.api.serializers import ERRORS, ErrorSerializer
+from common.http.request_body import BATCH
+from common.api.errors import ERRORS, ErrorSerializer
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
 from labeling.services.feedback import ground_truth_import

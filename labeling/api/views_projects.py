@@ -1,12 +1,13 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
-from labeling.api import inputs
-from labeling.api.pagination import IdCursorPagination
-from labeling.api.serializers import ERRORS, ErrorSerializer, ItemOutput, ProjectOutput
-from labeling.errors import Forbidden, ValidationFailed
+from common.api import inputs
+from common.api.pagination import IdCursorPagination
+from common.api.errors import ERRORS, ErrorSerializer
+from labeling.api.serializers import ItemOutput, ProjectOutput
+from common.errors import Forbidden, ValidationFailed
 from labeling.models import ItemStatus, QueueOrder, Role
 from labeling.models.core import LABEL_KEY_RE
 from labeling.selectors import (
@@ -26,9 +27,9 @@ from labeling.services.projects import (
     project_create,
     project_update,
 )
-from labeling.api.batch import read_batch
-from labeling.request_body import BATCH
-from labeling.api.schema import NO_NUL
+from common.api.batch import read_batch
+from common.http.request_body import BATCH
+from common.api.schema import NO_NUL
 
 
 MAX_SLO_TARGET_SECONDS = 10 * 366 * 86400

@@ -1,16 +1,17 @@
 """Quality runs, the review queue, annotator statistics and agreement. Thin: selectors read,
-services write, errors are labeling.errors (one error shape)."""
+services write, errors are common.errors (one error shape)."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
 from labeling import selectors_quality as sq
-from labeling.api import inputs
-from labeling.api.pagination import DefaultPagination, ItemCursorPagination
-from labeling.api.serializers import ERRORS, ErrorSerializer, LabelOutput
-from labeling.errors import ValidationFailed
+from common.api import inputs
+from common.api.pagination import DefaultPagination, ItemCursorPagination
+from common.api.errors import ERRORS, ErrorSerializer
+from labeling.api.serializers import LabelOutput
+from common.errors import ValidationFailed
 from labeling.models import QualityOutcome
 from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.services.quality import quality_run_request, quality_settings_update

@@ -3,12 +3,12 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from labeling.api.base import ApiView
+from common.api.base import ApiView
 
-from labeling.api import inputs
-from labeling.api.pagination import IdCursorPagination
-from labeling.api.serializers import ERRORS, ErrorSerializer
-from labeling.errors import ValidationFailed
+from common.api import inputs
+from common.api.pagination import IdCursorPagination
+from common.api.errors import ERRORS, ErrorSerializer
+from common.errors import ValidationFailed
 from labeling.selectors import MANAGER_ROLES, access_project
 from labeling.selectors_queue import (
     annotation_feed,

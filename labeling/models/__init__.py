@@ -27,7 +27,16 @@ from .core import (  # noqa: F401
 )
 from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
 from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F401
-from .feedback import FeedbackBacklogBin, FeedbackDelayBin, FeedbackDirtyDay, FeedbackState, GroundTruthObservation, ObservationOutcome  # noqa: F401,E501
+from .feedback import (  # noqa: F401
+    HUMAN_CHANNEL,
+    IMPORTED_CHANNEL,
+    FeedbackBacklogBin,
+    FeedbackDelayBin,
+    FeedbackDirtyDay,
+    FeedbackState,
+    GroundTruthObservation,
+    ObservationOutcome,
+)
 from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
 from .quality import *  # noqa: F401,F403,E402
 from .accounts import ApiToken, TokenKind, password_stamp  # noqa: F401

@@ -7,6 +7,11 @@ from django.db.models import Q
 
 from .core import Item, Project
 
+# The channel of an item's first ground truth (FeedbackDelayBin.channel): annotators and reviewers
+# are one channel; an import counts under its source, or this name when it gave none.
+HUMAN_CHANNEL = "human"
+IMPORTED_CHANNEL = "imported"
+
 
 class ObservationOutcome(models.TextChoices):
     APPLIED = "applied", "Applied (set or changed the ground truth)"

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from knox.settings import knox_settings
 
-from labeling.errors import NotFound
+from common.errors import NotFound
 from labeling.models import ApiToken, TokenKind, password_stamp
 
 

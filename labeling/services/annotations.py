@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
-from labeling.errors import Conflict, NotFound, ValidationFailed
+from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import (
     Annotation,
     AnnotatorProgress,

@@ -32,7 +32,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labeling.errors import NotFound, ValidationFailed
+from common.errors import NotFound, ValidationFailed
 from labeling.models import Export, ExportFormat, ExportGrant, ExportStatus, Project
 from labeling.selectors_export import (
     HistoryPage,

@@ -31,8 +31,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from labeling.errors import ValidationFailed
+from common.errors import ValidationFailed
 from labeling.models import (
+    HUMAN_CHANNEL,
     GroundTruth,
     GroundTruthMethod,
     GroundTruthObservation,
@@ -43,10 +44,10 @@ from labeling.models import (
     Project,
 )
 from labeling.selectors import project_label_keys
-from labeling.services.feedback_rollup import HUMAN_CHANNEL, feedback_state_lock, feedback_rollup_refresh
+from labeling.services.feedback_rollup import feedback_state_lock, feedback_rollup_refresh
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import check_batch_size
-from labeling.timestamps import parse_timestamp
+from common.timestamps import parse_timestamp
 from labeling.signals import feedback_slo_changed
 
 IMPORT_FIELDS = {"external_id", "label", "observed_at", "source"}

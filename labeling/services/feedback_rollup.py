@@ -32,6 +32,8 @@ from django.utils import timezone
 
 from labeling import survival
 from labeling.models import (
+    HUMAN_CHANNEL,
+    IMPORTED_CHANNEL,
     FeedbackBacklogBin,
     FeedbackDelayBin,
     FeedbackDirtyDay,
@@ -46,8 +48,6 @@ from labeling.models import (
 
 log = logging.getLogger(__name__)
 
-HUMAN_CHANNEL = "human"
-IMPORTED_CHANNEL = "imported"
 # Beyond this many new label changes a refresh recomputes everything in one statement.
 FULL_REBUILD_CHANGES = 200_000
 # Dirty days closer than this are recomputed as one range (one statement instead of several).

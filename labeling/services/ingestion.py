@@ -18,10 +18,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from labeling.errors import TooLarge, ValidationFailed
+from common.errors import TooLarge, ValidationFailed
 from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
 from labeling.selectors import project_label_keys
-from labeling.timestamps import parse_timestamp
+from common.timestamps import parse_timestamp
 from labeling.services.retry import retry_on_conflict
 
 PROB_TOLERANCE = 1e-3

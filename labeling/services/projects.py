@@ -8,7 +8,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from labeling.errors import Conflict, NotFound, ValidationFailed
+from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import (
     LABEL_KEY_RE,
     GuidelineRevision,

@@ -60,7 +60,7 @@ from labeling.bulkio import (
     start_calls,
     temp_table_from_arrays,
 )
-from labeling.errors import Conflict, NotFound
+from common.errors import Conflict, NotFound
 from labeling.models import (
     ACTIVE_RUN_STATUSES,
     Annotation,
@@ -180,7 +180,7 @@ def quality_on_item_disputed(*, project_id: int, count: int = 1) -> QualityRun |
 @transaction.atomic
 def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -> QualitySettings:
     if not isinstance(auto_run_after_disputed, int) or isinstance(auto_run_after_disputed, bool) or not 0 <= auto_run_after_disputed <= 1_000_000:
-        from labeling.errors import ValidationFailed
+        from common.errors import ValidationFailed
 
         raise ValidationFailed(
             "auto_run_after_disputed must be an integer from 0 (off) to 1,000,000.",

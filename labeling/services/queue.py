@@ -49,7 +49,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labeling.errors import Conflict, NotFound
+from common.errors import Conflict, NotFound
 from labeling.models import (
     Annotation,
     AnnotatorProgress,

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from labeling.errors import Conflict, ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from labeling.models import (
     REVIEW_OUTCOMES,
     Annotation,

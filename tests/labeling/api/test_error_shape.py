@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from labeling.api.base import ApiView, JsonErrorsMixin
+from common.api.base import ApiView, JsonErrorsMixin
 from tests.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = pytest.mark.django_db

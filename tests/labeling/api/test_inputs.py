@@ -1,11 +1,11 @@
-"""Request bodies say what is stored or get a 400 naming the field (labeling.api.inputs): every body
+"""Request bodies say what is stored or get a 400 naming the field (common.api.inputs): every body
 serializer rejects unknown fields, bounds its integers to their columns and refuses NaN."""
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework import serializers
 
-from labeling.api import inputs
+from common.api import inputs
 from labeling.models import Project
 from tests.factories_input import client, error_of, input_world
 from tests.rows import snapshot
@@ -52,7 +52,7 @@ def test_every_request_body_serializer_is_an_input():
     assert len(found) >= 20, [s.__qualname__ for s in found]
     plain = [s.__qualname__ for s in found if s.__qualname__ not in QUERY_PARAMETER_SERIALIZERS
              and not issubclass(s, inputs.Input)]
-    assert plain == [], f"request bodies must be read by labeling.api.inputs.Input: {plain}"
+    assert plain == [], f"request bodies must be read by common.api.inputs.Input: {plain}"
     for s in found:
         for field in fields_of(s):
             if isinstance(field, serializers.Serializer) and not isinstance(field, serializers.ListSerializer):

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from labeling.errors import Conflict, NotFound, ValidationFailed
+from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import (
     Annotation,
     AnnotatorProgress,

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from labeling.errors import ValidationFailed
+from common.errors import ValidationFailed
 from labeling.models import Export, ExportStatus
 from labeling.selectors_export import cursor_decode, cursor_encode
 from labeling.services import export as export_service

@@ -13,7 +13,7 @@ from django.utils import timezone
 from scipy.stats import spearmanr
 
 from labeling import bulkio, consensus
-from labeling.errors import Conflict
+from common.errors import Conflict
 from labeling.models import (
     Annotation,
     GroundTruth,

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from labeling.errors import Conflict, NotFound
+from common.errors import Conflict, NotFound
 from labeling.models import Annotation, Assignment, AssignmentStatus, Item, ItemStatus
 from labeling.services import queue as queue_service
 from labeling.services.annotations import annotation_submit

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from labeling.errors import Conflict, ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from labeling.models import (
     Assignment,
     GroundTruth,

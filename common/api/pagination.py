@@ -1,11 +1,11 @@
 """Pagination styles of the API. A view that pages sets `pagination_class`: the OpenAPI schema then
 shows its answer as the page object ({next, previous, results}) and lists its query parameters,
-and labeling.api.base accepts those parameters. A page size that is not an integer from 1 to the
+and common.api.base accepts those parameters. A page size that is not an integer from 1 to the
 maximum is a 400, not silently the default."""
 
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
-from labeling.errors import ValidationFailed
+from common.errors import ValidationFailed
 
 
 class StrictPageSizeMixin:

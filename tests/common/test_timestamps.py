@@ -1,4 +1,4 @@
-"""One timestamp reader (labeling.timestamps) for every time Loupe takes: 1970-01-01 to 2100-01-01 UTC,
+"""One timestamp reader (common.timestamps) for every time Loupe takes: 1970-01-01 to 2100-01-01 UTC,
 else a 400 naming the field; nothing written."""
 
 from datetime import datetime, timezone
@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from labeling.models import GroundTruthObservation, Prediction
-from labeling.timestamps import OutOfRange, parse_timestamp
+from common.timestamps import OutOfRange, parse_timestamp
 from tests.factories_input import client, error_of, input_world
 from tests.rows import snapshot
 

@@ -16,7 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from labeling.errors import ValidationFailed
+from common.errors import ValidationFailed
 
 
 class JsonErrorsMixin:
@@ -137,7 +137,7 @@ class ApiView(JsonErrorsMixin, APIView):
             return  # the serializer answers "expected an object"
         errors = _type_errors(declared, data)
         if errors:
-            from labeling.api.errors import _first_message
+            from common.api.errors import _first_message
 
             raise ValidationFailed(_first_message(errors), fields=errors)
 

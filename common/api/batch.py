@@ -3,9 +3,9 @@ within the row and byte limits, answering 413 with the limit when it is exceeded
 
 from django.core.exceptions import RequestDataTooBig
 
-from labeling.api.json_body import JSONInputError, json_loads
-from labeling.errors import TooLarge, ValidationFailed
-from labeling.request_body import BATCH
+from common.api.json_body import JSONInputError, json_loads
+from common.errors import TooLarge, ValidationFailed
+from common.http.request_body import BATCH
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-lines")
 
@@ -15,8 +15,8 @@ def _too_large():
 
 
 def read_batch(request) -> list:
-    """The body's rows. The limits and the JSON rules are the shared ones (labeling.request_body,
-    labeling.api.json_body); a bad row is named by its index and line."""
+    """The body's rows. The limits and the JSON rules are the shared ones (common.http.request_body,
+    common.api.json_body); a bad row is named by its index and line."""
     limit = BATCH.bytes()
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)

@@ -1,3 +1,6 @@
+"""Content negotiation for endpoints that stream downloads: the view chooses the file format itself,
+so DRF never answers 404/406 for a `format` it has no renderer for."""
+
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 

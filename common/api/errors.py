@@ -1,15 +1,30 @@
-"""One error shape for every API failure: {"error": {"code", "message", "fields"?}}."""
+"""One error shape for every API failure: {"error": {"code", "message", "fields"?}}: the responses,
+the handlers that turn every exception into one, and the serializers that document it in the schema."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.views import csrf as django_csrf
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from labeling.errors import DomainError
+from common.errors import DomainError
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.JSONField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+# The failures every endpoint can answer, for extend_schema(responses={..., **ERRORS}).
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
 
 def error_response(*, status_code, code, message, fields=None, headers=None):

@@ -1,4 +1,4 @@
-"""JSON bodies are read one way (labeling.api.json_body) by every endpoint: too deep, NUL, lone
+"""JSON bodies are read one way (common.api.json_body) by every endpoint: too deep, NUL, lone
 surrogates, not UTF-8 and NaN are a 400 naming where, and nothing is written."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import orjson
 import pytest
 
-from labeling.api.json_body import JSONInputError, json_loads
+from common.api.json_body import JSONInputError, json_loads
 from tests.factories import PASSWORD
 from tests.factories_input import client, error_of, input_world
 from tests.rows import snapshot

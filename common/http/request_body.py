@@ -13,7 +13,7 @@ does not decode them (Django's runserver) leaves the chunk framing in the stream
 refused with 411 rather than read wrong.
 
 Query strings and form bodies are refused when they carry a NUL character (%00), which no column
-can store; JSON bodies are checked where they are parsed (labeling.api.json_body).
+can store; JSON bodies are checked where they are parsed (common.api.json_body).
 """
 
 import tempfile

@@ -1,11 +1,9 @@
 """The OpenAPI schema class: component names for nested Input/Output serializers, and the rules the
 server enforces that drf-spectacular leaves out (NUL-free and non-blank strings, refused unknown
-fields, list lengths), so that what /api/schema says is valid is what the API accepts; and the
-`Authorization: Token <key>` security scheme."""
+fields, list lengths), so that what /api/schema says is valid is what the API accepts."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import build_bearer_security_scheme_object, force_instance
+from drf_spectacular.plumbing import force_instance
 from rest_framework import serializers
 
 
@@ -55,19 +53,10 @@ class LoupeAutoSchema(AutoSchema):
         return schema
 
     def _get_parameters(self):
-        """labeling.api.base refuses a NUL in any query parameter: string parameters say so."""
+        """common.api.base refuses a NUL in any query parameter: string parameters say so."""
         parameters = super()._get_parameters()
         for p in parameters:
             schema = p.get("schema", {})
             if p["in"] == "query" and schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
                 schema["pattern"] = NO_NUL
         return parameters
-
-class TokenScheme(OpenApiAuthenticationExtension):
-    """`Authorization: Token <key>` (labeling.api.authentication) in the schema's security schemes."""
-
-    target_class = "labeling.api.authentication.TokenAuthentication"
-    name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")

@@ -6,7 +6,7 @@ What a body says must be what is stored, or a 400 that names the field:
 - an integer field without bounds of its own gets its column's (PostgreSQL `integer`), so a value no
   column can hold is a 400 rather than a database error; identifiers take ID (`bigint`);
 - a float field refuses NaN and the infinities, which JSON cannot carry but "NaN" strings can;
-- a time is a TimestampField, read as every other time Loupe takes (labeling.timestamps).
+- a time is a TimestampField, read as every other time Loupe takes (common.timestamps).
 """
 
 import math
@@ -15,7 +15,7 @@ from datetime import datetime
 from django.core.validators import MaxValueValidator, MinValueValidator
 from rest_framework import serializers
 
-from labeling.timestamps import parse_timestamp
+from common.timestamps import parse_timestamp
 
 INT32 = (-(2**31), 2**31 - 1)
 ID = {"min_value": 1, "max_value": 2**63 - 1}  # a bigint primary key
@@ -65,7 +65,7 @@ class Input(serializers.Serializer):
 
 
 class TimestampField(serializers.DateTimeField):
-    """A date-time read by labeling.timestamps: ISO 8601, naive meaning UTC, 1970..2100."""
+    """A date-time read by common.timestamps: ISO 8601, naive meaning UTC, 1970..2100."""
 
     def to_internal_value(self, value):
         if isinstance(value, datetime):

@@ -1,4 +1,4 @@
-"""Request bodies (labeling.request_body): a limit on every one, judged before it is read (413 in the
+"""Request bodies (common.http.request_body): a limit on every one, judged before it is read (413 in the
 error shape), and chunked bodies read by servers that decode them, refused (411) by those that do not.
 The chunked tests talk HTTP to real servers: the live test server (Django's runserver handler) and
 gunicorn, as in production."""
@@ -22,7 +22,7 @@ from tests.factories import PASSWORD
 from tests.factories_input import client, error_of, input_world
 from tests.rows import snapshot
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 JSON = "application/json"
 MB = 1024 * 1024
 

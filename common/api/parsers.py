@@ -1,10 +1,10 @@
-"""DRF's JSON parser, reading through labeling.api.json_body: every endpoint that takes a JSON body
+"""DRF's JSON parser, reading through common.api.json_body: every endpoint that takes a JSON body
 refuses the same things (too deep, NUL, lone surrogates, NaN) the same way, a 400 `parse_error`."""
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
-from labeling.api.json_body import json_loads
+from common.api.json_body import json_loads
 
 
 class JSONParser(BaseParser):

@@ -2,7 +2,7 @@
 
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from labeling.api.base import JsonErrorsMixin
+from common.api.base import JsonErrorsMixin
 
 
 class SchemaApi(JsonErrorsMixin, SpectacularAPIView):
