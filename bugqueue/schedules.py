@@ -11,7 +11,7 @@ BEAT_SCHEDULE: dict = {
         "task": "bugqueue.reconcile_occurrences",
         "schedule": crontab(minute=30, hour=3),
     },
-    # Datasets (#7): pending items of resolved bugs that got ground truth but whose message was lost.
+    # Datasets: pending items of resolved bugs that got ground truth but whose message was lost.
     "bugqueue-datasets-absorb-sweep": {"task": "bugqueue.datasets_absorb_sweep", "schedule": crontab(minute="*/15")},
     "bugqueue-file-failed-predictions-sweep": {
         "task": "bugqueue.file_failed_predictions_sweep",

@@ -10,10 +10,10 @@ BEAT_SCHEDULE: dict = {
     "feedback-check": {"task": "loupe.feedback_check_all", "schedule": 15 * 60.0},
     # Feedback delay: recompute rollup days that drifted from the base tables.
     "feedback-reconcile": {"task": "loupe.feedback_reconcile_all", "schedule": crontab(hour=3, minute=17)},
-    # Queue (#3): mark expired leases every minute; recount stored counters nightly.
+    # Queue: mark expired leases every minute; recount stored counters nightly.
     "queue-expire-leases": {"task": "loupe.queue_expire_leases", "schedule": 60.0},
     "queue-reconcile-counters": {"task": "loupe.queue_reconcile_all", "schedule": crontab(hour=3, minute=47)},
-    # Quality (#4): prune old runs' per-item results (lost or dead runs: the work sweep above).
+    # Quality: prune old runs' per-item results (lost or dead runs: the work sweep above).
     "quality-results-prune": {"task": "loupe.quality_results_prune", "schedule": 300.0},
 }
 

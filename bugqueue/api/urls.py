@@ -10,7 +10,7 @@ urlpatterns = [
     path("triage", views_triage.TriageApi.as_view(), name="api-triage"),
     path("tags", views_bugs.TagListApi.as_view(), name="api-tags"),
     path("projects/<int:project_id>/bug-settings", views_bugs.BugSettingsApi.as_view(), name="api-bug-settings"),
-    # validation datasets and evaluations (#7)
+    # validation datasets and evaluations
     path("datasets", views_datasets.DatasetListCreateApi.as_view(), name="api-datasets"),
     path("datasets/<int:dataset_id>", views_datasets.DatasetDetailApi.as_view(), name="api-dataset"),
     path("datasets/<int:dataset_id>/versions", views_datasets.DatasetVersionsApi.as_view(), name="api-dataset-versions"),

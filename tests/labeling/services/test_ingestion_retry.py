@@ -1,7 +1,6 @@
 """Ingestion re-runs a batch whose transaction the database aborted to break a deadlock (two batches
 upserting overlapping rows): the batch is stored once, as if nothing had happened."""
 
-import psycopg.errors
 import pytest
 from django.db import OperationalError, connection
 
@@ -9,19 +8,7 @@ from labeling.models import Item
 from labeling.services import ingestion
 from labeling.services.ingestion import items_ingest
 from tests.factories import ProjectFactory
-
-
-def _deadlock_once(real, calls):
-    def write(**kw):
-        calls.append(1)
-        if len(calls) == 1:
-            try:
-                raise psycopg.errors.DeadlockDetected("deadlock detected")
-            except psycopg.errors.DeadlockDetected as cause:
-                raise OperationalError("deadlock detected") from cause
-        return real(**kw)
-
-    return write
+from tests.faults import deadlock_once
 
 
 @pytest.mark.django_db(transaction=True)
@@ -29,7 +16,7 @@ def test_a_batch_aborted_by_a_deadlock_is_written_again_whole(monkeypatch):
     project = ProjectFactory()
     name = "_write_postgres" if connection.vendor == "postgresql" else "_write_portable"
     calls = []
-    monkeypatch.setattr(ingestion, name, _deadlock_once(getattr(ingestion, name), calls))
+    monkeypatch.setattr(ingestion, name, deadlock_once(getattr(ingestion, name), calls))
     rows = [{"external_id": f"e{n}", "payload": {"text": f"t{n}"}} for n in range(3)]
     result = items_ingest(project=project, rows=rows)
     assert len(calls) == 2

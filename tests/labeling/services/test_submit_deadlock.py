@@ -15,6 +15,7 @@ from labeling.services import quality as quality_service
 from labeling.services.annotations import annotation_submit
 from labeling.services.queue import assignment_claim_next
 from tests.factories_quality import annotators, crowd_project
+from tests.faults import deadlock_once
 
 ANNOTATORS = 8
 SUBMITS_EACH = 25
@@ -86,7 +87,6 @@ def test_every_submit_is_stored_while_runs_end_and_start(postgres_tx):
 @pytest.mark.django_db(transaction=True)
 def test_a_submit_aborted_by_a_deadlock_is_run_again_whole(monkeypatch):
     """The database rolled the first attempt back (nothing of it is kept); the second one stores it."""
-    import psycopg.errors
     from django.db import OperationalError
 
     from labeling.services import annotations as annotations_service
@@ -95,18 +95,8 @@ def test_a_submit_aborted_by_a_deadlock_is_run_again_whole(monkeypatch):
     (user,) = annotators(project, 1)
     project.items.create(external_id="a", required_annotations=1)
     claim = assignment_claim_next(project=project, annotator=user)
-    real_complete, calls = annotations_service._complete, []
-
-    def deadlock_once(**kw):
-        calls.append(1)
-        if len(calls) == 1:
-            try:
-                raise psycopg.errors.DeadlockDetected("deadlock detected")
-            except psycopg.errors.DeadlockDetected as cause:
-                raise OperationalError("deadlock detected") from cause
-        return real_complete(**kw)
-
-    monkeypatch.setattr(annotations_service, "_complete", deadlock_once)
+    calls = []
+    monkeypatch.setattr(annotations_service, "_complete", deadlock_once(annotations_service._complete, calls))
     outcome = annotation_submit(assignment_id=claim.assignment_id, annotator=user, label="c0")
     assert len(calls) == 2 and outcome.completed
     assert Annotation.objects.filter(item__project=project).count() == 1
