@@ -89,6 +89,7 @@ def test_demo_and_test_passwords_pass_the_validators():
     from labeling.management.commands.loupe_demo import DEMO_PASSWORD, DEMO_USERS
 
     User = get_user_model()
+    # validate_password raises ValidationError for a password a validator refuses, else returns None.
     for username, _, _ in DEMO_USERS:
-        validate_password(DEMO_PASSWORD, user=User(username=username))
-    validate_password(PASSWORD, user=User(username="user1"))
+        assert validate_password(DEMO_PASSWORD, user=User(username=username)) is None
+    assert validate_password(PASSWORD, user=User(username="user1")) is None

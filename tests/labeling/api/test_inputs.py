@@ -139,5 +139,8 @@ def test_unknown_field_on_submit_is_a_400_and_no_annotation(world):
 
 
 def test_a_project_id_no_column_holds_is_a_404(world):
-    refused(world, "manager", "PATCH", "/api/projects/99999999999999999999", '{"name": "x"}', status=404)
-    refused(world, "manager", "GET", "/api/me/stats?project=99999999999999999999", None, status=404)
+    # refused() checks the status, the error shape and that no row changed.
+    error = refused(world, "manager", "PATCH", "/api/projects/99999999999999999999", '{"name": "x"}', status=404)
+    assert error["code"] == "not_found"
+    error = refused(world, "manager", "GET", "/api/me/stats?project=99999999999999999999", None, status=404)
+    assert error["code"] == "not_found"
