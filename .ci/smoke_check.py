@@ -53,6 +53,18 @@ def login(page, base, username, password):
     page.wait_for_url(f"{base}/")
 
 
+def open_session(browser, base, username, password):
+    """A fresh browser context logged in as `username`, its page, and the problems it will record."""
+    context = browser.new_context()
+    problems = Problems(context)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems.watch(page)
+    print(f"as {username}:", flush=True)
+    login(page, base, username, password)
+    return context, page, problems
+
+
 def load(page, problems, base, path):
     """Open one page and wait until its scripts and the requests they make have settled."""
     problems.where = path
@@ -130,25 +142,13 @@ def main():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
 
-        annotator_ctx = browser.new_context()
-        problems = Problems(annotator_ctx)
-        page = annotator_ctx.new_page()
-        page.set_default_timeout(20_000)
-        problems.watch(page)
-        print(f"as {args.annotator}:", flush=True)
-        login(page, base, args.annotator, args.password)
+        annotator_ctx, page, problems = open_session(browser, base, args.annotator, args.password)
         project_id = page.locator("[data-project-id]").first.get_attribute("data-project-id")
         label_one_item(page, problems, base, project_id)
         problems_all += problems.found
         annotator_ctx.close()
 
-        staff_ctx = browser.new_context()
-        problems = Problems(staff_ctx)
-        page = staff_ctx.new_page()
-        page.set_default_timeout(20_000)
-        problems.watch(page)
-        print(f"as {args.staff}:", flush=True)
-        login(page, base, args.staff, args.staff_password)
+        staff_ctx, page, problems = open_session(browser, base, args.staff, args.staff_password)
         pages = ["/", f"/projects/{project_id}/"] + [
             f"/projects/{project_id}/{name}" for name in ("label", "review", "quality", "delay", "datasets", "export")
         ] + ["/bugs", "/bugs/digests", "/triage", "/api/docs", "/admin/"]
