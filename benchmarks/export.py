@@ -268,7 +268,7 @@ def main():
     django.setup()
     from django.db import connection
 
-    from labeling.selectors_export import cursor_encode
+    from labeling.selectors.export import cursor_encode
 
     if connection.vendor != "postgresql":
         sys.exit("benchmarks/export.py needs PostgreSQL: set DATABASE_URL=postgres://...")

@@ -54,7 +54,7 @@ def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from labeling.bulkio import copy_rows
+    from common.db.copy import copy_rows
     from labeling.models import Annotation, GroundTruth, Item, LabelChange, LabelSequence, Prediction, Role
     from labeling.services.ingestion import probability_vector  # as ingestion stores them
     from labeling.services.projects import LabelSpec, member_add, project_create
@@ -202,7 +202,7 @@ def claims_with_requests(project):
 
 def review_with_requests(project, reviewer):
     """review/next and the review queue's size while the requested items (stored as disputed) wait."""
-    from labeling.selectors_quality import review_queue_size
+    from labeling.selectors.quality import review_queue_size
     from labeling.services.resolution import review_next
 
     t = time.perf_counter()
@@ -216,7 +216,7 @@ def review_with_requests(project, reviewer):
 def project_list_with_requests(project):
     """The project list's counts (home page and project page) while the requests wait: a requested
     item counts as open. Returns (seconds, n_open, n_disputed)."""
-    from labeling.selectors import project_list_with_counts
+    from labeling.selectors.projects import project_list_with_counts
 
     t = time.perf_counter()
     row = next(p for p in project_list_with_counts(user=project.created_by) if p.pk == project.pk)
@@ -224,7 +224,7 @@ def project_list_with_requests(project):
 
 
 def reads(project, reviewer):
-    from labeling import selectors_quality as sq
+    from labeling.selectors import quality as sq
     from labeling.models import Item, ReopenRequest
     from labeling.services.resolution import review_next
 

@@ -38,9 +38,9 @@ def main():
     django.setup()
     import numpy as np
 
-    from labeling import consensus
-    from tests.factories import UserFactory
-    from tests.factories_quality import adaptive_overlap, annotators, crowd_project, simulate_crowd
+    from labeling.stats import consensus
+    from tests.labeling.factories import UserFactory
+    from tests.labeling.factories import adaptive_overlap, annotators, crowd_project, simulate_crowd
 
     UserFactory.reset_sequence(int(time.time() * 1000) % 10**9)  # fresh usernames in a shared database
 

@@ -33,8 +33,8 @@ def main():
     call_command("migrate", verbosity=0)
     from labeling.services.export import export_request
     from labeling.services.quality import quality_run_request
-    from tests.factories_export import make_items, resolve
-    from tests.factories_quality import annotate, annotators, crowd_project
+    from tests.labeling.factories import make_items, resolve
+    from tests.labeling.factories import annotate, annotators, crowd_project
 
     port = free_port()
     broker_url = f"redis://127.0.0.1:{port}/0"
@@ -62,7 +62,7 @@ def main():
         time.sleep(0.5)  # redis-server start-up (a benchmark, not a test)
         from django.contrib.auth import get_user_model
 
-        from tests.factories import UserFactory
+        from tests.labeling.factories import UserFactory
 
         UserFactory.reset_sequence(get_user_model().objects.count() + 1_000_000)  # users of earlier runs stay
         project, manager = crowd_project()

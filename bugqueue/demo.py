@@ -13,7 +13,7 @@ from bugqueue.services.autofile import feedback_slo_record
 from bugqueue.services.bugs import bug_report, bug_resolve, bug_update, comment_add
 from bugqueue.services.digest import digest_build
 from bugqueue.services.tags import tags_seed
-from bugqueue.selectors import parse_week
+from bugqueue.selectors.bugs import parse_week
 from labeling.models import Prediction, Project
 
 User = get_user_model()

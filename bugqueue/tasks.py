@@ -47,7 +47,7 @@ def reconcile_occurrences() -> int:
 @shared_task(name="bugqueue.weekly_digests")
 def weekly_digests(week: str | None = None) -> int:
     """Beat, Mondays: one digest task per project for the ISO week that just ended."""
-    from bugqueue.selectors import week_label
+    from bugqueue.selectors.bugs import week_label
     from labeling.models import Project
 
     if not week:
@@ -61,7 +61,7 @@ def weekly_digests(week: str | None = None) -> int:
 
 @shared_task(name="bugqueue.digest_project", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def digest_project(project_id: int, week: str) -> int | None:
-    from bugqueue.selectors import parse_week
+    from bugqueue.selectors.bugs import parse_week
     from bugqueue.services.digest import digest_build, digest_send
     from labeling.models import Project
 

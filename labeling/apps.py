@@ -11,5 +11,5 @@ class LabelingConfig(AppConfig):
         from . import schedules
 
         settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)
-        from . import receivers_feedback  # noqa: F401  (feedback-delay rollups follow ground truth)
+        from . import receivers  # noqa: F401  (feedback-delay rollups follow ground truth)
         from .api import schema_auth  # noqa: F401  (the token scheme in the OpenAPI schema)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import ProjectFactory, UserFactory
+from tests.labeling.factories import ProjectFactory, UserFactory
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

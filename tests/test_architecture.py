@@ -21,6 +21,24 @@ MOVED = {
     )),
 }
 
+# Flat modules that became packages or moved house; the old names must not come back.
+RENAMED = {
+    **{f"labeling.selectors_{m}": f"labeling.selectors.{m}"
+       for m in ("accounts", "blind", "export", "feedback", "quality", "queue")},
+    **{f"labeling.views_{m}": f"labeling.views.{m}" for m in ("export", "feedback", "quality", "queue")},
+    "labeling.bulkio": "common.db",
+    "labeling.consensus": "labeling.stats.consensus",
+    "labeling.survival": "labeling.stats.survival",
+    "labeling.receivers_feedback": "labeling.receivers",
+    "bugqueue.datasets_models": "bugqueue.models.datasets",
+    "bugqueue.selectors_datasets": "bugqueue.selectors.datasets",
+    "bugqueue.views_datasets": "bugqueue.views.datasets",
+    **{f"tests.factories{m}": "tests.labeling.factories"
+       for m in ("", "_export", "_feedback", "_quality", "_queue")},
+    "tests.factories_bugqueue": "tests.bugqueue.factories",
+    "tests.factories_input": "tests.input_world",
+}
+
 
 def module_name(path: Path, root: Path = ROOT) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -81,6 +99,9 @@ def violations(files, root: Path = ROOT) -> list[str]:
                 out.append(f"{name}: common imports an app ({imported})")
             if any(under(imported, old) for old in MOVED):
                 out.append(f"{name}: imports {imported}, which lives in common/ now")
+            for old, new in RENAMED.items():
+                if under(imported, old):
+                    out.append(f"{name}: imports {imported}, which moved to {new}")
     return out
 
 
@@ -91,7 +112,7 @@ def test_the_tree_keeps_the_import_rules():
 
 
 def test_the_moved_modules_are_gone():
-    left = [m for m in MOVED if (ROOT / (m.replace(".", "/") + ".py")).exists()]
+    left = [m for m in (*MOVED, *RENAMED) if (ROOT / (m.replace(".", "/") + ".py")).exists()]
     assert left == []
 
 
@@ -103,6 +124,8 @@ def test_the_moved_modules_are_gone():
     ("common/api/x.py", "from labeling.models import Item", "common imports an app"),
     ("bugqueue/api/x.py", "from labeling.api.pagination import DefaultPagination", "lives in common/ now"),
     ("tests/x.py", "from labeling import errors", "lives in common/ now"),
+    ("labeling/views/x.py", "from labeling import selectors_quality", "moved to labeling.selectors.quality"),
+    ("tests/x.py", "from tests.factories_queue import annotators", "moved to tests.labeling.factories"),
 ])
 def test_each_rule_catches_a_violating_import(tmp_path, module, source, expected):
     path = tmp_path / module

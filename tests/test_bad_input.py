@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from tests.factories import PASSWORD
-from tests.factories_input import client, error_of, input_world
+from tests.labeling.factories import PASSWORD
+from tests.input_world import client, error_of, input_world
 from tests.rows import snapshot
 
 JSON = "application/json"

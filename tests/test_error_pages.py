@@ -4,7 +4,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.test import Client
 
-from tests.factories import UserFactory
+from tests.labeling.factories import UserFactory
 
 
 def fail_every_query(execute, sql, params, many, context):

@@ -4,7 +4,7 @@ one gets, and no label of an item an annotator may still be asked to label.
 The table below IS the access policy, written as data: one row per (method, URL name), one status
 per role in the order of ROLES. Adding a URL without adding its row fails `test_every_route_is_in_the_table`.
 
-Blind labeling (labeling.selectors_blind): an annotator sees the labels (a model's prediction, an
+Blind labeling (labeling.selectors.blind): an annotator sees the labels (a model's prediction, an
 expected label, ground truth, a consensus, probabilities) of an item only once the item is closed
 for them: decided (resolved) and never to be served to them again (they held a lease on it).
 Reviewers, managers and staff see every label. The world built here holds one item of each kind
@@ -37,7 +37,7 @@ from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, project_create
 from labeling.services.quality import quality_run_request
 from labeling.services.queue import assignment_claim_next
-from tests.factories import UserFactory, add_member
+from tests.labeling.factories import UserFactory, add_member
 
 ROLES = ("anon", "outsider", "annotator", "reviewer", "manager", "grant", "staff")
 LABELS = ("kiwi", "mango", "plum")  # label keys no page shows for another reason

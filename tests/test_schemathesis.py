@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import require
-from tests.factories import PASSWORD
+from tests.labeling.factories import PASSWORD
 
 pytestmark = pytest.mark.services
 
@@ -122,7 +122,7 @@ def fuzz_server(postgres_tx, eager_celery):
 
     from labeling.models import Project, Role
     from labeling.services.projects import member_add
-    from tests.factories import UserFactory
+    from tests.labeling.factories import UserFactory
 
     call_command("loupe_demo", items=60, stdout=open(os.devnull, "w"))
     manager = UserFactory(username="fuzz-manager")

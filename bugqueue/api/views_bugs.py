@@ -6,7 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from common.api.base import ApiView
 
-from bugqueue import selectors
+from bugqueue.selectors.bugs import ORDERINGS, access_bug, bug_detail, bug_facets, bug_filters_parse, bug_list, tag_list
 from bugqueue.api.serializers import (
     BugDetailOutput,
     BugOutput,
@@ -30,7 +30,7 @@ from common.api.pagination import DefaultPagination
 from common.api.errors import ERRORS, ErrorSerializer
 from common.errors import ValidationFailed
 from common.http.request_body import BodyLimit
-from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
+from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 
 CONFLICT = {409: ErrorSerializer}
 
@@ -80,7 +80,7 @@ LIST_PARAMETERS = [
     OpenApiParameter("q", {"type": "string", "maxLength": 200},
                      description="Text in the title or description, or an exact fingerprint."),
     OpenApiParameter("regressed", bool),
-    OpenApiParameter("ordering", str, enum=list(selectors.ORDERINGS)),
+    OpenApiParameter("ordering", str, enum=list(ORDERINGS)),
     OpenApiParameter("page", {"type": "integer", "minimum": 1}),
     OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": DefaultPagination.max_page_size}),
 ]
@@ -113,12 +113,12 @@ class BugListCreateApi(ApiView):
         project = None
         if request.query_params.get("project"):
             project = access_project(user=request.user, project_id=request.query_params["project"])
-        filters = selectors.bug_filters_parse(request.query_params)
-        qs = selectors.bug_list(user=request.user, project=project, filters=filters)
+        filters = bug_filters_parse(request.query_params)
+        qs = bug_list(user=request.user, project=project, filters=filters)
         paginator = DefaultPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         response = paginator.get_paginated_response(BugOutput(page, many=True).data)
-        response.data["facets"] = selectors.bug_facets(user=request.user, project=project, filters=filters)
+        response.data["facets"] = bug_facets(user=request.user, project=project, filters=filters)
         return response
 
     @extend_schema(
@@ -156,14 +156,14 @@ class BugDetailApi(ApiView):
 
     @extend_schema(responses={200: BugDetailOutput, **ERRORS}, operation_id="bugs_retrieve")
     def get(self, request, bug_id):
-        bug = selectors.access_bug(user=request.user, bug_id=bug_id)
-        return Response(bug_detail_data(selectors.bug_detail(bug=bug, user=request.user)))
+        bug = access_bug(user=request.user, bug_id=bug_id)
+        return Response(bug_detail_data(bug_detail(bug=bug, user=request.user)))
 
     @extend_schema(request=PatchInput, responses={200: BugOutput, **CONFLICT, **ERRORS}, operation_id="bugs_update",
                    description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags. "
                    "Every change is written to the bug's history. Needs the reviewer or manager role.")
     def patch(self, request, bug_id):
-        bug = selectors.access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
+        bug = access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
         _reject_unknown(request.data, self.PatchInput._declared_fields)
         data = self.PatchInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -180,7 +180,7 @@ class BugCommentsApi(ApiView):
 
     @extend_schema(request=Input, responses={201: CommentOutput, **ERRORS}, operation_id="bugs_comment")
     def post(self, request, bug_id):
-        bug = selectors.access_bug(user=request.user, bug_id=bug_id)
+        bug = access_bug(user=request.user, bug_id=bug_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         comment = comment_add(bug=bug, author=request.user, body=data.validated_data["body"])
@@ -217,7 +217,7 @@ class BugResolveApi(ApiView):
                    description="Close a bug as fixed, wont_fix or duplicate (of duplicate_of). Resolving again the "
                    "same way changes nothing (changed=false); a bug closed another way answers 409.")
     def post(self, request, bug_id):
-        bug = selectors.access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
+        bug = access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         result = bug_resolve(bug=bug, actor=request.user, **data.validated_data)
@@ -229,7 +229,7 @@ class BugResolveApi(ApiView):
 class TagListApi(ApiView):
     @extend_schema(responses={200: TagOutput(many=True)}, operation_id="tags_list")
     def get(self, request):
-        return Response(TagOutput(selectors.tag_list(), many=True).data)
+        return Response(TagOutput(tag_list(), many=True).data)
 
 
 class BugSettingsApi(ApiView):

@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from common.api.base import ApiView
 
-from bugqueue import selectors_datasets as sel
+from bugqueue.selectors import datasets as sel
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
@@ -20,8 +20,8 @@ from common.api.negotiation import FormatIsAQueryParameter
 from common.api.errors import ERRORS, ErrorSerializer
 from common.errors import TooLarge, ValidationFailed
 from common.http.request_body import BodyLimit
-from labeling.selectors import MANAGER_ROLES, access_project
-from labeling.selectors_blind import labels_visible_to
+from labeling.selectors.access import MANAGER_ROLES, access_project
+from labeling.selectors.blind import labels_visible_to
 
 MAX_EVAL_BYTES = 256 * 1024 * 1024
 MAX_ID = 2**63 - 1  # a bigint primary key
@@ -316,7 +316,7 @@ class FlowOutput(serializers.ModelSerializer):
 class BugDatasetFlowsApi(ApiView):
     @extend_schema(responses={200: FlowOutput(many=True), **ERRORS}, operation_id="bug_dataset_flows")
     def get(self, request, bug_id):
-        from bugqueue.selectors import access_bug
+        from bugqueue.selectors.bugs import access_bug
 
         bug = access_bug(user=request.user, bug_id=bug_id)
         return Response(FlowOutput(bug.dataset_flows.order_by("-id")[:50], many=True).data)

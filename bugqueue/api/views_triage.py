@@ -5,11 +5,11 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from common.api.base import ApiView
 
-from bugqueue import selectors
+from bugqueue.selectors.bugs import parse_week, triage_week
 from bugqueue.api.serializers import BugOutput
 from common.api.errors import ERRORS
 from common.errors import ValidationFailed
-from labeling.selectors import access_project
+from labeling.selectors.access import access_project
 
 
 class TriageTagShare(serializers.Serializer):
@@ -63,14 +63,14 @@ class TriageApi(ApiView):
         if not request.query_params.get("project"):
             raise ValidationFailed("project is required.", fields={"project": ["This parameter is required."]})
         project = access_project(user=request.user, project_id=request.query_params["project"])
-        week_start = selectors.parse_week(request.query_params.get("week"))
+        week_start = parse_week(request.query_params.get("week"))
         try:
             limit = int(request.query_params.get("limit", 100))
             if not 1 <= limit <= 500:
                 raise ValueError
         except ValueError:
             raise ValidationFailed("limit must be an integer from 1 to 500.", fields={"limit": ["1 to 500."]})
-        view = selectors.triage_week(project=project, week_start=week_start, limit=limit)
+        view = triage_week(project=project, week_start=week_start, limit=limit)
         return Response({
             "project": project.pk,
             "week": view["week"],

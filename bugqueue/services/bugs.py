@@ -40,7 +40,7 @@ from bugqueue.models import (
 from bugqueue.services.grouping import BugDraft, FailureData, FilingResult, bug_file, default_fingerprint
 from common.errors import Conflict, Forbidden, TooLarge, ValidationFailed
 from labeling.models import Item, Membership, Prediction, Project
-from labeling.selectors import project_label_keys
+from labeling.selectors.projects import project_label_keys
 from labeling.services.ingestion import items_ingest
 from common.timestamps import check_timestamp, parse_timestamp
 

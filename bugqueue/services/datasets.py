@@ -20,7 +20,7 @@ from bugqueue.models import (
     Tag,
     VersionReason,
 )
-from bugqueue.selectors_datasets import live_members, members_at
+from bugqueue.selectors.datasets import live_members, members_at
 from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import GroundTruth, Item, ItemStatus
 

@@ -11,11 +11,11 @@ from django.db import connection, transaction
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from bugqueue.models import Dataset, Evaluation, EvaluationPrediction, EvaluationResult
-from bugqueue.selectors_datasets import members_at
+from bugqueue.selectors.datasets import members_at
 from common.api.json_body import json_loads
 from common.errors import TooLarge, ValidationFailed
 from labeling.models import Item
-from labeling.selectors import project_label_keys
+from labeling.selectors.projects import project_label_keys
 
 MAX_EVAL_ROWS = 2_000_000
 REGRESSION_SAMPLE = 100

@@ -10,10 +10,10 @@ from common.api.base import ApiView
 from labeling.api.permissions import IsStaff
 from common.api.errors import ERRORS, ErrorSerializer
 from common.errors import ValidationFailed
-from labeling.selectors import project_create_allowed
+from labeling.selectors.access import project_create_allowed
 from labeling.login_guard import TokenRateThrottle, lockout_message, lockout_seconds
 from labeling.models import ApiToken
-from labeling.selectors_accounts import service_token_list, user_by_username
+from labeling.selectors.accounts import service_token_list, user_by_username
 from labeling.services.accounts import (
     token_create_service,
     token_issue_login,

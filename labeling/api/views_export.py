@@ -22,8 +22,8 @@ from common.api.pagination import IdCursorPagination
 from common.api.errors import ERRORS, ErrorSerializer
 from common.errors import Conflict, ValidationFailed
 from labeling.models import ExportFormat, ExportStatus
-from labeling.selectors import MANAGER_ROLES, access_project
-from labeling.selectors_export import (
+from labeling.selectors.access import MANAGER_ROLES, access_project
+from labeling.selectors.export import (
     access_export,
     access_project_export,
     cursor_decode,

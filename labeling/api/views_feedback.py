@@ -7,8 +7,8 @@ from common.api.batch import read_batch
 from labeling.api.views_projects import EXTERNAL_ID
 from common.http.request_body import BATCH
 from common.api.errors import ERRORS, ErrorSerializer
-from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
-from labeling.selectors_feedback import feedback_delay_report, feedback_filters_parse
+from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
+from labeling.selectors.feedback import feedback_delay_report, feedback_filters_parse
 from labeling.services.feedback import ground_truth_import
 
 # A day, a date-time (its UTC day), or empty (no bound).

@@ -10,14 +10,8 @@ from labeling.api.serializers import ItemOutput, ProjectOutput
 from common.errors import Forbidden, ValidationFailed
 from labeling.models import ItemStatus, QueueOrder, Role
 from labeling.models.core import LABEL_KEY_RE
-from labeling.selectors import (
-    MANAGER_ROLES,
-    access_project,
-    item_list,
-    project_create_allowed,
-    project_list,
-    project_members,
-)
+from labeling.selectors.access import MANAGER_ROLES, access_project, project_create_allowed
+from labeling.selectors.projects import item_list, project_list, project_members
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import (
     PROJECT_EDITABLE,

@@ -6,14 +6,14 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from common.api.base import ApiView
 
-from labeling import selectors_quality as sq
+from labeling.selectors import quality as sq
 from common.api import inputs
 from common.api.pagination import DefaultPagination, ItemCursorPagination
 from common.api.errors import ERRORS, ErrorSerializer
 from labeling.api.serializers import LabelOutput
 from common.errors import ValidationFailed
 from labeling.models import QualityOutcome
-from labeling.selectors import MANAGER_ROLES, REVIEW_ROLES, access_project
+from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.services.quality import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip
 

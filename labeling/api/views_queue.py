@@ -9,8 +9,8 @@ from common.api import inputs
 from common.api.pagination import IdCursorPagination
 from common.api.errors import ERRORS, ErrorSerializer
 from common.errors import ValidationFailed
-from labeling.selectors import MANAGER_ROLES, access_project
-from labeling.selectors_queue import (
+from labeling.selectors.access import MANAGER_ROLES, access_project
+from labeling.selectors.queue import (
     annotation_feed,
     annotator_stats,
     assignment_project_id,

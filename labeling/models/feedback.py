@@ -54,14 +54,14 @@ class GroundTruthObservation(models.Model):
 
 class FeedbackDelayBin(models.Model):
     """Predictions that have ground truth, counted per model version × channel of the first truth
-    (human, or the import source) × prediction day (UTC) × delay bucket (labeling.survival.EDGES)."""
+    (human, or the import source) × prediction day (UTC) × delay bucket (labeling.stats.survival.EDGES)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     model_version = models.CharField(max_length=128)
     channel = models.CharField(max_length=64)
     pred_day = models.DateField()
     bucket = models.SmallIntegerField()
-    delay_day = models.SmallIntegerField()  # whole days from prediction to truth (labeling.survival.BUCKET_DAY)
+    delay_day = models.SmallIntegerField()  # whole days from prediction to truth (labeling.stats.survival.BUCKET_DAY)
     n = models.IntegerField()
     n_correct = models.IntegerField()  # prediction label == current ground truth label
     n_conf = models.IntegerField()  # predictions with class probabilities

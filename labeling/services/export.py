@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from common.errors import NotFound, ValidationFailed
 from labeling.models import Export, ExportFormat, ExportGrant, ExportStatus, Project
-from labeling.selectors_export import (
+from labeling.selectors.export import (
     HistoryPage,
     cursor_decode,
     cursor_encode,

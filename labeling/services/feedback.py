@@ -43,7 +43,7 @@ from labeling.models import (
     Prediction,
     Project,
 )
-from labeling.selectors import project_label_keys
+from labeling.selectors.projects import project_label_keys
 from labeling.services.feedback_rollup import feedback_state_lock, feedback_rollup_refresh
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import check_batch_size
@@ -307,7 +307,7 @@ def feedback_slo_check(*, project_id: int, now=None) -> SloCheck:
 
     The state row is locked, so concurrent checks serialize and only the first to see a flip
     announces it."""
-    from labeling.selectors_feedback import DelayFilters, feedback_slo_measure
+    from labeling.selectors.feedback import DelayFilters, feedback_slo_measure
 
     now = now or timezone.now()
     state = feedback_state_lock(project_id)

@@ -2,7 +2,7 @@
 
 Two tables (labeling.models.feedback):
 - FeedbackDelayBin: predictions with ground truth, per model version x channel of the first truth
-  (``human`` or the import source) x prediction day (UTC) x delay bucket (labeling.survival.EDGES),
+  (``human`` or the import source) x prediction day (UTC) x delay bucket (labeling.stats.survival.EDGES),
   with how many were right and the sums of their confidence;
 - FeedbackBacklogBin: predictions still waiting, per model version x prediction hour (UTC).
 
@@ -30,7 +30,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from labeling import survival
+from labeling.stats import survival
 from labeling.models import (
     HUMAN_CHANNEL,
     IMPORTED_CHANNEL,
@@ -92,7 +92,7 @@ def feedback_days_mark(*, project_id: int, times) -> int:
         [FeedbackDirtyDay(project_id=project_id, day=d, marked_at=now) for d in days],
         update_conflicts=True, unique_fields=["project", "day"], update_fields=["marked_at"],
     )
-    from labeling.receivers_feedback import enqueue_refresh
+    from labeling.receivers import enqueue_refresh
 
     transaction.on_commit(partial(enqueue_refresh, project_id))
     return len(days)

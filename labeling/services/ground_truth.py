@@ -16,7 +16,9 @@ from functools import partial
 from django.db import connection, transaction
 from django.utils import timezone
 
-from labeling.bulkio import array_literal, copy_rows, is_postgres
+from common.db import is_postgres
+from common.db.columns import array_literal
+from common.db.copy import copy_rows
 from labeling.models import GroundTruth, Item, ItemStatus, LabelChange, LabelSequence
 from labeling.signals import ground_truth_changed
 

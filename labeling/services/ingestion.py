@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from common.errors import TooLarge, ValidationFailed
 from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
-from labeling.selectors import project_label_keys
+from labeling.selectors.projects import project_label_keys
 from common.timestamps import parse_timestamp
 from labeling.services.retry import retry_on_conflict
 
@@ -360,7 +360,7 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
         created, written, _preds, days = cur.fetchone()
         cur.execute("TRUNCATE _ingest")
     if days:
-        from labeling.receivers_feedback import enqueue_refresh
+        from labeling.receivers import enqueue_refresh
 
         transaction.on_commit(partial(enqueue_refresh, project.pk))
     return IngestResult(created, written - created, len(parsed) - written)

@@ -8,7 +8,7 @@ A run goes through three phases, each timed on the run:
    at once (pg_export_snapshot / SET TRANSACTION SNAPSHOT), the items' state while scoring runs.
 2. score: pred_probs (production predictions when every scored item has one, else out-of-sample
    scikit-learn on the payload), then CROWDLAB (cleanlab.multiannotator) when items have several
-   labels, or cleanlab.rank / cleanlab.filter when every item has one (labeling.consensus).
+   labels, or cleanlab.rank / cleanlab.filter when every item has one (labeling.stats.consensus).
 3. write: an item whose state changed since the snapshot (a new annotation, a reviewer's decision,
    anything that updated its row) is left alone and reported "stale"; otherwise quality >= the
    project's accept_threshold -> ground truth (method "consensus", with the score, through
@@ -46,20 +46,11 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from labeling import consensus
-from labeling.bulkio import (
-    DbThread,
-    array_literal,
-    bulk_read_settings,
-    copy_arrays,
-    is_postgres,
-    label_case,
-    read_columns,
-    side_connections_usable,
-    snapshot_export,
-    start_calls,
-    temp_table_from_arrays,
-)
+from labeling.stats import consensus
+from common.db import is_postgres
+from common.db.columns import array_literal, label_case, read_columns
+from common.db.copy import copy_arrays, temp_table_from_arrays
+from common.db.parallel import DbThread, bulk_read_settings, side_connections_usable, snapshot_export, start_calls
 from common.errors import Conflict, NotFound
 from labeling.models import (
     ACTIVE_RUN_STATUSES,

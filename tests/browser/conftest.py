@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.factories import PASSWORD
+from tests.labeling.factories import PASSWORD
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls in the test body are safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -5,7 +5,7 @@ from bugqueue.services.datasets import Addition, dataset_version_create
 from bugqueue.services.evaluations import evaluation_run, predictions_parse
 from tests.browser.conftest import login
 from tests.bugqueue.test_datasets import label, make_items
-from tests.factories import ProjectFactory, UserFactory
+from tests.labeling.factories import ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ from django.db import OperationalError
 
 from labeling.models import Role
 from tests.browser.conftest import login
-from tests.factories import ProjectFactory, UserFactory, add_member
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -64,7 +64,7 @@ def test_unknown_pages_and_projects_answer_a_loupe_404(page, live_server):
 def test_a_server_error_answers_the_loupe_500_page(page, live_server):
     user = UserFactory()
     login(page, live_server, user)
-    with mock.patch("labeling.selectors.project_list_with_counts", side_effect=OperationalError("database gone")):
+    with mock.patch("labeling.views.projects.project_list_with_counts", side_effect=OperationalError("database gone")):
         response, bad = open_page(page, f"{live_server.url}/")
     assert response.status == 500
     assert_loupe_page(page, bad)

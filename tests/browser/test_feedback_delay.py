@@ -3,8 +3,8 @@ import pytest
 from labeling.models import Role
 from labeling.services.feedback_rollup import feedback_rollup_refresh
 from tests.browser.conftest import login
-from tests.factories import ProjectFactory, UserFactory, add_member
-from tests.factories_feedback import DAY, cutoff_now, lognormal, synthetic_traffic
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
+from tests.labeling.factories import DAY, cutoff_now, lognormal, synthetic_traffic
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

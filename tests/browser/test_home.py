@@ -2,7 +2,7 @@ import pytest
 
 from labeling.services.ingestion import items_ingest
 from tests.browser.conftest import login
-from tests.factories import ProjectFactory, UserFactory, add_member
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,8 +7,8 @@ import pytest
 from labeling.models import Annotation, Assignment, AssignmentStatus
 from labeling.services.projects import LabelSpec
 from tests.browser.conftest import login
-from tests.factories import ItemFactory, ProjectFactory, UserFactory, add_member
-from tests.factories_queue import annotators, queue_project
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member
+from tests.labeling.factories import annotators, queue_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

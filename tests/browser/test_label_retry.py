@@ -8,7 +8,7 @@ import pytest
 
 from labeling.models import Annotation
 from tests.browser.conftest import login
-from tests.factories_queue import annotators, queue_project
+from tests.labeling.factories import annotators, queue_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -10,7 +10,7 @@ from labeling.services import quality as quality_service
 from labeling.services.quality import quality_run_execute, quality_run_request
 from labeling.tasks import quality_run_task
 from tests.browser.conftest import login
-from tests.factories_quality import annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

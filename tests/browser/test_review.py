@@ -9,8 +9,8 @@ from labeling.models import GroundTruth, GuidelineRevision, Item, QualityItemRes
 from labeling.services import quality as quality_service
 from labeling.services.quality import quality_run_execute, quality_run_request
 from tests.browser.conftest import login
-from tests.factories import UserFactory, add_member
-from tests.factories_quality import annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import UserFactory, add_member
+from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -4,8 +4,8 @@ from bugqueue.models import BugEvent
 from bugqueue.services.tags import tags_seed
 from labeling.models import Role
 from tests.browser.conftest import login
-from tests.factories import ProjectFactory, UserFactory, add_member
-from tests.factories_bugqueue import ingest_items, make_bug
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
+from tests.bugqueue.factories import ingest_items, make_bug
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

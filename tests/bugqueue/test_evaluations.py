@@ -7,7 +7,7 @@ from bugqueue.models import Dataset, DatasetMember, DatasetVersion
 from labeling.models import Role
 from tests.bugqueue.test_datasets import label, make_bug, make_items
 from tests.conftest import client_for
-from tests.factories import add_member
+from tests.labeling.factories import add_member
 
 pytestmark = pytest.mark.django_db
 

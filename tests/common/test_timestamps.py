@@ -7,7 +7,7 @@ import pytest
 
 from labeling.models import GroundTruthObservation, Prediction
 from common.timestamps import OutOfRange, parse_timestamp
-from tests.factories_input import client, error_of, input_world
+from tests.input_world import client, error_of, input_world
 from tests.rows import snapshot
 
 UTC = timezone.utc

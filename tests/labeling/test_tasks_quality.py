@@ -16,7 +16,7 @@ from labeling.models import QualityRun
 from labeling.services.quality import quality_run_request
 from labeling.tasks import quality_run_task
 from tests.conftest import require
-from tests.factories_quality import annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
 from tests.test_celery_worker import broker_reachable, database_url
 
 ROOT = Path(__file__).resolve().parent.parent.parent

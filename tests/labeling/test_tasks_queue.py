@@ -9,7 +9,7 @@ from django.utils import timezone
 from labeling.models import Assignment, AssignmentStatus, Item
 from labeling.services.queue import assignment_claim_next
 from labeling.tasks import queue_expire_leases, queue_reconcile_all, queue_reconcile_project
-from tests.factories_queue import annotators, queue_project
+from tests.labeling.factories import annotators, queue_project
 
 
 def test_beat_runs_the_expiry_sweep_every_minute_and_the_reconcile_nightly():

@@ -17,8 +17,8 @@ from labeling.models import Annotation, Export, ExportStatus, LabelChange, Quali
 from labeling.services.export import export_request
 from labeling.services.quality import quality_run_request
 from labeling.services.work import work_sweep
-from tests.factories_export import make_items, resolve
-from tests.factories_quality import annotate, annotators, crowd_project
+from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import annotate, annotators, crowd_project
 from tests.private_broker import PrivateRedis, celery_on, database_url, start_worker, stop_worker, wait_for
 
 # The worker beats every half second; this process (the sweep) calls a row dead after 3 s of silence.

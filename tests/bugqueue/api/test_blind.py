@@ -1,4 +1,4 @@
-"""Blind labeling in the bug queue, datasets and evaluations (labeling.selectors_blind), and who may
+"""Blind labeling in the bug queue, datasets and evaluations (labeling.selectors.blind), and who may
 add items through a bug report. The permission matrix (tests/test_permissions.py) covers every
 route; these tests pin what each role reads in detail."""
 
@@ -14,8 +14,8 @@ from labeling.services.annotations import annotation_submit
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.queue import assignment_claim_next
 from tests.conftest import client_for
-from tests.factories import ProjectFactory, UserFactory, add_member
-from tests.factories_bugqueue import ingest_items, make_bug
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
+from tests.bugqueue.factories import ingest_items, make_bug
 
 pytestmark = pytest.mark.django_db
 

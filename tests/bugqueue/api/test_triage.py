@@ -4,10 +4,10 @@ import pytest
 from django.utils import timezone
 
 from bugqueue.models import Bug
-from bugqueue.selectors import parse_week, week_label
+from bugqueue.selectors.bugs import parse_week, week_label
 from tests.conftest import client_for
-from tests.factories import ProjectFactory
-from tests.factories_bugqueue import make_bug, report, resolve, update
+from tests.labeling.factories import ProjectFactory
+from tests.bugqueue.factories import make_bug, report, resolve, update
 
 pytestmark = pytest.mark.django_db
 

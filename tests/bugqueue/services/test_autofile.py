@@ -15,7 +15,7 @@ from bugqueue.tasks import file_failed_predictions, file_failed_predictions_swee
 from labeling.models import LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import items_ingest
-from tests.factories_bugqueue import ingest_items, resolve, update
+from tests.bugqueue.factories import ingest_items, resolve, update
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from common.api.json_body import JSONInputError, json_loads
-from tests.factories import PASSWORD
-from tests.factories_input import client, error_of, input_world
+from tests.labeling.factories import PASSWORD
+from tests.input_world import client, error_of, input_world
 from tests.rows import snapshot
 
 JSON = "application/json"

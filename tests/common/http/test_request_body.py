@@ -18,8 +18,8 @@ from django.db import connection
 
 from labeling.models import Item, Project
 from labeling.services.accounts import token_issue_login
-from tests.factories import PASSWORD
-from tests.factories_input import client, error_of, input_world
+from tests.labeling.factories import PASSWORD
+from tests.input_world import client, error_of, input_world
 from tests.rows import snapshot
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.conftest import client_for
-from tests.factories import PASSWORD, UserFactory
+from tests.labeling.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

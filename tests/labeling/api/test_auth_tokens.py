@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from labeling.models import ApiToken
 from labeling.services.accounts import token_create_service, token_issue_login, tokens_prune
 from tests.conftest import client_for
-from tests.factories import PASSWORD, UserFactory
+from tests.labeling.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ import pytest
 from labeling.models import DeferredTask, Export, Item, QualityRun
 from labeling.services.work import work_sweep
 from tests.conftest import client_for
-from tests.factories import ProjectFactory, UserFactory
-from tests.factories_export import make_items, resolve
+from tests.labeling.factories import ProjectFactory, UserFactory
+from tests.labeling.factories import make_items, resolve
 from tests.private_broker import PrivateRedis, celery_on
 
 # What a request may spend on a broker that does not answer (connect timeout, one retry), with room

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from common.api.base import ApiView, JsonErrorsMixin
-from tests.factories import ProjectFactory, UserFactory, add_member
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 

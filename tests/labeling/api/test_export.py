@@ -7,15 +7,15 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from labeling import selectors_export
+from labeling.selectors import export as selectors_export
 from labeling.models import Role
-from labeling.selectors_export import cursor_encode
+from labeling.selectors.export import cursor_encode
 from labeling.services.accounts import token_create_service, token_issue_login
 from labeling.services.export import export_grant_add
 from labeling.services.ground_truth import ground_truth_set
 from tests.conftest import client_for
-from tests.factories import ItemFactory, ProjectFactory, UserFactory, add_member
-from tests.factories_export import make_items, resolve
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member
+from tests.labeling.factories import make_items, resolve
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from django.db import connection, transaction
 from labeling.models import LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set, ground_truth_set_many
 from tests.conftest import client_for
-from tests.factories import ProjectFactory, UserFactory
-from tests.factories_export import make_items
+from tests.labeling.factories import ProjectFactory, UserFactory
+from tests.labeling.factories import make_items
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ from labeling.api import views_export
 from labeling.services.accounts import token_create_service
 from labeling.services.export import export_grant_add
 from labeling.services.ground_truth import ground_truth_set
-from tests.factories import ItemFactory, ProjectFactory, UserFactory
-from tests.factories_export import make_items, resolve
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.labeling.factories import make_items, resolve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

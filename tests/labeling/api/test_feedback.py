@@ -9,7 +9,7 @@ from labeling.services.feedback_rollup import feedback_rollup_refresh
 from labeling.services.ground_truth import ground_truth_set
 from labeling.services.ingestion import items_ingest
 from tests.conftest import client_for
-from tests.factories import UserFactory, add_member
+from tests.labeling.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 

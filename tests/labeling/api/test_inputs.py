@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from common.api import inputs
 from labeling.models import Project
-from tests.factories_input import client, error_of, input_world
+from tests.input_world import client, error_of, input_world
 from tests.rows import snapshot
 
 QUERY_PARAMETER_SERIALIZERS = {"LabelHistoryApi.Input"}  # GET parameters, not bodies

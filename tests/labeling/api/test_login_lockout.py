@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 from django.test import Client
 
-from tests.factories import PASSWORD, UserFactory
+from tests.labeling.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

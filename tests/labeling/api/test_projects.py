@@ -4,7 +4,7 @@ from labeling.models import LabelSequence, Membership, Project, Role
 from tests.conftest import client_for
 from labeling.services.export import export_grant_add
 from labeling.services.projects import user_allow_project_create
-from tests.factories import UserFactory, add_member
+from tests.labeling.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
@@ -188,7 +188,7 @@ def test_member_errors(user, project):
 
 
 def test_home_page_lists_member_projects_and_staff_sees_all(client, user, staff):
-    from tests.factories import ProjectFactory
+    from tests.labeling.factories import ProjectFactory
 
     mine = ProjectFactory(creator=user, name="Mine")
     ProjectFactory(creator=UserFactory(), name="Someone else's")

@@ -10,8 +10,8 @@ from labeling.services import quality as quality_service
 from labeling.services.quality import quality_run_execute
 from labeling.tasks import quality_run_task
 from tests.conftest import client_for
-from tests.factories import UserFactory, add_member
-from tests.factories_quality import annotate, annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import UserFactory, add_member
+from tests.labeling.factories import annotate, annotators, crowd_project, load_crowd, simulate_crowd
 
 
 @pytest.fixture

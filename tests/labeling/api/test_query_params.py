@@ -8,7 +8,7 @@ import pytest
 
 from labeling.models import ItemStatus
 from tests.conftest import client_for
-from tests.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from labeling.models import Annotation, Assignment, AssignmentStatus, Item, ItemStatus, Role
 from tests.conftest import client_for
-from tests.factories import UserFactory
-from tests.factories_queue import annotators, bulk_items, queue_project
+from tests.labeling.factories import UserFactory
+from tests.labeling.factories import annotators, bulk_items, queue_project
 
 
 def next_(client, project, **body):
@@ -250,7 +250,7 @@ def test_label_page_renders_for_members_only(db):
     (a,) = annotators(project, 1)
     from django.test import Client
 
-    from tests.factories import PASSWORD
+    from tests.labeling.factories import PASSWORD
 
     web = Client()
     assert web.login(username=a.username, password=PASSWORD)

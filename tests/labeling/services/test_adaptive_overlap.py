@@ -5,8 +5,8 @@ benchmarks/quality_adaptive.py."""
 import numpy as np
 import pytest
 
-from labeling import consensus
-from tests.factories_quality import adaptive_overlap, annotators, crowd_project, simulate_crowd
+from labeling.stats import consensus
+from tests.labeling.factories import adaptive_overlap, annotators, crowd_project, simulate_crowd
 
 
 @pytest.mark.django_db

@@ -18,10 +18,10 @@ from labeling.models import (
     ItemStatus,
     LabelChange,
 )
-from labeling.selectors_queue import queue_progress
+from labeling.selectors.queue import queue_progress
 from labeling.services.annotations import annotation_submit
 from labeling.services.queue import assignment_claim_next, assignment_skip
-from tests.factories_queue import annotators, queue_project
+from tests.labeling.factories import annotators, queue_project
 
 
 def claim(project, user):

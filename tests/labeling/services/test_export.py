@@ -9,14 +9,14 @@ from django.utils import timezone
 
 from common.errors import ValidationFailed
 from labeling.models import Export, ExportStatus
-from labeling.selectors_export import cursor_decode, cursor_encode
+from labeling.selectors.export import cursor_decode, cursor_encode
 from labeling.services import export as export_service
 from labeling.services.export import export_request, exports_recover
 from labeling.services.ground_truth import ground_truth_set
 from labeling.tasks import export_build, export_sweep
 from tests.conftest import client_for
-from tests.factories import ItemFactory, UserFactory
-from tests.factories_export import make_items, resolve
+from tests.labeling.factories import ItemFactory, UserFactory
+from tests.labeling.factories import make_items, resolve
 
 pytestmark = pytest.mark.django_db
 
@@ -249,7 +249,7 @@ def test_export_api_bad_input_400_nothing_written(project, user, body, field):
 
 def test_export_api_permissions(project, user):
     from labeling.models import Role
-    from tests.factories import add_member
+    from tests.labeling.factories import add_member
 
     resolve(project, make_items(project, 2))
     export = request_export(project, user)

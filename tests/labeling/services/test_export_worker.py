@@ -12,8 +12,8 @@ from django.db import connection
 
 from labeling.models import Export, ExportStatus
 from tests.conftest import client_for, require
-from tests.factories import ProjectFactory, UserFactory
-from tests.factories_export import make_items, resolve
+from tests.labeling.factories import ProjectFactory, UserFactory
+from tests.labeling.factories import make_items, resolve
 from tests.test_celery_worker import broker_reachable, database_url
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -18,7 +18,7 @@ from labeling.models import (
     ItemStatus,
     LabelChange,
 )
-from labeling.selectors_feedback import DelayFilters, feedback_delay_report
+from labeling.selectors.feedback import DelayFilters, feedback_delay_report
 from labeling.services import feedback_rollup
 from labeling.services.feedback import (
     feedback_demo_seed,
@@ -30,8 +30,8 @@ from labeling.services.feedback_rollup import bins_snapshot, feedback_rollup_reb
 from labeling.services.ground_truth import ground_truth_set
 from labeling.services.ingestion import items_ingest
 from labeling.signals import feedback_slo_changed
-from tests.factories import ProjectFactory
-from tests.factories_feedback import DAY, cutoff_now, lognormal, synthetic_traffic
+from tests.labeling.factories import ProjectFactory
+from tests.labeling.factories import DAY, cutoff_now, lognormal, synthetic_traffic
 
 PROBS = {"pos": 0.8, "neg": 0.15, "neu": 0.05}
 

@@ -6,7 +6,7 @@ from django.db import connection
 from labeling.models import GroundTruth, Item, ItemStatus, LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set, ground_truth_set_many
 from labeling.signals import ground_truth_changed
-from tests.factories import ItemFactory, ProjectFactory
+from tests.labeling.factories import ItemFactory, ProjectFactory
 
 
 @pytest.mark.django_db

@@ -12,7 +12,8 @@ from django.db.models import F
 from django.utils import timezone
 from scipy.stats import spearmanr
 
-from labeling import bulkio, consensus
+from labeling.stats import consensus
+from common.db import parallel
 from common.errors import Conflict
 from labeling.models import (
     Annotation,
@@ -37,13 +38,13 @@ from labeling.services.quality import (
     quality_runs_recover,
 )
 from labeling.api.serializers import ItemOutput
-from labeling.selectors import item_list, project_list_with_counts
-from labeling.selectors_quality import review_queue_size
+from labeling.selectors.projects import item_list, project_list_with_counts
+from labeling.selectors.quality import review_queue_size
 from labeling.services.queue import assignment_claim_next
 from labeling.services.resolution import item_resolve
 from labeling.tasks import quality_run_task
-from tests.factories import UserFactory, add_member
-from tests.factories_quality import annotate, annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import UserFactory, add_member
+from tests.labeling.factories import annotate, annotators, crowd_project, load_crowd, simulate_crowd
 
 ACCURACIES = np.linspace(0.55, 0.95, 10)
 
@@ -535,7 +536,7 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
 
     with mock.patch.object(quality_service, "WRITE_CHUNK", 7), mock.patch.object(quality_service, "REQUEST_CHUNK", 7), \
             mock.patch.object(quality_service, "DbThread", counting), \
-            mock.patch.object(bulkio, "DbThread", counting):
+            mock.patch.object(parallel, "DbThread", counting):
         spread = run_now(projects[0])
         assert len(threads) == 4  # 2 readers on the snapshot, 2 writers
         assert sum(1 for sid in threads if sid) == 2

@@ -25,8 +25,8 @@ from labeling.services.queue import (
     counters_reconcile,
     eligible_items,
 )
-from tests.factories import ItemFactory
-from tests.factories_queue import annotators, bulk_items, queue_project
+from tests.labeling.factories import ItemFactory
+from tests.labeling.factories import annotators, bulk_items, queue_project
 
 
 def claim(project, user, **kw):

@@ -6,14 +6,14 @@ from collections import Counter
 import pytest
 
 from labeling.models import Item, ItemStatus, ReopenRequest, Role
-from labeling.selectors import item_list, project_list_with_counts
-from labeling.selectors_quality import review_queue_size
-from labeling.selectors_queue import open_items_count
+from labeling.selectors.projects import item_list, project_list_with_counts
+from labeling.selectors.quality import review_queue_size
+from labeling.selectors.queue import open_items_count
 from labeling.services import queue as queue_service
 from labeling.services.queue import assignment_claim_next
 from labeling.services.resolution import item_resolve, review_next
-from tests.factories import UserFactory, add_member
-from tests.factories_quality import annotate, annotators, crowd_project
+from tests.labeling.factories import UserFactory, add_member
+from tests.labeling.factories import annotate, annotators, crowd_project
 from tests.labeling.services.test_queue import claims_at_once
 
 

@@ -23,8 +23,8 @@ from labeling.models import (
 from labeling.services import quality as quality_service
 from labeling.services.quality import quality_run_execute, quality_run_request
 from labeling.services.resolution import item_resolve, review_next, review_skip
-from tests.factories import UserFactory, add_member
-from tests.factories_quality import annotate, annotators, crowd_project
+from tests.labeling.factories import UserFactory, add_member
+from tests.labeling.factories import annotate, annotators, crowd_project
 
 
 def disputed_project(n=6, *, run=True):

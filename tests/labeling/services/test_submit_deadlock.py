@@ -14,7 +14,7 @@ from labeling.models import Annotation, QualityRun, QualityRunStatus, QualitySet
 from labeling.services import quality as quality_service
 from labeling.services.annotations import annotation_submit
 from labeling.services.queue import assignment_claim_next
-from tests.factories_quality import annotators, crowd_project
+from tests.labeling.factories import annotators, crowd_project
 from tests.faults import deadlock_once
 
 ANNOTATORS = 8

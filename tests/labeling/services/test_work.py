@@ -21,8 +21,8 @@ from labeling.services.work import (
     work_sweep,
 )
 from labeling.tasks import export_build, quality_run_task, similarity_index_update_task
-from tests.factories_export import make_items, resolve
-from tests.factories_quality import annotate, annotators, crowd_project
+from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import annotate, annotators, crowd_project
 
 
 def ago(seconds):

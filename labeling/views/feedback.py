@@ -1,0 +1,60 @@
+"""The feedback-delay dashboard (/projects/{id}/delay): server-rendered, charts drawn by the
+vendored Chart.js from the report embedded as JSON. Filters are a plain GET form."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from labeling.selectors.access import REVIEW_ROLES
+from common.errors import ValidationFailed
+from labeling.models import GroundTruthObservation, Item, ItemStatus
+from labeling.selectors.feedback import (
+    DelayFilters,
+    feedback_delay_report,
+    feedback_filters_parse,
+    feedback_model_versions,
+    feedback_slo_state,
+    feedback_sources,
+)
+from labeling.views.projects import page_project
+
+COHORT_WEEKS_SHOWN = 16
+COHORT_DAYS_SHOWN = 28
+
+
+@login_required
+def feedback_delay_page(request, project_id):
+    project = page_project(request, project_id, roles=REVIEW_ROLES)
+    error = None
+    try:
+        filters = feedback_filters_parse(project=project, params=request.GET, allow_unknown=True)
+    except ValidationFailed as exc:
+        error, filters = exc, DelayFilters()
+    report = feedback_delay_report(project=project, filters=filters, charts=True)
+    cohorts = report["cohorts"][-COHORT_WEEKS_SHOWN:]
+    width = min(max((len(c["fraction_labeled_by_day"]) for c in cohorts), default=0), COHORT_DAYS_SHOWN)
+    cohort_rows = [
+        {"week": c["week"], "predictions": c["predictions"],
+         "cells": (c["fraction_labeled_by_day"][:width] + [None] * width)[:width]}
+        for c in cohorts
+    ]
+    chart_data = {
+        "charts": report["charts"],
+        "coverage": report["coverage"],
+        "live": report["live_performance"],
+        "slo": report["slo"],
+    }
+    context = {
+        "project": project,
+        "report": report,
+        "filters": filters,
+        "error": error,
+        "versions": feedback_model_versions(project=project),
+        "sources": feedback_sources(project=project),
+        "state": feedback_slo_state(project=project),
+        "cohort_rows": cohort_rows,
+        "cohort_days": list(range(1, width + 1)),
+        "chart_data": chart_data,
+        "n_conflict": Item.objects.filter(project=project, status=ItemStatus.CONFLICT).count(),
+        "n_pending": GroundTruthObservation.objects.filter(project=project, item__isnull=True).count(),
+    }
+    return render(request, "labeling/feedback_delay.html", context, status=400 if error else 200)
