@@ -123,10 +123,8 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     if "postgresql" in DATABASES["default"]["ENGINE"] and not env.bool("LOUPE_PG_JIT", default=False):
-        # PostgreSQL's JIT compiles a query whose estimated cost passes jit_above_cost; Loupe's page
-        # counts over a few hundred thousand rows pass it and run in tenths of a second, which JIT
-        # made longer: the review queue's size (173k requests waiting) took 0.46 s, 0.14 s of it
-        # compiling, against 0.18 s without. Quality runs' bulk reads had it off already.
+        # JIT off: Loupe's counts over a few hundred thousand rows pass jit_above_cost, and compiling
+        # them costs more than it saves (LOUPE_PG_JIT=true turns it back on).
         _options = DATABASES["default"].setdefault("OPTIONS", {})
         _options["options"] = (_options.get("options", "") + " -c jit=off").strip()
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # transactions belong to services

@@ -1,13 +1,7 @@
-"""The base of every request body serializer (`class Input(inputs.Input)`).
-
-What a body says must be what is stored, or a 400 that names the field:
-- a field the serializer does not know is an error, not silently dropped (a PATCH that misspells a
-  setting would otherwise answer 200 and change nothing);
-- an integer field without bounds of its own gets its column's (PostgreSQL `integer`), so a value no
-  column can hold is a 400 rather than a database error; identifiers take ID (`bigint`);
-- a float field refuses NaN and the infinities, which JSON cannot carry but "NaN" strings can;
-- a time is a TimestampField, read as every other time Loupe takes (common.timestamps).
-"""
+"""The base of every request body serializer (`class Input(inputs.Input)`): what a body says is what
+is stored, or a 400 that names the field. An unknown field is an error (never silently dropped); an
+unbounded integer field gets its column's bounds (ID for identifiers); a float refuses NaN and the
+infinities; a time is a TimestampField, read as every other time (common.timestamps)."""
 
 import math
 from datetime import datetime

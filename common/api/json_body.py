@@ -1,17 +1,10 @@
-"""Reading JSON request bodies, one way for every endpoint.
+"""Reading JSON request bodies, one way for every endpoint (DRF's parser, the batch reader, the
+evaluation upload all call `json_loads`).
 
-DRF's parser (settings DEFAULT_PARSER_CLASSES), the batch reader (JSON arrays and JSON Lines for
-ingestion and ground truth) and the evaluation upload all call `json_loads`. Beyond well-formed JSON
-it refuses what parses but cannot be stored or safely walked afterwards:
-
-- nesting deeper than LOUPE_MAX_JSON_DEPTH levels (Python code that walks a document recursively,
-  the JSON encoders among them, fails on deep ones);
-- NUL characters, in values and in keys (PostgreSQL text and jsonb cannot hold them);
-- lone UTF-16 surrogates such as "\\ud800" (they have no UTF-8 form), and bodies that are not UTF-8;
-- NaN and infinities (no JSON value; PostgreSQL jsonb refuses them).
-
-An error names where the bad value is, as a path from the document's root: $[3].payload.text.
-"""
+Beyond well-formed JSON it refuses what cannot be stored or safely walked afterwards: nesting deeper
+than LOUPE_MAX_JSON_DEPTH; NUL characters in values and keys; lone UTF-16 surrogates and non-UTF-8
+bodies; NaN and infinities. An error names where the bad value is, as a path from the root:
+$[3].payload.text."""
 
 import json
 import math

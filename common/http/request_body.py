@@ -1,20 +1,11 @@
 """Request bodies: a size limit on every one, checked before it is read, and chunked bodies read.
 
-Every body has a limit: LOUPE_MAX_REQUEST_BYTES, or the larger one a view declares in
-`request_body_limit` (a BodyLimit; the ingestion endpoints take LOUPE_MAX_BATCH_BYTES). A body over
-it answers 413 in the API's error shape, judged by its Content-Length before a byte is read, or while
-it streams in when it is chunked.
-
-Django reads a body by its Content-Length. A chunked body (Transfer-Encoding: chunked) has none, so
-Django would see an empty body and a PATCH would answer 200 having changed nothing. Servers that
-decode chunked bodies say so with `wsgi.input_terminated` (gunicorn, uWSGI, mod_wsgi): such a body is
-read here, up to the limit, into a spooled file that Django then reads by its length. A server that
-does not decode them (Django's runserver) leaves the chunk framing in the stream: the request is
-refused with 411 rather than read wrong.
-
-Query strings and form bodies are refused when they carry a NUL character (%00), which no column
-can store; JSON bodies are checked where they are parsed (common.api.json_body).
-"""
+The limit is LOUPE_MAX_REQUEST_BYTES, or a view's larger `request_body_limit` (a BodyLimit); over it
+answers 413, judged by Content-Length, or while a chunked body streams in. A chunked body has no
+Content-Length, so Django would read it as empty: where the server decoded it (`wsgi.input_terminated`)
+it is spooled here up to the limit; where it did not (runserver) the request is refused with 411.
+Query strings and form bodies carrying a NUL (%00) are refused; JSON bodies are checked where parsed
+(common.api.json_body)."""
 
 import tempfile
 from dataclasses import dataclass

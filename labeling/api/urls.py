@@ -31,7 +31,7 @@ urlpatterns += [
     path("projects/<int:project_id>/feedback-delay", views_feedback.FeedbackDelayApi.as_view(), name="api-feedback-delay"),
 ]
 
-from labeling.api import views_queue  # noqa: E402  (queue: issue 3)
+from labeling.api import views_queue  # noqa: E402
 
 urlpatterns += [
     path("projects/<int:project_id>/queue/next", views_queue.QueueNextApi.as_view(), name="api-queue-next"),

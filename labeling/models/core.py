@@ -116,9 +116,9 @@ class Membership(models.Model):
 # ties to the items closest to completion, then id. The ordering is one number per item, QueueKey,
 # computed from the item's own columns and its `queue_order` (the project's, copied while the item is
 # open): so two partial indexes serve every ordering, one for untouched ("fresh") open items and one
-# for touched ones, plus touched items grouped by who touched them. (One index per ordering made
-# every item entering the open set write eight queue index entries instead of two.)
-# labeling.services.queue writes the same ORDER BY; keep the two in step.
+# for touched ones, plus touched items grouped by who touched them (not one index per ordering: each
+# would cost every item entering the open set more index entries). labeling.services.queue writes
+# the same ORDER BY; keep the two in step.
 QUEUE_KEY_SQL = (
     "(CASE {a}queue_order WHEN 'priority' THEN -({a}priority)::float8 WHEN 'uncertainty' THEN -{a}uncertainty "
     "WHEN 'oldest_prediction' THEN extract(epoch FROM {a}first_predicted_at - '1970-01-01 00:00:00+00'::timestamptz)::float8 "
@@ -159,8 +159,8 @@ class QueueIndex(models.Index):
 
 
 # The queue's loose index scan over the distinct `touchers` sets compares them as text in byte order:
-# a btree over the jsonb itself compared jsonb containers at every step, which made each item that
-# enters the open set (a quality run reopening 170,000 items) cost twice as much in this index.
+# a btree over the jsonb itself would compare jsonb containers at every step, for every item entering
+# the open set.
 TOUCHERS_KEY_SQL = '(touchers::text) COLLATE "C"'
 
 
@@ -238,8 +238,8 @@ class Prediction(models.Model):
     label = models.CharField(max_length=64)
     probabilities = models.JSONField(null=True, blank=True)
     # The same probabilities as big-endian float64 in the project's label order (labels never change
-    # after a project is created), written with them by ingestion: bulk reads (a quality run reads
-    # 300k at once) take numbers straight from here instead of parsing jsonb. NULL: read the jsonb.
+    # after a project is created), written with them by ingestion: bulk reads take numbers straight
+    # from here instead of parsing jsonb. NULL: read the jsonb.
     vector = models.BinaryField(null=True, blank=True, editable=False)
     predicted_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -250,11 +250,10 @@ class Prediction(models.Model):
             models.UniqueConstraint(fields=["item", "model_version"], name="prediction_unique_per_model_version"),
         ]
         indexes = [
-            # A quality run reads every annotated item's newest prediction with probabilities (300k
-            # at once): this index holds them in that order with what the run needs, so the read is
-            # an index-only scan merged with the items, without the table's pages (their jsonb) and
-            # without a sort (0.3 s -> 0.18 s warm for 300k). Costs one more index entry per
-            # prediction written (benchmarks/ingest.py).
+            # A quality run reads every annotated item's newest prediction with probabilities: this
+            # index holds them in that order with what the run needs, so the read is an index-only
+            # scan merged with the items, without the table's pages (their jsonb) and without a sort.
+            # Costs one more index entry per prediction written.
             models.Index(fields=["item", "-predicted_at", "-id"], name="prediction_latest",
                          include=["model_version", "vector"], condition=models.Q(probabilities__isnull=False)),
         ]
@@ -306,9 +305,8 @@ class Assignment(models.Model):
 
 
 class Annotation(models.Model):
-    # The item's project, copied (an item never changes project) so that per-project reads (the
-    # staffing sample, the managers' list, agreement) go straight to (project, id) instead of
-    # walking every project's annotations when this project has few of them.
+    # The item's project, copied (an item never changes project): per-project reads (staffing sample,
+    # managers' list, agreement) go straight to (project, id), not through every project's annotations.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
@@ -360,9 +358,8 @@ class LabelChange(models.Model):
 
     # Foreign keys without their own indexes: (project, seq) and (item, seq) below serve both. And
     # without database constraints: a row is only ever written by ground_truth_set_many, for items it
-    # has just locked, and PostgreSQL checked each one at commit (one query per key per row: 1.2 s of
-    # a quality run that accepts 150,000 items, inside the label sequence's lock). Deleting an item or
-    # a project through Django still deletes its history (the ORM's cascade).
+    # has just locked, and the commit-time checks (one query per key per row) would run inside the label
+    # sequence's lock. Deleting an item or a project through Django still deletes its history.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes", db_index=False,
                                 db_constraint=False)
     seq = models.BigIntegerField()

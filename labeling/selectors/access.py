@@ -1,6 +1,8 @@
 """Permission-checked access to projects. Non-members get NotFound (no existence leak); members
 without the needed role get Forbidden. Staff act as managers everywhere."""
 
+from django.db.models import OuterRef, Subquery
+
 from common.errors import Forbidden, NotFound
 from labeling.models import Membership, Project, Role
 
@@ -18,14 +20,11 @@ def membership_role(*, user, project_id):
 
 
 def _project_with_role(*, user, project_id) -> Project | None:
+    """The project with the user's membership role as `member_role` (None for a non-member), in one query."""
     if not user.is_authenticated:
         return None
-    rows = list(Project.objects.raw(
-        f"SELECT p.*, m.role AS member_role FROM {Project._meta.db_table} p "
-        f"LEFT JOIN {Membership._meta.db_table} m ON m.project_id = p.id AND m.user_id = %s WHERE p.id = %s",
-        [user.pk, project_id],
-    ))
-    return rows[0] if rows else None
+    role = Membership.objects.filter(project_id=OuterRef("pk"), user_id=user.pk).values("role")[:1]
+    return Project.objects.annotate(member_role=Subquery(role)).filter(pk=project_id).first()
 
 
 def access_project(*, user, project_id, roles=ANY_ROLE, lock=False) -> Project:

@@ -1,16 +1,11 @@
-"""Blind labeling: which items' labels a member may see. The one rule, used by every read that shows
-a label of an item (a model's prediction, an expected label, ground truth, a consensus, probabilities),
-in the API and the pages alike.
+"""Blind labeling: which items' labels a member may see, for every read that shows a label (a
+prediction, an expected label, ground truth, a consensus, probabilities), in the API and the pages.
 
-Reviewers, managers and staff see every label of their project. An annotator sees the labels of an
-item only once it is closed for them: decided (resolved) AND never to be served to them again, which
-the queue guarantees for an item they held a lease on (one annotate assignment per item and
-annotator, ever). Anything else could still reach their queue, a resolved item too (a quality run
-sends a doubted single label back), and a label seen before labeling is no longer a blind label.
-
-Reads that list items apply `LabelVisibility.q(prefix)` in SQL (no query per row); reads that hold
-rows already ask `visible_ids`. Hidden labels are left out (rows omitted, counted) or null, never
-replaced by a made-up value."""
+Reviewers, managers and staff see every label of their project. An annotator sees an item's labels
+only once it is closed for them: resolved AND never to be served to them again (the queue gives each
+annotator one annotate assignment per item, ever); anything else could still reach their queue.
+Lists apply `LabelVisibility.q(prefix)` in SQL; reads holding rows ask `visible_ids`. Hidden labels
+are left out (counted) or null, never replaced by a made-up value."""
 
 from dataclasses import dataclass
 

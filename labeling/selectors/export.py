@@ -1,18 +1,9 @@
 """Reads for the labeled-delta export: cursors, who may export, and the label history in keyset pages.
 
-Cursors. A cursor names a position in one project's label history: "every change with seq <= N has
-been delivered". It is opaque to clients (`lc1_` + base64url of "<project_id>.<seq>.<check>") and
-carries a checksum, not a signature: it grants nothing (access is checked on every request), the
-checksum only turns typos, truncation and cursors of another project into a clear 400. `0` (or no
-cursor) means "from the start". A cursor past the end of the history (a restored database, a cursor
-from another server) is refused rather than silently skipping the changes that will take those numbers.
-
-Reads. `seq` is gapless and assigned in commit order (labeling.services.ground_truth), so every
-change with seq <= the committed counter is visible to any later statement. A stream therefore reads
-the counter once (`label_history_head`) and then pages `since < seq <= head` by keyset in short
-autocommit queries: header and body agree, memory stays constant, no transaction or server-side
-cursor is held while the client reads.
-"""
+A cursor names a position in one project's label history ("every change with seq <= N has been
+delivered"; see cursor_encode). `seq` is gapless and assigned in commit order, so a stream reads the
+committed head once and then pages `since < seq <= head` in short autocommit queries (see
+label_history_pages): nothing is held open while the client reads."""
 
 import base64
 import binascii
@@ -49,6 +40,11 @@ def _check(body: str) -> str:
 
 
 def cursor_encode(*, project_id: int, seq: int) -> str:
+    """The cursor of `seq`: opaque to clients (`lc1_` + base64url of "<project_id>.<seq>.<check>"). The
+    check is a checksum, not a signature: a cursor grants nothing (access is checked on every
+    request); the checksum only turns typos, truncation and other projects' cursors into a clear
+    400. `0` means "from the start"; a cursor past the end of the history (a restored database,
+    another server) is refused rather than silently skipping the changes that will take those seqs."""
     body = f"{int(project_id)}.{int(seq)}"
     token = base64.urlsafe_b64encode(f"{body}.{_check(body)}".encode()).rstrip(b"=").decode()
     return CURSOR_PREFIX + token
@@ -256,7 +252,9 @@ def label_history_pages(*, project_id: int, since: int, until: int, compact: boo
                         horizon: int | None = None, page_rows: int | None = None) -> Iterator[HistoryPage]:
     """Rows `since < seq <= until` in seq order, in HistoryPages. One short keyset query per page (plus
     one for usernames not seen yet): nothing is held open between pages, so the caller may stream them
-    at any pace."""
+    at any pace. Every change with seq <= the committed counter (label_history_head) is visible to any
+    later statement, so header and body agree and memory stays constant, with no transaction or
+    server-side cursor held while the client reads."""
     size = page_rows or PAGE_ROWS
     base = (_history(project_id=project_id, until=until, compact=compact, horizon=horizon)
             .annotate(annotators_text=Cast("annotators", TextField()), changed_at_iso=IsoUtc("changed_at"))

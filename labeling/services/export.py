@@ -1,18 +1,5 @@
-"""Labeled-delta export: row encoders (JSON, JSON Lines, CSV), snapshot files, export grants.
-
-Formats (one row per label change, in seq order):
-- JSON Lines: one JSON object per line; the LAST line is the trailer
-  `{"next_cursor": "<cursor>", "rows": <n>}` (the only line without "seq"). No trailer means the
-  stream was cut: keep your old cursor.
-- CSV: RFC 4180 (CRLF, UTF-8, a header row; every text field quoted, numbers bare, an empty score is
-  ""); `annotators` are usernames joined by ";" (Django usernames cannot contain ";"). The LAST line
-  is the unquoted one-field record `#next_cursor=<cursor>;rows=<n>`, the only line starting with "#"
-  (pandas: `read_csv(..., comment="#")` skips it).
-- JSON: `{"results": [...], "next_cursor": "...", "has_more": bool}` (API pages; snapshots write
-  the same object with every row of the range).
-Row keys: seq, external_id, label, previous_label (null for the first label), method, score,
-model_version (JSON only when set), annotators (usernames), changed_at (ISO 8601 UTC).
-"""
+"""Labeled-delta export: row encoders (JSON, JSON Lines, CSV; see encode_delta for the formats),
+snapshot files built by a task, and export grants."""
 
 import csv
 import gzip
@@ -104,7 +91,21 @@ def _safe_lines(text: str) -> str:
 
 
 def encode_delta(*, fmt: str, pages: Iterable[HistoryPage], next_cursor: str, has_more: bool = False) -> Iterator[bytes]:
-    """The bytes of a delta in `fmt`, one chunk per page (plus header and trailer)."""
+    """The bytes of a delta in `fmt`, one chunk per page (plus header and trailer). One row per label
+    change, in seq order:
+
+    - JSON Lines: one JSON object per line; the LAST line is the trailer
+      `{"next_cursor": "<cursor>", "rows": <n>}` (the only line without "seq"). No trailer means the
+      stream was cut: keep your old cursor.
+    - CSV: RFC 4180 (CRLF, UTF-8, a header row; every text field quoted, numbers bare, an empty score
+      is ""); `annotators` are usernames joined by ";" (Django usernames cannot contain ";"). The LAST
+      line is the unquoted one-field record `#next_cursor=<cursor>;rows=<n>`, the only line starting
+      with "#" (pandas: `read_csv(..., comment="#")` skips it).
+    - JSON: `{"results": [...], "next_cursor": "...", "has_more": bool}` (API pages; snapshots write
+      the same object with every row of the range).
+
+    Row keys: seq, external_id, label, previous_label (null for the first label), method, score,
+    model_version (JSON only when set), annotators (usernames), changed_at (ISO 8601 UTC)."""
     n = 0
     if fmt == ExportFormat.CSV:
         buf = io.StringIO()
