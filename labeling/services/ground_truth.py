@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import partial
 
 from django.db import transaction
+from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -75,9 +76,13 @@ class _Current:
 SQL_PATH_MIN = 200
 
 
-def _pk_in(ids, *, bulk: bool):
-    """A `pk__in` value for `ids`: on the bulk path one array parameter, not one placeholder per id."""
-    return RawSQL("SELECT unnest(%s::bigint[])", [array_literal(sorted(ids))]) if bulk else ids
+def _items_in(ids, *, bulk: bool):
+    """A filter on Item's primary key: on the bulk path `id = ANY(<one array parameter>)`, where `pk__in`
+    would send one placeholder per id."""
+    if bulk:
+        ids = [array_literal(sorted(ids))]
+        return RawSQL(f"{table(Item)}.id = ANY(%s::bigint[])", ids, output_field=BooleanField())
+    return Q(pk__in=ids)
 
 
 @transaction.atomic
@@ -92,10 +97,10 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     now = timezone.now()
     item_ids = sorted({d.item_id for d in decisions})
     bulk = is_postgres() and len(decisions) >= SQL_PATH_MIN
-    lock_rows(Item.objects.filter(pk__in=_pk_in(item_ids, bulk=bulk), project_id=project_id))
+    lock_rows(Item.objects.filter(_items_in(item_ids, bulk=bulk), project_id=project_id))
     external_ids, current = {}, {}
     for pk, item_project, external_id, label, method in (
-        Item.objects.filter(pk__in=_pk_in(item_ids, bulk=bulk))
+        Item.objects.filter(_items_in(item_ids, bulk=bulk))
         .values_list("pk", "project_id", "external_id", "ground_truth__label", "ground_truth__method")
     ):
         if item_project == project_id:
@@ -118,7 +123,7 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     for item_id, status in status_by_item.items():
         by_status.setdefault(status, []).append(item_id)
     for status, ids in by_status.items():
-        Item.objects.filter(pk__in=_pk_in(ids, bulk=bulk)).update(status=status, updated_at=now)
+        Item.objects.filter(_items_in(ids, bulk=bulk)).update(status=status, updated_at=now)
 
     if not pending:
         return []
