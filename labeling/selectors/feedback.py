@@ -20,15 +20,18 @@ Definitions (the API documents them too):
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
 
 import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from labeling.stats import survival
+from common.db import is_postgres
+from common.db.sql import execute, fetchall, table
 from common.errors import ValidationFailed
+from common.timestamps import OutOfRange, check_day, parse_timestamp
 from labeling.models import (
     HUMAN_CHANNEL,
     IMPORTED_CHANNEL,
@@ -36,9 +39,12 @@ from labeling.models import (
     FeedbackBacklogBin,
     FeedbackDelayBin,
     FeedbackState,
+    GroundTruthObservation,
+    Item,
+    ItemStatus,
     Project,
 )
-from common.timestamps import OutOfRange, check_day, parse_timestamp
+from labeling.stats import survival
 
 DAY = survival.DAY
 QUERY_PARAMS = ("since", "until", "model_version", "source")
@@ -129,28 +135,26 @@ EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 def _sql_day(column: str) -> str:
     """A date column as whole days since 1970-01-01 (no date objects to build in Python)."""
-    if connection.vendor == "postgresql":
+    if is_postgres():
         return f"({column} - DATE '1970-01-01')"
     return f"CAST(julianday({column}) - 2440587.5 AS INTEGER)"
 
 
 def _sql_epoch(column: str) -> str:
-    if connection.vendor == "postgresql":
+    if is_postgres():
         return f"EXTRACT(EPOCH FROM {column})::float8"
     return f"CAST(strftime('%%s', {column}) AS REAL)"
 
 
 def _rows(sql: str, params: list, width: int) -> np.ndarray:
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall()
+    rows = fetchall(sql, params)
     return np.array(rows, dtype=float).reshape(-1, width) if rows else np.zeros((0, width))
 
 
 def _read(project, f: DelayFilters):
     """Three GROUP BY queries over the bins, fetched as plain numbers (tens of thousands of rows at
     most: prediction days x whole days of delay), plus a sample of annotation times."""
-    delay_t, backlog_t = FeedbackDelayBin._meta.db_table, FeedbackBacklogBin._meta.db_table
+    delay_t, backlog_t = table(FeedbackDelayBin), table(FeedbackBacklogBin)
     where, params = ["project_id = %s"], [project.pk]
     if f.since:
         where.append("pred_day >= %s")
@@ -208,13 +212,12 @@ class _Snapshot:
 
     def __enter__(self):
         self.atomic = None
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cur:
-                if not connection.in_atomic_block:
-                    self.atomic = transaction.atomic()
-                    self.atomic.__enter__()
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                cur.execute("SET LOCAL jit = off")  # small aggregates: compiling costs more than it saves
+        if is_postgres():
+            if not connection.in_atomic_block:
+                self.atomic = transaction.atomic()
+                self.atomic.__enter__()
+                execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            execute("SET LOCAL jit = off")  # small aggregates: compiling costs more than it saves
         return self
 
     def __exit__(self, *exc):
@@ -428,3 +431,12 @@ def _charts(km, naive, events, censored, last, backlog_series) -> dict:
 
 def feedback_slo_state(*, project) -> FeedbackState | None:
     return FeedbackState.objects.filter(project=project).first()
+
+
+def feedback_attention_counts(*, project) -> dict:
+    """What waits for people on the dashboard: items whose imported truth conflicts with a human
+    decision ("conflict"), and observations whose item has not been ingested yet ("pending")."""
+    return {
+        "conflict": Item.objects.filter(project=project, status=ItemStatus.CONFLICT).count(),
+        "pending": GroundTruthObservation.objects.filter(project=project, item__isnull=True).count(),
+    }

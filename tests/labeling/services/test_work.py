@@ -18,8 +18,8 @@ from labeling.services.work import (
     deferred_tasks_send,
     enqueue,
     enqueue_on_commit,
-    work_sweep,
 )
+from labeling.services.sweep import work_sweep
 from labeling.tasks import export_build, quality_run_task, similarity_index_update_task
 from tests.labeling.factories import make_items, resolve
 from tests.labeling.factories import annotate, annotators, crowd_project
