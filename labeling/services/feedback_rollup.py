@@ -79,7 +79,10 @@ def channel_of(method: str, source: str) -> str:
 
 
 def feedback_days_mark(*, project_id: int, times) -> int:
-    """Mark the UTC days of these prediction times for recompute (call inside the writer's transaction)."""
+    """Mark the UTC days of these prediction times for recompute (call inside the writer's transaction).
+
+    The mark is an upsert that takes the row lock, so a refresh deleting it waits for the writer to
+    commit and then sees its rows."""
     days = sorted({_utc_day(t) for t in times if t is not None})
     if not days:
         return 0

@@ -129,7 +129,10 @@ class WorkTakenOver(Exception):
 
 
 class Heartbeat:
-    """Context manager: stamp `model` row `pk`'s heartbeat_at while attempt `attempt` runs it.
+    """Context manager: stamp `model` row `pk`'s heartbeat_at while attempt `attempt` runs it, every
+    LOUPE_HEARTBEAT_SECONDS on the thread's own connection, whatever the task is busy with. The update
+    is fenced by the attempt number: once the row has been handed to another attempt, the beat stops
+    and the old attempt stops at its next `check()`.
 
     Outside a transaction only (a row written inside one is not visible to the beat's connection,
     and the beat would wait on the caller's locks)."""
