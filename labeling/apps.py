@@ -11,5 +11,7 @@ class LabelingConfig(AppConfig):
         from . import schedules
 
         settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)
-        from . import receivers  # noqa: F401  (feedback-delay rollups follow ground truth)
+        # receivers: feedback-delay rollups follow ground truth; tasks: registered, so that services
+        # can send them by name (labeling.services.work.enqueue) without importing this module.
+        from . import receivers, tasks  # noqa: F401
         from .api import schema_auth  # noqa: F401  (the token scheme in the OpenAPI schema)

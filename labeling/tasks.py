@@ -1,4 +1,5 @@
-"""Thin Celery entry points: take ids, call one service."""
+"""Thin Celery entry points: take ids, call one service. Services send these by name
+(labeling.services.work.enqueue), so this module imports services and no service imports it."""
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
@@ -34,8 +35,8 @@ def export_build(export_id: int) -> None:
 def work_sweep() -> dict:
     """Beat, every minute: re-queue quality runs and export builds whose heartbeat stopped (a worker
     died), re-send queued ones nobody picked up, and send task messages the broker refused
-    (labeling.services.work)."""
-    from labeling.services.work import work_sweep as sweep
+    (labeling.services.sweep)."""
+    from labeling.services.sweep import work_sweep as sweep
 
     return sweep()
 
@@ -51,32 +52,23 @@ def export_sweep() -> dict:
 # --- feedback delay ----------------------------------------------------------------------------
 
 def _transient():
-    from django.db import OperationalError
-
     return (OperationalError,)
 
 
 @shared_task(name="loupe.feedback_refresh", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
 def feedback_refresh(project_id: int) -> None:
     """Attach pending imported truth and bring the delay rollups up to date (idempotent)."""
-    from labeling.models import Project
-    from labeling.services.feedback import gt_observations_attach_pending
-    from labeling.services.feedback_rollup import feedback_rollup_refresh
+    from labeling.services.feedback import feedback_project_refresh
 
-    if not Project.objects.filter(pk=project_id).exists():
-        return
-    gt_observations_attach_pending(project_id=project_id)
-    feedback_rollup_refresh(project_id=project_id)
+    feedback_project_refresh(project_id=project_id)
 
 
 @shared_task(name="loupe.feedback_check", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
 def feedback_check(project_id: int) -> None:
     """Refresh one project's rollups and check its feedback-delay SLO (announces a flip once)."""
-    from labeling.models import Project
     from labeling.services.feedback import feedback_project_tick
 
-    if Project.objects.filter(pk=project_id).exists():
-        feedback_project_tick(project_id=project_id)
+    feedback_project_tick(project_id=project_id)
 
 
 @shared_task(name="loupe.feedback_check_all")
@@ -92,14 +84,9 @@ def feedback_check_all() -> int:
 @shared_task(name="loupe.feedback_reconcile", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
 def feedback_reconcile(project_id: int) -> int:
     """Recompute any prediction day whose rollup counts drifted from the base tables (logged)."""
-    from labeling.models import Project
-    from labeling.services.feedback_rollup import feedback_rollup_reconcile, feedback_rollup_refresh
+    from labeling.services.feedback import feedback_project_reconcile
 
-    if not Project.objects.filter(pk=project_id).exists():
-        return 0
-    drifted = feedback_rollup_reconcile(project_id=project_id)
-    feedback_rollup_refresh(project_id=project_id)
-    return len(drifted)
+    return feedback_project_reconcile(project_id=project_id)
 
 
 @shared_task(name="loupe.feedback_reconcile_all")
@@ -112,7 +99,7 @@ def feedback_reconcile_all() -> int:
     return len(ids)
 
 
-# --- queue (issue 3) ----------------------------------------------------------------------------
+# --- queue ----------------------------------------------------------------------------------
 
 
 @shared_task(name="loupe.queue_expire_leases")
@@ -126,9 +113,9 @@ def queue_expire_leases() -> int:
 @shared_task(name="loupe.queue_reconcile_project")
 def queue_reconcile_project(project_id: int) -> dict:
     """Recompute one project's stored queue counters and log any drift."""
-    from labeling.services.queue import counters_reconcile
-
     from dataclasses import asdict
+
+    from labeling.services.queue import counters_reconcile
 
     return asdict(counters_reconcile(project_id=project_id))
 
@@ -152,7 +139,7 @@ def queue_reconcile_all() -> int:
     return len(ids)
 
 
-# --- quality (issue 4) --------------------------------------------------------------------------
+# --- quality --------------------------------------------------------------------------------
 
 
 @shared_task(name="loupe.quality_run", acks_late=True)

@@ -1,12 +1,12 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
+from common.api.base import ApiView
 from common.api.batch import read_batch
-from labeling.api.views_projects import EXTERNAL_ID
-from common.http.request_body import BATCH
 from common.api.errors import ERRORS, ErrorSerializer
+from common.http.request_body import BATCH
+from labeling.api.views_projects import EXTERNAL_ID
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors.feedback import feedback_delay_report, feedback_filters_parse
 from labeling.services.feedback import ground_truth_import

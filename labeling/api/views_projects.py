@@ -1,13 +1,16 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
 from common.api import inputs
-from common.api.pagination import IdCursorPagination
+from common.api.base import ApiView
+from common.api.batch import read_batch
 from common.api.errors import ERRORS, ErrorSerializer
-from labeling.api.serializers import ItemOutput, ProjectOutput
+from common.api.pagination import IdCursorPagination
+from common.api.schema import NO_NUL
 from common.errors import Forbidden, ValidationFailed
+from common.http.request_body import BATCH
+from labeling.api.serializers import ItemOutput, ProjectOutput
 from labeling.models import ItemStatus, QueueOrder, Role
 from labeling.models.core import LABEL_KEY_RE
 from labeling.selectors.access import MANAGER_ROLES, access_project, project_create_allowed
@@ -21,10 +24,6 @@ from labeling.services.projects import (
     project_create,
     project_update,
 )
-from common.api.batch import read_batch
-from common.http.request_body import BATCH
-from common.api.schema import NO_NUL
-
 
 MAX_SLO_TARGET_SECONDS = 10 * 366 * 86400
 MAX_TEXT = 20_000  # descriptions and guidelines, as bug descriptions

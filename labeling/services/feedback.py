@@ -1,23 +1,11 @@
 """Late ground truth from production, and the feedback-delay SLO.
 
-Import (``POST /api/projects/{id}/ground-truth``): a batch of ``{external_id, label, observed_at?,
-source?}`` rows is validated as a whole (400 listing every bad row, nothing written; 413 over the
-limit). Every accepted row is kept as a GroundTruthObservation, one per (external_id, source,
-label), so re-sending a batch changes nothing. For each new observation:
-- the item has no ground truth: it becomes the ground truth (method ``imported``, first arrival =
-  ``observed_at``) through labeling.services.ground_truth, which writes the label history;
-- the ground truth was imported: the same label confirms it; another label replaces it when it was
-  observed later than the one in force, and is kept as ``superseded`` otherwise;
-- the ground truth was decided by people (unanimous, consensus, adjudicated): the same label
-  confirms it; another label overwrites nothing: the item's status becomes ``conflict`` (the review
-  queue serves it) and the observation is kept with outcome ``conflict``;
-- no item has that external_id (yet): the row is accepted and reported per row as ``pending``;
-  the observation is applied when an item with that external_id is ingested (the periodic
-  feedback task attaches pending observations). Nothing sent is dropped.
-
-SLO: ``slo_quantile`` of predictions should have ground truth within ``slo_target_seconds``. The
-periodic check measures it with Kaplan-Meier over a rolling window and stores the state, sending
-``feedback_slo_changed`` after commit when (and only when) the state flips.
+An import batch (``POST /api/projects/{id}/ground-truth``) is validated whole; every accepted row is
+kept as a GroundTruthObservation, one per (external_id, source, label), so re-sending changes
+nothing. A new observation sets an item's missing truth, confirms or (when observed later) replaces
+an imported one, never overwrites a human decision (the item goes to review as ``conflict``), and
+waits as ``pending`` until its item is ingested. The periodic SLO check measures the delay with
+Kaplan-Meier and sends ``feedback_slo_changed`` after commit when the state flips.
 """
 
 import math
@@ -31,7 +19,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from common.errors import ValidationFailed
+from common.db.locks import lock_rows
+from common.timestamps import parse_timestamp
 from labeling.models import (
     HUMAN_CHANNEL,
     GroundTruth,
@@ -43,18 +32,17 @@ from labeling.models import (
     Prediction,
     Project,
 )
+from labeling.selectors.feedback import DelayFilters, feedback_slo_measure
 from labeling.selectors.projects import project_label_keys
-from labeling.services.feedback_rollup import feedback_state_lock, feedback_rollup_refresh
+from labeling.services.feedback_rollup import feedback_rollup_reconcile, feedback_rollup_refresh, feedback_state_lock
 from labeling.services.ground_truth import Decision, ground_truth_set_many
-from labeling.services.ingestion import check_batch_size
-from common.timestamps import parse_timestamp
+from labeling.services.rows import batch_check, rows_parse
 from labeling.signals import feedback_slo_changed
 
 IMPORT_FIELDS = {"external_id", "label", "observed_at", "source"}
 SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 RESERVED_SOURCES = {HUMAN_CHANNEL}
 CLOCK_SKEW = timedelta(minutes=5)
-HUMAN_METHODS = {GroundTruthMethod.UNANIMOUS, GroundTruthMethod.CONSENSUS, GroundTruthMethod.ADJUDICATED}
 UNCHANGED = "unchanged"  # outcome reported for a row already received (not stored again)
 
 
@@ -93,53 +81,44 @@ class ImportResult:
 
 def gt_observations_validate(*, project: Project, rows: list) -> list[ParsedObservation]:
     """Validate a whole batch; raise ValidationFailed listing every bad row."""
-    check_batch_size(rows)
-    if not rows:
-        raise ValidationFailed("The batch is empty.", fields={"rows": [{"index": None, "message": "No rows."}]})
+    batch_check(rows)
     label_keys = set(project_label_keys(project=project))
     now = timezone.now()
-    parsed, errors, seen = [], [], {}
-    for i, row in enumerate(rows):
-        try:
-            if not isinstance(row, dict):
-                raise ValueError("row must be an object.")
-            unknown = set(row) - IMPORT_FIELDS
-            if unknown:
-                raise ValueError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}.")
-            ext = row.get("external_id")
-            if isinstance(ext, int) and not isinstance(ext, bool):
-                ext = str(ext)
-            if not isinstance(ext, str) or not ext.strip() or len(ext) > 255:
-                raise ValueError("external_id must be a non-empty string of at most 255 characters.")
-            label = row.get("label")
-            if not isinstance(label, str) or label not in label_keys:
-                raise ValueError(f"label {label!r} is not a label of this project ({', '.join(sorted(label_keys))}).")
-            source = row.get("source", "")
-            if source is None:
-                source = ""
-            if not isinstance(source, str) or (source and not SOURCE_RE.match(source)):
-                raise ValueError("source must be 1..64 characters of a-z, 0-9, _ . : - (starting with a letter or digit).")
-            if source in RESERVED_SOURCES:
-                raise ValueError(f"source {source!r} is reserved for labels decided by people.")
-            observed = row.get("observed_at")
-            observed_at = now if observed is None else parse_timestamp(observed, field="observed_at")
-            if observed_at > now + CLOCK_SKEW:
-                raise ValueError(f"observed_at {observed!r} is in the future.")
-            key = (ext, source)
-            if key in seen:
-                raise ValueError(f"external_id {ext!r} from source {source!r} appears twice in this batch "
-                                 f"(first at row {seen[key]}).")
-            seen[key] = i
-            parsed.append(ParsedObservation(i, ext, label, observed_at, source))
-        except ValueError as exc:
-            errors.append({"index": i, "message": str(exc)})
-    if errors:
-        first = errors[0]
-        raise ValidationFailed(
-            f"{len(errors)} of {len(rows)} rows are invalid; nothing was written. Row {first['index']}: {first['message']}",
-            fields={"rows": errors},
-        )
-    return parsed
+    seen = {}
+
+    def parse_row(i, row) -> ParsedObservation:
+        if not isinstance(row, dict):
+            raise ValueError("row must be an object.")
+        unknown = set(row) - IMPORT_FIELDS
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}.")
+        ext = row.get("external_id")
+        if isinstance(ext, int) and not isinstance(ext, bool):
+            ext = str(ext)
+        if not isinstance(ext, str) or not ext.strip() or len(ext) > 255:
+            raise ValueError("external_id must be a non-empty string of at most 255 characters.")
+        label = row.get("label")
+        if not isinstance(label, str) or label not in label_keys:
+            raise ValueError(f"label {label!r} is not a label of this project ({', '.join(sorted(label_keys))}).")
+        source = row.get("source", "")
+        if source is None:
+            source = ""
+        if not isinstance(source, str) or (source and not SOURCE_RE.match(source)):
+            raise ValueError("source must be 1..64 characters of a-z, 0-9, _ . : - (starting with a letter or digit).")
+        if source in RESERVED_SOURCES:
+            raise ValueError(f"source {source!r} is reserved for labels decided by people.")
+        observed = row.get("observed_at")
+        observed_at = now if observed is None else parse_timestamp(observed, field="observed_at")
+        if observed_at > now + CLOCK_SKEW:
+            raise ValueError(f"observed_at {observed!r} is in the future.")
+        key = (ext, source)
+        if key in seen:
+            raise ValueError(f"external_id {ext!r} from source {source!r} appears twice in this batch "
+                             f"(first at row {seen[key]}).")
+        seen[key] = i
+        return ParsedObservation(i, ext, label, observed_at, source)
+
+    return rows_parse(rows, parse_row)
 
 
 def ground_truth_import(*, project: Project, rows: list, actor=None) -> ImportResult:
@@ -152,10 +131,8 @@ def _import_write(*, project: Project, parsed: list[ParsedObservation], actor) -
     now = timezone.now()
     ext_ids = sorted({p.external_id for p in parsed})
     # Lock the known items in primary-key order (the ground-truth service locks them the same way).
-    item_of = {
-        ext: pk for pk, ext in Item.objects.select_for_update().filter(project=project, external_id__in=ext_ids)
-        .order_by("pk").values_list("pk", "external_id")
-    }
+    locked = lock_rows(Item.objects.filter(project=project, external_id__in=ext_ids))
+    item_of = {ext: pk for pk, ext in Item.objects.filter(pk__in=locked).values_list("pk", "external_id")}
     existing = set(
         GroundTruthObservation.objects.filter(project=project, external_id__in=ext_ids)
         .values_list("external_id", "source", "label")
@@ -264,9 +241,10 @@ def _attach_batch(project_id: int) -> int:
     )
     if not item_of:
         return 0
-    list(Item.objects.select_for_update().filter(pk__in=sorted(item_of.values())).order_by("pk").values_list("pk"))
+    lock_rows(Item.objects.filter(pk__in=item_of.values()))
     observations = list(
-        pending.select_for_update().filter(external_id__in=list(item_of)).order_by("id")
+        GroundTruthObservation.objects.filter(pk__in=lock_rows(pending.filter(external_id__in=list(item_of))))
+        .order_by("id")
     )
     for o in observations:
         o.item_id = item_of[o.external_id]
@@ -307,8 +285,6 @@ def feedback_slo_check(*, project_id: int, now=None) -> SloCheck:
 
     The state row is locked, so concurrent checks serialize and only the first to see a flip
     announces it."""
-    from labeling.selectors.feedback import DelayFilters, feedback_slo_measure
-
     now = now or timezone.now()
     state = feedback_state_lock(project_id)
     project = Project.objects.get(pk=project_id)
@@ -327,11 +303,30 @@ def feedback_slo_check(*, project_id: int, now=None) -> SloCheck:
     return SloCheck(slo["breached"], slo["observed_seconds"], slo["target_seconds"], slo["quantile"], changed)
 
 
+def feedback_project_refresh(*, project_id: int) -> None:
+    """Attach pending imported truth and bring the delay rollups up to date (a deleted project: nothing)."""
+    if not Project.objects.filter(pk=project_id).exists():
+        return
+    gt_observations_attach_pending(project_id=project_id)
+    feedback_rollup_refresh(project_id=project_id)
+
+
 def feedback_project_tick(*, project_id: int) -> None:
     """What the periodic task does for one project: attach pending truth, refresh rollups, check the SLO."""
+    if not Project.objects.filter(pk=project_id).exists():
+        return
     gt_observations_attach_pending(project_id=project_id)
     feedback_rollup_refresh(project_id=project_id)
     feedback_slo_check(project_id=project_id)
+
+
+def feedback_project_reconcile(*, project_id: int) -> int:
+    """Mark the prediction days whose rollups drifted, then refresh; returns how many days drifted."""
+    if not Project.objects.filter(pk=project_id).exists():
+        return 0
+    drifted = feedback_rollup_reconcile(project_id=project_id)
+    feedback_rollup_refresh(project_id=project_id)
+    return len(drifted)
 
 
 # --- demo --------------------------------------------------------------------------------------

@@ -1,36 +1,31 @@
 """Rollups behind the feedback-delay report: counts, never one row per prediction.
 
-Two tables (labeling.models.feedback):
-- FeedbackDelayBin: predictions with ground truth, per model version x channel of the first truth
-  (``human`` or the import source) x prediction day (UTC) x delay bucket (labeling.stats.survival.EDGES),
-  with how many were right and the sums of their confidence;
-- FeedbackBacklogBin: predictions still waiting, per model version x prediction hour (UTC).
+FeedbackDelayBin counts predictions with ground truth (model version x channel of the first truth x
+UTC prediction day x delay bucket); FeedbackBacklogBin those still waiting (model version x UTC
+hour). Both are recomputed a prediction day at a time from the base tables, so a recompute is
+idempotent. Days to recompute come from ingestion's FeedbackDirtyDay marks and from the label
+history (LabelChange.seq, commit-ordered per project, past the state's cursor). A refresh holds the
+project's FeedbackState row lock; a daily reconcile marks any day whose counts drifted.
 
-Both are recomputed a prediction *day* at a time, from the base tables, so a recompute is
-idempotent and self-healing. What needs recomputing is found two ways:
-- ingestion marks the days of the predictions it writes (FeedbackDirtyDay, in its transaction;
-  the mark is an upsert that takes the row lock, so a refresh deleting the mark waits for the
-  writer to commit and then sees its rows);
-- ground-truth changes are followed through the label history: LabelChange.seq is assigned in
-  commit order per project, so "every change with seq > the cursor" misses nothing, and the days
-  to recompute are the prediction days of the items those changes touched.
-A refresh holds the project's FeedbackState row lock, so refreshes of one project never overlap.
-A daily reconcile compares per-day counts with the base tables and recomputes any day that drifted
-(predictions written by something other than ingestion), logging the drift.
+Raw SQL: on PostgreSQL one statement per day range scans the predictions once and inserts both kinds
+of bins (data-modifying CTEs, DISTINCT ON, width_bucket), which the ORM cannot say.
 """
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from labeling.stats import survival
+from common.db import is_postgres
+from common.db.locks import lock_rows
+from common.db.sql import execute_many, table
 from labeling.models import (
     HUMAN_CHANNEL,
     IMPORTED_CHANNEL,
@@ -45,6 +40,8 @@ from labeling.models import (
     LabelClass,
     Prediction,
 )
+from labeling.services.work import enqueue
+from labeling.stats import survival
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +50,7 @@ FULL_REBUILD_CHANGES = 200_000
 # Dirty days closer than this are recomputed as one range (one statement instead of several).
 RUN_GAP_DAYS = 3
 # When a refresh touches at least this share of the project's prediction days (and more than a few),
-# it recomputes everything in one pass: at 5,000,000 predictions a full pass took 45 s where 174 day
-# ranges out of 180 took 89 s (the ranges look up each item's first label change one by one).
+# it recomputes everything in one pass: day ranges look up each item's first label change one by one.
 FULL_REBUILD_DAY_SHARE = 0.5
 FULL_REBUILD_MIN_DAYS = 14
 
@@ -83,7 +79,10 @@ def channel_of(method: str, source: str) -> str:
 
 
 def feedback_days_mark(*, project_id: int, times) -> int:
-    """Mark the UTC days of these prediction times for recompute (call inside the writer's transaction)."""
+    """Mark the UTC days of these prediction times for recompute (call inside the writer's transaction).
+
+    The mark is an upsert that takes the row lock, so a refresh deleting it waits for the writer to
+    commit and then sees its rows."""
     days = sorted({_utc_day(t) for t in times if t is not None})
     if not days:
         return 0
@@ -92,10 +91,25 @@ def feedback_days_mark(*, project_id: int, times) -> int:
         [FeedbackDirtyDay(project_id=project_id, day=d, marked_at=now) for d in days],
         update_conflicts=True, unique_fields=["project", "day"], update_fields=["marked_at"],
     )
-    from labeling.receivers import enqueue_refresh
-
-    transaction.on_commit(partial(enqueue_refresh, project_id))
+    feedback_refresh_on_commit(project_id)
     return len(days)
+
+
+# A short delay coalesces bursts (a reviewer resolving items one after another, several import
+# batches): the first refresh to run takes every change so far, the ones after it find nothing to do.
+REFRESH_COUNTDOWN_SECONDS = 10
+REFRESH_TASK = "loupe.feedback_refresh"  # labeling.tasks.feedback_refresh
+
+
+def feedback_refresh_enqueue(project_id: int) -> None:
+    """Send the refresh task (after the countdown). A broker failure is recorded for the work sweep,
+    and the label history lets the periodic check catch up anyway."""
+    enqueue(REFRESH_TASK, project_id, countdown=REFRESH_COUNTDOWN_SECONDS)
+
+
+def feedback_refresh_on_commit(project_id: int) -> None:
+    """`feedback_refresh_enqueue` once the current transaction commits."""
+    transaction.on_commit(partial(feedback_refresh_enqueue, project_id))
 
 
 def feedback_state_lock(project_id: int) -> FeedbackState:
@@ -109,10 +123,10 @@ def feedback_rollup_refresh(*, project_id: int, full: bool = False) -> RefreshRe
     state = feedback_state_lock(project_id)
     last = LabelChange.objects.filter(project_id=project_id).aggregate(m=Max("seq"))["m"] or 0
     full = full or state.buckets_version != survival.BUCKETS_VERSION or last - state.label_seq > FULL_REBUILD_CHANGES
-    dirty = FeedbackDirtyDay.objects.select_for_update().filter(project_id=project_id)
+    dirty = FeedbackDirtyDay.objects.filter(pk__in=lock_rows(FeedbackDirtyDay.objects.filter(project_id=project_id)))
     marked = set(dirty.values_list("day", flat=True))
     if marked:
-        FeedbackDirtyDay.objects.filter(project_id=project_id, day__in=marked).delete()
+        dirty.delete()
     if full:
         _recompute(project_id, None)
         days = -1
@@ -210,7 +224,7 @@ def _recompute(project_id: int, days: list[date] | None) -> None:
             backlog_qs = backlog_qs.filter(pred_hour__gte=lo, pred_hour__lt=hi)
         delay_qs.delete()
         backlog_qs.delete()
-        if connection.vendor == "postgresql":
+        if is_postgres():
             _recompute_postgres(project_id, rng)
         else:
             _recompute_portable(project_id, rng)
@@ -218,13 +232,8 @@ def _recompute(project_id: int, days: list[date] | None) -> None:
 
 def _recompute_postgres(project_id: int, rng) -> None:
     """One statement per range: scan the predictions once, insert both kinds of bins."""
-    sql, params = _postgres_sql(project_id, rng)
-    with connection.cursor() as cur:
-        # For this transaction only: sorts and hashes in memory; JIT compiling costs more than it saves here.
-        cur.execute("SET LOCAL work_mem = '256MB'")
-        cur.execute("SET LOCAL jit = off")
-        cur.execute(sql, params)
-        cur.fetchone()
+    # For this transaction only: sorts and hashes in memory; JIT compiling costs more than it saves here.
+    execute_many([("SET LOCAL work_mem = '256MB'", ()), ("SET LOCAL jit = off", ()), _postgres_sql(project_id, rng)])
 
 
 def _postgres_sql(project_id: int, rng) -> tuple[str, dict]:
@@ -248,9 +257,8 @@ def _postgres_sql(project_id: int, rng) -> tuple[str, dict]:
         params["lo"], params["hi"] = _day_start(rng[0]), _day_start(rng[1] + timedelta(days=1))
         time_filter = "AND p.predicted_at >= %(lo)s AND p.predicted_at < %(hi)s"
     t = {
-        "pred": Prediction._meta.db_table, "item": Item._meta.db_table, "gt": GroundTruth._meta.db_table,
-        "lc": LabelChange._meta.db_table, "delay": FeedbackDelayBin._meta.db_table,
-        "backlog": FeedbackBacklogBin._meta.db_table,
+        "pred": table(Prediction), "item": table(Item), "gt": table(GroundTruth), "lc": table(LabelChange),
+        "delay": table(FeedbackDelayBin), "backlog": table(FeedbackBacklogBin),
     }
     sql = f"""
     WITH sp AS MATERIALIZED (

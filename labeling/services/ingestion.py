@@ -1,9 +1,12 @@
 """Idempotent, validated, bulk ingestion of items with their production predictions.
 
-The whole batch is validated before anything is written; a bad row fails the batch with every
-bad row's index and reason. Items are upserted by (project, external_id) and predictions by
-(item, model_version) with INSERT ... ON CONFLICT, so re-sending a batch changes nothing and
-concurrent senders of the same rows do not collide. Unchanged rows are detected and not written.
+The whole batch is validated before anything is written (labeling.services.rows). Items are
+upserted by (project, external_id) and predictions by (item, model_version) with INSERT ... ON
+CONFLICT, so re-sending a batch changes nothing and concurrent senders of the same rows do not
+collide. Unchanged rows are detected and not written.
+
+Raw SQL: on PostgreSQL the batch is COPYed into a temporary table and one statement compares it with
+the stored rows and upserts only what changed, with data-modifying CTEs the ORM cannot express.
 """
 
 import json
@@ -11,18 +14,23 @@ import math
 import struct
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 import orjson
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from common.errors import TooLarge, ValidationFailed
+from common.db import is_postgres
+from common.db.copy import copy_rows
+from common.db.sql import execute, fetchone, table
+from common.timestamps import parse_timestamp
 from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
 from labeling.selectors.projects import project_label_keys
-from common.timestamps import parse_timestamp
+from labeling.services.feedback_rollup import feedback_days_mark, feedback_refresh_on_commit
 from labeling.services.retry import retry_on_conflict
+from labeling.services.rows import batch_check, check_batch_size, rows_parse
+from labeling.services.work import enqueue_on_commit
+
+__all__ = ["check_batch_size", "items_ingest", "items_validate", "probability_vector"]
 
 PROB_TOLERANCE = 1e-3
 
@@ -59,12 +67,6 @@ class IngestResult:
 
     def as_dict(self):
         return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
-
-
-def check_batch_size(rows: list) -> None:
-    limit = settings.LOUPE_MAX_BATCH_ROWS
-    if len(rows) > limit:
-        raise TooLarge(f"A batch holds at most {limit:,} rows; this one has {len(rows):,}. Split it.")
 
 
 PREDICTION_FIELDS = frozenset({"model_version", "label", "probabilities", "predicted_at"})
@@ -110,46 +112,36 @@ ITEM_FIELDS = frozenset({"external_id", "payload", "priority", "prediction"})
 
 def items_validate(*, project: Project, rows: list) -> list[ParsedItem]:
     """Validate a whole batch; raise ValidationFailed listing every bad row."""
-    check_batch_size(rows)
-    if not rows:
-        raise ValidationFailed("The batch is empty.", fields={"rows": [{"index": None, "message": "No rows."}]})
+    batch_check(rows)
     label_order = project_label_keys(project=project)
     label_keys = set(label_order)
     now = timezone.now()
-    parsed, errors, seen = [], [], {}
-    for i, row in enumerate(rows):
-        try:
-            if not isinstance(row, dict):
-                raise ValueError("row must be an object.")
-            if not ITEM_FIELDS.issuperset(row):
-                raise ValueError(f"unknown fields: {', '.join(sorted(map(str, set(row) - ITEM_FIELDS)))}.")
-            ext = row.get("external_id")
-            if isinstance(ext, int) and not isinstance(ext, bool):
-                ext = str(ext)
-            if not isinstance(ext, str) or not ext.strip() or len(ext) > 255:
-                raise ValueError("external_id must be a non-empty string of at most 255 characters.")
-            if ext in seen:
-                raise ValueError(f"external_id {ext!r} appears twice in this batch (first at row {seen[ext]}).")
-            seen[ext] = i
-            payload = row.get("payload")
-            if not isinstance(payload, dict):
-                raise ValueError("payload must be a JSON object.")
-            priority = row.get("priority", 0)
-            if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 2**31 - 1:
-                raise ValueError("priority must be an integer.")
-            pred = row.get("prediction")
-            parsed.append(
-                ParsedItem(ext, payload, priority, None if pred is None else _parse_prediction(pred, label_keys, now, label_order))
-            )
-        except ValueError as exc:
-            errors.append({"index": i, "message": str(exc)})
-    if errors:
-        first = errors[0]
-        raise ValidationFailed(
-            f"{len(errors)} of {len(rows)} rows are invalid; nothing was written. Row {first['index']}: {first['message']}",
-            fields={"rows": errors},
-        )
-    return parsed
+    seen = {}
+
+    def parse_row(i, row) -> ParsedItem:
+        if not isinstance(row, dict):
+            raise ValueError("row must be an object.")
+        if not ITEM_FIELDS.issuperset(row):
+            raise ValueError(f"unknown fields: {', '.join(sorted(map(str, set(row) - ITEM_FIELDS)))}.")
+        ext = row.get("external_id")
+        if isinstance(ext, int) and not isinstance(ext, bool):
+            ext = str(ext)
+        if not isinstance(ext, str) or not ext.strip() or len(ext) > 255:
+            raise ValueError("external_id must be a non-empty string of at most 255 characters.")
+        if ext in seen:
+            raise ValueError(f"external_id {ext!r} appears twice in this batch (first at row {seen[ext]}).")
+        seen[ext] = i
+        payload = row.get("payload")
+        if not isinstance(payload, dict):
+            raise ValueError("payload must be a JSON object.")
+        priority = row.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 2**31 - 1:
+            raise ValueError("priority must be an integer.")
+        pred = row.get("prediction")
+        return ParsedItem(ext, payload, priority,
+                          None if pred is None else _parse_prediction(pred, label_keys, now, label_order))
+
+    return rows_parse(rows, parse_row)
 
 
 def _uncertainty(pred: ParsedPrediction | None):
@@ -166,24 +158,23 @@ def items_ingest(*, project: Project, rows: list) -> IngestResult:
 @retry_on_conflict  # two batches upserting overlapping rows may deadlock: the loser runs again, whole
 @transaction.atomic
 def _write(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
-    if connection.vendor == "postgresql":
+    if is_postgres():
         result = _write_postgres(project=project, parsed=parsed)
     else:
         result = _write_portable(project=project, parsed=parsed)
     if result.created:
         # New items join the project's nearest-neighbour index (for mining similar items) after commit.
-        from labeling.services.work import enqueue_on_commit
-        from labeling.tasks import similarity_index_update_task
-
-        enqueue_on_commit(similarity_index_update_task, project.pk)
+        enqueue_on_commit(SIMILARITY_INDEX_TASK, project.pk)
     return result
+
+
+SIMILARITY_INDEX_TASK = "loupe.similarity_index_update"  # labeling.tasks.similarity_index_update_task
 
 
 def _write_portable(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
     """Compare with the stored rows in Python, then upsert the changed ones with Django's
-    bulk_create(update_conflicts=True) (SQLite and other backends)."""
-    from labeling.services.feedback_rollup import feedback_days_mark  # delay rollups: mark the days touched
-
+    bulk_create(update_conflicts=True) (SQLite and other backends). The delay rollups' days touched
+    are marked for recompute."""
     existing = {
         ext: (pk, payload, priority, first_pred)
         for pk, ext, payload, priority, first_pred in Item.objects.filter(
@@ -270,7 +261,23 @@ def json_text(value) -> str:
         return json.dumps(value)
 
 
-_INGEST_COLUMNS = "ord, external_id, payload, priority, uncertainty, model_version, label, probabilities, vector, predicted_at"
+_INGEST_COLUMNS = ["ord", "external_id", "payload", "priority", "uncertainty", "model_version", "label",
+                   "probabilities", "vector", "predicted_at"]
+
+
+def _ingest_rows(parsed: list[ParsedItem]):
+    """The batch as rows of the temporary table, in _INGEST_COLUMNS order."""
+    dumps = json_text
+    for n, p in enumerate(parsed):
+        pr = p.prediction
+        if pr is None:
+            yield (n, p.external_id, dumps(p.payload), p.priority, None, None, None, None, None, None)
+        else:
+            probs = pr.probabilities
+            yield (
+                n, p.external_id, dumps(p.payload), p.priority, _uncertainty(pr),
+                pr.model_version, pr.label, None if probs is None else dumps(probs), pr.vector, pr.predicted_at,
+            )
 
 
 def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResult:
@@ -278,89 +285,72 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
     with the stored rows and upserts only what changed (items, predictions, and the delay rollups'
     dirty days, including the old day of a prediction whose time moved). Items are written in the
     batch's order, so ids (the FIFO tie-break) follow the order the sender gave."""
-    item_t, pred_t = Item._meta.db_table, Prediction._meta.db_table
-    dirty_t = FeedbackDirtyDay._meta.db_table
-    dumps = json_text
-    with connection.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _ingest (ord int, external_id text, payload jsonb, priority int, "
-            "uncertainty float8, model_version text, label text, probabilities jsonb, vector bytea, predicted_at timestamptz) "
-            "ON COMMIT DELETE ROWS"
+    item_t, pred_t, dirty_t = table(Item), table(Prediction), table(FeedbackDirtyDay)
+    execute(
+        "CREATE TEMP TABLE IF NOT EXISTS _ingest (ord int, external_id text, payload jsonb, priority int, "
+        "uncertainty float8, model_version text, label text, probabilities jsonb, vector bytea, predicted_at timestamptz) "
+        "ON COMMIT DELETE ROWS"
+    )
+    copy_rows("_ingest", _INGEST_COLUMNS, _ingest_rows(parsed))
+    created, written, _preds, days = fetchone(
+        f"""
+        WITH src AS (
+            SELECT t.*, p.predicted_at AS old_predicted_at,
+                   (i.id IS NULL OR i.payload IS DISTINCT FROM t.payload OR i.priority <> t.priority) AS item_changed,
+                   (t.model_version IS NOT NULL AND (p.id IS NULL OR p.label <> t.label
+                    OR p.probabilities IS DISTINCT FROM t.probabilities OR p.predicted_at <> t.predicted_at)) AS pred_changed
+            FROM _ingest t
+            -- LATERAL ... LIMIT 1: one unique-index probe per row, whatever the tables' size or statistics
+            LEFT JOIN LATERAL (
+                SELECT id, payload, priority FROM {item_t}
+                WHERE project_id = %(project)s AND external_id = t.external_id LIMIT 1
+            ) i ON true
+            LEFT JOIN LATERAL (
+                SELECT id, label, probabilities, predicted_at FROM {pred_t}
+                WHERE item_id = i.id AND model_version = t.model_version LIMIT 1
+            ) p ON true
+        ),
+        changed AS MATERIALIZED (SELECT * FROM src WHERE item_changed OR pred_changed),
+        items AS (
+            INSERT INTO {item_t} AS cur (project_id, external_id, payload, priority, status, required_annotations,
+                queue_order, annotation_count, uncertainty, first_predicted_at, created_at, updated_at)
+            SELECT %(project)s, external_id, payload, priority, %(status)s, %(required)s, %(order)s, 0,
+                   CASE WHEN pred_changed THEN uncertainty END, predicted_at, %(now)s, %(now)s
+            FROM changed ORDER BY ord
+            ON CONFLICT (project_id, external_id) DO UPDATE SET
+                payload = EXCLUDED.payload, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at,
+                uncertainty = COALESCE(EXCLUDED.uncertainty, cur.uncertainty),
+                first_predicted_at = LEAST(cur.first_predicted_at, EXCLUDED.first_predicted_at)
+            RETURNING cur.id, cur.external_id, (cur.xmax = 0) AS inserted
+        ),
+        preds AS (
+            INSERT INTO {pred_t} AS cur (item_id, model_version, label, probabilities, vector, predicted_at, created_at)
+            SELECT items.id, c.model_version, c.label, c.probabilities, c.vector, c.predicted_at, %(now)s
+            FROM items JOIN changed c ON c.external_id = items.external_id
+            WHERE c.pred_changed
+            ON CONFLICT (item_id, model_version) DO UPDATE SET
+                label = EXCLUDED.label, probabilities = EXCLUDED.probabilities, vector = EXCLUDED.vector,
+                predicted_at = EXCLUDED.predicted_at
+            RETURNING 1
+        ),
+        days AS (
+            INSERT INTO {dirty_t} AS cur (project_id, day, marked_at)
+            SELECT %(project)s, day, %(now)s FROM (
+                SELECT (predicted_at AT TIME ZONE 'UTC')::date AS day FROM changed WHERE pred_changed
+                UNION
+                SELECT (old_predicted_at AT TIME ZONE 'UTC')::date FROM changed
+                WHERE pred_changed AND old_predicted_at IS NOT NULL
+            ) d ORDER BY day
+            ON CONFLICT (project_id, day) DO UPDATE SET marked_at = EXCLUDED.marked_at
+            RETURNING 1
         )
-        with cur.cursor.copy(f"COPY _ingest ({_INGEST_COLUMNS}) FROM STDIN") as copy:
-            write = copy.write_row
-            for n, p in enumerate(parsed):
-                pr = p.prediction
-                if pr is None:
-                    write((n, p.external_id, dumps(p.payload), p.priority, None, None, None, None, None, None))
-                else:
-                    probs = pr.probabilities
-                    write((
-                        n, p.external_id, dumps(p.payload), p.priority, _uncertainty(pr),
-                        pr.model_version, pr.label, None if probs is None else dumps(probs), pr.vector, pr.predicted_at,
-                    ))
-        cur.execute(
-            f"""
-            WITH src AS (
-                SELECT t.*, p.predicted_at AS old_predicted_at,
-                       (i.id IS NULL OR i.payload IS DISTINCT FROM t.payload OR i.priority <> t.priority) AS item_changed,
-                       (t.model_version IS NOT NULL AND (p.id IS NULL OR p.label <> t.label
-                        OR p.probabilities IS DISTINCT FROM t.probabilities OR p.predicted_at <> t.predicted_at)) AS pred_changed
-                FROM _ingest t
-                -- LATERAL ... LIMIT 1: one unique-index probe per row, whatever the tables' size or statistics
-                LEFT JOIN LATERAL (
-                    SELECT id, payload, priority FROM {item_t}
-                    WHERE project_id = %(project)s AND external_id = t.external_id LIMIT 1
-                ) i ON true
-                LEFT JOIN LATERAL (
-                    SELECT id, label, probabilities, predicted_at FROM {pred_t}
-                    WHERE item_id = i.id AND model_version = t.model_version LIMIT 1
-                ) p ON true
-            ),
-            changed AS MATERIALIZED (SELECT * FROM src WHERE item_changed OR pred_changed),
-            items AS (
-                INSERT INTO {item_t} AS cur (project_id, external_id, payload, priority, status, required_annotations,
-                    queue_order, annotation_count, uncertainty, first_predicted_at, created_at, updated_at)
-                SELECT %(project)s, external_id, payload, priority, %(status)s, %(required)s, %(order)s, 0,
-                       CASE WHEN pred_changed THEN uncertainty END, predicted_at, %(now)s, %(now)s
-                FROM changed ORDER BY ord
-                ON CONFLICT (project_id, external_id) DO UPDATE SET
-                    payload = EXCLUDED.payload, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at,
-                    uncertainty = COALESCE(EXCLUDED.uncertainty, cur.uncertainty),
-                    first_predicted_at = LEAST(cur.first_predicted_at, EXCLUDED.first_predicted_at)
-                RETURNING cur.id, cur.external_id, (cur.xmax = 0) AS inserted
-            ),
-            preds AS (
-                INSERT INTO {pred_t} AS cur (item_id, model_version, label, probabilities, vector, predicted_at, created_at)
-                SELECT items.id, c.model_version, c.label, c.probabilities, c.vector, c.predicted_at, %(now)s
-                FROM items JOIN changed c ON c.external_id = items.external_id
-                WHERE c.pred_changed
-                ON CONFLICT (item_id, model_version) DO UPDATE SET
-                    label = EXCLUDED.label, probabilities = EXCLUDED.probabilities, vector = EXCLUDED.vector,
-                    predicted_at = EXCLUDED.predicted_at
-                RETURNING 1
-            ),
-            days AS (
-                INSERT INTO {dirty_t} AS cur (project_id, day, marked_at)
-                SELECT %(project)s, day, %(now)s FROM (
-                    SELECT (predicted_at AT TIME ZONE 'UTC')::date AS day FROM changed WHERE pred_changed
-                    UNION
-                    SELECT (old_predicted_at AT TIME ZONE 'UTC')::date FROM changed
-                    WHERE pred_changed AND old_predicted_at IS NOT NULL
-                ) d ORDER BY day
-                ON CONFLICT (project_id, day) DO UPDATE SET marked_at = EXCLUDED.marked_at
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM items WHERE inserted), (SELECT count(*) FROM items),
-                   (SELECT count(*) FROM preds), (SELECT count(*) FROM days)
-            """,
-            {"project": project.pk, "status": ItemStatus.OPEN, "required": project.annotations_per_item,
-             "order": project.queue_order, "now": timezone.now()},
-        )
-        created, written, _preds, days = cur.fetchone()
-        cur.execute("TRUNCATE _ingest")
+        SELECT (SELECT count(*) FROM items WHERE inserted), (SELECT count(*) FROM items),
+               (SELECT count(*) FROM preds), (SELECT count(*) FROM days)
+        """,
+        {"project": project.pk, "status": ItemStatus.OPEN, "required": project.annotations_per_item,
+         "order": project.queue_order, "now": timezone.now()},
+    )
+    execute("TRUNCATE _ingest")
     if days:
-        from labeling.receivers import enqueue_refresh
-
-        transaction.on_commit(partial(enqueue_refresh, project.pk))
+        feedback_refresh_on_commit(project.pk)
     return IngestResult(created, written - created, len(parsed) - written)

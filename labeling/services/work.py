@@ -1,25 +1,11 @@
 """Background work that survives a dead worker or a broker outage.
 
-Sending: every task message sent after a commit goes through `enqueue` / `enqueue_on_commit`. A
-broker that does not answer within LOUPE_BROKER_PUBLISH_TIMEOUT (one retry) does not fail the
-caller: the failure is logged, and the message is owed, recorded either by the work's own row (a
-queued quality run, a pending export: `record=False`) or by a DeferredTask row. The request that
-committed answers as usual.
-
-Heartbeats: a quality run or an export build runs inside `Heartbeat`, a small thread that stamps the
-row's heartbeat_at every LOUPE_HEARTBEAT_SECONDS on its own connection, whatever the task is busy
-with (a long SQL statement, cleanlab). Its update is fenced by the attempt number: when the row has
-been handed to another attempt, the beat notices and the old attempt stops at its next `check()`.
-
-The sweep (`work_recover`, called by the beat task loupe.work_sweep every minute):
-- running work whose heartbeat is older than LOUPE_HEARTBEAT_STALE_SECONDS goes back to queued and is
-  sent again, or is marked failed with the reason after LOUPE_WORK_MAX_ATTEMPTS attempts;
-- queued work not picked up for LOUPE_WORK_RESEND_SECONDS is sent again (its message was lost);
-- DeferredTask rows are sent once the broker answers, then deleted.
-Each state change is one conditional UPDATE (compare-and-set on status and heartbeat), so two
-sweeps, or a sweep and a live worker, never both act on one row; the tasks themselves claim their row
-atomically, so a duplicate message does nothing. With acks_late, Redis would also redeliver a dead
-worker's message, but only after the visibility timeout (hours): the sweep is the fast path.
+Sending: task messages go through `enqueue` / `enqueue_on_commit`, by task object or registered name
+(a service names its task, so it never imports labeling.tasks). A broker that does not answer does
+not fail the caller: the message is owed, recorded by the work's own row or by a DeferredTask row.
+Heartbeats: long work runs inside `Heartbeat`, which stamps its row from a side thread, fenced by the
+attempt number. The sweep (`work_recover`, labeling.services.sweep) re-queues or fails work whose
+heartbeat stopped, re-sends queued work nobody picked up, and sends the DeferredTask rows.
 """
 
 from __future__ import annotations
@@ -55,10 +41,17 @@ def _app():
     return app
 
 
+def task_named(task):
+    """`task` itself, or the registered Celery task of that name (KeyError for an unknown name)."""
+    return _app().tasks[task] if isinstance(task, str) else task
+
+
 def enqueue(task, *args, record: bool = True, **options) -> bool:
-    """Send `task(*args)` now. True when the broker took it. On a broker failure: log, and (record=True)
-    keep a DeferredTask row that the sweep sends later; never raises a broker error. With
-    record=False the caller's own row is the record (the sweep re-sends queued runs and exports)."""
+    """Send `task(*args)` now (`task`: a task or its registered name). True when the broker took it.
+    On a broker failure: log, and (record=True) keep a DeferredTask row that the sweep sends later;
+    never raises a broker error. With record=False the caller's own row is the record (the sweep
+    re-sends queued runs and exports)."""
+    task = task_named(task)
     send = partial(task.apply_async, args, **options) if options else partial(task.delay, *args)
     if _app().conf.task_always_eager:
         send()  # in-process (demo): a task's own error is the caller's
@@ -92,7 +85,7 @@ def _defer(task_name: str, args: list, exc: BaseException) -> None:
         logger.exception("could not record the unsent task %s%r either", task_name, args)
 
 
-class _Sender:
+class Sender:
     """Sends for one sweep; after the first broker failure the rest of the sweep does not wait on it."""
 
     def __init__(self):
@@ -105,9 +98,9 @@ class _Sender:
         return self.broker_ok
 
 
-def deferred_tasks_send(*, sender: _Sender | None = None, limit: int = 1000) -> int:
+def deferred_tasks_send(*, sender: Sender | None = None, limit: int = 1000) -> int:
     """Send the recorded task messages (oldest first) while the broker takes them. Returns how many went."""
-    sender = sender or _Sender()
+    sender = sender or Sender()
     app = _app()
     sent = 0
     for row in DeferredTask.objects.order_by("id")[:limit]:
@@ -136,7 +129,10 @@ class WorkTakenOver(Exception):
 
 
 class Heartbeat:
-    """Context manager: stamp `model` row `pk`'s heartbeat_at while attempt `attempt` runs it.
+    """Context manager: stamp `model` row `pk`'s heartbeat_at while attempt `attempt` runs it, every
+    LOUPE_HEARTBEAT_SECONDS on the thread's own connection, whatever the task is busy with. The update
+    is fenced by the attempt number: once the row has been handed to another attempt, the beat stops
+    and the old attempt stops at its next `check()`.
 
     Outside a transaction only (a row written inside one is not visible to the beat's connection,
     and the beat would wait on the caller's locks)."""
@@ -194,12 +190,19 @@ def _silent_since(cutoff) -> Q:
             | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff))
 
 
-def work_recover(*, model, task, queued: str, running: str, failed: str, now=None, sender: _Sender | None = None,
+def work_recover(*, model, task, queued: str, running: str, failed: str, now=None, sender: Sender | None = None,
                  what: str = "work") -> dict:
     """Re-queue (or fail) `model` rows whose heartbeat stopped, and re-send queued rows nobody picked up.
-    Returns {"requeued", "failed", "resent"} counts."""
+    Returns {"requeued", "failed", "resent"} counts.
+
+    Running work silent for LOUPE_HEARTBEAT_STALE_SECONDS goes back to queued and is sent again, or is
+    failed with the reason after LOUPE_WORK_MAX_ATTEMPTS attempts; queued work not picked up for
+    LOUPE_WORK_RESEND_SECONDS is sent again. Each change is one conditional UPDATE (compare-and-set on
+    status and heartbeat), so two sweeps, or a sweep and a live worker, never both act on one row.
+    (With acks_late Redis would also redeliver a dead worker's message, but only after the visibility
+    timeout: the sweep is the fast path.)"""
     now = now or timezone.now()
-    sender = sender or _Sender()
+    sender = sender or Sender()
     stale = _silent_since(now - timedelta(seconds=settings.LOUPE_HEARTBEAT_STALE_SECONDS))
     max_attempts = settings.LOUPE_WORK_MAX_ATTEMPTS
     counts = {"requeued": 0, "failed": 0, "resent": 0}
@@ -229,16 +232,3 @@ def work_recover(*, model, task, queued: str, running: str, failed: str, now=Non
         if model.objects.filter(unsent, pk=pk, status=queued).update(heartbeat_at=now) and sender.send(task, pk):
             counts["resent"] += 1
     return counts
-
-
-def work_sweep(*, now=None) -> dict:
-    """The beat task's body: quality runs, export builds, then any other unsent task message."""
-    from labeling.services.export import exports_recover
-    from labeling.services.quality import quality_runs_recover
-
-    sender = _Sender()
-    quality = quality_runs_recover(now=now, sender=sender)
-    exports = exports_recover(now=now, sender=sender)
-    return {"quality_runs": quality, "exports": exports, "deferred_sent": deferred_tasks_send(sender=sender)}
-
-

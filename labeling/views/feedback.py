@@ -4,11 +4,11 @@ vendored Chart.js from the report embedded as JSON. Filters are a plain GET form
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from labeling.selectors.access import REVIEW_ROLES
 from common.errors import ValidationFailed
-from labeling.models import GroundTruthObservation, Item, ItemStatus
+from labeling.selectors.access import REVIEW_ROLES
 from labeling.selectors.feedback import (
     DelayFilters,
+    feedback_attention_counts,
     feedback_delay_report,
     feedback_filters_parse,
     feedback_model_versions,
@@ -43,6 +43,7 @@ def feedback_delay_page(request, project_id):
         "live": report["live_performance"],
         "slo": report["slo"],
     }
+    attention = feedback_attention_counts(project=project)
     context = {
         "project": project,
         "report": report,
@@ -54,7 +55,7 @@ def feedback_delay_page(request, project_id):
         "cohort_rows": cohort_rows,
         "cohort_days": list(range(1, width + 1)),
         "chart_data": chart_data,
-        "n_conflict": Item.objects.filter(project=project, status=ItemStatus.CONFLICT).count(),
-        "n_pending": GroundTruthObservation.objects.filter(project=project, item__isnull=True).count(),
+        "n_conflict": attention["conflict"],
+        "n_pending": attention["pending"],
     }
     return render(request, "labeling/feedback_delay.html", context, status=400 if error else 200)

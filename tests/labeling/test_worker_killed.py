@@ -16,7 +16,7 @@ from django.db import connection
 from labeling.models import Annotation, Export, ExportStatus, LabelChange, QualityRun, QualityRunStatus
 from labeling.services.export import export_request
 from labeling.services.quality import quality_run_request
-from labeling.services.work import work_sweep
+from labeling.services.sweep import work_sweep
 from tests.labeling.factories import make_items, resolve
 from tests.labeling.factories import annotate, annotators, crowd_project
 from tests.private_broker import PrivateRedis, celery_on, database_url, start_worker, stop_worker, wait_for

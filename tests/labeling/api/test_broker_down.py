@@ -8,7 +8,7 @@ import time
 import pytest
 
 from labeling.models import DeferredTask, Export, Item, QualityRun
-from labeling.services.work import work_sweep
+from labeling.services.sweep import work_sweep
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory
 from tests.labeling.factories import make_items, resolve

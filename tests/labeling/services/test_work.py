@@ -12,17 +12,16 @@ from labeling.models import DeferredTask, Export, ExportStatus, QualityRun, Qual
 from labeling.services import quality as quality_service
 from labeling.services.export import exports_recover
 from labeling.services.quality import quality_run_execute, quality_runs_recover
+from labeling.services.sweep import work_sweep
 from labeling.services.work import (
     Heartbeat,
     WorkTakenOver,
     deferred_tasks_send,
     enqueue,
     enqueue_on_commit,
-    work_sweep,
 )
 from labeling.tasks import export_build, quality_run_task, similarity_index_update_task
-from tests.labeling.factories import make_items, resolve
-from tests.labeling.factories import annotate, annotators, crowd_project
+from tests.labeling.factories import annotate, annotators, crowd_project, make_items, resolve
 
 
 def ago(seconds):
@@ -132,6 +131,15 @@ def test_a_failed_send_is_recorded_once_and_sent_by_the_sweep():
         assert work_sweep()["deferred_sent"] == 1
     delay.assert_called_once_with(7)
     assert not DeferredTask.objects.exists()
+
+
+def test_a_task_can_be_sent_by_its_registered_name():
+    """Services name their task (they do not import labeling.tasks); an unknown name is a bug, raised."""
+    with mock.patch.object(similarity_index_update_task, "delay") as delay:
+        assert enqueue("loupe.similarity_index_update", 5) is True
+    delay.assert_called_once_with(5)
+    with pytest.raises(KeyError):
+        enqueue("loupe.no_such_task", 1)
 
 
 @pytest.mark.django_db

@@ -7,8 +7,8 @@ from django.db import OperationalError, connection
 from labeling.models import Item
 from labeling.services import ingestion
 from labeling.services.ingestion import items_ingest
-from tests.labeling.factories import ProjectFactory
 from tests.faults import deadlock_once
+from tests.labeling.factories import ProjectFactory
 
 
 @pytest.mark.django_db(transaction=True)
