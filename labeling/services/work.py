@@ -234,7 +234,7 @@ def work_recover(*, model, task, queued: str, running: str, failed: str, now=Non
 def work_sweep(*, now=None) -> dict:
     """The beat task's body: quality runs, export builds, then any other unsent task message."""
     from labeling.services.export import exports_recover
-    from labeling.services.quality import quality_runs_recover
+    from labeling.services.quality.runs import quality_runs_recover
 
     sender = _Sender()
     quality = quality_runs_recover(now=now, sender=sender)

@@ -11,10 +11,10 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling.selectors import quality as sq
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES
-from labeling.services.quality import quality_run_request, quality_settings_update
+from labeling.services.quality.runs import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip
 from labeling.views.projects import page_project
 
@@ -93,8 +93,8 @@ def review_skip_view(request, project_id, item_id):
 @require_GET
 def quality_page(request, project_id):
     """The run, its histogram and the settings at once; the agreement (with the confusion heatmap)
-    and the annotator table, which read every annotation (1.0 and 0.7 s for 900,000), load after
-    the page through htmx (the two panels below), or with it (?panels=inline, the no-JavaScript link)."""
+    and the annotator table, which read every annotation, load after the page through htmx (the
+    two panels below), or with it (?panels=inline, the no-JavaScript link)."""
     project = page_project(request, project_id, roles=REVIEW_ROLES)
     run = sq.latest_run(project=project)
     inline = request.GET.get("panels") == "inline"
