@@ -159,6 +159,30 @@ def review_queue_size(*, project) -> int:
     return Item.objects.filter(project=project, status__in=["disputed", "conflict"]).exclude(reopen_pending()).count()
 
 
+def quality_overview(*, project, with_panels: bool = False) -> dict:
+    """What the quality page shows: the latest done run and its histogram, the active run, the last
+    ten runs and the settings; `with_panels` adds the agreement and the annotator table (each reads
+    every annotation, so the page otherwise loads them afterwards)."""
+    run = latest_run(project=project)
+    return {
+        "run": run,
+        "active_run": active_run(project=project),
+        "runs": list(run_list(project=project).select_related("requested_by")[:10]),
+        "histogram": quality_histogram(run=run),
+        "settings": quality_settings(project=project),
+        **(agreement_panel(project=project) if with_panels else {}),
+        "annotators": annotator_table(project=project) if with_panels else None,
+    }
+
+
+def agreement_panel(*, project) -> dict:
+    """The project's agreement, and its confusion matrix as rows of (label, [(rate, count), ...])."""
+    agreement = project_agreement(project=project)
+    conf = agreement["confusion"]
+    confusion = [(key, list(zip(conf["rates"][i], conf["counts"][i]))) for i, key in enumerate(conf["labels"])]
+    return {"agreement": agreement, "confusion": confusion}
+
+
 # --- annotators -----------------------------------------------------------------------------------
 
 def annotator_table(*, project) -> list[dict]:

@@ -1,13 +1,12 @@
-"""A quality run's life: requested (queued, at most one queued-or-running run per project, which a
-partial unique constraint guarantees), claimed by a worker, executed, finished or failed; plus the
-sweep that recovers runs whose worker died, the pruning of old per-item results and the project's
-automatic trigger.
+"""A quality run's life: requested (a partial unique constraint keeps one queued-or-running run
+per project), claimed, executed, finished or failed; the sweep for runs whose worker died, the
+pruning of old results, and the project's automatic trigger.
 
 Executing a run reads a snapshot (snapshot), scores it (labeling.stats.consensus), decides each
 item's outcome (plan) and carries that out (write), each phase timed on the run.
 
-Raw SQL: counting a disputed item is one UPDATE ... RETURNING on the hot path of every disputing
-submit (add and read the setting back in one statement), which the ORM cannot say.
+Raw SQL: counting a disputed item is one UPDATE ... RETURNING on every disputing submit (add and
+read the setting back in one statement), which the ORM cannot say.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
-"""Carrying out a quality run's plan: ground truth for the accepted items, a request for one more
-annotation (ReopenRequest) of the disputed items to ask again, status moves for doubted single
-labels, then the per-item results and the per-annotator statistics.
+"""Carrying out a quality run's plan: ground truth for accepted items, requests for one more
+annotation (ReopenRequest), status moves for doubted single labels, then per-item results and
+annotator statistics, in chunks (on two side connections where common.db.parallel allows).
 
-An item that changed since the snapshot (a new annotation, a reviewer's decision, anything that
-updated its row) is left alone and recorded "stale": accepted and moved items are locked and
-compared first; requests lock nothing, and one scan from the snapshot's xmin horizon finds the
-items that changed (_changed). Outside a transaction on PostgreSQL the chunks go on two side
-connections (common.db.parallel.start_calls) and commit without waiting for the WAL flush.
+An item that changed since the snapshot is left alone and recorded "stale": accepted and moved
+items are locked and compared first; requests lock nothing, and one scan from the snapshot's
+xmin horizon finds the items that changed meanwhile (_changed).
 
-Raw SQL: what the ORM cannot say on these volumes: row xmin compares, a compare-and-set
-UPDATE ... FROM a temporary table of moves (with its join plan pinned), synchronous_commit.
+Raw SQL: row xmin compares, a compare-and-set UPDATE ... FROM a temporary table of moves (its
+join plan pinned) and synchronous_commit, which the ORM cannot say.
 """
 
 from __future__ import annotations
