@@ -24,7 +24,7 @@ from labeling.models import (
     Role,
 )
 from labeling.services.ground_truth import Decision, ground_truth_set_many
-from labeling.services.projects import LabelSpec
+from labeling.services.projects import LabelSpec, member_add, project_create
 from labeling.services.quality.runs import quality_run_execute, quality_run_request
 
 DEMO_PROJECT = "Support tickets (demo)"
@@ -92,6 +92,31 @@ def demo_rows(n: int, *, seed: int = 7):
                            "predicted_at": predicted_at.isoformat()},
         })
     return rows
+
+
+def demo_project_load() -> Project:
+    """The demo users (password DEMO_PASSWORD; the manager is staff) and the demo project with every
+    one of them a member. Idempotent."""
+    User = get_user_model()
+    with transaction.atomic():
+        users = {}
+        for username, role, is_staff in DEMO_USERS:
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": is_staff})
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.is_superuser = is_staff
+                user.save()
+            users[username] = (user, role)
+        project = Project.objects.filter(name=DEMO_PROJECT).order_by("id").first()
+        if project is None:
+            project = project_create(
+                creator=users["demo-manager"][0], name=DEMO_PROJECT, labels=LABELS,
+                description="Generated customer-support tickets; a production model routes them to teams.",
+                annotations_per_item=3, queue_order="uncertainty", accept_threshold=0.6,
+            )
+        for username, (user, role) in users.items():
+            member_add(project=project, username=username, role=role)
+    return project
 
 
 DEMO_ANNOTATORS = (("demo-annotator", 0.92), ("demo-annotator2", 0.8), ("demo-annotator3", 0.62))
