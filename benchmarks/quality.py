@@ -152,7 +152,7 @@ def child(project_id):
     # broker's transport and connecting (0.18 s of imports, holding the GIL, in a bare process).
     warm_broker()
 
-    from labeling.services import quality
+    from labeling.services.quality import runs as quality
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     figures = []

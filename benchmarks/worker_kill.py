@@ -32,7 +32,7 @@ from labeling.models import Annotation, Export, LabelChange, QualityRun  # noqa:
 def main():
     call_command("migrate", verbosity=0)
     from labeling.services.export import export_request
-    from labeling.services.quality import quality_run_request
+    from labeling.services.quality.runs import quality_run_request
     from tests.labeling.factories import make_items, resolve
     from tests.labeling.factories import annotate, annotators, crowd_project
 

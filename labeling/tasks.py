@@ -146,7 +146,7 @@ def queue_reconcile_all() -> int:
 def quality_run_task(run_id: int) -> None:
     """Score a project with cleanlab (labeling.services.quality). Idempotent: a run that is no longer
     queued (already running, done or failed) is left alone, so a redelivered message does nothing."""
-    from labeling.services.quality import quality_run_execute
+    from labeling.services.quality.runs import quality_run_execute
 
     quality_run_execute(run_id=run_id)
 
@@ -155,7 +155,7 @@ def quality_run_task(run_id: int) -> None:
 def quality_runs_recover_task() -> dict:
     """Re-send queued runs whose message was lost, re-queue or fail runs whose worker died (the work
     sweep does this every minute), and drop the per-item results of old runs."""
-    from labeling.services.quality import quality_results_prune, quality_runs_recover
+    from labeling.services.quality.runs import quality_results_prune, quality_runs_recover
 
     return {**quality_runs_recover(), "pruned": quality_results_prune()}
 
@@ -163,7 +163,7 @@ def quality_runs_recover_task() -> dict:
 @shared_task(name="loupe.quality_results_prune")
 def quality_results_prune_task() -> int:
     """Beat: drop the per-item results of each project's older runs."""
-    from labeling.services.quality import quality_results_prune
+    from labeling.services.quality.runs import quality_results_prune
 
     return quality_results_prune()
 

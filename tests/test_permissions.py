@@ -35,7 +35,7 @@ from labeling.services.export import export_grant_add, export_request
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, project_create
-from labeling.services.quality import quality_run_request
+from labeling.services.quality.runs import quality_run_request
 from labeling.services.queue import assignment_claim_next
 from tests.labeling.factories import UserFactory, add_member
 

@@ -151,7 +151,7 @@ def fuzz_server(postgres_tx, eager_celery):
 @pytest.mark.parametrize("who", ["manager", "annotator"])
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(fuzz_server, tmp_path, who):
     require(os.path.exists(os.path.join(os.path.dirname(sys.executable), "st")), "schemathesis is not installed")
-    from labeling.management.commands.loupe_demo import DEMO_PASSWORD
+    from labeling.demo import DEMO_PASSWORD
 
     token = (_token(fuzz_server, "fuzz-manager", PASSWORD) if who == "manager"
              else _token(fuzz_server, "demo-annotator", DEMO_PASSWORD))

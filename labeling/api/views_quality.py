@@ -4,17 +4,17 @@ services write, errors are common.errors (one error shape)."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
-from labeling.selectors import quality as sq
 from common.api import inputs
-from common.api.pagination import DefaultPagination, ItemCursorPagination
+from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
-from labeling.api.serializers import LabelOutput
+from common.api.pagination import DefaultPagination, ItemCursorPagination
 from common.errors import ValidationFailed
+from labeling.api.serializers import LabelOutput
 from labeling.models import QualityOutcome
+from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
-from labeling.services.quality import quality_run_request, quality_settings_update
+from labeling.services.quality.runs import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip
 
 CONFLICT = {409: ErrorSerializer}

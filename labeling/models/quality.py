@@ -115,15 +115,15 @@ REVIEW_OUTCOMES = [QualityOutcome.REVIEW.value, QualityOutcome.STALE.value]
 class QualityItemResult(models.Model):
     """One scored item of one run (derived data, written only by the run service).
 
-    A run inserts a row per annotated item (300k in the benchmark), so the table carries only the
-    indexes its reads need, both led by the run: its primary key (run, item), which a run's insert
-    appends to in order, and (run, quality) of the rows sent to review, for the review queue. No database foreign keys (db_constraint=False):
+    A run inserts a row per annotated item, so the table carries only the indexes its reads need,
+    both led by the run: its primary key (run, item), which a run's insert appends to in order, and
+    (run, quality) of the rows sent to review, for the review queue. No database foreign keys (db_constraint=False):
     PostgreSQL would check each one at commit with a SELECT ... FOR KEY SHARE on the referenced
     row, which cost more than the insert itself. Rows go with their run (Django's cascade, by the
     (run, item) index); deleting an item leaves its rows to be pruned with their run."""
 
     # The row's key is (run, item): a separate id column would cost its own index entry and sequence
-    # value per row, ~0.2 s of a run's 300,000 inserts.
+    # value per row.
     pk = models.CompositePrimaryKey("run", "item")
     run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="item_results", db_constraint=False,
                             db_index=False)
@@ -142,8 +142,8 @@ class QualityItemResult(models.Model):
         ordering = ["run_id", "item_id"]
         # The (run, item) key also serves "this item's latest result" (probing the project's runs newest first).
         # The review queue walks, by quality, only the items a run sent to review (or found changed
-        # after its snapshot): indexing every row (300,000 per run) by quality cost a random B-tree
-        # insert each, ~0.5 s of a run (labeling.services.resolution).
+        # after its snapshot): indexing every row by quality would cost a random B-tree insert each
+        # (labeling.services.resolution).
         indexes = [models.Index(fields=["run", "quality"], name="quality_result_review",
                                 condition=models.Q(outcome__in=REVIEW_OUTCOMES))]
 

@@ -1,7 +1,10 @@
 """Reads for quality runs, the review queue, annotator statistics and agreement.
 
 Agreement is computed from the current annotations on each request, in NumPy over one bulk read
-(common.db.columns): about a second for 900k annotations, instant for a usual project.
+(common.db.columns), rather than stored.
+
+Raw SQL: the bulk reads of every annotation come back as NumPy columns (common.db.columns), and the
+median seconds per annotator uses PostgreSQL's percentile_cont, which the ORM cannot say.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, F
 from django.db.models.functions import Floor
 
-from labeling.stats import consensus
 from common.db import is_postgres
 from common.db.columns import label_case, read_columns
 from common.errors import NotFound
@@ -34,6 +36,7 @@ from labeling.models import (
     reopen_pending,
 )
 from labeling.selectors.access import ANY_ROLE, access_project
+from labeling.stats import consensus
 
 User = get_user_model()
 MIN_SHARED_FOR_KAPPA = 20
@@ -154,6 +157,30 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
 def review_queue_size(*, project) -> int:
     """Disputed and conflicting items, but not those waiting for one more annotation (ReopenRequest)."""
     return Item.objects.filter(project=project, status__in=["disputed", "conflict"]).exclude(reopen_pending()).count()
+
+
+def quality_overview(*, project, with_panels: bool = False) -> dict:
+    """What the quality page shows: the latest done run and its histogram, the active run, the last
+    ten runs and the settings; `with_panels` adds the agreement and the annotator table (each reads
+    every annotation, so the page otherwise loads them afterwards)."""
+    run = latest_run(project=project)
+    return {
+        "run": run,
+        "active_run": active_run(project=project),
+        "runs": list(run_list(project=project).select_related("requested_by")[:10]),
+        "histogram": quality_histogram(run=run),
+        "settings": quality_settings(project=project),
+        **(agreement_panel(project=project) if with_panels else {}),
+        "annotators": annotator_table(project=project) if with_panels else None,
+    }
+
+
+def agreement_panel(*, project) -> dict:
+    """The project's agreement, and its confusion matrix as rows of (label, [(rate, count), ...])."""
+    agreement = project_agreement(project=project)
+    conf = agreement["confusion"]
+    confusion = [(key, list(zip(conf["rates"][i], conf["counts"][i]))) for i, key in enumerate(conf["labels"])]
+    return {"agreement": agreement, "confusion": confusion}
 
 
 # --- annotators -----------------------------------------------------------------------------------
@@ -299,10 +326,3 @@ def _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k) -> list[dict]:
         })
     return out
 
-
-def annotated_item_count(*, project) -> int:
-    return Item.objects.filter(project=project, annotation_count__gt=0).count()
-
-
-def run_outcome_counts(*, run) -> dict:
-    return dict(run.item_results.values("outcome").annotate(n=Count("item_id")).order_by().values_list("outcome", "n"))

@@ -29,7 +29,7 @@ from labeling.models import (
     LabelClass,
 )
 from labeling.services.ground_truth import ground_truth_set
-from labeling.services.quality import quality_on_item_disputed
+from labeling.services.quality.runs import quality_on_item_disputed
 from labeling.services.queue import leases_cancel
 from labeling.services.retry import retry_on_conflict
 

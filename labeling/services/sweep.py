@@ -5,7 +5,7 @@ every kind of recoverable work. It sits above labeling.services.work, which the 
 from __future__ import annotations
 
 from labeling.services.export import exports_recover
-from labeling.services.quality import quality_runs_recover
+from labeling.services.quality.runs import quality_runs_recover
 from labeling.services.work import Sender, deferred_tasks_send
 
 

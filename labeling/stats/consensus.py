@@ -1,6 +1,6 @@
 """Crowd consensus and agreement math: pure NumPy / scikit-learn / cleanlab, no database.
 
-The quality service (labeling.services.quality) reads a snapshot into the arrays used here and
+The quality service (labeling.services.quality.snapshot) reads a snapshot into the arrays used here and
 writes back what these functions return; the benchmarks and the simulated-crowd tests call them too.
 
 Conventions: `labels` is an N × M float array (items × annotators) holding class indices 0..K-1 and
@@ -216,7 +216,7 @@ def _score_crowdlab(labels, pred_probs, *, seed) -> CrowdScores:
     num = lq["num_annotations"].to_numpy().astype(np.int64)
     # ActiveLab (cleanlab.multiannotator.get_active_learning_scores), computed from this call's
     # weights: the same formula without its temperature re-calibration, which re-runs CROWDLAB and
-    # costs ~14x the scoring itself (85 s vs 6 s on 300k items x 20 annotators).
+    # costs many times the scoring itself.
     model_weight = float(res["model_weight"])
     annotator_weight = np.nan_to_num(np.asarray(res["annotator_weight"], dtype=float))
     labeled_weight = (~np.isnan(labels)).astype(float) @ annotator_weight

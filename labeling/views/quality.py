@@ -11,10 +11,10 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling.selectors import quality as sq
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES
-from labeling.services.quality import quality_run_request, quality_settings_update
+from labeling.services.quality.runs import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip
 from labeling.views.projects import page_project
 
@@ -70,8 +70,7 @@ def review_resolve_view(request, project_id, item_id):
         item_resolve(item=item, reviewer=request.user, label=label, note=request.POST.get("note", ""),
                      append_to_guideline=request.POST.get("append_to_guideline") in ("on", "true", "1"))
     except ValidationFailed as exc:
-        lease = None
-        return _render_review(request, project, ctx=sq.review_context(item=item, lease=lease), error=exc.message)
+        return _render_review(request, project, ctx=sq.review_context(item=item), error=exc.message)
     return _next(request, project, flash=f"{item.external_id} resolved as {label}.")
 
 
@@ -93,36 +92,21 @@ def review_skip_view(request, project_id, item_id):
 @require_GET
 def quality_page(request, project_id):
     """The run, its histogram and the settings at once; the agreement (with the confusion heatmap)
-    and the annotator table, which read every annotation (1.0 and 0.7 s for 900,000), load after
-    the page through htmx (the two panels below), or with it (?panels=inline, the no-JavaScript link)."""
+    and the annotator table, which read every annotation, load after the page through htmx (the
+    two panels below), or with it (?panels=inline, the no-JavaScript link)."""
     project = page_project(request, project_id, roles=REVIEW_ROLES)
-    run = sq.latest_run(project=project)
     inline = request.GET.get("panels") == "inline"
     return render(request, "labeling/quality.html", {
-        "project": project,
-        "run": run,
-        "active_run": sq.active_run(project=project),
-        "runs": list(sq.run_list(project=project).select_related("requested_by")[:10]),
-        "histogram": sq.quality_histogram(run=run),
-        "settings": sq.quality_settings(project=project),
-        "is_manager": project.user_role in MANAGER_ROLES,
-        **(_agreement_context(project) if inline else {}),
-        "annotators": sq.annotator_table(project=project) if inline else None,
+        "project": project, "is_manager": project.user_role in MANAGER_ROLES,
+        **sq.quality_overview(project=project, with_panels=inline),
     })
-
-
-def _agreement_context(project) -> dict:
-    agreement = sq.project_agreement(project=project)
-    conf = agreement["confusion"]
-    confusion = [(key, list(zip(conf["rates"][i], conf["counts"][i]))) for i, key in enumerate(conf["labels"])]
-    return {"agreement": agreement, "confusion": confusion}
 
 
 @login_required
 @require_GET
 def quality_agreement_panel(request, project_id):
     project = page_project(request, project_id, roles=REVIEW_ROLES)
-    return render(request, "labeling/_quality_agreement.html", {"project": project, **_agreement_context(project)})
+    return render(request, "labeling/_quality_agreement.html", {"project": project, **sq.agreement_panel(project=project)})
 
 
 @login_required

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from labeling.models import QualityRun
-from labeling.services import quality as quality_service
-from labeling.services.quality import quality_run_execute, quality_run_request
+from labeling.services.quality import runs as quality_service
+from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from labeling.tasks import quality_run_task
 from tests.browser.conftest import login
 from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd

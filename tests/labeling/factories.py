@@ -253,7 +253,7 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
     from unittest import mock
 
     from labeling.models import GroundTruth, QualityItemResult, ReopenRequest
-    from labeling.services import quality as quality_service
+    from labeling.services.quality import runs as quality_service
 
     keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
     items = load_crowd(project, users, crowd, first=start)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from labeling.models import QualityRun
-from labeling.services.quality import quality_run_request
+from labeling.services.quality.runs import quality_run_request
 from labeling.tasks import quality_run_task
 from tests.conftest import require
 from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
@@ -37,7 +37,7 @@ def test_a_real_worker_runs_a_quality_run(monkeypatch):
     queue = f"loupe-test-{uuid.uuid4().hex[:8]}"
     sent = []
     # Send the after-commit message to this test's own queue, on the real broker.
-    monkeypatch.setattr("labeling.services.quality._enqueue", lambda run_id: sent.append(
+    monkeypatch.setattr("labeling.services.quality.runs._enqueue", lambda run_id: sent.append(
         quality_run_task.apply_async(args=[run_id], queue=queue)))
     env = dict(os.environ, DATABASE_URL=database_url(), LOUPE_TESTING="true", CELERY_TASK_ALWAYS_EAGER="false")
     worker = subprocess.Popen(

@@ -15,7 +15,7 @@ from django.db import connection
 
 from labeling.models import Annotation, Export, ExportStatus, LabelChange, QualityRun, QualityRunStatus
 from labeling.services.export import export_request
-from labeling.services.quality import quality_run_request
+from labeling.services.quality.runs import quality_run_request
 from labeling.services.sweep import work_sweep
 from tests.labeling.factories import make_items, resolve
 from tests.labeling.factories import annotate, annotators, crowd_project

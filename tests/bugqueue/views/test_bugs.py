@@ -113,7 +113,7 @@ def test_beat_schedule_is_merged():
 
 def test_demo_bugs_are_idempotent(user):
     project = ProjectFactory(creator=user, labels=_demo_labels())
-    from labeling.management.commands.loupe_demo import demo_rows
+    from labeling.demo import demo_rows
     from labeling.services.ingestion import items_ingest
 
     items_ingest(project=project, rows=demo_rows(120))
@@ -127,7 +127,7 @@ def test_demo_bugs_are_idempotent(user):
 
 
 def _demo_labels():
-    from labeling.management.commands.loupe_demo import LABELS
+    from labeling.demo import LABELS
 
     return list(LABELS)
 

@@ -86,7 +86,7 @@ def test_demo_and_test_passwords_pass_the_validators():
     from django.contrib.auth import get_user_model
     from django.contrib.auth.password_validation import validate_password
 
-    from labeling.management.commands.loupe_demo import DEMO_PASSWORD, DEMO_USERS
+    from labeling.demo import DEMO_PASSWORD, DEMO_USERS
 
     User = get_user_model()
     # validate_password raises ValidationError for a password a validator refuses, else returns None.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from labeling.models import Annotation, GroundTruth, GuidelineRevision, Item, QualityRun, Role
-from labeling.services import quality as quality_service
-from labeling.services.quality import quality_run_execute
+from labeling.services.quality import runs as quality_service
+from labeling.services.quality.runs import quality_run_execute
 from labeling.tasks import quality_run_task
 from tests.conftest import client_for
 from tests.labeling.factories import UserFactory, add_member

@@ -20,8 +20,8 @@ from labeling.models import (
     QualityItemResult,
     Role,
 )
-from labeling.services import quality as quality_service
-from labeling.services.quality import quality_run_execute, quality_run_request
+from labeling.services.quality import runs as quality_service
+from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from labeling.services.resolution import item_resolve, review_next, review_skip
 from tests.labeling.factories import UserFactory, add_member
 from tests.labeling.factories import annotate, annotators, crowd_project

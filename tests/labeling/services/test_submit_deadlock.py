@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from labeling.models import Annotation, QualityRun, QualityRunStatus, QualitySettings
-from labeling.services import quality as quality_service
+from labeling.services.quality import runs as quality_service
 from labeling.services.annotations import annotation_submit
 from labeling.services.queue import assignment_claim_next
 from tests.labeling.factories import annotators, crowd_project
@@ -50,7 +50,7 @@ def test_every_submit_is_stored_while_runs_end_and_start(postgres_tx):
             connection.close()
 
     def run_ender():
-        """What the end of a run does (labeling.services.quality._finish): mark it done, then request
+        """What the end of a run does (labeling.services.quality.runs._finish): mark it done, then request
         the next one when disputes reached the threshold meanwhile."""
         ended = 0
         try:

@@ -9,9 +9,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import DeferredTask, Export, ExportStatus, QualityRun, QualityRunStatus
-from labeling.services import quality as quality_service
+from labeling.services.quality import runs as quality_service
 from labeling.services.export import exports_recover
-from labeling.services.quality import quality_run_execute, quality_runs_recover
+from labeling.services.quality.runs import quality_run_execute, quality_runs_recover
 from labeling.services.sweep import work_sweep
 from labeling.services.work import (
     Heartbeat,

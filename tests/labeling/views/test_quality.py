@@ -7,8 +7,8 @@ import pytest
 from django.test import Client
 
 from labeling.models import GroundTruth, QualityRun, QualitySettings, Role
-from labeling.services import quality as quality_service
-from labeling.services.quality import quality_run_execute, quality_run_request
+from labeling.services.quality import runs as quality_service
+from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from tests.labeling.factories import PASSWORD, UserFactory, add_member
 from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
 

@@ -1,0 +1,65 @@
+"""What a quality run decides for each scored item, from the snapshot and the scores alone: accept
+the consensus as ground truth, ask for one more annotation, send to review, or leave as it is.
+Pure decisions, no database: labeling.services.quality.write carries them out, re-checking each
+item against the snapshot first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeling.models import GroundTruthMethod, ItemStatus, QualityOutcome
+from labeling.services.quality.snapshot import Snapshot
+from labeling.stats import consensus
+
+
+@dataclass
+class Plan:
+    outcome: np.ndarray       # N object (QualityOutcome values)
+    actionable: np.ndarray    # N bool: needs a locked write (or a check that nothing changed)
+
+
+def plan_outcomes(snap: Snapshot, scores: consensus.CrowdScores, *, accept_threshold: float, max_annotations: int) -> Plan:
+    """What the run would do with each item, judged on the snapshot (re-checked under lock at write)."""
+    n = len(snap.item_ids)
+    outcome = np.full(n, QualityOutcome.PENDING.value, dtype=object)
+    status = snap.status
+    labeled = ~np.isnan(snap.labels)
+    # Annotators of the project who have not labeled the item yet (someone must be able to take it).
+    if len(snap.annotator_members):
+        member_cols = np.isin(snap.annotator_ids, snap.annotator_members)
+        already = labeled[:, member_cols].sum(axis=1)
+    else:
+        already = np.zeros(n, dtype=np.int64)
+    can_reopen = (snap.required < max_annotations) & (len(snap.annotator_members) - already > 0)
+    # Accept only a label that some annotator chose (CROWDLAB may prefer the model's class).
+    good = (scores.quality >= accept_threshold) & (scores.agreement > 0) & ~scores.label_issue
+    low_outcome = np.where(can_reopen, QualityOutcome.REOPENED.value, QualityOutcome.REVIEW.value)
+
+    disputed = status == ItemStatus.DISPUTED
+    outcome[disputed] = np.where(good[disputed], QualityOutcome.ACCEPTED.value, low_outcome[disputed])
+
+    resolved = status == ItemStatus.RESOLVED
+    outcome[resolved] = QualityOutcome.KEPT.value
+    # A single annotator's label that cleanlab doubts (no human agreed with it): ask again or review.
+    single_doubt = resolved & (scores.num_annotations == 1) & ~good & np.isin(
+        snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value]
+    )
+    outcome[single_doubt] = low_outcome[single_doubt]
+    outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
+    actionable = disputed | single_doubt
+    return Plan(outcome=outcome, actionable=actionable)
+
+
+def plan_summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarray) -> dict:
+    """The run's counts, from the outcomes its per-item results were written with."""
+    quality = np.nan_to_num(quality, nan=0.0)  # as the results store it
+    return {
+        "scored": len(outcome), "mean_quality": float(quality.mean()) if len(quality) else None,
+        "auto_accepted": int((outcome == QualityOutcome.ACCEPTED).sum()),
+        "to_review": int((outcome == QualityOutcome.REVIEW).sum()),
+        "reopened_for_more": int((outcome == QualityOutcome.REOPENED).sum()),
+        "skipped_stale": int((outcome == QualityOutcome.STALE).sum()),
+        "label_issues": int(np.asarray(label_issue, dtype=bool).sum()),
+    }

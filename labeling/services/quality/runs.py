@@ -1,0 +1,266 @@
+"""A quality run's life: requested (a partial unique constraint keeps one queued-or-running run
+per project), claimed, executed, finished or failed; the sweep for runs whose worker died, the
+pruning of old results, and the project's automatic trigger.
+
+Executing a run reads a snapshot (snapshot), scores it (labeling.stats.consensus), decides each
+item's outcome (plan) and carries that out (write), each phase timed on the run.
+
+Raw SQL: counting a disputed item is one UPDATE ... RETURNING on every disputing submit (add and
+read the setting back in one statement), which the ORM cannot say.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+from functools import partial
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from common.db import sql
+from common.db.locks import lock_rows
+from common.errors import Conflict, NotFound, ValidationFailed
+from labeling.models import (
+    ACTIVE_RUN_STATUSES,
+    PredProbsSource,
+    Project,
+    QualityItemResult,
+    QualityMethod,
+    QualityRun,
+    QualityRunStatus,
+    QualitySettings,
+    QualityTrigger,
+)
+from labeling.services.quality.plan import plan_outcomes, plan_summary
+from labeling.services.quality.snapshot import quality_snapshot_complete, quality_snapshot_read, snapshot_pred_probs
+from labeling.services.quality.write import write_plan
+from labeling.services.work import Heartbeat, WorkTakenOver, enqueue, work_recover
+from labeling.stats import consensus
+from labeling.tasks import quality_run_task
+
+logger = logging.getLogger(__name__)
+
+
+def _run_timeout() -> timedelta:
+    return timedelta(seconds=settings.LOUPE_QUALITY_RUN_TIMEOUT)
+
+
+# --- requesting runs --------------------------------------------------------------------------
+
+def _enqueue(run_id: int) -> None:
+    # A broker that is down does not fail the request: the queued run is the record (the sweep sends it).
+    enqueue(quality_run_task, run_id, record=False)
+
+
+@transaction.atomic
+def quality_run_request(*, project_id: int, requested_by=None, trigger: str = QualityTrigger.MANUAL) -> QualityRun:
+    """Queue a run for the project (the task starts after commit). Raises Conflict when one is
+    already queued or running: the database constraint decides, so two requests at once start one."""
+    # Lock order (labeling.services.__init__): the project's quality-settings row before any quality run.
+    _settings_lock(project_id)
+    try:
+        with transaction.atomic():
+            run = QualityRun.objects.create(
+                project_id=project_id, requested_by=requested_by, trigger=trigger, seed=secrets.randbelow(2**31)
+            )
+    except IntegrityError:
+        active = QualityRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATUSES).order_by("id").first()
+        if active is None:  # it finished between our insert and this read: a retry will succeed
+            raise Conflict("Another quality run was being queued for this project; try again.", code="run_in_progress")
+        raise Conflict(
+            f"Quality run #{active.pk} is already {active.status} for this project.",
+            code="run_in_progress", fields={"run_id": active.pk},
+        )
+    _settings_row(project_id)
+    QualitySettings.objects.filter(project_id=project_id).update(disputed_since_run=0)
+    transaction.on_commit(partial(_enqueue, run.pk))
+    return run
+
+
+def _settings_row(project_id: int) -> None:
+    if QualitySettings.objects.filter(project_id=project_id).exists():
+        return
+    try:
+        with transaction.atomic():
+            QualitySettings.objects.create(project_id=project_id)
+    except IntegrityError:
+        pass  # created concurrently
+
+
+def _settings_lock(project_id: int) -> None:
+    """Lock the project's quality-settings row (created if missing) until the transaction ends."""
+    _settings_row(project_id)
+    lock_rows(QualitySettings.objects.filter(project_id=project_id))
+
+
+@transaction.atomic
+def quality_on_item_disputed(*, project_id: int, count: int = 1) -> QualityRun | None:
+    """Called by the annotation service when an item becomes disputed (inside its transaction).
+    Counts new disputed items and queues a run (after commit) once the project's setting is reached;
+    returns that run, or None. One statement counts and reads the setting back (see the module doc)."""
+    for _ in range(2):
+        row = sql.fetchone(
+            f"UPDATE {sql.table(QualitySettings)} SET disputed_since_run = disputed_since_run + %s "
+            f"WHERE project_id = %s RETURNING auto_run_after_disputed, disputed_since_run",
+            [count, project_id],
+        )
+        if row is not None:
+            break
+        _settings_row(project_id)  # first disputed item of the project
+    threshold, pending = row
+    if not threshold or pending < threshold:
+        return None
+    if QualityRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATUSES).exists():
+        return None  # one is already queued or running (cheap check before the insert that would fail)
+    try:
+        return quality_run_request(project_id=project_id, trigger=QualityTrigger.AUTO)
+    except Conflict:
+        return None  # a run is already queued or running; the next disputed item tries again
+
+
+@transaction.atomic
+def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -> QualitySettings:
+    if not isinstance(auto_run_after_disputed, int) or isinstance(auto_run_after_disputed, bool) or not 0 <= auto_run_after_disputed <= 1_000_000:
+        raise ValidationFailed(
+            "auto_run_after_disputed must be an integer from 0 (off) to 1,000,000.",
+            fields={"auto_run_after_disputed": ["Must be an integer from 0 to 1000000."]},
+        )
+    _settings_row(project.pk)
+    row = QualitySettings.objects.select_for_update().get(project=project)
+    row.auto_run_after_disputed = auto_run_after_disputed
+    row.save(update_fields=["auto_run_after_disputed", "updated_at"])
+    return row
+
+
+def quality_runs_recover(*, now=None, sender=None) -> dict:
+    """Periodic sweep (labeling.services.work): a running run whose heartbeat stopped is queued again
+    (or failed after LOUPE_WORK_MAX_ATTEMPTS), a queued run nobody picked up is sent again, and a run
+    still beating past LOUPE_QUALITY_RUN_TIMEOUT (a hung worker) is failed. Safe to run any time:
+    each change is a compare-and-set, and claiming a run is atomic."""
+    now = now or timezone.now()
+    stuck = QualityRun.objects.filter(status=QualityRunStatus.RUNNING, started_at__lt=now - _run_timeout())
+    timed_out = stuck.update(status=QualityRunStatus.FAILED, finished_at=now,
+                             error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.")
+    counts = work_recover(model=QualityRun, task=quality_run_task, queued=QualityRunStatus.QUEUED,
+                          running=QualityRunStatus.RUNNING, failed=QualityRunStatus.FAILED, now=now, sender=sender,
+                          what="quality run")
+    return {**counts, "failed": counts["failed"] + timed_out}
+
+
+def quality_results_prune(*, keep_runs: int | None = None) -> int:
+    """Per-item results are kept for each project's latest `keep_runs` finished runs (setting
+    LOUPE_QUALITY_KEEP_RESULTS_RUNS, default 5); older runs keep their summary row only.
+    Returns the number of result rows deleted."""
+    keep = keep_runs if keep_runs is not None else settings.LOUPE_QUALITY_KEEP_RESULTS_RUNS
+    finished = QualityRun.objects.filter(status__in=[QualityRunStatus.DONE, QualityRunStatus.FAILED])
+    deleted = 0
+    for project_id in finished.values_list("project_id", flat=True).distinct():
+        old = list(finished.filter(project_id=project_id).order_by("-id").values_list("pk", flat=True)[keep:])
+        if old:
+            with transaction.atomic():
+                deleted += QualityItemResult.objects.filter(run_id__in=old).delete()[0]
+    return deleted
+
+
+# --- running ------------------------------------------------------------------------------------
+
+def _claim(run_id: int) -> QualityRun | None:
+    """queued -> running, atomically: a duplicate or redelivered task message finds nothing to do."""
+    now = timezone.now()
+    claimed = QualityRun.objects.filter(pk=run_id, status=QualityRunStatus.QUEUED).update(
+        status=QualityRunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, error=""
+    )
+    if not claimed:
+        return None
+    return QualityRun.objects.select_related("project").get(pk=run_id)
+
+
+def quality_run_execute(*, run_id: int) -> QualityRun | None:
+    """Run a queued quality run to completion (or failure, with the error on the run). Idempotent:
+    a run that is not queued is left alone. Returns the run, or None if there was nothing to do."""
+    if not QualityRun.objects.filter(pk=run_id).exists():
+        raise NotFound(f"Quality run #{run_id} does not exist.")
+    run = _claim(run_id)
+    if run is None:
+        return None
+    # The heartbeat tells the work sweep this attempt is alive; it stops when the sweep handed the run
+    # to another attempt, and this one then stops before writing anything more.
+    with Heartbeat(QualityRun, run.pk, run.attempts) as beat:
+        return _execute(run, beat)
+
+
+def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
+    run_id = run.pk
+    mine = QualityRun.objects.filter(pk=run_id, status=QualityRunStatus.RUNNING, attempts=run.attempts)
+    started = time.perf_counter()
+    timings = {}
+    try:
+        project = run.project
+        t = time.perf_counter()
+        snap = quality_snapshot_read(project_id=project.pk)
+        timings["seconds_read"] = time.perf_counter() - t
+        base = {
+            "snapshot_at": snap.snapshot_at, "snapshot_max_annotation_id": snap.max_annotation_id,
+            "n_annotations": snap.n_annotations, "n_annotators": len(snap.annotator_ids),
+            "n_ignored_annotations": snap.n_ignored, "accept_threshold": project.accept_threshold,
+        }
+        if len(snap.item_ids) == 0:
+            quality_snapshot_complete(snap)
+            _finish(run, started, timings, **plan_summary(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, dtype=bool)),
+                    method=QualityMethod.NONE, **base)
+            return QualityRun.objects.get(pk=run_id)
+        t = time.perf_counter()
+        pred_probs, source = snapshot_pred_probs(snap, seed=run.seed)
+        timings["seconds_pred_probs"] = time.perf_counter() - t
+        t = time.perf_counter()
+        scores = consensus.score_crowd(snap.labels, pred_probs, seed=run.seed, normalized=True)
+        # The time inside cleanlab's functions only; our own arithmetic around them counts in the total.
+        timings["seconds_cleanlab"] = scores.seconds_cleanlab or (time.perf_counter() - t)
+        t = time.perf_counter()
+        quality_snapshot_complete(snap)  # the items' state was read while scoring; any wait left is read time
+        timings["seconds_read"] += time.perf_counter() - t
+        beat.check()
+        t = time.perf_counter()
+        plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
+                             max_annotations=project.max_annotations_per_item)
+        outcome = write_plan(run, snap, scores, plan)
+        timings["seconds_write"] = time.perf_counter() - t
+        _finish(run, started, timings, **plan_summary(outcome, scores.quality, scores.label_issue), method=scores.method,
+                pred_probs_source=source,
+                model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)
+    except WorkTakenOver:
+        logger.warning("quality run %s: attempt %s stopped, the run was handed to another attempt", run_id, run.attempts)
+    except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
+        logger.exception("quality run %s failed", run_id)
+        mine.update(
+            status=QualityRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now(),
+            seconds_total=time.perf_counter() - started, **timings,
+        )
+    return QualityRun.objects.get(pk=run_id)
+
+
+def _finish(run, started, timings, **fields) -> None:
+    with transaction.atomic():
+        finished = QualityRun.objects.filter(pk=run.pk, status=QualityRunStatus.RUNNING, attempts=run.attempts).update(
+            status=QualityRunStatus.DONE, finished_at=timezone.now(), seconds_total=time.perf_counter() - started,
+            **timings, **fields,
+        )
+        if not finished:
+            return  # another attempt owns the run now (this one's heartbeat had stopped)
+        # Disputes that arrived while this run worked may already call for the next one.
+        threshold_reached = QualitySettings.objects.filter(
+            project_id=run.project_id, auto_run_after_disputed__gt=0,
+            disputed_since_run__gte=F("auto_run_after_disputed"),
+        ).exists()
+    if threshold_reached:
+        try:
+            quality_run_request(project_id=run.project_id, trigger=QualityTrigger.AUTO)
+        except Conflict:
+            pass
+
