@@ -118,7 +118,7 @@ class Membership(models.Model):
 # open): so two partial indexes serve every ordering, one for untouched ("fresh") open items and one
 # for touched ones, plus touched items grouped by who touched them. (One index per ordering made
 # every item entering the open set write eight queue index entries instead of two.)
-# labeling.services.queue writes the same ORDER BY; keep the two in step.
+# labeling.services.queue.claim writes the same ORDER BY; keep the two in step.
 QUEUE_KEY_SQL = (
     "(CASE {a}queue_order WHEN 'priority' THEN -({a}priority)::float8 WHEN 'uncertainty' THEN -{a}uncertainty "
     "WHEN 'oldest_prediction' THEN extract(epoch FROM {a}first_predicted_at - '1970-01-01 00:00:00+00'::timestamptz)::float8 "

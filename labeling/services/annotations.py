@@ -30,7 +30,7 @@ from labeling.models import (
 )
 from labeling.services.ground_truth import ground_truth_set
 from labeling.services.quality import quality_on_item_disputed
-from labeling.services.queue import leases_cancel
+from labeling.services.queue.leases import leases_cancel
 from labeling.services.retry import retry_on_conflict
 
 logger = logging.getLogger(__name__)

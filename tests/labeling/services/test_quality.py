@@ -40,7 +40,7 @@ from labeling.services.quality import (
 from labeling.api.serializers import ItemOutput
 from labeling.selectors.projects import item_list, project_list_with_counts
 from labeling.selectors.quality import review_queue_size
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from labeling.services.resolution import item_resolve
 from labeling.tasks import quality_run_task
 from tests.labeling.factories import UserFactory, add_member
