@@ -60,7 +60,7 @@ class ReopenRequest(models.Model):
     and stale requests are dropped as the queue meets them.
 
     No database foreign keys (db_constraint=False), like QualityItemResult: PostgreSQL would check
-    each one at commit, 0.5 s of a run's 170,000 requests. Deleting an item through Django deletes
+    each one at commit, a real cost for a run's many requests. Deleting an item through Django deletes
     its request (the ORM's cascade); a request whose item is gone some other way is stale, and
     dropped like one."""
 
