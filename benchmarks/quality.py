@@ -179,12 +179,13 @@ CLAIMS = 200
 
 def claims_with_requests(project):
     """queue/next while the backlog run's requests for a 4th annotation wait: each claim opens the
-    best-ranked request its annotator may take (labeling.services.queue._open_requested). Returns
+    best-ranked request its annotator may take (labeling.services.queue.claim._open_requested). Returns
     (requests waiting, sorted claim seconds)."""
     from django.contrib.auth import get_user_model
 
     from labeling.models import Membership, ReopenRequest, Role
-    from labeling.services.queue import assignment_claim_next, assignment_skip
+    from labeling.services.queue.claim import assignment_claim_next
+    from labeling.services.queue.leases import assignment_skip
 
     waiting = ReopenRequest.objects.filter(project=project).count()
     users = list(get_user_model().objects.filter(

@@ -85,7 +85,6 @@ def make_project(n_items: int, tag: str):
 
 def make_annotators(project, n: int, tag: str):
     from labeling.services.accounts import token_issue_login
-
     from labeling.services.projects import member_add, user_create
 
     users = []
@@ -147,7 +146,7 @@ def service_worker(args):
     from config.celery import warm_broker
     from labeling.models import Project
     from labeling.services.annotations import annotation_submit
-    from labeling.services.queue import assignment_claim_next
+    from labeling.services.queue.claim import assignment_claim_next
 
     warm_broker()  # as a web worker does when it starts (config/wsgi.py)
     rng = random.Random(seed)
@@ -283,12 +282,12 @@ def explain(project):
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from labeling.services import queue as q
+    from labeling.services.queue import claim
 
     users = make_annotators(project, 1, f"explain-{uuid.uuid4().hex[:6]}")
     with transaction.atomic():
-        with CaptureQueriesContext(connection) as cap, connection.cursor() as cur:
-            q._find(cur, project=project, me=users[0][0], now=timezone.now(), lock=True)
+        with CaptureQueriesContext(connection) as cap:
+            claim._find(project=project, me=users[0][0], now=timezone.now(), lock=True)
         with connection.cursor() as cur:
             cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + cap.captured_queries[0]["sql"])
             plan = "\n".join(r[0] for r in cur.fetchall())

@@ -105,7 +105,7 @@ def feedback_reconcile_all() -> int:
 @shared_task(name="loupe.queue_expire_leases")
 def queue_expire_leases() -> int:
     """Mark leases that ran out as expired (slots are already free without it; this keeps states right)."""
-    from labeling.services.queue import assignments_expire
+    from labeling.services.queue.leases import assignments_expire
 
     return assignments_expire()
 
@@ -115,7 +115,7 @@ def queue_reconcile_project(project_id: int) -> dict:
     """Recompute one project's stored queue counters and log any drift."""
     from dataclasses import asdict
 
-    from labeling.services.queue import counters_reconcile
+    from labeling.services.queue.maintenance import counters_reconcile
 
     return asdict(counters_reconcile(project_id=project_id))
 
@@ -123,7 +123,7 @@ def queue_reconcile_project(project_id: int) -> dict:
 @shared_task(name="loupe.queue_order_rekey", autoretry_for=_transient(), retry_backoff=True, max_retries=5)
 def queue_order_rekey_task(project_id: int) -> int:
     """After a project's ordering changed: re-key its open items (idempotent)."""
-    from labeling.services.queue import queue_order_rekey
+    from labeling.services.queue.maintenance import queue_order_rekey
 
     return queue_order_rekey(project_id=project_id)
 

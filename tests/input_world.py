@@ -7,7 +7,7 @@ from bugqueue.services.datasets import dataset_create
 from labeling.models import Role
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import user_allow_project_create
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.bugqueue.factories import make_bug
 

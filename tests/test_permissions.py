@@ -36,7 +36,7 @@ from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, project_create
 from labeling.services.quality.runs import quality_run_request
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from tests.labeling.factories import UserFactory, add_member
 
 ROLES = ("anon", "outsider", "annotator", "reviewer", "manager", "grant", "staff")

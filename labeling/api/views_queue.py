@@ -3,23 +3,24 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
 from common.api import inputs
-from common.api.pagination import IdCursorPagination
+from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
+from common.api.pagination import IdCursorPagination
 from common.errors import ValidationFailed
 from labeling.selectors.access import MANAGER_ROLES, access_project
 from labeling.selectors.queue import (
+    Progress,
     annotation_feed,
     annotator_stats,
     assignment_project_id,
-    Progress,
     open_items_count,
     parse_since,
 )
 from labeling.services.annotations import MAX_SECONDS_SPENT, annotation_submit
-from labeling.services.queue import assignment_claim_next, assignment_skip
+from labeling.services.queue.claim import assignment_claim_next
+from labeling.services.queue.leases import assignment_skip
 
 
 class ProgressOutput(serializers.Serializer):

@@ -117,7 +117,7 @@ class Membership(models.Model):
 # computed from the item's own columns and its `queue_order` (the project's, copied while the item is
 # open): so two partial indexes serve every ordering, one for untouched ("fresh") open items and one
 # for touched ones, plus touched items grouped by who touched them (not one index per ordering: each
-# would cost every item entering the open set more index entries). labeling.services.queue writes
+# would cost every item entering the open set more index entries). labeling.services.queue.claim writes
 # the same ORDER BY; keep the two in step.
 QUEUE_KEY_SQL = (
     "(CASE {a}queue_order WHEN 'priority' THEN -({a}priority)::float8 WHEN 'uncertainty' THEN -{a}uncertainty "

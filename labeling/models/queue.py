@@ -3,7 +3,7 @@
 The row is also the annotator's claim lock: `assignment_claim_next` upserts and locks it first, so
 two calls by the same annotator (a reload racing a prefetch) are serialised and never hand out more
 leases than asked for. The counters change only with F() in labeling.services.annotations / queue and
-are recomputed by the reconcile task (labeling.services.queue.counters_reconcile).
+are recomputed by the reconcile task (labeling.services.queue.maintenance.counters_reconcile).
 """
 
 from django.conf import settings
@@ -51,7 +51,7 @@ class ReopenRequest(models.Model):
 
     A run does not rewrite the item: it records the request, and the annotator queue turns the item
     `open` (required_annotations + 1, served in `rank` order) when it hands the item out
-    (labeling.services.queue). Until then the item is stored as `disputed` but counts as open
+    (labeling.services.queue.claim). Until then the item is stored as `disputed` but counts as open
     everywhere (reopen_pending below): it is not in the review queue, and the next
     run sees it as the open item it will become.
 
@@ -60,7 +60,7 @@ class ReopenRequest(models.Model):
     and stale requests are dropped as the queue meets them.
 
     No database foreign keys (db_constraint=False), like QualityItemResult: PostgreSQL would check
-    each one at commit, 0.5 s of a run's 170,000 requests. Deleting an item through Django deletes
+    each one at commit, a real cost for a run's many requests. Deleting an item through Django deletes
     its request (the ORM's cascade); a request whose item is gone some other way is stale, and
     dropped like one."""
 

@@ -1,13 +1,20 @@
-"""Reads for the annotator queues: progress, an annotator's own stats, the managers' annotation feed."""
+"""Reads for the annotator queues: progress, an annotator's own stats, the managers' annotation feed.
+
+Raw SQL: the capped count of open items runs on every queue/next, so it is one plain statement with
+a LIMIT inside (no ORM compiling), and the ORM has no ordered-set aggregate for the median
+(percentile_cont ... WITHIN GROUP) on PostgreSQL.
+"""
 
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
 from django.utils import timezone
 
+from common.db import is_postgres
+from common.db.sql import fetchvalue, table
 from common.errors import NotFound, ValidationFailed
+from common.timestamps import parse_timestamp
 from labeling.models import (
     REOPEN_VALID_SQL,
     Annotation,
@@ -19,7 +26,6 @@ from labeling.models import (
     ItemStatus,
     ReopenRequest,
 )
-from common.timestamps import parse_timestamp
 
 # Counting open items stops here so that the cost of a progress line never grows with the project.
 REMAINING_CAP = 1_000
@@ -36,20 +42,17 @@ class Progress:
 def open_items_count(*, project_id: int, cap: int = REMAINING_CAP) -> tuple[int, bool]:
     """Open items, and items waiting for the one more annotation a quality run asked for (they open
     when an annotator reaches them: ReopenRequest), counted up to `cap`."""
-    with connection.cursor() as cur:  # plain SQL: this runs on every queue/next
-        cur.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {Item._meta.db_table} WHERE project_id = %s AND status = %s "
-            f"LIMIT %s) AS open_items",
-            [project_id, ItemStatus.OPEN, cap],
+    n = fetchvalue(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table(Item)} WHERE project_id = %s AND status = %s "
+        f"LIMIT %s) AS open_items",
+        [project_id, ItemStatus.OPEN, cap],
+    )
+    if n < cap:
+        n += fetchvalue(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table(ReopenRequest)} r JOIN {table(Item)} i "
+            f"ON i.id = r.item_id WHERE r.project_id = %s AND {REOPEN_VALID_SQL.format(i='i', r='r')} LIMIT %s) AS requested",
+            [project_id, cap - n],
         )
-        n = cur.fetchone()[0]
-        if n < cap:
-            cur.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {ReopenRequest._meta.db_table} r JOIN {Item._meta.db_table} i "
-                f"ON i.id = r.item_id WHERE r.project_id = %s AND {REOPEN_VALID_SQL.format(i='i', r='r')} LIMIT %s) AS requested",
-                [project_id, cap - n],
-            )
-            n += cur.fetchone()[0]
     return n, n >= cap
 
 
@@ -80,11 +83,9 @@ def annotator_stats(*, project_id: int, user, now: datetime | None = None) -> di
     progress = queue_progress(project_id=project_id, annotator=user, now=now)
     skipped = AnnotatorProgress.objects.filter(project_id=project_id, annotator=user).values_list("skipped", flat=True).first() or 0
     seconds = Annotation.objects.filter(project_id=project_id, annotator=user, seconds_spent__isnull=False)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            sql, params = seconds.values("seconds_spent").query.sql_with_params()
-            cur.execute(f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_spent) FROM ({sql}) s", params)
-            median = cur.fetchone()[0]
+    if is_postgres():
+        sql, params = seconds.values("seconds_spent").query.sql_with_params()
+        median = fetchvalue(f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_spent) FROM ({sql}) s", params)
     else:
         values = list(seconds.values_list("seconds_spent", flat=True))
         median = statistics.median(values) if values else None

@@ -30,7 +30,7 @@ from labeling.models import (
 )
 from labeling.services.ground_truth import ground_truth_set
 from labeling.services.quality.runs import quality_on_item_disputed
-from labeling.services.queue import leases_cancel
+from labeling.services.queue.leases import leases_cancel
 from labeling.services.retry import retry_on_conflict
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class Outcome:
 def annotation_submit(
     *, assignment_id: int, annotator, label: str, seconds_spent: float | None = None, now: datetime | None = None
 ) -> Outcome:
+    """Store the annotator's label for the item of their lease and count it (or keep it as surplus);
+    the submission that completes an item resolves it (unanimous) or marks it disputed."""
     now = now or timezone.now()
     if seconds_spent is not None and not (0 <= seconds_spent <= MAX_SECONDS_SPENT):
         raise ValidationFailed(

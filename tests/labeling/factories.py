@@ -270,7 +270,7 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
         if not reopened:
             break
         # An annotator reaches each requested item: the queue opens it for one more annotation
-        # (what labeling.services.queue._open_requested does at a claim).
+        # (what labeling.services.queue.claim._open_requested does at a claim).
         requested = ReopenRequest.objects.filter(item_id__in=reopened)
         Item.objects.filter(pk__in=requested.values("item_id")).update(
             status="open", required_annotations=F("required_annotations") + 1)

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from labeling.models import Assignment, AssignmentStatus, Item
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from labeling.tasks import queue_expire_leases, queue_reconcile_all, queue_reconcile_project
 from tests.labeling.factories import annotators, queue_project
 

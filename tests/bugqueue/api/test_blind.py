@@ -12,7 +12,7 @@ from bugqueue.services.evaluations import evaluation_run, predictions_parse
 from labeling.models import Item, Role
 from labeling.services.annotations import annotation_submit
 from labeling.services.ground_truth import Decision, ground_truth_set_many
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.bugqueue.factories import ingest_items, make_bug

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client
 
 from labeling.models import Annotation
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.private_broker import database_url

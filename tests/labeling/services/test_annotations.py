@@ -20,7 +20,8 @@ from labeling.models import (
 )
 from labeling.selectors.queue import queue_progress
 from labeling.services.annotations import annotation_submit
-from labeling.services.queue import assignment_claim_next, assignment_skip
+from labeling.services.queue.claim import assignment_claim_next
+from labeling.services.queue.leases import assignment_skip
 from tests.labeling.factories import annotators, queue_project
 
 

@@ -9,12 +9,11 @@ from labeling.models import Item, ItemStatus, ReopenRequest, Role
 from labeling.selectors.projects import item_list, project_list_with_counts
 from labeling.selectors.quality import review_queue_size
 from labeling.selectors.queue import open_items_count
-from labeling.services import queue as queue_service
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue import claim as claim_service
+from labeling.services.queue.claim import assignment_claim_next
 from labeling.services.resolution import item_resolve, review_next
-from tests.labeling.factories import UserFactory, add_member
-from tests.labeling.factories import annotate, annotators, crowd_project
-from tests.labeling.services.test_queue import claims_at_once
+from tests.labeling.factories import UserFactory, add_member, annotate, annotators, crowd_project
+from tests.labeling.services.queue.test_claim import claims_at_once
 
 
 def disputed(project, users, n, prefix="d"):
@@ -64,7 +63,7 @@ def test_a_claim_opens_the_best_ranked_request_its_annotator_may_take_and_drops_
 
 @pytest.mark.django_db
 def test_an_annotator_who_labelled_the_head_of_the_requests_reaches_one_beyond_it(monkeypatch):
-    monkeypatch.setattr(queue_service, "REQUEST_WINDOW", 3)
+    monkeypatch.setattr(claim_service, "REQUEST_WINDOW", 3)
     project, _ = crowd_project(k=3)
     users = annotators(project, 6)
     mine = disputed(project, users[:3], 5, prefix="m")  # labelled by users 0..2

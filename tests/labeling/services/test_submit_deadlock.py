@@ -13,7 +13,7 @@ from django.db import connection
 from labeling.models import Annotation, QualityRun, QualityRunStatus, QualitySettings
 from labeling.services.quality import runs as quality_service
 from labeling.services.annotations import annotation_submit
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from tests.labeling.factories import annotators, crowd_project
 from tests.faults import deadlock_once
 

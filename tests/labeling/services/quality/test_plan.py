@@ -19,7 +19,7 @@ from labeling.models import (
 )
 from labeling.selectors.projects import item_list, project_list_with_counts
 from labeling.selectors.quality import review_queue_size
-from labeling.services.queue import assignment_claim_next
+from labeling.services.queue.claim import assignment_claim_next
 from tests.labeling.factories import (
     UserFactory,
     add_member,

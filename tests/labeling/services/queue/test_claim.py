@@ -1,4 +1,5 @@
-"""Queue rules, on PostgreSQL (the `postgres` fixtures skip elsewhere and fail under CI=true)."""
+"""Claiming the next item (labeling.services.queue.claim), on PostgreSQL (the `postgres` fixtures
+skip elsewhere and fail under CI=true). The helpers here are shared by the other queue tests."""
 
 import json
 import random
@@ -12,21 +13,14 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from common.errors import Conflict, NotFound
+from common.errors import Conflict
 from labeling.models import Annotation, Assignment, AssignmentStatus, Item, ItemStatus
-from labeling.services import queue as queue_service
 from labeling.services.annotations import annotation_submit
-from labeling.services.queue import (
-    MAX_HELD_LEASES,
-    TOUCHED_WINDOW,
-    assignment_claim_next,
-    assignment_skip,
-    assignments_expire,
-    counters_reconcile,
-    eligible_items,
-)
-from tests.labeling.factories import ItemFactory
-from tests.labeling.factories import annotators, bulk_items, queue_project
+from labeling.services.queue import claim as claim_service
+from labeling.services.queue.claim import MAX_HELD_LEASES, TOUCHED_WINDOW, assignment_claim_next, eligible_items
+from labeling.services.queue.leases import assignment_skip
+from labeling.services.queue.maintenance import counters_reconcile
+from tests.labeling.factories import ItemFactory, annotators, bulk_items, queue_project
 
 
 def claim(project, user, **kw):
@@ -42,9 +36,6 @@ def slots_taken(item, now=None):
     active = Assignment.objects.filter(item=item, status=AssignmentStatus.ACTIVE, expires_at__gt=now).count()
     counted = Annotation.objects.filter(item=item, is_surplus=False).count()
     return active + counted
-
-
-# ---- leases ---------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -71,53 +62,6 @@ def test_exclude_gives_a_lease_ahead_and_holding_is_capped(postgres):
         claim(project, ann, exclude=[c.assignment_id for c in held])
     assert exc.value.code == "too_many_leases"
     assert Assignment.objects.filter(annotator=ann).count() == MAX_HELD_LEASES
-
-
-@pytest.mark.django_db
-def test_an_expired_lease_frees_its_slot_without_any_job(postgres):
-    project, (item,) = queue_project(items=1, overlap=1)
-    a, b = annotators(project, 2)
-    first = claim(project, a)
-    assert claim(project, b) is None  # the only slot is leased
-    Assignment.objects.filter(pk=first.assignment_id).update(expires_at=timezone.now() - timedelta(seconds=1))
-    second = claim(project, b)
-    assert second is not None and second.item_id == item.pk
-    # No sweep ran: the old lease is still stored as active, yet its slot was given away.
-    assert Assignment.objects.get(pk=first.assignment_id).status == AssignmentStatus.ACTIVE
-    # ... and the expired holder does not get the item back, even though its lease expired.
-    assert claim(project, a) is None
-
-
-@pytest.mark.django_db
-def test_skip_frees_the_slot_at_once_and_the_item_never_comes_back(postgres):
-    project, (item, other) = queue_project(items=2, overlap=1)
-    a, b = annotators(project, 2)
-    first = claim(project, a)
-    assert first.item_id == item.pk
-    assignment_skip(assignment_id=first.assignment_id, annotator=a, reason="unreadable")
-    assert claim(project, b).item_id == item.pk  # the slot is free at once
-    again = claim(project, a)
-    assert again.item_id == other.pk  # never the skipped one
-    stored = Assignment.objects.get(pk=first.assignment_id)
-    assert stored.status == AssignmentStatus.SKIPPED and stored.skip_reason == "unreadable"
-
-
-@pytest.mark.django_db
-def test_skip_errors(postgres):
-    project, _ = queue_project(items=2)
-    a, b = annotators(project, 2)
-    c = claim(project, a)
-    with pytest.raises(NotFound):
-        assignment_skip(assignment_id=c.assignment_id, annotator=b)
-    assignment_skip(assignment_id=c.assignment_id, annotator=a)
-    with pytest.raises(Conflict) as exc:
-        assignment_skip(assignment_id=c.assignment_id, annotator=a)
-    assert exc.value.code == "already_skipped"
-    c2 = claim(project, a)
-    submit(c2, a)
-    with pytest.raises(Conflict) as exc:
-        assignment_skip(assignment_id=c2.assignment_id, annotator=a)
-    assert exc.value.code == "already_submitted"
 
 
 @pytest.mark.django_db
@@ -149,9 +93,6 @@ def test_a_lease_on_an_item_closed_elsewhere_is_not_returned(postgres):
     Item.objects.filter(pk=c.item_id).update(status=ItemStatus.RESOLVED)  # e.g. ground truth imported
     nxt = claim(project, ann)
     assert nxt.item_id != c.item_id and not nxt.reused
-
-
-# ---- order ------------------------------------------------------------------------------------
 
 
 def _drain_order(project, user):
@@ -213,32 +154,6 @@ def test_queue_order_with_ties_to_items_closest_to_completion_and_reopened_first
 
 
 @pytest.mark.django_db
-def test_changing_the_projects_order_reorders_its_open_items(postgres, eager_celery, django_capture_on_commit_callbacks):
-    """Open items carry their project's ordering (the queue indexes order by it): a change of the
-    project's ordering re-keys them (a task, after commit), and the claim follows the new order."""
-    from labeling.services.projects import project_update
-
-    project, _ = queue_project(order="fifo", overlap=3)
-    old_low, new_high = ItemFactory(project=project, priority=0), ItemFactory(project=project, priority=5)
-    done = ItemFactory(project=project, priority=9, status=ItemStatus.RESOLVED)
-    (me,) = annotators(project, 1)
-
-    def head():
-        with connection.cursor() as cur:
-            row = queue_service._find(cur, project=project, me=me.pk, now=timezone.now(), lock=False)
-        reference = eligible_items(project=project, annotator=me, now=timezone.now()).values_list("pk", flat=True).first()
-        assert row["id"] == reference
-        return row["id"]
-
-    assert head() == old_low.pk
-    with django_capture_on_commit_callbacks(execute=True):
-        project = project_update(project=project, actor=None, queue_order="priority")
-    assert head() == new_high.pk
-    orders = dict(Item.objects.filter(project=project).values_list("pk", "queue_order"))
-    assert orders == {old_low.pk: "priority", new_high.pk: "priority", done.pk: "fifo"}  # closed items: at reopen
-
-
-@pytest.mark.django_db
 def test_postgres_path_matches_the_reference_query_on_random_states(postgres):
     rng = random.Random(3)
     for order in ("fifo", "priority", "uncertainty", "oldest_prediction"):
@@ -262,8 +177,7 @@ def test_postgres_path_matches_the_reference_query_on_random_states(postgres):
             # else: keep holding it
         for u in users + annotators(project, 1):
             expected = eligible_items(project=project, annotator=u, now=timezone.now()).values_list("pk", flat=True).first()
-            with connection.cursor() as cur:
-                row = queue_service._find(cur, project=project, me=u.pk, now=timezone.now(), lock=False)
+            row = claim_service._find(project=project, me=u.pk, now=timezone.now(), lock=False)
             assert (row["id"] if row else None) == expected, (order, u.pk)
 
 
@@ -299,8 +213,8 @@ def test_claim_plan_uses_the_queue_indexes_not_a_table_scan(postgres):
     bulk_items(project, 20_000)
     (ann,) = annotators(project, 1)
     claim(project, ann)
-    with CaptureQueriesContext(connection) as q, connection.cursor() as cur:
-        queue_service._find(cur, project=project, me=ann.pk, now=timezone.now(), lock=False)
+    with CaptureQueriesContext(connection) as q:
+        claim_service._find(project=project, me=ann.pk, now=timezone.now(), lock=False)
     sql = q.captured_queries[0]["sql"]
     with connection.cursor() as cur:
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
@@ -317,10 +231,7 @@ def test_claim_plan_uses_the_queue_indexes_not_a_table_scan(postgres):
     used = {n.get("Index Name") for n in all_nodes}
     assert {"item_q_fresh", "item_q_touched"} <= used
     scanned = sum(n.get("Actual Rows", 0) for n in all_nodes if n.get("Index Name", "").startswith("item_q_"))
-    assert scanned <= queue_service.FRESH_WINDOW + TOUCHED_WINDOW
-
-
-# ---- concurrency ------------------------------------------------------------------------------
+    assert scanned <= claim_service.FRESH_WINDOW + TOUCHED_WINDOW
 
 
 def run_threads(target, args_list):
@@ -448,52 +359,10 @@ def _someone_waits_for_a_lock():
         return cur.fetchone()[0] > 0
 
 
-# ---- expiry sweep and counters ----------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_expiry_sweep_marks_only_expired_or_orphaned_leases_and_is_idempotent(postgres):
-    project, items = queue_project(items=4, overlap=1)
-    a, b, c = annotators(project, 3)
-    la, lb, lc = claim(project, a), claim(project, b), claim(project, c)
-    past = timezone.now() - timedelta(seconds=1)
-    Assignment.objects.filter(pk=la.assignment_id).update(expires_at=past)
-    Item.objects.filter(pk=lc.item_id).update(status=ItemStatus.RESOLVED)
-    assert assignments_expire() == 2
-    assert assignments_expire() == 0
-    states = dict(Assignment.objects.values_list("pk", "status"))
-    assert states[la.assignment_id] == states[lc.assignment_id] == AssignmentStatus.EXPIRED
-    assert states[lb.assignment_id] == AssignmentStatus.ACTIVE
-    # the expired holder may still submit: the annotation is kept
-    out = annotation_submit(assignment_id=la.assignment_id, annotator=a, label="pos")
-    assert out.annotation.pk
-
-
-@pytest.mark.django_db
-def test_reconcile_fixes_drifted_counters_and_logs(postgres, caplog):
-    project, items = queue_project(items=3, overlap=3)
-    a, b = annotators(project, 2)
-    submit(claim(project, a), a)
-    submit(claim(project, b), b)
-    Item.objects.filter(pk=items[0].pk).update(annotation_count=7, touchers=None)
-    from labeling.models import AnnotatorProgress
-
-    AnnotatorProgress.objects.filter(annotator=a).update(submitted=40)
-    Item.objects.filter(pk=items[2].pk).update(queue_order="priority")  # not the project's (fifo)
-    with caplog.at_level("WARNING"):
-        result = counters_reconcile(project_id=project.pk)
-    assert (result.counts_fixed, result.touchers_fixed, result.progress_fixed, result.order_fixed) == (1, 1, 1, 1)
-    assert Item.objects.get(pk=items[2].pk).queue_order == "fifo"
-    item = Item.objects.get(pk=items[0].pk)
-    assert item.annotation_count == 2 and item.touchers == sorted([a.pk, b.pk])
-    assert "drift" in caplog.text or "->" in caplog.text
-    assert counters_reconcile(project_id=project.pk).counts_fixed == 0
-
-
 @pytest.mark.django_db
 def test_portable_path_follows_the_same_rules(user, monkeypatch):
     """The ORM path (SQLite demo) on whatever database runs the suite."""
-    monkeypatch.setattr(queue_service, "connection", _FakeVendor(connection))
+    monkeypatch.setattr(claim_service, "is_postgres", lambda: False)
     project, items = queue_project(items=2, overlap=1)
     a, b = annotators(project, 2)
     ca = claim(project, a)
@@ -502,12 +371,3 @@ def test_portable_path_follows_the_same_rules(user, monkeypatch):
     assert cb.item_id != ca.item_id
     assert claim(project, annotators(project, 1)[0]) is None
     assert Item.objects.get(pk=ca.item_id).touchers == [a.pk]
-
-
-class _FakeVendor:
-    def __init__(self, conn):
-        self._conn = conn
-        self.vendor = "portable"
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
