@@ -16,7 +16,8 @@ Anything else is refused with 409 `invalid_transition` (setting the current stat
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -39,10 +40,10 @@ from bugqueue.models import (
 )
 from bugqueue.services.grouping import BugDraft, FailureData, FilingResult, bug_file, default_fingerprint
 from common.errors import Conflict, Forbidden, TooLarge, ValidationFailed
+from common.timestamps import check_timestamp, parse_timestamp
 from labeling.models import Item, Membership, Prediction, Project
 from labeling.selectors.projects import project_label_keys
 from labeling.services.ingestion import items_ingest
-from common.timestamps import check_timestamp, parse_timestamp
 
 User = get_user_model()
 

@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from bugqueue.models import Bug
-from bugqueue.selectors.bugs import parse_week, week_label
+from bugqueue.selectors.triage import parse_week, week_label
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory
 from tests.bugqueue.factories import make_bug, report, resolve, update

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from bugqueue.demo import demo_bugs_load
 from bugqueue.models import Bug, Comment, Digest
-from bugqueue.selectors.bugs import parse_week
+from bugqueue.selectors.triage import parse_week
 from bugqueue.services.digest import digest_build, digest_send
 from bugqueue.tasks import digest_project, weekly_digests
 from labeling.models import Role
