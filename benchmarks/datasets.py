@@ -5,11 +5,12 @@ version as JSON Lines over HTTP (rows/s and server memory, for two dataset sizes
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/datasets.py [--items 1000000]
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os  # benchmarks/queue.py must not shadow the standard library's queue module
+import sys as _sys
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
-import json
 import os
 import time
 import tracemalloc
@@ -52,12 +53,17 @@ def main():
     setup_django()
     from django.core.management import call_command
     from django.db import connection
-    from labeling.services.accounts import token_issue_login
 
-    from bugqueue.models import Bug, Dataset, DatasetMember, DatasetVersion, FailureExample
-    from bugqueue.services.datasets import Addition, bug_datasets_flow_run, bug_datasets_flow_start, dataset_version_create
+    from bugqueue.models import Bug, Dataset, DatasetVersion, FailureExample
+    from bugqueue.services.datasets import (
+        Addition,
+        bug_datasets_flow_run,
+        bug_datasets_flow_start,
+        dataset_version_create,
+    )
     from bugqueue.services.evaluations import evaluation_run, predictions_parse
     from labeling.models import Item
+    from labeling.services.accounts import token_issue_login
     from labeling.services.projects import LabelSpec, project_create, user_create
     from labeling.services.similarity import similarity_index_update
 

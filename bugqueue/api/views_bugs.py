@@ -17,13 +17,13 @@ from bugqueue.models import BugKind, BugStatus, Priority, Resolution
 from bugqueue.selectors.bugs import ORDERINGS, access_bug, bug_detail, bug_facets, bug_filters_parse, bug_list, tag_list
 from bugqueue.services.bugs import (
     UNSET,
-    bug_report,
     bug_resolve,
     bug_settings_get,
     bug_settings_update,
     bug_update,
     comment_add,
 )
+from bugqueue.services.report import bug_report
 from common.api import inputs
 from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer

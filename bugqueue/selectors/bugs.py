@@ -56,6 +56,23 @@ def tag_list():
     return Tag.objects.order_by("position", "slug")
 
 
+def tags_resolve(slugs) -> list[Tag]:
+    """Tag slugs -> Tag rows, in the order given; unknown slugs are a 400 that lists them."""
+    if not isinstance(slugs, (list, tuple)) or not all(isinstance(s, str) for s in slugs):
+        raise ValidationFailed("tags must be a list of tag slugs.", fields={"tags": ["Must be a list of strings."]})
+    wanted = list(dict.fromkeys(s.strip() for s in slugs))
+    if not wanted:
+        return []
+    found = {t.slug: t for t in Tag.objects.filter(slug__in=wanted)}
+    unknown = [s for s in wanted if s not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown tag{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} (see GET /api/tags).",
+            fields={"tags": [f"Unknown tag {s!r}." for s in unknown]},
+        )
+    return [found[s] for s in wanted]
+
+
 def project_assignees(*, project):
     """Users a bug of `project` can be assigned to: its members."""
     return [m.user for m in Membership.objects.filter(project=project).select_related("user").order_by("user__username")]

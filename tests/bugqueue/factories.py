@@ -5,7 +5,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from bugqueue.models import Bug
-from bugqueue.services.bugs import bug_report, bug_resolve, bug_update
+from bugqueue.services.bugs import bug_resolve, bug_update
+from bugqueue.services.report import bug_report
 from labeling.models import Item
 from labeling.services.ingestion import items_ingest
 from tests.labeling.factories import UserFactory

@@ -8,10 +8,10 @@ from django.db import connection, connections
 
 from bugqueue.models import Bug, BugEvent, BugOccurrence, FailureExample
 from bugqueue.services.autofile import failures_file_pending
-from bugqueue.services.bugs import bug_report
+from bugqueue.services.report import bug_report
 from labeling.services.ground_truth import Decision, ground_truth_set_many
-from tests.labeling.factories import ProjectFactory, UserFactory
 from tests.bugqueue.factories import ingest_items, resolve
+from tests.labeling.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.services
 

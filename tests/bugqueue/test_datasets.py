@@ -5,8 +5,17 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from bugqueue.models import (
+    Bug,
+    BugDatasetFlow,
+    Dataset,
+    DatasetMember,
+    DatasetPending,
+    DatasetVersion,
+    FailureExample,
+    Tag,
+)
 from bugqueue.selectors import datasets as selectors_datasets
-from bugqueue.models import Bug, BugDatasetFlow, Dataset, DatasetMember, DatasetPending, DatasetVersion, FailureExample, Tag
 from bugqueue.services.datasets import bug_datasets_flow_run, bug_datasets_flow_start, datasets_absorb_labeled
 from labeling.models import Item, Role
 from labeling.services.ground_truth import ground_truth_set

@@ -1,13 +1,14 @@
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
 
 from bugqueue.models import Bug
 from bugqueue.selectors.triage import parse_week, week_label
+from tests.bugqueue.factories import make_bug, report, resolve, update
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory
-from tests.bugqueue.factories import make_bug, report, resolve, update
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ from django.utils import timezone
 from bugqueue.models import Bug, BugEvent, BugOccurrence, BugStatus, FailureExample
 from bugqueue.services.grouping import default_fingerprint, normalize_title, occurrences_reconcile
 from labeling.models import Item
-from tests.labeling.factories import ProjectFactory
 from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, update
+from tests.labeling.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from bugqueue.selectors.triage import parse_week
 from bugqueue.services.digest import digest_build, digest_send
 from bugqueue.tasks import digest_project, weekly_digests
 from labeling.models import Role
-from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.bugqueue.factories import ingest_items, make_bug
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
