@@ -14,11 +14,19 @@ from bugqueue.api.serializers import (
     bug_detail_data,
 )
 from bugqueue.models import BugKind, BugStatus, Priority, Resolution
-from bugqueue.selectors.bugs import ORDERINGS, access_bug, bug_detail, bug_facets, bug_filters_parse, bug_list, tag_list
+from bugqueue.selectors.bugs import (
+    ORDERINGS,
+    access_bug,
+    bug_detail,
+    bug_facets,
+    bug_filters_parse,
+    bug_list,
+    bug_settings_get,
+    tag_list,
+)
 from bugqueue.services.bugs import (
     UNSET,
     bug_resolve,
-    bug_settings_get,
     bug_settings_update,
     bug_update,
     comment_add,

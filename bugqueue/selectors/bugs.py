@@ -15,6 +15,7 @@ from bugqueue.models import (
     BugEvent,
     BugKind,
     BugOccurrence,
+    BugProjectSettings,
     BugStatus,
     Comment,
     FailureExample,
@@ -71,6 +72,11 @@ def tags_resolve(slugs) -> list[Tag]:
             fields={"tags": [f"Unknown tag {s!r}." for s in unknown]},
         )
     return [found[s] for s in wanted]
+
+
+def bug_settings_get(*, project: Project) -> BugProjectSettings:
+    """The project's settings (defaults when none were saved); read-only, writes nothing."""
+    return BugProjectSettings.objects.filter(project=project).first() or BugProjectSettings(project=project)
 
 
 def project_assignees(*, project):

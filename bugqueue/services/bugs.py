@@ -260,11 +260,6 @@ def comment_add(*, bug: Bug, author, body) -> Comment:
     return comment
 
 
-def bug_settings_get(*, project: Project) -> BugProjectSettings:
-    """The project's settings (defaults when none were saved); read-only, writes nothing."""
-    return BugProjectSettings.objects.filter(project=project).first() or BugProjectSettings(project=project)
-
-
 @transaction.atomic
 def bug_settings_update(*, project: Project, actor, auto_file_failed_predictions: bool) -> BugProjectSettings:
     if not isinstance(auto_file_failed_predictions, bool):

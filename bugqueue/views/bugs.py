@@ -18,11 +18,12 @@ from bugqueue.selectors.bugs import (
     bug_facets,
     bug_filters_parse,
     bug_list,
+    bug_settings_get,
     project_assignees,
     tag_list,
 )
 from bugqueue.selectors.datasets import bug_dataset_flows
-from bugqueue.services.bugs import UNSET, bug_settings_get, bug_settings_update, bug_update, comment_add
+from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
 from labeling.selectors.projects import project_list
