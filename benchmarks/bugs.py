@@ -7,7 +7,9 @@ endpoints with 10 bugs and with F bugs (they must not grow). Prints one table.
         [--reports 100000] [--fingerprints 1000] [--clients 8] [--workers 4] [--keep]
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os  # benchmarks/queue.py must not shadow the standard library's queue module
+import sys as _sys
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
@@ -112,12 +114,12 @@ def main():
     from django.db.models import Sum
     from django.test import Client
     from django.utils import timezone
-    from labeling.services.accounts import token_issue_login
 
     from bugqueue.models import Bug, FailureExample
-    from bugqueue.services.bugs import bug_report
     from bugqueue.services.grouping import occurrences_reconcile
+    from bugqueue.services.report import bug_report
     from bugqueue.services.tags import tags_seed
+    from labeling.services.accounts import token_issue_login
     from labeling.services.ingestion import items_ingest
     from labeling.services.projects import LabelSpec, project_create, user_create
 

@@ -5,11 +5,12 @@ version as JSON Lines over HTTP (rows/s and server memory, for two dataset sizes
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/datasets.py [--items 1000000]
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os  # benchmarks/queue.py must not shadow the standard library's queue module
+import sys as _sys
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
-import json
 import os
 import time
 import tracemalloc
@@ -24,24 +25,25 @@ WORDS = ("refund charge invoice card crash error export login password parcel co
 
 def load(project_id, n_items):
     """Items with text payloads and ground truth, inserted with set-based SQL."""
-    from django.db import connection
+    from common.db import sql
 
     words = "ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "]"
     labels = "ARRAY[" + ",".join(f"'{k}'" for k in LABELS) + "]"
-    with connection.cursor() as cur:
-        cur.execute(f"""
+    sql.execute_many([
+        (f"""
             INSERT INTO labeling_item (project_id, external_id, payload, priority, status, required_annotations,
                                        annotation_count, created_at, updated_at)
             SELECT %s, 'it-' || g, jsonb_build_object('text',
                      ({words})[1 + g %% 24] || ' ' || ({words})[1 + (g / 24) %% 24] || ' ' ||
                      ({words})[1 + (g / 576) %% 24] || ' order ' || g),
                    0, 'resolved', 3, 3, now(), now()
-            FROM generate_series(1, %s) g""", [project_id, n_items])
-        cur.execute(f"""
+            FROM generate_series(1, %s) g""", [project_id, n_items]),
+        (f"""
             INSERT INTO labeling_groundtruth (item_id, label, method, decided_at, first_arrived_at, source, note)
             SELECT id, ({labels})[1 + (id %% 5)], 'imported', now(), now(), '', '' FROM labeling_item WHERE project_id = %s""",
-                    [project_id])
-        cur.execute("ANALYZE labeling_item; ANALYZE labeling_groundtruth")
+         [project_id]),
+        ("ANALYZE labeling_item; ANALYZE labeling_groundtruth", None),
+    ])
 
 
 def main():
@@ -51,13 +53,18 @@ def main():
     args = ap.parse_args()
     setup_django()
     from django.core.management import call_command
-    from django.db import connection
-    from labeling.services.accounts import token_issue_login
 
-    from bugqueue.models import Bug, Dataset, DatasetMember, DatasetVersion, FailureExample
-    from bugqueue.services.datasets import Addition, bug_datasets_flow_run, bug_datasets_flow_start, dataset_version_create
+    from bugqueue.models import Bug, Dataset, DatasetVersion, FailureExample
+    from bugqueue.services.datasets import (
+        Addition,
+        bug_datasets_flow_run,
+        bug_datasets_flow_start,
+        dataset_version_create,
+    )
     from bugqueue.services.evaluations import evaluation_run, predictions_parse
+    from common.db import sql
     from labeling.models import Item
+    from labeling.services.accounts import token_issue_login
     from labeling.services.projects import LabelSpec, project_create, user_create
     from labeling.services.similarity import similarity_index_update
 
@@ -75,10 +82,9 @@ def main():
 
     # A 200k dataset (one big version via SQL), then a version adding 1,000 items through the service.
     big = Dataset.objects.create(project=project, name="big")
-    with connection.cursor() as cur:
-        cur.execute("""INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
-                       SELECT %s, i.id, g.label, 1 FROM labeling_item i JOIN labeling_groundtruth g ON g.item_id = i.id
-                       WHERE i.project_id = %s ORDER BY i.id LIMIT 200000""", [big.pk, project.pk])
+    sql.execute("""INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
+                   SELECT %s, i.id, g.label, 1 FROM labeling_item i JOIN labeling_groundtruth g ON g.item_id = i.id
+                   WHERE i.project_id = %s ORDER BY i.id LIMIT 200000""", [big.pk, project.pk])
     DatasetVersion.objects.create(dataset=big, number=1, reason="manual", added=200_000, size=200_000)
     big.latest_version = 1
     big.save()
@@ -113,10 +119,9 @@ def main():
     datasets = []
     for k in range(args.datasets):
         d = Dataset.objects.create(project=project, name=f"slice-{k:02d}", min_accuracy=0.5)
-        with connection.cursor() as cur:
-            cur.execute("""INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
-                           SELECT %s, i.id, g.label, 1 FROM labeling_item i JOIN labeling_groundtruth g ON g.item_id = i.id
-                           WHERE i.project_id = %s ORDER BY i.id OFFSET %s LIMIT %s""", [d.pk, project.pk, k * per, per])
+        sql.execute("""INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
+                       SELECT %s, i.id, g.label, 1 FROM labeling_item i JOIN labeling_groundtruth g ON g.item_id = i.id
+                       WHERE i.project_id = %s ORDER BY i.id OFFSET %s LIMIT %s""", [d.pk, project.pk, k * per, per])
         DatasetVersion.objects.create(dataset=d, number=1, reason="manual", added=per, size=per)
         d.latest_version = 1
         d.save()

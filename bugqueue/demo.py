@@ -9,11 +9,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bugqueue.models import Bug
+from bugqueue.selectors.triage import parse_week
 from bugqueue.services.autofile import feedback_slo_record
-from bugqueue.services.bugs import bug_report, bug_resolve, bug_update, comment_add
+from bugqueue.services.bugs import bug_resolve, bug_update, comment_add
 from bugqueue.services.digest import digest_build
+from bugqueue.services.report import bug_report
 from bugqueue.services.tags import tags_seed
-from bugqueue.selectors.bugs import parse_week
 from labeling.models import Prediction, Project
 
 User = get_user_model()
@@ -129,8 +130,13 @@ def demo_datasets_load(*, project: Project) -> int:
     """A validation dataset built from labeled demo tickets and the demo's fixed bugs, and two model
     versions evaluated on it (one passes, one regresses). Idempotent: returns 0 when already there."""
     from bugqueue.models import Dataset, FlowStatus
-    from bugqueue.services.datasets import Addition, bug_datasets_flow_run, bug_datasets_flow_start, dataset_create
-    from bugqueue.services.datasets import dataset_version_create
+    from bugqueue.services.datasets import (
+        Addition,
+        bug_datasets_flow_run,
+        bug_datasets_flow_start,
+        dataset_create,
+        dataset_version_create,
+    )
     from bugqueue.services.evaluations import evaluation_run, predictions_parse
     from labeling.models import GroundTruth
 

@@ -38,7 +38,7 @@ def on_ground_truth_for_datasets(sender, project_id, changes, **kwargs):
     """Items waiting for ground truth to join a dataset (from resolved bugs) follow once labeled."""
     if not changes:
         return
-    from bugqueue.services.datasets import pending_item_ids
+    from bugqueue.selectors.datasets import pending_item_ids
     from bugqueue.tasks import datasets_absorb_labeled_task
 
     waiting = pending_item_ids([c.item_id for c in changes], project_id=project_id)

@@ -47,7 +47,7 @@ def reconcile_occurrences() -> int:
 @shared_task(name="bugqueue.weekly_digests")
 def weekly_digests(week: str | None = None) -> int:
     """Beat, Mondays: one digest task per project for the ISO week that just ended."""
-    from bugqueue.selectors.bugs import week_label
+    from bugqueue.selectors.triage import week_label
     from labeling.models import Project
 
     if not week:
@@ -61,7 +61,7 @@ def weekly_digests(week: str | None = None) -> int:
 
 @shared_task(name="bugqueue.digest_project", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def digest_project(project_id: int, week: str) -> int | None:
-    from bugqueue.selectors.bugs import parse_week
+    from bugqueue.selectors.triage import parse_week
     from bugqueue.services.digest import digest_build, digest_send
     from labeling.models import Project
 
@@ -97,8 +97,8 @@ def datasets_absorb_labeled_task(item_ids: list[int]) -> None:
 @shared_task(name="bugqueue.datasets_absorb_sweep")
 def datasets_absorb_sweep_task() -> int:
     """Periodic sweep: pending items that got ground truth but whose message was lost."""
-    from bugqueue.services.datasets import datasets_absorb_labeled
     from bugqueue.models import DatasetPending
+    from bugqueue.services.datasets import datasets_absorb_labeled
 
     ids = list(DatasetPending.objects.filter(added_in__isnull=True, item__ground_truth__isnull=False)
                .values_list("item_id", flat=True)[:50_000])

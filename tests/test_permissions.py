@@ -25,7 +25,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 
-from bugqueue.services.bugs import bug_report
+from bugqueue.services.report import bug_report
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.digest import digest_build
 from bugqueue.services.evaluations import evaluation_run, predictions_parse

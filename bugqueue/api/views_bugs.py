@@ -4,9 +4,7 @@ Thin: permission-checked reads through selectors, writes through services."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
-from bugqueue.selectors.bugs import ORDERINGS, access_bug, bug_detail, bug_facets, bug_filters_parse, bug_list, tag_list
 from bugqueue.api.serializers import (
     BugDetailOutput,
     BugOutput,
@@ -16,18 +14,28 @@ from bugqueue.api.serializers import (
     bug_detail_data,
 )
 from bugqueue.models import BugKind, BugStatus, Priority, Resolution
+from bugqueue.selectors.bugs import (
+    ORDERINGS,
+    access_bug,
+    bug_detail,
+    bug_facets,
+    bug_filters_parse,
+    bug_list,
+    bug_settings_get,
+    tag_list,
+)
 from bugqueue.services.bugs import (
     UNSET,
-    bug_report,
     bug_resolve,
-    bug_settings_get,
     bug_settings_update,
     bug_update,
     comment_add,
 )
+from bugqueue.services.report import bug_report
 from common.api import inputs
-from common.api.pagination import DefaultPagination
+from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
+from common.api.pagination import DefaultPagination
 from common.errors import ValidationFailed
 from common.http.request_body import BodyLimit
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project

@@ -8,16 +8,17 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
-from bugqueue.selectors import datasets as sel
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
+from bugqueue.selectors import datasets as sel
+from bugqueue.selectors.bugs import access_bug
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
 from common.api import inputs
+from common.api.base import ApiView
 from common.api.batch import NDJSON_TYPES
-from common.api.negotiation import FormatIsAQueryParameter
 from common.api.errors import ERRORS, ErrorSerializer
+from common.api.negotiation import FormatIsAQueryParameter
 from common.errors import TooLarge, ValidationFailed
 from common.http.request_body import BodyLimit
 from labeling.selectors.access import MANAGER_ROLES, access_project
@@ -97,8 +98,7 @@ class DatasetVersionsApi(ApiView):
     @extend_schema(responses={200: VersionOutput(many=True), **ERRORS}, operation_id="dataset_versions_list")
     def get(self, request, dataset_id):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
-        versions = dataset.versions.select_related("created_by").order_by("number")
-        return Response(VersionOutput(versions, many=True).data)
+        return Response(VersionOutput(sel.dataset_versions(dataset=dataset), many=True).data)
 
     @extend_schema(request=Input, responses={201: CreatedOutput, 200: CreatedOutput, **ERRORS}, operation_id="dataset_versions_create")
     def post(self, request, dataset_id):
@@ -197,12 +197,7 @@ class DatasetVersionDeltaApi(ApiView):
     @extend_schema(responses={200: DeltaOutput, **ERRORS}, operation_id="dataset_version_delta")
     def get(self, request, dataset_id, number):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
-        version = sel.dataset_version(dataset=dataset, number=number)
-        visibility = labels_visible_to(user=request.user, project=dataset.project)
-        added, removed = sel.version_delta(dataset_id=dataset.pk, number=number, visibility=visibility)
-        as_rows = lambda qs: [{"external_id": e, "label": lab, "bug": b} for e, lab, b in qs.iterator(chunk_size=5000)]  # noqa: E731
-        return Response({"number": number, "against": number - 1, "reason": version.reason, "bug": version.bug_id,
-                         "added": as_rows(added), "removed": as_rows(removed)})
+        return Response(sel.version_delta(dataset=dataset, number=number, user=request.user))
 
 
 class ResultOutput(serializers.ModelSerializer):
@@ -256,9 +251,9 @@ class EvaluationListCreateApi(ApiView):
                    responses={200: EvaluationOutput(many=True), **ERRORS}, operation_id="evaluations_list")
     def get(self, request):
         project = _project_param(request)
-        qs = sel.evaluation_list(project=project, model_version=request.query_params.get("model_version"))[:200]
-        visibility = labels_visible_to(user=request.user, project=project)
-        return Response(EvaluationOutput(sel.evaluations_redact(qs, project=project, visibility=visibility), many=True).data)
+        evaluations = sel.evaluations_visible(user=request.user, project=project,
+                                              model_version=request.query_params.get("model_version"))
+        return Response(EvaluationOutput(evaluations, many=True).data)
 
     @extend_schema(
         request={"application/json": {"type": "object"}, "application/x-ndjson": {"type": "string"}},
@@ -299,11 +294,8 @@ class EvaluationListCreateApi(ApiView):
 class EvaluationDetailApi(ApiView):
     @extend_schema(responses={200: EvaluationOutput, **ERRORS}, operation_id="evaluations_retrieve")
     def get(self, request, evaluation_id):
-        evaluation = sel.access_evaluation(user=request.user, evaluation_id=evaluation_id)
-        project = evaluation.project
-        evaluation = sel.evaluation_list(project=project).get(pk=evaluation.pk)
-        visibility = labels_visible_to(user=request.user, project=project)
-        return Response(EvaluationOutput(sel.evaluations_redact([evaluation], project=project, visibility=visibility)[0]).data)
+        evaluation = sel.evaluation_visible(user=request.user, evaluation_id=evaluation_id)
+        return Response(EvaluationOutput(evaluation).data)
 
 
 class FlowOutput(serializers.ModelSerializer):
@@ -316,7 +308,5 @@ class FlowOutput(serializers.ModelSerializer):
 class BugDatasetFlowsApi(ApiView):
     @extend_schema(responses={200: FlowOutput(many=True), **ERRORS}, operation_id="bug_dataset_flows")
     def get(self, request, bug_id):
-        from bugqueue.selectors.bugs import access_bug
-
         bug = access_bug(user=request.user, bug_id=bug_id)
-        return Response(FlowOutput(bug.dataset_flows.order_by("-id")[:50], many=True).data)
+        return Response(FlowOutput(sel.bug_dataset_flows(bug=bug), many=True).data)

@@ -3,10 +3,10 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
-from common.api.base import ApiView
 
-from bugqueue.selectors.bugs import parse_week, triage_week
 from bugqueue.api.serializers import BugOutput
+from bugqueue.selectors.triage import parse_week, triage_week
+from common.api.base import ApiView
 from common.api.errors import ERRORS
 from common.errors import ValidationFailed
 from labeling.selectors.access import access_project

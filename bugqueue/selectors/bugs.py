@@ -1,15 +1,12 @@
-"""Bug-queue reads: permission-checked accessors, the filtered queue with facet counts, a bug's
-page, the weekly triage view. Every read runs a constant number of queries (no N+1): the tests
-pin them with django_assert_max_num_queries."""
+"""Bug-queue reads: permission-checked access to a bug, the filtered queue with facet counts, a
+bug's page (the weekly triage and digests: selectors/triage.py). Every read runs a constant number
+of queries (no N+1): the tests pin them with django_assert_max_num_queries."""
 
-import re
-import statistics
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import timezone as dt_timezone
 
 from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
-from django.utils import timezone
 
 from bugqueue.models import (
     CLOSED_STATUSES,
@@ -18,21 +15,20 @@ from bugqueue.models import (
     BugEvent,
     BugKind,
     BugOccurrence,
+    BugProjectSettings,
     BugStatus,
     Comment,
-    Digest,
     FailureExample,
     Priority,
     Tag,
 )
-from common.errors import NotFound, ValidationFailed
+from bugqueue.selectors.access import access_in_project
+from common.errors import ValidationFailed
 from labeling.models import Membership, Project
-from labeling.selectors.access import ANY_ROLE, access_project
+from labeling.selectors.access import ANY_ROLE
 from labeling.selectors.blind import labels_visible_to
-from common.timestamps import OutOfRange, check_day
 
 BugTag = Bug.tags.through
-WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 ORDERINGS = {
     "priority": ("priority", "-occurrences", "-last_seen", "id"),
     "-last_seen": ("-last_seen", "id"),
@@ -46,20 +42,8 @@ ORDERINGS = {
 def access_bug(*, user, bug_id, roles=ANY_ROLE) -> Bug:
     """The bug if its project is visible to `user` with one of `roles` (NotFound otherwise:
     a bug's project decides who sees it; Forbidden for the wrong role)."""
-    try:
-        bug_id = int(bug_id)
-    except (TypeError, ValueError):
-        raise NotFound("Bug not found.")
-    project_id = Bug.objects.filter(pk=bug_id).values_list("project_id", flat=True).first()
-    if project_id is None:
-        raise NotFound("Bug not found.")
-    try:
-        project = access_project(user=user, project_id=project_id, roles=roles)
-    except NotFound:
-        raise NotFound("Bug not found.")
-    bug = Bug.objects.select_related("assignee", "reporter").get(pk=bug_id)
-    bug.project = project
-    return bug
+    return access_in_project(Bug.objects.select_related("assignee", "reporter"), bug_id, user=user, roles=roles,
+                             what="Bug")
 
 
 def visible_project_ids(*, user):
@@ -71,6 +55,28 @@ def visible_project_ids(*, user):
 
 def tag_list():
     return Tag.objects.order_by("position", "slug")
+
+
+def tags_resolve(slugs) -> list[Tag]:
+    """Tag slugs -> Tag rows, in the order given; unknown slugs are a 400 that lists them."""
+    if not isinstance(slugs, (list, tuple)) or not all(isinstance(s, str) for s in slugs):
+        raise ValidationFailed("tags must be a list of tag slugs.", fields={"tags": ["Must be a list of strings."]})
+    wanted = list(dict.fromkeys(s.strip() for s in slugs))
+    if not wanted:
+        return []
+    found = {t.slug: t for t in Tag.objects.filter(slug__in=wanted)}
+    unknown = [s for s in wanted if s not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown tag{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} (see GET /api/tags).",
+            fields={"tags": [f"Unknown tag {s!r}." for s in unknown]},
+        )
+    return [found[s] for s in wanted]
+
+
+def bug_settings_get(*, project: Project) -> BugProjectSettings:
+    """The project's settings (defaults when none were saved); read-only, writes nothing."""
+    return BugProjectSettings.objects.filter(project=project).first() or BugProjectSettings(project=project)
 
 
 def project_assignees(*, project):
@@ -251,122 +257,3 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
         "series": [{"day": row["day"].isoformat(), "count": row["n"]} for row in series],
         "duplicate_of": Bug.objects.filter(pk=bug.duplicate_of_id).only("pk", "title").first() if bug.duplicate_of_id else None,
     }
-
-
-# --- the weekly triage ----------------------------------------------------------------------
-def parse_week(value) -> date:
-    """'2026-W47' -> the Monday of that ISO week; empty -> the current week."""
-    if not value:
-        today = timezone.now().date()
-        return today - timedelta(days=today.weekday())
-    m = WEEK_RE.match(str(value).strip())
-    try:
-        if not m:
-            raise ValueError
-        monday = date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
-        return check_day(monday, field="week")
-    except OutOfRange as exc:
-        raise ValidationFailed(str(exc), fields={"week": [str(exc)]})
-    except ValueError:
-        raise ValidationFailed(f"week must look like 2026-W47 (an ISO week); got {str(value)[:20]!r}.",
-                               fields={"week": ["Invalid ISO week."]})
-
-
-def week_label(week_start: date) -> str:
-    year, week, _ = week_start.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def _median(values):
-    return statistics.median(values) if values else None
-
-
-def triage_week(*, project, week_start: date, limit: int = 100) -> dict:
-    """The week's new and reopened bugs and the untriaged backlog (each ordered by priority then
-    occurrences, at most `limit` listed, with totals), opened / closed counts, median time to
-    triage and to resolve, and the Pareto of tags over the project's open bugs.
-    Nine queries whatever the number of bugs."""
-    start = datetime.combine(week_start, time.min, tzinfo=dt_timezone.utc)
-    end = start + timedelta(days=7)
-    base = Bug.objects.filter(project=project)
-    new_q = Q(created_at__gte=start, created_at__lt=end)
-    reopened_q = Q(reopened_at__gte=start, reopened_at__lt=end) & ~new_q
-    backlog_q = Q(status=BugStatus.NEW, created_at__lt=start) & ~reopened_q
-    order = ORDERINGS["priority"]
-    sections = {}
-    for name, cond in (("new", new_q), ("reopened", reopened_q), ("backlog", backlog_q)):
-        sections[name] = list(base.filter(cond).select_related("assignee").order_by(*order)[:limit])
-    listed = [b.pk for rows in sections.values() for b in rows]
-    tags_by_bug = {}
-    for bug_id, slug in BugTag.objects.filter(bug_id__in=listed).order_by("tag__position", "tag__slug").values_list("bug_id", "tag__slug"):
-        tags_by_bug.setdefault(bug_id, []).append(slug)
-    for rows in sections.values():
-        for b in rows:
-            b.tag_slugs = tags_by_bug.get(b.pk, [])
-
-    has_tag = Exists(BugTag.objects.filter(bug_id=OuterRef("pk")))
-    counts = base.aggregate(
-        new=Count("pk", filter=new_q),
-        reopened=Count("pk", filter=reopened_q),
-        backlog=Count("pk", filter=backlog_q),
-        closed=Count("pk", filter=Q(status__in=CLOSED_STATUSES, resolved_at__gte=start, resolved_at__lt=end)),
-        open=Count("pk", filter=Q(status__in=OPEN_STATUSES)),
-        open_untagged=Count("pk", filter=Q(status__in=OPEN_STATUSES) & ~Q(has_tag)),
-    )
-    to_triage, to_resolve = [], []
-    for created, triaged, resolved, status in base.filter(
-        Q(triaged_at__gte=start, triaged_at__lt=end) | Q(resolved_at__gte=start, resolved_at__lt=end, status__in=CLOSED_STATUSES)
-    ).values_list("created_at", "triaged_at", "resolved_at", "status"):
-        if triaged and start <= triaged < end:
-            to_triage.append((triaged - created).total_seconds())
-        if resolved and status in CLOSED_STATUSES and start <= resolved < end:
-            to_resolve.append((resolved - created).total_seconds())
-
-    open_bugs = Q(bugs__project=project, bugs__status__in=OPEN_STATUSES)
-    tag_rows = list(
-        Tag.objects.annotate(n=Count("bugs", filter=open_bugs), occ=Sum("bugs__occurrences", filter=open_bugs))
-        .filter(n__gt=0).order_by("-n", "-occ", "position").values("slug", "name", "n", "occ")
-    )
-    total = sum(r["n"] for r in tag_rows)
-    pareto, running = [], 0
-    for r in tag_rows:
-        running += r["n"]
-        pareto.append({"slug": r["slug"], "name": r["name"], "count": r["n"], "occurrences": r["occ"] or 0,
-                       "share": r["n"] / total, "cumulative_share": running / total})
-    return {
-        "project": project,
-        "week": week_label(week_start),
-        "start": start,
-        "end": end,
-        "last_day": end - timedelta(days=1),
-        "previous_week": week_label(week_start - timedelta(days=7)),
-        "next_week": week_label(week_start + timedelta(days=7)),
-        "sections": sections,
-        "totals": {"new": counts["new"], "reopened": counts["reopened"], "backlog": counts["backlog"]},
-        "stats": {
-            "opened": counts["new"],
-            "closed": counts["closed"],
-            "reopened": counts["reopened"],
-            "open": counts["open"],
-            "open_untagged": counts["open_untagged"],
-            "median_time_to_triage_seconds": _median(to_triage),
-            "median_time_to_resolve_seconds": _median(to_resolve),
-        },
-        "tags": pareto,
-    }
-
-
-# --- digests --------------------------------------------------------------------------------
-def digest_list(*, project):
-    return Digest.objects.filter(project=project).order_by("-week_start")
-
-
-def access_digest(*, user, digest_id) -> Digest:
-    digest = Digest.objects.filter(pk=digest_id).first() if str(digest_id).isdigit() else None
-    if digest is None:
-        raise NotFound("Digest not found.")
-    try:
-        digest.project = access_project(user=user, project_id=digest.project_id)
-    except NotFound:
-        raise NotFound("Digest not found.")
-    return digest

@@ -2,11 +2,19 @@
 
 from django.db.models import Q
 
+from bugqueue.models import (
+    Dataset,
+    DatasetMember,
+    DatasetPending,
+    DatasetVersion,
+    Evaluation,
+    EvaluationPrediction,
+    EvaluationResult,
+)
+from bugqueue.selectors.access import access_in_project
 from common.errors import NotFound
-from labeling.selectors.access import ANY_ROLE, access_project
-from labeling.selectors.blind import LabelVisibility
-
-from bugqueue.models import Dataset, DatasetMember, DatasetVersion, Evaluation, EvaluationPrediction, EvaluationResult
+from labeling.selectors.access import ANY_ROLE
+from labeling.selectors.blind import LabelVisibility, labels_visible_to
 
 CHUNK = 5000
 
@@ -23,30 +31,21 @@ def members_at(*, dataset_id: int, number: int):
     )
 
 
+def pending_item_ids(item_ids, *, project_id: int | None = None) -> list[int]:
+    """Which of these items wait to join a dataset. With `project_id`, one index probe first answers
+    the usual case (nothing waits in the project) without sending thousands of ids."""
+    waiting = DatasetPending.objects.filter(added_in__isnull=True)
+    if project_id is not None and not waiting.filter(dataset__project_id=project_id).exists():
+        return []
+    return list(waiting.filter(item_id__in=list(item_ids)).values_list("item_id", flat=True).distinct())
+
+
 def access_dataset(*, user, dataset_id, roles=ANY_ROLE) -> Dataset:
-    try:
-        dataset_id = int(dataset_id)
-    except (TypeError, ValueError):
-        raise NotFound("Dataset not found.")
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None:
-        raise NotFound("Dataset not found.")
-    try:
-        dataset.project = access_project(user=user, project_id=dataset.project_id, roles=roles)
-    except NotFound:
-        raise NotFound("Dataset not found.")
-    return dataset
+    return access_in_project(Dataset.objects.all(), dataset_id, user=user, roles=roles, what="Dataset")
 
 
 def access_evaluation(*, user, evaluation_id) -> Evaluation:
-    evaluation = Evaluation.objects.filter(pk=evaluation_id).first() if str(evaluation_id).isdigit() else None
-    if evaluation is None:
-        raise NotFound("Evaluation not found.")
-    try:
-        evaluation.project = access_project(user=user, project_id=evaluation.project_id)
-    except NotFound:
-        raise NotFound("Evaluation not found.")
-    return evaluation
+    return access_in_project(Evaluation.objects.all(), evaluation_id, user=user, what="Evaluation")
 
 
 def dataset_list(*, project):
@@ -80,14 +79,45 @@ def version_row_stream(*, dataset_id, number, visibility: LabelVisibility):
         after = page[-1][0]
 
 
-def version_delta(*, dataset_id, number, visibility: LabelVisibility):
-    """(added, removed) rows of (external_id, label, bug_id); label None where blind labeling hides it."""
-    from bugqueue.models import DatasetMember
+def version_delta(*, dataset, number, user) -> dict:
+    """Version `number` against the one before: its reason and bug, and the added and removed rows
+    {external_id, label, bug}; label None where blind labeling hides it from `user`."""
+    version = dataset_version(dataset=dataset, number=number)
+    visibility = labels_visible_to(user=user, project=dataset.project)
 
     def rows(**which):
-        return DatasetMember.objects.filter(dataset_id=dataset_id, **which).order_by("id").annotate(
+        qs = DatasetMember.objects.filter(dataset_id=dataset.pk, **which).order_by("id").annotate(
             shown_label=visibility.label("label", "item__")).values_list("item__external_id", "shown_label", "bug_id")
-    return rows(added_in=number), rows(removed_in=number)
+        return [{"external_id": e, "label": lab, "bug": b} for e, lab, b in qs.iterator(chunk_size=CHUNK)]
+    return {"number": number, "against": number - 1, "reason": version.reason, "bug": version.bug_id,
+            "added": rows(added_in=number), "removed": rows(removed_in=number)}
+
+
+def dataset_versions(*, dataset):
+    return dataset.versions.select_related("created_by").order_by("number")
+
+
+def datasets_overview(*, project) -> dict:
+    """The datasets page: the project's datasets with their versions, and the models × datasets
+    matrix of latest results (a row per model version, a cell per dataset, None where not evaluated)."""
+    datasets = list(dataset_list(project=project).prefetch_related("versions__created_by"))
+    models, cells = evaluation_matrix(project=project)
+    matrix = [{"model": mv, "cells": [cells.get((mv, d.pk)) for d in datasets]} for mv in models]
+    return {"datasets": datasets, "matrix": matrix}
+
+
+def evaluation_failures(*, user, evaluation_id, dataset_id) -> dict:
+    """The evaluation's result on the dataset and the items it got wrong, as `user` may see them
+    (evaluation_failure_rows); NotFound when either is not visible or there is no such result."""
+    evaluation = access_evaluation(user=user, evaluation_id=evaluation_id)
+    dataset = access_dataset(user=user, dataset_id=dataset_id)
+    result = evaluation.results.filter(dataset=dataset).first()
+    if result is None:
+        raise NotFound("Evaluation result not found.")
+    visibility = labels_visible_to(user=user, project=dataset.project)
+    rows, hidden = evaluation_failure_rows(evaluation=evaluation, result=result, visibility=visibility)
+    return {"evaluation": evaluation, "dataset": dataset, "result": result, "rows": rows, "hidden": hidden,
+            "regression_items": set(result.regression_items)}
 
 
 def evaluation_failure_rows(*, evaluation, result, visibility: LabelVisibility, limit=500) -> tuple[list[dict], int]:
@@ -135,6 +165,27 @@ def evaluation_list(*, project, model_version=None):
     if model_version:
         qs = qs.filter(model_version=model_version)
     return qs.prefetch_related("results__dataset", "results__previous__evaluation")
+
+
+def evaluations_visible(*, user, project, model_version=None, limit=200) -> list:
+    """The project's latest evaluations (at most `limit`) as `user` may see them (evaluations_redact)."""
+    visibility = labels_visible_to(user=user, project=project)
+    return evaluations_redact(evaluation_list(project=project, model_version=model_version)[:limit], project=project,
+                              visibility=visibility)
+
+
+def evaluation_visible(*, user, evaluation_id) -> Evaluation:
+    """One evaluation with its results, as `user` may see it (evaluations_redact)."""
+    evaluation = access_evaluation(user=user, evaluation_id=evaluation_id)
+    project = evaluation.project
+    evaluation = evaluation_list(project=project).get(pk=evaluation.pk)
+    visibility = labels_visible_to(user=user, project=project)
+    return evaluations_redact([evaluation], project=project, visibility=visibility)[0]
+
+
+def bug_dataset_flows(*, bug, limit=50):
+    """The bug's hand-offs to datasets, newest first."""
+    return bug.dataset_flows.order_by("-id")[:limit]
 
 
 def evaluation_matrix(*, project, limit_models=12):

@@ -1,17 +1,11 @@
 """Automatic filing: failed predictions found by new ground truth, and feedback-delay SLO breaches.
 
-Failed predictions
-------------------
-Labeling appends every ground-truth change to LabelChange with a per-project `seq` assigned in
-commit order. The filer keeps a cursor per project (`BugProjectSettings.filed_through_seq`) and
-reads the changes after it in batches, under the cursor's row lock: each change is examined
-exactly once, whether the nudge came from the `ground_truth_changed` signal, a retried task, or
-the periodic sweep (which catches up when a message was lost). For each batch it takes each
-item's newest change, compares it with the item's production predictions (every model version),
-groups the disagreements by (model version, predicted -> actual) and files each group into
-one bug with one bulk insert of its failures: a burst of thousands of label changes makes a
-handful of bugs, in a number of queries that depends on the number of groups, not of changes.
-When the project's switch is off the cursor still advances: turning it on files from then on.
+Labeling appends every ground-truth change to LabelChange with a per-project `seq` in commit order.
+The filer keeps a cursor per project (`BugProjectSettings.filed_through_seq`) and reads the changes
+after it in batches under the cursor's row lock, so each change is examined exactly once (signal,
+retried task or periodic sweep alike). Disagreements with production predictions are grouped by
+(model version, predicted -> actual), one bug per group: a burst of label changes makes a handful of
+bugs, in a number of queries that depends on the groups, not the changes.
 """
 
 import hashlib
@@ -61,6 +55,10 @@ def _lock_cursor(project_id: int) -> BugProjectSettings:
 
 @transaction.atomic
 def _file_batch(*, project_id: int, batch_size: int):
+    """Examine the next `batch_size` changes past the cursor: each item's newest change against its
+    production predictions (every model version), each disagreement group filed with one bulk
+    insert of its failures. When the project's switch is off the cursor still advances (turning it
+    on files from then on). Returns (changes examined, filing results), or None when none wait."""
     cursor = _lock_cursor(project_id)
     changes = list(
         LabelChange.objects.filter(project_id=project_id, seq__gt=cursor.filed_through_seq)

@@ -20,9 +20,10 @@ from bugqueue.models import (
     Tag,
     VersionReason,
 )
-from bugqueue.selectors.datasets import live_members, members_at
-from common.errors import Conflict, NotFound, ValidationFailed
-from labeling.models import GroundTruth, Item, ItemStatus
+from bugqueue.selectors.datasets import live_members
+from common.errors import Conflict, ValidationFailed
+from labeling.models import GroundTruth, Item
+from labeling.services.reopen import items_reopen_rank_set
 
 log = logging.getLogger(__name__)
 
@@ -227,21 +228,16 @@ def _run_flow(flow: BugDatasetFlow) -> None:
             versions.append({"dataset": dataset_id, "number": version.number})
             added += version.added
         pending += len(created)
+    # Unlabeled items go to the front of the labeling queue (served before fresh items).
+    ranks = {item_id: FAILURE_RANK for item_id in unknown_failures}
+    ranks.update((item_id, SIMILAR_RANK_BASE + (1 - score) / 2) for item_id, score in unknown_mined)
     with transaction.atomic():
-        _queue_for_labeling(unknown_failures, FAILURE_RANK)
-        for item_id, score in unknown_mined:
-            Item.objects.filter(pk=item_id, status=ItemStatus.OPEN).update(reopen_rank=SIMILAR_RANK_BASE + (1 - score) / 2)
+        items_reopen_rank_set(item_ranks=ranks)
         BugDatasetFlow.objects.filter(pk=flow.pk).update(
             status=FlowStatus.DONE, added=added, pending=len(unknown_failures) + len(unknown_mined), mined=len(mined),
             versions=versions, finished_at=timezone.now(), error="",
         )
     log.info("bug %s -> datasets %s: %s added, %s waiting for labels, %s mined", bug.pk, dataset_ids, added, pending, len(mined))
-
-
-def _queue_for_labeling(item_ids, rank):
-    """Unlabeled items go to the front of the labeling queue (served before fresh items)."""
-    if item_ids:
-        Item.objects.filter(pk__in=item_ids, status=ItemStatus.OPEN).update(reopen_rank=rank)
 
 
 def datasets_absorb_labeled(*, item_ids) -> list[DatasetVersion]:
@@ -265,16 +261,3 @@ def datasets_absorb_labeled(*, item_ids) -> list[DatasetVersion]:
         if version:
             versions.append(version)
     return versions
-
-
-def pending_item_ids(item_ids, *, project_id: int | None = None) -> list[int]:
-    """Which of these items wait to join a dataset. With `project_id`, one index probe first answers
-    the usual case (nothing waits in the project) without sending thousands of ids."""
-    waiting = DatasetPending.objects.filter(added_in__isnull=True)
-    if project_id is not None and not waiting.filter(dataset__project_id=project_id).exists():
-        return []
-    return list(waiting.filter(item_id__in=list(item_ids)).values_list("item_id", flat=True).distinct())
-
-
-
-

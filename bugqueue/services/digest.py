@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from bugqueue.models import Digest
-from bugqueue.selectors.bugs import triage_week
+from bugqueue.selectors.triage import triage_week
 from labeling.models import Membership, Project, Role
 
 logger = logging.getLogger(__name__)

@@ -1,18 +1,23 @@
 """Evaluate a model version's predictions on every dataset's latest version, compare with the previous
 model version evaluated on the same dataset version, and gate: a dataset passes when accuracy meets
 its min_accuracy, every item has a prediction, and no item of a bug that the previous model got
-right is now wrong. Metrics from scikit-learn; predictions kept compactly for click-through."""
+right is now wrong. Metrics from scikit-learn; predictions kept compactly for click-through.
+
+Raw SQL: on PostgreSQL the predictions' external_ids are COPYed into a temporary table and joined
+to the project's items, one statement where the ORM would send the ids in thousands of IN lists."""
 
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from bugqueue.models import Dataset, Evaluation, EvaluationPrediction, EvaluationResult
 from bugqueue.selectors.datasets import members_at
 from common.api.json_body import json_loads
+from common.db import is_postgres, sql
+from common.db.copy import copy_rows
 from common.errors import TooLarge, ValidationFailed
 from labeling.models import Item
 from labeling.selectors.projects import project_label_keys
@@ -77,17 +82,13 @@ def predictions_parse(*, project, rows) -> PredictionBatch:
 
 def _resolve_item_ids(project_id, external_ids) -> dict:
     """external_id -> item id for the project, in bulk (a temp-table join on PostgreSQL)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS _eval_ext (external_id text) ON COMMIT DELETE ROWS")
-            with cur.cursor.copy("COPY _eval_ext (external_id) FROM STDIN") as copy:
-                for e in external_ids:
-                    copy.write_row((e,))
-            cur.execute(f"SELECT i.external_id, i.id FROM _eval_ext e JOIN {Item._meta.db_table} i "
-                        "ON i.project_id = %s AND i.external_id = e.external_id", [project_id])
-            found = dict(cur.fetchall())
-            cur.execute("TRUNCATE _eval_ext")
-            return found
+    if is_postgres():
+        sql.execute("CREATE TEMP TABLE IF NOT EXISTS _eval_ext (external_id text) ON COMMIT DELETE ROWS")
+        copy_rows("_eval_ext", ["external_id"], ((e,) for e in external_ids))
+        found = dict(sql.fetchall(f"SELECT i.external_id, i.id FROM _eval_ext e JOIN {sql.table(Item)} i "
+                                  "ON i.project_id = %s AND i.external_id = e.external_id", [project_id]))
+        sql.execute("TRUNCATE _eval_ext")
+        return found
     found = {}
     for start in range(0, len(external_ids), 5000):
         found.update(Item.objects.filter(project_id=project_id, external_id__in=external_ids[start:start + 5000])
@@ -98,11 +99,9 @@ def _resolve_item_ids(project_id, external_ids) -> dict:
 def _store_predictions(evaluation_id, item_ids, labels):
     if not len(item_ids):
         return
-    table = EvaluationPrediction._meta.db_table
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur, cur.cursor.copy(f"COPY {table} (evaluation_id, item_id, label) FROM STDIN") as copy:
-            for item_id, label in zip(item_ids, labels):
-                copy.write_row((evaluation_id, item_id, label))
+    if is_postgres():
+        copy_rows(sql.table(EvaluationPrediction), ["evaluation_id", "item_id", "label"],
+                  ((evaluation_id, item_id, label) for item_id, label in zip(item_ids, labels)))
         return
     EvaluationPrediction.objects.bulk_create(
         [EvaluationPrediction(evaluation_id=evaluation_id, item_id=i, label=lab) for i, lab in zip(item_ids, labels)],

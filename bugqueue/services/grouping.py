@@ -1,34 +1,10 @@
-"""Filing into the queue: fingerprints, race-free grouping, the regression rule, failure
-recording and occurrence counters. `bug_report` (API), the automatic filer (ground truth vs
-predictions) and the feedback-delay filer all go through `bug_file`.
+"""Filing into the queue: fingerprints, race-free grouping, the regression rule, failure recording
+and occurrence counters. `bug_report` (API), the automatic filer (ground truth vs predictions) and
+the feedback-delay filer all go through `bug_file`.
 
-Race-free grouping
-------------------
-The database decides, not a check: a conditional UNIQUE constraint allows one *open* bug per
-(project, fingerprint). `bug_file` runs PostgreSQL's documented upsert loop ("merge_db" in the
-PL/pgSQL docs): lock the open bug if there is one; otherwise INSERT in a savepoint, and when
-the constraint refuses it (a concurrent report inserted first: the INSERT waits for that
-transaction, then fails) roll back to the savepoint and go round again, now finding the
-winner's bug. The SELECT is only the fast path for the common case (99% of reports hit an open
-bug); it never licenses the INSERT, which the constraint alone guards. Two, or many,
-concurrent reports of one fingerprint therefore make exactly one bug, and every report's
-occurrences are added to it with F() under its row lock.
-
-Regression rule (when the fingerprint's bug is closed)
-------------------------------------------------------
-- A RESOLVED bug is reopened (status new, `regressed=true`) only if at least one observation of
-  the report is *newer than the resolution*:
-    * a failure whose prediction time is known is newer iff `predicted_at > resolved_at`
-      (its model version does not matter: a late label for an old prediction never reopens);
-    * a failure without a prediction time but with a model version is newer iff that version
-      differs from `resolved_model_version` (the newest model version among the bug's failures
-      when it was resolved): with no time, only a model the bug was not resolved against shows
-      the failure is not an old one;
-    * a report without failures (a user report, an SLO breach) is observed now: newer, unless it
-      names the model version the bug was resolved against.
-  Otherwise the report is recorded on the resolved bug (occurrences, failures) without reopening.
-- A WON'T FIX bug takes the occurrence and stays closed.
-- A DUPLICATE bug sends the report to the bug it duplicates (which then follows these rules).
+The database decides the grouping, not a check: a conditional UNIQUE constraint allows one *open*
+bug per (project, fingerprint), and `_locate` runs PostgreSQL's upsert loop against it. A report
+for a closed bug follows the regression rule (`is_newer_than_resolution`).
 """
 
 import hashlib
@@ -113,7 +89,17 @@ class FilingResult:
 
 
 def is_newer_than_resolution(*, bug: Bug, predicted_at: datetime | None, model_version: str) -> bool:
-    """One observation against a resolved bug (see the module docstring)."""
+    """Whether one observation of a report is newer than the bug's resolution. A RESOLVED bug is
+    reopened (status new, `regressed=true`) only if at least one observation is newer:
+    - a failure whose prediction time is known is newer iff `predicted_at > resolved_at` (its model
+      version does not matter: a late label for an old prediction never reopens);
+    - a failure without a prediction time but with a model version is newer iff that version differs
+      from `resolved_model_version` (the newest model version among the bug's failures when it was
+      resolved): with no time, only a model the bug was not resolved against shows it is not old;
+    - a report without failures (a user report, an SLO breach) is observed now: newer, unless it
+      names the model version the bug was resolved against.
+    Otherwise the report is recorded on the resolved bug without reopening it. A WON'T FIX bug takes
+    the occurrence and stays closed; a DUPLICATE bug sends the report to the bug it duplicates."""
     if predicted_at is not None:
         return bug.resolved_at is None or predicted_at > bug.resolved_at
     if model_version:
@@ -129,7 +115,15 @@ def _observations(draft: BugDraft, failures: list[FailureData]):
 
 def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now, actor_id, initial: int, depth=0):
     """The bug a report goes into, locked; opens or reopens one when needed.
-    Returns (bug, created, regressed). Must run inside a transaction."""
+    Returns (bug, created, regressed). Must run inside a transaction.
+
+    PostgreSQL's documented upsert loop ("merge_db" in the PL/pgSQL docs): lock the open bug if
+    there is one; otherwise INSERT in a savepoint, and when the constraint refuses it (a concurrent
+    report inserted first: the INSERT waits for that transaction, then fails) roll back to the
+    savepoint and go round again, now finding the winner's bug. The SELECT is only the fast path for
+    the common case (most reports hit an open bug); it never licenses the INSERT, which the
+    constraint alone guards. Concurrent reports of one fingerprint therefore make exactly one bug,
+    and every report's occurrences are added to it with F() under its row lock."""
     for _ in range(MAX_ATTEMPTS):
         bug = (
             Bug.objects.select_for_update()

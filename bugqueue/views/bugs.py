@@ -1,5 +1,5 @@
-"""Bug-queue web pages. Thin: permission-checked reads through selectors, writes through services;
-the triage page updates bugs inline through the JSON API."""
+"""Bug-queue web pages: the queue, a bug's page and its small forms. Thin: permission-checked reads
+through selectors, writes through services (the triage and digest pages: views/triage.py)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,16 +10,23 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from bugqueue.selectors.bugs import (
-    BugFilters, access_bug, access_digest, bug_detail, bug_facets, bug_filters_parse, bug_list, parse_week,
-    project_assignees, tag_list, triage_week,
-)
-from bugqueue.selectors.bugs import digest_list as digests_of
 from bugqueue.models import BugKind, BugStatus, Priority, Resolution
-from bugqueue.services.bugs import UNSET, bug_settings_get, bug_settings_update, bug_update, comment_add
+from bugqueue.selectors.bugs import (
+    BugFilters,
+    access_bug,
+    bug_detail,
+    bug_facets,
+    bug_filters_parse,
+    bug_list,
+    bug_settings_get,
+    project_assignees,
+    tag_list,
+)
+from bugqueue.selectors.datasets import bug_dataset_flows
+from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
+from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
 from labeling.selectors.projects import project_list
-from common.errors import DomainError, Forbidden, NotFound
 from labeling.views.projects import page_project
 
 PAGE_SIZE = 50
@@ -34,7 +41,7 @@ def _page_bug(request, bug_id, roles=ANY_ROLE):
         raise PermissionDenied(exc.message)
 
 
-def _projects(request):
+def projects_of(request):
     return list(project_list(user=request.user))
 
 
@@ -72,7 +79,7 @@ def bug_queue(request):
     }
     settings_row = bug_settings_get(project=project) if project is not None else None
     return render(request, "bugqueue/queue.html", {
-        "project": project, "projects": _projects(request), "page": page, "filters": filters, "facets": facet_rows,
+        "project": project, "projects": projects_of(request), "page": page, "filters": filters, "facets": facet_rows,
         "kinds": BugKind.choices, "priorities": Priority.choices, "statuses": BugStatus.choices,
         "page_query": "&".join(f"{k}={v}" for k, v in base.items()), "bug_settings": settings_row,
         "is_manager": project is not None and project.user_role == "manager",
@@ -89,7 +96,7 @@ def bug_page(request, bug_id):
         "statuses": BugStatus.choices, "priorities": Priority.choices, "resolutions": Resolution.choices,
         "members": project_assignees(project=bug.project) if can_triage else [],
         "all_tags": list(tag_list()),
-        "dataset_flows": list(bug.dataset_flows.order_by("-id")[:20]),
+        "dataset_flows": list(bug_dataset_flows(bug=bug, limit=20)),
     })
 
 
@@ -134,49 +141,3 @@ def bug_settings(request, project_id):
                         auto_file_failed_predictions=request.POST.get("auto_file_failed_predictions") == "on")
     messages.success(request, "Bug-queue settings saved.")
     return redirect(reverse("bug-queue") + f"?project={project.pk}")
-
-
-@login_required
-def triage(request):
-    projects = _projects(request)
-    if not request.GET.get("project"):
-        if not projects:
-            return render(request, "bugqueue/triage.html", {"project": None, "projects": []})
-        return redirect(reverse("triage") + f"?project={projects[0].pk}")
-    project = page_project(request, request.GET["project"])
-    try:
-        week_start = parse_week(request.GET.get("week"))
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        week_start = parse_week(None)
-    view = triage_week(project=project, week_start=week_start)
-    rows = [(name, b) for name in ("new", "reopened", "backlog") for b in view["sections"][name]]
-    return render(request, "bugqueue/triage.html", {
-        "project": project, "projects": projects, "view": view, "rows": rows,
-        "can_triage": project.user_role in REVIEW_ROLES,
-        "members": [u.username for u in project_assignees(project=project)],
-        "all_tags": [{"slug": t.slug, "name": t.name, "description": t.description} for t in tag_list()],
-        "pareto": [{"slug": t["slug"], "name": t["name"], "count": t["count"],
-                    "cumulative": round(100 * t["cumulative_share"], 1)} for t in view["tags"]],
-    })
-
-
-@login_required
-def digest_list(request):
-    projects = _projects(request)
-    if not request.GET.get("project"):
-        if not projects:
-            return render(request, "bugqueue/digest_list.html", {"project": None, "projects": [], "digests": []})
-        return redirect(reverse("digest-list") + f"?project={projects[0].pk}")
-    project = page_project(request, request.GET["project"])
-    return render(request, "bugqueue/digest_list.html", {
-        "project": project, "projects": projects, "digests": digests_of(project=project)})
-
-
-@login_required
-def digest_page(request, digest_id):
-    try:
-        digest = access_digest(user=request.user, digest_id=digest_id)
-    except NotFound:
-        raise Http404("Digest not found")
-    return render(request, "bugqueue/digest.html", {"digest": digest, "project": digest.project, "data": digest.data})

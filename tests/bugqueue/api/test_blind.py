@@ -13,9 +13,9 @@ from labeling.models import Item, Role
 from labeling.services.annotations import annotation_submit
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.queue.claim import assignment_claim_next
+from tests.bugqueue.factories import ingest_items, make_bug
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
-from tests.bugqueue.factories import ingest_items, make_bug
 
 pytestmark = pytest.mark.django_db
 

@@ -2,9 +2,9 @@ import pytest
 
 from bugqueue.models import Bug, BugEvent, BugStatus, Comment, FailureExample
 from labeling.models import Item, Role
+from tests.bugqueue.factories import ingest_items, make_bug, resolve, update
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
-from tests.bugqueue.factories import ingest_items, make_bug, resolve, update
 
 pytestmark = pytest.mark.django_db
 

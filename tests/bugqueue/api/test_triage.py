@@ -1,13 +1,12 @@
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
-from django.utils import timezone
 
 from bugqueue.models import Bug
-from bugqueue.selectors.bugs import parse_week, week_label
+from tests.bugqueue.factories import make_bug, report, resolve, update
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory
-from tests.bugqueue.factories import make_bug, report, resolve, update
 
 pytestmark = pytest.mark.django_db
 
@@ -17,12 +16,6 @@ MONDAY = datetime(2026, 11, 16, tzinfo=dt_timezone.utc)
 
 def at(days, hours=0):
     return MONDAY + timedelta(days=days, hours=hours)
-
-
-def test_parse_week():
-    assert parse_week(WEEK).isoformat() == "2026-11-16" and week_label(parse_week(WEEK)) == WEEK
-    today = timezone.now().date()
-    assert parse_week("") == today - timedelta(days=today.weekday())
 
 
 def test_triage_week_sections_stats_and_pareto(user, project):

@@ -15,7 +15,8 @@ from bugqueue.tasks import file_failed_predictions, file_failed_predictions_swee
 from labeling.models import LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import items_ingest
-from tests.bugqueue.factories import ingest_items, resolve, update
+from tests.bugqueue.factories import ingest_items, resolve, run_threads, update
+from tests.labeling.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -180,3 +181,15 @@ def test_slo_signal_sent_by_the_delay_engineer_files_a_bug(project, eager_celery
                                   target_seconds=604800, quantile=0.9)
     bug.refresh_from_db()
     assert bug.status == "new" and bug.regressed
+
+
+@pytest.mark.services
+def test_concurrent_filers_of_one_project_file_each_failure_once(postgres_tx):
+    user = UserFactory()
+    project = ProjectFactory(creator=user)
+    items = ingest_items(project, 400)
+    ground_truth_set_many(project_id=project.pk, decisions=[Decision(it.pk, "neg", "imported") for it in items])
+
+    run_threads(4, lambda i: failures_file_pending(project_id=project.pk, batch_size=50))
+    assert FailureExample.objects.filter(project=project).count() == 400
+    assert Bug.objects.get(project=project).occurrences == 400

@@ -1,13 +1,18 @@
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from bugqueue.models import Bug, BugEvent, BugOccurrence, BugStatus, FailureExample
 from bugqueue.services.grouping import default_fingerprint, normalize_title, occurrences_reconcile
+from bugqueue.services.report import bug_report
+from common.db import sql
 from labeling.models import Item
-from tests.labeling.factories import ProjectFactory
-from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, update
+from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, run_threads, update
+from tests.labeling.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -144,3 +149,79 @@ def test_a_report_does_not_overwrite_triage_decisions(project):
     again = report(project, title="Same", tags=["label_flip", "data_drift"], priority="p3", description="other")
     bug.refresh_from_db()
     assert again.bug.pk == bug.pk and bug.priority == "p1" and bug.tags.count() == 0 and bug.description == ""
+
+
+# --- race-free grouping on PostgreSQL: real threads, each with its own connection ----------------
+@pytest.mark.services
+def test_many_concurrent_reports_of_one_fingerprint_make_one_bug(postgres_tx):
+    user = UserFactory()
+    project = ProjectFactory(creator=user)
+    threads, per_thread = 8, 25
+
+    def report(i):
+        for _ in range(per_thread):
+            bug_report(project=project, reporter=user, title="Same failure", kind="other", fingerprint="one")
+
+    run_threads(threads, report)
+    bug = Bug.objects.get(project=project)
+    assert bug.occurrences == threads * per_thread
+    assert BugOccurrence.objects.filter(bug=bug).count() == threads * per_thread
+    assert BugEvent.objects.filter(bug=bug, field="created").count() == 1
+
+
+@pytest.mark.services
+def test_a_report_racing_an_uncommitted_insert_falls_back_to_the_winner(postgres_tx):
+    """B's INSERT waits on A's uncommitted bug, fails on the unique constraint when A commits,
+    and B's report goes into A's bug: the constraint decides, not a check."""
+    user = UserFactory()
+    project = ProjectFactory(creator=user)
+    a_inserted, release_a, results = threading.Event(), threading.Event(), {}
+
+    def a():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                results["a"] = bug_report(project=project, reporter=user, title="A", kind="other", fingerprint="fp")
+                a_inserted.set()
+                release_a.wait(30)
+        finally:
+            connection.close()
+
+    def b():
+        try:
+            a_inserted.wait(30)
+            results["b"] = bug_report(project=project, reporter=user, title="B", kind="other", fingerprint="fp")
+        finally:
+            connection.close()
+
+    ta, tb = threading.Thread(target=a), threading.Thread(target=b)
+    ta.start()
+    tb.start()
+    # Wait (bounded) until B is blocked on A's transaction, then let A commit.
+    blocked, deadline = False, time.monotonic() + 20
+    while time.monotonic() < deadline and not blocked:
+        blocked = sql.fetchvalue("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO \"bugqueue_bug\"%%'") > 0
+    release_a.set()
+    ta.join(30)
+    tb.join(30)
+    assert blocked, "B never waited on A's insert"
+    assert results["a"].created and not results["b"].created
+    assert results["b"].bug.pk == results["a"].bug.pk and results["b"].occurrences == 2
+    assert Bug.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.services
+def test_concurrent_regressions_reopen_once_and_count_every_report(postgres_tx):
+    user = UserFactory()
+    project = ProjectFactory(creator=user)
+    bug = bug_report(project=project, reporter=user, title="x", kind="other", fingerprint="fp").bug
+    resolve(bug, user)
+    threads = 6
+
+    run_threads(threads, lambda i: bug_report(project=project, reporter=user, title="x", kind="other", fingerprint="fp"))
+    bug.refresh_from_db()
+    assert Bug.objects.filter(project=project).count() == 1
+    assert bug.status == "new" and bug.regressed and bug.occurrences == 1 + threads
+    assert BugEvent.objects.filter(bug=bug, field="regressed").count() == 1

@@ -1,18 +1,13 @@
-from datetime import timedelta
 
 import pytest
-from django.core import mail
 from django.test import Client
-from django.utils import timezone
 
-from bugqueue.demo import demo_bugs_load
-from bugqueue.models import Bug, Comment, Digest
-from bugqueue.selectors.bugs import parse_week
-from bugqueue.services.digest import digest_build, digest_send
-from bugqueue.tasks import digest_project, weekly_digests
+from bugqueue.models import Bug, Comment
+from bugqueue.selectors.triage import parse_week
+from bugqueue.services.digest import digest_build
 from labeling.models import Role
-from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.bugqueue.factories import ingest_items, make_bug
+from tests.labeling.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
@@ -80,60 +75,3 @@ def test_settings_toggle_is_for_managers(user, project):
     assert project.bug_settings.auto_file_failed_predictions is False
     reviewer = add_member(project, role=Role.REVIEWER)
     assert web(reviewer).post(f"/bugs/settings/{project.pk}", {"auto_file_failed_predictions": "on"}).status_code == 403
-
-
-def test_digest_is_built_stored_shown_and_mailed_once_to_managers(user, project, eager_celery):
-    user.email = "lead@example.com"
-    user.save()
-    add_member(project, UserFactory(email="annotator@example.com"), role=Role.ANNOTATOR)
-    last_week = parse_week(None) - timedelta(days=7)
-    make_bug(project, title="Shown in the digest", now=timezone.now() - timedelta(days=7), priority="p0",
-             tags=["label_flip"])
-    assert weekly_digests() == 1  # the beat entry: one digest task per project, for the week that just ended
-    digest = Digest.objects.get(project=project)
-    assert digest.week_start == last_week and digest.data["stats"]["opened"] == 1
-    assert [b["title"] for b in digest.data["new"]] == ["Shown in the digest"]
-    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["lead@example.com"]
-    assert "Shown in the digest" in mail.outbox[0].body and "1 new" in mail.outbox[0].subject
-    assert digest.sent_to == ["lead@example.com"] and digest.sent_at is not None
-    digest_send(digest=digest)  # once only
-    digest_project(project.pk, digest.week_label)  # rebuilt idempotently, not mailed again
-    assert len(mail.outbox) == 1 and Digest.objects.filter(project=project).count() == 1
-    c = web(user)
-    assert b"Shown in the digest" in c.get(f"/bugs/digests/{digest.pk}").content
-    assert digest.week_label.encode() in c.get(f"/bugs/digests?project={project.pk}").content
-
-
-def test_beat_schedule_is_merged():
-    from django.conf import settings
-
-    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert {"bugqueue.weekly_digests", "bugqueue.reconcile_occurrences", "bugqueue.file_failed_predictions_sweep"} <= tasks
-
-
-def test_demo_bugs_are_idempotent(user):
-    project = ProjectFactory(creator=user, labels=_demo_labels())
-    from labeling.demo import demo_rows
-    from labeling.services.ingestion import items_ingest
-
-    items_ingest(project=project, rows=demo_rows(120))
-    assert demo_bugs_load(project=project) == 8
-    assert demo_bugs_load(project=project) == 0
-    bugs = Bug.objects.filter(project=project)
-    assert bugs.count() == 8 and {b.status for b in bugs} == {"new", "triaged", "in_progress", "resolved", "wont_fix",
-                                                                "duplicate"}
-    assert bugs.filter(regressed=True).count() == 1 and bugs.filter(failures__item__isnull=False).exists()
-    assert Digest.objects.filter(project=project).count() == 1
-
-
-def _demo_labels():
-    from labeling.demo import LABELS
-
-    return list(LABELS)
-
-
-def test_a_quiet_week_is_stored_but_not_mailed(user, project):
-    user.email = "lead@example.com"
-    user.save()
-    digest = digest_send(digest=digest_build(project=project, week_start=parse_week(None)))
-    assert digest.sent_at is not None and digest.sent_to == [] and mail.outbox == []

@@ -5,7 +5,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from bugqueue.models import Dataset, DatasetMember, DatasetVersion
 from labeling.models import Role
-from tests.bugqueue.test_datasets import label, make_bug, make_items
+from tests.bugqueue.factories import failing_bug, label, make_items
 from tests.conftest import client_for
 from tests.labeling.factories import add_member
 
@@ -19,7 +19,7 @@ def setup(user, project):
     for it, t in zip(items, truth):
         label([it], t)
     ds = Dataset.objects.create(project=project, name="gate", min_accuracy=0.6)
-    bug = make_bug(project, failures=[])
+    bug = failing_bug(project, failures=[])
     DatasetMember.objects.bulk_create([DatasetMember(dataset=ds, item=it, label=t, added_in=1, bug=bug if i < 3 else None)
                                        for i, (it, t) in enumerate(zip(items, truth))])
     DatasetVersion.objects.create(dataset=ds, number=1, reason="manual", added=10, size=10)
