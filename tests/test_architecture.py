@@ -145,20 +145,6 @@ def test_a_clean_import_passes(tmp_path):
 
 # --- raw SQL machinery and long modules ----------------------------------------------------------
 
-# Modules that break the rules below on this branch, each being fixed in its own branch; the list
-# only shrinks (a module not on it that breaks a rule fails the whole-tree tests).
-KNOWN_OFFENDERS = {
-    "raw_sql_machinery": {
-        "bugqueue.services.evaluations", "labeling.selectors.feedback", "labeling.selectors.queue",
-        "labeling.services.feedback_rollup", "labeling.services.ingestion", "labeling.services.quality",
-        "labeling.services.queue",
-    },
-    "raw_sql_docstring": set(),
-    "long_module": {
-        "bugqueue.services.bugs", "labeling.selectors.feedback", "labeling.services.quality",
-        "labeling.services.queue",
-    },
-}
 
 MAX_LINES = 400
 
@@ -225,14 +211,12 @@ def test_the_tree_keeps_raw_sql_in_common_db(rule):
     files = list(app_modules(*PACKAGES))
     assert any(module_name(p) == "labeling.services.ground_truth" for p in files)
     assert not any(under(module_name(p), "common.db") for p in files)
-    new = _offenders(raw_sql_violations(files), rule) - KNOWN_OFFENDERS[rule]
-    assert sorted(new) == []
+    assert sorted(_offenders(raw_sql_violations(files), rule)) == []
 
 
 def test_no_app_module_is_long_without_saying_why():
     files = list(app_modules("labeling", "bugqueue", "common"))
-    new = _offenders(long_module_violations(files), "long_module") - KNOWN_OFFENDERS["long_module"]
-    assert sorted(new) == []
+    assert long_module_violations(files) == []
 
 
 @pytest.mark.parametrize("source, expected", [

@@ -158,10 +158,9 @@ def export_request(*, project: Project, actor, format: str = ExportFormat.JSONL,
         export = Export.objects.create(project=project, requested_by=actor if actor and actor.is_authenticated else None,
                                        format=format, compact=compact, since_seq=bounds.since, until_seq=bounds.until)
         from labeling.services.work import enqueue_on_commit
-        from labeling.tasks import export_build
 
         # The pending export is the record: if the broker is down, the work sweep sends it later.
-        enqueue_on_commit(export_build, export.pk, record=False)
+        enqueue_on_commit("loupe.export_build", export.pk, record=False)
     return export, True
 
 
@@ -264,9 +263,8 @@ def exports_recover(*, now=None, sender=None) -> dict:
     """Periodic sweep (labeling.services.work): a build whose heartbeat stopped goes back to pending and
     is sent again (failed after LOUPE_WORK_MAX_ATTEMPTS); a pending export nobody picked up is sent again."""
     from labeling.services.work import work_recover
-    from labeling.tasks import export_build
 
-    return work_recover(model=Export, task=export_build, queued=ExportStatus.PENDING, running=ExportStatus.RUNNING,
+    return work_recover(model=Export, task="loupe.export_build", queued=ExportStatus.PENDING, running=ExportStatus.RUNNING,
                         failed=ExportStatus.FAILED, now=now, sender=sender, what="export")
 
 

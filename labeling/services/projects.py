@@ -210,9 +210,8 @@ def project_update(*, project: Project, actor, **changes) -> Project:
         # The queue indexes order open items by their own copy of the ordering (see QueueKey): a
         # task re-keys them in batches after commit, not this request (a project may hold millions).
         from labeling.services.work import enqueue_on_commit
-        from labeling.tasks import queue_order_rekey_task
 
-        enqueue_on_commit(queue_order_rekey_task, project.pk)
+        enqueue_on_commit("loupe.queue_order_rekey", project.pk)
     return project
 
 

@@ -42,9 +42,10 @@ from labeling.services.quality.snapshot import quality_snapshot_complete, qualit
 from labeling.services.quality.write import write_plan
 from labeling.services.work import Heartbeat, WorkTakenOver, enqueue, work_recover
 from labeling.stats import consensus
-from labeling.tasks import quality_run_task
 
 logger = logging.getLogger(__name__)
+
+QUALITY_RUN_TASK = "loupe.quality_run"  # labeling.tasks.quality_run_task, sent by name (tasks import services)
 
 
 def _run_timeout() -> timedelta:
@@ -55,7 +56,7 @@ def _run_timeout() -> timedelta:
 
 def _enqueue(run_id: int) -> None:
     # A broker that is down does not fail the request: the queued run is the record (the sweep sends it).
-    enqueue(quality_run_task, run_id, record=False)
+    enqueue(QUALITY_RUN_TASK, run_id, record=False)
 
 
 @transaction.atomic
@@ -147,7 +148,7 @@ def quality_runs_recover(*, now=None, sender=None) -> dict:
     stuck = QualityRun.objects.filter(status=QualityRunStatus.RUNNING, started_at__lt=now - _run_timeout())
     timed_out = stuck.update(status=QualityRunStatus.FAILED, finished_at=now,
                              error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.")
-    counts = work_recover(model=QualityRun, task=quality_run_task, queued=QualityRunStatus.QUEUED,
+    counts = work_recover(model=QualityRun, task=QUALITY_RUN_TASK, queued=QualityRunStatus.QUEUED,
                           running=QualityRunStatus.RUNNING, failed=QualityRunStatus.FAILED, now=now, sender=sender,
                           what="quality run")
     return {**counts, "failed": counts["failed"] + timed_out}

@@ -5,8 +5,8 @@ The idea: every writer that takes a slot holds the item's row lock, and the leas
 conditional INSERT ... SELECT that recounts the slots in a new statement, so a claim never counts
 and then inserts. Candidates are locked with SKIP LOCKED; when all were locked the claim waits for
 one row and re-verifies, so "nothing left" is never answered spuriously. Other backends (the SQLite
-demo) take a portable ORM path; their write transactions are serialised. The module is longer than
-most because the PostgreSQL path and its portable twin stay side by side.
+demo) take a portable ORM path; their write transactions are serialised. Long because the
+PostgreSQL path and its portable twin stay side by side, so the two are read and changed together.
 
 Raw SQL: FOR UPDATE OF one table SKIP LOCKED over a window, a recursive loose index scan over the
 distinct `touchers` sets and an INSERT ... ON CONFLICT inside data-modifying CTEs cannot be said in the ORM.
