@@ -3,6 +3,7 @@
 
     python3 dev.py run    # install, migrate SQLite, load the demo, serve http://127.0.0.1:8000
     python3 dev.py test   # install test dependencies, run the whole suite (extra args go to pytest)
+    python3 dev.py lint   # ruff: lint and format check (configured in pyproject.toml)
 
 Both create a virtualenv in .venv inside the checkout and (re)install only when pyproject.toml changed.
 """
@@ -65,12 +66,20 @@ def test(args) -> int:
     return sh(PY, "-m", "pytest", *args, env=env)
 
 
+def lint() -> int:
+    ensure_venv("test")
+    ruff = str(VENV / "bin" / "ruff")
+    return sh(ruff, "check", ".") or sh(ruff, "format", "--check", ".")
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test", "lint"):
         print(__doc__)
         return 2
     if sys.argv[1] == "run":
         return run()
+    if sys.argv[1] == "lint":
+        return lint()
     return test(sys.argv[2:])
 
 

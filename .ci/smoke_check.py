@@ -29,7 +29,10 @@ class Problems:
         context.on("requestfailed", self._failed)
 
     def watch(self, page):
-        page.on("console", lambda msg: msg.type == "error" and self.add(f"console error: {msg.text} ({msg.location.get('url', '')})"))
+        page.on(
+            "console",
+            lambda msg: msg.type == "error" and self.add(f"console error: {msg.text} ({msg.location.get('url', '')})"),
+        )
         page.on("pageerror", lambda exc: self.add(f"script error: {exc}"))
 
     def add(self, what):
@@ -103,9 +106,13 @@ def export_through_the_worker(page, problems, base, project_id, timeout):
     """Ask for a label snapshot as the export page's button does, and wait for the worker to build it."""
     problems.where = f"/projects/{project_id}/export (export by the worker)"
     token = page.evaluate("document.cookie.match(/csrftoken=([^;]+)/)?.[1] || ''") or page.locator(
-        "input[name=csrfmiddlewaretoken]").first.get_attribute("value")
-    res = page.request.post(f"{base}/api/projects/{project_id}/exports", data={"format": "jsonl"},
-                            headers={"X-CSRFToken": token, "Referer": f"{base}/projects/{project_id}/export"})
+        "input[name=csrfmiddlewaretoken]"
+    ).first.get_attribute("value")
+    res = page.request.post(
+        f"{base}/api/projects/{project_id}/exports",
+        data={"format": "jsonl"},
+        headers={"X-CSRFToken": token, "Referer": f"{base}/projects/{project_id}/export"},
+    )
     if res.status != 202:
         problems.add(f"POST exports answered {res.status}: {res.text()[:300]}")
         return
@@ -149,9 +156,14 @@ def main():
         annotator_ctx.close()
 
         staff_ctx, page, problems = open_session(browser, base, args.staff, args.staff_password)
-        pages = ["/", f"/projects/{project_id}/"] + [
-            f"/projects/{project_id}/{name}" for name in ("label", "review", "quality", "delay", "datasets", "export")
-        ] + ["/bugs", "/bugs/digests", "/triage", "/api/docs", "/admin/"]
+        pages = (
+            ["/", f"/projects/{project_id}/"]
+            + [
+                f"/projects/{project_id}/{name}"
+                for name in ("label", "review", "quality", "delay", "datasets", "export")
+            ]
+            + ["/bugs", "/bugs/digests", "/triage", "/api/docs", "/admin/"]
+        )
         found = {}
         for path in pages:
             load(page, problems, base, path)

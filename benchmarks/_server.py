@@ -76,11 +76,32 @@ class Server:
 @contextmanager
 def gunicorn(workers: int = 2, threads: int = 1, timeout: int = 300):
     port = free_port()
-    env = dict(os.environ, LOUPE_TESTING="false", DEBUG="false", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-" + "x" * 40),
-               ALLOWED_HOSTS="127.0.0.1,localhost", CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-               SESSION_COOKIE_SECURE="false", CSRF_COOKIE_SECURE="false")
-    cmd = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-           "--threads", str(threads), "--timeout", str(timeout), "--log-level", "warning"]
+    env = dict(
+        os.environ,
+        LOUPE_TESTING="false",
+        DEBUG="false",
+        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-" + "x" * 40),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        SESSION_COOKIE_SECURE="false",
+        CSRF_COOKIE_SECURE="false",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        str(timeout),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30

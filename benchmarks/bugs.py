@@ -51,14 +51,36 @@ class Gunicorn:
     def __init__(self, workers: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, LOUPE_TESTING="false", DEBUG="false", SECRET_KEY="bench-" + "x" * 40,
-                   ALLOWED_HOSTS="127.0.0.1,localhost", SESSION_COOKIE_SECURE="false", CSRF_COOKIE_SECURE="false",
-                   CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-                   LOG_LEVEL="WARNING")
+        env = dict(
+            os.environ,
+            LOUPE_TESTING="false",
+            DEBUG="false",
+            SECRET_KEY="bench-" + "x" * 40,
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            SESSION_COOKIE_SECURE="false",
+            CSRF_COOKIE_SECURE="false",
+            CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+            LOG_LEVEL="WARNING",
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
-             "--timeout", "120", "--backlog", "2048", "--log-level", "warning"],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(workers),
+                "--timeout",
+                "120",
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -133,10 +155,17 @@ def main():
     token = token_issue_login(user=user)[1]
     t0 = time.monotonic()
     for start in range(0, args.items, 5000):
-        items_ingest(project=project, rows=[
-            {"external_id": f"item-{i}", "payload": {"text": f"production input {i}"},
-             "prediction": {"model_version": "m-1", "label": "pos"}}
-            for i in range(start, min(args.items, start + 5000))])
+        items_ingest(
+            project=project,
+            rows=[
+                {
+                    "external_id": f"item-{i}",
+                    "payload": {"text": f"production input {i}"},
+                    "prediction": {"model_version": "m-1", "label": "pos"},
+                }
+                for i in range(start, min(args.items, start + 5000))
+            ],
+        )
     print(f"set-up: {args.items:,} items in {time.monotonic() - t0:.1f} s", flush=True)
 
     # Every fingerprint is reported reports/fingerprints times, in a shuffled order: the first
@@ -144,7 +173,7 @@ def main():
     rng = random.Random(42)
     plan = [k % args.fingerprints for k in range(args.reports)]
     rng.shuffle(plan)
-    chunks = [plan[i::args.clients] for i in range(args.clients)]
+    chunks = [plan[i :: args.clients] for i in range(args.clients)]
     base_time = timezone.now() - timedelta(days=2)
     tags = ["label_flip", "data_drift", "schema_change", "missing_feature_values", "dropped_special_characters"]
 
@@ -158,12 +187,21 @@ def main():
         local_status, local_lat = {}, []
         for k in chunk:
             body = {
-                "project": project.pk, "title": f"Failure group {k}", "kind": "failed_prediction",
-                "fingerprint": f"bench-{k}", "model_version": "m-1", "tags": [tags[k % len(tags)]],
+                "project": project.pk,
+                "title": f"Failure group {k}",
+                "kind": "failed_prediction",
+                "fingerprint": f"bench-{k}",
+                "model_version": "m-1",
+                "tags": [tags[k % len(tags)]],
                 "priority": f"p{k % 4}",
-                "failures": [{"external_id": f"item-{r.randrange(args.items)}", "predicted_label": "pos",
-                              "expected_label": "neg",
-                              "predicted_at": (base_time + timedelta(seconds=r.randrange(86400))).isoformat()}],
+                "failures": [
+                    {
+                        "external_id": f"item-{r.randrange(args.items)}",
+                        "predicted_label": "pos",
+                        "expected_label": "neg",
+                        "predicted_at": (base_time + timedelta(seconds=r.randrange(86400))).isoformat(),
+                    }
+                ],
             }
             t = time.perf_counter()
             try:
@@ -223,14 +261,20 @@ def main():
         ["concurrent clients / gunicorn workers", f"{args.clients} / {args.workers}"],
         ["wall time", f"{elapsed:.1f} s"],
         ["reports/s", f"{args.reports / elapsed:,.0f}"],
-        ["latency p50 / p95 / p99", f"{pct(.5):.1f} / {pct(.95):.1f} / {pct(.99):.1f} ms"],
+        ["latency p50 / p95 / p99", f"{pct(0.5):.1f} / {pct(0.95):.1f} / {pct(0.99):.1f} ms"],
         ["responses", ", ".join(f"{k}: {v:,}" for k, v in sorted(status_counts.items(), key=str))],
         ["bugs created (must equal fingerprints)", f"{n_bugs:,}"],
         ["sum of occurrences (must equal reports)", f"{total_occ:,}"],
         ["failures recorded", f"{n_failures:,}"],
         ["occurrence drift found by reconcile", f"{len(drift)}"],
-        ["GET /api/triage queries, 10 bugs / " + f"{n_bugs:,} bugs", f"{q[('triage', '10')]} / {q[('triage', str(n_bugs))]}"],
-        ["GET /api/bugs queries (page of 100), 10 / " + f"{n_bugs:,} bugs", f"{q[('list', '10')]} / {q[('list', str(n_bugs))]}"],
+        [
+            "GET /api/triage queries, 10 bugs / " + f"{n_bugs:,} bugs",
+            f"{q[('triage', '10')]} / {q[('triage', str(n_bugs))]}",
+        ],
+        [
+            "GET /api/bugs queries (page of 100), 10 / " + f"{n_bugs:,} bugs",
+            f"{q[('list', '10')]} / {q[('list', str(n_bugs))]}",
+        ],
         ["GET /triage page queries, 10 / " + f"{n_bugs:,} bugs", f"{q[('page', '10')]} / {q[('page', str(n_bugs))]}"],
         ["all checks", "PASS" if ok else "FAIL"],
     ]

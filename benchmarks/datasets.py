@@ -19,8 +19,34 @@ import uuid
 from _server import gunicorn, print_table, setup_django
 
 LABELS = ["billing", "bug", "feature", "account", "shipping"]
-WORDS = ("refund charge invoice card crash error export login password parcel courier tracking damaged "
-         "feature request dark mode api sync calendar account delete merge admin price plan").split()
+WORDS = [
+    "refund",
+    "charge",
+    "invoice",
+    "card",
+    "crash",
+    "error",
+    "export",
+    "login",
+    "password",
+    "parcel",
+    "courier",
+    "tracking",
+    "damaged",
+    "feature",
+    "request",
+    "dark",
+    "mode",
+    "api",
+    "sync",
+    "calendar",
+    "account",
+    "delete",
+    "merge",
+    "admin",
+    "price",
+    "plan",
+]
 
 
 def load(project_id, n_items):
@@ -29,21 +55,28 @@ def load(project_id, n_items):
 
     words = "ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "]"
     labels = "ARRAY[" + ",".join(f"'{k}'" for k in LABELS) + "]"
-    sql.execute_many([
-        (f"""
+    sql.execute_many(
+        [
+            (
+                f"""
             INSERT INTO labeling_item (project_id, external_id, payload, priority, status, required_annotations,
                                        annotation_count, created_at, updated_at)
             SELECT %s, 'it-' || g, jsonb_build_object('text',
                      ({words})[1 + g %% 24] || ' ' || ({words})[1 + (g / 24) %% 24] || ' ' ||
                      ({words})[1 + (g / 576) %% 24] || ' order ' || g),
                    0, 'resolved', 3, 3, now(), now()
-            FROM generate_series(1, %s) g""", [project_id, n_items]),
-        (f"""
+            FROM generate_series(1, %s) g""",
+                [project_id, n_items],
+            ),
+            (
+                f"""
             INSERT INTO labeling_groundtruth (item_id, label, method, decided_at, first_arrived_at, source, note)
             SELECT id, ({labels})[1 + (id %% 5)], 'imported', now(), now(), '', '' FROM labeling_item WHERE project_id = %s""",
-         [project_id]),
-        ("ANALYZE labeling_item; ANALYZE labeling_groundtruth", None),
-    ])
+                [project_id],
+            ),
+            ("ANALYZE labeling_item; ANALYZE labeling_groundtruth", None),
+        ]
+    )
 
 
 def main():
@@ -82,9 +115,12 @@ def main():
 
     # A 200k dataset (one big version via SQL), then a version adding 1,000 items through the service.
     big = Dataset.objects.create(project=project, name="big")
-    sql.execute("""INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
+    sql.execute(
+        """INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
                    SELECT %s, i.id, g.label, 1 FROM labeling_item i JOIN labeling_groundtruth g ON g.item_id = i.id
-                   WHERE i.project_id = %s ORDER BY i.id LIMIT 200000""", [big.pk, project.pk])
+                   WHERE i.project_id = %s ORDER BY i.id LIMIT 200000""",
+        [big.pk, project.pk],
+    )
     DatasetVersion.objects.create(dataset=big, number=1, reason="manual", added=200_000, size=200_000)
     big.latest_version = 1
     big.save()
@@ -111,23 +147,34 @@ def main():
                     if line:
                         got += 1
             dt = time.perf_counter() - t0
-            rows.append([f"read version as JSON Lines ({n:,} rows)", f"{got:,}", f"{dt:.2f}",
-                         f"{got / dt:,.0f} rows/s; worker RSS {before:.0f} -> peak {server.peak_worker_rss_mb():.0f} MB"])
+            rows.append(
+                [
+                    f"read version as JSON Lines ({n:,} rows)",
+                    f"{got:,}",
+                    f"{dt:.2f}",
+                    f"{got / dt:,.0f} rows/s; worker RSS {before:.0f} -> peak {server.peak_worker_rss_mb():.0f} MB",
+                ]
+            )
 
     # 20 datasets of 50,000 items each (1,000,000 memberships), then evaluate 1,000,000 predictions.
     per = max(1, args.items // args.datasets)
     datasets = []
     for k in range(args.datasets):
         d = Dataset.objects.create(project=project, name=f"slice-{k:02d}", min_accuracy=0.5)
-        sql.execute("""INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
+        sql.execute(
+            """INSERT INTO bugqueue_datasetmember (dataset_id, item_id, label, added_in)
                        SELECT %s, i.id, g.label, 1 FROM labeling_item i JOIN labeling_groundtruth g ON g.item_id = i.id
-                       WHERE i.project_id = %s ORDER BY i.id OFFSET %s LIMIT %s""", [d.pk, project.pk, k * per, per])
+                       WHERE i.project_id = %s ORDER BY i.id OFFSET %s LIMIT %s""",
+            [d.pk, project.pk, k * per, per],
+        )
         DatasetVersion.objects.create(dataset=d, number=1, reason="manual", added=per, size=per)
         d.latest_version = 1
         d.save()
         datasets.append(d.pk)
     external = [f"it-{g}" for g in range(1, args.items + 1)]
-    preds = [{"external_id": e, "label": LABELS[(g + (g % 7 == 0)) % 5]} for g, e in zip(range(1, args.items + 1), external)]
+    preds = [
+        {"external_id": e, "label": LABELS[(g + (g % 7 == 0)) % 5]} for g, e in zip(range(1, args.items + 1), external)
+    ]
     tracemalloc.start()
     t0 = time.perf_counter()
     batch = predictions_parse(project=project, rows=preds)
@@ -137,26 +184,49 @@ def main():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     acc = ev.results.first().accuracy
-    rows.append([f"evaluate {args.items:,} predictions over {args.datasets} datasets", f"{args.items:,}", f"{dt:.1f}",
-                 f"parse {t_parse:.1f} s; accuracy {acc:.3f}; Python peak {peak / 1e6:.0f} MB (excl. input list)"])
+    rows.append(
+        [
+            f"evaluate {args.items:,} predictions over {args.datasets} datasets",
+            f"{args.items:,}",
+            f"{dt:.1f}",
+            f"parse {t_parse:.1f} s; accuracy {acc:.3f}; Python peak {peak / 1e6:.0f} MB (excl. input list)",
+        ]
+    )
     del preds
 
     # mine_similar over the 1M items: index build (Celery work), then the query inside a bug flow.
     t0 = time.perf_counter()
     similarity_index_update(project_id=project.pk)
-    rows.append([f"similarity index build ({args.items:,} items)", f"{args.items:,}", f"{time.perf_counter() - t0:.1f}", "once; then appended"])
+    rows.append(
+        [
+            f"similarity index build ({args.items:,} items)",
+            f"{args.items:,}",
+            f"{time.perf_counter() - t0:.1f}",
+            "once; then appended",
+        ]
+    )
     now = project.created_at
-    bug = Bug.objects.create(project=project, title="bench bug", kind="failed_prediction", fingerprint="bench",
-                             first_seen=now, last_seen=now)
-    FailureExample.objects.bulk_create([FailureExample(bug=bug, project=project, item_id=i, expected_label=label_of[i])
-                                        for i in ids[500_000:500_010]])
+    bug = Bug.objects.create(
+        project=project, title="bench bug", kind="failed_prediction", fingerprint="bench", first_seen=now, last_seen=now
+    )
+    FailureExample.objects.bulk_create(
+        [FailureExample(bug=bug, project=project, item_id=i, expected_label=label_of[i]) for i in ids[500_000:500_010]]
+    )
     target = Dataset.objects.create(project=project, name="mined")
     flow = bug_datasets_flow_start(bug=bug, actor=user, dataset_ids=[target.pk], mine_similar=1000)
     t0 = time.perf_counter()
     flow = bug_datasets_flow_run(flow_id=flow.pk)
-    rows.append([f"mine_similar 1,000 over {args.items:,} items (+ version)", f"{flow.mined:,}",
-                 f"{time.perf_counter() - t0:.2f}", f"added {flow.added}, pending {flow.pending}"])
-    print_table(f"Validation datasets on PostgreSQL ({os.cpu_count()} cores)", ["operation", "rows", "seconds", "notes"], rows)
+    rows.append(
+        [
+            f"mine_similar 1,000 over {args.items:,} items (+ version)",
+            f"{flow.mined:,}",
+            f"{time.perf_counter() - t0:.2f}",
+            f"added {flow.added}, pending {flow.pending}",
+        ]
+    )
+    print_table(
+        f"Validation datasets on PostgreSQL ({os.cpu_count()} cores)", ["operation", "rows", "seconds", "notes"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -9,16 +9,17 @@ in-process, and an incremental refresh after a 10,000-row ground-truth import. P
 The project it creates is deleted at the end unless --keep is given.
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os
+import sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import os
 import statistics
-import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from _server import gunicorn, setup_django
 
@@ -81,8 +82,10 @@ def load(cur, project_id, n, labeled, days):
            FROM bench_gt g JOIN labeling_item i ON i.id = g.item_id""",
         [project_id],
     )
-    cur.execute("UPDATE labeling_labelsequence SET last_seq = (SELECT count(*) FROM bench_gt) WHERE project_id = %s",
-                [project_id])
+    cur.execute(
+        "UPDATE labeling_labelsequence SET last_seq = (SELECT count(*) FROM bench_gt) WHERE project_id = %s",
+        [project_id],
+    )
     cur.execute("UPDATE labeling_item SET status = 'resolved' WHERE id IN (SELECT item_id FROM bench_gt)")
     cur.execute("SELECT count(*) FROM bench_gt")
     got = cur.fetchone()[0]
@@ -124,17 +127,20 @@ def main():
     from django.core.management import call_command
     from django.db import connection, transaction
     from django.test import Client
-    from labeling.services.accounts import token_issue_login
 
     from labeling.models import FeedbackBacklogBin, FeedbackDelayBin, Item
+    from labeling.services.accounts import token_issue_login
     from labeling.services.feedback import ground_truth_import
     from labeling.services.feedback_rollup import feedback_rollup_rebuild, feedback_rollup_refresh
     from labeling.services.projects import LabelSpec, project_create, user_create
 
     call_command("migrate", verbosity=0)
     user = user_create(username=f"bench-{uuid.uuid4().hex[:8]}", password="bench-password-123", is_staff=True)
-    project = project_create(creator=user, name="delay bench",
-                             labels=[LabelSpec("pos", "Pos"), LabelSpec("neg", "Neg"), LabelSpec("neu", "Neu")])
+    project = project_create(
+        creator=user,
+        name="delay bench",
+        labels=[LabelSpec("pos", "Pos"), LabelSpec("neg", "Neg"), LabelSpec("neu", "Neu")],
+    )
     token = token_issue_login(user=user)[1]
     rows = []
     try:
@@ -151,8 +157,13 @@ def main():
         with connection.cursor() as cur:
             cur.execute("VACUUM ANALYZE labeling_feedbackdelaybin")
             cur.execute("VACUUM ANALYZE labeling_feedbackbacklogbin")
-        rows.append(["rollup rebuild (full, one statement)", f"{t_rebuild:.1f} s",
-                     f"{n_bins:,} delay bins + {n_backlog:,} backlog bins"])
+        rows.append(
+            [
+                "rollup rebuild (full, one statement)",
+                f"{t_rebuild:.1f} s",
+                f"{n_bins:,} delay bins + {n_backlog:,} backlog bins",
+            ]
+        )
 
         since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 28 * 86400))
         scenarios = [
@@ -173,11 +184,16 @@ def main():
             for name, params in scenarios:
                 times = []
                 for _ in range(args.calls):
-                    dt, res = timed(lambda: s.get(endpoint, params=params, timeout=300))
+                    dt, res = timed(lambda: s.get(endpoint, params=params, timeout=300))  # noqa: B023 (called at once)
                     assert res.status_code == 200, res.text[:500]
                     times.append(dt * 1000)
-                rows.append([name, f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms",
-                             f"{args.calls} calls, {len(res.content):,} bytes"])
+                rows.append(
+                    [
+                        name,
+                        f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms",
+                        f"{args.calls} calls, {len(res.content):,} bytes",
+                    ]
+                )
 
         client = Client()
         client.force_login(user)
@@ -188,28 +204,43 @@ def main():
             dt, res = timed(lambda: client.get(page))
             assert res.status_code == 200
             times.append(dt * 1000)
-        rows.append(["dashboard page /projects/{id}/delay (in-process)", f"median {statistics.median(times):.0f} ms",
-                     "3 calls"])
+        rows.append(
+            ["dashboard page /projects/{id}/delay (in-process)", f"median {statistics.median(times):.0f} ms", "3 calls"]
+        )
 
-        week_ago = datetime.now(tz=dt_timezone.utc) - timedelta(days=7)
+        week_ago = datetime.now(tz=UTC) - timedelta(days=7)
         for label, qs in (
             ("predicted in the last 7 days", Item.objects.filter(predictions__predicted_at__gte=week_ago)),
             ("predicted any day (worst case)", Item.objects.all()),
         ):
             ext_ids = list(qs.filter(project=project, status="open").values_list("external_id", flat=True)[:10_000])
             batch = [{"external_id": ext, "label": "pos", "source": "chargeback"} for ext in ext_ids]
-            t_import, result = timed(lambda: ground_truth_import(project=project, rows=batch))
-            rows.append([f"import {len(batch):,} ground-truth rows, {label}", f"{t_import:.1f} s",
-                         f"{result.count('applied'):,} applied (service, one transaction)"])
+            t_import, result = timed(lambda: ground_truth_import(project=project, rows=batch))  # noqa: B023 (called at once)
+            rows.append(
+                [
+                    f"import {len(batch):,} ground-truth rows, {label}",
+                    f"{t_import:.1f} s",
+                    f"{result.count('applied'):,} applied (service, one transaction)",
+                ]
+            )
             t_refresh, refreshed = timed(lambda: feedback_rollup_refresh(project_id=project.pk))
-            rows.append(["  then incremental rollup refresh", f"{t_refresh:.1f} s",
-                         f"{refreshed.days} prediction days recomputed"])
+            rows.append(
+                [
+                    "  then incremental rollup refresh",
+                    f"{t_refresh:.1f} s",
+                    f"{refreshed.days} prediction days recomputed",
+                ]
+            )
         km = body["delay_seconds"]
         naive = body["naive_delay_seconds"]
         d = lambda v: "not reached" if v is None else f"{v / 86400:.2f} d"  # noqa: E731
-        rows.append(["report (no filters): KM p50 / p90", f"{d(km['p50'])} / {d(km['p90'])}",
-                     f"naive {d(naive['p50'])} / {d(naive['p90'])}; "
-                     f"{body['labeled']:,} of {body['predictions']:,} labeled"])
+        rows.append(
+            [
+                "report (no filters): KM p50 / p90",
+                f"{d(km['p50'])} / {d(km['p90'])}",
+                f"naive {d(naive['p50'])} / {d(naive['p90'])}; {body['labeled']:,} of {body['predictions']:,} labeled",
+            ]
+        )
     finally:
         if not args.keep:
             with transaction.atomic(), connection.cursor() as cur:

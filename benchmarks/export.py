@@ -10,7 +10,9 @@ is the memory the export itself needed. rows/s is end to end: first byte asked t
 Prints one table. The data set (bulk SQL, no ORM) is kept between runs; --rebuild makes it again.
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os
+import sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
@@ -28,8 +30,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Production settings (DEBUG off) for the benchmark and its server; only DATABASE_URL must be given.
-for _key, _value in {"SECRET_KEY": "benchmark-only-secret-key", "ALLOWED_HOSTS": "127.0.0.1",
-                     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}.items():
+for _key, _value in {
+    "SECRET_KEY": "benchmark-only-secret-key",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+}.items():
     os.environ.setdefault(_key, _value)
 
 BENCH_PROJECT = "bench: export ({rows} label changes)"
@@ -37,6 +42,7 @@ NAIVE_PREFIX = "/naive/"
 
 
 # --- the naive export, served by the same gunicorn (see naive_application) ----------------------
+
 
 def naive_export(project_id: int, since_seq: int) -> bytes:
     """What many export endpoints do: load model instances with their item, build dicts, then one body."""
@@ -46,10 +52,17 @@ def naive_export(project_id: int, since_seq: int) -> bytes:
 
     usernames = dict(get_user_model().objects.values_list("pk", "username"))
     rows = []
-    for ch in (LabelChange.objects.filter(project_id=project_id, seq__gt=since_seq)
-               .select_related("item").order_by("seq")):
-        row = {"seq": ch.seq, "external_id": ch.item.external_id, "label": ch.label,
-               "previous_label": ch.previous_label or None, "method": ch.method, "score": ch.score}
+    for ch in (
+        LabelChange.objects.filter(project_id=project_id, seq__gt=since_seq).select_related("item").order_by("seq")
+    ):
+        row = {
+            "seq": ch.seq,
+            "external_id": ch.item.external_id,
+            "label": ch.label,
+            "previous_label": ch.previous_label or None,
+            "method": ch.method,
+            "score": ch.score,
+        }
         if ch.model_version:
             row["model_version"] = ch.model_version
         row["annotators"] = [usernames.get(a, a) for a in ch.annotators]
@@ -73,7 +86,7 @@ def naive_application(environ, start_response):
 
     from django.db import close_old_connections
 
-    project_id = int(path[len(NAIVE_PREFIX):])
+    project_id = int(path[len(NAIVE_PREFIX) :])
     since = int(parse_qs(environ.get("QUERY_STRING", "")).get("since", ["0"])[0])
     try:
         body = naive_export(project_id, since)
@@ -85,13 +98,14 @@ def naive_application(environ, start_response):
 
 # --- data ---------------------------------------------------------------------------------------
 
+
 def build_data(rows: int, rebuild: bool):
     """A project with `rows` label changes over rows/2 items (each item labeled, then relabeled)."""
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
-    from labeling.services.accounts import token_issue_login
 
     from labeling.models import LabelSequence, Project
+    from labeling.services.accounts import token_issue_login
     from labeling.services.projects import LabelSpec, project_create
 
     User = get_user_model()
@@ -145,6 +159,7 @@ def build_data(rows: int, rebuild: bool):
 
 # --- the server -----------------------------------------------------------------------------------
 
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (fields 14 and 15 of /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -182,9 +197,24 @@ class Gunicorn:
         )
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", launcher, "loupe_bench_export:naive_application", "-w", "1",
-             "-b", f"127.0.0.1:{self.port}", "--timeout", "900", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-c",
+                launcher,
+                "loupe_bench_export:naive_application",
+                "-w",
+                "1",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--timeout",
+                "900",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         try:
             self._wait_ready()
@@ -249,9 +279,18 @@ def measure(server: Gunicorn, path: str, token: str, expect_rows: int, warmup: s
     elapsed = sorted(runs)[len(runs) // 2]
     hwm_after = status_kb(server.worker, "VmHWM")
     cpu = (cpu_seconds(server.worker) - cpu_before) / repeat
-    return {"rows": rows, "seconds": elapsed, "rows_per_s": rows / elapsed, "mb": size / 1e6, "runs": repeat,
-            "cpu": cpu, "rows_per_cpu_s": rows / cpu if cpu else float("inf"),
-            "rss_before_mb": hwm_before / 1024, "peak_mb": hwm_after / 1024, "growth_mb": (hwm_after - hwm_before) / 1024}
+    return {
+        "rows": rows,
+        "seconds": elapsed,
+        "rows_per_s": rows / elapsed,
+        "mb": size / 1e6,
+        "runs": repeat,
+        "cpu": cpu,
+        "rows_per_cpu_s": rows / cpu if cpu else float("inf"),
+        "rss_before_mb": hwm_before / 1024,
+        "peak_mb": hwm_after / 1024,
+        "growth_mb": (hwm_after - hwm_before) / 1024,
+    }
 
 
 def main():
@@ -281,9 +320,17 @@ def main():
     warmup = f"/api/projects/{pid}/labels?format=jsonl&limit=10"
     cases = [
         ("streamed JSON Lines, full", f"/api/projects/{pid}/labels?format=jsonl", rows),
-        (f"streamed JSON Lines, {delta:,}-row delta", f"/api/projects/{pid}/labels?format=jsonl&since={since_delta}", delta),
+        (
+            f"streamed JSON Lines, {delta:,}-row delta",
+            f"/api/projects/{pid}/labels?format=jsonl&since={since_delta}",
+            delta,
+        ),
         ("streamed CSV, full", f"/api/projects/{pid}/labels?format=csv", rows),
-        ("streamed JSON Lines, full, compact", f"/api/projects/{pid}/labels?format=jsonl&compact=true", max(rows // 2, 1)),
+        (
+            "streamed JSON Lines, full, compact",
+            f"/api/projects/{pid}/labels?format=jsonl&compact=true",
+            max(rows // 2, 1),
+        ),
         (f"naive in-memory, {delta:,}-row delta", f"{NAIVE_PREFIX}{pid}?since={rows - delta}", delta),
     ]
     if not args.skip_naive_full:
@@ -295,23 +342,32 @@ def main():
         results.append((name, r))
         print(f"  {name}: {r['rows_per_s']:,.0f} rows/s, +{r['growth_mb']:.0f} MB", file=sys.stderr)
 
-    print(f"\nLabeled-delta export: {rows:,} label changes, PostgreSQL, gunicorn 1 sync worker on 127.0.0.1 "
-          f"({os.cpu_count()} cores, shared)\n")
+    print(
+        f"\nLabeled-delta export: {rows:,} label changes, PostgreSQL, gunicorn 1 sync worker on 127.0.0.1 "
+        f"({os.cpu_count()} cores, shared)\n"
+    )
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     print(f"(load average when the table was printed: {load})\n")
-    head = (f"| {'case':<40} | {'rows':>9} | {'runs':>4} | {'seconds':>7} | {'rows/s':>9} | {'worker CPU s':>12} "
-            f"| {'rows per worker CPU s':>21} | {'MB sent':>7} "
-            f"| {'worker RSS before (MB)':>22} | {'peak RSS (MB)':>13} | {'growth (MB)':>11} |")
+    head = (
+        f"| {'case':<40} | {'rows':>9} | {'runs':>4} | {'seconds':>7} | {'rows/s':>9} | {'worker CPU s':>12} "
+        f"| {'rows per worker CPU s':>21} | {'MB sent':>7} "
+        f"| {'worker RSS before (MB)':>22} | {'peak RSS (MB)':>13} | {'growth (MB)':>11} |"
+    )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for name, r in results:
-        print(f"| {name:<40} | {r['rows']:>9,} | {r['runs']:>4} | {r['seconds']:>7.2f} | {r['rows_per_s']:>9,.0f} "
-              f"| {r['cpu']:>12.2f} | {r['rows_per_cpu_s']:>21,.0f} | {r['mb']:>7.1f} "
-              f"| {r['rss_before_mb']:>22.0f} | {r['peak_mb']:>13.0f} | {r['growth_mb']:>11.0f} |")
-    print("\nseconds: first byte asked to last byte read (the median of the runs); worker CPU s: the gunicorn worker's "
-          "user+system time per run (what the export costs the server, whatever else runs on the machine); growth: the "
-          "worker's VmHWM after the runs minus before them.\nTargets: >= 100,000 rows/s streamed; worker memory growth < 100 MB whatever the size.")
+        print(
+            f"| {name:<40} | {r['rows']:>9,} | {r['runs']:>4} | {r['seconds']:>7.2f} | {r['rows_per_s']:>9,.0f} "
+            f"| {r['cpu']:>12.2f} | {r['rows_per_cpu_s']:>21,.0f} | {r['mb']:>7.1f} "
+            f"| {r['rss_before_mb']:>22.0f} | {r['peak_mb']:>13.0f} | {r['growth_mb']:>11.0f} |"
+        )
+    print(
+        "\nseconds: first byte asked to last byte read (the median of the runs); worker CPU s: the gunicorn worker's "
+        "user+system time per run (what the export costs the server, whatever else runs on the machine); growth: the "
+        "worker's VmHWM after the runs minus before them.\n"
+        "Targets: >= 100,000 rows/s streamed; worker memory growth < 100 MB whatever the size."
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ then re-send the same batches (all unchanged). Prints items/s and peak server me
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/ingest.py [--items 200000]
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os
+import sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
@@ -25,13 +27,22 @@ def make_batch(start: int, size: int, rng: random.Random) -> bytes:
         p = [rng.random() + 0.01 for _ in LABELS]
         total = sum(p)
         probs = {k: v / total for k, v in zip(LABELS, p)}
-        rows.append({
-            "external_id": f"item-{i:08d}",
-            "payload": {"text": f"ticket {i}: my order number {rng.randint(1, 10**6)} never arrived", "channel": "email"},
-            "priority": rng.randint(0, 3),
-            "prediction": {"model_version": "m-1", "label": max(probs, key=probs.get), "probabilities": probs,
-                           "predicted_at": f"2026-11-{1 + i % 20:02d}T{i % 24:02d}:00:00Z"},
-        })
+        rows.append(
+            {
+                "external_id": f"item-{i:08d}",
+                "payload": {
+                    "text": f"ticket {i}: my order number {rng.randint(1, 10**6)} never arrived",
+                    "channel": "email",
+                },
+                "priority": rng.randint(0, 3),
+                "prediction": {
+                    "model_version": "m-1",
+                    "label": max(probs, key=probs.get),
+                    "probabilities": probs,
+                    "predicted_at": f"2026-11-{1 + i % 20:02d}T{i % 24:02d}:00:00Z",
+                },
+            }
+        )
     return json.dumps(rows).encode()
 
 
@@ -45,8 +56,8 @@ def main():
 
     setup_django()
     from django.core.management import call_command
-    from labeling.services.accounts import token_issue_login
 
+    from labeling.services.accounts import token_issue_login
     from labeling.services.projects import LabelSpec, project_create, user_create
 
     call_command("migrate", verbosity=0)
@@ -78,14 +89,31 @@ def main():
             dt = time.perf_counter() - t0
             busy, workers = machine_busy_cpu_seconds() - busy0, server.workers_cpu_seconds() - workers0
             totals = {k: sum(a[k] for a in answers) for k in ("created", "updated", "unchanged")}
-            results.append([phase, f"{args.items:,}", f"{dt:.1f}", f"{args.items / dt:,.0f}",
-                            f"{totals['created']:,}/{totals['updated']:,}/{totals['unchanged']:,}",
-                            f"{server.peak_worker_rss_mb():.0f}", f"{busy:.1f}", f"{workers:.1f}"])
+            results.append(
+                [
+                    phase,
+                    f"{args.items:,}",
+                    f"{dt:.1f}",
+                    f"{args.items / dt:,.0f}",
+                    f"{totals['created']:,}/{totals['updated']:,}/{totals['unchanged']:,}",
+                    f"{server.peak_worker_rss_mb():.0f}",
+                    f"{busy:.1f}",
+                    f"{workers:.1f}",
+                ]
+            )
     print_table(
         f"Ingestion over HTTP: {args.items:,} items in batches of {args.batch:,} ({mb:.0f} MB JSON), "
         f"{args.clients} clients, gunicorn {args.workers} workers, PostgreSQL",
-        ["phase", "items", "seconds", "items/s", "created/updated/unchanged", "peak worker RSS MB",
-         "machine CPU s", "workers CPU s"],
+        [
+            "phase",
+            "items",
+            "seconds",
+            "items/s",
+            "created/updated/unchanged",
+            "peak worker RSS MB",
+            "machine CPU s",
+            "workers CPU s",
+        ],
         results,
     )
 

@@ -20,7 +20,9 @@ with these annotators nearly every disputed item is sent back for a 4th annotati
 (--accept-threshold 0.3) makes the backlog mostly accepted (ground truth written) instead.
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os
+import sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
@@ -65,8 +67,14 @@ def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
     manager = User.objects.create_user(username=f"bench-q-manager-{stamp}", password=None)
     labels = [LabelSpec(f"class{j}", f"Class {j}", "", str(j) if j < 10 else "") for j in range(n_classes)]
     labels = [LabelSpec(s.key, s.name, s.guideline, s.hotkey if s.hotkey not in ("s", "?") else "") for s in labels]
-    project = project_create(creator=manager, name=f"bench quality {stamp}", labels=labels, annotations_per_item=3,
-                             max_annotations_per_item=5, accept_threshold=accept_threshold)
+    project = project_create(
+        creator=manager,
+        name=f"bench quality {stamp}",
+        labels=labels,
+        annotations_per_item=3,
+        max_annotations_per_item=5,
+        accept_threshold=accept_threshold,
+    )
     users = User.objects.bulk_create([User(username=f"bench-q-{stamp}-{j}") for j in range(n_annotators)])
     for u in users:
         member_add(project=project, username=u.username, role=Role.ANNOTATOR)
@@ -92,30 +100,104 @@ def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
     t = time.perf_counter()
     with transaction.atomic(), connection.cursor() as c:
         cur = c.cursor
-        copy_rows(Item._meta.db_table,
-                  ["project_id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
-                   "created_at", "updated_at", "touchers"],
-                  ((project.pk, f"b{i}", json.dumps({"text": f"item {i}"}), 0, "resolved" if unanimous[i] else "disputed", 3, 3, now, now,
-                    json.dumps(sorted(user_ids[who[i]].tolist())))  # everyone who held a lease, as the queue leaves it
-                   for i in range(n_items)))
+        copy_rows(
+            Item._meta.db_table,
+            [
+                "project_id",
+                "external_id",
+                "payload",
+                "priority",
+                "status",
+                "required_annotations",
+                "annotation_count",
+                "created_at",
+                "updated_at",
+                "touchers",
+            ],
+            (
+                (
+                    project.pk,
+                    f"b{i}",
+                    json.dumps({"text": f"item {i}"}),
+                    0,
+                    "resolved" if unanimous[i] else "disputed",
+                    3,
+                    3,
+                    now,
+                    now,
+                    json.dumps(sorted(user_ids[who[i]].tolist())),
+                )  # everyone who held a lease, as the queue leaves it
+                for i in range(n_items)
+            ),
+        )
         cur.execute(f"SELECT id FROM {Item._meta.db_table} WHERE project_id = %s ORDER BY id", [project.pk])
         ids = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
-        copy_rows(Annotation._meta.db_table, ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
-                  ((project.pk, int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
-                   for i in range(n_items) for j in range(3)))
+        copy_rows(
+            Annotation._meta.db_table,
+            ["project_id", "item_id", "annotator_id", "label", "seconds_spent", "is_surplus", "created_at"],
+            (
+                (project.pk, int(ids[i]), int(user_ids[who[i, j]]), keys[lab[i, j]], 5.0 + (i + j) % 30, False, now)
+                for i in range(n_items)
+                for j in range(3)
+            ),
+        )
         rounded = probs.round(6)
-        copy_rows(Prediction._meta.db_table,
-                  ["item_id", "model_version", "label", "probabilities", "vector", "predicted_at", "created_at"],
-                  ((int(ids[i]), "bench-v1", keys[int(np.argmax(probs[i]))], json.dumps(dict(zip(keys, rounded[i].tolist()))),
-                    probability_vector(dict(zip(keys, rounded[i].tolist())), keys), now, now) for i in range(n_items)))
+        copy_rows(
+            Prediction._meta.db_table,
+            ["item_id", "model_version", "label", "probabilities", "vector", "predicted_at", "created_at"],
+            (
+                (
+                    int(ids[i]),
+                    "bench-v1",
+                    keys[int(np.argmax(probs[i]))],
+                    json.dumps(dict(zip(keys, rounded[i].tolist()))),
+                    probability_vector(dict(zip(keys, rounded[i].tolist())), keys),
+                    now,
+                    now,
+                )
+                for i in range(n_items)
+            ),
+        )
         un = np.nonzero(unanimous)[0]
-        copy_rows(GroundTruth._meta.db_table,
-                  ["item_id", "label", "method", "decided_at", "source", "note", "first_arrived_at"],
-                  ((int(ids[i]), keys[lab[i, 0]], "unanimous", now, "", "", now) for i in un))
-        copy_rows(LabelChange._meta.db_table,
-                  ["project_id", "seq", "item_id", "external_id", "label", "previous_label", "method", "annotators", "model_version", "source", "note", "changed_at"],
-                  ((project.pk, n + 1, int(ids[i]), f"b{i}", keys[lab[i, 0]], "", "unanimous", json.dumps(user_ids[who[i]].tolist()), "", "", "", now)
-                   for n, i in enumerate(un)))
+        copy_rows(
+            GroundTruth._meta.db_table,
+            ["item_id", "label", "method", "decided_at", "source", "note", "first_arrived_at"],
+            ((int(ids[i]), keys[lab[i, 0]], "unanimous", now, "", "", now) for i in un),
+        )
+        copy_rows(
+            LabelChange._meta.db_table,
+            [
+                "project_id",
+                "seq",
+                "item_id",
+                "external_id",
+                "label",
+                "previous_label",
+                "method",
+                "annotators",
+                "model_version",
+                "source",
+                "note",
+                "changed_at",
+            ],
+            (
+                (
+                    project.pk,
+                    n + 1,
+                    int(ids[i]),
+                    f"b{i}",
+                    keys[lab[i, 0]],
+                    "",
+                    "unanimous",
+                    json.dumps(user_ids[who[i]].tolist()),
+                    "",
+                    "",
+                    "",
+                    now,
+                )
+                for n, i in enumerate(un)
+            ),
+        )
         LabelSequence.objects.filter(project=project).update(last_seq=len(un))
     with connection.cursor() as c:  # as autovacuum leaves tables in production: statistics, hint bits, visibility map
         for table in (Item, Annotation, Prediction, GroundTruth, LabelChange):
@@ -133,7 +215,9 @@ def build(n_items, n_annotators, n_classes, seed=0, accept_threshold=0.7):
 
 def run_in_child(project_id):
     """Queue and execute runs in a fresh interpreter (its peak memory is the runs'); returns their figures."""
-    out = subprocess.run([sys.executable, __file__, "--child", str(project_id)], capture_output=True, text=True, env=os.environ)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(project_id)], capture_output=True, text=True, env=os.environ
+    )
     if out.returncode != 0:
         sys.exit(out.stdout + out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -141,9 +225,10 @@ def run_in_child(project_id):
 
 def child(project_id):
     setup()
+    from unittest import mock
+
     import cleanlab.multiannotator  # noqa: F401  (imported before the baseline: not part of the run)
     import sklearn.linear_model  # noqa: F401
-    from unittest import mock
 
     from config.celery import warm_broker
 
@@ -164,13 +249,26 @@ def child(project_id):
         t = time.perf_counter()
         run = quality.quality_run_execute(run_id=run.pk)
         wall = time.perf_counter() - t
-        figures.append({
-            "run_id": run.pk, "status": run.status, "error": run.error, "wall": wall,
-            "read": run.seconds_read, "pred_probs": run.seconds_pred_probs, "cleanlab": run.seconds_cleanlab,
-            "write": run.seconds_write, "total": run.seconds_total, "scored": run.scored, "accepted": run.auto_accepted,
-            "reopened": run.reopened_for_more, "review": run.to_review, "mean_quality": run.mean_quality,
-            "source": run.pred_probs_source, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        })
+        figures.append(
+            {
+                "run_id": run.pk,
+                "status": run.status,
+                "error": run.error,
+                "wall": wall,
+                "read": run.seconds_read,
+                "pred_probs": run.seconds_pred_probs,
+                "cleanlab": run.seconds_cleanlab,
+                "write": run.seconds_write,
+                "total": run.seconds_total,
+                "scored": run.scored,
+                "accepted": run.auto_accepted,
+                "reopened": run.reopened_for_more,
+                "review": run.to_review,
+                "mean_quality": run.mean_quality,
+                "source": run.pred_probs_source,
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
     print(json.dumps({"baseline_mib": baseline / 1024, "runs": figures}))
 
 
@@ -188,8 +286,11 @@ def claims_with_requests(project):
     from labeling.services.queue.leases import assignment_skip
 
     waiting = ReopenRequest.objects.filter(project=project).count()
-    users = list(get_user_model().objects.filter(
-        pk__in=Membership.objects.filter(project=project, role=Role.ANNOTATOR).values("user_id")).order_by("pk"))
+    users = list(
+        get_user_model()
+        .objects.filter(pk__in=Membership.objects.filter(project=project, role=Role.ANNOTATOR).values("user_id"))
+        .order_by("pk")
+    )
     took = []
     for n in range(CLAIMS):
         user = users[n % len(users)]
@@ -225,13 +326,11 @@ def project_list_with_requests(project):
 
 
 def reads(project, reviewer):
-    from labeling.selectors import quality as sq
-    from labeling.models import Item, ReopenRequest
-    from labeling.services.resolution import review_next
-
     # Steady state of the review queue: as if the latest run had sent every doubtful item to review
     # (no annotator left to ask), so reviewers pick among all of them.
-    from labeling.models import QualityItemResult, QualityRun
+    from labeling.models import Item, QualityItemResult, QualityRun, ReopenRequest
+    from labeling.selectors import quality as sq
+    from labeling.services.resolution import review_next
 
     ReopenRequest.objects.filter(project=project).delete()
     Item.objects.filter(project=project, status="open").update(status="disputed")
@@ -256,19 +355,51 @@ def reads(project, reviewer):
 def drop(project):
     from django.db import connection
 
-    from labeling.models import (Annotation, Assignment, GroundTruth, Item, LabelChange, Prediction,
-                                 QualityAnnotatorStat, QualityItemResult, QualityRun, ReopenRequest)
+    from labeling.models import (
+        Annotation,
+        Assignment,
+        GroundTruth,
+        Item,
+        LabelChange,
+        Prediction,
+        QualityAnnotatorStat,
+        QualityItemResult,
+        QualityRun,
+        ReopenRequest,
+    )
 
-    t = {m: m._meta.db_table for m in (Annotation, Assignment, GroundTruth, Item, LabelChange, Prediction,
-                                       QualityAnnotatorStat, QualityItemResult, QualityRun, ReopenRequest)}
+    t = {
+        m: m._meta.db_table
+        for m in (
+            Annotation,
+            Assignment,
+            GroundTruth,
+            Item,
+            LabelChange,
+            Prediction,
+            QualityAnnotatorStat,
+            QualityItemResult,
+            QualityRun,
+            ReopenRequest,
+        )
+    }
     with connection.cursor() as c:
-        c.execute(f"DELETE FROM {t[QualityItemResult]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)", [project.pk])
-        c.execute(f"DELETE FROM {t[QualityAnnotatorStat]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)", [project.pk])
+        c.execute(
+            f"DELETE FROM {t[QualityItemResult]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)",
+            [project.pk],
+        )
+        c.execute(
+            f"DELETE FROM {t[QualityAnnotatorStat]} WHERE run_id IN (SELECT id FROM {t[QualityRun]} WHERE project_id = %s)",
+            [project.pk],
+        )
         c.execute(f"DELETE FROM {t[QualityRun]} WHERE project_id = %s", [project.pk])
         c.execute(f"DELETE FROM {t[LabelChange]} WHERE project_id = %s", [project.pk])
         c.execute(f"DELETE FROM {t[ReopenRequest]} WHERE project_id = %s", [project.pk])
         for model in (GroundTruth, Annotation, Prediction, Assignment):
-            c.execute(f"DELETE FROM {t[model]} WHERE item_id IN (SELECT id FROM {t[Item]} WHERE project_id = %s)", [project.pk])
+            c.execute(
+                f"DELETE FROM {t[model]} WHERE item_id IN (SELECT id FROM {t[Item]} WHERE project_id = %s)",
+                [project.pk],
+            )
         c.execute(f"DELETE FROM {t[Item]} WHERE project_id = %s", [project.pk])
     project.delete()
 
@@ -286,7 +417,9 @@ def main():
         return child(args.child)
     setup()
     load_before = f"{os.getloadavg()[0]:.1f}"
-    project, reviewer, load_s, n_unanimous = build(args.items, args.annotators, args.classes, accept_threshold=args.accept_threshold)
+    project, reviewer, load_s, n_unanimous = build(
+        args.items, args.annotators, args.classes, accept_threshold=args.accept_threshold
+    )
     try:
         out = run_in_child(project.pk)
         waiting, claims = claims_with_requests(project)
@@ -300,37 +433,63 @@ def main():
         if r["status"] != "done":
             sys.exit(f"run failed: {r['error']}")
     rows = [
-        ("data", f"{args.items:,} items x 3 annotations, {args.annotators} annotators, {args.classes} classes; "
-                 f"{n_unanimous:,} unanimous, {args.items - n_unanimous:,} disputed (loaded with COPY in {load_s:.1f} s); "
-                 f"accept_threshold {args.accept_threshold}"),
+        (
+            "data",
+            f"{args.items:,} items x 3 annotations, {args.annotators} annotators, {args.classes} classes; "
+            f"{n_unanimous:,} unanimous, {args.items - n_unanimous:,} disputed (loaded with COPY in {load_s:.1f} s); "
+            f"accept_threshold {args.accept_threshold}",
+        ),
         ("machine", f"{os.cpu_count()} cores; load average {load_before} before, {os.getloadavg()[0]:.1f} after"),
     ]
-    for name, r in zip(("run 1 (backlog: every disputed item to decide)", "run 2 (steady state: nothing new)"), out["runs"]):
+    for name, r in zip(
+        ("run 1 (backlog: every disputed item to decide)", "run 2 (steady state: nothing new)"), out["runs"]
+    ):
         outside = r["total"] - r["cleanlab"]
         rows += [
-            (name, f"{r['scored']:,} scored: {r['accepted']:,} accepted, {r['reopened']:,} one more annotation, "
-                   f"{r['review']:,} to review; mean quality {r['mean_quality']:.3f}; pred_probs {r['source']}"),
+            (
+                name,
+                f"{r['scored']:,} scored: {r['accepted']:,} accepted, {r['reopened']:,} one more annotation, "
+                f"{r['review']:,} to review; mean quality {r['mean_quality']:.3f}; pred_probs {r['source']}",
+            ),
             ("  DB read (snapshot)", f"{r['read']:.2f} s"),
             ("  pred_probs", f"{r['pred_probs']:.2f} s"),
             ("  cleanlab (CROWDLAB)", f"{r['cleanlab']:.2f} s"),
             ("  DB write (outcomes, results)", f"{r['write']:.2f} s"),
             ("  run total", f"{r['total']:.2f} s"),
-            ("  everything but cleanlab", f"{outside:.2f} s = {outside / r['cleanlab']:.2f} x cleanlab "
-                                          f"({'meets' if outside < r['cleanlab'] / 2 else 'MISSES'} the < 0.5 x target)"),
-            ("  peak memory (run process)", f"{r['peak_mib']:.0f} MiB ({r['peak_mib'] - out['baseline_mib']:.0f} MiB above the "
-                                            f"{out['baseline_mib']:.0f} MiB of a process with Django and cleanlab loaded)"),
+            (
+                "  everything but cleanlab",
+                f"{outside:.2f} s = {outside / r['cleanlab']:.2f} x cleanlab "
+                f"({'meets' if outside < r['cleanlab'] / 2 else 'MISSES'} the < 0.5 x target)",
+            ),
+            (
+                "  peak memory (run process)",
+                f"{r['peak_mib']:.0f} MiB ({r['peak_mib'] - out['baseline_mib']:.0f} MiB above the "
+                f"{out['baseline_mib']:.0f} MiB of a process with Django and cleanlab loaded)",
+            ),
         ]
     rows += [
-        (f"queue/next, {waiting:,} requests waiting", f"{CLAIMS} claims (each opens a requested item): "
-                                                      f"p50 {claims[len(claims) // 2] * 1000:.1f} ms, "
-                                                      f"p99 {claims[int(len(claims) * 0.99)] * 1000:.1f} ms, "
-                                                      f"max {claims[-1] * 1000:.1f} ms"),
-        ("review/next, same requests waiting", f"{review_pending[0] * 1000:.0f} ms ({'a lease' if review_pending[1] else 'nothing to review'}); "
-                                               f"review queue size {review_pending[2]:,} counted in {review_pending[3] * 1000:.0f} ms"),
-        ("project list, same requests waiting", f"{listed[0] * 1000:.0f} ms (counts: {listed[1]:,} open, {listed[2]:,} disputed)"),
+        (
+            f"queue/next, {waiting:,} requests waiting",
+            f"{CLAIMS} claims (each opens a requested item): "
+            f"p50 {claims[len(claims) // 2] * 1000:.1f} ms, "
+            f"p99 {claims[int(len(claims) * 0.99)] * 1000:.1f} ms, "
+            f"max {claims[-1] * 1000:.1f} ms",
+        ),
+        (
+            "review/next, same requests waiting",
+            f"{review_pending[0] * 1000:.0f} ms ({'a lease' if review_pending[1] else 'nothing to review'}); "
+            f"review queue size {review_pending[2]:,} counted in {review_pending[3] * 1000:.0f} ms",
+        ),
+        (
+            "project list, same requests waiting",
+            f"{listed[0] * 1000:.0f} ms (counts: {listed[1]:,} open, {listed[2]:,} disputed)",
+        ),
         ("review/next (new lease)", f"{lease_s * 1000:.0f} ms; held lease again {held_s * 1000:.0f} ms"),
-        ("agreement read", f"{agreement_s:.2f} s (alpha {agreement['krippendorff_alpha']:.3f}, "
-                           f"{len(agreement['pairwise_cohen_kappa'])} annotator pairs)"),
+        (
+            "agreement read",
+            f"{agreement_s:.2f} s (alpha {agreement['krippendorff_alpha']:.3f}, "
+            f"{len(agreement['pairwise_cohen_kappa'])} annotator pairs)",
+        ),
         ("annotators read", f"{annotators_s:.2f} s"),
     ]
     width = max(len(k) for k, _ in rows)

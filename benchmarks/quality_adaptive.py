@@ -10,7 +10,9 @@ run reopened their next annotator's label, up to 5 (labeling.services.quality on
 DATABASE_URL; projects are deleted afterwards). Prints one table.
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os
+import sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
@@ -39,14 +41,14 @@ def main():
     import numpy as np
 
     from labeling.stats import consensus
-    from tests.labeling.factories import UserFactory
-    from tests.labeling.factories import adaptive_overlap, annotators, crowd_project, simulate_crowd
+    from tests.labeling.factories import UserFactory, adaptive_overlap, annotators, crowd_project, simulate_crowd
 
     UserFactory.reset_sequence(int(time.time() * 1000) % 10**9)  # fresh usernames in a shared database
 
     n, k = args.items, args.classes
-    crowd = simulate_crowd(n_items=n, accuracies=np.linspace(0.55, 0.95, 10), n_classes=k, per_item=5, seed=args.seed,
-                           model_accuracy=0.8)
+    crowd = simulate_crowd(
+        n_items=n, accuracies=np.linspace(0.55, 0.95, 10), n_classes=k, per_item=5, seed=args.seed, model_accuracy=0.8
+    )
     rows = []
     mv5 = consensus.majority_vote(crowd.labels, k, rng=np.random.default_rng(0))
     rows.append(("fixed 5, majority vote", "", 5 * n, (mv5 == crowd.true).mean(), ""))
@@ -56,7 +58,9 @@ def main():
     acc5 = (fixed5.consensus == crowd.true).mean()
     rows.append(("fixed 5, CROWDLAB", "", 5 * n, acc5, ""))
     for threshold in [float(x) for x in args.thresholds.split(",")]:
-        project, manager = crowd_project(k=k, annotations_per_item=3, max_annotations_per_item=5, accept_threshold=threshold)
+        project, manager = crowd_project(
+            k=k, annotations_per_item=3, max_annotations_per_item=5, accept_threshold=threshold
+        )
         users = annotators(project, 10)
         t = time.perf_counter()
         try:
@@ -65,16 +69,30 @@ def main():
             project.delete()
             for u in [*users, manager]:
                 u.delete()
-        rows.append((f"adaptive 3 -> up to 5 (Loupe)", f"{threshold:.2f}", res["annotations"], res["accuracy"],
-                     f"{res['runs']} runs, {time.perf_counter() - t:.0f} s"))
+        rows.append(
+            (
+                "adaptive 3 -> up to 5 (Loupe)",
+                f"{threshold:.2f}",
+                res["annotations"],
+                res["accuracy"],
+                f"{res['runs']} runs, {time.perf_counter() - t:.0f} s",
+            )
+        )
 
-    print(f"{n:,} items, {k} classes, 10 annotators (accuracy 0.55..0.95), model ~80% right; fixed 5 = {5 * n:,} annotations")
-    print(f"{'policy':<30} | {'accept at':>9} | {'annotations':>11} | {'vs fixed 5':>20} | {'consensus accuracy':>18} | {'vs fixed 5':>10} | notes")
+    print(
+        f"{n:,} items, {k} classes, 10 annotators (accuracy 0.55..0.95), model ~80% right; fixed 5 = {5 * n:,} annotations"
+    )
+    print(
+        f"{'policy':<30} | {'accept at':>9} | {'annotations':>11} | {'vs fixed 5':>20} | "
+        f"{'consensus accuracy':>18} | {'vs fixed 5':>10} | notes"
+    )
     print("-" * 30 + "-|-" + "-|-".join("-" * w for w in (9, 11, 20, 18, 10, 16)))
     for name, thr, ann, acc, note in rows:
         fewer = 5 * n - ann
-        print(f"{name:<30} | {thr:>9} | {ann:>11,} | {fewer:>7,} fewer ({fewer / (5 * n):>4.0%}) | {acc:>18.2%} | "
-              f"{(acc - acc5) * 100:>+8.2f}pt | {note}")
+        print(
+            f"{name:<30} | {thr:>9} | {ann:>11,} | {fewer:>7,} fewer ({fewer / (5 * n):>4.0%}) | {acc:>18.2%} | "
+            f"{(acc - acc5) * 100:>+8.2f}pt | {note}"
+        )
 
 
 if __name__ == "__main__":

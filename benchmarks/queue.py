@@ -62,9 +62,13 @@ def make_project(n_items: int, tag: str):
     from labeling.services.projects import LabelSpec, project_create, user_create
 
     owner = user_create(username=f"qb-owner-{tag}", password="bench-password-123")
-    project = project_create(creator=owner, name=f"queue bench {n_items:,} ({tag})",
-                             labels=[LabelSpec(k, k.title(), f"{k} tickets", str(i + 1)) for i, k in enumerate(LABELS)],
-                             annotations_per_item=3, queue_order="priority")
+    project = project_create(
+        creator=owner,
+        name=f"queue bench {n_items:,} ({tag})",
+        labels=[LabelSpec(k, k.title(), f"{k} tickets", str(i + 1)) for i, k in enumerate(LABELS)],
+        annotations_per_item=3,
+        queue_order="priority",
+    )
     t0 = time.perf_counter()
     with connection.cursor() as cur:
         cur.execute(
@@ -128,8 +132,13 @@ def cleanup(project_ids):
     with connection.cursor() as cur:
         for pid in project_ids:
             items = "SELECT id FROM labeling_item WHERE project_id = %s"
-            for table in ("labeling_labelchange", "labeling_groundtruth", "labeling_annotation", "labeling_assignment",
-                          "labeling_prediction"):
+            for table in (
+                "labeling_labelchange",
+                "labeling_groundtruth",
+                "labeling_annotation",
+                "labeling_assignment",
+                "labeling_prediction",
+            ):
                 cur.execute(f"DELETE FROM {table} WHERE item_id IN ({items})", [pid])
             cur.execute("DELETE FROM labeling_item WHERE project_id = %s", [pid])
     Project.objects.filter(pk__in=project_ids).delete()  # labels, members, counters (items are gone)
@@ -160,8 +169,12 @@ def service_worker(args):
             t1 = time.perf_counter()
             if c is None:
                 break
-            annotation_submit(assignment_id=c.assignment_id, annotator=user, label=rng.choice(LABELS),
-                              seconds_spent=rng.uniform(2, 20))
+            annotation_submit(
+                assignment_id=c.assignment_id,
+                annotator=user,
+                label=rng.choice(LABELS),
+                seconds_spent=rng.uniform(2, 20),
+            )
             t2 = time.perf_counter()
             claims.append(t1 - t0)
             submits.append(t2 - t1)
@@ -193,9 +206,12 @@ def run_service(project, workers: int, cycles: int, tag: str, pool_ctx):
 
 def merge(parts):
     return {
-        "wall": sum(p["wall"] for p in parts), "done": sum(p["done"] for p in parts),
-        "claims": [x for p in parts for x in p["claims"]], "submits": [x for p in parts for x in p["submits"]],
-        "errors": [e for p in parts for e in p["errors"]], "load": sum(p["load"] for p in parts) / len(parts),
+        "wall": sum(p["wall"] for p in parts),
+        "done": sum(p["done"] for p in parts),
+        "claims": [x for p in parts for x in p["claims"]],
+        "submits": [x for p in parts for x in p["submits"]],
+        "errors": [e for p in parts for e in p["errors"]],
+        "load": sum(p["load"] for p in parts) / len(parts),
     }
 
 
@@ -229,8 +245,11 @@ def http_client_proc(args):
                 if think:
                     time.sleep(rng.uniform(*think))  # an annotator reading the item
                 t2 = time.perf_counter()
-                r2 = s.post(f"{url}/api/assignments/{aid}/submit",
-                            data=json.dumps({"label": rng.choice(LABELS), "seconds_spent": 3.0}), timeout=60)
+                r2 = s.post(
+                    f"{url}/api/assignments/{aid}/submit",
+                    data=json.dumps({"label": rng.choice(LABELS), "seconds_spent": 3.0}),
+                    timeout=60,
+                )
                 t3 = time.perf_counter()
                 if r2.status_code != 201:
                     raise RuntimeError(f"submit {r2.status_code} {r2.text[:200]}")
@@ -264,11 +283,16 @@ def run_http(server, project, annotators: int, cycles: int, think, tag: str, poo
         pool.map(http_client_proc, [(server.url, project.pk, c[:1], 2, None, 7) for c in chunks])  # warm-up
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
-        results = pool.map(http_client_proc, [(server.url, project.pk, c, cycles, think, 100 * i) for i, c in enumerate(chunks)])
+        results = pool.map(
+            http_client_proc, [(server.url, project.pk, c, cycles, think, 100 * i) for i, c in enumerate(chunks)]
+        )
         wall = time.perf_counter() - t0
     return {
-        "wall": wall, "done": sum(r["done"] for r in results), "load": load,
-        "claims": [x for r in results for x in r["next"]], "submits": [x for r in results for x in r["submit"]],
+        "wall": wall,
+        "done": sum(r["done"] for r in results),
+        "load": load,
+        "claims": [x for r in results for x in r["next"]],
+        "submits": [x for r in results for x in r["submit"]],
         "errors": [e for r in results for e in r["errors"]],
     }
 
@@ -308,8 +332,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per size (cycles are split across them)")
     ap.add_argument("--explain", action="store_true", help="also print the claim query plan on the largest project")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark projects")
-    ap.add_argument("--levels", default="service,saturated,paced",
-                    help="which parts to run (comma-separated: service, saturated, paced)")
+    ap.add_argument(
+        "--levels",
+        default="service,saturated,paced",
+        help="which parts to run (comma-separated: service, saturated, paced)",
+    )
     args = ap.parse_args()
     levels = set(args.levels.split(","))
 
@@ -325,12 +352,26 @@ def main():
 
     def row(level, size, workers, res, chk, extra=""):
         rate = res["done"] / res["wall"] if res["wall"] else 0
-        rows.append([
-            level, f"{size:,}", workers, res["done"], f"{res['wall']:.1f}", f"{rate:.1f}",
-            ms(pct(res["claims"], 50)), ms(pct(res["claims"], 95)), ms(pct(res["claims"], 99)),
-            ms(pct(res["submits"], 50)), ms(pct(res["submits"], 95)), ms(pct(res["submits"], 99)),
-            len(res["errors"]), chk["over"], chk["drift"], f"{res['load']:.1f}" + extra,
-        ])
+        rows.append(
+            [
+                level,
+                f"{size:,}",
+                workers,
+                res["done"],
+                f"{res['wall']:.1f}",
+                f"{rate:.1f}",
+                ms(pct(res["claims"], 50)),
+                ms(pct(res["claims"], 95)),
+                ms(pct(res["claims"], 99)),
+                ms(pct(res["submits"], 50)),
+                ms(pct(res["submits"], 95)),
+                ms(pct(res["submits"], 99)),
+                len(res["errors"]),
+                chk["over"],
+                chk["drift"],
+                f"{res['load']:.1f}" + extra,
+            ]
+        )
         if res["errors"]:
             print(f"  {level} {size}: first errors: {res['errors'][:3]}", flush=True)
 
@@ -347,14 +388,21 @@ def main():
             for r in range(n):
                 yield from (sizes if r % 2 == 0 else list(reversed(sizes)))
 
-        for workers, cycles in ((1, args.service_cycles_1), (16, args.service_cycles_16)) if "service" in levels else ():
+        for workers, cycles in (
+            ((1, args.service_cycles_1), (16, args.service_cycles_16)) if "service" in levels else ()
+        ):
             parts = {size: [] for size in sizes}
             for i, size in enumerate(rounds(args.rounds)):
                 connections.close_all()
-                res = run_service(made[size], workers, max(1, cycles // args.rounds), f"{run}-s{size}-{workers}-{i}", ctx)
+                res = run_service(
+                    made[size], workers, max(1, cycles // args.rounds), f"{run}-s{size}-{workers}-{i}", ctx
+                )
                 parts[size].append(res)
-                print(f"service {size:,} x{workers} round: {res['done'] / res['wall']:.1f} cycles/s "
-                      f"(load {res['load']:.1f})", flush=True)
+                print(
+                    f"service {size:,} x{workers} round: {res['done'] / res['wall']:.1f} cycles/s "
+                    f"(load {res['load']:.1f})",
+                    flush=True,
+                )
             for size in sizes:
                 row("service", size, workers, merge(parts[size]), check(made[size].pk))
 
@@ -362,10 +410,20 @@ def main():
             parts = {size: [] for size in sizes}
             for i, size in enumerate(rounds(args.rounds) if "saturated" in levels else ()):
                 connections.close_all()
-                res = run_http(server, made[size], args.http_annotators, max(1, args.http_cycles // args.rounds), None,
-                               f"{run}-h{size}-{i}", ctx)
+                res = run_http(
+                    server,
+                    made[size],
+                    args.http_annotators,
+                    max(1, args.http_cycles // args.rounds),
+                    None,
+                    f"{run}-h{size}-{i}",
+                    ctx,
+                )
                 parts[size].append(res)
-                print(f"http {size:,} round: {res['done'] / res['wall']:.1f} cycles/s (load {res['load']:.1f})", flush=True)
+                print(
+                    f"http {size:,} round: {res['done'] / res['wall']:.1f} cycles/s (load {res['load']:.1f})",
+                    flush=True,
+                )
             for size in sizes if "saturated" in levels else ():
                 row("http saturated", size, args.http_annotators, merge(parts[size]), check(made[size].pk))
             big = made[max(sizes)]
@@ -373,7 +431,13 @@ def main():
             think = tuple(float(x) for x in args.think.split(","))
             if "paced" in levels:
                 res = run_http(server, big, args.http_annotators, args.paced_cycles, think, f"{run}-p", ctx)
-                row(f"http paced (think {think[0]:g}-{think[1]:g} s)", max(sizes), args.http_annotators, res, check(big.pk))
+                row(
+                    f"http paced (think {think[0]:g}-{think[1]:g} s)",
+                    max(sizes),
+                    args.http_annotators,
+                    res,
+                    check(big.pk),
+                )
 
         if args.explain:
             plans.append(explain(made[max(sizes)]))
@@ -387,9 +451,24 @@ def main():
         f"Annotator queue on PostgreSQL (annotations_per_item=3, priority order; {cpu} CPUs shared; {args.rounds} "
         f"alternating rounds per size; "
         f"gunicorn {args.gunicorn_workers} sync workers; latencies in ms; 'cycle' = next + submit)",
-        ["level", "items", "annotators", "cycles", "seconds", "cycles/s", "next p50", "next p95", "next p99",
-         "submit p50", "submit p95", "submit p99", "failed calls", "over-assigned items", "counter drift",
-         "load avg 1m"],
+        [
+            "level",
+            "items",
+            "annotators",
+            "cycles",
+            "seconds",
+            "cycles/s",
+            "next p50",
+            "next p95",
+            "next p99",
+            "submit p50",
+            "submit p95",
+            "submit p99",
+            "failed calls",
+            "over-assigned items",
+            "counter drift",
+            "load avg 1m",
+        ],
         rows,
     )
     rate = {(r[0], r[1], r[2]): float(r[5]) for r in rows}

@@ -9,7 +9,9 @@ Runs on a private redis-server (a free port on 127.0.0.1) and the database of DA
 here); stops what it started by PID.
 """
 
-import os as _os, sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+import os as _os
+import sys as _sys  # benchmarks/queue.py must not shadow the standard library's queue module
+
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import os  # noqa: E402
@@ -33,8 +35,7 @@ def main():
     call_command("migrate", verbosity=0)
     from labeling.services.export import export_request
     from labeling.services.quality.runs import quality_run_request
-    from tests.labeling.factories import make_items, resolve
-    from tests.labeling.factories import annotate, annotators, crowd_project
+    from tests.labeling.factories import annotate, annotators, crowd_project, make_items, resolve
 
     port = free_port()
     broker_url = f"redis://127.0.0.1:{port}/0"
@@ -45,7 +46,7 @@ def main():
     logdir = tempfile.mkdtemp(prefix="loupe-worker-kill-")
 
     def start(name, *args):
-        log = open(os.path.join(logdir, f"{name}.log"), "w")
+        log = open(os.path.join(logdir, f"{name}.log"), "w")  # noqa: SIM115 (the child writes it until stopped)
         p = subprocess.Popen([*args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(p)
         return p
@@ -69,7 +70,9 @@ def main():
         users = annotators(project, 3)
         for i in range(200):
             item = project.items.create(external_id=f"i{i}", required_annotations=3)
-            annotate(item, [(users[0], "c0"), (users[1], "c1" if i % 3 == 0 else "c0"), (users[2], "c0")], settle_item=False)
+            annotate(
+                item, [(users[0], "c0"), (users[1], "c1" if i % 3 == 0 else "c0"), (users[2], "c0")], settle_item=False
+            )
         other, manager2 = crowd_project()
         resolve(other, make_items(other, 2000), labels=("c0", "c1"))
         app.connection_for_write().default_channel.client.flushdb()
@@ -78,7 +81,10 @@ def main():
         export, _ = export_request(project=other, actor=manager2)
         beat = celery("beat", "beat", "-s", os.path.join(logdir, "beat-schedule"))
         first = [celery(f"worker1-{n}", "worker", "-c", "1", "--pool", "solo", "-n", f"first{n}@%h") for n in range(2)]
-        rows = {"quality run": QualityRun.objects.filter(pk=run.pk), "export build": Export.objects.filter(pk=export.pk)}
+        rows = {
+            "quality run": QualityRun.objects.filter(pk=run.pk),
+            "export build": Export.objects.filter(pk=export.pk),
+        }
         deadline = time.monotonic() + 120
         while not all(r.filter(status="running").exists() for r in rows.values()):
             assert time.monotonic() < deadline, "the first workers never claimed the work"
@@ -94,7 +100,9 @@ def main():
             for name, row in rows.items():
                 status, attempts = row.values_list("status", "attempts").first()
                 # Queued again by the sweep, then claimed by the second worker (attempt 2).
-                state = "done" if status == "done" else "again" if status in ("queued", "pending") or attempts > 1 else ""
+                state = (
+                    "done" if status == "done" else "again" if status in ("queued", "pending") or attempts > 1 else ""
+                )
                 if state and (name, state) not in seen:
                     seen[(name, state)] = time.monotonic() - killed
             time.sleep(0.05)

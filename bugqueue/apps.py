@@ -15,12 +15,14 @@ class BugqueueConfig(AppConfig):
         settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)
         # Name the bug queue's enums in the OpenAPI schema (fields like "status" or "kind" exist in
         # other apps too); merged like the beat schedule, before drf-spectacular first reads it.
-        settings.SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
-            "BugStatusEnum": "bugqueue.models.BugStatus",
-            "BugKindEnum": "bugqueue.models.BugKind",
-            "BugPriorityEnum": "bugqueue.models.Priority",
-            "BugResolutionEnum": "bugqueue.models.Resolution",
-        })
+        settings.SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+            {
+                "BugStatusEnum": "bugqueue.models.BugStatus",
+                "BugKindEnum": "bugqueue.models.BugKind",
+                "BugPriorityEnum": "bugqueue.models.Priority",
+                "BugResolutionEnum": "bugqueue.models.Resolution",
+            }
+        )
         ground_truth_changed.connect(receivers.on_ground_truth_changed, dispatch_uid="bugqueue.ground_truth_changed")
         ground_truth_changed.connect(receivers.on_ground_truth_for_datasets, dispatch_uid="bugqueue.datasets_pending")
         feedback_slo_changed.connect(receivers.on_feedback_slo_changed, dispatch_uid="bugqueue.feedback_slo_changed")

@@ -26,12 +26,22 @@ def _seconds(value):
     return float(value)
 
 
-def on_feedback_slo_changed(sender, project_id, breached, observed_seconds=None, target_seconds=None, quantile=None,
-                            **kwargs):
+def on_feedback_slo_changed(
+    sender, project_id, breached, observed_seconds=None, target_seconds=None, quantile=None, **kwargs
+):
     from bugqueue.tasks import feedback_slo_changed
 
-    transaction.on_commit(partial(_send, feedback_slo_changed, project_id, bool(breached), _seconds(observed_seconds),
-                                  _seconds(target_seconds), None if quantile is None else float(quantile)))
+    transaction.on_commit(
+        partial(
+            _send,
+            feedback_slo_changed,
+            project_id,
+            bool(breached),
+            _seconds(observed_seconds),
+            _seconds(target_seconds),
+            None if quantile is None else float(quantile),
+        )
+    )
 
 
 def on_ground_truth_for_datasets(sender, project_id, changes, **kwargs):

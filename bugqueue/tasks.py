@@ -7,8 +7,9 @@ from django.db import OperationalError
 from django.utils import timezone
 
 
-@shared_task(name="bugqueue.file_failed_predictions", autoretry_for=(OperationalError,), retry_backoff=True,
-             max_retries=5)
+@shared_task(
+    name="bugqueue.file_failed_predictions", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5
+)
 def file_failed_predictions(project_id: int) -> int:
     """Examine the project's label changes past the filer's cursor (exactly once, any number of calls)."""
     from bugqueue.services.autofile import failures_file_pending
@@ -31,8 +32,13 @@ def file_failed_predictions_sweep() -> int:
 def feedback_slo_changed(project_id: int, breached: bool, observed_seconds, target_seconds, quantile) -> int | None:
     from bugqueue.services.autofile import feedback_slo_record
 
-    result = feedback_slo_record(project_id=project_id, breached=breached, observed_seconds=observed_seconds,
-                                 target_seconds=target_seconds, quantile=quantile)
+    result = feedback_slo_record(
+        project_id=project_id,
+        breached=breached,
+        observed_seconds=observed_seconds,
+        target_seconds=target_seconds,
+        quantile=quantile,
+    )
     bug = getattr(result, "bug", result)
     return getattr(bug, "pk", None)
 
@@ -83,7 +89,7 @@ def bug_datasets_flow_task(self, flow_id: int) -> None:
     try:
         bug_datasets_flow_run(flow_id=flow_id)
     except OperationalError as exc:  # transient database trouble: retry with backoff
-        raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=2**self.request.retries)
 
 
 @shared_task(name="bugqueue.datasets_absorb_labeled", acks_late=True)
@@ -100,8 +106,11 @@ def datasets_absorb_sweep_task() -> int:
     from bugqueue.models import DatasetPending
     from bugqueue.services.datasets import datasets_absorb_labeled
 
-    ids = list(DatasetPending.objects.filter(added_in__isnull=True, item__ground_truth__isnull=False)
-               .values_list("item_id", flat=True)[:50_000])
+    ids = list(
+        DatasetPending.objects.filter(added_in__isnull=True, item__ground_truth__isnull=False).values_list(
+            "item_id", flat=True
+        )[:50_000]
+    )
     if ids:
         datasets_absorb_labeled(item_ids=ids)
     return len(ids)

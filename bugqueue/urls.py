@@ -12,6 +12,9 @@ urlpatterns = [
     path("bugs/digests/<int:digest_id>", triage.digest_page, name="digest-page"),
     path("triage", triage.triage, name="triage"),
     path("projects/<int:project_id>/datasets", datasets.datasets_page, name="datasets-page"),
-    path("evaluations/<int:evaluation_id>/datasets/<int:dataset_id>/failures", datasets.evaluation_failures_page,
-         name="evaluation-failures"),
+    path(
+        "evaluations/<int:evaluation_id>/datasets/<int:dataset_id>/failures",
+        datasets.evaluation_failures_page,
+        name="evaluation-failures",
+    ),
 ]

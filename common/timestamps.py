@@ -6,12 +6,12 @@ Outside that range a time is a mistake (a zeroed date, a unit mix-up), and some 
 even be handled: "0001-01-01T00:00:00+12:00" is a year-0 instant in UTC, which PostgreSQL stores as
 a BC timestamp that Python cannot read back."""
 
-from datetime import date, datetime, timezone as dt_timezone
+from datetime import UTC, date, datetime
 
 from django.utils.dateparse import parse_datetime
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=dt_timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 RANGE_TEXT = "from 1970-01-01 to 2100-01-01 (UTC)"
 
 
@@ -30,7 +30,7 @@ def parse_timestamp(value, *, field: str) -> datetime:
     if parsed is None:
         raise ValueError(f"{field} is not a valid ISO 8601 date-time: {value[:40]!r}.")
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt_timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return check_timestamp(parsed, field=field)
 
 

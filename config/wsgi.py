@@ -7,7 +7,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_wsgi_application()
 # Import every view (and what they import: scikit-learn, cleanlab, pandas) when the worker starts,
 # not inside its first request, which would otherwise take seconds.
-get_resolver().url_patterns
+_ = get_resolver().url_patterns
 
 from config.celery import warm_broker  # noqa: E402
 

@@ -44,21 +44,46 @@ LABELS = [
     LabelSpec("shipping", "Shipping", "Delivery of physical goods: tracking, delays, damaged parcels, returns.", "5"),
 ]
 PHRASES = {
-    "billing": ["I was charged twice for my subscription", "Can I get a refund for last month",
-                "my invoice shows the wrong VAT number", "the card payment keeps getting declined",
-                "why did the price go up this month", "please cancel the annual plan and refund the rest"],
-    "bug": ["the export button crashes the app", "I get error 500 when saving the report",
-            "the dashboard shows yesterday's numbers", "search returns nothing for words with accents",
-            "the mobile app freezes on the login screen", "totals in the CSV do not match the screen"],
-    "feature": ["it would be great to have dark mode", "please add an API for bulk updates",
-                "can you support exporting to Excel", "we need single sign-on with our provider",
-                "could the calendar sync with Outlook", "add keyboard shortcuts for the editor"],
-    "account": ["I cannot log in after resetting my password", "how do I enable two-factor authentication",
-                "please merge my two accounts", "I lost access to my authenticator app",
-                "my colleague needs admin rights", "delete my account and all my data"],
-    "shipping": ["my parcel has not arrived after two weeks", "the tracking number does not work",
-                 "the box arrived damaged", "can I change the delivery address",
-                 "how do I return the wrong size", "the courier left the package at the wrong door"],
+    "billing": [
+        "I was charged twice for my subscription",
+        "Can I get a refund for last month",
+        "my invoice shows the wrong VAT number",
+        "the card payment keeps getting declined",
+        "why did the price go up this month",
+        "please cancel the annual plan and refund the rest",
+    ],
+    "bug": [
+        "the export button crashes the app",
+        "I get error 500 when saving the report",
+        "the dashboard shows yesterday's numbers",
+        "search returns nothing for words with accents",
+        "the mobile app freezes on the login screen",
+        "totals in the CSV do not match the screen",
+    ],
+    "feature": [
+        "it would be great to have dark mode",
+        "please add an API for bulk updates",
+        "can you support exporting to Excel",
+        "we need single sign-on with our provider",
+        "could the calendar sync with Outlook",
+        "add keyboard shortcuts for the editor",
+    ],
+    "account": [
+        "I cannot log in after resetting my password",
+        "how do I enable two-factor authentication",
+        "please merge my two accounts",
+        "I lost access to my authenticator app",
+        "my colleague needs admin rights",
+        "delete my account and all my data",
+    ],
+    "shipping": [
+        "my parcel has not arrived after two weeks",
+        "the tracking number does not work",
+        "the box arrived damaged",
+        "can I change the delivery address",
+        "how do I return the wrong size",
+        "the courier left the package at the wrong door",
+    ],
 }
 OPENERS = ["Hi,", "Hello team,", "Urgent:", "", "Good morning,", "Hey,"]
 CLOSERS = ["Thanks.", "Regards, Sam", "Please help!", "", "Cheers", "Thank you in advance."]
@@ -84,13 +109,23 @@ def demo_rows(n: int, *, seed: int = 7):
             probs[k] = round((1 - conf) * s / total, 4)
         probs[predicted] = round(1 - sum(v for k, v in probs.items() if k != predicted), 4)
         predicted_at = now - timedelta(seconds=rng.randint(0, 30 * 86400))
-        rows.append({
-            "external_id": f"ticket-{i + 1:05d}",
-            "payload": {"text": text, "channel": rng.choice(["email", "chat", "phone"]), "customer_tier": rng.choice(["free", "pro", "enterprise"])},
-            "priority": rng.choice([0, 0, 0, 1, 2]),
-            "prediction": {"model_version": "tickets-v1", "label": predicted, "probabilities": probs,
-                           "predicted_at": predicted_at.isoformat()},
-        })
+        rows.append(
+            {
+                "external_id": f"ticket-{i + 1:05d}",
+                "payload": {
+                    "text": text,
+                    "channel": rng.choice(["email", "chat", "phone"]),
+                    "customer_tier": rng.choice(["free", "pro", "enterprise"]),
+                },
+                "priority": rng.choice([0, 0, 0, 1, 2]),
+                "prediction": {
+                    "model_version": "tickets-v1",
+                    "label": predicted,
+                    "probabilities": probs,
+                    "predicted_at": predicted_at.isoformat(),
+                },
+            }
+        )
     return rows
 
 
@@ -110,11 +145,15 @@ def demo_project_load() -> Project:
         project = Project.objects.filter(name=DEMO_PROJECT).order_by("id").first()
         if project is None:
             project = project_create(
-                creator=users["demo-manager"][0], name=DEMO_PROJECT, labels=LABELS,
+                creator=users["demo-manager"][0],
+                name=DEMO_PROJECT,
+                labels=LABELS,
                 description="Generated customer-support tickets; a production model routes them to teams.",
-                annotations_per_item=3, queue_order="uncertainty", accept_threshold=0.6,
+                annotations_per_item=3,
+                queue_order="uncertainty",
+                accept_threshold=0.6,
             )
-        for username, (user, role) in users.items():
+        for username, (_user, role) in users.items():
             member_add(project=project, username=username, role=role)
     return project
 
@@ -143,12 +182,29 @@ def quality_demo_load(*, project: Project) -> QualityRun | None:
             if n % 9 == 4:  # a genuinely unclear ticket: everyone says something else
                 chosen = rng.sample(keys, len(DEMO_ANNOTATORS))
             else:
-                chosen = [true if rng.random() < acc else rng.choice([k for k in keys if k != true]) for _, acc in DEMO_ANNOTATORS]
+                chosen = [
+                    true if rng.random() < acc else rng.choice([k for k in keys if k != true])
+                    for _, acc in DEMO_ANNOTATORS
+                ]
             for (name, _), label in zip(DEMO_ANNOTATORS, chosen):
-                rows.append(Annotation(project_id=item.project_id, item=item, annotator=users[name], label=label, seconds_spent=round(rng.uniform(3, 40), 1)))
+                rows.append(
+                    Annotation(
+                        project_id=item.project_id,
+                        item=item,
+                        annotator=users[name],
+                        label=label,
+                        seconds_spent=round(rng.uniform(3, 40), 1),
+                    )
+                )
             if len(set(chosen)) == 1:
-                decisions.append(Decision(item.pk, chosen[0], GroundTruthMethod.UNANIMOUS,
-                                          annotators=tuple(users[name].pk for name, _ in DEMO_ANNOTATORS)))
+                decisions.append(
+                    Decision(
+                        item.pk,
+                        chosen[0],
+                        GroundTruthMethod.UNANIMOUS,
+                        annotators=tuple(users[name].pk for name, _ in DEMO_ANNOTATORS),
+                    )
+                )
             else:
                 disputed.append(item.pk)
         Annotation.objects.bulk_create(rows)

@@ -39,8 +39,10 @@ def lockout_seconds(request=None) -> int:
 
 def lockout_message(seconds: int) -> str:
     minutes = max(1, -(-seconds // 60))
-    return (f"Too many failed logins for this account or from this address. "
-            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+    return (
+        f"Too many failed logins for this account or from this address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
 
 
 def lockout_response(request, original_response=None, credentials=None):

@@ -22,8 +22,9 @@ def similarity_index_update_task(project_id: int) -> None:
     similarity_index_update(project_id=project_id)
 
 
-@shared_task(name="loupe.export_build", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True,
-             max_retries=3)
+@shared_task(
+    name="loupe.export_build", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=3
+)
 def export_build(export_id: int) -> None:
     """Write one export's snapshot file (idempotent: a finished export is left as it is)."""
     from labeling.services.export import export_file_build
@@ -50,6 +51,7 @@ def export_sweep() -> dict:
 
 
 # --- feedback delay ----------------------------------------------------------------------------
+
 
 def _transient():
     return (OperationalError,)

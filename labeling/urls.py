@@ -10,7 +10,11 @@ urlpatterns = [
     path("projects/<int:project_id>/label", queue.label_page, name="label"),
     path("projects/<int:project_id>/review", quality.review_page, name="review"),
     path("projects/<int:project_id>/review/next", quality.review_next_view, name="review-next"),
-    path("projects/<int:project_id>/review/items/<int:item_id>/resolve", quality.review_resolve_view, name="review-resolve"),
+    path(
+        "projects/<int:project_id>/review/items/<int:item_id>/resolve",
+        quality.review_resolve_view,
+        name="review-resolve",
+    ),
     path("projects/<int:project_id>/review/items/<int:item_id>/skip", quality.review_skip_view, name="review-skip"),
     path("projects/<int:project_id>/quality", quality.quality_page, name="quality"),
     path("projects/<int:project_id>/quality/agreement", quality.quality_agreement_panel, name="quality-agreement"),

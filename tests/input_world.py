@@ -8,8 +8,8 @@ from labeling.models import Role
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import user_allow_project_create
 from labeling.services.queue.claim import assignment_claim_next
-from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.bugqueue.factories import make_bug
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 
 def input_world() -> dict:
@@ -18,16 +18,26 @@ def input_world() -> dict:
     project = ProjectFactory(creator=manager)
     annotator = add_member(project, UserFactory(), Role.ANNOTATOR)
     staff = UserFactory(is_staff=True)
-    items_ingest(project=project, rows=[
-        {"external_id": f"it-{n}", "payload": {"text": f"item {n}"},
-         "prediction": {"model_version": "v1", "label": "pos", "predicted_at": "2026-01-05T10:00:00Z"}}
-        for n in range(3)
-    ])
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": f"it-{n}",
+                "payload": {"text": f"item {n}"},
+                "prediction": {"model_version": "v1", "label": "pos", "predicted_at": "2026-01-05T10:00:00Z"},
+            }
+            for n in range(3)
+        ],
+    )
     claim = assignment_claim_next(project=project, annotator=annotator)
     bug = make_bug(project, manager)
     dataset = dataset_create(project=project, actor=manager, name="golden")
     ids = {"p": project.pk, "a": claim.assignment_id, "i": claim.item_id, "b": bug.pk, "d": dataset.pk}
-    return {"ids": ids, "project": project, "users": {"manager": manager, "annotator": annotator, "staff": staff, "anon": None}}
+    return {
+        "ids": ids,
+        "project": project,
+        "users": {"manager": manager, "annotator": annotator, "staff": staff, "anon": None},
+    }
 
 
 def client(user=None) -> APIClient:

@@ -56,9 +56,21 @@ class PrivateRedis:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self._up, timeout=15, what=f"redis-server on port {self.port}")
 
@@ -113,12 +125,37 @@ def database_url() -> str:
 def start_worker(broker_url: str, **env) -> subprocess.Popen:
     """A real Celery worker process (solo pool: the task runs in this very process, so killing it kills
     the task) on `broker_url`, writing to the test database."""
-    full_env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=broker_url, LOUPE_TESTING="true",
-                    CELERY_TASK_ALWAYS_EAGER="false", **{k: str(v) for k, v in env.items()})
+    full_env = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        CELERY_BROKER_URL=broker_url,
+        LOUPE_TESTING="true",
+        CELERY_TASK_ALWAYS_EAGER="false",
+        **{k: str(v) for k, v in env.items()},
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "1", "--pool", "solo", "--without-gossip",
-         "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-        cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

@@ -14,17 +14,33 @@ ELSEWHERE = ("tests", "benchmarks", ".ci")
 
 # Modules that live in common/ and must not be looked for in labeling again.
 MOVED = {
-    "labeling.errors", "labeling.timestamps", "labeling.request_body", "labeling.middleware",
-    *(f"labeling.api.{m}" for m in (
-        "errors", "pagination", "negotiation", "batch", "base", "inputs", "parsers", "json_body", "schema",
-        "views_schema",
-    )),
+    "labeling.errors",
+    "labeling.timestamps",
+    "labeling.request_body",
+    "labeling.middleware",
+    *(
+        f"labeling.api.{m}"
+        for m in (
+            "errors",
+            "pagination",
+            "negotiation",
+            "batch",
+            "base",
+            "inputs",
+            "parsers",
+            "json_body",
+            "schema",
+            "views_schema",
+        )
+    ),
 }
 
 # Flat modules that became packages or moved house; the old names must not come back.
 RENAMED = {
-    **{f"labeling.selectors_{m}": f"labeling.selectors.{m}"
-       for m in ("accounts", "blind", "export", "feedback", "quality", "queue")},
+    **{
+        f"labeling.selectors_{m}": f"labeling.selectors.{m}"
+        for m in ("accounts", "blind", "export", "feedback", "quality", "queue")
+    },
     **{f"labeling.views_{m}": f"labeling.views.{m}" for m in ("export", "feedback", "quality", "queue")},
     "labeling.bulkio": "common.db",
     "labeling.consensus": "labeling.stats.consensus",
@@ -33,8 +49,7 @@ RENAMED = {
     "bugqueue.datasets_models": "bugqueue.models.datasets",
     "bugqueue.selectors_datasets": "bugqueue.selectors.datasets",
     "bugqueue.views_datasets": "bugqueue.views.datasets",
-    **{f"tests.factories{m}": "tests.labeling.factories"
-       for m in ("", "_export", "_feedback", "_quality", "_queue")},
+    **{f"tests.factories{m}": "tests.labeling.factories" for m in ("", "_export", "_feedback", "_quality", "_queue")},
     "tests.factories_bugqueue": "tests.bugqueue.factories",
     "tests.factories_input": "tests.input_world",
 }
@@ -116,17 +131,23 @@ def test_the_moved_modules_are_gone():
     assert left == []
 
 
-@pytest.mark.parametrize("module, source, expected", [
-    ("labeling/selectors_x.py", "from labeling.services.feedback_rollup import HUMAN_CHANNEL",
-     "a selector imports a service"),
-    ("bugqueue/selectors_x.py", "def f():\n    from .services import datasets\n", "a selector imports a service"),
-    ("labeling/services/x.py", "import bugqueue.models", "labeling imports bugqueue"),
-    ("common/api/x.py", "from labeling.models import Item", "common imports an app"),
-    ("bugqueue/api/x.py", "from labeling.api.pagination import DefaultPagination", "lives in common/ now"),
-    ("tests/x.py", "from labeling import errors", "lives in common/ now"),
-    ("labeling/views/x.py", "from labeling import selectors_quality", "moved to labeling.selectors.quality"),
-    ("tests/x.py", "from tests.factories_queue import annotators", "moved to tests.labeling.factories"),
-])
+@pytest.mark.parametrize(
+    "module, source, expected",
+    [
+        (
+            "labeling/selectors_x.py",
+            "from labeling.services.feedback_rollup import HUMAN_CHANNEL",
+            "a selector imports a service",
+        ),
+        ("bugqueue/selectors_x.py", "def f():\n    from .services import datasets\n", "a selector imports a service"),
+        ("labeling/services/x.py", "import bugqueue.models", "labeling imports bugqueue"),
+        ("common/api/x.py", "from labeling.models import Item", "common imports an app"),
+        ("bugqueue/api/x.py", "from labeling.api.pagination import DefaultPagination", "lives in common/ now"),
+        ("tests/x.py", "from labeling import errors", "lives in common/ now"),
+        ("labeling/views/x.py", "from labeling import selectors_quality", "moved to labeling.selectors.quality"),
+        ("tests/x.py", "from tests.factories_queue import annotators", "moved to tests.labeling.factories"),
+    ],
+)
 def test_each_rule_catches_a_violating_import(tmp_path, module, source, expected):
     path = tmp_path / module
     path.parent.mkdir(parents=True)
@@ -169,8 +190,7 @@ def _raw_sql_machinery(node) -> str | None:
         on_connection = isinstance(node.func.value, ast.Name) and node.func.value.id == "connection"
         if node.func.attr == "cursor" and not on_connection:  # (connection.cursor() is named above)
             return ".cursor()"
-        if (node.func.attr == "raw" and isinstance(node.func.value, ast.Attribute)
-                and node.func.value.attr == "objects"):
+        if node.func.attr == "raw" and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "objects":
             return ".objects.raw()"
     return None
 
@@ -219,15 +239,18 @@ def test_no_app_module_is_long_without_saying_why():
     assert long_module_violations(files) == []
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from django.db import connection\nwith connection.cursor() as c:\n    pass\n", "connection.cursor"),
-    ("def f(conn):\n    return conn.cursor()\n", ".cursor()"),
-    ("def f(cursor):\n    cursor.execute('SELECT 1')\n", "cursor.execute"),
-    ("def f(cur):\n    cur.execute('SELECT 1')\n", "cur.execute"),
-    ("from labeling.models import Project\nrows = Project.objects.raw('SELECT * FROM p')\n", ".objects.raw()"),
-    ('"""Reads."""\nfrom common.db.sql import fetchall\n', "without a 'Raw SQL:' paragraph"),
-    ('"""Reads."""\nfrom common.db import sql\n', "without a 'Raw SQL:' paragraph"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from django.db import connection\nwith connection.cursor() as c:\n    pass\n", "connection.cursor"),
+        ("def f(conn):\n    return conn.cursor()\n", ".cursor()"),
+        ("def f(cursor):\n    cursor.execute('SELECT 1')\n", "cursor.execute"),
+        ("def f(cur):\n    cur.execute('SELECT 1')\n", "cur.execute"),
+        ("from labeling.models import Project\nrows = Project.objects.raw('SELECT * FROM p')\n", ".objects.raw()"),
+        ('"""Reads."""\nfrom common.db.sql import fetchall\n', "without a 'Raw SQL:' paragraph"),
+        ('"""Reads."""\nfrom common.db import sql\n', "without a 'Raw SQL:' paragraph"),
+    ],
+)
 def test_the_raw_sql_rules_catch_a_violation(tmp_path, source, expected):
     path = tmp_path / "labeling" / "services" / "x.py"
     path.parent.mkdir(parents=True)
@@ -239,8 +262,10 @@ def test_the_raw_sql_rules_catch_a_violation(tmp_path, source, expected):
 def test_raw_sql_through_common_db_with_its_reason_passes(tmp_path):
     path = tmp_path / "labeling" / "services" / "x.py"
     path.parent.mkdir(parents=True)
-    path.write_text('"""Counters.\n\nRaw SQL: UPDATE ... RETURNING, which the ORM cannot say."""\n'
-                    "from common.db.sql import fetchone\n\ndef f():\n    return fetchone('SELECT 1')\n")
+    path.write_text(
+        '"""Counters.\n\nRaw SQL: UPDATE ... RETURNING, which the ORM cannot say."""\n'
+        "from common.db.sql import fetchone\n\ndef f():\n    return fetchone('SELECT 1')\n"
+    )
     assert raw_sql_violations([path], root=tmp_path) == []
 
 
@@ -252,11 +277,14 @@ def test_common_db_and_migrations_may_hold_cursors(tmp_path):
     assert list(app_modules("common", "labeling", root=tmp_path)) == []
 
 
-@pytest.mark.parametrize("docstring, long_, ok", [
-    ('"""Short."""', False, True),
-    ('"""Many rules."""', True, False),
-    ('"""Many rules.\n\nLong because the rules share one transaction."""', True, True),
-])
+@pytest.mark.parametrize(
+    "docstring, long_, ok",
+    [
+        ('"""Short."""', False, True),
+        ('"""Many rules."""', True, False),
+        ('"""Many rules.\n\nLong because the rules share one transaction."""', True, True),
+    ],
+)
 def test_the_long_module_rule(tmp_path, docstring, long_, ok):
     path = tmp_path / "labeling" / "x.py"
     path.parent.mkdir(parents=True)

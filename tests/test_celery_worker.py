@@ -41,14 +41,37 @@ def test_real_worker_runs_health_task_against_real_broker():
     broker = os.environ.get("CELERY_BROKER_URL", "")
     require(broker and not broker.startswith("memory"), "set CELERY_BROKER_URL to a real broker (redis://...)")
     require(broker_reachable(broker), f"the broker at {broker} is not reachable")
-    require(connection.vendor == "postgresql", "the worker test needs PostgreSQL (a file database shared by two processes)")
+    require(
+        connection.vendor == "postgresql", "the worker test needs PostgreSQL (a file database shared by two processes)"
+    )
 
     queue = f"loupe-test-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, DATABASE_URL=database_url(), LOUPE_TESTING="true", CELERY_TASK_ALWAYS_EAGER="false")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "solo",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         from labeling.tasks import health_ping

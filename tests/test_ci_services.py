@@ -12,8 +12,14 @@ TARGET = "tests/labeling/services/test_ground_truth.py::test_concurrent_writers_
 def run(ci: str):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CI")}
     env.update(CI=ci, LOUPE_TESTING="true")
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "--create-db", TARGET],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "--create-db", TARGET],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_missing_postgres_fails_under_ci_and_skips_with_a_message_otherwise():

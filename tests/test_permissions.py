@@ -25,10 +25,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 
-from bugqueue.services.report import bug_report
 from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.digest import digest_build
 from bugqueue.services.evaluations import evaluation_run, predictions_parse
+from bugqueue.services.report import bug_report
 from labeling.models import Role
 from labeling.services.annotations import annotation_submit
 from labeling.services.export import export_grant_add, export_request
@@ -42,8 +42,20 @@ from tests.labeling.factories import UserFactory, add_member
 ROLES = ("anon", "outsider", "annotator", "reviewer", "manager", "grant", "staff")
 LABELS = ("kiwi", "mango", "plum")  # label keys no page shows for another reason
 # Keys that carry a label (or a model's opinion) of an item, in any JSON answer.
-LABEL_KEYS = {"label", "predicted_label", "expected_label", "predicted", "expected", "ground_truth",
-              "consensus_label", "given_label", "probabilities", "prediction", "final_label", "previous_label"}
+LABEL_KEYS = {
+    "label",
+    "predicted_label",
+    "expected_label",
+    "predicted",
+    "expected",
+    "ground_truth",
+    "consensus_label",
+    "given_label",
+    "probabilities",
+    "prediction",
+    "final_label",
+    "previous_label",
+}
 
 # (method, url name, path, statuses in ROLES order). Bodies: {} for API writes, an empty form for
 # page POSTs: a caller who may act gets a 400 (or the operation's answer on the built world),
@@ -52,110 +64,130 @@ API = "api"
 PAGE = "page"
 TABLE = [
     # --- labeling API --------------------------------------------------------------------
-    (API, "POST", "api-token", "/api/auth/token",                                   "400 400 400 400 400 400 400"),
-    (API, "POST", "api-users", "/api/users",                                        "401 403 403 403 403 403 400"),
+    (API, "POST", "api-token", "/api/auth/token", "400 400 400 400 400 400 400"),
+    (API, "POST", "api-users", "/api/users", "401 403 403 403 403 403 400"),
     # Logging out needs a token (a session answers 400); service tokens are staff business.
-    (API, "DELETE", "api-token", "/api/auth/token",                                 "401 400 400 400 400 400 400"),
-    (API, "DELETE", "api-tokens", "/api/auth/tokens",                               "401 204 204 204 204 204 204"),
-    (API, "GET", "api-user-tokens", "/api/users/{outsider}/tokens",                 "401 403 403 403 403 403 200"),
-    (API, "POST", "api-user-tokens", "/api/users/{outsider}/tokens",                "401 403 403 403 403 403 400"),
-    (API, "DELETE", "api-user-token", "/api/users/{outsider}/tokens/999999",        "401 403 403 403 403 403 404"),
-    (API, "GET", "api-me", "/api/me",                                               "401 200 200 200 200 200 200"),
-    (API, "GET", "api-projects", "/api/projects",                                   "401 200 200 200 200 200 200"),
+    (API, "DELETE", "api-token", "/api/auth/token", "401 400 400 400 400 400 400"),
+    (API, "DELETE", "api-tokens", "/api/auth/tokens", "401 204 204 204 204 204 204"),
+    (API, "GET", "api-user-tokens", "/api/users/{outsider}/tokens", "401 403 403 403 403 403 200"),
+    (API, "POST", "api-user-tokens", "/api/users/{outsider}/tokens", "401 403 403 403 403 403 400"),
+    (API, "DELETE", "api-user-token", "/api/users/{outsider}/tokens/999999", "401 403 403 403 403 403 404"),
+    (API, "GET", "api-me", "/api/me", "401 200 200 200 200 200 200"),
+    (API, "GET", "api-projects", "/api/projects", "401 200 200 200 200 200 200"),
     # Creating a project needs staff or the labeling.add_project permission (staff grant it).
-    (API, "POST", "api-projects", "/api/projects",                                  "401 403 403 403 403 403 400"),
-    (API, "GET", "api-project", "/api/projects/{p}",                                "401 404 200 200 200 404 200"),
-    (API, "PATCH", "api-project", "/api/projects/{p}",                              "401 404 403 403 200 404 200"),
-    (API, "GET", "api-members", "/api/projects/{p}/members",                        "401 404 200 200 200 404 200"),
-    (API, "POST", "api-members", "/api/projects/{p}/members",                       "401 404 403 403 400 404 400"),
-    (API, "DELETE", "api-member", "/api/projects/{p}/members/{outsider}",           "401 404 403 403 404 404 404"),
-    (API, "GET", "api-items", "/api/projects/{p}/items",                            "401 404 200 200 200 404 200"),
-    (API, "POST", "api-items", "/api/projects/{p}/items",                           "401 404 403 403 400 404 400"),
-    (API, "GET", "api-labels", "/api/projects/{p}/labels",                          "401 404 403 403 200 200 200"),
-    (API, "GET", "api-project-exports", "/api/projects/{p}/exports",                "401 404 403 403 200 200 200"),
-    (API, "POST", "api-project-exports", "/api/projects/{p}/exports",               "401 404 403 403 200 200 200"),
-    (API, "GET", "api-export", "/api/exports/{export}",                             "401 404 403 403 200 200 200"),
-    (API, "GET", "api-export-download", "/api/exports/{export}/download",           "401 404 403 403 409 409 409"),
+    (API, "POST", "api-projects", "/api/projects", "401 403 403 403 403 403 400"),
+    (API, "GET", "api-project", "/api/projects/{p}", "401 404 200 200 200 404 200"),
+    (API, "PATCH", "api-project", "/api/projects/{p}", "401 404 403 403 200 404 200"),
+    (API, "GET", "api-members", "/api/projects/{p}/members", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-members", "/api/projects/{p}/members", "401 404 403 403 400 404 400"),
+    (API, "DELETE", "api-member", "/api/projects/{p}/members/{outsider}", "401 404 403 403 404 404 404"),
+    (API, "GET", "api-items", "/api/projects/{p}/items", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-items", "/api/projects/{p}/items", "401 404 403 403 400 404 400"),
+    (API, "GET", "api-labels", "/api/projects/{p}/labels", "401 404 403 403 200 200 200"),
+    (API, "GET", "api-project-exports", "/api/projects/{p}/exports", "401 404 403 403 200 200 200"),
+    (API, "POST", "api-project-exports", "/api/projects/{p}/exports", "401 404 403 403 200 200 200"),
+    (API, "GET", "api-export", "/api/exports/{export}", "401 404 403 403 200 200 200"),
+    (API, "GET", "api-export-download", "/api/exports/{export}/download", "401 404 403 403 409 409 409"),
     # Grants are the managers' business: a grantee reads none of them (the export page agrees).
-    (API, "GET", "api-export-grants", "/api/projects/{p}/export-grants",            "401 404 403 403 200 404 200"),
-    (API, "POST", "api-export-grants", "/api/projects/{p}/export-grants",           "401 404 403 403 400 404 400"),
+    (API, "GET", "api-export-grants", "/api/projects/{p}/export-grants", "401 404 403 403 200 404 200"),
+    (API, "POST", "api-export-grants", "/api/projects/{p}/export-grants", "401 404 403 403 400 404 400"),
     (API, "DELETE", "api-export-grant", "/api/projects/{p}/export-grants/{grantee}", "401 404 403 403 204 404 204"),
-    (API, "POST", "api-ground-truth", "/api/projects/{p}/ground-truth",             "401 404 403 403 400 404 400"),
-    (API, "GET", "api-feedback-delay", "/api/projects/{p}/feedback-delay",          "401 404 403 200 200 404 200"),
-    (API, "POST", "api-queue-next", "/api/projects/{p}/queue/next",                 "401 404 200 200 200 404 200"),
-    (API, "POST", "api-assignment-submit", "/api/assignments/{assignment}/submit",  "401 404 400 404 404 404 404"),
-    (API, "POST", "api-assignment-skip", "/api/assignments/{assignment}/skip",      "401 404 409 404 404 404 404"),
-    (API, "GET", "api-annotations", "/api/projects/{p}/annotations",                "401 404 403 403 200 404 200"),
-    (API, "GET", "api-me-stats", "/api/me/stats?project={p}",                       "401 404 200 200 200 404 200"),
-    (API, "GET", "api-quality-runs", "/api/projects/{p}/quality-runs",              "401 404 403 200 200 404 200"),
-    (API, "POST", "api-quality-runs", "/api/projects/{p}/quality-runs",             "401 404 403 403 409 404 409"),
-    (API, "GET", "api-quality-run", "/api/quality-runs/{run}",                      "401 404 403 200 200 404 200"),
-    (API, "GET", "api-quality-run-items", "/api/quality-runs/{run}/items",          "401 404 403 200 200 404 200"),
-    (API, "GET", "api-quality-settings", "/api/projects/{p}/quality-settings",      "401 404 403 200 200 404 200"),
+    (API, "POST", "api-ground-truth", "/api/projects/{p}/ground-truth", "401 404 403 403 400 404 400"),
+    (API, "GET", "api-feedback-delay", "/api/projects/{p}/feedback-delay", "401 404 403 200 200 404 200"),
+    (API, "POST", "api-queue-next", "/api/projects/{p}/queue/next", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-assignment-submit", "/api/assignments/{assignment}/submit", "401 404 400 404 404 404 404"),
+    (API, "POST", "api-assignment-skip", "/api/assignments/{assignment}/skip", "401 404 409 404 404 404 404"),
+    (API, "GET", "api-annotations", "/api/projects/{p}/annotations", "401 404 403 403 200 404 200"),
+    (API, "GET", "api-me-stats", "/api/me/stats?project={p}", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-quality-runs", "/api/projects/{p}/quality-runs", "401 404 403 200 200 404 200"),
+    (API, "POST", "api-quality-runs", "/api/projects/{p}/quality-runs", "401 404 403 403 409 404 409"),
+    (API, "GET", "api-quality-run", "/api/quality-runs/{run}", "401 404 403 200 200 404 200"),
+    (API, "GET", "api-quality-run-items", "/api/quality-runs/{run}/items", "401 404 403 200 200 404 200"),
+    (API, "GET", "api-quality-settings", "/api/projects/{p}/quality-settings", "401 404 403 200 200 404 200"),
     # An empty PATCH changes nothing: 200 with the settings as they are.
-    (API, "PATCH", "api-quality-settings", "/api/projects/{p}/quality-settings",    "401 404 403 403 200 404 200"),
-    (API, "POST", "api-review-next", "/api/projects/{p}/review/next",               "401 404 403 204 204 404 204"),
-    (API, "POST", "api-review-skip", "/api/items/{hidden}/review/skip",             "401 404 403 409 409 404 409"),
-    (API, "POST", "api-item-resolve", "/api/items/{hidden}/resolve",                "401 404 403 400 400 404 400"),
-    (API, "GET", "api-annotators", "/api/projects/{p}/annotators",                  "401 404 403 200 200 404 200"),
-    (API, "GET", "api-agreement", "/api/projects/{p}/agreement",                    "401 404 403 200 200 404 200"),
+    (API, "PATCH", "api-quality-settings", "/api/projects/{p}/quality-settings", "401 404 403 403 200 404 200"),
+    (API, "POST", "api-review-next", "/api/projects/{p}/review/next", "401 404 403 204 204 404 204"),
+    (API, "POST", "api-review-skip", "/api/items/{hidden}/review/skip", "401 404 403 409 409 404 409"),
+    (API, "POST", "api-item-resolve", "/api/items/{hidden}/resolve", "401 404 403 400 400 404 400"),
+    (API, "GET", "api-annotators", "/api/projects/{p}/annotators", "401 404 403 200 200 404 200"),
+    (API, "GET", "api-agreement", "/api/projects/{p}/agreement", "401 404 403 200 200 404 200"),
     # --- bug-queue API -------------------------------------------------------------------
-    (API, "GET", "api-bugs", "/api/bugs",                                           "401 200 200 200 200 200 200"),
-    (API, "GET", "api-bugs", "/api/bugs?project={p}",                               "401 404 200 200 200 404 200"),
-    (API, "POST", "api-bugs", "/api/bugs",                                          "401 400 400 400 400 400 400"),
-    (API, "GET", "api-bug", "/api/bugs/{bug}",                                      "401 404 200 200 200 404 200"),
-    (API, "PATCH", "api-bug", "/api/bugs/{bug}",                                    "401 404 403 200 200 404 200"),
-    (API, "POST", "api-bug-comments", "/api/bugs/{bug}/comments",                   "401 404 400 400 400 404 400"),
-    (API, "POST", "api-bug-resolve", "/api/bugs/{bug}/resolve",                     "401 404 403 400 400 404 400"),
-    (API, "GET", "api-triage", "/api/triage?project={p}",                           "401 404 200 200 200 404 200"),
-    (API, "GET", "api-tags", "/api/tags",                                           "401 200 200 200 200 200 200"),
-    (API, "GET", "api-bug-settings", "/api/projects/{p}/bug-settings",              "401 404 200 200 200 404 200"),
-    (API, "PATCH", "api-bug-settings", "/api/projects/{p}/bug-settings",            "401 404 403 403 200 404 200"),
-    (API, "GET", "api-datasets", "/api/datasets?project={p}",                       "401 404 200 200 200 404 200"),
-    (API, "POST", "api-datasets", "/api/datasets",                                  "401 400 400 400 400 400 400"),
-    (API, "GET", "api-dataset", "/api/datasets/{dataset}",                          "401 404 200 200 200 404 200"),
-    (API, "GET", "api-dataset-versions", "/api/datasets/{dataset}/versions",        "401 404 200 200 200 404 200"),
-    (API, "POST", "api-dataset-versions", "/api/datasets/{dataset}/versions",       "401 404 403 403 400 404 400"),
-    (API, "GET", "api-dataset-version-items", "/api/datasets/{dataset}/versions/1/items",
-                                                                                    "401 404 200 200 200 404 200"),
-    (API, "GET", "api-dataset-version-items", "/api/datasets/{dataset}/versions/1/items?format=jsonl",
-                                                                                    "401 404 200 200 200 404 200"),
-    (API, "GET", "api-dataset-version-delta", "/api/datasets/{dataset}/versions/1/delta",
-                                                                                    "401 404 200 200 200 404 200"),
-    (API, "GET", "api-bug-dataset-flows", "/api/bugs/{bug}/dataset-flows",          "401 404 200 200 200 404 200"),
-    (API, "GET", "api-evaluations", "/api/evaluations?project={p}",                 "401 404 200 200 200 404 200"),
+    (API, "GET", "api-bugs", "/api/bugs", "401 200 200 200 200 200 200"),
+    (API, "GET", "api-bugs", "/api/bugs?project={p}", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-bugs", "/api/bugs", "401 400 400 400 400 400 400"),
+    (API, "GET", "api-bug", "/api/bugs/{bug}", "401 404 200 200 200 404 200"),
+    (API, "PATCH", "api-bug", "/api/bugs/{bug}", "401 404 403 200 200 404 200"),
+    (API, "POST", "api-bug-comments", "/api/bugs/{bug}/comments", "401 404 400 400 400 404 400"),
+    (API, "POST", "api-bug-resolve", "/api/bugs/{bug}/resolve", "401 404 403 400 400 404 400"),
+    (API, "GET", "api-triage", "/api/triage?project={p}", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-tags", "/api/tags", "401 200 200 200 200 200 200"),
+    (API, "GET", "api-bug-settings", "/api/projects/{p}/bug-settings", "401 404 200 200 200 404 200"),
+    (API, "PATCH", "api-bug-settings", "/api/projects/{p}/bug-settings", "401 404 403 403 200 404 200"),
+    (API, "GET", "api-datasets", "/api/datasets?project={p}", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-datasets", "/api/datasets", "401 400 400 400 400 400 400"),
+    (API, "GET", "api-dataset", "/api/datasets/{dataset}", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-dataset-versions", "/api/datasets/{dataset}/versions", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-dataset-versions", "/api/datasets/{dataset}/versions", "401 404 403 403 400 404 400"),
+    (
+        API,
+        "GET",
+        "api-dataset-version-items",
+        "/api/datasets/{dataset}/versions/1/items",
+        "401 404 200 200 200 404 200",
+    ),
+    (
+        API,
+        "GET",
+        "api-dataset-version-items",
+        "/api/datasets/{dataset}/versions/1/items?format=jsonl",
+        "401 404 200 200 200 404 200",
+    ),
+    (
+        API,
+        "GET",
+        "api-dataset-version-delta",
+        "/api/datasets/{dataset}/versions/1/delta",
+        "401 404 200 200 200 404 200",
+    ),
+    (API, "GET", "api-bug-dataset-flows", "/api/bugs/{bug}/dataset-flows", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-evaluations", "/api/evaluations?project={p}", "401 404 200 200 200 404 200"),
     # An empty body names no project: a 400 for the missing fields, whoever asks.
-    (API, "POST", "api-evaluations", "/api/evaluations",                            "401 400 400 400 400 400 400"),
-    (API, "GET", "api-evaluation", "/api/evaluations/{evaluation}",                 "401 404 200 200 200 404 200"),
+    (API, "POST", "api-evaluations", "/api/evaluations", "401 400 400 400 400 400 400"),
+    (API, "GET", "api-evaluation", "/api/evaluations/{evaluation}", "401 404 200 200 200 404 200"),
     # --- labeling pages ------------------------------------------------------------------
-    (PAGE, "GET", "home", "/",                                                      "302 200 200 200 200 200 200"),
-    (PAGE, "GET", "project-detail", "/projects/{p}/",                               "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "project-export", "/projects/{p}/export",                         "302 404 403 403 200 200 200"),
-    (PAGE, "POST", "project-export", "/projects/{p}/export",                        "302 404 403 403 302 302 302"),
-    (PAGE, "GET", "feedback-delay", "/projects/{p}/delay",                          "302 404 403 200 200 404 200"),
-    (PAGE, "GET", "label", "/projects/{p}/label",                                   "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "review", "/projects/{p}/review",                                 "302 404 403 200 200 404 200"),
-    (PAGE, "POST", "review-next", "/projects/{p}/review/next",                      "302 404 403 200 200 404 200"),
+    (PAGE, "GET", "home", "/", "302 200 200 200 200 200 200"),
+    (PAGE, "GET", "project-detail", "/projects/{p}/", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "project-export", "/projects/{p}/export", "302 404 403 403 200 200 200"),
+    (PAGE, "POST", "project-export", "/projects/{p}/export", "302 404 403 403 302 302 302"),
+    (PAGE, "GET", "feedback-delay", "/projects/{p}/delay", "302 404 403 200 200 404 200"),
+    (PAGE, "GET", "label", "/projects/{p}/label", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "review", "/projects/{p}/review", "302 404 403 200 200 404 200"),
+    (PAGE, "POST", "review-next", "/projects/{p}/review/next", "302 404 403 200 200 404 200"),
     (PAGE, "POST", "review-resolve", "/projects/{p}/review/items/{hidden}/resolve", "302 404 403 200 200 404 200"),
-    (PAGE, "POST", "review-skip", "/projects/{p}/review/items/{hidden}/skip",       "302 404 403 200 200 404 200"),
-    (PAGE, "GET", "quality", "/projects/{p}/quality",                               "302 404 403 200 200 404 200"),
-    (PAGE, "GET", "quality-agreement", "/projects/{p}/quality/agreement",           "302 404 403 200 200 404 200"),
-    (PAGE, "GET", "quality-annotators", "/projects/{p}/quality/annotators",         "302 404 403 200 200 404 200"),
-    (PAGE, "POST", "quality-run-create", "/projects/{p}/quality/runs",              "302 404 403 403 302 404 302"),
-    (PAGE, "POST", "quality-settings", "/projects/{p}/quality/settings",            "302 404 403 403 302 404 302"),
+    (PAGE, "POST", "review-skip", "/projects/{p}/review/items/{hidden}/skip", "302 404 403 200 200 404 200"),
+    (PAGE, "GET", "quality", "/projects/{p}/quality", "302 404 403 200 200 404 200"),
+    (PAGE, "GET", "quality-agreement", "/projects/{p}/quality/agreement", "302 404 403 200 200 404 200"),
+    (PAGE, "GET", "quality-annotators", "/projects/{p}/quality/annotators", "302 404 403 200 200 404 200"),
+    (PAGE, "POST", "quality-run-create", "/projects/{p}/quality/runs", "302 404 403 403 302 404 302"),
+    (PAGE, "POST", "quality-settings", "/projects/{p}/quality/settings", "302 404 403 403 302 404 302"),
     # --- bug-queue pages -----------------------------------------------------------------
-    (PAGE, "GET", "bug-queue", "/bugs",                                             "302 200 200 200 200 200 200"),
-    (PAGE, "GET", "bug-queue", "/bugs?project={p}",                                 "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "bug-page", "/bugs/{bug}",                                        "302 404 200 200 200 404 200"),
-    (PAGE, "POST", "bug-comment", "/bugs/{bug}/comments",                           "302 404 302 302 302 404 302"),
-    (PAGE, "POST", "bug-edit", "/bugs/{bug}/edit",                                  "302 404 403 302 302 404 302"),
-    (PAGE, "POST", "bug-settings", "/bugs/settings/{p}",                            "302 404 403 403 302 404 302"),
-    (PAGE, "GET", "digest-list", "/bugs/digests?project={p}",                       "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "digest-page", "/bugs/digests/{digest}",                          "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "triage", "/triage?project={p}",                                  "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "datasets-page", "/projects/{p}/datasets",                        "302 404 200 200 200 404 200"),
-    (PAGE, "GET", "evaluation-failures", "/evaluations/{evaluation}/datasets/{dataset}/failures",
-                                                                                    "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "bug-queue", "/bugs", "302 200 200 200 200 200 200"),
+    (PAGE, "GET", "bug-queue", "/bugs?project={p}", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "bug-page", "/bugs/{bug}", "302 404 200 200 200 404 200"),
+    (PAGE, "POST", "bug-comment", "/bugs/{bug}/comments", "302 404 302 302 302 404 302"),
+    (PAGE, "POST", "bug-edit", "/bugs/{bug}/edit", "302 404 403 302 302 404 302"),
+    (PAGE, "POST", "bug-settings", "/bugs/settings/{p}", "302 404 403 403 302 404 302"),
+    (PAGE, "GET", "digest-list", "/bugs/digests?project={p}", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "digest-page", "/bugs/digests/{digest}", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "triage", "/triage?project={p}", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "datasets-page", "/projects/{p}/datasets", "302 404 200 200 200 404 200"),
+    (
+        PAGE,
+        "GET",
+        "evaluation-failures",
+        "/evaluations/{evaluation}/datasets/{dataset}/failures",
+        "302 404 200 200 200 404 200",
+    ),
 ]
 
 
@@ -169,6 +201,7 @@ def _patterns(module):
                 walk(p.url_patterns)
             elif isinstance(p, URLPattern):
                 out.append((p.name, p))
+
     walk(module.urlpatterns)
     return out
 
@@ -201,17 +234,33 @@ def build_world():
     users["staff"].is_staff = True
     users["staff"].save()
     manager = users["manager"]
-    project = project_create(creator=manager, name="Permissions", annotations_per_item=1,
-                             labels=[LabelSpec(k, k.title(), "", str(i + 1)) for i, k in enumerate(LABELS)])
+    project = project_create(
+        creator=manager,
+        name="Permissions",
+        annotations_per_item=1,
+        labels=[LabelSpec(k, k.title(), "", str(i + 1)) for i, k in enumerate(LABELS)],
+    )
     add_member(project, users["annotator"], Role.ANNOTATOR)
     add_member(project, users["reviewer"], Role.REVIEWER)
     export_grant_add(project=project, username=users["grant"].username, actor=manager)
     at = (timezone.now() - timedelta(days=2)).isoformat()
 
     def ingest(ext, text, label):
-        items_ingest(project=project, rows=[{"external_id": ext, "payload": {"text": text}, "prediction": {
-            "model_version": "v1", "label": label, "predicted_at": at,
-            "probabilities": {k: (0.8 if k == label else 0.1) for k in LABELS}}}])
+        items_ingest(
+            project=project,
+            rows=[
+                {
+                    "external_id": ext,
+                    "payload": {"text": text},
+                    "prediction": {
+                        "model_version": "v1",
+                        "label": label,
+                        "predicted_at": at,
+                        "probabilities": {k: (0.8 if k == label else 0.1) for k in LABELS},
+                    },
+                }
+            ],
+        )
         return project.items.get(external_id=ext)
 
     mine = ingest("mine-ext", "MINETEXT", "kiwi")
@@ -221,25 +270,47 @@ def build_world():
     hidden = ingest("hidden-ext", "HIDDENTEXT", "kiwi")
     opened = ingest("open-ext", "OPENTEXT", "plum")
     ground_truth_set_many(project_id=project.pk, decisions=[Decision(hidden.pk, "mango", "imported")])
-    bug = bug_report(project=project, reporter=manager, title="Routing errors", kind="failed_prediction",
-                     model_version="v1", failures=[
-                         {"external_id": "mine-ext", "predicted_label": "kiwi", "expected_label": "mango"},
-                         {"external_id": "hidden-ext", "predicted_label": "kiwi", "expected_label": "mango"},
-                         {"external_id": "open-ext", "predicted_label": "plum", "expected_label": "kiwi"},
-                     ]).bug
+    bug = bug_report(
+        project=project,
+        reporter=manager,
+        title="Routing errors",
+        kind="failed_prediction",
+        model_version="v1",
+        failures=[
+            {"external_id": "mine-ext", "predicted_label": "kiwi", "expected_label": "mango"},
+            {"external_id": "hidden-ext", "predicted_label": "kiwi", "expected_label": "mango"},
+            {"external_id": "open-ext", "predicted_label": "plum", "expected_label": "kiwi"},
+        ],
+    ).bug
     dataset = dataset_create(project=project, actor=manager, name="Hard cases")
     dataset_version_curate(dataset=dataset, actor=manager, add_external_ids=["mine-ext", "hidden-ext"])
-    evaluation = evaluation_run(project=project, actor=manager, model_version="v2", dataset_ids=[dataset.pk],
-                                batch=predictions_parse(project=project, rows=[
-                                    {"external_id": "mine-ext", "label": "plum"},
-                                    {"external_id": "hidden-ext", "label": "plum"}]))
+    evaluation = evaluation_run(
+        project=project,
+        actor=manager,
+        model_version="v2",
+        dataset_ids=[dataset.pk],
+        batch=predictions_parse(
+            project=project,
+            rows=[{"external_id": "mine-ext", "label": "plum"}, {"external_id": "hidden-ext", "label": "plum"}],
+        ),
+    )
     run = quality_run_request(project_id=project.pk, requested_by=manager)
     export, _ = export_request(project=project, actor=manager)
     today = timezone.now().date()
     digest = digest_build(project=project, week_start=today - timedelta(days=today.weekday()))
-    ids = {"p": project.pk, "bug": bug.pk, "dataset": dataset.pk, "evaluation": evaluation.pk, "run": run.pk,
-           "export": export.pk, "assignment": claim.assignment_id, "digest": digest.pk, "hidden": hidden.pk,
-           "outsider": users["outsider"].username, "grantee": users["grant"].username}
+    ids = {
+        "p": project.pk,
+        "bug": bug.pk,
+        "dataset": dataset.pk,
+        "evaluation": evaluation.pk,
+        "run": run.pk,
+        "export": export.pk,
+        "assignment": claim.assignment_id,
+        "digest": digest.pk,
+        "hidden": hidden.pk,
+        "outsider": users["outsider"].username,
+        "grantee": users["grant"].username,
+    }
     secret = {"ext": {"hidden-ext", "open-ext"}, "text": {"HIDDENTEXT", "OPENTEXT"}, "ids": {hidden.pk, opened.pk}}
     return users, ids, secret, {"mine": mine, "hidden": hidden, "open": opened, "bug": bug, "project": project}
 
@@ -263,12 +334,15 @@ def _json_leaks(doc, secret) -> list:
     def walk(node):
         if isinstance(node, dict):
             if _mentions_secret(node, secret):
-                found.extend(f"{k}={node[k]!r}" for k in sorted(LABEL_KEYS & set(node)) if node[k] not in (None, "", [], {}))
+                found.extend(
+                    f"{k}={node[k]!r}" for k in sorted(LABEL_KEYS & set(node)) if node[k] not in (None, "", [], {})
+                )
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
             for v in node:
                 walk(v)
+
     walk(doc)
     return found
 
@@ -314,7 +388,7 @@ def run_matrix(role, users, ids, secret):
     if role != "anon":
         client.force_login(users[role])
     wrong, leaks = [], []
-    for kind, method, name, path, statuses in TABLE:
+    for kind, method, _name, path, statuses in TABLE:
         url = path.format(**ids)
         expected = int(statuses.split()[ROLES.index(role)])
         status, content, ctype = request_once(client, kind, method, url)

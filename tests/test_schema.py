@@ -32,9 +32,13 @@ def test_paginated_lists_are_documented_as_pages():
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
     components = schema["components"]["schemas"]
-    for path in ("/api/projects/{project_id}/items", "/api/projects/{project_id}/annotations",
-                 "/api/projects/{project_id}/exports", "/api/projects/{project_id}/quality-runs",
-                 "/api/quality-runs/{run_id}/items"):
+    for path in (
+        "/api/projects/{project_id}/items",
+        "/api/projects/{project_id}/annotations",
+        "/api/projects/{project_id}/exports",
+        "/api/projects/{project_id}/quality-runs",
+        "/api/quality-runs/{run_id}/items",
+    ):
         op = schema["paths"][path]["get"]
         ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
         page = components[ref.rsplit("/", 1)[1]]

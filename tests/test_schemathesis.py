@@ -11,6 +11,7 @@ server issued, a label key of this project, a password strong enough...). Only t
 may answer 400 to schema-valid data; everywhere else such a 400 is a failure (the schema lies)."""
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -55,9 +56,17 @@ SEMANTIC_400 = {
 
 def _config(path):
     """schemathesis.toml: every check, with the semantic allowance above."""
-    lines = [f"seed = {SEED}", "", "[generation]", f"max-examples = {MAX_EXAMPLES}", "",
-             # every method against every route is tests/labeling/api/test_error_shape.py's job
-             "[phases.coverage]", 'unexpected-methods = ["TRACE"]', ""]
+    lines = [
+        f"seed = {SEED}",
+        "",
+        "[generation]",
+        f"max-examples = {MAX_EXAMPLES}",
+        "",
+        # every method against every route is tests/labeling/api/test_error_shape.py's job
+        "[phases.coverage]",
+        'unexpected-methods = ["TRACE"]',
+        "",
+    ]
     for operation_id, why in sorted(SEMANTIC_400.items()):
         lines += [
             f"# {why}",
@@ -82,8 +91,9 @@ def _summary(report_dir):
     for name in os.listdir(report_dir):
         if not name.endswith(".ndjson"):
             continue
-        for line in open(os.path.join(report_dir, name)):
-            event = json.loads(line)
+        with open(os.path.join(report_dir, name)) as report:
+            events = [json.loads(line) for line in report]
+        for event in events:
             kind, body = next(iter(event.items()))
             finished = finished or kind == "EngineFinished"
             if kind == "NonFatalError" and not any(f in body["value"].get("message", "") for f in TOOL_FAULTS):
@@ -99,8 +109,10 @@ def _summary(report_dir):
                     inter = (rec.get("interactions") or {}).get(case_id, {})
                     req, res = inter.get("request", {}), inter.get("response", {})
                     content = base64.b64decode((res.get("content") or {}).get("$base64", "")).decode("utf-8", "replace")
-                    out.append(f"{rec['label']} :: {check['name']}: {req.get('method')} {req.get('uri')} -> "
-                               f"{res.get('status_code')} {content[:300]}")
+                    out.append(
+                        f"{rec['label']} :: {check['name']}: {req.get('method')} {req.get('uri')} -> "
+                        f"{res.get('status_code')} {content[:300]}"
+                    )
     return out, finished
 
 
@@ -124,7 +136,7 @@ def fuzz_server(postgres_tx, eager_celery):
     from labeling.services.projects import member_add
     from tests.labeling.factories import UserFactory
 
-    call_command("loupe_demo", items=60, stdout=open(os.devnull, "w"))
+    call_command("loupe_demo", items=60, stdout=io.StringIO())
     manager = UserFactory(username="fuzz-manager")
     member_add(project=Project.objects.get(), username=manager.username, role=Role.MANAGER)
 
@@ -153,21 +165,43 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(fuzz_server, tmp_path
     require(os.path.exists(os.path.join(os.path.dirname(sys.executable), "st")), "schemathesis is not installed")
     from labeling.demo import DEMO_PASSWORD
 
-    token = (_token(fuzz_server, "fuzz-manager", PASSWORD) if who == "manager"
-             else _token(fuzz_server, "demo-annotator", DEMO_PASSWORD))
+    token = (
+        _token(fuzz_server, "fuzz-manager", PASSWORD)
+        if who == "manager"
+        else _token(fuzz_server, "demo-annotator", DEMO_PASSWORD)
+    )
     report_dir = tmp_path / "report"
     cmd = [
-        sys.executable, "-m", "schemathesis.cli",
-        "--config-file", str(_config(tmp_path / "schemathesis.toml")),
-        "run", f"{fuzz_server}/api/schema", "--checks", "all", "--workers", "1", "--no-color",
-        "--header", f"Authorization: Token {token}", "--report", "ndjson", "--report-dir", str(report_dir),
-        "--request-timeout", "30",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(_config(tmp_path / "schemathesis.toml")),
+        "run",
+        f"{fuzz_server}/api/schema",
+        "--checks",
+        "all",
+        "--workers",
+        "1",
+        "--no-color",
+        "--header",
+        f"Authorization: Token {token}",
+        "--report",
+        "ndjson",
+        "--report-dir",
+        str(report_dir),
+        "--request-timeout",
+        "30",
         # Logging out would end the fuzzer's own token (every call after it a 401):
         # tests/labeling/api/test_auth_tokens.py covers those two.
-        "--exclude-operation-id", "auth_token_revoke", "--exclude-operation-id", "auth_tokens_revoke_all",
+        "--exclude-operation-id",
+        "auth_token_revoke",
+        "--exclude-operation-id",
+        "auth_tokens_revoke_all",
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
-                         cwd=tmp_path)  # schemathesis keeps a .schemathesis/ cache in its working directory
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path
+    )  # schemathesis keeps a .schemathesis/ cache in its working directory
     problems, finished = _summary(report_dir)
     assert finished and not problems, "\n".join(problems) + "\n" + run.stdout[-3000:]
     assert "operations" in run.stdout and "Tested:" in run.stdout, run.stdout[-3000:]

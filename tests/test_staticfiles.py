@@ -17,11 +17,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_collectstatic_with_the_manifest_storage_succeeds_and_maps_every_vendored_asset(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "LOUPE_TESTING", "LOUPE_DEMO")}
-    env.update(SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="loupe.example", STATIC_ROOT=str(tmp_path),
-               DATABASE_URL=env.get("DATABASE_URL", "postgres://u@127.0.0.1/unused"),
-               CELERY_BROKER_URL=env.get("CELERY_BROKER_URL", "memory://"))
-    res = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    env.update(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="loupe.example",
+        STATIC_ROOT=str(tmp_path),
+        DATABASE_URL=env.get("DATABASE_URL", "postgres://u@127.0.0.1/unused"),
+        CELERY_BROKER_URL=env.get("CELERY_BROKER_URL", "memory://"),
+    )
+    res = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
     vendored = [p.relative_to(ROOT / "static").as_posix() for p in (ROOT / "static" / "vendor").rglob("*.js")]

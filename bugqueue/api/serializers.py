@@ -20,9 +20,29 @@ class BugOutput(serializers.ModelSerializer):
     class Meta:
         model = Bug
         fields = [
-            "id", "project", "title", "kind", "status", "priority", "assignee", "tags", "fingerprint",
-            "model_version", "occurrences", "first_seen", "last_seen", "regressed", "regressed_at", "reopened_at",
-            "triaged_at", "resolved_at", "resolution", "resolution_note", "duplicate_of", "created_at", "updated_at",
+            "id",
+            "project",
+            "title",
+            "kind",
+            "status",
+            "priority",
+            "assignee",
+            "tags",
+            "fingerprint",
+            "model_version",
+            "occurrences",
+            "first_seen",
+            "last_seen",
+            "regressed",
+            "regressed_at",
+            "reopened_at",
+            "triaged_at",
+            "resolved_at",
+            "resolution",
+            "resolution_note",
+            "duplicate_of",
+            "created_at",
+            "updated_at",
         ]
 
     def get_assignee(self, obj) -> str | None:
@@ -41,8 +61,19 @@ class FailureOutput(serializers.ModelSerializer):
 
     class Meta:
         model = FailureExample
-        fields = ["id", "item", "external_id", "input", "model_version", "predicted_label", "expected_label",
-                  "predicted_at", "source", "label_change_seq", "created_at"]
+        fields = [
+            "id",
+            "item",
+            "external_id",
+            "input",
+            "model_version",
+            "predicted_label",
+            "expected_label",
+            "predicted_at",
+            "source",
+            "label_change_seq",
+            "created_at",
+        ]
 
     def get_input(self, obj) -> dict | None:
         if obj.payload is not None:
@@ -105,7 +136,8 @@ class BugDetailOutput(BugOutput):
     failure_count = serializers.IntegerField()
     failures_hidden = serializers.IntegerField(
         help_text="Failures left out of `failures` and `confusion` for you: their items may still be served "
-                  "to you for labeling (blind labeling; always 0 for reviewers and managers).")
+        "to you for labeling (blind labeling; always 0 for reviewers and managers)."
+    )
     failures_without_expected = serializers.IntegerField()
     failures = FailureOutput(many=True, help_text="The 50 most recent failures you may see.")
     confusion = ConfusionOutput(many=True, help_text="Failures you may see per (model version, predicted, expected).")
@@ -115,8 +147,16 @@ class BugDetailOutput(BugOutput):
 
     class Meta(BugOutput.Meta):
         fields = BugOutput.Meta.fields + [
-            "description", "reporter", "failure_count", "failures_hidden", "failures_without_expected", "failures", "confusion",
-            "occurrences_by_day", "events", "comments",
+            "description",
+            "reporter",
+            "failure_count",
+            "failures_hidden",
+            "failures_without_expected",
+            "failures",
+            "confusion",
+            "occurrences_by_day",
+            "events",
+            "comments",
         ]
 
 
@@ -139,6 +179,10 @@ def bug_detail_data(detail: dict) -> dict:
 
 
 class FacetsOutput(serializers.Serializer):
-    status = serializers.DictField(child=serializers.IntegerField(), help_text=f"Per status: {', '.join(BugStatus.values)}.")
-    priority = serializers.DictField(child=serializers.IntegerField(), help_text=f"Per priority: {', '.join(Priority.values)}.")
+    status = serializers.DictField(
+        child=serializers.IntegerField(), help_text=f"Per status: {', '.join(BugStatus.values)}."
+    )
+    priority = serializers.DictField(
+        child=serializers.IntegerField(), help_text=f"Per priority: {', '.join(Priority.values)}."
+    )
     tag = serializers.DictField(child=serializers.IntegerField(), help_text="Per tag slug.")

@@ -13,11 +13,19 @@ urlpatterns = [
     # validation datasets and evaluations
     path("datasets", views_datasets.DatasetListCreateApi.as_view(), name="api-datasets"),
     path("datasets/<int:dataset_id>", views_datasets.DatasetDetailApi.as_view(), name="api-dataset"),
-    path("datasets/<int:dataset_id>/versions", views_datasets.DatasetVersionsApi.as_view(), name="api-dataset-versions"),
-    path("datasets/<int:dataset_id>/versions/<int:number>/items", views_datasets.DatasetVersionItemsApi.as_view(),
-         name="api-dataset-version-items"),
-    path("datasets/<int:dataset_id>/versions/<int:number>/delta", views_datasets.DatasetVersionDeltaApi.as_view(),
-         name="api-dataset-version-delta"),
+    path(
+        "datasets/<int:dataset_id>/versions", views_datasets.DatasetVersionsApi.as_view(), name="api-dataset-versions"
+    ),
+    path(
+        "datasets/<int:dataset_id>/versions/<int:number>/items",
+        views_datasets.DatasetVersionItemsApi.as_view(),
+        name="api-dataset-version-items",
+    ),
+    path(
+        "datasets/<int:dataset_id>/versions/<int:number>/delta",
+        views_datasets.DatasetVersionDeltaApi.as_view(),
+        name="api-dataset-version-delta",
+    ),
     path("bugs/<int:bug_id>/dataset-flows", views_datasets.BugDatasetFlowsApi.as_view(), name="api-bug-dataset-flows"),
     path("evaluations", views_datasets.EvaluationListCreateApi.as_view(), name="api-evaluations"),
     path("evaluations/<int:evaluation_id>", views_datasets.EvaluationDetailApi.as_view(), name="api-evaluation"),

@@ -48,7 +48,9 @@ def _reject_unknown(data, allowed):
         raise ValidationFailed("The body must be a JSON object.")
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ValidationFailed(f"Unknown fields: {', '.join(unknown)}.", fields={k: ["Unknown field."] for k in unknown})
+        raise ValidationFailed(
+            f"Unknown fields: {', '.join(unknown)}.", fields={k: ["Unknown field."] for k in unknown}
+        )
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -61,9 +63,13 @@ class PayloadField(serializers.JSONField):
 
 class FailureInput(inputs.Input):
     external_id = serializers.CharField(required=False, max_length=255, help_text="An item of the project.")
-    payload = PayloadField(required=False, help_text="The failing input (an object); without external_id it becomes an item.")
+    payload = PayloadField(
+        required=False, help_text="The failing input (an object); without external_id it becomes an item."
+    )
     predicted_label = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    expected_label = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="Null when not known yet.")
+    expected_label = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="Null when not known yet."
+    )
     model_version = serializers.CharField(required=False, allow_blank=True, max_length=128)
     predicted_at = inputs.TimestampField(required=False, allow_null=True)
 
@@ -78,15 +84,27 @@ class BugPage(serializers.Serializer):
 
 LIST_PARAMETERS = [
     OpenApiParameter("project", int, description="A project id (default: every project you are a member of)."),
-    OpenApiParameter("status", str, many=True, enum=[*BugStatus.values, "open", "closed"],
-                     description="One or more (repeated or comma-separated); open and closed name groups."),
-    OpenApiParameter("tag", str, many=True, description="Tag slug(s) (GET /api/tags); several narrow (bugs carrying "
-                     "all of them). An unknown tag is a 400."),
+    OpenApiParameter(
+        "status",
+        str,
+        many=True,
+        enum=[*BugStatus.values, "open", "closed"],
+        description="One or more (repeated or comma-separated); open and closed name groups.",
+    ),
+    OpenApiParameter(
+        "tag",
+        str,
+        many=True,
+        description="Tag slug(s) (GET /api/tags); several narrow (bugs carrying all of them). An unknown tag is a 400.",
+    ),
     OpenApiParameter("priority", str, many=True, enum=Priority.values, description="One or more."),
     OpenApiParameter("kind", str, many=True, enum=BugKind.values, description="One or more."),
     OpenApiParameter("assignee", str, description="A username, `me`, or `none`."),
-    OpenApiParameter("q", {"type": "string", "maxLength": 200},
-                     description="Text in the title or description, or an exact fingerprint."),
+    OpenApiParameter(
+        "q",
+        {"type": "string", "maxLength": 200},
+        description="Text in the title or description, or an exact fingerprint.",
+    ),
     OpenApiParameter("regressed", bool),
     OpenApiParameter("ordering", str, enum=list(ORDERINGS)),
     OpenApiParameter("page", {"type": "integer", "minimum": 1}),
@@ -104,8 +122,9 @@ class BugListCreateApi(ApiView):
         description = serializers.CharField(required=False, allow_blank=True, default="")
         tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
         priority = serializers.ChoiceField(choices=Priority.choices, required=False)
-        fingerprint = serializers.CharField(required=False, max_length=255,
-                                            help_text="Default: the project, kind and normalized title.")
+        fingerprint = serializers.CharField(
+            required=False, max_length=255, help_text="Default: the project, kind and normalized title."
+        )
         model_version = serializers.CharField(required=False, allow_blank=True, max_length=128, default="")
         failures = FailureInput(many=True, required=False)
 
@@ -130,7 +149,8 @@ class BugListCreateApi(ApiView):
         return response
 
     @extend_schema(
-        request=Input, responses={201: Output, 200: Output, 409: ErrorSerializer, 413: ErrorSerializer, **ERRORS},
+        request=Input,
+        responses={201: Output, 200: Output, 409: ErrorSerializer, 413: ErrorSerializer, **ERRORS},
         operation_id="bugs_report",
         description="File a report. 201 opens a bug; 200 adds the report's occurrences to the open bug with the "
         "same fingerprint (or to a closed one: a resolved bug reopens with regressed=true only when a failure's "
@@ -144,10 +164,20 @@ class BugListCreateApi(ApiView):
         values = dict(data.validated_data)
         project = access_project(user=request.user, project_id=values.pop("project"))
         values.pop("failures", None)
-        result = bug_report(project=project, reporter=request.user, failures=request.data.get("failures"),
-                            may_add_items=project.user_role in MANAGER_ROLES, **values)
-        body = {"id": result.bug.pk, "created": result.created, "occurrences": result.occurrences,
-                "regressed": result.regressed, "status": result.bug.status}
+        result = bug_report(
+            project=project,
+            reporter=request.user,
+            failures=request.data.get("failures"),
+            may_add_items=project.user_role in MANAGER_ROLES,
+            **values,
+        )
+        body = {
+            "id": result.bug.pk,
+            "created": result.created,
+            "occurrences": result.occurrences,
+            "regressed": result.regressed,
+            "status": result.bug.status,
+        }
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -155,21 +185,31 @@ class BugDetailApi(ApiView):
     class PatchInput(inputs.Input):
         status = serializers.ChoiceField(choices=BugStatus.choices, required=False)
         priority = serializers.ChoiceField(choices=Priority.choices, required=False)
-        assignee = serializers.CharField(required=False, allow_null=True, allow_blank=True,
-                                         help_text="A member's username, or null to unassign.")
-        tags = serializers.ListField(child=serializers.CharField(), required=False, help_text="The full list of tag slugs.")
-        duplicate_of = serializers.IntegerField(required=False, allow_null=True, help_text="With status duplicate.", **inputs.ID)
-        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000,
-                                     help_text="Why (kept in the history).")
+        assignee = serializers.CharField(
+            required=False, allow_null=True, allow_blank=True, help_text="A member's username, or null to unassign."
+        )
+        tags = serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="The full list of tag slugs."
+        )
+        duplicate_of = serializers.IntegerField(
+            required=False, allow_null=True, help_text="With status duplicate.", **inputs.ID
+        )
+        note = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=20_000, help_text="Why (kept in the history)."
+        )
 
     @extend_schema(responses={200: BugDetailOutput, **ERRORS}, operation_id="bugs_retrieve")
     def get(self, request, bug_id):
         bug = access_bug(user=request.user, bug_id=bug_id)
         return Response(bug_detail_data(bug_detail(bug=bug, user=request.user)))
 
-    @extend_schema(request=PatchInput, responses={200: BugOutput, **CONFLICT, **ERRORS}, operation_id="bugs_update",
-                   description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags. "
-                   "Every change is written to the bug's history. Needs the reviewer or manager role.")
+    @extend_schema(
+        request=PatchInput,
+        responses={200: BugOutput, **CONFLICT, **ERRORS},
+        operation_id="bugs_update",
+        description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags. "
+        "Every change is written to the bug's history. Needs the reviewer or manager role.",
+    )
     def patch(self, request, bug_id):
         bug = access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
         _reject_unknown(request.data, self.PatchInput._declared_fields)
@@ -199,14 +239,24 @@ class BugResolveApi(ApiView):
     class Input(inputs.Input):
         resolution = serializers.ChoiceField(choices=Resolution.choices)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
-        duplicate_of = serializers.IntegerField(required=False, allow_null=True, **inputs.ID,
-                                                help_text="Required with resolution duplicate.")
-        datasets = serializers.ListField(child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=100,
-                                         help_text="Validation datasets that get the bug's failures (fixed only); "
-                                                   "datasets following the bug's tags get them too.")
-        mine_similar = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10_000,
-                                                help_text="Queue this many look-alike production items for labeling; "
-                                                          "they join the datasets once labeled.")
+        duplicate_of = serializers.IntegerField(
+            required=False, allow_null=True, **inputs.ID, help_text="Required with resolution duplicate."
+        )
+        datasets = serializers.ListField(
+            child=serializers.IntegerField(**inputs.ID),
+            required=False,
+            default=list,
+            max_length=100,
+            help_text="Validation datasets that get the bug's failures (fixed only); "
+            "datasets following the bug's tags get them too.",
+        )
+        mine_similar = serializers.IntegerField(
+            required=False,
+            default=0,
+            min_value=0,
+            max_value=10_000,
+            help_text="Queue this many look-alike production items for labeling; they join the datasets once labeled.",
+        )
 
     class Output(BugOutput):
         changed = serializers.SerializerMethodField()
@@ -221,9 +271,13 @@ class BugResolveApi(ApiView):
         def get_dataset_flow(self, obj) -> int | None:
             return obj.flow.pk if obj.flow is not None else None
 
-    @extend_schema(request=Input, responses={200: Output, **CONFLICT, **ERRORS}, operation_id="bugs_resolve",
-                   description="Close a bug as fixed, wont_fix or duplicate (of duplicate_of). Resolving again the "
-                   "same way changes nothing (changed=false); a bug closed another way answers 409.")
+    @extend_schema(
+        request=Input,
+        responses={200: Output, **CONFLICT, **ERRORS},
+        operation_id="bugs_resolve",
+        description="Close a bug as fixed, wont_fix or duplicate (of duplicate_of). Resolving again the "
+        "same way changes nothing (changed=false); a bug closed another way answers 409.",
+    )
     def post(self, request, bug_id):
         bug = access_bug(user=request.user, bug_id=bug_id, roles=REVIEW_ROLES)
         data = self.Input(data=request.data)

@@ -43,7 +43,18 @@ class VersionOutput(serializers.ModelSerializer):
 
     class Meta:
         model = DatasetVersion
-        fields = ["number", "created_at", "created_by", "reason", "bug", "note", "added", "removed", "relabeled", "size"]
+        fields = [
+            "number",
+            "created_at",
+            "created_by",
+            "reason",
+            "bug",
+            "note",
+            "added",
+            "removed",
+            "relabeled",
+            "size",
+        ]
 
 
 def _project_param(request, roles=None):
@@ -61,13 +72,18 @@ class DatasetListCreateApi(ApiView):
         tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
         min_accuracy = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
 
-    @extend_schema(parameters=[OpenApiParameter("project", int, required=True)],
-                   responses={200: DatasetOutput(many=True), **ERRORS}, operation_id="datasets_list")
+    @extend_schema(
+        parameters=[OpenApiParameter("project", int, required=True)],
+        responses={200: DatasetOutput(many=True), **ERRORS},
+        operation_id="datasets_list",
+    )
     def get(self, request):
         project = _project_param(request)
         return Response(DatasetOutput(sel.dataset_list(project=project), many=True).data)
 
-    @extend_schema(request=Input, responses={201: DatasetOutput, 409: ErrorSerializer, **ERRORS}, operation_id="datasets_create")
+    @extend_schema(
+        request=Input, responses={201: DatasetOutput, 409: ErrorSerializer, **ERRORS}, operation_id="datasets_create"
+    )
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -87,8 +103,12 @@ class DatasetVersionsApi(ApiView):
     request_body_limit = BodyLimit(setting="LOUPE_MAX_BATCH_BYTES", what="A dataset version body")
 
     class Input(inputs.Input):
-        add = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
-        remove = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000)
+        add = serializers.ListField(
+            child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000
+        )
+        remove = serializers.ListField(
+            child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000
+        )
         note = serializers.CharField(required=False, allow_blank=True, default="")
 
     class CreatedOutput(serializers.Serializer):
@@ -100,21 +120,32 @@ class DatasetVersionsApi(ApiView):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
         return Response(VersionOutput(sel.dataset_versions(dataset=dataset), many=True).data)
 
-    @extend_schema(request=Input, responses={201: CreatedOutput, 200: CreatedOutput, **ERRORS}, operation_id="dataset_versions_create")
+    @extend_schema(
+        request=Input,
+        responses={201: CreatedOutput, 200: CreatedOutput, **ERRORS},
+        operation_id="dataset_versions_create",
+    )
     def post(self, request, dataset_id):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id, roles=MANAGER_ROLES)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        version = dataset_version_curate(dataset=dataset, actor=request.user, add_external_ids=v["add"],
-                                         remove_external_ids=v["remove"], note=v["note"])
+        version = dataset_version_curate(
+            dataset=dataset,
+            actor=request.user,
+            add_external_ids=v["add"],
+            remove_external_ids=v["remove"],
+            note=v["note"],
+        )
         if version is None:
             return Response({"changed": False, "version": None}, status=status.HTTP_200_OK)
         return Response({"changed": True, "version": VersionOutput(version).data}, status=status.HTTP_201_CREATED)
 
 
-BLIND_LABEL = ("The label frozen at that version; null for an annotator while the item may still be "
-               "served to them for labeling (blind labeling).")
+BLIND_LABEL = (
+    "The label frozen at that version; null for an annotator while the item may still be "
+    "served to them for labeling (blind labeling)."
+)
 
 
 class VersionRowOutput(serializers.Serializer):
@@ -154,17 +185,21 @@ class DatasetVersionItemsApi(ApiView):
     content_negotiation_class = FormatIsAQueryParameter
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["json", "jsonl"]),
-                    OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
-                    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 5000})],
+        parameters=[
+            OpenApiParameter("format", str, enum=["json", "jsonl"]),
+            OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 5000}),
+        ],
         responses={
             (200, "application/json"): VersionItemsPageOutput,
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="format=jsonl: one row per line."),
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR, description="format=jsonl: one row per line."
+            ),
             **ERRORS,
         },
         operation_id="dataset_version_items",
         description="Items of a version with the label frozen at that version. JSON pages by `after` "
-                    "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
+        "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
     )
     def get(self, request, dataset_id, number, format=None):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
@@ -172,9 +207,11 @@ class DatasetVersionItemsApi(ApiView):
         visibility = labels_visible_to(user=request.user, project=dataset.project)
         fmt = request.query_params.get("format", "json")
         if fmt == "jsonl":
+
             def lines():
                 for r in sel.version_row_stream(dataset_id=dataset.pk, number=number, visibility=visibility):
                     yield json.dumps(_row(r), ensure_ascii=False) + "\n"
+
             response = StreamingHttpResponse(lines(), content_type="application/x-ndjson; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-v{number}.jsonl"'
             return response
@@ -186,11 +223,20 @@ class DatasetVersionItemsApi(ApiView):
             if not (0 <= after <= MAX_ID and 1 <= limit <= 5000):
                 raise ValueError
         except ValueError:
-            raise ValidationFailed("after must be an integer from 0 (a row id) and limit an integer from 1 to 5000.",
-                                   fields={"after": ["An integer from 0."], "limit": ["An integer from 1 to 5000."]})
-        rows = sel.version_rows(dataset_id=dataset.pk, number=number, visibility=visibility, after_id=after, limit=limit)
-        return Response({"version": number, "results": [_row(r) for r in rows],
-                         "next_after": rows[-1][0] if len(rows) == limit else None})
+            raise ValidationFailed(
+                "after must be an integer from 0 (a row id) and limit an integer from 1 to 5000.",
+                fields={"after": ["An integer from 0."], "limit": ["An integer from 1 to 5000."]},
+            )
+        rows = sel.version_rows(
+            dataset_id=dataset.pk, number=number, visibility=visibility, after_id=after, limit=limit
+        )
+        return Response(
+            {
+                "version": number,
+                "results": [_row(r) for r in rows],
+                "next_after": rows[-1][0] if len(rows) == limit else None,
+            }
+        )
 
 
 class DatasetVersionDeltaApi(ApiView):
@@ -207,16 +253,34 @@ class ResultOutput(serializers.ModelSerializer):
 
     class Meta:
         model = EvaluationResult
-        fields = ["dataset", "dataset_name", "dataset_version", "n", "n_missing", "accuracy", "macro_f1",
-                  "per_class_recall", "confusion", "regressions", "regression_items", "passed", "reasons", "previous"]
+        fields = [
+            "dataset",
+            "dataset_name",
+            "dataset_version",
+            "n",
+            "n_missing",
+            "accuracy",
+            "macro_f1",
+            "per_class_recall",
+            "confusion",
+            "regressions",
+            "regression_items",
+            "passed",
+            "reasons",
+            "previous",
+        ]
 
     def get_previous(self, obj) -> dict | None:
         p = obj.previous
         if p is None:
             return None
-        return {"evaluation": p.evaluation_id, "model_version": p.evaluation.model_version, "accuracy": p.accuracy,
-                "macro_f1": p.macro_f1,
-                "accuracy_change": None if (p.accuracy is None or obj.accuracy is None) else obj.accuracy - p.accuracy}
+        return {
+            "evaluation": p.evaluation_id,
+            "model_version": p.evaluation.model_version,
+            "accuracy": p.accuracy,
+            "macro_f1": p.macro_f1,
+            "accuracy_change": None if (p.accuracy is None or obj.accuracy is None) else obj.accuracy - p.accuracy,
+        }
 
 
 class EvaluationOutput(serializers.ModelSerializer):
@@ -244,24 +308,33 @@ class EvaluationListCreateApi(ApiView):
         project = serializers.IntegerField(**inputs.ID)
         model_version = serializers.CharField(max_length=128)
         predictions = _Rows()
-        datasets = serializers.ListField(child=serializers.IntegerField(**inputs.ID), required=False, default=list,
-                                         max_length=1000)
+        datasets = serializers.ListField(
+            child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=1000
+        )
 
-    @extend_schema(parameters=[OpenApiParameter("project", int, required=True), OpenApiParameter("model_version", str)],
-                   responses={200: EvaluationOutput(many=True), **ERRORS}, operation_id="evaluations_list")
+    @extend_schema(
+        parameters=[OpenApiParameter("project", int, required=True), OpenApiParameter("model_version", str)],
+        responses={200: EvaluationOutput(many=True), **ERRORS},
+        operation_id="evaluations_list",
+    )
     def get(self, request):
         project = _project_param(request)
-        evaluations = sel.evaluations_visible(user=request.user, project=project,
-                                              model_version=request.query_params.get("model_version"))
+        evaluations = sel.evaluations_visible(
+            user=request.user, project=project, model_version=request.query_params.get("model_version")
+        )
         return Response(EvaluationOutput(evaluations, many=True).data)
 
     @extend_schema(
         request={"application/json": {"type": "object"}, "application/x-ndjson": {"type": "string"}},
-        parameters=[OpenApiParameter("project", int), OpenApiParameter("model_version", str),
-                    OpenApiParameter("datasets", str, description="JSON Lines only: comma-separated dataset ids")],
-        responses={201: EvaluationOutput, 413: ErrorSerializer, **ERRORS}, operation_id="evaluations_create",
+        parameters=[
+            OpenApiParameter("project", int),
+            OpenApiParameter("model_version", str),
+            OpenApiParameter("datasets", str, description="JSON Lines only: comma-separated dataset ids"),
+        ],
+        responses={201: EvaluationOutput, 413: ErrorSerializer, **ERRORS},
+        operation_id="evaluations_create",
         description="JSON: {project, model_version, predictions:[{external_id,label,probabilities?}], datasets?}. "
-                    "JSON Lines: one prediction per line, with project, model_version and datasets as query parameters.",
+        "JSON Lines: one prediction per line, with project, model_version and datasets as query parameters.",
     )
     def post(self, request):
         content_type = (request.content_type or "").split(";")[0].strip().lower()
@@ -285,8 +358,9 @@ class EvaluationListCreateApi(ApiView):
             project = access_project(user=request.user, project_id=body["project"], roles=MANAGER_ROLES)
             model_version, datasets, rows = body["model_version"], body["datasets"], body["predictions"]
         batch = predictions_parse(project=project, rows=rows)
-        evaluation = evaluation_run(project=project, actor=request.user, model_version=model_version, batch=batch,
-                                    dataset_ids=datasets or None)
+        evaluation = evaluation_run(
+            project=project, actor=request.user, model_version=model_version, batch=batch, dataset_ids=datasets or None
+        )
         evaluation = sel.evaluation_list(project=project).get(pk=evaluation.pk)
         return Response(EvaluationOutput(evaluation).data, status=status.HTTP_201_CREATED)
 
@@ -301,8 +375,19 @@ class EvaluationDetailApi(ApiView):
 class FlowOutput(serializers.ModelSerializer):
     class Meta:
         model = BugDatasetFlow
-        fields = ["id", "status", "datasets", "mine_similar", "added", "pending", "mined", "versions", "error",
-                  "created_at", "finished_at"]
+        fields = [
+            "id",
+            "status",
+            "datasets",
+            "mine_similar",
+            "added",
+            "pending",
+            "mined",
+            "versions",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
 
 
 class BugDatasetFlowsApi(ApiView):

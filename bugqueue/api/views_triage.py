@@ -54,7 +54,9 @@ class TriageApi(ApiView):
         parameters=[
             OpenApiParameter("project", int, required=True),
             OpenApiParameter("week", str, description="An ISO week such as 2026-W47 (default: this week)."),
-            OpenApiParameter("limit", int, description="Bugs listed per section (1-500, default 100); totals count all."),
+            OpenApiParameter(
+                "limit", int, description="Bugs listed per section (1-500, default 100); totals count all."
+            ),
         ],
         responses={200: Output, **ERRORS},
         operation_id="triage_week",
@@ -71,15 +73,17 @@ class TriageApi(ApiView):
         except ValueError:
             raise ValidationFailed("limit must be an integer from 1 to 500.", fields={"limit": ["1 to 500."]})
         view = triage_week(project=project, week_start=week_start, limit=limit)
-        return Response({
-            "project": project.pk,
-            "week": view["week"],
-            "start": view["start"],
-            "end": view["end"],
-            "new": BugOutput(view["sections"]["new"], many=True).data,
-            "reopened": BugOutput(view["sections"]["reopened"], many=True).data,
-            "backlog": BugOutput(view["sections"]["backlog"], many=True).data,
-            "totals": view["totals"],
-            "stats": view["stats"],
-            "tags": view["tags"],
-        })
+        return Response(
+            {
+                "project": project.pk,
+                "week": view["week"],
+                "start": view["start"],
+                "end": view["end"],
+                "new": BugOutput(view["sections"]["new"], many=True).data,
+                "reopened": BugOutput(view["sections"]["reopened"], many=True).data,
+                "backlog": BugOutput(view["sections"]["backlog"], many=True).data,
+                "totals": view["totals"],
+                "stats": view["stats"],
+                "tags": view["tags"],
+            }
+        )

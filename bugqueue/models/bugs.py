@@ -79,7 +79,9 @@ class Bug(models.Model):
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_bugs"
     )
-    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     tags = models.ManyToManyField(Tag, blank=True, related_name="bugs")
     # Groups repeated reports: default sha256(kind + normalized title); clients may send their own.
     fingerprint = models.CharField(max_length=255)
@@ -98,7 +100,9 @@ class Bug(models.Model):
     resolution_note = models.TextField(blank=True, default="")
     # The newest model version among the bug's failures when it was resolved (see regression rule).
     resolved_model_version = models.CharField(max_length=128, blank=True, default="")
-    duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates")
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,7 +135,9 @@ class BugEvent(models.Model):
     """Append-only history of a bug: who, when, which field, from what, to what (and why)."""
 
     bug = models.ForeignKey(Bug, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     field = models.CharField(max_length=32)
     from_value = models.TextField(blank=True, default="")
     to_value = models.TextField(blank=True, default="")
@@ -145,7 +151,9 @@ class BugEvent(models.Model):
 
 class Comment(models.Model):
     bug = models.ForeignKey(Bug, on_delete=models.CASCADE, related_name="comments")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -229,4 +237,3 @@ class Digest(models.Model):
     def week_label(self) -> str:
         year, week, _ = self.week_start.isocalendar()
         return f"{year}-W{week:02d}"
-

@@ -22,7 +22,9 @@ class Dataset(models.Model):
     tags = models.ManyToManyField("bugqueue.Tag", blank=True, related_name="datasets")
     min_accuracy = models.FloatField(null=True, blank=True)
     latest_version = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -49,13 +51,17 @@ class DatasetVersion(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     reason = models.CharField(max_length=16, choices=VersionReason.choices)
-    bug = models.ForeignKey("bugqueue.Bug", null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_versions")
+    bug = models.ForeignKey(
+        "bugqueue.Bug", null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_versions"
+    )
     note = models.TextField(blank=True, default="")
     added = models.PositiveIntegerField(default=0)
     removed = models.PositiveIntegerField(default=0)
     relabeled = models.PositiveIntegerField(default=0)
     size = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -72,16 +78,21 @@ class DatasetMember(models.Model):
     label = models.CharField(max_length=64)  # frozen when the row was written
     added_in = models.PositiveIntegerField()
     removed_in = models.PositiveIntegerField(null=True, blank=True)
-    bug = models.ForeignKey("bugqueue.Bug", null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_members")
+    bug = models.ForeignKey(
+        "bugqueue.Bug", null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_members"
+    )
 
     class Meta:
         ordering = ["dataset_id", "id"]
         constraints = [
             # An item is in a dataset at most once at any version: one open interval per item.
-            models.UniqueConstraint(fields=["dataset", "item"], condition=Q(removed_in__isnull=True),
-                                    name="dataset_member_one_live_row"),
-            models.CheckConstraint(condition=Q(removed_in__isnull=True) | Q(removed_in__gt=models.F("added_in")),
-                                   name="dataset_member_interval"),
+            models.UniqueConstraint(
+                fields=["dataset", "item"], condition=Q(removed_in__isnull=True), name="dataset_member_one_live_row"
+            ),
+            models.CheckConstraint(
+                condition=Q(removed_in__isnull=True) | Q(removed_in__gt=models.F("added_in")),
+                name="dataset_member_interval",
+            ),
         ]
         indexes = [
             models.Index(fields=["dataset", "added_in", "id"], name="dsmember_added"),
@@ -99,7 +110,9 @@ class DatasetPending(models.Model):
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="pending")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="dataset_pending")
-    bug = models.ForeignKey("bugqueue.Bug", null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_pending")
+    bug = models.ForeignKey(
+        "bugqueue.Bug", null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_pending"
+    )
     reason = models.CharField(max_length=16, choices=PendingReason.choices)
     similarity = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -130,7 +143,9 @@ class BugDatasetFlow(models.Model):
     mined = models.PositiveIntegerField(default=0)
     versions = models.JSONField(default=list)  # [{"dataset": id, "number": n}]
     error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -144,7 +159,9 @@ class Evaluation(models.Model):
     n_predictions = models.PositiveIntegerField(default=0)
     n_unknown = models.PositiveIntegerField(default=0)  # predictions for external_ids not in the project
     passed = models.BooleanField(default=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

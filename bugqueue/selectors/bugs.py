@@ -3,7 +3,7 @@ bug's page (the weekly triage and digests: selectors/triage.py). Every read runs
 of queries (no N+1): the tests pin them with django_assert_max_num_queries."""
 
 from dataclasses import dataclass, field
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
@@ -42,8 +42,9 @@ ORDERINGS = {
 def access_bug(*, user, bug_id, roles=ANY_ROLE) -> Bug:
     """The bug if its project is visible to `user` with one of `roles` (NotFound otherwise:
     a bug's project decides who sees it; Forbidden for the wrong role)."""
-    return access_in_project(Bug.objects.select_related("assignee", "reporter"), bug_id, user=user, roles=roles,
-                             what="Bug")
+    return access_in_project(
+        Bug.objects.select_related("assignee", "reporter"), bug_id, user=user, roles=roles, what="Bug"
+    )
 
 
 def visible_project_ids(*, user):
@@ -81,7 +82,9 @@ def bug_settings_get(*, project: Project) -> BugProjectSettings:
 
 def project_assignees(*, project):
     """Users a bug of `project` can be assigned to: its members."""
-    return [m.user for m in Membership.objects.filter(project=project).select_related("user").order_by("user__username")]
+    return [
+        m.user for m in Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+    ]
 
 
 # --- the queue ------------------------------------------------------------------------------
@@ -98,7 +101,12 @@ class BugFilters:
 
     def as_query(self) -> dict:
         out = {}
-        for key, values in (("status", self.statuses), ("tag", self.tags), ("priority", self.priorities), ("kind", self.kinds)):
+        for key, values in (
+            ("status", self.statuses),
+            ("tag", self.tags),
+            ("priority", self.priorities),
+            ("kind", self.kinds),
+        ):
             if values:
                 out[key] = ",".join(values)
         if self.assignee:
@@ -163,8 +171,16 @@ def bug_filters_parse(params) -> BugFilters:
         errors["q"] = ["At most 200 characters."]
     if errors:
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
-    return BugFilters(list(dict.fromkeys(statuses)), tags, priorities, kinds, (params.get("assignee") or "").strip(),
-                      q, regressed, ordering)
+    return BugFilters(
+        list(dict.fromkeys(statuses)),
+        tags,
+        priorities,
+        kinds,
+        (params.get("assignee") or "").strip(),
+        q,
+        regressed,
+        ordering,
+    )
 
 
 def _apply(qs, f: BugFilters, *, user=None, skip: str = ""):
@@ -206,18 +222,22 @@ def bug_facets(*, user, project=None, filters: BugFilters) -> dict:
     """Counts per status, priority and tag (three queries). Each facet applies every filter but
     its own, so its counts show what choosing another value of it would give."""
     scope = _scope(user=user, project=project)
-    status = {s: 0 for s in BugStatus.values}
-    for key, n in _apply(scope, filters, user=user, skip="status").values_list("status").annotate(n=Count("pk")).order_by():
+    status = dict.fromkeys(BugStatus.values, 0)
+    for key, n in (
+        _apply(scope, filters, user=user, skip="status").values_list("status").annotate(n=Count("pk")).order_by()
+    ):
         status[key] = n
-    priority = {p: 0 for p in Priority.values}
-    for key, n in _apply(scope, filters, user=user, skip="priority").values_list("priority").annotate(n=Count("pk")).order_by():
+    priority = dict.fromkeys(Priority.values, 0)
+    for key, n in (
+        _apply(scope, filters, user=user, skip="priority").values_list("priority").annotate(n=Count("pk")).order_by()
+    ):
         priority[key] = n
     in_scope = _apply(scope, filters, user=user, skip="tag").values("pk")
-    tag = {
-        slug: n
-        for slug, n in Tag.objects.annotate(n=Count("bugs", filter=Q(bugs__in=Subquery(in_scope))))
-        .order_by("position", "slug").values_list("slug", "n")
-    }
+    tag = dict(
+        Tag.objects.annotate(n=Count("bugs", filter=Q(bugs__in=Subquery(in_scope))))
+        .order_by("position", "slug")
+        .values_list("slug", "n")
+    )
     return {"status": status, "priority": priority, "tag": tag}
 
 
@@ -233,15 +253,19 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
     shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
     failures = list(shown.select_related("item").order_by("-id")[:failures_limit])
     agg = FailureExample.objects.filter(bug=bug).aggregate(
-        n=Count("pk"), unknown=Count("pk", filter=Q(expected_label__isnull=True)),
+        n=Count("pk"),
+        unknown=Count("pk", filter=Q(expected_label__isnull=True)),
         shown=Count("pk", filter=visibility.q("item__")) if not visibility.all else Count("pk"),
     )
     confusion = list(
         shown.values("model_version", "predicted_label", "expected_label").annotate(n=Count("pk")).order_by("-n")[:20]
     )
     series = list(
-        BugOccurrence.objects.filter(bug=bug).annotate(day=TruncDate("seen_at", tzinfo=dt_timezone.utc))
-        .values("day").annotate(n=Sum("count")).order_by("day")
+        BugOccurrence.objects.filter(bug=bug)
+        .annotate(day=TruncDate("seen_at", tzinfo=UTC))
+        .values("day")
+        .annotate(n=Sum("count"))
+        .order_by("day")
     )
     return {
         "bug": bug,
@@ -255,5 +279,7 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
         "events": list(BugEvent.objects.filter(bug=bug).select_related("actor").order_by("id")),
         "comments": list(Comment.objects.filter(bug=bug).select_related("author").order_by("id")),
         "series": [{"day": row["day"].isoformat(), "count": row["n"]} for row in series],
-        "duplicate_of": Bug.objects.filter(pk=bug.duplicate_of_id).only("pk", "title").first() if bug.duplicate_of_id else None,
+        "duplicate_of": Bug.objects.filter(pk=bug.duplicate_of_id).only("pk", "title").first()
+        if bug.duplicate_of_id
+        else None,
     }

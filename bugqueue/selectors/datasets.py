@@ -62,9 +62,13 @@ def dataset_version(*, dataset, number) -> DatasetVersion:
 def version_rows(*, dataset_id, number, visibility: LabelVisibility, after_id=0, limit=None):
     """Keyset pages of (member id, external_id, label, payload, bug_id, added_in) for a version, by
     member id. The label is None where `visibility` (blind labeling) hides the item's labels."""
-    qs = members_at(dataset_id=dataset_id, number=number).filter(id__gt=after_id).order_by("id").annotate(
-        shown_label=visibility.label("label", "item__")).values_list(
-        "id", "item__external_id", "shown_label", "item__payload", "bug_id", "added_in")
+    qs = (
+        members_at(dataset_id=dataset_id, number=number)
+        .filter(id__gt=after_id)
+        .order_by("id")
+        .annotate(shown_label=visibility.label("label", "item__"))
+        .values_list("id", "item__external_id", "shown_label", "item__payload", "bug_id", "added_in")
+    )
     return list(qs[:limit]) if limit else qs
 
 
@@ -86,11 +90,22 @@ def version_delta(*, dataset, number, user) -> dict:
     visibility = labels_visible_to(user=user, project=dataset.project)
 
     def rows(**which):
-        qs = DatasetMember.objects.filter(dataset_id=dataset.pk, **which).order_by("id").annotate(
-            shown_label=visibility.label("label", "item__")).values_list("item__external_id", "shown_label", "bug_id")
+        qs = (
+            DatasetMember.objects.filter(dataset_id=dataset.pk, **which)
+            .order_by("id")
+            .annotate(shown_label=visibility.label("label", "item__"))
+            .values_list("item__external_id", "shown_label", "bug_id")
+        )
         return [{"external_id": e, "label": lab, "bug": b} for e, lab, b in qs.iterator(chunk_size=CHUNK)]
-    return {"number": number, "against": number - 1, "reason": version.reason, "bug": version.bug_id,
-            "added": rows(added_in=number), "removed": rows(removed_in=number)}
+
+    return {
+        "number": number,
+        "against": number - 1,
+        "reason": version.reason,
+        "bug": version.bug_id,
+        "added": rows(added_in=number),
+        "removed": rows(removed_in=number),
+    }
 
 
 def dataset_versions(*, dataset):
@@ -116,8 +131,14 @@ def evaluation_failures(*, user, evaluation_id, dataset_id) -> dict:
         raise NotFound("Evaluation result not found.")
     visibility = labels_visible_to(user=user, project=dataset.project)
     rows, hidden = evaluation_failure_rows(evaluation=evaluation, result=result, visibility=visibility)
-    return {"evaluation": evaluation, "dataset": dataset, "result": result, "rows": rows, "hidden": hidden,
-            "regression_items": set(result.regression_items)}
+    return {
+        "evaluation": evaluation,
+        "dataset": dataset,
+        "result": result,
+        "rows": rows,
+        "hidden": hidden,
+        "regression_items": set(result.regression_items),
+    }
 
 
 def evaluation_failure_rows(*, evaluation, result, visibility: LabelVisibility, limit=500) -> tuple[list[dict], int]:
@@ -127,14 +148,22 @@ def evaluation_failure_rows(*, evaluation, result, visibility: LabelVisibility, 
     members = members_at(dataset_id=result.dataset_id, number=result.dataset_version)
     hidden = 0 if visibility.all else members.exclude(visibility.q("item__")).count()
     shown = members.filter(visibility.q("item__"))
-    pred = dict(EvaluationPrediction.objects.filter(evaluation=evaluation, item_id__in=shown.values("item_id"))
-                .values_list("item_id", "label"))
+    pred = dict(
+        EvaluationPrediction.objects.filter(evaluation=evaluation, item_id__in=shown.values("item_id")).values_list(
+            "item_id", "label"
+        )
+    )
     rows = []
-    for item_id, external_id, label, payload, bug_id in shown.order_by("id").values_list(
-            "item_id", "item__external_id", "label", "item__payload", "bug_id").iterator(chunk_size=2000):
+    for item_id, external_id, label, payload, bug_id in (
+        shown.order_by("id")
+        .values_list("item_id", "item__external_id", "label", "item__payload", "bug_id")
+        .iterator(chunk_size=2000)
+    ):
         got = pred.get(item_id)
         if got != label:
-            rows.append({"external_id": external_id, "expected": label, "predicted": got, "payload": payload, "bug": bug_id})
+            rows.append(
+                {"external_id": external_id, "expected": label, "predicted": got, "payload": payload, "bug": bug_id}
+            )
             if len(rows) >= limit:
                 break
     return rows, hidden
@@ -153,8 +182,11 @@ def evaluations_redact(evaluations, *, project, visibility: LabelVisibility) -> 
         return evaluations
     from labeling.models import Item
 
-    keep = set(Item.objects.filter(visibility.q(), project=project, external_id__in=named)
-               .values_list("external_id", flat=True))
+    keep = set(
+        Item.objects.filter(visibility.q(), project=project, external_id__in=named).values_list(
+            "external_id", flat=True
+        )
+    )
     for r in results:
         r.regression_items = [x for x in r.regression_items if x in keep]
     return evaluations
@@ -170,8 +202,9 @@ def evaluation_list(*, project, model_version=None):
 def evaluations_visible(*, user, project, model_version=None, limit=200) -> list:
     """The project's latest evaluations (at most `limit`) as `user` may see them (evaluations_redact)."""
     visibility = labels_visible_to(user=user, project=project)
-    return evaluations_redact(evaluation_list(project=project, model_version=model_version)[:limit], project=project,
-                              visibility=visibility)
+    return evaluations_redact(
+        evaluation_list(project=project, model_version=model_version)[:limit], project=project, visibility=visibility
+    )
 
 
 def evaluation_visible(*, user, evaluation_id) -> Evaluation:
@@ -190,8 +223,11 @@ def bug_dataset_flows(*, bug, limit=50):
 
 def evaluation_matrix(*, project, limit_models=12):
     """Latest evaluation per model version × dataset: for the models × datasets matrix."""
-    results = (EvaluationResult.objects.filter(evaluation__project=project)
-               .select_related("evaluation", "dataset").order_by("-evaluation_id"))
+    results = (
+        EvaluationResult.objects.filter(evaluation__project=project)
+        .select_related("evaluation", "dataset")
+        .order_by("-evaluation_id")
+    )
     models, cells = [], {}
     for r in results.iterator(chunk_size=2000):
         mv = r.evaluation.model_version

@@ -3,8 +3,7 @@ constant number of queries whatever the number of bugs."""
 
 import re
 import statistics
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
@@ -33,8 +32,10 @@ def parse_week(value) -> date:
     except OutOfRange as exc:
         raise ValidationFailed(str(exc), fields={"week": [str(exc)]})
     except ValueError:
-        raise ValidationFailed(f"week must look like 2026-W47 (an ISO week); got {str(value)[:20]!r}.",
-                               fields={"week": ["Invalid ISO week."]})
+        raise ValidationFailed(
+            f"week must look like 2026-W47 (an ISO week); got {str(value)[:20]!r}.",
+            fields={"week": ["Invalid ISO week."]},
+        )
 
 
 def week_label(week_start: date) -> str:
@@ -51,7 +52,7 @@ def triage_week(*, project, week_start: date, limit: int = 100) -> dict:
     occurrences, at most `limit` listed, with totals), opened / closed counts, median time to
     triage and to resolve, and the Pareto of tags over the project's open bugs.
     Nine queries whatever the number of bugs."""
-    start = datetime.combine(week_start, time.min, tzinfo=dt_timezone.utc)
+    start = datetime.combine(week_start, time.min, tzinfo=UTC)
     end = start + timedelta(days=7)
     base = Bug.objects.filter(project=project)
     new_q = Q(created_at__gte=start, created_at__lt=end)
@@ -63,7 +64,11 @@ def triage_week(*, project, week_start: date, limit: int = 100) -> dict:
         sections[name] = list(base.filter(cond).select_related("assignee").order_by(*order)[:limit])
     listed = [b.pk for rows in sections.values() for b in rows]
     tags_by_bug = {}
-    for bug_id, slug in BugTag.objects.filter(bug_id__in=listed).order_by("tag__position", "tag__slug").values_list("bug_id", "tag__slug"):
+    for bug_id, slug in (
+        BugTag.objects.filter(bug_id__in=listed)
+        .order_by("tag__position", "tag__slug")
+        .values_list("bug_id", "tag__slug")
+    ):
         tags_by_bug.setdefault(bug_id, []).append(slug)
     for rows in sections.values():
         for b in rows:
@@ -80,7 +85,8 @@ def triage_week(*, project, week_start: date, limit: int = 100) -> dict:
     )
     to_triage, to_resolve = [], []
     for created, triaged, resolved, status in base.filter(
-        Q(triaged_at__gte=start, triaged_at__lt=end) | Q(resolved_at__gte=start, resolved_at__lt=end, status__in=CLOSED_STATUSES)
+        Q(triaged_at__gte=start, triaged_at__lt=end)
+        | Q(resolved_at__gte=start, resolved_at__lt=end, status__in=CLOSED_STATUSES)
     ).values_list("created_at", "triaged_at", "resolved_at", "status"):
         if triaged and start <= triaged < end:
             to_triage.append((triaged - created).total_seconds())
@@ -90,14 +96,24 @@ def triage_week(*, project, week_start: date, limit: int = 100) -> dict:
     open_bugs = Q(bugs__project=project, bugs__status__in=OPEN_STATUSES)
     tag_rows = list(
         Tag.objects.annotate(n=Count("bugs", filter=open_bugs), occ=Sum("bugs__occurrences", filter=open_bugs))
-        .filter(n__gt=0).order_by("-n", "-occ", "position").values("slug", "name", "n", "occ")
+        .filter(n__gt=0)
+        .order_by("-n", "-occ", "position")
+        .values("slug", "name", "n", "occ")
     )
     total = sum(r["n"] for r in tag_rows)
     pareto, running = [], 0
     for r in tag_rows:
         running += r["n"]
-        pareto.append({"slug": r["slug"], "name": r["name"], "count": r["n"], "occurrences": r["occ"] or 0,
-                       "share": r["n"] / total, "cumulative_share": running / total})
+        pareto.append(
+            {
+                "slug": r["slug"],
+                "name": r["name"],
+                "count": r["n"],
+                "occurrences": r["occ"] or 0,
+                "share": r["n"] / total,
+                "cumulative_share": running / total,
+            }
+        )
     return {
         "project": project,
         "week": week_label(week_start),

@@ -62,7 +62,8 @@ def _file_batch(*, project_id: int, batch_size: int):
     cursor = _lock_cursor(project_id)
     changes = list(
         LabelChange.objects.filter(project_id=project_id, seq__gt=cursor.filed_through_seq)
-        .order_by("seq").values_list("seq", "item_id", "label")[:batch_size]
+        .order_by("seq")
+        .values_list("seq", "item_id", "label")[:batch_size]
     )
     if not changes:
         return None
@@ -79,10 +80,18 @@ def _file_batch(*, project_id: int, batch_size: int):
         ):
             seq, truth = newest[item_id]
             if predicted != truth:
-                groups[(mv, predicted, truth)].append(FailureData(
-                    item_id=item_id, external_id=external_id, model_version=mv, predicted_label=predicted,
-                    expected_label=truth, predicted_at=at, source=FailureSource.GROUND_TRUTH, label_change_seq=seq,
-                ))
+                groups[(mv, predicted, truth)].append(
+                    FailureData(
+                        item_id=item_id,
+                        external_id=external_id,
+                        model_version=mv,
+                        predicted_label=predicted,
+                        expected_label=truth,
+                        predicted_at=at,
+                        source=FailureSource.GROUND_TRUTH,
+                        label_change_seq=seq,
+                    )
+                )
         if groups:
             names = dict(LabelClass.objects.filter(project_id=project_id).values_list("key", "name"))
             now = timezone.now()
@@ -92,15 +101,25 @@ def _file_batch(*, project_id: int, batch_size: int):
                 draft = BugDraft(
                     title=f"{mv} predicts {p_name} where the truth is {t_name}",
                     kind=BugKind.FAILED_PREDICTION,
-                    description=(f"Production model {mv} predicted '{predicted}' for items whose ground truth is "
-                                 f"'{truth}'. Filed automatically when the ground truth arrived."),
+                    description=(
+                        f"Production model {mv} predicted '{predicted}' for items whose ground truth is "
+                        f"'{truth}'. Filed automatically when the ground truth arrived."
+                    ),
                     priority=Priority.P2,
                     model_version=mv,
                     note="Filed automatically: ground truth disagreed with production predictions.",
                 )
                 fp = failed_prediction_fingerprint(model_version=mv, predicted=predicted, actual=truth)
-                results.append(bug_file(project_id=project_id, fingerprint=fp, draft=draft,
-                                        failures=groups[(mv, predicted, truth)], now=now, count_report=False))
+                results.append(
+                    bug_file(
+                        project_id=project_id,
+                        fingerprint=fp,
+                        draft=draft,
+                        failures=groups[(mv, predicted, truth)],
+                        now=now,
+                        count_report=False,
+                    )
+                )
     cursor.filed_through_seq = changes[-1][0]
     cursor.save(update_fields=["filed_through_seq", "updated_at"])
     return len(changes), results
@@ -126,24 +145,33 @@ def failures_file_pending(*, project_id: int, batch_size: int = BATCH_SIZE, max_
             summary["created"] += r.created
             summary["regressed"] += r.regressed
     if summary["failures"]:
-        logger.info("project %s: %s label changes examined, %s failed predictions filed into %s bugs",
-                    project_id, summary["changes"], summary["failures"], len(summary["bugs"]))
+        logger.info(
+            "project %s: %s label changes examined, %s failed predictions filed into %s bugs",
+            project_id,
+            summary["changes"],
+            summary["failures"],
+            len(summary["bugs"]),
+        )
     return summary
 
 
 def projects_with_unfiled_changes() -> list[int]:
     """Projects whose label history has changes past the filer's cursor (for the sweep)."""
-    filed = Subquery(BugProjectSettings.objects.filter(project_id=OuterRef("project_id")).values("filed_through_seq")[:1])
+    filed = Subquery(
+        BugProjectSettings.objects.filter(project_id=OuterRef("project_id")).values("filed_through_seq")[:1]
+    )
     return list(
         LabelSequence.objects.annotate(filed=Coalesce(filed, Value(0)))
-        .filter(last_seq__gt=F("filed")).values_list("project_id", flat=True)
+        .filter(last_seq__gt=F("filed"))
+        .values_list("project_id", flat=True)
     )
 
 
 # --- feedback-delay SLO ---------------------------------------------------------------------
 @transaction.atomic
-def feedback_slo_record(*, project_id: int, breached: bool, observed_seconds, target_seconds, quantile,
-                        now=None) -> FilingResult | Bug | None:
+def feedback_slo_record(
+    *, project_id: int, breached: bool, observed_seconds, target_seconds, quantile, now=None
+) -> FilingResult | Bug | None:
     """A breach files (or adds an occurrence to, or reopens) the project's feedback_delay bug; a
     recovery adds a history row and a comment to the open one (people decide when to resolve)."""
     if not Project.objects.filter(pk=project_id).exists():
@@ -153,26 +181,37 @@ def feedback_slo_record(*, project_id: int, breached: bool, observed_seconds, ta
         share = f"{float(quantile):.0%}"
     except (TypeError, ValueError):
         share = str(quantile)
-    text = (f"{share} of predictions should get their ground truth within {duration(target_seconds)}; "
-            f"observed: {duration(observed_seconds)}.")
+    text = (
+        f"{share} of predictions should get their ground truth within {duration(target_seconds)}; "
+        f"observed: {duration(observed_seconds)}."
+    )
     if breached:
         tag_ids = tuple(Tag.objects.filter(slug="feedback_delay").values_list("pk", flat=True))
         draft = BugDraft(
-            title="Feedback-delay SLO breached", kind=BugKind.FEEDBACK_DELAY, priority=Priority.P1,
+            title="Feedback-delay SLO breached",
+            kind=BugKind.FEEDBACK_DELAY,
+            priority=Priority.P1,
             description="Ground truth arrives later than the project's feedback-delay SLO allows. " + text,
-            tag_ids=tag_ids, note="Filed automatically: feedback-delay SLO breached. " + text,
+            tag_ids=tag_ids,
+            note="Filed automatically: feedback-delay SLO breached. " + text,
         )
-        result = bug_file(project_id=project_id, fingerprint=FEEDBACK_DELAY_FINGERPRINT, draft=draft, failures=[],
-                          now=now)
+        result = bug_file(
+            project_id=project_id, fingerprint=FEEDBACK_DELAY_FINGERPRINT, draft=draft, failures=[], now=now
+        )
         if not result.created:
-            BugEvent.objects.create(bug=result.bug, field="slo", from_value="", to_value="breached", note=text,
-                                    created_at=now)
+            BugEvent.objects.create(
+                bug=result.bug, field="slo", from_value="", to_value="breached", note=text, created_at=now
+            )
         return result
-    bug = (Bug.objects.select_for_update()
-           .filter(project_id=project_id, fingerprint=FEEDBACK_DELAY_FINGERPRINT,
-                   status__in=OPEN_STATUSES).first())
+    bug = (
+        Bug.objects.select_for_update()
+        .filter(project_id=project_id, fingerprint=FEEDBACK_DELAY_FINGERPRINT, status__in=OPEN_STATUSES)
+        .first()
+    )
     if bug is None:
         return None
-    BugEvent.objects.create(bug=bug, field="slo", from_value="breached", to_value="recovered", note=text, created_at=now)
+    BugEvent.objects.create(
+        bug=bug, field="slo", from_value="breached", to_value="recovered", note=text, created_at=now
+    )
     Comment.objects.create(bug=bug, author=None, body="Feedback-delay SLO recovered: " + text, created_at=now)
     return bug

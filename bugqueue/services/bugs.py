@@ -65,8 +65,15 @@ def _lock(bug_id: int) -> Bug:
 
 
 def _event(bug, actor, field, from_value, to_value, note="", now=None):
-    return BugEvent(bug=bug, actor=actor, field=field, from_value="" if from_value is None else str(from_value),
-                    to_value="" if to_value is None else str(to_value), note=note, created_at=now or timezone.now())
+    return BugEvent(
+        bug=bug,
+        actor=actor,
+        field=field,
+        from_value="" if from_value is None else str(from_value),
+        to_value="" if to_value is None else str(to_value),
+        note=note,
+        created_at=now or timezone.now(),
+    )
 
 
 def _refuse_transition(current: str, target: str):
@@ -81,15 +88,19 @@ def _refuse_transition(current: str, target: str):
 
 def _duplicate_target(*, bug: Bug, duplicate_of) -> Bug:
     if duplicate_of in (None, ""):
-        raise ValidationFailed("A duplicate needs duplicate_of (the id of the bug it duplicates).",
-                               fields={"duplicate_of": ["This field is required for a duplicate."]})
+        raise ValidationFailed(
+            "A duplicate needs duplicate_of (the id of the bug it duplicates).",
+            fields={"duplicate_of": ["This field is required for a duplicate."]},
+        )
     try:
         target_id = int(duplicate_of)
     except (TypeError, ValueError):
         raise ValidationFailed("duplicate_of must be a bug id.", fields={"duplicate_of": ["Must be an integer."]})
     target = Bug.objects.filter(pk=target_id, project_id=bug.project_id).first()
     seen = {bug.pk}
-    while target is not None and target.status == BugStatus.DUPLICATE and target.duplicate_of_id and target.pk not in seen:
+    while (
+        target is not None and target.status == BugStatus.DUPLICATE and target.duplicate_of_id and target.pk not in seen
+    ):
         seen.add(target.pk)  # point at the root, so a chain never forms
         target = Bug.objects.filter(pk=target.duplicate_of_id, project_id=bug.project_id).first()
     if target is None:
@@ -104,8 +115,11 @@ def _close(*, bug: Bug, actor, resolution: str, note: str, duplicate_of, now) ->
     status = RESOLUTION_STATUS[resolution]
     target = _duplicate_target(bug=bug, duplicate_of=duplicate_of) if resolution == Resolution.DUPLICATE else None
     newest = (
-        FailureExample.objects.filter(bug_id=bug.pk).exclude(model_version="")
-        .order_by(F("predicted_at").desc(nulls_last=True), "-id").values_list("model_version", flat=True).first()
+        FailureExample.objects.filter(bug_id=bug.pk)
+        .exclude(model_version="")
+        .order_by(F("predicted_at").desc(nulls_last=True), "-id")
+        .values_list("model_version", flat=True)
+        .first()
     )
     events = [_event(bug, actor, "status", bug.status, status, note, now)]
     if target is not None:
@@ -115,8 +129,18 @@ def _close(*, bug: Bug, actor, resolution: str, note: str, duplicate_of, now) ->
     bug.status, bug.resolution, bug.resolution_note, bug.resolved_at = status, resolution, note, now
     bug.resolved_model_version = newest or bug.model_version
     bug.duplicate_of = target
-    bug.save(update_fields=["status", "resolution", "resolution_note", "resolved_at", "resolved_model_version",
-                            "duplicate_of", "triaged_at", "updated_at"])
+    bug.save(
+        update_fields=[
+            "status",
+            "resolution",
+            "resolution_note",
+            "resolved_at",
+            "resolved_model_version",
+            "duplicate_of",
+            "triaged_at",
+            "updated_at",
+        ]
+    )
     return events
 
 
@@ -126,18 +150,28 @@ def _reopen(*, bug: Bug, actor, note: str, now) -> list[BugEvent]:
     bug.resolution, bug.resolution_note, bug.duplicate_of = "", "", None
     try:
         with transaction.atomic():
-            bug.save(update_fields=["status", "reopened_at", "resolution", "resolution_note", "duplicate_of", "updated_at"])
+            bug.save(
+                update_fields=["status", "reopened_at", "resolution", "resolution_note", "duplicate_of", "updated_at"]
+            )
     except IntegrityError:
-        other = (Bug.objects.filter(project_id=bug.project_id, fingerprint=bug.fingerprint)
-                 .exclude(status__in=CLOSED_STATUSES).values_list("pk", flat=True).first())
-        raise Conflict(f"Bug #{other} with the same fingerprint is open; mark this one a duplicate of it instead.",
-                       code="fingerprint_open", fields={"status": ["Another open bug has this fingerprint."]})
+        other = (
+            Bug.objects.filter(project_id=bug.project_id, fingerprint=bug.fingerprint)
+            .exclude(status__in=CLOSED_STATUSES)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        raise Conflict(
+            f"Bug #{other} with the same fingerprint is open; mark this one a duplicate of it instead.",
+            code="fingerprint_open",
+            fields={"status": ["Another open bug has this fingerprint."]},
+        )
     return events
 
 
 @transaction.atomic
-def bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_of=None, datasets=(),
-                mine_similar: int = 0) -> ResolveResult:
+def bug_resolve(
+    *, bug: Bug, actor, resolution: str, note: str = "", duplicate_of=None, datasets=(), mine_similar: int = 0
+) -> ResolveResult:
     """Close a bug as fixed, won't fix or duplicate. Resolving again the same way is a no-op
     (changed=False); a bug closed another way must be reopened first (409).
 
@@ -148,17 +182,21 @@ def bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_o
     if resolution == Resolution.FIXED:
         from bugqueue.services.datasets import bug_datasets_flow_start
 
-        result.flow = bug_datasets_flow_start(bug=result.bug, actor=actor, dataset_ids=datasets, mine_similar=mine_similar)
+        result.flow = bug_datasets_flow_start(
+            bug=result.bug, actor=actor, dataset_ids=datasets, mine_similar=mine_similar
+        )
     elif datasets or mine_similar:
-        raise ValidationFailed("datasets and mine_similar go with resolution fixed.",
-                               fields={"datasets": ["Only for resolution fixed."]})
+        raise ValidationFailed(
+            "datasets and mine_similar go with resolution fixed.", fields={"datasets": ["Only for resolution fixed."]}
+        )
     return result
 
 
 def _bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_of=None) -> ResolveResult:
     if resolution not in Resolution.values:
-        raise ValidationFailed(f"resolution must be one of {', '.join(Resolution.values)}.",
-                               fields={"resolution": ["Invalid choice."]})
+        raise ValidationFailed(
+            f"resolution must be one of {', '.join(Resolution.values)}.", fields={"resolution": ["Invalid choice."]}
+        )
     if not isinstance(note, str) or len(note) > MAX_COMMENT_CHARS:
         raise ValidationFailed("note must be a string of at most 20,000 characters.", fields={"note": ["Too long."]})
     bug = _lock(bug.pk)
@@ -167,8 +205,10 @@ def _bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_
         if resolution == Resolution.DUPLICATE and duplicate_of not in (None, ""):
             target = _duplicate_target(bug=bug, duplicate_of=duplicate_of)
             if target.pk != bug.duplicate_of_id:
-                raise Conflict(f"This bug is already a duplicate of #{bug.duplicate_of_id}; reopen it first.",
-                               code="invalid_transition")
+                raise Conflict(
+                    f"This bug is already a duplicate of #{bug.duplicate_of_id}; reopen it first.",
+                    code="invalid_transition",
+                )
         return ResolveResult(bug=bug, changed=False)
     if target_status not in TRANSITIONS[bug.status]:
         _refuse_transition(bug.status, target_status)
@@ -181,30 +221,38 @@ def _bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_
 def _member_user(*, project_id: int, username: str):
     user = User.objects.filter(username=username).first()
     if user is None or not (user.is_staff or Membership.objects.filter(user=user, project_id=project_id).exists()):
-        raise ValidationFailed(f"{username!r} is not a member of this project.",
-                               fields={"assignee": ["Must be a member of the bug's project."]})
+        raise ValidationFailed(
+            f"{username!r} is not a member of this project.",
+            fields={"assignee": ["Must be a member of the bug's project."]},
+        )
     return user
 
 
 @transaction.atomic
-def bug_update(*, bug: Bug, actor, status=UNSET, priority=UNSET, assignee=UNSET, tags=UNSET,
-               duplicate_of=UNSET, note: str = "") -> Bug:
+def bug_update(
+    *, bug: Bug, actor, status=UNSET, priority=UNSET, assignee=UNSET, tags=UNSET, duplicate_of=UNSET, note: str = ""
+) -> Bug:
     """Change status / priority / assignee (username or None) / tags (the full list of slugs).
     Closing statuses go through the same path as bug_resolve."""
     bug = _lock(bug.pk)
     now = timezone.now()
     # 1. validate everything
     if status is not UNSET and status not in BugStatus.values:
-        raise ValidationFailed(f"status must be one of {', '.join(BugStatus.values)}.", fields={"status": ["Invalid choice."]})
+        raise ValidationFailed(
+            f"status must be one of {', '.join(BugStatus.values)}.", fields={"status": ["Invalid choice."]}
+        )
     if priority is not UNSET and priority not in Priority.values:
-        raise ValidationFailed(f"priority must be one of {', '.join(Priority.values)}.",
-                               fields={"priority": ["Invalid choice."]})
+        raise ValidationFailed(
+            f"priority must be one of {', '.join(Priority.values)}.", fields={"priority": ["Invalid choice."]}
+        )
     new_assignee = UNSET
     if assignee is not UNSET:
         new_assignee = None if assignee in (None, "") else _member_user(project_id=bug.project_id, username=assignee)
     tag_rows = UNSET if tags is UNSET else tags_resolve(tags)
     if duplicate_of is not UNSET and duplicate_of not in (None, "") and status != BugStatus.DUPLICATE:
-        raise ValidationFailed("duplicate_of goes with status duplicate.", fields={"duplicate_of": ["Set status to duplicate."]})
+        raise ValidationFailed(
+            "duplicate_of goes with status duplicate.", fields={"duplicate_of": ["Set status to duplicate."]}
+        )
     status_change = status is not UNSET and status != bug.status
     if status_change and status not in TRANSITIONS[bug.status]:
         _refuse_transition(bug.status, status)
@@ -232,8 +280,14 @@ def bug_update(*, bug: Bug, actor, status=UNSET, priority=UNSET, assignee=UNSET,
             events.append(_event(bug, actor, "tags", ",".join(current), ",".join(wanted), note, now))
     if status_change:
         if status in CLOSED_STATUSES:
-            events += _close(bug=bug, actor=actor, resolution=STATUS_RESOLUTION[status], note=note, now=now,
-                             duplicate_of=None if duplicate_of is UNSET else duplicate_of)
+            events += _close(
+                bug=bug,
+                actor=actor,
+                resolution=STATUS_RESOLUTION[status],
+                note=note,
+                now=now,
+                duplicate_of=None if duplicate_of is UNSET else duplicate_of,
+            )
         elif bug.status in CLOSED_STATUSES:
             events += _reopen(bug=bug, actor=actor, note=note, now=now)
         else:
@@ -253,8 +307,10 @@ def comment_add(*, bug: Bug, author, body) -> Comment:
     if not isinstance(body, str) or not body.strip():
         raise ValidationFailed("body is required.", fields={"body": ["This field may not be blank."]})
     if len(body) > MAX_COMMENT_CHARS:
-        raise ValidationFailed(f"A comment holds at most {MAX_COMMENT_CHARS:,} characters.",
-                               fields={"body": [f"At most {MAX_COMMENT_CHARS:,} characters."]})
+        raise ValidationFailed(
+            f"A comment holds at most {MAX_COMMENT_CHARS:,} characters.",
+            fields={"body": [f"At most {MAX_COMMENT_CHARS:,} characters."]},
+        )
     comment = Comment.objects.create(bug=bug, author=author, body=body.strip())
     Bug.objects.filter(pk=bug.pk).update(updated_at=timezone.now())
     return comment
@@ -263,8 +319,10 @@ def comment_add(*, bug: Bug, author, body) -> Comment:
 @transaction.atomic
 def bug_settings_update(*, project: Project, actor, auto_file_failed_predictions: bool) -> BugProjectSettings:
     if not isinstance(auto_file_failed_predictions, bool):
-        raise ValidationFailed("auto_file_failed_predictions must be true or false.",
-                               fields={"auto_file_failed_predictions": ["Must be a boolean."]})
+        raise ValidationFailed(
+            "auto_file_failed_predictions must be true or false.",
+            fields={"auto_file_failed_predictions": ["Must be a boolean."]},
+        )
     settings_row, _ = BugProjectSettings.objects.select_for_update().get_or_create(project=project)
     if settings_row.auto_file_failed_predictions != auto_file_failed_predictions:
         settings_row.auto_file_failed_predictions = auto_file_failed_predictions

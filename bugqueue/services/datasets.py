@@ -49,15 +49,21 @@ def dataset_create(*, project, actor, name: str, description: str = "", tags=(),
     tag_objs = list(Tag.objects.filter(slug__in=list(tags)))
     unknown = sorted(set(tags) - {t.slug for t in tag_objs})
     if unknown:
-        raise ValidationFailed(f"Unknown tags: {', '.join(unknown)}.", fields={"tags": [f"Unknown tag {t!r}." for t in unknown]})
+        raise ValidationFailed(
+            f"Unknown tags: {', '.join(unknown)}.", fields={"tags": [f"Unknown tag {t!r}." for t in unknown]}
+        )
     try:
         with transaction.atomic():
-            dataset = Dataset.objects.create(project=project, name=name, description=description,
-                                             min_accuracy=min_accuracy, created_by=actor)
+            dataset = Dataset.objects.create(
+                project=project, name=name, description=description, min_accuracy=min_accuracy, created_by=actor
+            )
             dataset.tags.set(tag_objs)
     except IntegrityError:
-        raise Conflict(f"This project already has a dataset named {name!r}.", code="dataset_exists",
-                       fields={"name": ["Already used in this project."]})
+        raise Conflict(
+            f"This project already has a dataset named {name!r}.",
+            code="dataset_exists",
+            fields={"name": ["Already used in this project."]},
+        )
     return dataset
 
 
@@ -72,8 +78,16 @@ def _relabel_candidates(dataset_id):
 
 
 @transaction.atomic
-def dataset_version_create(*, dataset_id: int, actor=None, add=(), remove_item_ids=(), reason=VersionReason.MANUAL,
-                           note: str = "", bug_id: int | None = None) -> DatasetVersion | None:
+def dataset_version_create(
+    *,
+    dataset_id: int,
+    actor=None,
+    add=(),
+    remove_item_ids=(),
+    reason=VersionReason.MANUAL,
+    note: str = "",
+    bug_id: int | None = None,
+) -> DatasetVersion | None:
     """Write version latest+1 with its delta, under the dataset's row lock (concurrent writers get
     consecutive numbers and lose nothing). Items already in the dataset are skipped (idempotent);
     live members whose ground truth changed are relabeled in the same version. Returns None when
@@ -81,11 +95,23 @@ def dataset_version_create(*, dataset_id: int, actor=None, add=(), remove_item_i
     dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
     number = dataset.latest_version + 1
     add = list({a.item_id: a for a in add}.values())
-    live = set(live_members(dataset.pk).filter(item_id__in=[a.item_id for a in add]).values_list("item_id", flat=True)) if add else set()
+    live = (
+        set(live_members(dataset.pk).filter(item_id__in=[a.item_id for a in add]).values_list("item_id", flat=True))
+        if add
+        else set()
+    )
     new = [a for a in add if a.item_id not in live]
     new_ids = {a.item_id for a in new}
-    remove_rows = list(live_members(dataset.pk).filter(item_id__in=list(remove_item_ids)).exclude(item_id__in=new_ids)
-                       .values_list("id", flat=True)) if remove_item_ids else []
+    remove_rows = (
+        list(
+            live_members(dataset.pk)
+            .filter(item_id__in=list(remove_item_ids))
+            .exclude(item_id__in=new_ids)
+            .values_list("id", flat=True)
+        )
+        if remove_item_ids
+        else []
+    )
     relabel = [r for r in _relabel_candidates(dataset.pk) if r[1] not in new_ids and r[0] not in set(remove_rows)]
     if not new and not remove_rows and not relabel:
         return None
@@ -93,15 +119,27 @@ def dataset_version_create(*, dataset_id: int, actor=None, add=(), remove_item_i
     if closing:
         DatasetMember.objects.filter(pk__in=closing).update(removed_in=number)
     DatasetMember.objects.bulk_create(
-        [DatasetMember(dataset_id=dataset.pk, item_id=a.item_id, label=a.label, added_in=number, bug_id=a.bug_id) for a in new]
-        + [DatasetMember(dataset_id=dataset.pk, item_id=item_id, label=label, added_in=number, bug_id=bug)
-           for _, item_id, label, bug in relabel],
+        [
+            DatasetMember(dataset_id=dataset.pk, item_id=a.item_id, label=a.label, added_in=number, bug_id=a.bug_id)
+            for a in new
+        ]
+        + [
+            DatasetMember(dataset_id=dataset.pk, item_id=item_id, label=label, added_in=number, bug_id=bug)
+            for _, item_id, label, bug in relabel
+        ],
         batch_size=5000,
     )
     previous_size = dataset.versions.filter(number=dataset.latest_version).values_list("size", flat=True).first() or 0
     version = DatasetVersion.objects.create(
-        dataset=dataset, number=number, reason=reason, bug_id=bug_id, note=note, created_by=actor,
-        added=len(new), removed=len(remove_rows), relabeled=len(relabel),
+        dataset=dataset,
+        number=number,
+        reason=reason,
+        bug_id=bug_id,
+        note=note,
+        created_by=actor,
+        added=len(new),
+        removed=len(remove_rows),
+        relabeled=len(relabel),
         size=previous_size + len(new) - len(remove_rows),
     )
     dataset.latest_version = number
@@ -109,22 +147,36 @@ def dataset_version_create(*, dataset_id: int, actor=None, add=(), remove_item_i
     return version
 
 
-def dataset_version_curate(*, dataset: Dataset, actor, add_external_ids=(), remove_external_ids=(), note="") -> DatasetVersion | None:
+def dataset_version_curate(
+    *, dataset: Dataset, actor, add_external_ids=(), remove_external_ids=(), note=""
+) -> DatasetVersion | None:
     """Manual curation by external_id. Items must exist; added items must have ground truth (their
     current label is frozen into the version)."""
-    add_external_ids, remove_external_ids = list(dict.fromkeys(add_external_ids)), list(dict.fromkeys(remove_external_ids))
+    add_external_ids, remove_external_ids = (
+        list(dict.fromkeys(add_external_ids)),
+        list(dict.fromkeys(remove_external_ids)),
+    )
     if not add_external_ids and not remove_external_ids:
         raise ValidationFailed("Give external_ids to add or remove.", fields={"add": ["Nothing to do."]})
     both = sorted(set(add_external_ids) & set(remove_external_ids))
     if both:
-        raise ValidationFailed(f"Cannot add and remove the same items: {', '.join(both[:20])}.", fields={"add": both[:100]})
+        raise ValidationFailed(
+            f"Cannot add and remove the same items: {', '.join(both[:20])}.", fields={"add": both[:100]}
+        )
     wanted = add_external_ids + remove_external_ids
     found = {}
     for start in range(0, len(wanted), 5000):
-        found.update(Item.objects.filter(project_id=dataset.project_id, external_id__in=wanted[start:start + 5000])
-                     .values_list("external_id", "id"))
+        found.update(
+            Item.objects.filter(
+                project_id=dataset.project_id, external_id__in=wanted[start : start + 5000]
+            ).values_list("external_id", "id")
+        )
     unknown = [e for e in wanted if e not in found]
-    labels = dict(GroundTruth.objects.filter(item_id__in=[found[e] for e in add_external_ids if e in found]).values_list("item_id", "label"))
+    labels = dict(
+        GroundTruth.objects.filter(item_id__in=[found[e] for e in add_external_ids if e in found]).values_list(
+            "item_id", "label"
+        )
+    )
     unlabeled = [e for e in add_external_ids if e in found and found[e] not in labels]
     fields = {}
     if unknown:
@@ -139,7 +191,10 @@ def dataset_version_curate(*, dataset: Dataset, actor, add_external_ids=(), remo
             parts.append(f"{len(unlabeled)} items without ground truth")
         raise ValidationFailed(f"Nothing was changed: {' and '.join(parts)}.", code="invalid_items", fields=fields)
     return dataset_version_create(
-        dataset_id=dataset.pk, actor=actor, note=note, reason=VersionReason.MANUAL,
+        dataset_id=dataset.pk,
+        actor=actor,
+        note=note,
+        reason=VersionReason.MANUAL,
         add=[Addition(found[e], labels[found[e]]) for e in add_external_ids],
         remove_item_ids=[found[e] for e in remove_external_ids],
     )
@@ -147,16 +202,22 @@ def dataset_version_curate(*, dataset: Dataset, actor, add_external_ids=(), remo
 
 # --- from a resolved bug to data ------------------------------------------------------------
 
+
 @transaction.atomic
 def bug_datasets_flow_start(*, bug: Bug, actor, dataset_ids=(), mine_similar: int = 0) -> BugDatasetFlow:
     """Record the hand-off and run it in Celery after commit. Called by bug_resolve."""
-    dataset_ids = sorted(set(int(i) for i in dataset_ids))
+    dataset_ids = sorted({int(i) for i in dataset_ids})
     found = set(Dataset.objects.filter(project_id=bug.project_id, pk__in=dataset_ids).values_list("pk", flat=True))
     missing = [i for i in dataset_ids if i not in found]
     if missing:
-        raise ValidationFailed(f"Unknown datasets for this project: {missing}.", fields={"datasets": [f"Unknown dataset {i}." for i in missing]})
+        raise ValidationFailed(
+            f"Unknown datasets for this project: {missing}.",
+            fields={"datasets": [f"Unknown dataset {i}." for i in missing]},
+        )
     if mine_similar < 0 or mine_similar > 10_000:
-        raise ValidationFailed("mine_similar must be from 0 to 10,000.", fields={"mine_similar": ["Must be from 0 to 10000."]})
+        raise ValidationFailed(
+            "mine_similar must be from 0 to 10,000.", fields={"mine_similar": ["Must be from 0 to 10000."]}
+        )
     flow = BugDatasetFlow.objects.create(bug=bug, datasets=dataset_ids, mine_similar=mine_similar, created_by=actor)
     from bugqueue.tasks import bug_datasets_flow_task
     from labeling.services.work import enqueue_on_commit
@@ -168,7 +229,9 @@ def bug_datasets_flow_start(*, bug: Bug, actor, dataset_ids=(), mine_similar: in
 def _target_datasets(bug, chosen):
     tag_ids = list(bug.tags.values_list("pk", flat=True))
     qs = Dataset.objects.filter(project_id=bug.project_id)
-    return list(qs.filter(Q(pk__in=chosen) | Q(tags__in=tag_ids)).distinct().order_by("pk").values_list("pk", flat=True))
+    return list(
+        qs.filter(Q(pk__in=chosen) | Q(tags__in=tag_ids)).distinct().order_by("pk").values_list("pk", flat=True)
+    )
 
 
 def bug_datasets_flow_run(*, flow_id: int) -> BugDatasetFlow:
@@ -182,8 +245,9 @@ def bug_datasets_flow_run(*, flow_id: int) -> BugDatasetFlow:
     try:
         _run_flow(flow)
     except Exception as exc:
-        BugDatasetFlow.objects.filter(pk=flow.pk).update(status=FlowStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                                          finished_at=timezone.now())
+        BugDatasetFlow.objects.filter(pk=flow.pk).update(
+            status=FlowStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
         raise
     flow.refresh_from_db()
     return flow
@@ -204,9 +268,15 @@ def _run_flow(flow: BugDatasetFlow) -> None:
 
     mined = []
     if flow.mine_similar and failure_items:
-        exclude = set(DatasetMember.objects.filter(dataset_id__in=dataset_ids, removed_in__isnull=True).values_list("item_id", flat=True))
+        exclude = set(
+            DatasetMember.objects.filter(dataset_id__in=dataset_ids, removed_in__isnull=True).values_list(
+                "item_id", flat=True
+            )
+        )
         exclude |= set(DatasetPending.objects.filter(dataset_id__in=dataset_ids).values_list("item_id", flat=True))
-        mined = similar_items(project_id=bug.project_id, item_ids=failure_items, n=flow.mine_similar, exclude_item_ids=exclude)
+        mined = similar_items(
+            project_id=bug.project_id, item_ids=failure_items, n=flow.mine_similar, exclude_item_ids=exclude
+        )
     mined_ids = [i for i, _ in mined]
     truth.update(GroundTruth.objects.filter(item_id__in=mined_ids).values_list("item_id", "label"))
 
@@ -218,33 +288,58 @@ def _run_flow(flow: BugDatasetFlow) -> None:
     versions, added, pending = [], 0, 0
     for dataset_id in dataset_ids:
         with transaction.atomic():
-            version = dataset_version_create(dataset_id=dataset_id, add=known, reason=VersionReason.BUG, bug_id=bug.pk,
-                                             note=f"Bug #{bug.pk} resolved: {bug.title}"[:2000], actor=flow.created_by)
-            rows = [DatasetPending(dataset_id=dataset_id, item_id=i, bug=bug, reason=PendingReason.FAILURE) for i in unknown_failures]
-            rows += [DatasetPending(dataset_id=dataset_id, item_id=i, bug=bug, reason=PendingReason.SIMILAR, similarity=s)
-                     for i, s in unknown_mined]
+            version = dataset_version_create(
+                dataset_id=dataset_id,
+                add=known,
+                reason=VersionReason.BUG,
+                bug_id=bug.pk,
+                note=f"Bug #{bug.pk} resolved: {bug.title}"[:2000],
+                actor=flow.created_by,
+            )
+            rows = [
+                DatasetPending(dataset_id=dataset_id, item_id=i, bug=bug, reason=PendingReason.FAILURE)
+                for i in unknown_failures
+            ]
+            rows += [
+                DatasetPending(dataset_id=dataset_id, item_id=i, bug=bug, reason=PendingReason.SIMILAR, similarity=s)
+                for i, s in unknown_mined
+            ]
             created = DatasetPending.objects.bulk_create(rows, ignore_conflicts=True)
         if version is not None:
             versions.append({"dataset": dataset_id, "number": version.number})
             added += version.added
         pending += len(created)
     # Unlabeled items go to the front of the labeling queue (served before fresh items).
-    ranks = {item_id: FAILURE_RANK for item_id in unknown_failures}
+    ranks = dict.fromkeys(unknown_failures, FAILURE_RANK)
     ranks.update((item_id, SIMILAR_RANK_BASE + (1 - score) / 2) for item_id, score in unknown_mined)
     with transaction.atomic():
         items_reopen_rank_set(item_ranks=ranks)
         BugDatasetFlow.objects.filter(pk=flow.pk).update(
-            status=FlowStatus.DONE, added=added, pending=len(unknown_failures) + len(unknown_mined), mined=len(mined),
-            versions=versions, finished_at=timezone.now(), error="",
+            status=FlowStatus.DONE,
+            added=added,
+            pending=len(unknown_failures) + len(unknown_mined),
+            mined=len(mined),
+            versions=versions,
+            finished_at=timezone.now(),
+            error="",
         )
-    log.info("bug %s -> datasets %s: %s added, %s waiting for labels, %s mined", bug.pk, dataset_ids, added, pending, len(mined))
+    log.info(
+        "bug %s -> datasets %s: %s added, %s waiting for labels, %s mined",
+        bug.pk,
+        dataset_ids,
+        added,
+        pending,
+        len(mined),
+    )
 
 
 def datasets_absorb_labeled(*, item_ids) -> list[DatasetVersion]:
     """Pending items that now have ground truth join their datasets, one version per (dataset, bug)."""
-    rows = list(DatasetPending.objects.filter(item_id__in=list(item_ids), added_in__isnull=True,
-                                              item__ground_truth__isnull=False)
-                .values_list("pk", "dataset_id", "bug_id", "item_id", "item__ground_truth__label"))
+    rows = list(
+        DatasetPending.objects.filter(
+            item_id__in=list(item_ids), added_in__isnull=True, item__ground_truth__isnull=False
+        ).values_list("pk", "dataset_id", "bug_id", "item_id", "item__ground_truth__label")
+    )
     groups = {}
     for pk, dataset_id, bug_id, item_id, label in rows:
         groups.setdefault((dataset_id, bug_id), []).append((pk, item_id, label))
@@ -252,7 +347,9 @@ def datasets_absorb_labeled(*, item_ids) -> list[DatasetVersion]:
     for (dataset_id, bug_id), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         with transaction.atomic():
             version = dataset_version_create(
-                dataset_id=dataset_id, reason=VersionReason.BUG_FOLLOWUP, bug_id=bug_id,
+                dataset_id=dataset_id,
+                reason=VersionReason.BUG_FOLLOWUP,
+                bug_id=bug_id,
                 add=[Addition(item_id, label, bug_id) for _, item_id, label in members],
                 note=f"Labeled later for bug #{bug_id}" if bug_id else "Labeled later",
             )

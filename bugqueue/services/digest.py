@@ -19,9 +19,17 @@ LISTED = 20
 
 
 def _bug_row(b) -> dict:
-    return {"id": b.pk, "title": b.title, "status": b.status, "priority": b.priority, "kind": b.kind,
-            "occurrences": b.occurrences, "regressed": b.regressed, "tags": getattr(b, "tag_slugs", []),
-            "assignee": b.assignee.username if b.assignee_id else None}
+    return {
+        "id": b.pk,
+        "title": b.title,
+        "status": b.status,
+        "priority": b.priority,
+        "kind": b.kind,
+        "occurrences": b.occurrences,
+        "regressed": b.regressed,
+        "tags": getattr(b, "tag_slugs", []),
+        "assignee": b.assignee.username if b.assignee_id else None,
+    }
 
 
 def digest_data(*, project: Project, week_start: date) -> dict:
@@ -56,7 +64,8 @@ def digest_recipients(*, project: Project) -> list[str]:
     return sorted(
         set(
             Membership.objects.filter(project=project, role=Role.MANAGER, user__is_active=True)
-            .exclude(user__email="").values_list("user__email", flat=True)
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
         )
     )
 
@@ -72,18 +81,31 @@ def digest_send(*, digest: Digest) -> Digest:
     quiet = not any(stats[k] for k in ("opened", "reopened", "closed", "open"))
     recipients = [] if quiet else digest_recipients(project=digest.project)
     if recipients:
-        context = {"digest": digest, "project": digest.project, "data": digest.data,
-                   "base_url": settings.LOUPE_BASE_URL.rstrip("/")}
-        subject = (f"[Loupe] {digest.project.name}: bugs of {digest.week_label}: {stats['opened']} new, "
-                   f"{stats['reopened']} reopened, {stats['closed']} closed")
+        context = {
+            "digest": digest,
+            "project": digest.project,
+            "data": digest.data,
+            "base_url": settings.LOUPE_BASE_URL.rstrip("/"),
+        }
+        subject = (
+            f"[Loupe] {digest.project.name}: bugs of {digest.week_label}: {stats['opened']} new, "
+            f"{stats['reopened']} reopened, {stats['closed']} closed"
+        )
         message = EmailMultiAlternatives(
-            subject=subject, body=render_to_string("bugqueue/email/digest.txt", context),
-            from_email=settings.DEFAULT_FROM_EMAIL, to=recipients,
+            subject=subject,
+            body=render_to_string("bugqueue/email/digest.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=recipients,
         )
         message.attach_alternative(render_to_string("bugqueue/email/digest.html", context), "text/html")
         message.send()
-        logger.info("digest %s (%s, %s) mailed to %s managers", digest.pk, digest.project.name, digest.week_label,
-                    len(recipients))
+        logger.info(
+            "digest %s (%s, %s) mailed to %s managers",
+            digest.pk,
+            digest.project.name,
+            digest.week_label,
+            len(recipients),
+        )
     digest.sent_at, digest.sent_to = timezone.now(), recipients
     digest.save(update_fields=["sent_at", "sent_to"])
     return digest

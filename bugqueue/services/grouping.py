@@ -142,8 +142,16 @@ def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now
             if closed.status == BugStatus.DUPLICATE and closed.duplicate_of_id and depth < 3:
                 target = Bug.objects.filter(pk=closed.duplicate_of_id).values_list("fingerprint", flat=True).first()
                 if target is not None and target != fingerprint:
-                    return _locate(project_id=project_id, fingerprint=target, draft=draft, failures=failures,
-                                   now=now, actor_id=actor_id, initial=initial, depth=depth + 1)
+                    return _locate(
+                        project_id=project_id,
+                        fingerprint=target,
+                        draft=draft,
+                        failures=failures,
+                        now=now,
+                        actor_id=actor_id,
+                        initial=initial,
+                        depth=depth + 1,
+                    )
             if closed.status == BugStatus.RESOLVED and any(
                 is_newer_than_resolution(bug=closed, predicted_at=at, model_version=mv)
                 for at, mv in _observations(draft, failures)
@@ -158,52 +166,94 @@ def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now
         try:
             with transaction.atomic():
                 bug = Bug.objects.create(
-                    project_id=project_id, fingerprint=fingerprint, title=draft.title[:300], kind=draft.kind,
-                    description=draft.description, priority=draft.priority, model_version=draft.model_version,
-                    reporter_id=draft.reporter_id, first_seen=now, last_seen=now, created_at=now,
+                    project_id=project_id,
+                    fingerprint=fingerprint,
+                    title=draft.title[:300],
+                    kind=draft.kind,
+                    description=draft.description,
+                    priority=draft.priority,
+                    model_version=draft.model_version,
+                    reporter_id=draft.reporter_id,
+                    first_seen=now,
+                    last_seen=now,
+                    created_at=now,
                     occurrences=initial,
                 )
         except IntegrityError:
             continue  # a concurrent report opened it first; the next round finds and locks it
         if draft.tag_ids:
             bug.tags.add(*draft.tag_ids)
-        BugEvent.objects.create(bug=bug, actor_id=actor_id, field="created", to_value=BugStatus.NEW,
-                                note=draft.note, created_at=now)
+        BugEvent.objects.create(
+            bug=bug, actor_id=actor_id, field="created", to_value=BugStatus.NEW, note=draft.note, created_at=now
+        )
         return bug, True, False
-    raise Conflict("This fingerprint's bug kept changing while the report was filed; send it again.",
-                   code="retry")
+    raise Conflict("This fingerprint's bug kept changing while the report was filed; send it again.", code="retry")
 
 
 def _reopen_as_regression(*, bug: Bug, now, failures, draft, actor_id=None):
     newest = max((f for f in failures if f.predicted_at), key=lambda f: f.predicted_at, default=None)
     if newest is not None and bug.resolved_at and newest.predicted_at > bug.resolved_at:
-        why = (f"Regression: a failure predicted at {newest.predicted_at.isoformat(timespec='seconds')} "
-               f"({newest.model_version or 'unknown model'}) is newer than the resolution at "
-               f"{bug.resolved_at.isoformat(timespec='seconds')}.")
+        why = (
+            f"Regression: a failure predicted at {newest.predicted_at.isoformat(timespec='seconds')} "
+            f"({newest.model_version or 'unknown model'}) is newer than the resolution at "
+            f"{bug.resolved_at.isoformat(timespec='seconds')}."
+        )
     else:
         versions = sorted({f.model_version for f in failures if f.model_version} or {draft.model_version} - {""})
-        why = (f"Regression: reported again after the resolution at {bug.resolved_at.isoformat(timespec='seconds')}"
-               + (f" on model version {', '.join(versions)} (resolved against "
-                  f"{bug.resolved_model_version or 'no model version'})." if versions else "."))
+        why = f"Regression: reported again after the resolution at {bug.resolved_at.isoformat(timespec='seconds')}" + (
+            f" on model version {', '.join(versions)} (resolved against "
+            f"{bug.resolved_model_version or 'no model version'})."
+            if versions
+            else "."
+        )
     previous_status = bug.status
     # resolved_at and resolved_model_version stay (what the next resolution replaces); the history
     # keeps the resolution and its note.
     Bug.objects.filter(pk=bug.pk).update(
-        status=BugStatus.NEW, regressed=True, regressed_at=now, reopened_at=now, resolution="", resolution_note="",
+        status=BugStatus.NEW,
+        regressed=True,
+        regressed_at=now,
+        reopened_at=now,
+        resolution="",
+        resolution_note="",
         updated_at=now,
     )
     bug.status, bug.regressed, bug.regressed_at, bug.reopened_at = BugStatus.NEW, True, now, now
     bug.resolution, bug.resolution_note = "", ""
-    BugEvent.objects.bulk_create([
-        BugEvent(bug=bug, actor_id=actor_id, field="status", from_value=previous_status, to_value=BugStatus.NEW,
-                 note=why, created_at=now),
-        BugEvent(bug=bug, actor_id=actor_id, field="regressed", from_value="false", to_value="true", note=why,
-                 created_at=now),
-    ])
+    BugEvent.objects.bulk_create(
+        [
+            BugEvent(
+                bug=bug,
+                actor_id=actor_id,
+                field="status",
+                from_value=previous_status,
+                to_value=BugStatus.NEW,
+                note=why,
+                created_at=now,
+            ),
+            BugEvent(
+                bug=bug,
+                actor_id=actor_id,
+                field="regressed",
+                from_value="false",
+                to_value="true",
+                note=why,
+                created_at=now,
+            ),
+        ]
+    )
 
 
-def bug_file(*, project_id: int, fingerprint: str, draft: BugDraft, failures: list[FailureData],
-             now: datetime | None = None, actor=None, count_report: bool = True) -> FilingResult:
+def bug_file(
+    *,
+    project_id: int,
+    fingerprint: str,
+    draft: BugDraft,
+    failures: list[FailureData],
+    now: datetime | None = None,
+    actor=None,
+    count_report: bool = True,
+) -> FilingResult:
     """File one report (with its failures) into the bug of `fingerprint`. Call inside a transaction.
 
     Occurrences added: the number of failures, or 1 for a report without failures when
@@ -211,16 +261,31 @@ def bug_file(*, project_id: int, fingerprint: str, draft: BugDraft, failures: li
     now = now or timezone.now()
     actor_id = getattr(actor, "pk", None)
     n = len(failures) if failures else (1 if count_report else 0)
-    bug, created, regressed = _locate(project_id=project_id, fingerprint=fingerprint, draft=draft,
-                                      failures=failures, now=now, actor_id=actor_id, initial=n)
+    bug, created, regressed = _locate(
+        project_id=project_id,
+        fingerprint=fingerprint,
+        draft=draft,
+        failures=failures,
+        now=now,
+        actor_id=actor_id,
+        initial=n,
+    )
     if failures:
         FailureExample.objects.bulk_create(
             [
                 FailureExample(
-                    bug_id=bug.pk, project_id=project_id, item_id=f.item_id, external_id=f.external_id,
-                    payload=f.payload, model_version=f.model_version, predicted_label=f.predicted_label,
-                    expected_label=f.expected_label, predicted_at=f.predicted_at, source=f.source,
-                    label_change_seq=f.label_change_seq, created_at=now,
+                    bug_id=bug.pk,
+                    project_id=project_id,
+                    item_id=f.item_id,
+                    external_id=f.external_id,
+                    payload=f.payload,
+                    model_version=f.model_version,
+                    predicted_label=f.predicted_label,
+                    expected_label=f.expected_label,
+                    predicted_at=f.predicted_at,
+                    source=f.source,
+                    label_change_seq=f.label_change_seq,
+                    created_at=now,
                 )
                 for f in failures
             ],
@@ -234,8 +299,9 @@ def bug_file(*, project_id: int, fingerprint: str, draft: BugDraft, failures: li
             bug.occurrences += n  # the row is locked by this transaction: the value read is current
             bug.last_seen = max(bug.last_seen, now)
         BugOccurrence.objects.create(bug_id=bug.pk, count=n, seen_at=now)
-    return FilingResult(bug=bug, created=created, regressed=regressed, occurrences=bug.occurrences,
-                        recorded=len(failures))
+    return FilingResult(
+        bug=bug, created=created, regressed=regressed, occurrences=bug.occurrences, recorded=len(failures)
+    )
 
 
 def occurrences_reconcile(*, fix: bool = True) -> list[tuple[int, int, int]]:
@@ -250,8 +316,13 @@ def occurrences_reconcile(*, fix: bool = True) -> list[tuple[int, int, int]]:
         .values_list("pk", "occurrences", "recomputed")
     )
     for bug_id, stored, recomputed in drifted:
-        logger.warning("bug #%s occurrences drifted: stored %s, recomputed %s%s", bug_id, stored, recomputed,
-                       " (repaired)" if fix else "")
+        logger.warning(
+            "bug #%s occurrences drifted: stored %s, recomputed %s%s",
+            bug_id,
+            stored,
+            recomputed,
+            " (repaired)" if fix else "",
+        )
         if fix:
             with transaction.atomic():
                 locked = Bug.objects.select_for_update().filter(pk=bug_id).first()

@@ -5,8 +5,7 @@ labeling's ingestion service), then file it (bugqueue.services.grouping.bug_file
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -100,15 +99,24 @@ def _validate_failures(raw, *, label_keys: set, default_model_version: str) -> l
                 at = None
         elif isinstance(at, datetime):
             try:
-                at = check_timestamp(at.replace(tzinfo=dt_timezone.utc) if timezone.is_naive(at) else at, field="predicted_at")
+                at = check_timestamp(at.replace(tzinfo=UTC) if timezone.is_naive(at) else at, field="predicted_at")
             except ValueError as exc:
                 problems.append(str(exc))
                 at = None
         if problems:
             errors[str(i)] = problems
             continue
-        parsed.append(_Failure(i, (ext or "").strip(), payload, labels["predicted_label"] or "",
-                               labels["expected_label"], mv.strip(), at))
+        parsed.append(
+            _Failure(
+                i,
+                (ext or "").strip(),
+                payload,
+                labels["predicted_label"] or "",
+                labels["expected_label"],
+                mv.strip(),
+                at,
+            )
+        )
     if errors:
         first = next(iter(errors))
         raise ValidationFailed(
@@ -151,12 +159,19 @@ def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_it
         raise Forbidden(
             f"{len(to_ingest)} failures would add new items to the project (failure {first.index} has a payload and "
             "no known external_id), and adding items needs the manager role. Name existing items by external_id.",
-            fields={"failures": {str(f.index): ["Would add a new item: needs the manager role."]
-                                 for f in failures if f.external_id in to_ingest}},
+            fields={
+                "failures": {
+                    str(f.index): ["Would add a new item: needs the manager role."]
+                    for f in failures
+                    if f.external_id in to_ingest
+                }
+            },
         )
     if to_ingest:
         items_ingest(project=project, rows=list(to_ingest.values()))
-        ids.update(Item.objects.filter(project=project, external_id__in=list(to_ingest)).values_list("external_id", "pk"))
+        ids.update(
+            Item.objects.filter(project=project, external_id__in=list(to_ingest)).values_list("external_id", "pk")
+        )
     # A failure that names a known item without a prediction time takes it from the item's
     # production prediction for that model version (what the regression rule compares).
     missing_at = [f for f in failures if f.predicted_at is None and f.model_version]
@@ -165,13 +180,18 @@ def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_it
         times = {
             (item_id, mv): at
             for item_id, mv, at in Prediction.objects.filter(
-                item_id__in={ids[f.external_id] for f in missing_at}, model_version__in={f.model_version for f in missing_at}
+                item_id__in={ids[f.external_id] for f in missing_at},
+                model_version__in={f.model_version for f in missing_at},
             ).values_list("item_id", "model_version", "predicted_at")
         }
     return [
         FailureData(
-            item_id=ids[f.external_id], external_id=f.external_id, payload=f.payload, model_version=f.model_version,
-            predicted_label=f.predicted_label, expected_label=f.expected_label,
+            item_id=ids[f.external_id],
+            external_id=f.external_id,
+            payload=f.payload,
+            model_version=f.model_version,
+            predicted_label=f.predicted_label,
+            expected_label=f.expected_label,
             predicted_at=f.predicted_at or times.get((ids[f.external_id], f.model_version)),
         )
         for f in failures
@@ -179,8 +199,21 @@ def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_it
 
 
 @transaction.atomic
-def bug_report(*, project: Project, reporter, title, kind, description="", tags=None, priority=None,
-               fingerprint=None, model_version="", failures=None, now=None, may_add_items: bool = True) -> FilingResult:
+def bug_report(
+    *,
+    project: Project,
+    reporter,
+    title,
+    kind,
+    description="",
+    tags=None,
+    priority=None,
+    fingerprint=None,
+    model_version="",
+    failures=None,
+    now=None,
+    may_add_items: bool = True,
+) -> FilingResult:
     """File a report: opens a bug, or adds its occurrences to the open bug of its fingerprint
     (or reopens a resolved one on regression, see bugqueue.services.grouping). A failure whose
     payload names no known item becomes a new item, which a reporter without the right to ingest
@@ -207,9 +240,13 @@ def bug_report(*, project: Project, reporter, title, kind, description="", tags=
     # Writes start here; everything above only read.
     data = _failures_to_items(project=project, failures=parsed, may_add_items=may_add_items)
     draft = BugDraft(
-        title=title, kind=kind, description=description, priority=priority, model_version=model_version,
-        reporter_id=getattr(reporter, "pk", None), tag_ids=tuple(t.pk for t in tag_rows),
+        title=title,
+        kind=kind,
+        description=description,
+        priority=priority,
+        model_version=model_version,
+        reporter_id=getattr(reporter, "pk", None),
+        tag_ids=tuple(t.pk for t in tag_rows),
         note=f"Reported by {reporter.username}." if reporter is not None else "Reported.",
     )
-    return bug_file(project_id=project.pk, fingerprint=fingerprint, draft=draft, failures=data, now=now,
-                    actor=reporter)
+    return bug_file(project_id=project.pk, fingerprint=fingerprint, draft=draft, failures=data, now=now, actor=reporter)

@@ -11,6 +11,8 @@ from bugqueue.seed_tags import SEED_TAGS
 def tags_seed() -> int:
     """Create the seed tags that are missing (existing ones keep their edited text). Returns how many."""
     existing = set(Tag.objects.values_list("slug", flat=True))
-    missing = [Tag(slug=s, name=n, description=d, position=i) for i, (s, n, d) in enumerate(SEED_TAGS) if s not in existing]
+    missing = [
+        Tag(slug=s, name=n, description=d, position=i) for i, (s, n, d) in enumerate(SEED_TAGS) if s not in existing
+    ]
     Tag.objects.bulk_create(missing, ignore_conflicts=True)
     return len(missing)

@@ -73,17 +73,35 @@ def bug_queue(request):
 
     tags = {t.slug: t for t in tag_list()}
     facet_rows = {
-        "status": [(s, BugStatus(s).label, n, s in filters.statuses, link("status", s)) for s, n in facets["status"].items()],
-        "priority": [(p, p.upper(), n, p in filters.priorities, link("priority", p)) for p, n in facets["priority"].items()],
-        "tag": [(t, tags[t].name if t in tags else t, n, t in filters.tags, link("tag", t)) for t, n in facets["tag"].items()],
+        "status": [
+            (s, BugStatus(s).label, n, s in filters.statuses, link("status", s)) for s, n in facets["status"].items()
+        ],
+        "priority": [
+            (p, p.upper(), n, p in filters.priorities, link("priority", p)) for p, n in facets["priority"].items()
+        ],
+        "tag": [
+            (t, tags[t].name if t in tags else t, n, t in filters.tags, link("tag", t))
+            for t, n in facets["tag"].items()
+        ],
     }
     settings_row = bug_settings_get(project=project) if project is not None else None
-    return render(request, "bugqueue/queue.html", {
-        "project": project, "projects": projects_of(request), "page": page, "filters": filters, "facets": facet_rows,
-        "kinds": BugKind.choices, "priorities": Priority.choices, "statuses": BugStatus.choices,
-        "page_query": "&".join(f"{k}={v}" for k, v in base.items()), "bug_settings": settings_row,
-        "is_manager": project is not None and project.user_role == "manager",
-    })
+    return render(
+        request,
+        "bugqueue/queue.html",
+        {
+            "project": project,
+            "projects": projects_of(request),
+            "page": page,
+            "filters": filters,
+            "facets": facet_rows,
+            "kinds": BugKind.choices,
+            "priorities": Priority.choices,
+            "statuses": BugStatus.choices,
+            "page_query": "&".join(f"{k}={v}" for k, v in base.items()),
+            "bug_settings": settings_row,
+            "is_manager": project is not None and project.user_role == "manager",
+        },
+    )
 
 
 @login_required
@@ -91,13 +109,21 @@ def bug_page(request, bug_id):
     bug = _page_bug(request, bug_id)
     detail = bug_detail(bug=bug, user=request.user)
     can_triage = bug.project.user_role in REVIEW_ROLES
-    return render(request, "bugqueue/bug_detail.html", {
-        **detail, "project": bug.project, "can_triage": can_triage,
-        "statuses": BugStatus.choices, "priorities": Priority.choices, "resolutions": Resolution.choices,
-        "members": project_assignees(project=bug.project) if can_triage else [],
-        "all_tags": list(tag_list()),
-        "dataset_flows": list(bug_dataset_flows(bug=bug, limit=20)),
-    })
+    return render(
+        request,
+        "bugqueue/bug_detail.html",
+        {
+            **detail,
+            "project": bug.project,
+            "can_triage": can_triage,
+            "statuses": BugStatus.choices,
+            "priorities": Priority.choices,
+            "resolutions": Resolution.choices,
+            "members": project_assignees(project=bug.project) if can_triage else [],
+            "all_tags": list(tag_list()),
+            "dataset_flows": list(bug_dataset_flows(bug=bug, limit=20)),
+        },
+    )
 
 
 @login_required
@@ -125,8 +151,13 @@ def bug_edit(request, bug_id):
     if "tags_present" in request.POST:
         changes["tags"] = request.POST.getlist("tags")
     try:
-        bug_update(bug=bug, actor=request.user, note=request.POST.get("note", ""),
-                   duplicate_of=request.POST.get("duplicate_of") or UNSET, **changes)
+        bug_update(
+            bug=bug,
+            actor=request.user,
+            note=request.POST.get("note", ""),
+            duplicate_of=request.POST.get("duplicate_of") or UNSET,
+            **changes,
+        )
         messages.success(request, "Bug updated.")
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -137,7 +168,10 @@ def bug_edit(request, bug_id):
 @require_POST
 def bug_settings(request, project_id):
     project = page_project(request, project_id, roles=MANAGER_ROLES)
-    bug_settings_update(project=project, actor=request.user,
-                        auto_file_failed_predictions=request.POST.get("auto_file_failed_predictions") == "on")
+    bug_settings_update(
+        project=project,
+        actor=request.user,
+        auto_file_failed_predictions=request.POST.get("auto_file_failed_predictions") == "on",
+    )
     messages.success(request, "Bug-queue settings saved.")
     return redirect(reverse("bug-queue") + f"?project={project.pk}")

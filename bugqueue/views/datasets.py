@@ -14,8 +14,11 @@ from labeling.views.projects import page_project
 @login_required
 def datasets_page(request, project_id):
     project = page_project(request, project_id)
-    return render(request, "bugqueue/datasets.html", {"project": project, **sel.datasets_overview(project=project),
-                                                      "tab": "datasets"})
+    return render(
+        request,
+        "bugqueue/datasets.html",
+        {"project": project, **sel.datasets_overview(project=project), "tab": "datasets"},
+    )
 
 
 @login_required
@@ -26,5 +29,6 @@ def evaluation_failures_page(request, evaluation_id, dataset_id):
         raise Http404
     except Forbidden as exc:
         raise PermissionDenied(exc.message)
-    return render(request, "bugqueue/evaluation_failures.html", {**view, "project": view["dataset"].project,
-                                                                 "tab": "datasets"})
+    return render(
+        request, "bugqueue/evaluation_failures.html", {**view, "project": view["dataset"].project, "tab": "datasets"}
+    )

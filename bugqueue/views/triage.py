@@ -30,14 +30,28 @@ def triage(request):
         week_start = parse_week(None)
     view = triage_week(project=project, week_start=week_start)
     rows = [(name, b) for name in ("new", "reopened", "backlog") for b in view["sections"][name]]
-    return render(request, "bugqueue/triage.html", {
-        "project": project, "projects": projects, "view": view, "rows": rows,
-        "can_triage": project.user_role in REVIEW_ROLES,
-        "members": [u.username for u in project_assignees(project=project)],
-        "all_tags": [{"slug": t.slug, "name": t.name, "description": t.description} for t in tag_list()],
-        "pareto": [{"slug": t["slug"], "name": t["name"], "count": t["count"],
-                    "cumulative": round(100 * t["cumulative_share"], 1)} for t in view["tags"]],
-    })
+    return render(
+        request,
+        "bugqueue/triage.html",
+        {
+            "project": project,
+            "projects": projects,
+            "view": view,
+            "rows": rows,
+            "can_triage": project.user_role in REVIEW_ROLES,
+            "members": [u.username for u in project_assignees(project=project)],
+            "all_tags": [{"slug": t.slug, "name": t.name, "description": t.description} for t in tag_list()],
+            "pareto": [
+                {
+                    "slug": t["slug"],
+                    "name": t["name"],
+                    "count": t["count"],
+                    "cumulative": round(100 * t["cumulative_share"], 1),
+                }
+                for t in view["tags"]
+            ],
+        },
+    )
 
 
 @login_required
@@ -48,8 +62,11 @@ def digest_list(request):
             return render(request, "bugqueue/digest_list.html", {"project": None, "projects": [], "digests": []})
         return redirect(reverse("digest-list") + f"?project={projects[0].pk}")
     project = page_project(request, request.GET["project"])
-    return render(request, "bugqueue/digest_list.html", {
-        "project": project, "projects": projects, "digests": digests_of(project=project)})
+    return render(
+        request,
+        "bugqueue/digest_list.html",
+        {"project": project, "projects": projects, "digests": digests_of(project=project)},
+    )
 
 
 @login_required

@@ -7,7 +7,7 @@ The declared parameters are the ones in the view method's `@extend_schema(parame
 for a GET on a view with a `pagination_class`, that paginator's. The OpenAPI schema is built from the
 same declarations, so what /api/schema lists is exactly what is accepted."""
 
-from functools import lru_cache
+from functools import cache
 
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
@@ -41,7 +41,7 @@ def _method_schema(view_class, method: str):
     return schema
 
 
-@lru_cache(maxsize=None)
+@cache
 def _declared_body(view_class, method: str):
     """The input serializer the schema documents for this method's JSON body, if any."""
     declared = _method_schema(view_class, method).get_request_serializer()
@@ -63,8 +63,11 @@ def _type_errors(field, value):
     if isinstance(field, serializers.Serializer):
         if not isinstance(value, dict):
             return ["Must be an object."]
-        errors = {name: e for name, f in field.fields.items()
-                  if not f.read_only and name in value and (e := _type_errors(f, value[name]))}
+        errors = {
+            name: e
+            for name, f in field.fields.items()
+            if not f.read_only and name in value and (e := _type_errors(f, value[name]))
+        }
         return errors or None
     if isinstance(field, serializers.ListField):
         if not isinstance(value, list):
@@ -80,17 +83,19 @@ def _type_errors(field, value):
     if isinstance(field, (serializers.FloatField, serializers.DecimalField)):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return None if ok else ["Must be a number."]
-    if isinstance(field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField,
-                          serializers.DateField)):
+    if isinstance(
+        field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField, serializers.DateField)
+    ):
         return None if isinstance(value, str) else ["Must be a string."]
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _declared_query_params(view_class, method: str) -> frozenset[str]:
     schema = _method_schema(view_class, method)
     names = {
-        p.name for p in schema.get_override_parameters()
+        p.name
+        for p in schema.get_override_parameters()
         if isinstance(p, OpenApiParameter) and p.location == OpenApiParameter.QUERY
     }
     pagination_class = getattr(view_class, "pagination_class", None)
@@ -118,7 +123,9 @@ class ApiView(JsonErrorsMixin, APIView):
     # or multipart body is a 415, and the schema documents only what is accepted. The JSON parser is
     # the one configured in REST_FRAMEWORK (DEFAULT_PARSER_CLASSES), whatever class that is.
     renderer_classes = [JSONRenderer]
-    parser_classes = [p for p in api_settings.DEFAULT_PARSER_CLASSES if p.media_type == "application/json"] or [JSONParser]
+    parser_classes = [p for p in api_settings.DEFAULT_PARSER_CLASSES if p.media_type == "application/json"] or [
+        JSONParser
+    ]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles first
@@ -150,8 +157,10 @@ class ApiView(JsonErrorsMixin, APIView):
         allowed = _declared_query_params(type(self), method)
         nul = sorted(k for k, values in request.query_params.lists() if any("\x00" in v for v in [k, *values]))
         if nul:
-            raise ValidationFailed("A query parameter may not contain a NUL character.",
-                                   fields={k.replace("\x00", "\\x00"): ["Contains a NUL character."] for k in nul})
+            raise ValidationFailed(
+                "A query parameter may not contain a NUL character.",
+                fields={k.replace("\x00", "\\x00"): ["Contains a NUL character."] for k in nul},
+            )
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             accepted = ", ".join(sorted(allowed)) if allowed else "none"

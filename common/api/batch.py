@@ -45,7 +45,8 @@ def read_batch(request) -> list:
             first = errors[0]
             raise ValidationFailed(
                 f"{len(errors)} lines cannot be read; nothing was written. Line {first['line']}: {first['message']}",
-                code="parse_error", fields={"rows": errors},
+                code="parse_error",
+                fields={"rows": errors},
             )
         return rows
     if content_type not in ("application/json", ""):

@@ -76,9 +76,7 @@ def exception_handler(exc, context):
         if isinstance(fields, list):
             fields = {"non_field_errors": fields}
         message = _first_message(fields) or "Invalid input."
-        return error_response(
-            status_code=status.HTTP_400_BAD_REQUEST, code="invalid", message=message, fields=fields
-        )
+        return error_response(status_code=status.HTTP_400_BAD_REQUEST, code="invalid", message=message, fields=fields)
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
     code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
@@ -88,6 +86,7 @@ def exception_handler(exc, context):
 # --- Errors Django answers itself (no DRF view reached) ----------------------------------------
 # An unknown /api/ path, a CSRF failure, a 500 outside a DRF view: under /api/ these answer in the
 # error shape too; every other path keeps Django's own pages (templates 403/404/500.html).
+
 
 def is_api_path(request) -> bool:
     return request.path_info.startswith("/api/")

@@ -49,8 +49,10 @@ class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
             return 1
         raw = values[-1]
         if len(values) > 1 or not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
-            raise ValidationFailed(f"{self.page_query_param} must be one integer from 1.",
-                                   fields={self.page_query_param: ["An integer from 1."]})
+            raise ValidationFailed(
+                f"{self.page_query_param} must be one integer from 1.",
+                fields={self.page_query_param: ["An integer from 1."]},
+            )
         return int(raw)
 
     def get_schema_operation_parameters(self, view):

@@ -6,7 +6,6 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
 from rest_framework import serializers
 
-
 NO_NUL = "^[^\\u0000]*$"
 # A field that trims whitespace (Python's str.strip) and refuses blank needs one character that is
 # whitespace neither to Python nor to ECMA regexes (ECMA's \s lacks \x1c-\x1f and \x85).
@@ -46,8 +45,14 @@ class LoupeAutoSchema(AutoSchema):
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         """DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator): say so."""
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
-        if (direction == "request" and isinstance(field, serializers.CharField) and schema.get("type") == "string"
-                and "pattern" not in schema and "enum" not in schema and "format" not in schema):
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and schema.get("type") == "string"
+            and "pattern" not in schema
+            and "enum" not in schema
+            and "format" not in schema
+        ):
             blank_refused = field.trim_whitespace and not field.allow_blank
             schema["pattern"] = NOT_BLANK_NO_NUL if blank_refused else NO_NUL
         return schema
@@ -57,6 +62,10 @@ class LoupeAutoSchema(AutoSchema):
         parameters = super()._get_parameters()
         for p in parameters:
             schema = p.get("schema", {})
-            if p["in"] == "query" and schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+            if (
+                p["in"] == "query"
+                and schema.get("type") == "string"
+                and not {"pattern", "enum", "format"} & set(schema)
+            ):
                 schema["pattern"] = NO_NUL
         return parameters

@@ -20,6 +20,7 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
     int8send/float8send, all in the same row order), which NumPy reads without parsing numbers."""
     names = list(columns)
     if is_postgres():
+
         def agg(n):
             if isinstance(columns[n], tuple):
                 nan_row = "\\x" + "7ff8000000000000" * columns[n][1]
@@ -34,12 +35,16 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
                 return f"string_agg(int2send(coalesce(s.{n}::int2, (-1)::int2)), ''::bytea)"
             return f"string_agg(int8send(coalesce(s.{n}::int8, -1)), ''::bytea)"
 
-        row = _fetch_one_binary(f"SELECT {', '.join(agg(n) for n in names)} FROM ({sql}) AS s({', '.join(names)})", params)
+        row = _fetch_one_binary(
+            f"SELECT {', '.join(agg(n) for n in names)} FROM ({sql}) AS s({', '.join(names)})", params
+        )
         out = {}
         for n, raw in zip(names, row):
             if isinstance(columns[n], tuple):
                 k = columns[n][1]
-                out[n] = np.zeros((0, k)) if raw is None else np.frombuffer(raw, dtype=">f8").astype(float).reshape(-1, k)
+                out[n] = (
+                    np.zeros((0, k)) if raw is None else np.frombuffer(raw, dtype=">f8").astype(float).reshape(-1, k)
+                )
             elif columns[n] is str:
                 out[n] = np.array([] if raw is None else raw.split("\x1e"), dtype=object)
             elif raw is None:
@@ -55,8 +60,10 @@ def read_columns(sql: str, params: list, columns: dict[str, type | tuple]) -> di
         return {n: np.zeros(0, dtype=object if columns[n] is str else columns[n]) for n in names}
     missing = {float: np.nan, str: ""}
     return {
-        n: np.array([missing.get(columns[n], -1) if r[j] is None else r[j] for r in rows],
-                    dtype=object if columns[n] is str else columns[n])
+        n: np.array(
+            [missing.get(columns[n], -1) if r[j] is None else r[j] for r in rows],
+            dtype=object if columns[n] is str else columns[n],
+        )
         for j, n in enumerate(names)
     }
 

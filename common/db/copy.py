@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection
 
-
 # PostgreSQL's binary COPY format, built whole by NumPy: rows of numbers, and text from a few choices.
 _PG_BINARY = {"int8": (">i8", 8), "int4": (">i4", 4), "int2": (">i2", 2), "float8": (">f8", 8), "bool": ("?", 1)}
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
@@ -74,10 +73,9 @@ def copy_rows(table: str, columns: list[str], rows) -> None:
     """COPY `rows` (an iterable of tuples in `columns` order; None is NULL) into `table`, streamed in
     PostgreSQL's text format. PostgreSQL only; for mixed-type rows (text, JSON, timestamps) of a few
     thousand up, where an ORM bulk_create spends most of its time compiling the statement."""
-    with connection.cursor() as cur:
-        with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    with connection.cursor() as cur, cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def temp_table_from_arrays(name: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:

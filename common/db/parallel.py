@@ -12,7 +12,6 @@ from django.db import connection, transaction
 
 from common.db import is_postgres
 
-
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+$")
 
 

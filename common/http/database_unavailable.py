@@ -44,16 +44,24 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request, exception):
         if not is_transient_db_error(exception):
             return None
-        logger.warning("database unavailable during %s %s: %s", request.method, request.path,
-                       str(exception).splitlines()[0] if str(exception) else type(exception).__name__, exc_info=True)
+        logger.warning(
+            "database unavailable during %s %s: %s",
+            request.method,
+            request.path,
+            str(exception).splitlines()[0] if str(exception) else type(exception).__name__,
+            exc_info=True,
+        )
         retry_after = str(settings.LOUPE_DB_RETRY_AFTER_SECONDS)
         message = "The database is unavailable for a moment; nothing was saved. Try again shortly."
         if request.path.startswith("/api/"):
             response = JsonResponse({"error": {"code": "database_unavailable", "message": message}}, status=503)
         else:
             # A page that needs nothing from the database (no user, no session).
-            response = HttpResponse(render_to_string("503.html", {
-                "message": message, "retry_after": retry_after, "reload": request.method == "GET"}),
-                                    status=503)
+            response = HttpResponse(
+                render_to_string(
+                    "503.html", {"message": message, "retry_after": retry_after, "reload": request.method == "GET"}
+                ),
+                status=503,
+            )
         response["Retry-After"] = retry_after
         return response

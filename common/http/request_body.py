@@ -74,13 +74,20 @@ class RequestBodyMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         meta = request.META
         if "%00" in meta.get("QUERY_STRING", ""):
-            return _error(400, "invalid", "The query string holds a NUL character (%00), which is not text.",
-                          fields=_nul_fields(meta["QUERY_STRING"]))
+            return _error(
+                400,
+                "invalid",
+                "The query string holds a NUL character (%00), which is not text.",
+                fields=_nul_fields(meta["QUERY_STRING"]),
+            )
         limit = view_body_limit(view_func)
         if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
             if not meta.get("wsgi.input_terminated"):
-                return _error(411, "length_required", "Send the body with a Content-Length: this server "
-                                                      "cannot read chunked request bodies.")
+                return _error(
+                    411,
+                    "length_required",
+                    "Send the body with a Content-Length: this server cannot read chunked request bodies.",
+                )
             refused = self._read_chunked(request, limit)
             if refused:
                 return refused
@@ -93,7 +100,9 @@ class RequestBodyMiddleware:
                 return _error(400, "invalid", "Content-Length must be a number of bytes.")
             if length > limit.bytes():
                 return _error(413, "too_large", limit.message())
-        if request.content_type == "application/x-www-form-urlencoded" and (b"%00" in request.body or b"\0" in request.body):
+        if request.content_type == "application/x-www-form-urlencoded" and (
+            b"%00" in request.body or b"\0" in request.body
+        ):
             return _error(400, "invalid", "The form holds a NUL character (%00), which is not text.")
         return None
 
@@ -101,7 +110,7 @@ class RequestBodyMiddleware:
     def _read_chunked(request, limit: BodyLimit):
         """Read the decoded body into a spooled file (413 past the limit); Django reads it from there."""
         source, most = request.META["wsgi.input"], limit.bytes()
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (Django reads it later)
         size = 0
         while True:
             block = source.read(min(READ_BLOCK, most + 1 - size))

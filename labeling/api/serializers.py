@@ -19,9 +19,20 @@ class ProjectOutput(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id", "name", "description", "labels", "annotations_per_item", "max_annotations_per_item",
-            "lease_seconds", "queue_order", "accept_threshold", "slo_quantile", "slo_target_seconds",
-            "created_at", "updated_at", "role",
+            "id",
+            "name",
+            "description",
+            "labels",
+            "annotations_per_item",
+            "max_annotations_per_item",
+            "lease_seconds",
+            "queue_order",
+            "accept_threshold",
+            "slo_quantile",
+            "slo_target_seconds",
+            "created_at",
+            "updated_at",
+            "role",
         ]
 
     def get_role(self, obj) -> str | None:
@@ -37,8 +48,17 @@ class ItemOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Item
-        fields = ["id", "external_id", "payload", "priority", "status", "required_annotations", "annotation_count",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "external_id",
+            "payload",
+            "priority",
+            "status",
+            "required_annotations",
+            "annotation_count",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(serializers.ChoiceField(choices=ItemStatus.choices))
     def get_status(self, obj) -> str:
@@ -46,4 +66,3 @@ class ItemOutput(serializers.ModelSerializer):
 
     def get_required_annotations(self, obj) -> int:
         return obj.required_annotations + (1 if getattr(obj, "reopen_requested", False) else 0)
-

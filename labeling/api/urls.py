@@ -1,34 +1,41 @@
 from django.urls import path
 
-from labeling.api import views_accounts, views_projects
-from labeling.api import views_export
-from labeling.api import views_feedback
-from labeling.api import views_quality
+from labeling.api import views_accounts, views_export, views_feedback, views_projects, views_quality
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
     path("auth/tokens", views_accounts.TokenRevokeAllApi.as_view(), name="api-tokens"),
     path("users", views_accounts.UserCreateApi.as_view(), name="api-users"),
     path("users/<str:username>/tokens", views_accounts.UserTokensApi.as_view(), name="api-user-tokens"),
-    path("users/<str:username>/tokens/<int:token_id>", views_accounts.UserTokenDeleteApi.as_view(),
-         name="api-user-token"),
+    path(
+        "users/<str:username>/tokens/<int:token_id>", views_accounts.UserTokenDeleteApi.as_view(), name="api-user-token"
+    ),
     path("me", views_accounts.MeApi.as_view(), name="api-me"),
     path("projects", views_projects.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>", views_projects.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/members", views_projects.MemberListCreateApi.as_view(), name="api-members"),
-    path("projects/<int:project_id>/members/<str:username>", views_projects.MemberDeleteApi.as_view(), name="api-member"),
+    path(
+        "projects/<int:project_id>/members/<str:username>", views_projects.MemberDeleteApi.as_view(), name="api-member"
+    ),
     path("projects/<int:project_id>/items", views_projects.ItemListIngestApi.as_view(), name="api-items"),
     path("projects/<int:project_id>/labels", views_export.LabelHistoryApi.as_view(), name="api-labels"),
     path("projects/<int:project_id>/exports", views_export.ProjectExportsApi.as_view(), name="api-project-exports"),
     path("exports/<int:export_id>", views_export.ExportDetailApi.as_view(), name="api-export"),
     path("exports/<int:export_id>/download", views_export.ExportDownloadApi.as_view(), name="api-export-download"),
     path("projects/<int:project_id>/export-grants", views_export.ExportGrantsApi.as_view(), name="api-export-grants"),
-    path("projects/<int:project_id>/export-grants/<str:username>", views_export.ExportGrantDeleteApi.as_view(),
-         name="api-export-grant"),
+    path(
+        "projects/<int:project_id>/export-grants/<str:username>",
+        views_export.ExportGrantDeleteApi.as_view(),
+        name="api-export-grant",
+    ),
 ]
 urlpatterns += [
-    path("projects/<int:project_id>/ground-truth", views_feedback.GroundTruthImportApi.as_view(), name="api-ground-truth"),
-    path("projects/<int:project_id>/feedback-delay", views_feedback.FeedbackDelayApi.as_view(), name="api-feedback-delay"),
+    path(
+        "projects/<int:project_id>/ground-truth", views_feedback.GroundTruthImportApi.as_view(), name="api-ground-truth"
+    ),
+    path(
+        "projects/<int:project_id>/feedback-delay", views_feedback.FeedbackDelayApi.as_view(), name="api-feedback-delay"
+    ),
 ]
 
 from labeling.api import views_queue  # noqa: E402
@@ -39,10 +46,18 @@ urlpatterns += [
     path("assignments/<int:assignment_id>/skip", views_queue.SkipApi.as_view(), name="api-assignment-skip"),
     path("projects/<int:project_id>/annotations", views_queue.ProjectAnnotationsApi.as_view(), name="api-annotations"),
     path("me/stats", views_queue.MeStatsApi.as_view(), name="api-me-stats"),
-    path("projects/<int:project_id>/quality-runs", views_quality.QualityRunListCreateApi.as_view(), name="api-quality-runs"),
+    path(
+        "projects/<int:project_id>/quality-runs",
+        views_quality.QualityRunListCreateApi.as_view(),
+        name="api-quality-runs",
+    ),
     path("quality-runs/<int:run_id>", views_quality.QualityRunDetailApi.as_view(), name="api-quality-run"),
     path("quality-runs/<int:run_id>/items", views_quality.QualityRunItemsApi.as_view(), name="api-quality-run-items"),
-    path("projects/<int:project_id>/quality-settings", views_quality.QualitySettingsApi.as_view(), name="api-quality-settings"),
+    path(
+        "projects/<int:project_id>/quality-settings",
+        views_quality.QualitySettingsApi.as_view(),
+        name="api-quality-settings",
+    ),
     path("projects/<int:project_id>/review/next", views_quality.ReviewNextApi.as_view(), name="api-review-next"),
     path("items/<int:item_id>/review/skip", views_quality.ReviewSkipApi.as_view(), name="api-review-skip"),
     path("items/<int:item_id>/resolve", views_quality.ItemResolveApi.as_view(), name="api-item-resolve"),

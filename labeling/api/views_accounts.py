@@ -7,12 +7,12 @@ from rest_framework.response import Response
 
 from common.api import inputs
 from common.api.base import ApiView
-from labeling.api.permissions import IsStaff
 from common.api.errors import ERRORS, ErrorSerializer
 from common.errors import ValidationFailed
-from labeling.selectors.access import project_create_allowed
+from labeling.api.permissions import IsStaff
 from labeling.login_guard import TokenRateThrottle, lockout_message, lockout_seconds
 from labeling.models import ApiToken
+from labeling.selectors.access import project_create_allowed
 from labeling.selectors.accounts import service_token_list, user_by_username
 from labeling.services.accounts import (
     token_create_service,
@@ -53,10 +53,14 @@ class TokenApi(ApiView):
         token = serializers.CharField()
         expiry = serializers.DateTimeField(help_text="When the token stops working (LOUPE_TOKEN_TTL after the login).")
 
-    @extend_schema(request=Input, responses={200: Output, 400: ErrorSerializer, **THROTTLED}, auth=[],
-                   operation_id="auth_token",
-                   description="Log in: a new token on every call, expiring after LOUPE_TOKEN_TTL. Repeated "
-                   "failures for one username or from one address answer 429 with Retry-After.")
+    @extend_schema(
+        request=Input,
+        responses={200: Output, 400: ErrorSerializer, **THROTTLED},
+        auth=[],
+        operation_id="auth_token",
+        description="Log in: a new token on every call, expiring after LOUPE_TOKEN_TTL. Repeated "
+        "failures for one username or from one address answer 429 with Retry-After.",
+    )
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -71,8 +75,12 @@ class TokenApi(ApiView):
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         return Response(self.Output({"token": key, "expiry": token.expiry}).data)
 
-    @extend_schema(request=None, responses={204: None, **ERRORS}, operation_id="auth_token_revoke",
-                   description="Revoke the token this request is authenticated with (log out).")
+    @extend_schema(
+        request=None,
+        responses={204: None, **ERRORS},
+        operation_id="auth_token_revoke",
+        description="Revoke the token this request is authenticated with (log out).",
+    )
     def delete(self, request):
         if not isinstance(request.auth, ApiToken):
             raise ValidationFailed("This request is not authenticated with a token.", code="no_token")
@@ -81,8 +89,12 @@ class TokenApi(ApiView):
 
 
 class TokenRevokeAllApi(ApiView):
-    @extend_schema(request=None, responses={204: None, **ERRORS}, operation_id="auth_tokens_revoke_all",
-                   description="Revoke every token of the current user, service tokens included.")
+    @extend_schema(
+        request=None,
+        responses={204: None, **ERRORS},
+        operation_id="auth_tokens_revoke_all",
+        description="Revoke every token of the current user, service tokens included.",
+    )
     def delete(self, request):
         token_revoke_all(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -97,15 +109,20 @@ class UserCreateApi(ApiView):
         is_staff = serializers.BooleanField(required=False, default=False)
         email = serializers.EmailField(required=False, default="")
         can_create_projects = serializers.BooleanField(
-            required=False, default=False, help_text="Allow this user to create projects (staff always may).")
+            required=False, default=False, help_text="Allow this user to create projects (staff always may)."
+        )
 
     class Output(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
 
-    @extend_schema(request=Input, responses={201: Output, 409: ErrorSerializer, **ERRORS}, operation_id="users_create",
-                   description="The password must pass Django's validators: at least 8 characters, not too "
-                   "similar to the username or email, not a common password, not all digits.")
+    @extend_schema(
+        request=Input,
+        responses={201: Output, 409: ErrorSerializer, **ERRORS},
+        operation_id="users_create",
+        description="The password must pass Django's validators: at least 8 characters, not too "
+        "similar to the username or email, not a common password, not all digits.",
+    )
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -129,21 +146,33 @@ class UserTokensApi(ApiView):
     class Input(inputs.Input):
         name = serializers.CharField(max_length=100)
         expires_in = serializers.IntegerField(
-            required=False, allow_null=True, default=None, min_value=60, max_value=10 * 366 * 86400,
-            help_text="Seconds until the token expires; null (the default) for a token that never expires.")
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=60,
+            max_value=10 * 366 * 86400,
+            help_text="Seconds until the token expires; null (the default) for a token that never expires.",
+        )
 
     class CreatedOutput(ServiceTokenOutput):
         token = serializers.CharField(help_text="The secret: shown only in this answer.")
 
-    @extend_schema(responses={200: ServiceTokenOutput(many=True), **ERRORS}, operation_id="user_tokens_list",
-                   description="The user's service tokens in force (without their secrets).")
+    @extend_schema(
+        responses={200: ServiceTokenOutput(many=True), **ERRORS},
+        operation_id="user_tokens_list",
+        description="The user's service tokens in force (without their secrets).",
+    )
     def get(self, request, username):
         user = user_by_username(username=username)
         return Response(ServiceTokenOutput(service_token_list(user=user), many=True).data)
 
-    @extend_schema(request=Input, responses={201: CreatedOutput, **ERRORS}, operation_id="user_tokens_create",
-                   description="Create a named token for the user; the secret is in this answer only. "
-                   "Like every token it ends when the user's password changes.")
+    @extend_schema(
+        request=Input,
+        responses={201: CreatedOutput, **ERRORS},
+        operation_id="user_tokens_create",
+        description="Create a named token for the user; the secret is in this answer only. "
+        "Like every token it ends when the user's password changes.",
+    )
     def post(self, request, username):
         user = user_by_username(username=username)
         data = self.Input(data=request.data)

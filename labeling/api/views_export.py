@@ -13,13 +13,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from common.api.base import ApiView
 
 from common.api import inputs
-from common.api.negotiation import FormatIsAQueryParameter
-
-from common.api.pagination import IdCursorPagination
+from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
+from common.api.negotiation import FormatIsAQueryParameter
+from common.api.pagination import IdCursorPagination
 from common.errors import Conflict, ValidationFailed
 from labeling.models import ExportFormat, ExportStatus
 from labeling.selectors.access import MANAGER_ROLES, access_project
@@ -74,19 +73,35 @@ class LabelHistoryApi(ApiView):
     @extend_schema(
         operation_id="labels_delta",
         parameters=[
-            OpenApiParameter("since", str, description="A cursor (next_cursor of the previous call), or 0 for the start."),
-            OpenApiParameter("limit", {"type": "integer", "minimum": 1}, description=f"json: rows per page (default {JSON_PAGE_DEFAULT}, at most "
-                             f"{JSON_PAGE_MAX}); jsonl/csv: at most this many rows (default: the whole delta)."),
+            OpenApiParameter(
+                "since", str, description="A cursor (next_cursor of the previous call), or 0 for the start."
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1},
+                description=f"json: rows per page (default {JSON_PAGE_DEFAULT}, at most "
+                f"{JSON_PAGE_MAX}); jsonl/csv: at most this many rows (default: the whole delta).",
+            ),
             OpenApiParameter("format", str, enum=ExportFormat.values, description="json (default), jsonl or csv."),
-            OpenApiParameter("compact", bool, description="Only the latest state of each item changed since the cursor."),
+            OpenApiParameter(
+                "compact", bool, description="Only the latest state of each item changed since the cursor."
+            ),
         ],
         responses={
             (200, "application/json"): PageOutput,
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=(
-                "One row per line; the last line is {\"next_cursor\": ..., \"rows\": n}. Header X-Next-Cursor.")),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=(
-                "Header row, one row per change; the last line is #next_cursor=<cursor>;rows=<n>. "
-                "Header X-Next-Cursor.")),
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=(
+                    'One row per line; the last line is {"next_cursor": ..., "rows": n}. Header X-Next-Cursor.'
+                ),
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=(
+                    "Header row, one row per change; the last line is #next_cursor=<cursor>;rows=<n>. "
+                    "Header X-Next-Cursor."
+                ),
+            ),
             **ERRORS,
         },
         description="The label changes after `since` in seq (commit) order. Paging with the returned cursor "
@@ -103,22 +118,33 @@ class LabelHistoryApi(ApiView):
         if fmt == ExportFormat.JSON:
             limit = limit or JSON_PAGE_DEFAULT
             if limit > JSON_PAGE_MAX:
-                raise ValidationFailed(f"limit: at most {JSON_PAGE_MAX} rows per JSON page (stream jsonl or csv for more).",
-                                       fields={"limit": [f"Ensure this value is less than or equal to {JSON_PAGE_MAX}."]})
+                raise ValidationFailed(
+                    f"limit: at most {JSON_PAGE_MAX} rows per JSON page (stream jsonl or csv for more).",
+                    fields={"limit": [f"Ensure this value is less than or equal to {JSON_PAGE_MAX}."]},
+                )
         bounds = label_history_bounds(project_id=project.pk, since=since, limit=limit, compact=compact)
         next_cursor = cursor_encode(project_id=project.pk, seq=bounds.until)
-        pages = label_history_pages(project_id=project.pk, since=bounds.since, until=bounds.until, compact=compact,
-                                    horizon=bounds.head, page_rows=limit if fmt == ExportFormat.JSON else None)
+        pages = label_history_pages(
+            project_id=project.pk,
+            since=bounds.since,
+            until=bounds.until,
+            compact=compact,
+            horizon=bounds.head,
+            page_rows=limit if fmt == ExportFormat.JSON else None,
+        )
         if fmt == ExportFormat.JSON:
-            body = b"".join(encode_delta(fmt=fmt, pages=pages, next_cursor=next_cursor,
-                                         has_more=bounds.until < bounds.head))
+            body = b"".join(
+                encode_delta(fmt=fmt, pages=pages, next_cursor=next_cursor, has_more=bounds.until < bounds.head)
+            )
             response = HttpResponse(body, content_type=CONTENT_TYPES[fmt])
         else:
             # The rows are read page by page while the client reads: the bounds are fixed above.
-            response = StreamingHttpResponse(encode_delta(fmt=fmt, pages=pages, next_cursor=next_cursor),
-                                             content_type=CONTENT_TYPES[fmt])
+            response = StreamingHttpResponse(
+                encode_delta(fmt=fmt, pages=pages, next_cursor=next_cursor), content_type=CONTENT_TYPES[fmt]
+            )
             response["Content-Disposition"] = (
-                f'attachment; filename="project-{project.pk}-labels-{bounds.since}-{bounds.until}.{fmt}"')
+                f'attachment; filename="project-{project.pk}-labels-{bounds.since}-{bounds.until}.{fmt}"'
+            )
             response["X-Accel-Buffering"] = "no"  # let a proxy pass chunks through as they come
         response["X-Next-Cursor"] = next_cursor
         response["Cache-Control"] = "no-store"
@@ -182,7 +208,8 @@ class ProjectExportsApi(ApiView):
         return paginator.get_paginated_response(ExportOutput(page, many=True, context={"request": request}).data)
 
     @extend_schema(
-        operation_id="exports_create", request=Input,
+        operation_id="exports_create",
+        request=Input,
         responses={202: ExportOutput, 200: ExportOutput, **ERRORS},
         description="Ask for a snapshot file (gzip) of the changes after `since` up to now. Answers 202 and builds "
         "it in the background; poll GET /api/exports/{id}. If an export of exactly this range, format and "
@@ -194,8 +221,11 @@ class ProjectExportsApi(ApiView):
         data.is_valid(raise_exception=True)
         export, created = export_request(project=project, actor=request.user, **data.validated_data)
         body = ExportOutput(export, context={"request": request}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
-                        headers={"Location": reverse("api-export", args=[export.pk])})
+        return Response(
+            body,
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+            headers={"Location": reverse("api-export", args=[export.pk])},
+        )
 
 
 class ExportDetailApi(ApiView):
@@ -216,8 +246,12 @@ class ExportDownloadApi(ApiView):
         if export.status != ExportStatus.DONE:
             raise Conflict(f"Export {export.pk} is {export.status}, not ready to download.", code="not_ready")
         filename = f"project-{export.project_id}-labels-{export.since_seq}-{export.until_seq}.{export.format}.gz"
-        response = FileResponse(default_storage.open(export.file_name, "rb"), as_attachment=True,
-                                filename=filename, content_type="application/gzip")
+        response = FileResponse(
+            default_storage.open(export.file_name, "rb"),
+            as_attachment=True,
+            filename=filename,
+            content_type="application/gzip",
+        )
         response["X-Content-SHA256"] = export.sha256  # hex, as in GET /api/exports/{id}
         response["Cache-Control"] = "private, no-store"
         return response
@@ -241,16 +275,21 @@ class ExportGrantsApi(ApiView):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         return Response(ExportGrantOutput(export_grant_list(project=project), many=True).data)
 
-    @extend_schema(operation_id="export_grants_add", request=Input,
-                   responses={201: ExportGrantOutput, 200: ExportGrantOutput, **ERRORS},
-                   description="Let a user (e.g. a pipeline's service account) export this project's labels "
-                   "with their API token. The grant allows exports only.")
+    @extend_schema(
+        operation_id="export_grants_add",
+        request=Input,
+        responses={201: ExportGrantOutput, 200: ExportGrantOutput, **ERRORS},
+        description="Let a user (e.g. a pipeline's service account) export this project's labels "
+        "with their API token. The grant allows exports only.",
+    )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         grant, created = export_grant_add(project=project, username=data.validated_data["username"], actor=request.user)
-        return Response(ExportGrantOutput(grant).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            ExportGrantOutput(grant).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class ExportGrantDeleteApi(ApiView):

@@ -12,8 +12,13 @@ from labeling.selectors.feedback import feedback_delay_report, feedback_filters_
 from labeling.services.feedback import ground_truth_import
 
 # A day, a date-time (its UTC day), or empty (no bound).
-DAY = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"},
-                 {"type": "string", "maxLength": 0}]}
+DAY = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "maxLength": 0},
+    ]
+}
 OUTCOMES = ["applied", "confirmed", "conflict", "superseded", "pending", "unchanged"]
 
 
@@ -25,7 +30,9 @@ class GroundTruthRowOutput(serializers.Serializer):
 
 
 GROUND_TRUTH_ROW = {
-    "type": "object", "additionalProperties": False, "required": ["external_id", "label"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["external_id", "label"],
     "properties": {
         "external_id": EXTERNAL_ID,
         "label": {"type": "string", "description": "A label key of the project."},
@@ -53,8 +60,10 @@ class GroundTruthImportApi(ApiView):
         rows = GroundTruthRowOutput(many=True, help_text="One entry per row sent, in order.")
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": GROUND_TRUTH_ROW, "minItems": 1},
-                 "application/x-ndjson": {"type": "string"}},
+        request={
+            "application/json": {"type": "array", "items": GROUND_TRUTH_ROW, "minItems": 1},
+            "application/x-ndjson": {"type": "string"},
+        },
         responses={200: Output, 201: Output, 413: ErrorSerializer, **ERRORS},
         operation_id="ground_truth_import",
         description=(
@@ -131,7 +140,9 @@ class FeedbackDelayApi(ApiView):
         labeled = serializers.IntegerField()
         labeled_fraction = serializers.FloatField(allow_null=True)
         delay_seconds = DelayQuantilesOutput(help_text="Kaplan-Meier percentiles (censoring-aware).")
-        naive_delay_seconds = DelayQuantilesOutput(help_text="Percentiles over labeled predictions only (biased short).")
+        naive_delay_seconds = DelayQuantilesOutput(
+            help_text="Percentiles over labeled predictions only (biased short)."
+        )
         coverage = DelayCoverageOutput(many=True)
         cohorts = DelayCohortOutput(many=True)
         backlog = DelayBacklogOutput()
@@ -141,11 +152,17 @@ class FeedbackDelayApi(ApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", DAY, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."),
+            OpenApiParameter(
+                "since", DAY, description="First prediction day (UTC, inclusive): 2026-03-01 or a date-time."
+            ),
             OpenApiParameter("until", DAY, description="Last prediction day (UTC, inclusive; not before since)."),
             OpenApiParameter("model_version", str),
-            OpenApiParameter("source", str, description="Count ground truth from this channel only: human, imported "
-                                                        "or an import source; other truth counts as not arrived."),
+            OpenApiParameter(
+                "source",
+                str,
+                description="Count ground truth from this channel only: human, imported "
+                "or an import source; other truth counts as not arrived.",
+            ),
         ],
         responses={200: Output, **ERRORS},
         operation_id="feedback_delay",

@@ -55,9 +55,13 @@ class ProjectListCreateApi(ApiView):
             p.user_role = Role.MANAGER if request.user.is_staff else roles.get(p.pk)
         return Response(ProjectOutput(projects, many=True).data)
 
-    @extend_schema(request=Input, responses={201: ProjectOutput, **ERRORS}, operation_id="projects_create",
-                   description="Create a project (you become its manager). Needs staff, or the permission staff "
-                   "give (`can_create_projects` on POST /api/users, or labeling.add_project in the admin): 403 otherwise.")
+    @extend_schema(
+        request=Input,
+        responses={201: ProjectOutput, **ERRORS},
+        operation_id="projects_create",
+        description="Create a project (you become its manager). Needs staff, or the permission staff "
+        "give (`can_create_projects` on POST /api/users, or labeling.add_project in the admin): 403 otherwise.",
+    )
     def post(self, request):
         if not project_create_allowed(user=request.user):
             raise Forbidden("Creating projects needs staff, or the permission to create projects that staff give.")
@@ -80,8 +84,9 @@ class ProjectDetailApi(ApiView):
         queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
         accept_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
         slo_quantile = serializers.FloatField(required=False, min_value=0.01, max_value=0.999)
-        slo_target_seconds = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SLO_TARGET_SECONDS,
-                                                      help_text="At most ten years.")
+        slo_target_seconds = serializers.IntegerField(
+            required=False, min_value=1, max_value=MAX_SLO_TARGET_SECONDS, help_text="At most ten years."
+        )
 
     @extend_schema(responses={200: ProjectOutput, **ERRORS}, operation_id="projects_retrieve")
     def get(self, request, project_id):
@@ -120,7 +125,9 @@ class MemberListCreateApi(ApiView):
         project = access_project(user=request.user, project_id=project_id)
         return Response(MembershipOutput(project_members(project=project), many=True).data)
 
-    @extend_schema(request=Input, responses={201: MembershipOutput, 200: MembershipOutput, **ERRORS}, operation_id="members_add")
+    @extend_schema(
+        request=Input, responses={201: MembershipOutput, 200: MembershipOutput, **ERRORS}, operation_id="members_add"
+    )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = self.Input(data=request.data)
@@ -150,15 +157,24 @@ class ItemsCursorPagination(IdCursorPagination):
 
 EXTERNAL_ID = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
 ITEM_ROW = {
-    "type": "object", "additionalProperties": False, "required": ["external_id", "payload"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["external_id", "payload"],
     "properties": {
         "external_id": EXTERNAL_ID,
         "payload": {"type": "object"},
         "priority": {"type": "integer", "minimum": -(2**31 - 1), "maximum": 2**31 - 1},
-        "prediction": {"type": "object", "nullable": True, "required": ["model_version", "label"], "properties": {
-            "model_version": {"type": "string"}, "label": {"type": "string"},
-            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-            "predicted_at": {"type": "string", "format": "date-time"}}},
+        "prediction": {
+            "type": "object",
+            "nullable": True,
+            "required": ["model_version", "label"],
+            "properties": {
+                "model_version": {"type": "string"},
+                "label": {"type": "string"},
+                "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+                "predicted_at": {"type": "string", "format": "date-time"},
+            },
+        },
     },
 }
 
@@ -188,8 +204,10 @@ class ItemListIngestApi(ApiView):
         return paginator.get_paginated_response(ItemOutput(page, many=True).data)
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": ITEM_ROW, "minItems": 1},
-                 "application/x-ndjson": {"type": "string"}},
+        request={
+            "application/json": {"type": "array", "items": ITEM_ROW, "minItems": 1},
+            "application/x-ndjson": {"type": "string"},
+        },
         responses={200: IngestResultOutput, 201: IngestResultOutput, 413: ErrorSerializer, **ERRORS},
         operation_id="items_ingest",
         description="Upsert items (and their production predictions) by external_id. A JSON array or JSON Lines "

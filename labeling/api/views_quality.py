@@ -69,11 +69,15 @@ class QualityRunListCreateApi(ApiView):
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(sq.run_list(project=project).select_related("requested_by"), request, view=self)
+        page = paginator.paginate_queryset(
+            sq.run_list(project=project).select_related("requested_by"), request, view=self
+        )
         return paginator.get_paginated_response(QualityRunOutput(page, many=True).data)
 
     @extend_schema(
-        request=None, responses={202: QualityRunOutput, **CONFLICT, **ERRORS}, operation_id="quality_runs_create",
+        request=None,
+        responses={202: QualityRunOutput, **CONFLICT, **ERRORS},
+        operation_id="quality_runs_create",
         description="Queue a cleanlab scoring of the project (manager). 409 `run_in_progress` (with `fields.run_id`) "
         "when a run is already queued or running.",
     )
@@ -106,14 +110,16 @@ class QualityRunItemsApi(ApiView):
 
     @extend_schema(
         parameters=[OpenApiParameter("outcome", str, enum=QualityOutcome.values)],
-        responses={200: Output(many=True), **ERRORS}, operation_id="quality_run_items_list",
+        responses={200: Output(many=True), **ERRORS},
+        operation_id="quality_run_items_list",
     )
     def get(self, request, run_id):
         run = sq.access_run(user=request.user, run_id=run_id, roles=REVIEW_ROLES)
         outcome = request.query_params.get("outcome")
         if outcome is not None and outcome not in QualityOutcome.values:
-            raise ValidationFailed(f"outcome must be one of {', '.join(QualityOutcome.values)}.",
-                                   fields={"outcome": ["Invalid choice."]})
+            raise ValidationFailed(
+                f"outcome must be one of {', '.join(QualityOutcome.values)}.", fields={"outcome": ["Invalid choice."]}
+            )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(sq.run_results(run=run, outcome=outcome), request, view=self)
         return paginator.get_paginated_response(self.Output(page, many=True).data)
@@ -167,9 +173,15 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
         "item": ctx.item,
         "annotations": ctx.annotations,
         "prediction": ctx.prediction,
-        "quality": None if r is None else {
-            "run_id": r.run_id, "consensus_label": r.consensus_label, "quality": r.quality, "agreement": r.agreement,
-            "num_annotations": r.num_annotations, "outcome": r.outcome,
+        "quality": None
+        if r is None
+        else {
+            "run_id": r.run_id,
+            "consensus_label": r.consensus_label,
+            "quality": r.quality,
+            "agreement": r.agreement,
+            "num_annotations": r.num_annotations,
+            "outcome": r.outcome,
         },
         "labels": ctx.labels,
     }
@@ -177,7 +189,9 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
 
 class ReviewNextApi(ApiView):
     @extend_schema(
-        request=None, responses={200: ReviewItemOutput, 204: None, **ERRORS}, operation_id="review_next",
+        request=None,
+        responses={200: ReviewItemOutput, 204: None, **ERRORS},
+        operation_id="review_next",
         description="Lease the lowest-quality disputed (or conflicting) item for review (reviewer or manager); "
         "the same lease again while it is held. 204 when the review queue is empty.",
     )
@@ -194,8 +208,12 @@ class ReviewSkipApi(ApiView):
     class Input(inputs.Input):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
 
-    @extend_schema(request=Input, responses={204: None, **CONFLICT, **ERRORS}, operation_id="review_skip",
-                   description="Give your review lease on this item back; 409 `no_lease` if you hold none.")
+    @extend_schema(
+        request=Input,
+        responses={204: None, **CONFLICT, **ERRORS},
+        operation_id="review_skip",
+        description="Give your review lease on this item back; 409 `no_lease` if you hold none.",
+    )
     def post(self, request, item_id):
         item = sq.access_item(user=request.user, item_id=item_id, roles=REVIEW_ROLES)
         data = self.Input(data=request.data)
@@ -217,20 +235,30 @@ class ItemResolveApi(ApiView):
         seq = serializers.IntegerField(allow_null=True, help_text="Label-history sequence number (null: unchanged).")
         guideline_revision_id = serializers.IntegerField(allow_null=True)
 
-    @extend_schema(request=Input, responses={200: Output, **ERRORS}, operation_id="items_resolve",
-                   description="Decide an item's label (reviewer or manager): ground truth with method `adjudicated`, "
-                   "the reviewer and the note, in the label history. `append_to_guideline` adds the note to the "
-                   "label's guideline (a new guideline revision).")
+    @extend_schema(
+        request=Input,
+        responses={200: Output, **ERRORS},
+        operation_id="items_resolve",
+        description="Decide an item's label (reviewer or manager): ground truth with method `adjudicated`, "
+        "the reviewer and the note, in the label history. `append_to_guideline` adds the note to the "
+        "label's guideline (a new guideline revision).",
+    )
     def post(self, request, item_id):
         item = sq.access_item(user=request.user, item_id=item_id, roles=REVIEW_ROLES)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         res = item_resolve(item=item, reviewer=request.user, **data.validated_data)
-        return Response(self.Output({
-            "item_id": res.item_id, "label": res.label, "method": "adjudicated",
-            "seq": res.change.seq if res.change else None,
-            "guideline_revision_id": res.guideline_revision.pk if res.guideline_revision else None,
-        }).data)
+        return Response(
+            self.Output(
+                {
+                    "item_id": res.item_id,
+                    "label": res.label,
+                    "method": "adjudicated",
+                    "seq": res.change.seq if res.change else None,
+                    "guideline_revision_id": res.guideline_revision.pk if res.guideline_revision else None,
+                }
+            ).data
+        )
 
 
 class AnnotatorListApi(ApiView):
@@ -300,8 +328,12 @@ class QualitySettingsApi(ApiView):
         project = access_project(user=request.user, project_id=project_id, roles=REVIEW_ROLES)
         return Response(self.Output(sq.quality_settings(project=project)).data)
 
-    @extend_schema(request=Input, responses={200: Output, **ERRORS}, operation_id="quality_settings_update",
-                   description="auto_run_after_disputed: start a run after this many new disputed items (0: off).")
+    @extend_schema(
+        request=Input,
+        responses={200: Output, **ERRORS},
+        operation_id="quality_settings_update",
+        description="auto_run_after_disputed: start a run after this many new disputed items (0: off).",
+    )
     def patch(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = self.Input(data=request.data, partial=True)
@@ -310,4 +342,3 @@ class QualitySettingsApi(ApiView):
             return Response(self.Output(sq.quality_settings(project=project)).data)
         row = quality_settings_update(project=project, **data.validated_data)
         return Response(self.Output(row).data)
-

@@ -27,7 +27,9 @@ class ProgressOutput(serializers.Serializer):
     done_by_me = serializers.IntegerField()
     done_today = serializers.IntegerField()
     remaining = serializers.IntegerField(help_text="Open items in the project, counted up to 1,000.")
-    remaining_capped = serializers.BooleanField(help_text='True when there are 1,000 open items or more (show "1,000+").')
+    remaining_capped = serializers.BooleanField(
+        help_text='True when there are 1,000 open items or more (show "1,000+").'
+    )
 
 
 class LeaseOutput(serializers.Serializer):
@@ -44,7 +46,10 @@ class QueueItemOutput(serializers.Serializer):
 class QueueNextApi(ApiView):
     class Input(inputs.Input):
         exclude = serializers.ListField(
-            child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=10,
+            child=serializers.IntegerField(**inputs.ID),
+            required=False,
+            default=list,
+            max_length=10,
             help_text="Assignment ids the client already has in hand (the item on screen, the one fetched "
             "ahead): the answer is another lease. Without it, a lease you hold is returned again.",
         )
@@ -95,24 +100,37 @@ class AnnotationOutput(serializers.Serializer):
 class SubmitApi(ApiView):
     class Input(inputs.Input):
         label = serializers.CharField(max_length=64)
-        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_SECONDS_SPENT)
+        seconds_spent = serializers.FloatField(
+            required=False, allow_null=True, min_value=0, max_value=MAX_SECONDS_SPENT
+        )
 
     class Output(serializers.Serializer):
         annotation = AnnotationOutput()
         item_status = serializers.CharField()
-        done_today = serializers.IntegerField(help_text="Your submissions in this project today (UTC), this one included.")
+        done_today = serializers.IntegerField(
+            help_text="Your submissions in this project today (UTC), this one included."
+        )
 
-    @extend_schema(request=Input, responses={201: Output, 409: ErrorSerializer, **ERRORS}, operation_id="assignment_submit",
-                   description="Submit a label for your assignment. An expired lease is still accepted (stored as "
-                   "surplus when the item already has what it needs). 409 when already submitted or skipped.")
+    @extend_schema(
+        request=Input,
+        responses={201: Output, 409: ErrorSerializer, **ERRORS},
+        operation_id="assignment_submit",
+        description="Submit a label for your assignment. An expired lease is still accepted (stored as "
+        "surplus when the item already has what it needs). 409 when already submitted or skipped.",
+    )
     def post(self, request, assignment_id):
-        access_project(user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user))
+        access_project(
+            user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user)
+        )
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         outcome = annotation_submit(assignment_id=assignment_id, annotator=request.user, **data.validated_data)
         return Response(
-            {"annotation": AnnotationOutput(outcome.annotation).data, "item_status": outcome.item_status,
-             "done_today": outcome.done_today},
+            {
+                "annotation": AnnotationOutput(outcome.annotation).data,
+                "item_status": outcome.item_status,
+                "done_today": outcome.done_today,
+            },
             status=status.HTTP_201_CREATED,
         )
 
@@ -129,13 +147,21 @@ class SkipApi(ApiView):
     class Output(serializers.Serializer):
         assignment = SkippedOutput()
 
-    @extend_schema(request=Input, responses={200: Output, 409: ErrorSerializer, **ERRORS}, operation_id="assignment_skip",
-                   description="Give the item back: its slot is free for others at once and it is never served to you again.")
+    @extend_schema(
+        request=Input,
+        responses={200: Output, 409: ErrorSerializer, **ERRORS},
+        operation_id="assignment_skip",
+        description="Give the item back: its slot is free for others at once and it is never served to you again.",
+    )
     def post(self, request, assignment_id):
-        access_project(user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user))
+        access_project(
+            user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user)
+        )
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment = assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=data.validated_data["reason"])
+        assignment = assignment_skip(
+            assignment_id=assignment_id, annotator=request.user, reason=data.validated_data["reason"]
+        )
         return Response(self.Output({"assignment": assignment}).data)
 
 
@@ -154,8 +180,11 @@ class ProjectAnnotationsApi(ApiView):
     @extend_schema(
         parameters=[
             OpenApiParameter("annotator", str, description="Only this annotator's (username)."),
-            OpenApiParameter("since", {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]},
-                             description="Only annotations created at or after this ISO 8601 time (empty: all)."),
+            OpenApiParameter(
+                "since",
+                {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]},
+                description="Only annotations created at or after this ISO 8601 time (empty: all).",
+            ),
         ],
         responses={200: FeedAnnotationOutput(many=True), **ERRORS},
         operation_id="annotations_list",
@@ -184,8 +213,12 @@ class MeStatsApi(ApiView):
         remaining = serializers.IntegerField()
         remaining_capped = serializers.BooleanField()
 
-    @extend_schema(parameters=[OpenApiParameter("project", int, required=True)], responses={200: Output, **ERRORS},
-                   operation_id="me_stats", description="Your own counts and median seconds per item in a project.")
+    @extend_schema(
+        parameters=[OpenApiParameter("project", int, required=True)],
+        responses={200: Output, **ERRORS},
+        operation_id="me_stats",
+        description="Your own counts and median seconds per item in a project.",
+    )
     def get(self, request):
         raw = request.query_params.get("project")
         if not raw:

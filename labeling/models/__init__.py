@@ -3,6 +3,7 @@
 Add a new area as `labeling/models/<area>.py` and one import line below.
 """
 
+from .accounts import ApiToken, TokenKind, password_stamp  # noqa: F401
 from .core import *  # noqa: F401,F403
 from .core import (  # noqa: F401
     LABEL_KEY_RE,
@@ -25,7 +26,6 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
-from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
 from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F401
 from .feedback import (  # noqa: F401
     HUMAN_CHANNEL,
@@ -37,7 +37,7 @@ from .feedback import (  # noqa: F401
     GroundTruthObservation,
     ObservationOutcome,
 )
-from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
 from .quality import *  # noqa: F401,F403,E402
-from .accounts import ApiToken, TokenKind, password_stamp  # noqa: F401
+from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
+from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
 from .work import DeferredTask  # noqa: F401,E402

@@ -166,14 +166,22 @@ TOUCHERS_KEY_SQL = '(touchers::text) COLLATE "C"'
 
 def queue_indexes():
     open_q = Q(status="open")
-    cols = (models.F("project"), models.F("reopen_rank").asc(nulls_last=True), OrderBy(QueueKey(), nulls_last=True),
-            models.F("annotation_count").desc(), models.F("id"))
+    cols = (
+        models.F("project"),
+        models.F("reopen_rank").asc(nulls_last=True),
+        OrderBy(QueueKey(), nulls_last=True),
+        models.F("annotation_count").desc(),
+        models.F("id"),
+    )
     return [
         QueueIndex(*cols, name="item_q_fresh", condition=open_q & Q(touchers__isnull=True)),
         QueueIndex(*cols, name="item_q_touched", condition=open_q & Q(touchers__isnull=False)),
         QueueIndex(
-            models.F("project"), Collate(Cast("touchers", models.TextField()), "C"), models.F("id"),
-            name="item_q_groups", condition=open_q & Q(touchers__isnull=False),
+            models.F("project"),
+            Collate(Cast("touchers", models.TextField()), "C"),
+            models.F("id"),
+            name="item_q_groups",
+            condition=open_q & Q(touchers__isnull=False),
         ),
     ]
 
@@ -207,8 +215,9 @@ class Item(models.Model):
     touchers = models.JSONField(null=True, blank=True, default=None)
     # The project's queue_order, copied when the item enters the queue (ingestion, a quality run's
     # reopen) and on every open item when the project's changes: the queue indexes order by it.
-    queue_order = models.CharField(max_length=20, choices=QueueOrder.choices, default=QueueOrder.FIFO,
-                                   db_default=QueueOrder.FIFO)
+    queue_order = models.CharField(
+        max_length=20, choices=QueueOrder.choices, default=QueueOrder.FIFO, db_default=QueueOrder.FIFO
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -254,8 +263,12 @@ class Prediction(models.Model):
             # index holds them in that order with what the run needs, so the read is an index-only
             # scan merged with the items, without the table's pages (their jsonb) and without a sort.
             # Costs one more index entry per prediction written.
-            models.Index(fields=["item", "-predicted_at", "-id"], name="prediction_latest",
-                         include=["model_version", "vector"], condition=models.Q(probabilities__isnull=False)),
+            models.Index(
+                fields=["item", "-predicted_at", "-id"],
+                name="prediction_latest",
+                include=["model_version", "vector"],
+                condition=models.Q(probabilities__isnull=False),
+            ),
         ]
 
     @property
@@ -300,7 +313,9 @@ class Assignment(models.Model):
             models.Index(fields=["item", "status"], name="assignment_item_status"),
             models.Index(fields=["status", "expires_at"], name="assignment_status_expiry"),
             # Slots an item's active leases take (the queue counts the unexpired ones per candidate).
-            models.Index(fields=["item", "kind", "expires_at"], name="assignment_active_slots", condition=Q(status="active")),
+            models.Index(
+                fields=["item", "kind", "expires_at"], name="assignment_active_slots", condition=Q(status="active")
+            ),
         ]
 
 
@@ -344,7 +359,9 @@ class GroundTruth(models.Model):
     label = models.CharField(max_length=64)
     method = models.CharField(max_length=16, choices=GroundTruthMethod.choices)
     score = models.FloatField(null=True, blank=True)
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decided_at = models.DateTimeField()
     source = models.CharField(max_length=128, blank=True, default="")
     note = models.TextField(blank=True, default="")
@@ -360,11 +377,13 @@ class LabelChange(models.Model):
     # without database constraints: a row is only ever written by ground_truth_set_many, for items it
     # has just locked, and the commit-time checks (one query per key per row) would run inside the label
     # sequence's lock. Deleting an item or a project through Django still deletes its history.
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes", db_index=False,
-                                db_constraint=False)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="label_changes", db_index=False, db_constraint=False
+    )
     seq = models.BigIntegerField()
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="label_changes", db_index=False,
-                             db_constraint=False)
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="label_changes", db_index=False, db_constraint=False
+    )
     # The item's external_id (never changes: it is the ingestion key), copied so that reading the
     # history (the export's hot path) is one index range scan with no join.
     external_id = models.CharField(max_length=255, default="")
@@ -372,7 +391,9 @@ class LabelChange(models.Model):
     previous_label = models.CharField(max_length=64, blank=True, default="")
     method = models.CharField(max_length=16, choices=GroundTruthMethod.choices)
     score = models.FloatField(null=True, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     annotators = models.JSONField(default=list)
     model_version = models.CharField(max_length=128, blank=True, default="")
     source = models.CharField(max_length=128, blank=True, default="")

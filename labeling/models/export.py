@@ -26,7 +26,9 @@ class ExportStatus(models.TextChoices):
 
 class Export(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     format = models.CharField(max_length=8, choices=ExportFormat.choices, default=ExportFormat.JSONL)
     compact = models.BooleanField(default=False)
     since_seq = models.BigIntegerField(default=0)
@@ -48,7 +50,9 @@ class Export(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(since_seq__gte=0) & Q(until_seq__gte=models.F("since_seq")), name="export_seq_range"),
+            models.CheckConstraint(
+                condition=Q(since_seq__gte=0) & Q(until_seq__gte=models.F("since_seq")), name="export_seq_range"
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "-id"], name="export_project_recent"),
@@ -65,7 +69,9 @@ class ExportGrant(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_grants")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="export_grants")
-    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

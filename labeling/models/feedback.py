@@ -37,18 +37,20 @@ class GroundTruthObservation(models.Model):
     observed_at = models.DateTimeField()
     received_at = models.DateTimeField()
     outcome = models.CharField(max_length=16, choices=ObservationOutcome.choices)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["project", "external_id", "source", "label"], name="gt_observation_once"
-            ),
+            models.UniqueConstraint(fields=["project", "external_id", "source", "label"], name="gt_observation_once"),
         ]
         indexes = [
             models.Index(fields=["item", "observed_at"], name="gt_observation_item_time"),
-            models.Index(fields=["project", "external_id"], condition=Q(item__isnull=True), name="gt_observation_pending"),
+            models.Index(
+                fields=["project", "external_id"], condition=Q(item__isnull=True), name="gt_observation_pending"
+            ),
         ]
 
 

@@ -12,8 +12,17 @@ from django.db.models import Q
 from .core import Item, Project
 
 __all__ = [
-    "ACTIVE_RUN_STATUSES", "PredProbsSource", "QualityAnnotatorStat", "QualityItemResult", "QualityMethod",
-    "QualityOutcome", "QualityRun", "QualityRunStatus", "QualitySettings", "QualityTrigger", "REVIEW_OUTCOMES",
+    "ACTIVE_RUN_STATUSES",
+    "PredProbsSource",
+    "QualityAnnotatorStat",
+    "QualityItemResult",
+    "QualityMethod",
+    "QualityOutcome",
+    "QualityRun",
+    "QualityRunStatus",
+    "QualitySettings",
+    "QualityTrigger",
+    "REVIEW_OUTCOMES",
 ]
 
 
@@ -49,7 +58,9 @@ class QualityRun(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_runs")
     status = models.CharField(max_length=16, choices=QualityRunStatus.choices, default=QualityRunStatus.QUEUED)
     trigger = models.CharField(max_length=16, choices=QualityTrigger.choices, default=QualityTrigger.MANUAL)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     error = models.TextField(blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     # NumPy's global RNG is seeded with this before cleanlab breaks ties at random (reproducible runs).
@@ -90,7 +101,9 @@ class QualityRun(models.Model):
         constraints = [
             # Two runs requested at once: the second insert fails here, so only one ever runs.
             models.UniqueConstraint(
-                fields=["project"], condition=Q(status__in=["queued", "running"]), name="quality_run_one_active_per_project"
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="quality_run_one_active_per_project",
             ),
         ]
         indexes = [models.Index(fields=["project", "status", "-id"], name="quality_run_project_status")]
@@ -125,10 +138,12 @@ class QualityItemResult(models.Model):
     # The row's key is (run, item): a separate id column would cost its own index entry and sequence
     # value per row.
     pk = models.CompositePrimaryKey("run", "item")
-    run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="item_results", db_constraint=False,
-                            db_index=False)
-    item = models.ForeignKey(Item, on_delete=models.DO_NOTHING, related_name="quality_results", db_constraint=False,
-                             db_index=False)
+    run = models.ForeignKey(
+        QualityRun, on_delete=models.CASCADE, related_name="item_results", db_constraint=False, db_index=False
+    )
+    item = models.ForeignKey(
+        Item, on_delete=models.DO_NOTHING, related_name="quality_results", db_constraint=False, db_index=False
+    )
     consensus_label = models.CharField(max_length=64)
     quality = models.FloatField()
     agreement = models.FloatField()
@@ -144,8 +159,11 @@ class QualityItemResult(models.Model):
         # The review queue walks, by quality, only the items a run sent to review (or found changed
         # after its snapshot): indexing every row by quality would cost a random B-tree insert each
         # (labeling.services.resolution).
-        indexes = [models.Index(fields=["run", "quality"], name="quality_result_review",
-                                condition=models.Q(outcome__in=REVIEW_OUTCOMES))]
+        indexes = [
+            models.Index(
+                fields=["run", "quality"], name="quality_result_review", condition=models.Q(outcome__in=REVIEW_OUTCOMES)
+            )
+        ]
 
 
 class QualityAnnotatorStat(models.Model):

@@ -64,10 +64,12 @@ class ReopenRequest(models.Model):
     its request (the ORM's cascade); a request whose item is gone some other way is stale, and
     dropped like one."""
 
-    item = models.OneToOneField("labeling.Item", primary_key=True, on_delete=models.CASCADE, db_constraint=False,
-                                related_name="reopen_request")
-    project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE, db_constraint=False, db_index=False,
-                                related_name="+")
+    item = models.OneToOneField(
+        "labeling.Item", primary_key=True, on_delete=models.CASCADE, db_constraint=False, related_name="reopen_request"
+    )
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
+    )
     rank = models.FloatField()  # cleanlab's active-learning score: lowest first
     required = models.PositiveSmallIntegerField()  # the item's required_annotations when requested
     count = models.PositiveIntegerField()  # the item's annotation_count when requested
@@ -83,22 +85,29 @@ class ReopenRequest(models.Model):
 
 
 # `{r}` / `{i}`: the aliases of the request and of its item.
-REOPEN_VALID_SQL = " AND ".join([f"{{i}}.status = '{REOPEN_STATUS}'", *(f"{{i}}.{i} = {{r}}.{r}" for r, i in REOPEN_MATCH)])
+REOPEN_VALID_SQL = " AND ".join(
+    [f"{{i}}.status = '{REOPEN_STATUS}'", *(f"{{i}}.{i} = {{r}}.{r}" for r, i in REOPEN_MATCH)]
+)
 
 
 def reopen_pending(prefix: str = "") -> models.Q:
     """For a query over items (`prefix` ""), or over rows with an item (`prefix` "item__"): a valid
     request for one more annotation waits for the item, which therefore counts as open, not as
     disputed."""
-    return models.Q(**{f"{prefix}status": REOPEN_STATUS}) & models.Q(models.Exists(
-        ReopenRequest.objects.filter(
-            item_id=models.OuterRef(f"{prefix}pk"), **{r: models.OuterRef(f"{prefix}{i}") for r, i in REOPEN_MATCH},
+    return models.Q(**{f"{prefix}status": REOPEN_STATUS}) & models.Q(
+        models.Exists(
+            ReopenRequest.objects.filter(
+                item_id=models.OuterRef(f"{prefix}pk"),
+                **{r: models.OuterRef(f"{prefix}{i}") for r, i in REOPEN_MATCH},
+            )
         )
-    ))
+    )
 
 
 def reopen_requested(prefix: str = "") -> models.Q:
     """reopen_pending() through the item's `reopen_request` relation: a LEFT JOIN, evaluated once per
     row, where an aggregate over items (Count(..., filter=...)) would run the EXISTS once per item."""
-    return models.Q(**{f"{prefix}status": REOPEN_STATUS},
-                    **{f"{prefix}reopen_request__{r}": models.F(f"{prefix}{i}") for r, i in REOPEN_MATCH})
+    return models.Q(
+        **{f"{prefix}status": REOPEN_STATUS},
+        **{f"{prefix}reopen_request__{r}": models.F(f"{prefix}{i}") for r, i in REOPEN_MATCH},
+    )

@@ -37,8 +37,9 @@ def access_project(*, user, project_id, roles=ANY_ROLE, lock=False) -> Project:
         raise NotFound("Project not found.")
     if lock:
         role = membership_role(user=user, project_id=project_id)
-        project = None if role is None else (
-            Project.objects.select_for_update(of=("self",)).filter(pk=project_id).first())
+        project = (
+            None if role is None else (Project.objects.select_for_update(of=("self",)).filter(pk=project_id).first())
+        )
     else:
         # The hot path (every queue and API call): project and role in one plain query.
         project = _project_with_role(user=user, project_id=project_id)

@@ -29,11 +29,21 @@ _CURSOR_BODY = re.compile(r"^(\d{1,19})\.(\d{1,19})\.([0-9a-f]{10})$")
 PAGE_ROWS = 5000  # rows per keyset page of a stream (one query, one chunk of the response)
 
 # Column order of a history row as read from the database (see label_history_pages).
-ROW_FIELDS = ("seq", "external_id", "label", "previous_label", "method", "score", "model_version",
-              "annotators", "changed_at")
+ROW_FIELDS = (
+    "seq",
+    "external_id",
+    "label",
+    "previous_label",
+    "method",
+    "score",
+    "model_version",
+    "annotators",
+    "changed_at",
+)
 
 
 # --- cursors -----------------------------------------------------------------------------------
+
 
 def _check(body: str) -> str:
     return hashlib.sha256(f"loupe-label-cursor:{body}".encode()).hexdigest()[:10]
@@ -57,11 +67,12 @@ def cursor_decode(cursor: str | None, *, project_id: int, field: str = "since") 
     cursor = cursor.strip()
     bad = ValidationFailed(
         f"{field} is not a valid cursor: pass 0 to start, or the next_cursor of your previous export.",
-        code="bad_cursor", fields={field: ["Not a valid cursor."]},
+        code="bad_cursor",
+        fields={field: ["Not a valid cursor."]},
     )
     if not cursor.startswith(CURSOR_PREFIX) or len(cursor) > 80:
         raise bad
-    token = cursor[len(CURSOR_PREFIX):]
+    token = cursor[len(CURSOR_PREFIX) :]
     try:
         body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (binascii.Error, ValueError, UnicodeDecodeError):
@@ -72,12 +83,14 @@ def cursor_decode(cursor: str | None, *, project_id: int, field: str = "since") 
     if int(match[1]) != int(project_id):
         raise ValidationFailed(
             f"{field} is a cursor of another project: cursors are per project; start this one with 0.",
-            code="foreign_cursor", fields={field: ["This cursor belongs to another project."]},
+            code="foreign_cursor",
+            fields={field: ["This cursor belongs to another project."]},
         )
     return int(match[2])
 
 
 # --- permissions -------------------------------------------------------------------------------
+
 
 def access_project_export(*, user, project_id) -> Project:
     """The project if `user` may export its labels: a manager (staff count as managers), or a user
@@ -88,8 +101,11 @@ def access_project_export(*, user, project_id) -> Project:
     except (TypeError, ValueError):
         raise NotFound("Project not found.")
     role = membership_role(user=user, project_id=project_id)
-    granted = role != Role.MANAGER and user.is_authenticated and ExportGrant.objects.filter(
-        project_id=project_id, user=user).exists()
+    granted = (
+        role != Role.MANAGER
+        and user.is_authenticated
+        and ExportGrant.objects.filter(project_id=project_id, user=user).exists()
+    )
     if role is None and not granted:
         raise NotFound("Project not found.")
     project = Project.objects.filter(pk=project_id).first()
@@ -135,6 +151,7 @@ def export_grants_visible(*, user, project):
 
 # --- the label history -------------------------------------------------------------------------
 
+
 def label_history_head(*, project_id: int) -> int:
     """The last committed seq of the project: every change up to it is visible from now on."""
     return LabelSequence.objects.filter(project_id=project_id).values_list("last_seq", flat=True).first() or 0
@@ -147,8 +164,9 @@ def _history(*, project_id: int, until: int, compact: bool, horizon: int | None 
     if compact:
         # An anti-join keeps compaction keyset-pageable by seq (each page costs O(page), on SQLite and
         # PostgreSQL alike), where DISTINCT ON (item_id) would re-sort the whole remaining range per page.
-        later = LabelChange.objects.filter(item_id=OuterRef("item_id"), seq__gt=OuterRef("seq"),
-                                           seq__lte=until if horizon is None else horizon)
+        later = LabelChange.objects.filter(
+            item_id=OuterRef("item_id"), seq__gt=OuterRef("seq"), seq__lte=until if horizon is None else horizon
+        )
         qs = qs.filter(~Exists(later))
     return qs
 
@@ -157,10 +175,12 @@ def _history(*, project_id: int, until: int, compact: bool, horizon: int | None 
 class DeltaBounds:
     since: int  # exclusive
     until: int  # inclusive: the next cursor once everything up to it is delivered
-    head: int   # the last committed seq when the bounds were taken
+    head: int  # the last committed seq when the bounds were taken
 
 
-def label_history_bounds(*, project_id: int, since: int, limit: int | None = None, compact: bool = False) -> DeltaBounds:
+def label_history_bounds(
+    *, project_id: int, since: int, limit: int | None = None, compact: bool = False
+) -> DeltaBounds:
     """Fix the range a delta covers before any row is sent. With a limit, the range ends at the
     limit-th row (so the next cursor is that row's seq); without one, at the committed head.
     Compaction is always judged against the head (pass `horizon=head` to label_history_pages)."""
@@ -169,14 +189,19 @@ def label_history_bounds(*, project_id: int, since: int, limit: int | None = Non
         raise ValidationFailed(
             f"since points past the end of this project's label history (seq {since} > {head}): it was not "
             "issued by this server's history (restored database?). Start again from 0.",
-            code="cursor_ahead", fields={"since": ["Past the end of the label history."]},
+            code="cursor_ahead",
+            fields={"since": ["Past the end of the label history."]},
         )
     until = head
     if limit is not None and head - since > limit:
         # The limit-th change after `since`: seqs are gapless, but rows deleted with their item and rows
         # dropped by compaction put it beyond since + limit, so ask the index (O(limit)).
-        nth = (_history(project_id=project_id, until=head, compact=compact).filter(seq__gt=since)
-               .order_by("seq").values_list("seq", flat=True)[limit - 1:limit])
+        nth = (
+            _history(project_id=project_id, until=head, compact=compact)
+            .filter(seq__gt=since)
+            .order_by("seq")
+            .values_list("seq", flat=True)[limit - 1 : limit]
+        )
         nth = list(nth)
         if nth:
             until = nth[0]
@@ -187,8 +212,8 @@ class Annotators(NamedTuple):
     """One distinct annotator list, resolved and pre-encoded once for every row that has it."""
 
     names: list  # usernames (a deleted user keeps their numeric id)
-    json: str    # JSON array text
-    csv: str     # usernames joined by ";"
+    json: str  # JSON array text
+    csv: str  # usernames joined by ";"
 
 
 class AnnotatorCache:
@@ -211,14 +236,17 @@ class AnnotatorCache:
             self.by_text.clear()
             self.usernames.clear()
             new = {t: json.loads(t) for t in texts}
-        missing = {uid for ids in new.values() for uid in ids or () if isinstance(uid, int) and uid not in self.usernames}
+        missing = {
+            uid for ids in new.values() for uid in ids or () if isinstance(uid, int) and uid not in self.usernames
+        }
         if missing:
             found = dict(User.objects.filter(pk__in=missing).values_list("pk", "username"))
             self.usernames.update({uid: found.get(uid) for uid in missing})
         for text, ids in new.items():
             names = [self.usernames.get(uid) or uid if isinstance(uid, int) else uid for uid in ids or ()]
-            self.by_text[text] = Annotators(names, json.dumps(names, ensure_ascii=False, separators=(",", ":")),
-                                            ";".join(str(n) for n in names))
+            self.by_text[text] = Annotators(
+                names, json.dumps(names, ensure_ascii=False, separators=(",", ":")), ";".join(str(n) for n in names)
+            )
 
 
 class IsoUtc(Func):
@@ -228,9 +256,12 @@ class IsoUtc(Func):
     output_field = CharField()
 
     def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection,
-                           template="""to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
-                           **extra)
+        return self.as_sql(
+            compiler,
+            connection,
+            template="""to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
+            **extra,
+        )
 
     def as_sqlite(self, compiler, connection, **extra):
         # Django stores aware datetimes in SQLite as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
@@ -248,17 +279,27 @@ class HistoryPage(NamedTuple):
         return len(self.rows)
 
 
-def label_history_pages(*, project_id: int, since: int, until: int, compact: bool = False,
-                        horizon: int | None = None, page_rows: int | None = None) -> Iterator[HistoryPage]:
+def label_history_pages(
+    *,
+    project_id: int,
+    since: int,
+    until: int,
+    compact: bool = False,
+    horizon: int | None = None,
+    page_rows: int | None = None,
+) -> Iterator[HistoryPage]:
     """Rows `since < seq <= until` in seq order, in HistoryPages. One short keyset query per page (plus
     one for usernames not seen yet): nothing is held open between pages, so the caller may stream them
     at any pace. Every change with seq <= the committed counter (label_history_head) is visible to any
     later statement, so header and body agree and memory stays constant, with no transaction or
     server-side cursor held while the client reads."""
     size = page_rows or PAGE_ROWS
-    base = (_history(project_id=project_id, until=until, compact=compact, horizon=horizon)
-            .annotate(annotators_text=Cast("annotators", TextField()), changed_at_iso=IsoUtc("changed_at"))
-            .order_by("seq").values_list(*ROW_FIELDS[:7], "annotators_text", "changed_at_iso"))
+    base = (
+        _history(project_id=project_id, until=until, compact=compact, horizon=horizon)
+        .annotate(annotators_text=Cast("annotators", TextField()), changed_at_iso=IsoUtc("changed_at"))
+        .order_by("seq")
+        .values_list(*ROW_FIELDS[:7], "annotators_text", "changed_at_iso")
+    )
     cache = AnnotatorCache()
     after = since
     while after < until:

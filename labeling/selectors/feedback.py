@@ -7,8 +7,7 @@ for SQLite, another for PostgreSQL), so numpy takes the rows as they come instea
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 from django.db import connection, transaction
@@ -57,7 +56,7 @@ def _parse_day(value: str, *, field: str) -> date:
     if day is not None:
         return check_day(day, field=field)
     try:
-        return parse_timestamp(value, field=field).astimezone(dt_timezone.utc).date()
+        return parse_timestamp(value, field=field).astimezone(UTC).date()
     except OutOfRange:
         raise
     except ValueError:
@@ -66,7 +65,9 @@ def _parse_day(value: str, *, field: str) -> date:
 
 def feedback_model_versions(*, project) -> list[str]:
     versions = set(FeedbackDelayBin.objects.filter(project=project).values_list("model_version", flat=True).distinct())
-    versions |= set(FeedbackBacklogBin.objects.filter(project=project).values_list("model_version", flat=True).distinct())
+    versions |= set(
+        FeedbackBacklogBin.objects.filter(project=project).values_list("model_version", flat=True).distinct()
+    )
     return sorted(versions)
 
 
@@ -97,9 +98,12 @@ def feedback_filters_parse(*, project, params, allow_unknown: bool = False) -> D
     if "since" in days and "until" in days and days["since"] > days["until"]:
         errors["until"] = ["until must not be before since."]
     mv, source = values["model_version"] or None, values["source"] or None
-    if mv is not None and "model_version" not in errors:
-        if len(mv) > 128 or mv not in feedback_model_versions(project=project):
-            errors["model_version"] = [f"Unknown model version {mv[:60]!r} in this project."]
+    if (
+        mv is not None
+        and "model_version" not in errors
+        and (len(mv) > 128 or mv not in feedback_model_versions(project=project))
+    ):
+        errors["model_version"] = [f"Unknown model version {mv[:60]!r} in this project."]
     if source is not None and "source" not in errors:
         known = feedback_sources(project=project)
         if source not in known:
@@ -111,7 +115,6 @@ def feedback_filters_parse(*, project, params, allow_unknown: bool = False) -> D
 
 
 # --- reading the rollups -----------------------------------------------------------------------
-
 
 
 def _sql_day(column: str) -> str:
@@ -154,36 +157,43 @@ def _read(project, f: DelayFilters):
     cond = " AND ".join(where)
     by_bucket = _rows(
         f"SELECT bucket, SUM(n), SUM({src.format('n')}) FROM {delay_t} WHERE {cond} GROUP BY bucket",
-        src_params + params, 3,
+        src_params + params,
+        3,
     )
     by_day = _rows(
-        f"""SELECT {_sql_day('pred_day')}, delay_day, SUM(n), SUM({src.format('n')}), SUM({src.format('n_correct')}),
-                   SUM({other.format('n_conf')}), SUM({other.format('sum_conf')}), SUM({other.format('sum_conf_sq')})
+        f"""SELECT {_sql_day("pred_day")}, delay_day, SUM(n), SUM({src.format("n")}), SUM({src.format("n_correct")}),
+                   SUM({other.format("n_conf")}), SUM({other.format("sum_conf")}), SUM({other.format("sum_conf_sq")})
             FROM {delay_t} WHERE {cond} GROUP BY pred_day, delay_day""",
-        src_params * 2 + other_params * 3 + params, 8,
+        src_params * 2 + other_params * 3 + params,
+        8,
     )
     where_b, params_b = ["project_id = %s"], [project.pk]
     if f.since:
         where_b.append("pred_hour >= %s")
         # adapt_datetimefield_value: the text SQLite stores ("YYYY-MM-DD HH:MM:SS"), so that the 00:00
         # bin compares equal to the bound (sqlite3's own adapter appends "+00:00" and sorts after it).
-        params_b.append(connection.ops.adapt_datetimefield_value(datetime.combine(f.since, time.min, tzinfo=dt_timezone.utc)))
+        params_b.append(connection.ops.adapt_datetimefield_value(datetime.combine(f.since, time.min, tzinfo=UTC)))
     if f.until:
         where_b.append("pred_hour < %s")
-        params_b.append(connection.ops.adapt_datetimefield_value(
-            datetime.combine(f.until + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)))
+        params_b.append(
+            connection.ops.adapt_datetimefield_value(
+                datetime.combine(f.until + timedelta(days=1), time.min, tzinfo=UTC)
+            )
+        )
     if f.model_version:
         where_b.append("model_version = %s")
         params_b.append(f.model_version)
     backlog = _rows(
-        f"""SELECT {_sql_epoch('pred_hour')}, SUM(n), SUM(sum_offset), MIN({_sql_epoch('oldest_at')}), SUM(n_conf),
+        f"""SELECT {_sql_epoch("pred_hour")}, SUM(n), SUM(sum_offset), MIN({_sql_epoch("oldest_at")}), SUM(n_conf),
                    SUM(sum_conf), SUM(sum_conf_sq)
-            FROM {backlog_t} WHERE {' AND '.join(where_b)} GROUP BY pred_hour""",
-        params_b, 7,
+            FROM {backlog_t} WHERE {" AND ".join(where_b)} GROUP BY pred_hour""",
+        params_b,
+        7,
     )
     seconds = list(
         Annotation.objects.filter(project=project, seconds_spent__gt=0)
-        .order_by("-id").values_list("seconds_spent", flat=True)[:ANNOTATION_SAMPLE]
+        .order_by("-id")
+        .values_list("seconds_spent", flat=True)[:ANNOTATION_SAMPLE]
     )
     return by_bucket, by_day, backlog, seconds
 
@@ -209,8 +219,10 @@ class _Snapshot:
 
 # --- the report --------------------------------------------------------------------------------
 
-def feedback_delay_report(*, project: Project, filters: DelayFilters, now: datetime | None = None,
-                          charts: bool = False) -> dict:
+
+def feedback_delay_report(
+    *, project: Project, filters: DelayFilters, now: datetime | None = None, charts: bool = False
+) -> dict:
     now = now or timezone.now()
     with _Snapshot():
         by_bucket, by_day, backlog, seconds = _read(project, filters)

@@ -17,14 +17,11 @@ def project_list_with_counts(*, user):
     # project ran twice, once per count; Coalesce(Subquery(...)) went into the GROUP BY, where
     # PostgreSQL evaluated it once per item row and the list never returned with 173k requests.)
     requested = Count("items", filter=reopen_requested("items__"))
-    return (
-        project_list(user=user)
-        .annotate(
-            n_items=Count("items"),
-            n_open=Count("items", filter=Q(items__status=ItemStatus.OPEN)) + requested,
-            n_disputed=Count("items", filter=Q(items__status__in=[ItemStatus.DISPUTED, ItemStatus.CONFLICT])) - requested,
-            n_resolved=Count("items", filter=Q(items__status=ItemStatus.RESOLVED)),
-        )
+    return project_list(user=user).annotate(
+        n_items=Count("items"),
+        n_open=Count("items", filter=Q(items__status=ItemStatus.OPEN)) + requested,
+        n_disputed=Count("items", filter=Q(items__status__in=[ItemStatus.DISPUTED, ItemStatus.CONFLICT])) - requested,
+        n_resolved=Count("items", filter=Q(items__status=ItemStatus.RESOLVED)),
     )
 
 

@@ -89,7 +89,9 @@ def latest_run(*, project, done_only: bool = True) -> QualityRun | None:
 
 
 def active_run(*, project) -> QualityRun | None:
-    return QualityRun.objects.filter(project=project, status__in=[QualityRunStatus.QUEUED, QualityRunStatus.RUNNING]).first()
+    return QualityRun.objects.filter(
+        project=project, status__in=[QualityRunStatus.QUEUED, QualityRunStatus.RUNNING]
+    ).first()
 
 
 def run_results(*, run, outcome: str | None = None):
@@ -110,8 +112,11 @@ def quality_histogram(*, run) -> dict:
     series = {}
     if run is not None:
         rows = (
-            QualityItemResult.objects.filter(run=run).annotate(b=Floor(F("quality") * HISTOGRAM_BINS))
-            .values("b", "outcome").annotate(n=Count("item_id")).order_by()
+            QualityItemResult.objects.filter(run=run)
+            .annotate(b=Floor(F("quality") * HISTOGRAM_BINS))
+            .values("b", "outcome")
+            .annotate(n=Count("item_id"))
+            .order_by()
         )
         for row in rows:
             b = min(max(int(row["b"] or 0), 0), HISTOGRAM_BINS - 1)
@@ -122,11 +127,11 @@ def quality_histogram(*, run) -> dict:
 @dataclass
 class ReviewContext:
     item: Item
-    annotations: list            # [{annotator, label, label_name, seconds_spent, agrees}]
+    annotations: list  # [{annotator, label, label_name, seconds_spent, agrees}]
     prediction: Prediction | None
-    probabilities: list          # [(key, name, p)] in label order
+    probabilities: list  # [(key, name, p)] in label order
     result: QualityItemResult | None
-    labels: list                 # LabelClass rows
+    labels: list  # LabelClass rows
     lease: Assignment | None
 
 
@@ -136,13 +141,18 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
     names = {lc.key: lc.name for lc in labels}
     result = (
         QualityItemResult.objects.filter(item=item, run__project_id=item.project_id, run__status=QualityRunStatus.DONE)
-        .select_related("run").order_by("-run_id").first()  # the project's runs newest first, each probed on (run, item)
+        .select_related("run")
+        .order_by("-run_id")
+        .first()  # the project's runs newest first, each probed on (run, item)
     )
     consensus_label = result.consensus_label if result else None
     annotations = [
         {
-            "annotator": a.annotator.username, "label": a.label, "label_name": names.get(a.label, a.label),
-            "seconds_spent": a.seconds_spent, "agrees_with_consensus": consensus_label is not None and a.label == consensus_label,
+            "annotator": a.annotator.username,
+            "label": a.label,
+            "label_name": names.get(a.label, a.label),
+            "seconds_spent": a.seconds_spent,
+            "agrees_with_consensus": consensus_label is not None and a.label == consensus_label,
         }
         for a in Annotation.objects.filter(item=item).select_related("annotator").order_by("id")
     ]
@@ -150,8 +160,15 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
     probabilities = []
     if prediction and isinstance(prediction.probabilities, dict):
         probabilities = [(lc.key, lc.name, prediction.probabilities.get(lc.key)) for lc in labels]
-    return ReviewContext(item=item, annotations=annotations, prediction=prediction, probabilities=probabilities,
-                         result=result, labels=labels, lease=lease)
+    return ReviewContext(
+        item=item,
+        annotations=annotations,
+        prediction=prediction,
+        probabilities=probabilities,
+        result=result,
+        labels=labels,
+        lease=lease,
+    )
 
 
 def review_queue_size(*, project) -> int:
@@ -185,6 +202,7 @@ def agreement_panel(*, project) -> dict:
 
 # --- annotators -----------------------------------------------------------------------------------
 
+
 def annotator_table(*, project) -> list[dict]:
     """Per annotator: annotations, median seconds per item, skips, and the latest run's cleanlab
     annotator quality and agreement with consensus."""
@@ -195,7 +213,10 @@ def annotator_table(*, project) -> list[dict]:
     medians = _median_seconds(project)
     skips = dict(
         Assignment.objects.filter(item__project=project, kind=AssignmentKind.ANNOTATE, status=AssignmentStatus.SKIPPED)
-        .values("annotator_id").annotate(n=Count("id")).order_by().values_list("annotator_id", "n")
+        .values("annotator_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("annotator_id", "n")
     )
     run = latest_run(project=project)
     stats = {s.annotator_id: s for s in QualityAnnotatorStat.objects.filter(run=run)} if run else {}
@@ -204,12 +225,19 @@ def annotator_table(*, project) -> list[dict]:
     rows = []
     for uid in user_ids:
         s = stats.get(uid)
-        rows.append({
-            "annotator_id": uid, "username": usernames.get(uid, str(uid)), "annotations": per_user.get(uid, {}).get("n", 0),
-            "agreement_with_consensus": s.agreement_with_consensus if s else None,
-            "quality": s.quality if s else None, "worst_class": s.worst_class if s else "",
-            "median_seconds": medians.get(uid), "skips": skips.get(uid, 0), "run_id": run.pk if (run and s) else None,
-        })
+        rows.append(
+            {
+                "annotator_id": uid,
+                "username": usernames.get(uid, str(uid)),
+                "annotations": per_user.get(uid, {}).get("n", 0),
+                "agreement_with_consensus": s.agreement_with_consensus if s else None,
+                "quality": s.quality if s else None,
+                "worst_class": s.worst_class if s else "",
+                "median_seconds": medians.get(uid),
+                "skips": skips.get(uid, 0),
+                "run_id": run.pk if (run and s) else None,
+            }
+        )
     rows.sort(key=lambda r: (r["quality"] is None, -(r["quality"] or 0), r["username"]))
     return rows
 
@@ -220,13 +248,15 @@ def _median_seconds(project) -> dict:
         cols = read_columns(
             f"SELECT a.annotator_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY a.seconds_spent) FROM {t_a} a "
             f"JOIN {t_i} i ON i.id = a.item_id WHERE i.project_id = %s AND a.seconds_spent IS NOT NULL GROUP BY a.annotator_id",
-            [project.pk], {"annotator_id": np.int64, "median": float},
+            [project.pk],
+            {"annotator_id": np.int64, "median": float},
         )
         return dict(zip(cols["annotator_id"].tolist(), cols["median"].tolist()))
     cols = read_columns(
         f"SELECT a.annotator_id, a.seconds_spent FROM {t_a} a JOIN {t_i} i ON i.id = a.item_id "
         f"WHERE i.project_id = %s AND a.seconds_spent IS NOT NULL",
-        [project.pk], {"annotator_id": np.int64, "seconds": float},
+        [project.pk],
+        {"annotator_id": np.int64, "seconds": float},
     )
     if not len(cols["annotator_id"]):
         return {}
@@ -234,6 +264,7 @@ def _median_seconds(project) -> dict:
 
 
 # --- agreement ------------------------------------------------------------------------------------
+
 
 def project_agreement(*, project) -> dict:
     """Krippendorff's alpha (nominal), Fleiss' kappa over the items with the fixed overlap, pairwise
@@ -246,7 +277,8 @@ def project_agreement(*, project) -> dict:
     # 4 and 2 bytes, factorized by hashing rather than sorting)
     cols = read_columns(
         f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {Annotation._meta.db_table} a WHERE a.project_id = %s",
-        [*label_params, project.pk], {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
+        [*label_params, project.pk],
+        {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
     )
     ok = cols["label"] >= 0
     item_idx, item_ids = pd.factorize(cols["item_id"][ok], sort=True)
@@ -304,7 +336,9 @@ def _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k) -> list[dict]:
         return []
     from scipy import sparse
 
-    b = sparse.csr_matrix((np.ones(len(item_idx)), (annot_idx, item_idx)), shape=(m, int(item_idx.max()) + 1 if len(item_idx) else 0))
+    b = sparse.csr_matrix(
+        (np.ones(len(item_idx)), (annot_idx, item_idx)), shape=(m, int(item_idx.max()) + 1 if len(item_idx) else 0)
+    )
     shared = (b @ b.T).toarray()
     np.fill_diagonal(shared, 0)
     ia, ib = np.nonzero(np.triu(shared >= MIN_SHARED_FOR_KAPPA))
@@ -314,15 +348,18 @@ def _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k) -> list[dict]:
     s_annot, s_item, s_code = annot_idx[sort], item_idx[sort], codes[sort]
     bounds = np.searchsorted(s_annot, np.arange(m + 1))
     for j in set(ia[order].tolist()) | set(ib[order].tolist()):
-        by_annot[j] = (s_item[bounds[j]:bounds[j + 1]], s_code[bounds[j]:bounds[j + 1]])
+        by_annot[j] = (s_item[bounds[j] : bounds[j + 1]], s_code[bounds[j] : bounds[j + 1]])
     out = []
     for a, b_ in zip(ia[order].tolist(), ib[order].tolist()):
         items_a, codes_a = by_annot[a]
         items_b, codes_b = by_annot[b_]
         _, pa, pb = np.intersect1d(items_a, items_b, assume_unique=True, return_indices=True)
-        out.append({
-            "a": int(annot_ids[a]), "b": int(annot_ids[b_]), "shared_items": int(len(pa)),
-            "kappa": consensus.cohen_kappa(codes_a[pa], codes_b[pb], k),
-        })
+        out.append(
+            {
+                "a": int(annot_ids[a]),
+                "b": int(annot_ids[b_]),
+                "shared_items": int(len(pa)),
+                "kappa": consensus.cohen_kappa(codes_a[pa], codes_b[pb], k),
+            }
+        )
     return out
-

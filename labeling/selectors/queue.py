@@ -81,7 +81,12 @@ def assignment_project_id(*, assignment_id, user) -> int:
 def annotator_stats(*, project_id: int, user, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     progress = queue_progress(project_id=project_id, annotator=user, now=now)
-    skipped = AnnotatorProgress.objects.filter(project_id=project_id, annotator=user).values_list("skipped", flat=True).first() or 0
+    skipped = (
+        AnnotatorProgress.objects.filter(project_id=project_id, annotator=user)
+        .values_list("skipped", flat=True)
+        .first()
+        or 0
+    )
     seconds = Annotation.objects.filter(project_id=project_id, annotator=user, seconds_spent__isnull=False)
     if is_postgres():
         sql, params = seconds.values("seconds_spent").query.sql_with_params()
@@ -90,7 +95,10 @@ def annotator_stats(*, project_id: int, user, now: datetime | None = None) -> di
         values = list(seconds.values_list("seconds_spent", flat=True))
         median = statistics.median(values) if values else None
     active = Assignment.objects.filter(
-        annotator=user, kind=AssignmentKind.ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
+        annotator=user,
+        kind=AssignmentKind.ANNOTATE,
+        status=AssignmentStatus.ACTIVE,
+        expires_at__gt=now,
         item__project_id=project_id,
     ).count()
     return {

@@ -16,7 +16,11 @@ from labeling.models import ApiToken, TokenKind, password_stamp
 
 def _create(*, user, kind, expiry: timedelta | None, name="", created_by=None) -> tuple[ApiToken, str]:
     return ApiToken.objects.create(
-        user=user, expiry=expiry, kind=kind, name=name, created_by=created_by,
+        user=user,
+        expiry=expiry,
+        kind=kind,
+        name=name,
+        created_by=created_by,
         password_stamp=password_stamp(user.password),
     )
 
@@ -58,7 +62,10 @@ def tokens_prune() -> int:
     under a password their user has since changed. Returns how many."""
     deleted, _ = ApiToken.objects.filter(expiry__lt=timezone.now()).delete()
     stale = [
-        t.pk for t in ApiToken.objects.filter(expiry__isnull=True).select_related("user").only("password_stamp", "user__password")
+        t.pk
+        for t in ApiToken.objects.filter(expiry__isnull=True)
+        .select_related("user")
+        .only("password_stamp", "user__password")
         if t.password_stamp != password_stamp(t.user.password)
     ]
     if stale:

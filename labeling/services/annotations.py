@@ -63,7 +63,9 @@ def annotation_submit(
     # The item first (row lock), found through the annotator's own assignment: someone else's is 404.
     item = (
         Item.objects.select_for_update(of=("self",))
-        .filter(assignments__pk=assignment_id, assignments__annotator=annotator, assignments__kind=AssignmentKind.ANNOTATE)
+        .filter(
+            assignments__pk=assignment_id, assignments__annotator=annotator, assignments__kind=AssignmentKind.ANNOTATE
+        )
         .annotate(
             label_ok=Exists(LabelClass.objects.filter(project_id=OuterRef("project_id"), key=label)),
             already=Exists(Annotation.objects.filter(item=OuterRef("pk"), annotator=annotator)),
@@ -84,8 +86,13 @@ def annotation_submit(
     held_slot = assignment.status == AssignmentStatus.ACTIVE and assignment.expires_at > now
     surplus = item.status != ItemStatus.OPEN or item.annotation_count >= item.required_annotations
     annotation = Annotation.objects.create(
-        project_id=item.project_id, item_id=item.pk, annotator=annotator, assignment_id=assignment.pk, label=label,
-        seconds_spent=seconds_spent, is_surplus=surplus,
+        project_id=item.project_id,
+        item_id=item.pk,
+        annotator=annotator,
+        assignment_id=assignment.pk,
+        label=label,
+        seconds_spent=seconds_spent,
+        is_surplus=surplus,
     )
     Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
     Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + 1)
@@ -96,8 +103,12 @@ def annotation_submit(
         day=today,
     )
     # (read back in this transaction, under the progress row's lock: the page shows it as is)
-    done_today = AnnotatorProgress.objects.filter(project_id=item.project_id, annotator=annotator).values_list(
-        "day_submitted", flat=True).first() or 0
+    done_today = (
+        AnnotatorProgress.objects.filter(project_id=item.project_id, annotator=annotator)
+        .values_list("day_submitted", flat=True)
+        .first()
+        or 0
+    )
 
     status, completed = item.status, False
     if not surplus:
@@ -119,8 +130,12 @@ def _complete(*, item: Item, now: datetime) -> str:
     labels = {lab for _, lab in votes}
     leases_cancel(item_id=item.pk, now=now)
     if len(labels) == 1:
-        ground_truth_set(item=item, label=labels.pop(), method=GroundTruthMethod.UNANIMOUS,
-                         annotators=[user_id for user_id, _ in votes])
+        ground_truth_set(
+            item=item,
+            label=labels.pop(),
+            method=GroundTruthMethod.UNANIMOUS,
+            annotators=[user_id for user_id, _ in votes],
+        )
         return ItemStatus.RESOLVED
     Item.objects.filter(pk=item.pk).update(status=ItemStatus.DISPUTED, updated_at=now)
     # Counts toward the project's automatic quality run (queued after commit once the threshold is met).

@@ -31,8 +31,17 @@ from labeling.selectors.export import (
 
 User = get_user_model()
 
-CSV_HEADER = ["seq", "external_id", "label", "previous_label", "method", "score", "model_version", "annotators",
-              "changed_at"]
+CSV_HEADER = [
+    "seq",
+    "external_id",
+    "label",
+    "previous_label",
+    "method",
+    "score",
+    "model_version",
+    "annotators",
+    "changed_at",
+]
 CONTENT_TYPES = {
     ExportFormat.JSONL: "application/x-ndjson; charset=utf-8",
     ExportFormat.CSV: "text/csv; charset=utf-8",
@@ -41,6 +50,7 @@ CONTENT_TYPES = {
 
 
 # --- encoders ---------------------------------------------------------------------------------
+
 
 def _json_rows(page) -> list[str]:
     """The rows of a HistoryPage as JSON objects (one string each, no newline)."""
@@ -64,8 +74,17 @@ def _csv_page(page) -> str:
     # Text always quoted, numbers bare: a field starting with "#" can never look like the trailer.
     writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerows(
-        (seq, ext, label, prev, method, None if score is None or not math.isfinite(score) else score, mv,
-         annotators[ann].csv, at)
+        (
+            seq,
+            ext,
+            label,
+            prev,
+            method,
+            None if score is None or not math.isfinite(score) else score,
+            mv,
+            annotators[ann].csv,
+            at,
+        )
         for seq, ext, label, prev, method, score, mv, ann, at in page.rows
     )
     return buf.getvalue()
@@ -90,7 +109,9 @@ def _safe_lines(text: str) -> str:
     return text
 
 
-def encode_delta(*, fmt: str, pages: Iterable[HistoryPage], next_cursor: str, has_more: bool = False) -> Iterator[bytes]:
+def encode_delta(
+    *, fmt: str, pages: Iterable[HistoryPage], next_cursor: str, has_more: bool = False
+) -> Iterator[bytes]:
     """The bytes of a delta in `fmt`, one chunk per page (plus header and trailer). One row per label
     change, in seq order:
 
@@ -134,14 +155,17 @@ def encode_delta(*, fmt: str, pages: Iterable[HistoryPage], next_cursor: str, ha
 
 # --- snapshots --------------------------------------------------------------------------------
 
+
 def _validate_format(fmt):
     if fmt not in ExportFormat.values:
-        raise ValidationFailed(f"format must be one of {', '.join(ExportFormat.values)}.",
-                               fields={"format": ["Invalid choice."]})
+        raise ValidationFailed(
+            f"format must be one of {', '.join(ExportFormat.values)}.", fields={"format": ["Invalid choice."]}
+        )
 
 
-def export_request(*, project: Project, actor, format: str = ExportFormat.JSONL, since: str | None = "0",
-                   compact: bool = False) -> tuple[Export, bool]:
+def export_request(
+    *, project: Project, actor, format: str = ExportFormat.JSONL, since: str | None = "0", compact: bool = False
+) -> tuple[Export, bool]:
     """Ask for a snapshot file of the changes after `since` up to now. Returns (export, created).
 
     The range is fixed here; building happens in a Celery task after commit. Asking again for the same
@@ -150,13 +174,24 @@ def export_request(*, project: Project, actor, format: str = ExportFormat.JSONL,
     since_seq = cursor_decode(since, project_id=project.pk)
     with transaction.atomic():
         bounds = label_history_bounds(project_id=project.pk, since=since_seq, compact=compact)
-        existing = (Export.objects.filter(project=project, format=format, compact=compact, since_seq=bounds.since,
-                                          until_seq=bounds.until).exclude(status=ExportStatus.FAILED)
-                    .order_by("-id").first())
+        existing = (
+            Export.objects.filter(
+                project=project, format=format, compact=compact, since_seq=bounds.since, until_seq=bounds.until
+            )
+            .exclude(status=ExportStatus.FAILED)
+            .order_by("-id")
+            .first()
+        )
         if existing is not None:
             return existing, False
-        export = Export.objects.create(project=project, requested_by=actor if actor and actor.is_authenticated else None,
-                                       format=format, compact=compact, since_seq=bounds.since, until_seq=bounds.until)
+        export = Export.objects.create(
+            project=project,
+            requested_by=actor if actor and actor.is_authenticated else None,
+            format=format,
+            compact=compact,
+            since_seq=bounds.since,
+            until_seq=bounds.until,
+        )
         from labeling.services.work import enqueue_on_commit
 
         # The pending export is the record: if the broker is down, the work sweep sends it later.
@@ -186,8 +221,9 @@ def _export_claim(*, export_id: int) -> Export | None:
 def _write_gzip(export: Export, out) -> int:
     """Stream the export's rows into `out` as deterministic gzip (same rows -> same bytes)."""
     rows = 0
-    pages = label_history_pages(project_id=export.project_id, since=export.since_seq, until=export.until_seq,
-                                compact=export.compact)
+    pages = label_history_pages(
+        project_id=export.project_id, since=export.since_seq, until=export.until_seq, compact=export.compact
+    )
 
     def counted():
         nonlocal rows
@@ -233,8 +269,9 @@ def _export_build(export: Export) -> Export | None:
     except Exception as exc:
         _export_fail(export_id=export_id, attempt=attempt, error=f"{type(exc).__name__}: {exc}")
         raise
-    return _export_finish(export_id=export_id, attempt=attempt, file_name=stored, rows=rows, size=size,
-                          sha256=digest.hexdigest())
+    return _export_finish(
+        export_id=export_id, attempt=attempt, file_name=stored, rows=rows, size=size, sha256=digest.hexdigest()
+    )
 
 
 @transaction.atomic
@@ -256,7 +293,8 @@ def _export_finish(*, export_id, attempt, file_name, rows, size, sha256) -> Expo
 @transaction.atomic
 def _export_fail(*, export_id, attempt, error) -> None:
     Export.objects.filter(pk=export_id, status=ExportStatus.RUNNING, attempts=attempt).update(
-        status=ExportStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        status=ExportStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
 
 
 def exports_recover(*, now=None, sender=None) -> dict:
@@ -264,11 +302,20 @@ def exports_recover(*, now=None, sender=None) -> dict:
     is sent again (failed after LOUPE_WORK_MAX_ATTEMPTS); a pending export nobody picked up is sent again."""
     from labeling.services.work import work_recover
 
-    return work_recover(model=Export, task="loupe.export_build", queued=ExportStatus.PENDING, running=ExportStatus.RUNNING,
-                        failed=ExportStatus.FAILED, now=now, sender=sender, what="export")
+    return work_recover(
+        model=Export,
+        task="loupe.export_build",
+        queued=ExportStatus.PENDING,
+        running=ExportStatus.RUNNING,
+        failed=ExportStatus.FAILED,
+        now=now,
+        sender=sender,
+        what="export",
+    )
 
 
 # --- export grants ----------------------------------------------------------------------------
+
 
 @transaction.atomic
 def export_grant_add(*, project: Project, username: str, actor) -> tuple[ExportGrant, bool]:
@@ -277,8 +324,9 @@ def export_grant_add(*, project: Project, username: str, actor) -> tuple[ExportG
         raise ValidationFailed(f"No user named {username!r}.", fields={"username": ["Unknown user."]})
     try:
         with transaction.atomic():
-            grant, created = ExportGrant.objects.get_or_create(project=project, user=user,
-                                                               defaults={"granted_by": actor})
+            grant, created = ExportGrant.objects.get_or_create(
+                project=project, user=user, defaults={"granted_by": actor}
+            )
     except IntegrityError:  # a concurrent grant of the same user won
         grant, created = ExportGrant.objects.get(project=project, user=user), False
     return grant, created

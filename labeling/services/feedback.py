@@ -113,8 +113,9 @@ def gt_observations_validate(*, project: Project, rows: list) -> list[ParsedObse
             raise ValueError(f"observed_at {observed!r} is in the future.")
         key = (ext, source)
         if key in seen:
-            raise ValueError(f"external_id {ext!r} from source {source!r} appears twice in this batch "
-                             f"(first at row {seen[key]}).")
+            raise ValueError(
+                f"external_id {ext!r} from source {source!r} appears twice in this batch (first at row {seen[key]})."
+            )
         seen[key] = i
         return ParsedObservation(i, ext, label, observed_at, source)
 
@@ -134,8 +135,9 @@ def _import_write(*, project: Project, parsed: list[ParsedObservation], actor) -
     locked = lock_rows(Item.objects.filter(project=project, external_id__in=ext_ids))
     item_of = {ext: pk for pk, ext in Item.objects.filter(pk__in=locked).values_list("pk", "external_id")}
     existing = set(
-        GroundTruthObservation.objects.filter(project=project, external_id__in=ext_ids)
-        .values_list("external_id", "source", "label")
+        GroundTruthObservation.objects.filter(project=project, external_id__in=ext_ids).values_list(
+            "external_id", "source", "label"
+        )
     )
     result = {}
     new = []
@@ -143,11 +145,19 @@ def _import_write(*, project: Project, parsed: list[ParsedObservation], actor) -
         if (p.external_id, p.source, p.label) in existing:
             result[p.index] = (UNCHANGED, "Already received; nothing changed.")
         else:
-            new.append(GroundTruthObservation(
-                project=project, item_id=item_of.get(p.external_id), external_id=p.external_id, label=p.label,
-                source=p.source, observed_at=p.observed_at, received_at=now, outcome=ObservationOutcome.PENDING,
-                actor=actor,
-            ))
+            new.append(
+                GroundTruthObservation(
+                    project=project,
+                    item_id=item_of.get(p.external_id),
+                    external_id=p.external_id,
+                    label=p.label,
+                    source=p.source,
+                    observed_at=p.observed_at,
+                    received_at=now,
+                    outcome=ObservationOutcome.PENDING,
+                    actor=actor,
+                )
+            )
     messages = _apply(project_id=project.pk, observations=new, actor=actor)
     GroundTruthObservation.objects.bulk_create(new, batch_size=2000, ignore_conflicts=True)
     by_key = {(o.external_id, o.source, o.label): o for o in new}
@@ -175,15 +185,20 @@ def _apply(*, project_id: int, observations: list, actor) -> dict:
     for o in observations:
         if o.item_id is None:
             o.outcome = ObservationOutcome.PENDING
-            messages[id(o)] = ("No item with this external_id in the project yet: kept, and applied when the "
-                               "item is ingested.")
+            messages[id(o)] = (
+                "No item with this external_id in the project yet: kept, and applied when the item is ingested."
+            )
     if not known:
         return messages
     item_ids = sorted({o.item_id for o in known})
-    state = {gt.item_id: (gt.label, gt.method, gt.decided_at) for gt in GroundTruth.objects.filter(item_id__in=item_ids)}
+    state = {
+        gt.item_id: (gt.label, gt.method, gt.decided_at) for gt in GroundTruth.objects.filter(item_id__in=item_ids)
+    }
     in_force = dict(
         GroundTruthObservation.objects.filter(item_id__in=item_ids, outcome=ObservationOutcome.APPLIED)
-        .values("item_id").annotate(at=Max("observed_at")).values_list("item_id", "at")
+        .values("item_id")
+        .annotate(at=Max("observed_at"))
+        .values_list("item_id", "at")
     )
     decisions, conflicted = [], {}
     for o in sorted(known, key=lambda o: (o.item_id, o.observed_at)):
@@ -196,18 +211,28 @@ def _apply(*, project_id: int, observations: list, actor) -> dict:
             since = in_force.get(o.item_id, current[2])
             o.outcome = ObservationOutcome.APPLIED if o.observed_at >= since else ObservationOutcome.SUPERSEDED
             if o.outcome == ObservationOutcome.SUPERSEDED:
-                messages[id(o)] = (f"Observed before the imported label {current[0]!r} now in force "
-                                   f"(observed {since.isoformat()}): kept, not applied.")
+                messages[id(o)] = (
+                    f"Observed before the imported label {current[0]!r} now in force "
+                    f"(observed {since.isoformat()}): kept, not applied."
+                )
         else:
             o.outcome = ObservationOutcome.CONFLICT
             conflicted[o.item_id] = current
-            messages[id(o)] = (f"Disagrees with the {current[1]} label {current[0]!r}: neither is overwritten; "
-                               "the item is marked conflict and goes to the review queue.")
+            messages[id(o)] = (
+                f"Disagrees with the {current[1]} label {current[0]!r}: neither is overwritten; "
+                "the item is marked conflict and goes to the review queue."
+            )
         if o.outcome == ObservationOutcome.APPLIED:
-            decisions.append(Decision(
-                item_id=o.item_id, label=o.label, method=GroundTruthMethod.IMPORTED, source=o.source,
-                arrived_at=o.observed_at, note=f"imported from {o.source or 'production'}",
-            ))
+            decisions.append(
+                Decision(
+                    item_id=o.item_id,
+                    label=o.label,
+                    method=GroundTruthMethod.IMPORTED,
+                    source=o.source,
+                    arrived_at=o.observed_at,
+                    note=f"imported from {o.source or 'production'}",
+                )
+            )
             state[o.item_id] = (o.label, GroundTruthMethod.IMPORTED, o.observed_at)
             in_force[o.item_id] = o.observed_at
     # A decision repeating the current label and method changes no label (no history row); it only
@@ -236,15 +261,17 @@ def gt_observations_attach_pending(*, project_id: int) -> int:
 def _attach_batch(project_id: int) -> int:
     pending = GroundTruthObservation.objects.filter(project_id=project_id, item__isnull=True)
     item_of = dict(
-        Item.objects.filter(project_id=project_id, external_id__in=pending.values("external_id"))
-        .values_list("external_id", "pk")[:ATTACH_BATCH]
+        Item.objects.filter(project_id=project_id, external_id__in=pending.values("external_id")).values_list(
+            "external_id", "pk"
+        )[:ATTACH_BATCH]
     )
     if not item_of:
         return 0
     lock_rows(Item.objects.filter(pk__in=item_of.values()))
     observations = list(
-        GroundTruthObservation.objects.filter(pk__in=lock_rows(pending.filter(external_id__in=list(item_of))))
-        .order_by("id")
+        GroundTruthObservation.objects.filter(pk__in=lock_rows(pending.filter(external_id__in=list(item_of)))).order_by(
+            "id"
+        )
     )
     for o in observations:
         o.item_id = item_of[o.external_id]
@@ -274,8 +301,12 @@ def slo_window_days(project: Project) -> int:
 
 def _announce_slo(project_id, breached, observed_seconds, target_seconds, quantile):
     feedback_slo_changed.send(
-        sender=Project, project_id=project_id, breached=breached, observed_seconds=observed_seconds,
-        target_seconds=target_seconds, quantile=quantile,
+        sender=Project,
+        project_id=project_id,
+        breached=breached,
+        observed_seconds=observed_seconds,
+        target_seconds=target_seconds,
+        quantile=quantile,
     )
 
 
@@ -296,9 +327,16 @@ def feedback_slo_check(*, project_id: int, now=None) -> SloCheck:
     if changed:
         state.slo_breached = slo["breached"]
         state.slo_changed_at = now
-        transaction.on_commit(partial(
-            _announce_slo, project_id, slo["breached"], slo["observed_seconds"], slo["target_seconds"], slo["quantile"]
-        ))
+        transaction.on_commit(
+            partial(
+                _announce_slo,
+                project_id,
+                slo["breached"],
+                slo["observed_seconds"],
+                slo["target_seconds"],
+                slo["quantile"],
+            )
+        )
     state.save(update_fields=["slo_breached", "slo_observed_seconds", "slo_checked_at", "slo_changed_at"])
     return SloCheck(slo["breached"], slo["observed_seconds"], slo["target_seconds"], slo["quantile"], changed)
 
@@ -340,9 +378,11 @@ def feedback_demo_seed(*, project: Project, seed: int = 11) -> ImportResult:
     Idempotent: observations are keyed by (external_id, source, label), so a re-run sends nothing new."""
     now = timezone.now()
     rows = []
-    preds = Prediction.objects.filter(item__project=project).values_list(
-        "item__external_id", "label", "probabilities", "predicted_at"
-    ).order_by("item__external_id", "model_version")
+    preds = (
+        Prediction.objects.filter(item__project=project)
+        .values_list("item__external_id", "label", "probabilities", "predicted_at")
+        .order_by("item__external_id", "model_version")
+    )
     labels = project_label_keys(project=project)
     seen = set()
     for ext, label, probs, predicted_at in preds:
@@ -361,8 +401,7 @@ def feedback_demo_seed(*, project: Project, seed: int = 11) -> ImportResult:
         rows.append({"external_id": ext, "label": truth, "observed_at": arrives.isoformat(), "source": source})
     result = ImportResult()
     for start in range(0, len(rows), 5000):
-        part = ground_truth_import(project=project, rows=rows[start:start + 5000])
+        part = ground_truth_import(project=project, rows=rows[start : start + 5000])
         result.rows.extend(part.rows)
     feedback_rollup_refresh(project_id=project.pk)
     return result
-

@@ -14,8 +14,7 @@ of bins (data-modifying CTEs, DISTINCT ON, width_bucket), which the ORM cannot s
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 
 from django.db import transaction
@@ -63,11 +62,11 @@ class RefreshResult:
 
 
 def _utc_day(value: datetime) -> date:
-    return value.astimezone(dt_timezone.utc).date()
+    return value.astimezone(UTC).date()
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def channel_of(method: str, source: str) -> str:
@@ -89,7 +88,9 @@ def feedback_days_mark(*, project_id: int, times) -> int:
     now = timezone.now()
     FeedbackDirtyDay.objects.bulk_create(
         [FeedbackDirtyDay(project_id=project_id, day=d, marked_at=now) for d in days],
-        update_conflicts=True, unique_fields=["project", "day"], update_fields=["marked_at"],
+        update_conflicts=True,
+        unique_fields=["project", "day"],
+        update_fields=["marked_at"],
     )
     feedback_refresh_on_commit(project_id)
     return len(days)
@@ -138,7 +139,7 @@ def feedback_rollup_refresh(*, project_id: int, full: bool = False) -> RefreshRe
             ).values("item_id")
             touched = set(
                 Prediction.objects.filter(item_id__in=changed_items)
-                .annotate(day=TruncDate("predicted_at", tzinfo=dt_timezone.utc))
+                .annotate(day=TruncDate("predicted_at", tzinfo=UTC))
                 .values_list("day", flat=True)
                 .distinct()
             )
@@ -161,7 +162,9 @@ def _rolled_days(project_id: int) -> int:
     days = set(FeedbackDelayBin.objects.filter(project_id=project_id).values_list("pred_day", flat=True).distinct())
     days |= set(
         FeedbackBacklogBin.objects.filter(project_id=project_id)
-        .annotate(day=TruncDate("pred_hour", tzinfo=dt_timezone.utc)).values_list("day", flat=True).distinct()
+        .annotate(day=TruncDate("pred_hour", tzinfo=UTC))
+        .values_list("day", flat=True)
+        .distinct()
     )
     return len(days)
 
@@ -176,7 +179,7 @@ def feedback_rollup_reconcile(*, project_id: int) -> list[date]:
     base = defaultdict(lambda: [0, 0])
     qs = (
         Prediction.objects.filter(item__project_id=project_id)
-        .annotate(day=TruncDate("predicted_at", tzinfo=dt_timezone.utc))
+        .annotate(day=TruncDate("predicted_at", tzinfo=UTC))
         .values_list("day")
         .annotate(t_n=Count("id"), t_labeled=Count("id", filter=Q(item__ground_truth__isnull=False)))
     )
@@ -186,21 +189,30 @@ def feedback_rollup_reconcile(*, project_id: int) -> list[date]:
     for day, n in FeedbackDelayBin.objects.filter(project_id=project_id).values_list("pred_day").annotate(t_n=Sum("n")):
         rolled[day][0] += n
         rolled[day][1] += n
-    for hour, n in FeedbackBacklogBin.objects.filter(project_id=project_id).values_list("pred_hour").annotate(t_n=Sum("n")):
+    for hour, n in (
+        FeedbackBacklogBin.objects.filter(project_id=project_id).values_list("pred_hour").annotate(t_n=Sum("n"))
+    ):
         rolled[_utc_day(hour)][0] += n
     drifted = sorted(d for d in set(base) | set(rolled) if base.get(d, [0, 0]) != rolled.get(d, [0, 0]))
     if drifted:
-        log.warning("feedback rollups of project %s drifted on %d day(s): %s", project_id, len(drifted),
-                    ", ".join(d.isoformat() for d in drifted[:10]))
+        log.warning(
+            "feedback rollups of project %s drifted on %d day(s): %s",
+            project_id,
+            len(drifted),
+            ", ".join(d.isoformat() for d in drifted[:10]),
+        )
         now = timezone.now()
         FeedbackDirtyDay.objects.bulk_create(
             [FeedbackDirtyDay(project_id=project_id, day=d, marked_at=now) for d in drifted],
-            update_conflicts=True, unique_fields=["project", "day"], update_fields=["marked_at"],
+            update_conflicts=True,
+            unique_fields=["project", "day"],
+            update_fields=["marked_at"],
         )
     return drifted
 
 
 # --- recompute ---------------------------------------------------------------------------------
+
 
 def _runs(days: list[date]) -> list[tuple[date, date]]:
     """Sorted days -> inclusive ranges, merging gaps of up to RUN_GAP_DAYS."""
@@ -257,21 +269,25 @@ def _postgres_sql(project_id: int, rng) -> tuple[str, dict]:
         params["lo"], params["hi"] = _day_start(rng[0]), _day_start(rng[1] + timedelta(days=1))
         time_filter = "AND p.predicted_at >= %(lo)s AND p.predicted_at < %(hi)s"
     t = {
-        "pred": table(Prediction), "item": table(Item), "gt": table(GroundTruth), "lc": table(LabelChange),
-        "delay": table(FeedbackDelayBin), "backlog": table(FeedbackBacklogBin),
+        "pred": table(Prediction),
+        "item": table(Item),
+        "gt": table(GroundTruth),
+        "lc": table(LabelChange),
+        "delay": table(FeedbackDelayBin),
+        "backlog": table(FeedbackBacklogBin),
     }
     sql = f"""
     WITH sp AS MATERIALIZED (
         SELECT p.item_id, p.model_version, p.label, p.predicted_at,
                CASE WHEN jsonb_typeof(p.probabilities) = 'object' THEN {conf} END AS conf
-        FROM {t['pred']} p JOIN {t['item']} i ON i.id = p.item_id
+        FROM {t["pred"]} p JOIN {t["item"]} i ON i.id = p.item_id
         WHERE i.project_id = %(project)s {time_filter}
     ), labeled AS (
         SELECT sp.*, gt.label AS gt_label, gt.first_arrived_at, gt.method AS gt_method, gt.source AS gt_source
-        FROM sp JOIN {t['gt']} gt ON gt.item_id = sp.item_id
+        FROM sp JOIN {t["gt"]} gt ON gt.item_id = sp.item_id
     ), first_change AS (
         SELECT DISTINCT ON (lc.item_id) lc.item_id, lc.method, lc.source
-        FROM {t['lc']} lc
+        FROM {t["lc"]} lc
         WHERE lc.project_id = %(project)s {scope}
         ORDER BY lc.item_id, lc.seq
     ), binned AS (
@@ -284,7 +300,7 @@ def _postgres_sql(project_id: int, rng) -> tuple[str, dict]:
                     ELSE %(human)s END AS channel
         FROM labeled l LEFT JOIN first_change fc ON fc.item_id = l.item_id
     ), ins_delay AS (
-        INSERT INTO {t['delay']} (project_id, model_version, channel, pred_day, bucket, delay_day, n, n_correct,
+        INSERT INTO {t["delay"]} (project_id, model_version, channel, pred_day, bucket, delay_day, n, n_correct,
                                   n_conf, sum_conf, sum_conf_sq)
         SELECT %(project)s, model_version, channel, (predicted_at AT TIME ZONE 'UTC')::date, wb - 1,
                (%(bucket_day)s::int[])[wb], count(*), count(*) FILTER (WHERE gt_label = label),
@@ -292,12 +308,12 @@ def _postgres_sql(project_id: int, rng) -> tuple[str, dict]:
         FROM binned GROUP BY model_version, channel, (predicted_at AT TIME ZONE 'UTC')::date, wb
         RETURNING 1
     ), ins_backlog AS (
-        INSERT INTO {t['backlog']} (project_id, model_version, pred_hour, n, sum_offset, oldest_at, n_conf,
+        INSERT INTO {t["backlog"]} (project_id, model_version, pred_hour, n, sum_offset, oldest_at, n_conf,
                                     sum_conf, sum_conf_sq)
         SELECT %(project)s, sp.model_version, date_trunc('hour', sp.predicted_at, 'UTC'), count(*),
                sum(EXTRACT(EPOCH FROM sp.predicted_at - date_trunc('hour', sp.predicted_at, 'UTC'))),
                min(sp.predicted_at), count(sp.conf), COALESCE(sum(sp.conf), 0), COALESCE(sum(sp.conf * sp.conf), 0)
-        FROM sp WHERE NOT EXISTS (SELECT 1 FROM {t['gt']} gt WHERE gt.item_id = sp.item_id)
+        FROM sp WHERE NOT EXISTS (SELECT 1 FROM {t["gt"]} gt WHERE gt.item_id = sp.item_id)
         GROUP BY sp.model_version, date_trunc('hour', sp.predicted_at, 'UTC')
         RETURNING 1
     )
@@ -320,18 +336,27 @@ def _recompute_portable(project_id: int, rng) -> None:
     qs = Prediction.objects.filter(item__project_id=project_id)
     if rng is not None:
         qs = qs.filter(predicted_at__gte=_day_start(rng[0]), predicted_at__lt=_day_start(rng[1] + timedelta(days=1)))
-    rows = list(qs.values_list(
-        "item_id", "model_version", "label", "probabilities", "predicted_at",
-        "item__ground_truth__label", "item__ground_truth__first_arrived_at",
-        "item__ground_truth__method", "item__ground_truth__source",
-    ))
+    rows = list(
+        qs.values_list(
+            "item_id",
+            "model_version",
+            "label",
+            "probabilities",
+            "predicted_at",
+            "item__ground_truth__label",
+            "item__ground_truth__first_arrived_at",
+            "item__ground_truth__method",
+            "item__ground_truth__source",
+        )
+    )
     labeled_items = sorted({r[0] for r in rows if r[6] is not None})
     first = {}
     for start in range(0, len(labeled_items), 5000):
-        chunk = labeled_items[start:start + 5000]
+        chunk = labeled_items[start : start + 5000]
         for item_id, method, source in (
             LabelChange.objects.filter(project_id=project_id, item_id__in=chunk)
-            .order_by("item_id", "seq").values_list("item_id", "method", "source")
+            .order_by("item_id", "seq")
+            .values_list("item_id", "method", "source")
         ):
             first.setdefault(item_id, (method, source))
     delay_bins, backlog_bins = {}, {}
@@ -352,7 +377,7 @@ def _recompute_portable(project_id: int, rng) -> None:
     for r in rows:
         if r[6] is not None:
             continue
-        at = r[4].astimezone(dt_timezone.utc)
+        at = r[4].astimezone(UTC)
         hour = at.replace(minute=0, second=0, microsecond=0)
         acc = backlog_bins.setdefault((r[1], hour), [0, 0.0, at, 0, 0.0, 0.0])
         conf = _confidence(r[3])
@@ -365,17 +390,36 @@ def _recompute_portable(project_id: int, rng) -> None:
             acc[5] += conf * conf
     FeedbackDelayBin.objects.bulk_create(
         [
-            FeedbackDelayBin(project_id=project_id, model_version=mv, channel=ch, pred_day=day, bucket=b,
-                             delay_day=survival.BUCKET_DAY[b], n=a[0], n_correct=a[1], n_conf=a[2], sum_conf=a[3],
-                             sum_conf_sq=a[4])
+            FeedbackDelayBin(
+                project_id=project_id,
+                model_version=mv,
+                channel=ch,
+                pred_day=day,
+                bucket=b,
+                delay_day=survival.BUCKET_DAY[b],
+                n=a[0],
+                n_correct=a[1],
+                n_conf=a[2],
+                sum_conf=a[3],
+                sum_conf_sq=a[4],
+            )
             for (mv, ch, day, b), a in delay_bins.items()
         ],
         batch_size=2000,
     )
     FeedbackBacklogBin.objects.bulk_create(
         [
-            FeedbackBacklogBin(project_id=project_id, model_version=mv, pred_hour=hour, n=a[0], sum_offset=a[1],
-                               oldest_at=a[2], n_conf=a[3], sum_conf=a[4], sum_conf_sq=a[5])
+            FeedbackBacklogBin(
+                project_id=project_id,
+                model_version=mv,
+                pred_hour=hour,
+                n=a[0],
+                sum_offset=a[1],
+                oldest_at=a[2],
+                n_conf=a[3],
+                sum_conf=a[4],
+                sum_conf_sq=a[5],
+            )
             for (mv, hour), a in backlog_bins.items()
         ],
         batch_size=2000,
@@ -387,13 +431,22 @@ def bins_snapshot(project_id: int) -> tuple[list, list]:
     delay = sorted(
         (mv, ch, day, b, dd, n, c, nc, round(s, 6), round(s2, 6))
         for mv, ch, day, b, dd, n, c, nc, s, s2 in FeedbackDelayBin.objects.filter(project_id=project_id).values_list(
-            "model_version", "channel", "pred_day", "bucket", "delay_day", "n", "n_correct", "n_conf", "sum_conf",
-            "sum_conf_sq")
+            "model_version",
+            "channel",
+            "pred_day",
+            "bucket",
+            "delay_day",
+            "n",
+            "n_correct",
+            "n_conf",
+            "sum_conf",
+            "sum_conf_sq",
+        )
     )
     backlog = sorted(
         (mv, h, n, round(o, 3), old, nc, round(s, 6), round(s2, 6))
         for mv, h, n, o, old, nc, s, s2 in FeedbackBacklogBin.objects.filter(project_id=project_id).values_list(
-            "model_version", "pred_hour", "n", "sum_offset", "oldest_at", "n_conf", "sum_conf", "sum_conf_sq")
+            "model_version", "pred_hour", "n", "sum_offset", "oldest_at", "n_conf", "sum_conf", "sum_conf_sq"
+        )
     )
     return delay, backlog
-

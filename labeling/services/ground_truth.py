@@ -99,9 +99,8 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     bulk = is_postgres() and len(decisions) >= SQL_PATH_MIN
     lock_rows(Item.objects.filter(_items_in(item_ids, bulk=bulk), project_id=project_id))
     external_ids, current = {}, {}
-    for pk, item_project, external_id, label, method in (
-        Item.objects.filter(_items_in(item_ids, bulk=bulk))
-        .values_list("pk", "project_id", "external_id", "ground_truth__label", "ground_truth__method")
+    for pk, item_project, external_id, label, method in Item.objects.filter(_items_in(item_ids, bulk=bulk)).values_list(
+        "pk", "project_id", "external_id", "ground_truth__label", "ground_truth__method"
     ):
         if item_project == project_id:
             external_ids[pk] = external_id
@@ -130,29 +129,74 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     first = label_seq_reserve(project_id=project_id, count=len(pending))  # last write: see module doc
     if bulk:
         actor_id = actor.pk if actor is not None else None
-        copy_rows(table(LabelChange), _CHANGE_COLUMNS, (
-            (project_id, first + i, d.item_id, external_ids.get(d.item_id, ""), d.label, previous, d.method, d.score,
-             actor_id, json.dumps(list(d.annotators)), d.model_version, d.source, d.note, now)
-            for i, (d, previous) in enumerate(pending)
-        ))
+        copy_rows(
+            table(LabelChange),
+            _CHANGE_COLUMNS,
+            (
+                (
+                    project_id,
+                    first + i,
+                    d.item_id,
+                    external_ids.get(d.item_id, ""),
+                    d.label,
+                    previous,
+                    d.method,
+                    d.score,
+                    actor_id,
+                    json.dumps(list(d.annotators)),
+                    d.model_version,
+                    d.source,
+                    d.note,
+                    now,
+                )
+                for i, (d, previous) in enumerate(pending)
+            ),
+        )
     else:
-        LabelChange.objects.bulk_create([
-            LabelChange(
-                project_id=project_id, seq=first + i, item_id=d.item_id, external_id=external_ids.get(d.item_id, ""),
-                label=d.label, previous_label=previous,
-                method=d.method, score=d.score, actor=actor, annotators=list(d.annotators),
-                model_version=d.model_version, source=d.source, note=d.note, changed_at=now,
-            )
-            for i, (d, previous) in enumerate(pending)
-        ])
-    changes = [GroundTruthChange(d.item_id, d.label, previous, d.method, first + i)
-               for i, (d, previous) in enumerate(pending)]
+        LabelChange.objects.bulk_create(
+            [
+                LabelChange(
+                    project_id=project_id,
+                    seq=first + i,
+                    item_id=d.item_id,
+                    external_id=external_ids.get(d.item_id, ""),
+                    label=d.label,
+                    previous_label=previous,
+                    method=d.method,
+                    score=d.score,
+                    actor=actor,
+                    annotators=list(d.annotators),
+                    model_version=d.model_version,
+                    source=d.source,
+                    note=d.note,
+                    changed_at=now,
+                )
+                for i, (d, previous) in enumerate(pending)
+            ]
+        )
+    changes = [
+        GroundTruthChange(d.item_id, d.label, previous, d.method, first + i) for i, (d, previous) in enumerate(pending)
+    ]
     transaction.on_commit(partial(_announce, project_id, changes))
     return changes
 
 
-_CHANGE_COLUMNS = ["project_id", "seq", "item_id", "external_id", "label", "previous_label", "method", "score",
-                   "actor_id", "annotators", "model_version", "source", "note", "changed_at"]
+_CHANGE_COLUMNS = [
+    "project_id",
+    "seq",
+    "item_id",
+    "external_id",
+    "label",
+    "previous_label",
+    "method",
+    "score",
+    "actor_id",
+    "annotators",
+    "model_version",
+    "source",
+    "note",
+    "changed_at",
+]
 _GT_FIELDS = ["label", "method", "score", "decided_by", "decided_at", "source", "note"]
 
 
@@ -169,8 +213,17 @@ def _write_ground_truth(*, decisions: list[Decision], existing: set, actor, now,
         _upsert_ground_truth_sql(last=last, arrived=arrived, actor=actor, now=now)
         return
     rows = {
-        item_id: GroundTruth(item_id=item_id, label=d.label, method=d.method, score=d.score, decided_by=actor,
-                             decided_at=now, source=d.source, note=d.note, first_arrived_at=arrived[item_id])
+        item_id: GroundTruth(
+            item_id=item_id,
+            label=d.label,
+            method=d.method,
+            score=d.score,
+            decided_by=actor,
+            decided_at=now,
+            source=d.source,
+            note=d.note,
+            first_arrived_at=arrived[item_id],
+        )
         for item_id, d in last.items()
     }
     to_create = [gt for item_id, gt in rows.items() if item_id not in existing]
@@ -183,14 +236,21 @@ def _write_ground_truth(*, decisions: list[Decision], existing: set, actor, now,
 
 def _upsert_ground_truth_sql(*, last: dict, arrived: dict, actor, now) -> None:
     """Upsert the rows from one COPY into a temporary table; first_arrived_at is kept where a row exists."""
-    execute_many([
-        ("DROP TABLE IF EXISTS pg_temp.gt_decisions", ()),
-        ("CREATE TEMP TABLE gt_decisions (item_id bigint, label text, method text, score float8, "
-         "source text, note text, first_arrived_at timestamptz) ON COMMIT DROP", ()),
-    ])
-    copy_rows("gt_decisions", ["item_id", "label", "method", "score", "source", "note", "first_arrived_at"], (
-        (d.item_id, d.label, d.method, d.score, d.source, d.note, arrived[d.item_id]) for d in last.values()
-    ))
+    execute_many(
+        [
+            ("DROP TABLE IF EXISTS pg_temp.gt_decisions", ()),
+            (
+                "CREATE TEMP TABLE gt_decisions (item_id bigint, label text, method text, score float8, "
+                "source text, note text, first_arrived_at timestamptz) ON COMMIT DROP",
+                (),
+            ),
+        ]
+    )
+    copy_rows(
+        "gt_decisions",
+        ["item_id", "label", "method", "score", "source", "note", "first_arrived_at"],
+        ((d.item_id, d.label, d.method, d.score, d.source, d.note, arrived[d.item_id]) for d in last.values()),
+    )
     execute(
         f"INSERT INTO {table(GroundTruth)} AS g "
         "(item_id, label, method, score, decided_by_id, decided_at, source, note, first_arrived_at) "
@@ -202,12 +262,25 @@ def _upsert_ground_truth_sql(*, last: dict, arrived: dict, actor, now) -> None:
     )
 
 
-def ground_truth_set(*, item: Item, label: str, method: str, actor=None, score=None, annotators=(), note="",
-                     source="", model_version="", arrived_at=None, status=ItemStatus.RESOLVED):
+def ground_truth_set(
+    *,
+    item: Item,
+    label: str,
+    method: str,
+    actor=None,
+    score=None,
+    annotators=(),
+    note="",
+    source="",
+    model_version="",
+    arrived_at=None,
+    status=ItemStatus.RESOLVED,
+):
     changes = ground_truth_set_many(
         project_id=item.project_id,
-        decisions=[Decision(item.pk, label, method, score, tuple(annotators), note, source, model_version, arrived_at,
-                            status)],
+        decisions=[
+            Decision(item.pk, label, method, score, tuple(annotators), note, source, model_version, arrived_at, status)
+        ],
         actor=actor,
     )
     return changes[0] if changes else None

@@ -138,8 +138,9 @@ def items_validate(*, project: Project, rows: list) -> list[ParsedItem]:
         if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 2**31 - 1:
             raise ValueError("priority must be an integer.")
         pred = row.get("prediction")
-        return ParsedItem(ext, payload, priority,
-                          None if pred is None else _parse_prediction(pred, label_keys, now, label_order))
+        return ParsedItem(
+            ext, payload, priority, None if pred is None else _parse_prediction(pred, label_keys, now, label_order)
+        )
 
     return rows_parse(rows, parse_row)
 
@@ -217,12 +218,20 @@ def _write_portable(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
         first_pred = old[3] if old else None
         if pred is not None and (first_pred is None or pred.predicted_at < first_pred):
             first_pred = pred.predicted_at
-        item_rows.append(Item(
-            project=project, external_id=p.external_id, payload=p.payload, priority=p.priority,
-            required_annotations=project.annotations_per_item, queue_order=project.queue_order,
-            uncertainty=_uncertainty(pred) if pred_changed else None,
-            first_predicted_at=first_pred, created_at=now, updated_at=now,
-        ))
+        item_rows.append(
+            Item(
+                project=project,
+                external_id=p.external_id,
+                payload=p.payload,
+                priority=p.priority,
+                required_annotations=project.annotations_per_item,
+                queue_order=project.queue_order,
+                uncertainty=_uncertainty(pred) if pred_changed else None,
+                first_predicted_at=first_pred,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
     feedback_days_mark(project_id=project.pk, times=marked_times)
     update_fields = ["payload", "priority", "updated_at", "first_predicted_at"]
@@ -232,22 +241,34 @@ def _write_portable(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
     for group, fields in ((with_unc, update_fields + ["uncertainty"]), (without, update_fields)):
         if group:
             Item.objects.bulk_create(
-                group, batch_size=2000, update_conflicts=True,
-                unique_fields=["project", "external_id"], update_fields=fields,
+                group,
+                batch_size=2000,
+                update_conflicts=True,
+                unique_fields=["project", "external_id"],
+                update_fields=fields,
             )
     if pred_rows:
         ids = dict(
-            Item.objects.filter(project=project, external_id__in=[p.external_id for p in pred_rows])
-            .values_list("external_id", "pk")
+            Item.objects.filter(project=project, external_id__in=[p.external_id for p in pred_rows]).values_list(
+                "external_id", "pk"
+            )
         )
         Prediction.objects.bulk_create(
             [
-                Prediction(item_id=ids[p.external_id], model_version=p.prediction.model_version,
-                           label=p.prediction.label, probabilities=p.prediction.probabilities,
-                           vector=p.prediction.vector, predicted_at=p.prediction.predicted_at, created_at=now)
+                Prediction(
+                    item_id=ids[p.external_id],
+                    model_version=p.prediction.model_version,
+                    label=p.prediction.label,
+                    probabilities=p.prediction.probabilities,
+                    vector=p.prediction.vector,
+                    predicted_at=p.prediction.predicted_at,
+                    created_at=now,
+                )
                 for p in pred_rows
             ],
-            batch_size=2000, update_conflicts=True, unique_fields=["item", "model_version"],
+            batch_size=2000,
+            update_conflicts=True,
+            unique_fields=["item", "model_version"],
             update_fields=["label", "probabilities", "vector", "predicted_at"],
         )
     return IngestResult(created, updated, unchanged)
@@ -261,8 +282,18 @@ def json_text(value) -> str:
         return json.dumps(value)
 
 
-_INGEST_COLUMNS = ["ord", "external_id", "payload", "priority", "uncertainty", "model_version", "label",
-                   "probabilities", "vector", "predicted_at"]
+_INGEST_COLUMNS = [
+    "ord",
+    "external_id",
+    "payload",
+    "priority",
+    "uncertainty",
+    "model_version",
+    "label",
+    "probabilities",
+    "vector",
+    "predicted_at",
+]
 
 
 def _ingest_rows(parsed: list[ParsedItem]):
@@ -275,8 +306,16 @@ def _ingest_rows(parsed: list[ParsedItem]):
         else:
             probs = pr.probabilities
             yield (
-                n, p.external_id, dumps(p.payload), p.priority, _uncertainty(pr),
-                pr.model_version, pr.label, None if probs is None else dumps(probs), pr.vector, pr.predicted_at,
+                n,
+                p.external_id,
+                dumps(p.payload),
+                p.priority,
+                _uncertainty(pr),
+                pr.model_version,
+                pr.label,
+                None if probs is None else dumps(probs),
+                pr.vector,
+                pr.predicted_at,
             )
 
 
@@ -347,8 +386,13 @@ def _write_postgres(*, project: Project, parsed: list[ParsedItem]) -> IngestResu
         SELECT (SELECT count(*) FROM items WHERE inserted), (SELECT count(*) FROM items),
                (SELECT count(*) FROM preds), (SELECT count(*) FROM days)
         """,
-        {"project": project.pk, "status": ItemStatus.OPEN, "required": project.annotations_per_item,
-         "order": project.queue_order, "now": timezone.now()},
+        {
+            "project": project.pk,
+            "status": ItemStatus.OPEN,
+            "required": project.annotations_per_item,
+            "order": project.queue_order,
+            "now": timezone.now(),
+        },
     )
     execute("TRUNCATE _ingest")
     if days:

@@ -33,8 +33,9 @@ class LabelSpec:
     hotkey: str = ""
 
 
-def user_create(*, username: str, password: str, is_staff: bool = False, email: str = "",
-                can_create_projects: bool = False) -> User:
+def user_create(
+    *, username: str, password: str, is_staff: bool = False, email: str = "", can_create_projects: bool = False
+) -> User:
     """A new account. `can_create_projects` gives it Django's labeling.add_project permission (staff
     create projects without it)."""
     username = (username or "").strip()
@@ -52,8 +53,11 @@ def user_create(*, username: str, password: str, is_staff: bool = False, email: 
                 user_allow_project_create(user=user)
             return user
     except IntegrityError:
-        raise Conflict(f"A user named {username!r} already exists.", code="username_taken",
-                       fields={"username": ["A user with that username already exists."]})
+        raise Conflict(
+            f"A user named {username!r} already exists.",
+            code="username_taken",
+            fields={"username": ["A user with that username already exists."]},
+        )
 
 
 def user_allow_project_create(*, user) -> None:
@@ -152,7 +156,11 @@ def project_create(
         ]
     )
     GuidelineRevision.objects.bulk_create(
-        [GuidelineRevision(label=lc, text=lc.guideline, author=creator, note="created") for lc in label_objs if lc.pk and lc.guideline]
+        [
+            GuidelineRevision(label=lc, text=lc.guideline, author=creator, note="created")
+            for lc in label_objs
+            if lc.pk and lc.guideline
+        ]
     )
     LabelSequence.objects.create(project=project)
     Membership.objects.create(user=creator, project=project, role=Role.MANAGER)
@@ -176,7 +184,9 @@ PROJECT_EDITABLE = (
 def project_update(*, project: Project, actor, **changes) -> Project:
     unknown = set(changes) - set(PROJECT_EDITABLE)
     if unknown:
-        raise ValidationFailed(f"Cannot change {', '.join(sorted(unknown))}.", fields={k: ["Not editable."] for k in unknown})
+        raise ValidationFailed(
+            f"Cannot change {', '.join(sorted(unknown))}.", fields={k: ["Not editable."] for k in unknown}
+        )
     project = Project.objects.select_for_update().get(pk=project.pk)
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationFailed("name is required.", fields={"name": ["This field may not be blank."]})
@@ -237,6 +247,9 @@ def member_remove(*, project: Project, username: str) -> None:
     membership = Membership.objects.select_for_update().filter(project=project, user__username=username).first()
     if membership is None:
         raise NotFound(f"{username!r} is not a member of this project.")
-    if membership.role == Role.MANAGER and not Membership.objects.filter(project=project, role=Role.MANAGER).exclude(pk=membership.pk).exists():
+    if (
+        membership.role == Role.MANAGER
+        and not Membership.objects.filter(project=project, role=Role.MANAGER).exclude(pk=membership.pk).exists()
+    ):
         raise Conflict("A project must keep at least one manager.", code="last_manager")
     membership.delete()

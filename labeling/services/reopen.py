@@ -18,7 +18,7 @@ def items_reopen_rank_set(*, item_ranks: dict[int, float]) -> int:
     pairs = sorted((int(i), float(r)) for i, r in item_ranks.items())
     changed = 0
     for start in range(0, len(pairs), CHUNK):
-        chunk = pairs[start:start + CHUNK]
+        chunk = pairs[start : start + CHUNK]
         rank = Case(*(When(pk=i, then=Value(r)) for i, r in chunk), output_field=FloatField())
         changed += Item.objects.filter(pk__in=[i for i, _ in chunk], status=ItemStatus.OPEN).update(reopen_rank=rank)
     return changed

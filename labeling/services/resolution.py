@@ -44,7 +44,9 @@ MAX_NOTE = 4000
 def latest_done_run_id(*, project_id: int) -> int | None:
     return (
         QualityRun.objects.filter(project_id=project_id, status=QualityRunStatus.DONE)
-        .order_by("-id").values_list("pk", flat=True).first()
+        .order_by("-id")
+        .values_list("pk", flat=True)
+        .first()
     )
 
 
@@ -55,10 +57,18 @@ def review_next(*, project: Project, reviewer) -> Assignment | None:
     now = timezone.now()
     held = (
         Assignment.objects.select_for_update(of=("self",))
-        .filter(annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
-                item__project=project, item__status__in=REVIEWABLE)
+        .filter(
+            annotator=reviewer,
+            kind=AssignmentKind.REVIEW,
+            status=AssignmentStatus.ACTIVE,
+            expires_at__gt=now,
+            item__project=project,
+            item__status__in=REVIEWABLE,
+        )
         .exclude(reopen_pending("item__"))
-        .select_related("item").order_by("id").first()
+        .select_related("item")
+        .order_by("id")
+        .first()
     )
     if held is not None:
         return held
@@ -67,14 +77,30 @@ def review_next(*, project: Project, reviewer) -> Assignment | None:
     expires = now + timedelta(seconds=project.lease_seconds)
     for item in _candidates(project=project, reviewer=reviewer, run_id=run_id, now=now):
         # Under the lock, with a fresh snapshot: a lease committed after the candidate query started.
-        if Assignment.objects.filter(item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE,
-                                     expires_at__gt=now).exclude(annotator=reviewer).exists():
+        if (
+            Assignment.objects.filter(
+                item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+            )
+            .exclude(annotator=reviewer)
+            .exists()
+        ):
             continue
-        lease = Assignment.objects.select_for_update().filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW).first()
+        lease = (
+            Assignment.objects.select_for_update()
+            .filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW)
+            .first()
+        )
         if lease is None:
-            lease = Assignment.objects.create(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=expires)
+            lease = Assignment.objects.create(
+                item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=expires
+            )
         else:  # an earlier lease of mine on this item expired (or was finished and the item came back)
-            lease.status, lease.expires_at, lease.finished_at, lease.skip_reason = AssignmentStatus.ACTIVE, expires, None, ""
+            lease.status, lease.expires_at, lease.finished_at, lease.skip_reason = (
+                AssignmentStatus.ACTIVE,
+                expires,
+                None,
+                "",
+            )
             lease.save(update_fields=["status", "expires_at", "finished_at", "skip_reason"])
         lease.item = item
         return lease
@@ -91,27 +117,31 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
     No walk passes over the items waiting for one more annotation (ReopenRequest, stored as
     disputed; after a backlog run, most of the disputed items): each source only holds items that
     cannot be waiting for one, and the exclusion below is a check of the few found."""
+
     def leased_by_other(ref):
         return Assignment.objects.filter(
             item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE, expires_at__gt=now
         ).exclude(annotator=reviewer)
 
     def skipped_by_me(ref):
-        return Assignment.objects.filter(item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.SKIPPED,
-                                         annotator=reviewer)
+        return Assignment.objects.filter(
+            item=OuterRef(ref), kind=AssignmentKind.REVIEW, status=AssignmentStatus.SKIPPED, annotator=reviewer
+        )
 
     excluded = []
     reviewable = (
         Item.objects.filter(project=project, status__in=REVIEWABLE)
         .exclude(reopen_pending())
-        .exclude(Exists(leased_by_other("pk"))).exclude(Exists(skipped_by_me("pk")))
+        .exclude(Exists(leased_by_other("pk")))
+        .exclude(Exists(skipped_by_me("pk")))
     )
     if run_id is None:
         sources = [reviewable]
     else:
         scored = (
-            QualityItemResult.objects.filter(run_id=run_id, outcome__in=REVIEW_OUTCOMES, item__project=project,
-                                             item__status__in=REVIEWABLE)
+            QualityItemResult.objects.filter(
+                run_id=run_id, outcome__in=REVIEW_OUTCOMES, item__project=project, item__status__in=REVIEWABLE
+            )
             .exclude(reopen_pending("item__"))
             .exclude(Exists(leased_by_other("item_id")))
             .exclude(Exists(skipped_by_me("item_id")))
@@ -119,16 +149,23 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
         )
         for _ in range(attempts):
             result = (
-                scored.exclude(item_id__in=excluded).select_related("item")
-                .select_for_update(skip_locked=True, of=("item",)).first()
+                scored.exclude(item_id__in=excluded)
+                .select_related("item")
+                .select_for_update(skip_locked=True, of=("item",))
+                .first()
             )
             if result is None:
                 break
             excluded.append(result.item_id)
             yield result.item
         since = QualityRun.objects.filter(pk=run_id).values_list("snapshot_max_annotation_id", flat=True).first() or 0
-        last_scored = (QualityItemResult.objects.filter(run_id=run_id).order_by("-item_id")
-                       .values_list("item_id", flat=True).first() or 0)
+        last_scored = (
+            QualityItemResult.objects.filter(run_id=run_id)
+            .order_by("-item_id")
+            .values_list("item_id", flat=True)
+            .first()
+            or 0
+        )
         sources = [
             reviewable.filter(status=ItemStatus.CONFLICT),
             reviewable.filter(pk__in=Annotation.objects.filter(project_id=project.pk, pk__gt=since).values("item_id")),
@@ -136,7 +173,9 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
         ]
     for source in sources:
         for _ in range(attempts):
-            item = source.exclude(pk__in=excluded).order_by("id").select_for_update(skip_locked=True, of=("self",)).first()
+            item = (
+                source.exclude(pk__in=excluded).order_by("id").select_for_update(skip_locked=True, of=("self",)).first()
+            )
             if item is None:
                 break
             excluded.append(item.pk)
@@ -148,11 +187,16 @@ def review_skip(*, item: Item, reviewer, reason: str = "") -> Assignment:
     """Give a review lease back; the item stays in the queue for the other reviewers."""
     lease = (
         Assignment.objects.select_for_update()
-        .filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).first()
+        .filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE)
+        .first()
     )
     if lease is None:
         raise Conflict("You hold no review lease on this item.", code="no_lease")
-    lease.status, lease.finished_at, lease.skip_reason = AssignmentStatus.SKIPPED, timezone.now(), (reason or "")[:MAX_NOTE]
+    lease.status, lease.finished_at, lease.skip_reason = (
+        AssignmentStatus.SKIPPED,
+        timezone.now(),
+        (reason or "")[:MAX_NOTE],
+    )
     lease.save(update_fields=["status", "finished_at", "skip_reason"])
     return lease
 
@@ -161,7 +205,7 @@ def review_skip(*, item: Item, reviewer, reason: str = "") -> Assignment:
 class Resolution:
     item_id: int
     label: str
-    change: GroundTruthChange | None      # None when the item already had this adjudicated label
+    change: GroundTruthChange | None  # None when the item already had this adjudicated label
     guideline_revision: GuidelineRevision | None
 
 
@@ -172,7 +216,9 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
     guideline (a new GuidelineRevision), so the definition annotators see improves."""
     note = (note or "").strip()
     errors = {}
-    label_obj = LabelClass.objects.filter(project_id=item.project_id, key=label).first() if isinstance(label, str) else None
+    label_obj = (
+        LabelClass.objects.filter(project_id=item.project_id, key=label).first() if isinstance(label, str) else None
+    )
     if label_obj is None:
         errors["label"] = [f"{label!r} is not a label of this project."]
     if len(note) > MAX_NOTE:
@@ -183,15 +229,24 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
 
     item = Item.objects.select_for_update().get(pk=item.pk)
-    agreeing = list(Annotation.objects.filter(item=item, label=label).order_by("annotator_id").values_list("annotator_id", flat=True))
+    agreeing = list(
+        Annotation.objects.filter(item=item, label=label)
+        .order_by("annotator_id")
+        .values_list("annotator_id", flat=True)
+    )
     change = ground_truth_set(
-        item=item, label=label, method=GroundTruthMethod.ADJUDICATED, actor=reviewer, note=note, annotators=agreeing,
+        item=item,
+        label=label,
+        method=GroundTruthMethod.ADJUDICATED,
+        actor=reviewer,
+        note=note,
+        annotators=agreeing,
         source="review",
     )
     now = timezone.now()
-    Assignment.objects.filter(item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).update(
-        status=AssignmentStatus.SUBMITTED, finished_at=now
-    )
+    Assignment.objects.filter(
+        item=item, annotator=reviewer, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE
+    ).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
     # Anyone else still holding a review lease on it has nothing left to decide.
     Assignment.objects.filter(item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).update(
         status=AssignmentStatus.EXPIRED, finished_at=now
@@ -203,6 +258,9 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
         text = f"{lc.guideline.rstrip()}\n{addition}" if lc.guideline.strip() else addition
         LabelClass.objects.filter(pk=lc.pk).update(guideline=text)
         revision = GuidelineRevision.objects.create(
-            label=lc, text=text, author=reviewer, note=f"From the review of item {item.external_id}",
+            label=lc,
+            text=text,
+            author=reviewer,
+            note=f"From the review of item {item.external_id}",
         )
     return Resolution(item_id=item.pk, label=label, change=change, guideline_revision=revision)

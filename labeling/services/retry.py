@@ -42,9 +42,14 @@ def retry_on_conflict(func=None, *, attempts: int = 5, base_delay: float = 0.02)
                 except OperationalError as exc:
                     if attempt == attempts or not is_conflict(exc):
                         raise
-                    logger.warning("%s: %s (attempt %s of %s); running it again", fn.__name__,
-                                   str(exc).splitlines()[0], attempt, attempts)
-                    time.sleep(random.uniform(0, base_delay * 2 ** attempt))
+                    logger.warning(
+                        "%s: %s (attempt %s of %s); running it again",
+                        fn.__name__,
+                        str(exc).splitlines()[0],
+                        attempt,
+                        attempts,
+                    )
+                    time.sleep(random.uniform(0, base_delay * 2**attempt))
             raise AssertionError("unreachable")
 
         return inner

@@ -102,7 +102,11 @@ def _fit(project_id):
     step = max(1, total // FIT_SAMPLE)
     ids = Item.objects.filter(project_id=project_id).order_by("id").values_list("id", flat=True)
     if step > 1:
-        sample = list(Item.objects.filter(project_id=project_id, id__in=list(ids[::step])[:FIT_SAMPLE]).values_list("payload", flat=True))
+        sample = list(
+            Item.objects.filter(project_id=project_id, id__in=list(ids[::step])[:FIT_SAMPLE]).values_list(
+                "payload", flat=True
+            )
+        )
     else:
         sample = list(Item.objects.filter(project_id=project_id).values_list("payload", flat=True)[:FIT_SAMPLE])
     texts = [item_text(p) for p in sample]
@@ -110,8 +114,13 @@ def _fit(project_id):
     fields = _numeric_fields(sample)
     if with_text >= len(sample) / 2 or not fields:
         kind = SimilarityIndex.Kind.TEXT
-        vec = TfidfVectorizer(sublinear_tf=True, min_df=2 if len(texts) >= 1000 else 1, max_features=200_000,
-                              dtype=np.float32, strip_accents="unicode")
+        vec = TfidfVectorizer(
+            sublinear_tf=True,
+            min_df=2 if len(texts) >= 1000 else 1,
+            max_features=200_000,
+            dtype=np.float32,
+            strip_accents="unicode",
+        )
         try:
             vec.fit(texts)
         except ValueError:  # empty vocabulary: fall back to character n-grams
@@ -128,11 +137,25 @@ def _save_bytes(path, data: bytes) -> str:
 
 def _write_segment(index, item_ids, matrix):
     buf = io.BytesIO()
-    np.savez(buf, item_ids=np.asarray(item_ids, dtype=np.int64), data=matrix.data, indices=matrix.indices,
-             indptr=matrix.indptr, shape=np.asarray(matrix.shape))
-    path = _save_bytes(f"similarity/{index.project_id}/g{index.generation}-{item_ids[0]}-{item_ids[-1]}.npz", buf.getvalue())
-    return SimilaritySegment.objects.create(index=index, generation=index.generation, path=path,
-                                            first_item_id=item_ids[0], last_item_id=item_ids[-1], n_rows=len(item_ids))
+    np.savez(
+        buf,
+        item_ids=np.asarray(item_ids, dtype=np.int64),
+        data=matrix.data,
+        indices=matrix.indices,
+        indptr=matrix.indptr,
+        shape=np.asarray(matrix.shape),
+    )
+    path = _save_bytes(
+        f"similarity/{index.project_id}/g{index.generation}-{item_ids[0]}-{item_ids[-1]}.npz", buf.getvalue()
+    )
+    return SimilaritySegment.objects.create(
+        index=index,
+        generation=index.generation,
+        path=path,
+        first_item_id=item_ids[0],
+        last_item_id=item_ids[-1],
+        n_rows=len(item_ids),
+    )
 
 
 @lru_cache(maxsize=128)
@@ -153,7 +176,11 @@ def _append_items(index, vectorizer, after_id):
     """Vectorise items with id > after_id in chunks; returns the new watermark and rows added."""
     last, added = after_id, 0
     while True:
-        chunk = list(Item.objects.filter(project_id=index.project_id, id__gt=last).order_by("id").values_list("id", "payload")[:CHUNK])
+        chunk = list(
+            Item.objects.filter(project_id=index.project_id, id__gt=last)
+            .order_by("id")
+            .values_list("id", "payload")[:CHUNK]
+        )
         if not chunk:
             return last, added
         ids = [c[0] for c in chunk]
@@ -180,14 +207,22 @@ def similarity_index_update(*, project_id: int, force_refit: bool = False) -> Si
     n_items = Item.objects.filter(project_id=project_id).count()
     if n_items == 0:
         return index
-    refit = force_refit or index is None or n_items >= max(REFIT_GROWTH * max(index.fitted_on, 1), index.fitted_on + 1000)
+    refit = (
+        force_refit or index is None or n_items >= max(REFIT_GROWTH * max(index.fitted_on, 1), index.fitted_on + 1000)
+    )
     if refit:
         kind, vectorizer, fitted_on = _fit(project_id)
         generation = 1 if index is None else index.generation + 1
         vec_path = _save_bytes(f"similarity/{project_id}/g{generation}-vectorizer.pkl", pickle.dumps(vectorizer))
         if index is None:
-            index = SimilarityIndex.objects.create(project_id=project_id, kind=kind, generation=generation,
-                                                   vectorizer_path=vec_path, fitted_on=fitted_on, fitted_at=timezone.now())
+            index = SimilarityIndex.objects.create(
+                project_id=project_id,
+                kind=kind,
+                generation=generation,
+                vectorizer_path=vec_path,
+                fitted_on=fitted_on,
+                fitted_at=timezone.now(),
+            )
             index = SimilarityIndex.objects.select_for_update().get(pk=project_id)
         else:
             old = list(index.segments.all())
@@ -216,7 +251,9 @@ def similar_items(*, project_id: int, item_ids, n: int, exclude_item_ids=()) -> 
     if index is None or n <= 0:
         return []
     vectorizer = _load_vectorizer(index.vectorizer_path)
-    segments = [_load_segment(s.path) for s in index.segments.filter(generation=index.generation).order_by("first_item_id")]
+    segments = [
+        _load_segment(s.path) for s in index.segments.filter(generation=index.generation).order_by("first_item_id")
+    ]
     if not segments:
         return []
     query_ids = list(dict.fromkeys(int(i) for i in item_ids))

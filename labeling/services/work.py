@@ -35,6 +35,7 @@ PUBLISH_ERRORS = (BrokerError, OSError)
 
 # --- sending ------------------------------------------------------------------------------------
 
+
 def _app():
     from config.celery import app
 
@@ -60,8 +61,9 @@ def enqueue(task, *args, record: bool = True, **options) -> bool:
         send()
         return True
     except PUBLISH_ERRORS as exc:
-        logger.error("could not send task %s%r (%s: %s); the work sweep will send it", task.name, args,
-                     type(exc).__name__, exc)
+        logger.error(
+            "could not send task %s%r (%s: %s); the work sweep will send it", task.name, args, type(exc).__name__, exc
+        )
         if record:
             _defer(task.name, list(args), exc)
         return False
@@ -77,7 +79,8 @@ def _defer(task_name: str, args: list, exc: BaseException) -> None:
     try:
         with transaction.atomic():
             DeferredTask.objects.get_or_create(
-                key=key, defaults={"task_name": task_name, "args": args, "last_error": f"{type(exc).__name__}: {exc}"[:2000]}
+                key=key,
+                defaults={"task_name": task_name, "args": args, "last_error": f"{type(exc).__name__}: {exc}"[:2000]},
             )
     except IntegrityError:
         pass  # recorded concurrently
@@ -115,14 +118,22 @@ def deferred_tasks_send(*, sender: Sender | None = None, limit: int = 1000) -> i
         if not DeferredTask.objects.filter(pk=row.pk).delete()[0]:
             continue
         if not sender.send(task, *row.args):
-            DeferredTask.objects.get_or_create(key=row.key, defaults={
-                "task_name": row.task_name, "args": row.args, "attempts": row.attempts + 1, "last_error": row.last_error})
+            DeferredTask.objects.get_or_create(
+                key=row.key,
+                defaults={
+                    "task_name": row.task_name,
+                    "args": row.args,
+                    "attempts": row.attempts + 1,
+                    "last_error": row.last_error,
+                },
+            )
             break
         sent += 1
     return sent
 
 
 # --- heartbeats ---------------------------------------------------------------------------------
+
 
 class WorkTakenOver(Exception):
     """This attempt's row was handed to another attempt (its heartbeat had stopped): stop quietly."""
@@ -146,8 +157,9 @@ class Heartbeat:
 
     def __enter__(self):
         if self.interval > 0 and not connection.in_atomic_block:
-            self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.model.__name__}-{self.pk}",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"heartbeat-{self.model.__name__}-{self.pk}", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -164,9 +176,12 @@ class Heartbeat:
             while not self._stop.wait(self.interval):
                 try:
                     beat = self.model.objects.filter(pk=self.pk, status=self.running, attempts=self.attempt).update(
-                        heartbeat_at=timezone.now())
+                        heartbeat_at=timezone.now()
+                    )
                 except DatabaseError:
-                    logger.warning("heartbeat of %s %s failed; trying again", self.model.__name__, self.pk, exc_info=True)
+                    logger.warning(
+                        "heartbeat of %s %s failed; trying again", self.model.__name__, self.pk, exc_info=True
+                    )
                     own.close()
                     continue
                 if not beat:
@@ -183,15 +198,20 @@ class Heartbeat:
 
 # --- the sweep ----------------------------------------------------------------------------------
 
+
 def _silent_since(cutoff) -> Q:
     """Rows whose last sign of life (heartbeat, else start, else creation) is older than `cutoff`: written
     on the row's own columns, so PostgreSQL re-checks it on the newest row version under concurrency."""
-    return (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-            | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff))
+    return (
+        Q(heartbeat_at__lt=cutoff)
+        | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff)
+    )
 
 
-def work_recover(*, model, task, queued: str, running: str, failed: str, now=None, sender: Sender | None = None,
-                 what: str = "work") -> dict:
+def work_recover(
+    *, model, task, queued: str, running: str, failed: str, now=None, sender: Sender | None = None, what: str = "work"
+) -> dict:
     """Re-queue (or fail) `model` rows whose heartbeat stopped, and re-send queued rows nobody picked up.
     Returns {"requeued", "failed", "resent"} counts.
 
@@ -208,13 +228,16 @@ def work_recover(*, model, task, queued: str, running: str, failed: str, now=Non
     counts = {"requeued": 0, "failed": 0, "resent": 0}
 
     silent = model.objects.filter(stale, status=running).annotate(
-        _alive_at=Coalesce("heartbeat_at", "started_at", "created_at"))
+        _alive_at=Coalesce("heartbeat_at", "started_at", "created_at")
+    )
     for pk, attempts, alive_at in silent.values_list("pk", "attempts", "_alive_at"):
         quiet = int((now - alive_at).total_seconds())
         same = model.objects.filter(stale, pk=pk, status=running, attempts=attempts)  # compare-and-set
         if attempts >= max_attempts:
-            reason = (f"The worker stopped (no heartbeat for {quiet} s) on attempt {attempts} of {max_attempts}; "
-                      f"not retried again.")
+            reason = (
+                f"The worker stopped (no heartbeat for {quiet} s) on attempt {attempts} of {max_attempts}; "
+                f"not retried again."
+            )
             if same.update(status=failed, error=reason, finished_at=now):
                 counts["failed"] += 1
                 logger.error("%s %s failed: %s", what, pk, reason)

@@ -24,6 +24,7 @@ class ScoringError(ValueError):
 
 # --- pred_probs -----------------------------------------------------------------------------------
 
+
 def normalize_pred_probs(pred_probs: np.ndarray) -> np.ndarray:
     """Validate and renormalise probabilities (cleanlab silently accepts rows that do not sum to 1)."""
     p = np.asarray(pred_probs, dtype=float)
@@ -68,8 +69,13 @@ def class_prior_pred_probs(train_labels: np.ndarray, n_classes: int, n_items: in
 
 
 def crossval_pred_probs(
-    *, train_labels: np.ndarray, n_classes: int, texts: list[str] | None = None, numeric: np.ndarray | None = None,
-    seed: int = 0, folds: int = 5,
+    *,
+    train_labels: np.ndarray,
+    n_classes: int,
+    texts: list[str] | None = None,
+    numeric: np.ndarray | None = None,
+    seed: int = 0,
+    folds: int = 5,
 ) -> np.ndarray | None:
     """Out-of-sample predicted probabilities (scikit-learn cross_val_predict) for every item.
 
@@ -99,7 +105,9 @@ def crossval_pred_probs(
         cv = KFold(n_splits=n_splits, shuffle=True, random_state=seed % (2**32))
     clf = LogisticRegression(max_iter=1000, C=1.0)
     if texts is not None:
-        model = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000), clf)
+        model = make_pipeline(
+            TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000), clf
+        )
         x_all = np.asarray(texts, dtype=object)
     elif numeric is not None:
         model = make_pipeline(SimpleImputer(strategy="mean"), StandardScaler(), clf)
@@ -123,19 +131,20 @@ def crossval_pred_probs(
 
 # --- scoring --------------------------------------------------------------------------------------
 
+
 @dataclass
 class CrowdScores:
-    method: str                          # "crowdlab" or "single_label"
-    consensus: np.ndarray                # N int
-    quality: np.ndarray                  # N float in [0, 1]
-    agreement: np.ndarray                # N float: share of the item's annotators agreeing with consensus
-    num_annotations: np.ndarray          # N int
-    active_learning: np.ndarray          # N float, ActiveLab (lower = relabel first)
-    label_issue: np.ndarray              # N bool (single-label scoring only)
-    annotator_quality: np.ndarray        # M float, NaN when it cannot be estimated
-    annotator_agreement: np.ndarray      # M float, NaN in single-label scoring
-    annotator_worst_class: np.ndarray    # M int, -1 when unknown
-    annotator_num_labeled: np.ndarray    # M int
+    method: str  # "crowdlab" or "single_label"
+    consensus: np.ndarray  # N int
+    quality: np.ndarray  # N float in [0, 1]
+    agreement: np.ndarray  # N float: share of the item's annotators agreeing with consensus
+    num_annotations: np.ndarray  # N int
+    active_learning: np.ndarray  # N float, ActiveLab (lower = relabel first)
+    label_issue: np.ndarray  # N bool (single-label scoring only)
+    annotator_quality: np.ndarray  # M float, NaN when it cannot be estimated
+    annotator_agreement: np.ndarray  # M float, NaN in single-label scoring
+    annotator_worst_class: np.ndarray  # M int, -1 when unknown
+    annotator_num_labeled: np.ndarray  # M int
     # Wall time inside cleanlab's own functions (a run reports it as its cleanlab time; the
     # normalising, checks and ActiveLab arithmetic around them are not part of it).
     seconds_cleanlab: float = 0.0
@@ -196,8 +205,15 @@ def _score_crowdlab(labels, pred_probs, *, seed) -> CrowdScores:
         with warnings.catch_warnings(), _timed(spent):
             warnings.simplefilter("ignore")
             return get_label_quality_multiannotator(
-                labels, pp, consensus_method="best_quality", quality_method="crowdlab", calibrate_probs=False,
-                return_detailed_quality=False, return_annotator_stats=True, return_weights=True, verbose=False,
+                labels,
+                pp,
+                consensus_method="best_quality",
+                quality_method="crowdlab",
+                calibrate_probs=False,
+                return_detailed_quality=False,
+                return_annotator_stats=True,
+                return_weights=True,
+                verbose=False,
             )
 
     try:
@@ -226,8 +242,13 @@ def _score_crowdlab(labels, pred_probs, *, seed) -> CrowdScores:
 
     stats = res["annotator_stats"].sort_index()
     return CrowdScores(
-        method="crowdlab", consensus=consensus, quality=quality, agreement=agreement, num_annotations=num,
-        active_learning=active, label_issue=np.zeros(n, dtype=bool),
+        method="crowdlab",
+        consensus=consensus,
+        quality=quality,
+        agreement=agreement,
+        num_annotations=num,
+        active_learning=active,
+        label_issue=np.zeros(n, dtype=bool),
         annotator_quality=stats["annotator_quality"].to_numpy(dtype=float),
         annotator_agreement=stats["agreement_with_consensus"].to_numpy(dtype=float),
         annotator_worst_class=stats["worst_class"].fillna(-1).to_numpy().astype(np.int64),
@@ -264,14 +285,23 @@ def _score_single(labels, pred_probs) -> CrowdScores:
             per_class = [(quality[rows & (given == c)].mean(), c) for c in range(k) if (rows & (given == c)).any()]
             worst[j] = min(per_class)[1]
     return CrowdScores(
-        method="single_label", consensus=given, quality=quality, agreement=np.ones(n), num_annotations=mask.sum(axis=1),
-        active_learning=active, label_issue=issues, annotator_quality=annotator_quality,
-        annotator_agreement=np.full(m, np.nan), annotator_worst_class=worst,
-        annotator_num_labeled=mask.sum(axis=0), seconds_cleanlab=sum(spent),
+        method="single_label",
+        consensus=given,
+        quality=quality,
+        agreement=np.ones(n),
+        num_annotations=mask.sum(axis=1),
+        active_learning=active,
+        label_issue=issues,
+        annotator_quality=annotator_quality,
+        annotator_agreement=np.full(m, np.nan),
+        annotator_worst_class=worst,
+        annotator_num_labeled=mask.sum(axis=0),
+        seconds_cleanlab=sum(spent),
     )
 
 
 # --- agreement between annotators ------------------------------------------------------------------
+
 
 def coincidence_matrix(counts: np.ndarray) -> np.ndarray:
     """Krippendorff's coincidence matrix (K × K) from item × class label counts: each ordered pair of

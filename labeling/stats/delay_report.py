@@ -3,8 +3,7 @@ coverage, cohorts, backlog, SLO, staffing, live performance). No database access
 labeling.selectors.feedback; `report_compute` states the definitions."""
 
 import math
-from datetime import date, datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -44,7 +43,7 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
       from the Poisson-binomial variance sum p(1-p) (assumes calibrated probabilities).
     """
     cutoff = now.timestamp()
-    cutoff_ord = now.astimezone(dt_timezone.utc).date().toordinal()
+    cutoff_ord = now.astimezone(UTC).date().toordinal()
 
     # labeled rows: (day since 1970, delay_day, n, src, correct, other conf count, other sum, other sum^2)
     L = np.nan_to_num(by_day)
@@ -81,8 +80,13 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
     last = survival.max_followup_bucket(events, censored)
     followup = survival.EDGES[last + 1] if 0 <= last < survival.N_BUCKETS - 1 else (math.inf if last >= 0 else 0)
     breached = bool(observed > target) if observed is not None else bool(followup > target)
-    slo = {"quantile": q, "target_seconds": target, "observed_seconds": _r(observed, 1), "breached": breached,
-           "fraction_within_target": _r(survival.cdf_at(km, target)) if predictions else None}
+    slo = {
+        "quantile": q,
+        "target_seconds": target,
+        "observed_seconds": _r(observed, 1),
+        "breached": breached,
+        "fraction_within_target": _r(survival.cdf_at(km, target)) if predictions else None,
+    }
 
     # per-day totals on a dense axis
     all_days = np.concatenate([l_day, b_day]) if (l_day.size or b_day.size) else np.zeros(0, int)
@@ -118,13 +122,18 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
             if n_w <= 0:
                 continue
             last_day = min(w + 6, cutoff_ord, until_ord if until_ord is not None else w + 6)
-            start_last = datetime.fromordinal(last_day).replace(tzinfo=dt_timezone.utc).timestamp()
+            start_last = datetime.fromordinal(last_day).replace(tzinfo=UTC).timestamp()
             complete = int(min(max(math.floor((cutoff - start_last) / DAY) - 1, 0), COHORT_MAX_DAYS))
             hist = np.bincount(np.minimum(l_dd[wl], COHORT_MAX_DAYS), weights=l_src[wl], minlength=COHORT_MAX_DAYS + 1)
             cum = np.cumsum(hist)
             week = date.fromordinal(w).isoformat()
-            cohorts.append({"week": week, "predictions": int(n_w),
-                            "fraction_labeled_by_day": [round(cum[d] / n_w, 4) for d in range(complete)]})
+            cohorts.append(
+                {
+                    "week": week,
+                    "predictions": int(n_w),
+                    "fraction_labeled_by_day": [round(cum[d] / n_w, 4) for d in range(complete)],
+                }
+            )
 
             lab_w, correct_w = float(l_src[wl].sum()), float(l_correct[wl].sum())
             acc = correct_w / lab_w if lab_w else None
@@ -140,8 +149,16 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
                 est = (correct_w + s + no_conf * fb) / n_w
                 half = Z95 * math.sqrt(max(s - s2, 0.0) + no_conf * fb * (1 - fb)) / n_w
                 interval = [round(max(est - half, 0.0), 4), round(min(est + half, 1.0), 4)]
-            live.append({"week": week, "accuracy_on_labeled": _r(acc), "fraction_labeled": round(lab_w / n_w, 4),
-                         "estimated_accuracy": _r(est), "interval": interval, "predictions": int(n_w)})
+            live.append(
+                {
+                    "week": week,
+                    "accuracy_on_labeled": _r(acc),
+                    "fraction_labeled": round(lab_w / n_w, 4),
+                    "estimated_accuracy": _r(est),
+                    "interval": interval,
+                    "predictions": int(n_w),
+                }
+            )
 
         # staffing window: the last STAFFING_WINDOW_DAYS whole days of the selection
         end = min(cutoff_ord, until_ord + 1) if until_ord is not None else cutoff_ord
@@ -159,8 +176,11 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
             np.add.at(arrive, np.minimum(arrived_day - d0, span), l_n)
             waiting = np.cumsum(tot) - np.cumsum(arrive[:span])
             first = max(0, span - 120)
-            backlog_series = [{"day": date.fromordinal(int(days[i])).isoformat(), "unlabeled": int(waiting[i])}
-                              for i in range(first, span) if days[i] <= cutoff_ord]
+            backlog_series = [
+                {"day": date.fromordinal(int(days[i])).isoformat(), "unlabeled": int(waiting[i])}
+                for i in range(first, span)
+                if days[i] <= cutoff_ord
+            ]
 
     unlabeled = int(b_n.sum())
     median_seconds = float(np.median(seconds)) if seconds else None
@@ -182,8 +202,10 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
         "naive_delay_seconds": survival.quantiles(naive),
         "coverage": coverage,
         "cohorts": cohorts,
-        "backlog": {"unlabeled": unlabeled,
-                    "oldest_age_seconds": _r(max(cutoff - b_oldest, 0.0), 0) if b_oldest is not None else None},
+        "backlog": {
+            "unlabeled": unlabeled,
+            "oldest_age_seconds": _r(max(cutoff - b_oldest, 0.0), 0) if b_oldest is not None else None,
+        },
         "slo": slo,
         "staffing": staffing,
         "live_performance": live,

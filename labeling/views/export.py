@@ -50,8 +50,11 @@ def project_export(request, project_id):
     if request.method == "POST":
         try:
             export, created = export_request(
-                project=project, actor=request.user, format=request.POST.get("format") or ExportFormat.JSONL,
-                since=request.POST.get("since") or "0", compact=request.POST.get("compact") in ("on", "true", "1"),
+                project=project,
+                actor=request.user,
+                format=request.POST.get("format") or ExportFormat.JSONL,
+                since=request.POST.get("since") or "0",
+                compact=request.POST.get("compact") in ("on", "true", "1"),
             )
             if not created:
                 notice = f"Nothing changed since snapshot #{export.pk}, which already covers this range."

@@ -33,8 +33,11 @@ def feedback_delay_page(request, project_id):
     cohorts = report["cohorts"][-COHORT_WEEKS_SHOWN:]
     width = min(max((len(c["fraction_labeled_by_day"]) for c in cohorts), default=0), COHORT_DAYS_SHOWN)
     cohort_rows = [
-        {"week": c["week"], "predictions": c["predictions"],
-         "cells": (c["fraction_labeled_by_day"][:width] + [None] * width)[:width]}
+        {
+            "week": c["week"],
+            "predictions": c["predictions"],
+            "cells": (c["fraction_labeled_by_day"][:width] + [None] * width)[:width],
+        }
         for c in cohorts
     ]
     chart_data = {

@@ -1,13 +1,13 @@
 """Web pages. Thin: permission-checked reads through selectors, writes through services."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import render
 
+from common.errors import Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, access_project, project_create_allowed
 from labeling.selectors.projects import project_labels, project_list_with_counts, project_members
-from common.errors import Forbidden, NotFound
 
 
 def page_project(request, project_id, roles=ANY_ROLE):
@@ -27,8 +27,11 @@ def home(request):
     for p in projects:
         p.user_role = "manager (staff)" if request.user.is_staff and p.pk not in roles else roles.get(p.pk)
         p.pct_resolved = round(100 * p.n_resolved / p.n_items) if p.n_items else 0
-    return render(request, "labeling/home.html", {
-        "projects": projects, "can_create_projects": project_create_allowed(user=request.user)})
+    return render(
+        request,
+        "labeling/home.html",
+        {"projects": projects, "can_create_projects": project_create_allowed(user=request.user)},
+    )
 
 
 @login_required
@@ -38,6 +41,10 @@ def project_detail(request, project_id):
     return render(
         request,
         "labeling/project_detail.html",
-        {"project": project, "labels": project_labels(project=project), "counts": counts,
-         "members": project_members(project=project)},
+        {
+            "project": project,
+            "labels": project_labels(project=project),
+            "counts": counts,
+            "members": project_members(project=project),
+        },
     )

@@ -30,7 +30,11 @@ def _page_item(request, item_id):
 
 def _render_review(request, project, *, ctx=None, empty=False, flash="", error="", status=200):
     context = {
-        "project": project, "ctx": ctx, "empty": empty, "flash": flash, "error": error,
+        "project": project,
+        "ctx": ctx,
+        "empty": empty,
+        "flash": flash,
+        "error": error,
         "queue_size": sq.review_queue_size(project=project),
     }
     template = "labeling/_review_pane.html" if request.headers.get("HX-Request") else "labeling/review.html"
@@ -67,8 +71,13 @@ def review_resolve_view(request, project_id, item_id):
         raise Http404("Item not found")
     label = request.POST.get("label", "")
     try:
-        item_resolve(item=item, reviewer=request.user, label=label, note=request.POST.get("note", ""),
-                     append_to_guideline=request.POST.get("append_to_guideline") in ("on", "true", "1"))
+        item_resolve(
+            item=item,
+            reviewer=request.user,
+            label=label,
+            note=request.POST.get("note", ""),
+            append_to_guideline=request.POST.get("append_to_guideline") in ("on", "true", "1"),
+        )
     except ValidationFailed as exc:
         return _render_review(request, project, ctx=sq.review_context(item=item), error=exc.message)
     return _next(request, project, flash=f"{item.external_id} resolved as {label}.")
@@ -96,17 +105,24 @@ def quality_page(request, project_id):
     two panels below), or with it (?panels=inline, the no-JavaScript link)."""
     project = page_project(request, project_id, roles=REVIEW_ROLES)
     inline = request.GET.get("panels") == "inline"
-    return render(request, "labeling/quality.html", {
-        "project": project, "is_manager": project.user_role in MANAGER_ROLES,
-        **sq.quality_overview(project=project, with_panels=inline),
-    })
+    return render(
+        request,
+        "labeling/quality.html",
+        {
+            "project": project,
+            "is_manager": project.user_role in MANAGER_ROLES,
+            **sq.quality_overview(project=project, with_panels=inline),
+        },
+    )
 
 
 @login_required
 @require_GET
 def quality_agreement_panel(request, project_id):
     project = page_project(request, project_id, roles=REVIEW_ROLES)
-    return render(request, "labeling/_quality_agreement.html", {"project": project, **sq.agreement_panel(project=project)})
+    return render(
+        request, "labeling/_quality_agreement.html", {"project": project, **sq.agreement_panel(project=project)}
+    )
 
 
 @login_required

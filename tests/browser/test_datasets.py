@@ -20,8 +20,12 @@ def test_datasets_page_shows_versions_and_a_pass_fail_matrix_with_click_through(
     dataset_version_create(dataset_id=ds.pk, add=[Addition(i.pk, "pos") for i in items[4:]])
     good = [{"external_id": i.external_id, "label": "pos"} for i in items]
     bad = [{"external_id": i.external_id, "label": "neg" if k < 3 else "pos"} for k, i in enumerate(items)]
-    evaluation_run(project=project, actor=manager, model_version="m-good", batch=predictions_parse(project=project, rows=good))
-    evaluation_run(project=project, actor=manager, model_version="m-bad", batch=predictions_parse(project=project, rows=bad))
+    evaluation_run(
+        project=project, actor=manager, model_version="m-good", batch=predictions_parse(project=project, rows=good)
+    )
+    evaluation_run(
+        project=project, actor=manager, model_version="m-bad", batch=predictions_parse(project=project, rows=bad)
+    )
 
     login(page, live_server, manager)
     page.goto(f"{live_server.url}/projects/{project.pk}/datasets")

@@ -18,9 +18,17 @@ def open_page(page, url):
     # The browser fetches the icon after a page has loaded; the next navigation cancels that fetch
     # (net::ERR_ABORTED, resource type "other"), which says nothing about the page. A missing icon
     # still shows: it answers 404, which the response listener counts.
-    page.on("requestfailed", lambda req: not (req.failure == "net::ERR_ABORTED" and req.resource_type == "other")
-            and bad.append((req.url, req.failure)))
-    page.on("response", lambda res: res.request.resource_type != "document" and res.status >= 400 and bad.append((res.url, res.status)))
+    page.on(
+        "requestfailed",
+        lambda req: (
+            not (req.failure == "net::ERR_ABORTED" and req.resource_type == "other")
+            and bad.append((req.url, req.failure))
+        ),
+    )
+    page.on(
+        "response",
+        lambda res: res.request.resource_type != "document" and res.status >= 400 and bad.append((res.url, res.status)),
+    )
     response = page.goto(url)
     page.wait_for_load_state("load")
     return response, bad

@@ -6,8 +6,7 @@ import pytest
 from labeling.models import Export, Role
 from labeling.services.ground_truth import ground_truth_set
 from tests.browser.conftest import login
-from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member
-from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member, make_items, resolve
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

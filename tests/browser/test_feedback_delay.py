@@ -3,8 +3,15 @@ import pytest
 from labeling.models import Role
 from labeling.services.feedback_rollup import feedback_rollup_refresh
 from tests.browser.conftest import login
-from tests.labeling.factories import ProjectFactory, UserFactory, add_member
-from tests.labeling.factories import DAY, cutoff_now, lognormal, synthetic_traffic
+from tests.labeling.factories import (
+    DAY,
+    ProjectFactory,
+    UserFactory,
+    add_member,
+    cutoff_now,
+    lognormal,
+    synthetic_traffic,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -15,8 +22,17 @@ def test_delay_dashboard_draws_every_chart_and_shows_the_slo(page, live_server):
     manager = UserFactory()
     project = ProjectFactory(creator=manager, name="Fraud model")
     synthetic_traffic(project, n=600, days=45, cutoff=cutoff_now(), delays=lognormal(3 * DAY, 1.0), seed=2)
-    synthetic_traffic(project, n=150, days=10, cutoff=cutoff_now(), delays=lognormal(DAY, 0.7), seed=4,
-                      model_version="v2", prefix="n", sources=("user_correction",))
+    synthetic_traffic(
+        project,
+        n=150,
+        days=10,
+        cutoff=cutoff_now(),
+        delays=lognormal(DAY, 0.7),
+        seed=4,
+        model_version="v2",
+        prefix="n",
+        sources=("user_correction",),
+    )
     feedback_rollup_refresh(project_id=project.pk)
 
     login(page, live_server, manager)
@@ -26,8 +42,11 @@ def test_delay_dashboard_draws_every_chart_and_shows_the_slo(page, live_server):
     assert "within 7.0 d" in status
     for canvas in CHARTS:
         assert page.locator(f"canvas#{canvas}").count() == 1
-    drawn = page.evaluate("ids => ids.map(id => { const c = Chart.getChart(id); "
-                          "return !!c && c.data.datasets.some(d => d.data.length > 0); })", CHARTS)
+    drawn = page.evaluate(
+        "ids => ids.map(id => { const c = Chart.getChart(id); "
+        "return !!c && c.data.datasets.some(d => d.data.length > 0); })",
+        CHARTS,
+    )
     assert drawn == [True] * len(CHARTS)
     assert page.locator("#n-predictions").inner_text() == "750"
     assert page.locator("#cohort-table tbody tr").count() >= 7

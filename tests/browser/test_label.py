@@ -7,8 +7,7 @@ import pytest
 from labeling.models import Annotation, Assignment, AssignmentStatus
 from labeling.services.projects import LabelSpec
 from tests.browser.conftest import login
-from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member
-from tests.labeling.factories import annotators, queue_project
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member, annotators, queue_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,14 +37,20 @@ def test_label_three_items_with_the_keyboard_only(page, live_server):
         ext = shown_item(page)
         answers[ext] = label
         page.keyboard.press(key)
-        wait_until(page, lambda: shown_item(page) not in (ext, "…"), what="the next item")
+        wait_until(page, lambda: shown_item(page) not in (ext, "…"), what="the next item")  # noqa: B023
     wait_until(page, lambda: Annotation.objects.filter(annotator=user).count() == 3, what="three stored annotations")
     stored = dict(Annotation.objects.filter(annotator=user).values_list("item__external_id", "label"))
     assert stored == answers
     assert set(answers) == {i.external_id for i in items[:3]}
     assert Annotation.objects.filter(annotator=user, seconds_spent__isnull=False).count() == 3
-    wait_until(page, lambda: page.locator("#done-today").inner_text() == "3",
-               what=lambda: f"progress (shows {page.locator('#done-today').inner_text()!r}, status {page.locator('#status').inner_text() if page.locator('#status').count() else ''!r})")
+    wait_until(
+        page,
+        lambda: page.locator("#done-today").inner_text() == "3",
+        what=lambda: (
+            f"progress (shows {page.locator('#done-today').inner_text()!r}, "
+            f"status {page.locator('#status').inner_text() if page.locator('#status').count() else ''!r})"
+        ),
+    )
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     page.screenshot(path="/tmp/loupe-label.png", full_page=True)
@@ -55,7 +60,11 @@ def test_label_three_items_with_the_keyboard_only(page, live_server):
 
 def test_user_text_is_rendered_as_text_and_fields_as_a_table(page, live_server):
     project, _ = queue_project(items=0, overlap=1)
-    ItemFactory(project=project, external_id="x1", payload={"text": "<b>bold?</b> <img src=x onerror=alert(1)>", "channel": "chat", "meta": {"n": 2}})
+    ItemFactory(
+        project=project,
+        external_id="x1",
+        payload={"text": "<b>bold?</b> <img src=x onerror=alert(1)>", "channel": "chat", "meta": {"n": 2}},
+    )
     (user,) = annotators(project, 1)
     login(page, live_server, user)
     page.goto(f"{live_server.url}/projects/{project.id}/label")
@@ -75,15 +84,23 @@ def test_skip_with_s_then_the_empty_state(page, live_server):
     page.keyboard.press("s")
     page.wait_for_selector("#empty:not([hidden])")
     assert "Nothing left for you" in page.locator("#empty").inner_text()
-    wait_until(page, lambda: Assignment.objects.filter(annotator=user, status=AssignmentStatus.SKIPPED).count() == 1,
-               what="the skip to be stored")
+    wait_until(
+        page,
+        lambda: Assignment.objects.filter(annotator=user, status=AssignmentStatus.SKIPPED).count() == 1,
+        what="the skip to be stored",
+    )
     page.screenshot(path="/tmp/loupe-label-empty.png", full_page=True)
 
 
 def test_letter_hotkeys_and_position_numbers(page, live_server):
-    project = ProjectFactory(creator=UserFactory(), annotations_per_item=1, labels=[
-        LabelSpec("cat", "Cat", "Felines.", "c"), LabelSpec("dog", "Dog", "Canines.", ""),
-    ])
+    project = ProjectFactory(
+        creator=UserFactory(),
+        annotations_per_item=1,
+        labels=[
+            LabelSpec("cat", "Cat", "Felines.", "c"),
+            LabelSpec("dog", "Dog", "Canines.", ""),
+        ],
+    )
     for i in range(2):
         ItemFactory(project=project, external_id=f"pet{i}")
     user = add_member(project, UserFactory())
@@ -106,8 +123,11 @@ def test_a_failed_submission_is_shown_and_retried_never_dropped(page, live_serve
         if failures["left"] > 0:
             failures["left"] -= 1
             # (a 500: a 503 is first tried again quietly, see test_label_retry.py)
-            route.fulfill(status=500, content_type="application/json",
-                          body='{"error": {"code": "server_error", "message": "Server error"}}')
+            route.fulfill(
+                status=500,
+                content_type="application/json",
+                body='{"error": {"code": "server_error", "message": "Server error"}}',
+            )
         else:
             route.continue_()
 

@@ -29,8 +29,12 @@ def test_a_submit_answered_503_then_a_network_error_is_retried_without_showing_a
     def flaky(route):
         attempts.append(time.monotonic())
         if len(attempts) == 1:
-            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json",
-                          body=json.dumps({"error": {"code": "database_unavailable", "message": "later"}}))
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1"},
+                content_type="application/json",
+                body=json.dumps({"error": {"code": "database_unavailable", "message": "later"}}),
+            )
         elif len(attempts) == 2:
             route.abort("connectionreset")
         else:

@@ -30,8 +30,10 @@ def test_quality_page_shows_scores_annotators_and_agreement(page, live_server):
     assert "150" in page.locator("#run-counts").inner_text()
     # Chart.js drew the histogram (a Chart instance is attached to the canvas).
     page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('quality-histogram'))")
-    total = page.evaluate("Chart.getChart(document.getElementById('quality-histogram')).data.datasets"
-                          ".reduce((s, d) => s + d.data.reduce((a, b) => a + b, 0), 0)")
+    total = page.evaluate(
+        "Chart.getChart(document.getElementById('quality-histogram')).data.datasets"
+        ".reduce((s, d) => s + d.data.reduce((a, b) => a + b, 0), 0)"
+    )
     assert total == 150
     # The agreement, the confusion heatmap (out of band) and the annotator table load after the page.
     page.wait_for_selector("#annotator-table")

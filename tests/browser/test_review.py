@@ -9,8 +9,7 @@ from labeling.models import GroundTruth, GuidelineRevision, Item, QualityItemRes
 from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from tests.browser.conftest import login
-from tests.labeling.factories import UserFactory, add_member
-from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import UserFactory, add_member, annotators, crowd_project, load_crowd, simulate_crowd
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +19,9 @@ def scored_project():
     users = annotators(project, 6)
     crowd = simulate_crowd(n_items=40, accuracies=np.linspace(0.6, 0.95, 6), n_classes=3, per_item=3, seed=2)
     for i, it in enumerate(load_crowd(project, users, crowd)):
-        Item.objects.filter(pk=it.pk).update(payload={"text": f"Ticket number {i}: my parcel never arrived", "channel": "email"})
+        Item.objects.filter(pk=it.pk).update(
+            payload={"text": f"Ticket number {i}: my parcel never arrived", "channel": "email"}
+        )
     with mock.patch.object(quality_service, "_enqueue"):
         run = quality_run_request(project_id=project.pk)
     run = quality_run_execute(run_id=run.pk)
@@ -46,7 +47,10 @@ def test_resolve_items_with_the_keyboard(page, live_server):
     page.screenshot(path="/tmp/loupe-review.png", full_page=True)
 
     page.keyboard.press("2")  # label c1's hotkey
-    page.wait_for_function(f"document.querySelector('#review-external-id') && document.querySelector('#review-external-id').innerText !== '{first}'")
+    page.wait_for_function(
+        "document.querySelector('#review-external-id') && "
+        f"document.querySelector('#review-external-id').innerText !== '{first}'"
+    )
     gt = GroundTruth.objects.get(item=item)
     assert (gt.label, gt.method, gt.decided_by_id) == ("c1", "adjudicated", reviewer.pk)
     assert "resolved as c1" in page.locator("#review-flash").inner_text()
@@ -57,7 +61,10 @@ def test_resolve_items_with_the_keyboard(page, live_server):
     page.keyboard.press("Escape")
     page.keyboard.press("g")
     page.keyboard.press("3")
-    page.wait_for_function(f"document.querySelector('#review-external-id') === null || document.querySelector('#review-external-id').innerText !== '{second}'")
+    page.wait_for_function(
+        "document.querySelector('#review-external-id') === null || "
+        f"document.querySelector('#review-external-id').innerText !== '{second}'"
+    )
     gt2 = GroundTruth.objects.get(item__project=project, item__external_id=second)
     assert (gt2.label, gt2.note) == ("c2", "Lost parcels are c2, whoever is asked.")
     rev = GuidelineRevision.objects.filter(label__project=project, label__key="c2").latest("id")
@@ -65,7 +72,10 @@ def test_resolve_items_with_the_keyboard(page, live_server):
 
     third = page.locator("#review-external-id").inner_text()
     page.keyboard.press("s")
-    page.wait_for_function(f"document.querySelector('#review-external-id') === null || document.querySelector('#review-external-id').innerText !== '{third}'")
+    page.wait_for_function(
+        "document.querySelector('#review-external-id') === null || "
+        f"document.querySelector('#review-external-id').innerText !== '{third}'"
+    )
     assert not GroundTruth.objects.filter(item__project=project, item__external_id=third).exists()
     page.screenshot(path="/tmp/loupe-review-after.png", full_page=True)
 

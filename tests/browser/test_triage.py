@@ -4,8 +4,8 @@ from bugqueue.models import BugEvent
 from bugqueue.services.tags import tags_seed
 from labeling.models import Role
 from tests.browser.conftest import login
-from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 from tests.bugqueue.factories import ingest_items, make_bug
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,8 +61,13 @@ def test_triage_three_bugs_with_the_keyboard_only(page, live_server):
     assert third.assignee == reviewer and third.status == "resolved" and third.resolution == "fixed"
     assert third.resolution_note == "Seeded in the new pipeline"
     changes = set(BugEvent.objects.filter(actor=lead).values_list("bug_id", "field", "to_value"))
-    assert {(first.pk, "priority", "p0"), (first.pk, "status", "triaged"), (second.pk, "tags", "label_flip"),
-            (third.pk, "assignee", "rita"), (third.pk, "status", "resolved")} <= changes
+    assert {
+        (first.pk, "priority", "p0"),
+        (first.pk, "status", "triaged"),
+        (second.pk, "tags", "label_flip"),
+        (third.pk, "assignee", "rita"),
+        (third.pk, "status", "resolved"),
+    } <= changes
     assert page.url.endswith(f"/triage?project={project.pk}")  # no reload, no navigation
 
 
@@ -71,9 +76,17 @@ def test_queue_and_bug_page(page, live_server):
     lead = UserFactory()
     project = ProjectFactory(creator=lead, name="Tickets")
     items = ingest_items(project, 3)
-    bug = make_bug(project, lead, title="Refunds routed to shipping", kind="failed_prediction", tags=["label_flip"],
-                   failures=[{"external_id": it.external_id, "predicted_label": "pos", "expected_label": "neg",
-                              "model_version": "v1"} for it in items])
+    bug = make_bug(
+        project,
+        lead,
+        title="Refunds routed to shipping",
+        kind="failed_prediction",
+        tags=["label_flip"],
+        failures=[
+            {"external_id": it.external_id, "predicted_label": "pos", "expected_label": "neg", "model_version": "v1"}
+            for it in items
+        ],
+    )
     make_bug(project, lead, title="Another one", tags=["data_drift"], priority="p0")
 
     login(page, live_server, lead)

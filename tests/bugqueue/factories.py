@@ -41,18 +41,30 @@ def update(bug, user=None, **kw) -> Bug:
 def ingest_items(project, n, *, model_version="v1", label="pos", predicted_at=None, prefix="it"):
     """n items with a production prediction each; returns them in order."""
     predicted_at = predicted_at or timezone.now() - timedelta(days=3)
-    items_ingest(project=project, rows=[
-        {"external_id": f"{prefix}-{i}", "payload": {"text": f"text {i}"},
-         "prediction": {"model_version": model_version, "label": label, "predicted_at": predicted_at.isoformat()}}
-        for i in range(n)
-    ])
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": f"{prefix}-{i}",
+                "payload": {"text": f"text {i}"},
+                "prediction": {
+                    "model_version": model_version,
+                    "label": label,
+                    "predicted_at": predicted_at.isoformat(),
+                },
+            }
+            for i in range(n)
+        ],
+    )
     return list(Item.objects.filter(project=project, external_id__startswith=f"{prefix}-").order_by("id"))
 
 
 # --- datasets ---------------------------------------------------------------------------------
 def make_items(project, n, prefix="it", text="sample"):
     """n items without predictions, in order."""
-    items_ingest(project=project, rows=[{"external_id": f"{prefix}{i}", "payload": {"text": f"{text} {i}"}} for i in range(n)])
+    items_ingest(
+        project=project, rows=[{"external_id": f"{prefix}{i}", "payload": {"text": f"{text} {i}"}} for i in range(n)]
+    )
     return list(Item.objects.filter(project=project, external_id__startswith=prefix).order_by("id"))
 
 
@@ -65,12 +77,26 @@ def label(items, value="pos"):
 def failing_bug(project, title="flip", tags=(), failures=()):
     """A bug written directly (no report): `failures` are (item, expected label or None)."""
     now = timezone.now()
-    bug = Bug.objects.create(project=project, title=title, kind="failed_prediction", fingerprint=f"fp-{title}",
-                             first_seen=now, last_seen=now, occurrences=len(failures))
+    bug = Bug.objects.create(
+        project=project,
+        title=title,
+        kind="failed_prediction",
+        fingerprint=f"fp-{title}",
+        first_seen=now,
+        last_seen=now,
+        occurrences=len(failures),
+    )
     bug.tags.set(Tag.objects.filter(slug__in=tags))
     for item, expected in failures:
-        FailureExample.objects.create(bug=bug, project=project, item=item, external_id=item.external_id,
-                                      model_version="m1", predicted_label="neg", expected_label=expected)
+        FailureExample.objects.create(
+            bug=bug,
+            project=project,
+            item=item,
+            external_id=item.external_id,
+            model_version="m1",
+            predicted_label="neg",
+            expected_label=expected,
+        )
     return bug
 
 
@@ -104,5 +130,16 @@ def run_threads(n, target):
     assert not errors, errors
 
 
-__all__ = ["UserFactory", "report", "make_bug", "resolve", "update", "ingest_items", "make_items", "label",
-           "failing_bug", "new_dataset", "run_threads"]
+__all__ = [
+    "UserFactory",
+    "report",
+    "make_bug",
+    "resolve",
+    "update",
+    "ingest_items",
+    "make_items",
+    "label",
+    "failing_bug",
+    "new_dataset",
+    "run_threads",
+]

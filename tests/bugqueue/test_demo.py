@@ -16,8 +16,14 @@ def test_demo_bugs_are_idempotent(user):
     assert demo_bugs_load(project=project) == 8
     assert demo_bugs_load(project=project) == 0
     bugs = Bug.objects.filter(project=project)
-    assert bugs.count() == 8 and {b.status for b in bugs} == {"new", "triaged", "in_progress", "resolved", "wont_fix",
-                                                                "duplicate"}
+    assert bugs.count() == 8 and {b.status for b in bugs} == {
+        "new",
+        "triaged",
+        "in_progress",
+        "resolved",
+        "wont_fix",
+        "duplicate",
+    }
     assert bugs.filter(regressed=True).count() == 1 and bugs.filter(failures__item__isnull=False).exists()
     assert Digest.objects.filter(project=project).count() == 1
 

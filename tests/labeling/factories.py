@@ -4,7 +4,7 @@ test would be: projects, users and items; queue worlds (bulk items made in SQL);
 synthetic production traffic with known feedback delays."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import factory
 import numpy as np
@@ -18,7 +18,6 @@ from labeling.services.feedback import ground_truth_import
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.ingestion import items_ingest, probability_vector
 from labeling.services.projects import LabelSpec, member_add, project_create
-
 
 # --- projects, users, items ---
 DEFAULT_LABELS = [
@@ -132,10 +131,16 @@ def settle(items: list[Item]) -> None:
     ground truth (method unanimous), else disputed."""
     decisions, disputed = [], []
     by_item = {}
-    for item_id, annotator_id, label in Annotation.objects.filter(item__in=items).values_list("item_id", "annotator_id", "label"):
+    for item_id, annotator_id, label in Annotation.objects.filter(item__in=items).values_list(
+        "item_id", "annotator_id", "label"
+    ):
         by_item.setdefault(item_id, []).append((annotator_id, label))
-    state = dict((pk, (status, required)) for pk, status, required in
-                 Item.objects.filter(pk__in=[i.pk for i in items]).values_list("pk", "status", "required_annotations"))
+    state = {
+        pk: (status, required)
+        for pk, status, required in Item.objects.filter(pk__in=[i.pk for i in items]).values_list(
+            "pk", "status", "required_annotations"
+        )
+    }
     for item in items:
         status, required = state[item.pk]
         pairs = by_item.get(item.pk, [])
@@ -143,7 +148,9 @@ def settle(items: list[Item]) -> None:
             continue
         chosen = {label for _, label in pairs}
         if len(chosen) == 1:
-            decisions.append(Decision(item.pk, chosen.pop(), GroundTruthMethod.UNANIMOUS, annotators=tuple(a for a, _ in pairs)))
+            decisions.append(
+                Decision(item.pk, chosen.pop(), GroundTruthMethod.UNANIMOUS, annotators=tuple(a for a, _ in pairs))
+            )
         else:
             disputed.append(item.pk)
     if decisions:
@@ -154,7 +161,12 @@ def settle(items: list[Item]) -> None:
 
 def annotate(item: Item, pairs, *, seconds: float = 10.0, settle_item: bool = True) -> Item:
     """Add annotations [(user, label), ...] to an item, keeping its counter right."""
-    Annotation.objects.bulk_create([Annotation(project_id=item.project_id, item=item, annotator=u, label=lab, seconds_spent=seconds) for u, lab in pairs])
+    Annotation.objects.bulk_create(
+        [
+            Annotation(project_id=item.project_id, item=item, annotator=u, label=lab, seconds_spent=seconds)
+            for u, lab in pairs
+        ]
+    )
     Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + len(pairs))
     if settle_item:
         settle([item])
@@ -164,11 +176,11 @@ def annotate(item: Item, pairs, *, seconds: float = 10.0, settle_item: bool = Tr
 
 @dataclass
 class Crowd:
-    true: np.ndarray          # N true class indices
-    labels: np.ndarray        # N × M float, NaN = not labeled
-    pred_probs: np.ndarray    # N × K, a production model's probabilities
-    accuracies: np.ndarray    # M
-    order: np.ndarray         # N × per_item: which annotators label each item, in the order they come
+    true: np.ndarray  # N true class indices
+    labels: np.ndarray  # N × M float, NaN = not labeled
+    pred_probs: np.ndarray  # N × K, a production model's probabilities
+    accuracies: np.ndarray  # M
+    order: np.ndarray  # N × per_item: which annotators label each item, in the order they come
 
     def first(self, k: int) -> np.ndarray:
         """The labels matrix with only each item's first k annotators."""
@@ -179,8 +191,9 @@ class Crowd:
         return out
 
 
-def simulate_crowd(*, n_items: int, accuracies, n_classes: int, per_item: int, seed: int = 0,
-                   model_accuracy: float = 0.7) -> Crowd:
+def simulate_crowd(
+    *, n_items: int, accuracies, n_classes: int, per_item: int, seed: int = 0, model_accuracy: float = 0.7
+) -> Crowd:
     """Items with known true labels; each labeled by `per_item` distinct annotators drawn at random;
     an annotator is right with its accuracy, else picks one of the other classes uniformly. The
     'production model' puts a noisy bump on the true class (right ~model_accuracy of the time)."""
@@ -203,32 +216,63 @@ def simulate_crowd(*, n_items: int, accuracies, n_classes: int, per_item: int, s
     return Crowd(true=true, labels=labels, pred_probs=probs, accuracies=acc, order=chosen)
 
 
-def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, payloads=None, settle_items: bool = True,
-               first: int | None = None, with_vectors: bool = True):
+def load_crowd(
+    project,
+    users,
+    crowd: Crowd,
+    *,
+    with_predictions: bool = True,
+    payloads=None,
+    settle_items: bool = True,
+    first: int | None = None,
+    with_vectors: bool = True,
+):
     """Write a simulated crowd into the database: items (+ predictions), annotations (each item's
     `first` annotators only, if given), item state."""
     keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
     n = len(crowd.true)
-    items = Item.objects.bulk_create([
-        Item(project=project, external_id=f"sim-{i}", payload=(payloads[i] if payloads else {"text": ""}),
-             required_annotations=project.annotations_per_item)
-        for i in range(n)
-    ])
+    items = Item.objects.bulk_create(
+        [
+            Item(
+                project=project,
+                external_id=f"sim-{i}",
+                payload=(payloads[i] if payloads else {"text": ""}),
+                required_annotations=project.annotations_per_item,
+            )
+            for i in range(n)
+        ]
+    )
     if with_predictions:
         now = timezone.now()
         probs = [{keys[j]: float(crowd.pred_probs[i, j]) for j in range(len(keys))} for i in range(n)]
-        Prediction.objects.bulk_create([
-            Prediction(item=it, model_version="sim-v1", label=keys[int(np.argmax(crowd.pred_probs[i]))],
-                       probabilities=probs[i], predicted_at=now,
-                       vector=probability_vector(probs[i], keys) if with_vectors else None)  # as ingestion writes it
-            for i, it in enumerate(items)
-        ])
+        Prediction.objects.bulk_create(
+            [
+                Prediction(
+                    item=it,
+                    model_version="sim-v1",
+                    label=keys[int(np.argmax(crowd.pred_probs[i]))],
+                    probabilities=probs[i],
+                    predicted_at=now,
+                    vector=probability_vector(probs[i], keys) if with_vectors else None,
+                )  # as ingestion writes it
+                for i, it in enumerate(items)
+            ]
+        )
     matrix = crowd.labels if first is None else crowd.first(first)
     rows, cols = np.nonzero(~np.isnan(matrix))
-    Annotation.objects.bulk_create([
-        Annotation(project_id=items[r].project_id, item=items[r], annotator=users[c], label=keys[int(matrix[r, c])], seconds_spent=5.0 + (r % 7))
-        for r, c in zip(rows.tolist(), cols.tolist())
-    ], batch_size=2000)
+    Annotation.objects.bulk_create(
+        [
+            Annotation(
+                project_id=items[r].project_id,
+                item=items[r],
+                annotator=users[c],
+                label=keys[int(matrix[r, c])],
+                seconds_spent=5.0 + (r % 7),
+            )
+            for r, c in zip(rows.tolist(), cols.tolist())
+        ],
+        batch_size=2000,
+    )
     counts = np.bincount(rows, minlength=n)
     for value in set(counts.tolist()):
         Item.objects.filter(pk__in=[items[i].pk for i in np.nonzero(counts == value)[0]]).update(annotation_count=value)
@@ -237,11 +281,17 @@ def load_crowd(project, users, crowd: Crowd, *, with_predictions: bool = True, p
     return items
 
 
-def crowd_project(*, k: int = 3, annotations_per_item: int = 3, max_annotations_per_item: int = 5,
-                  accept_threshold: float = 0.7):
+def crowd_project(
+    *, k: int = 3, annotations_per_item: int = 3, max_annotations_per_item: int = 5, accept_threshold: float = 0.7
+):
     manager = UserFactory()
-    project = ProjectFactory(creator=manager, labels=labels_for(k), annotations_per_item=annotations_per_item,
-                             max_annotations_per_item=max_annotations_per_item, accept_threshold=accept_threshold)
+    project = ProjectFactory(
+        creator=manager,
+        labels=labels_for(k),
+        annotations_per_item=annotations_per_item,
+        max_annotations_per_item=max_annotations_per_item,
+        accept_threshold=accept_threshold,
+    )
     return project, manager
 
 
@@ -273,13 +323,22 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
         # (what labeling.services.queue.claim._open_requested does at a claim).
         requested = ReopenRequest.objects.filter(item_id__in=reopened)
         Item.objects.filter(pk__in=requested.values("item_id")).update(
-            status="open", required_annotations=F("required_annotations") + 1)
+            status="open", required_annotations=F("required_annotations") + 1
+        )
         requested.delete()
         new = []
         for item_id in reopened:
             i = row_of[item_id]
             j = int(crowd.order[i, given[i]])
-            new.append(Annotation(project_id=project.pk, item_id=item_id, annotator=users[j], label=keys[int(crowd.labels[i, j])], seconds_spent=6.0))
+            new.append(
+                Annotation(
+                    project_id=project.pk,
+                    item_id=item_id,
+                    annotator=users[j],
+                    label=keys[int(crowd.labels[i, j])],
+                    seconds_spent=6.0,
+                )
+            )
             given[i] += 1
         Annotation.objects.bulk_create(new)
         Item.objects.filter(pk__in=reopened).update(annotation_count=F("annotation_count") + 1)
@@ -287,8 +346,12 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
     truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item_id", "label"))
     last = dict(QualityItemResult.objects.filter(run=runs[-1]).values_list("item_id", "consensus_label"))
     final = np.array([keys.index(truth.get(it.pk) or last[it.pk]) for it in items])
-    return {"accuracy": float((final == crowd.true).mean()), "annotations": int(given.sum()), "runs": len(runs),
-            "reviewed_or_open": int(Item.objects.filter(project=project).exclude(status="resolved").count())}
+    return {
+        "accuracy": float((final == crowd.true).mean()),
+        "annotations": int(given.sum()),
+        "runs": len(runs),
+        "reviewed_or_open": int(Item.objects.filter(project=project).exclude(status="resolved").count()),
+    }
 
 
 # --- export ---
@@ -296,22 +359,41 @@ def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds
 
 def make_items(project, n, *, prefix="it"):
     return Item.objects.bulk_create(
-        [Item(project=project, external_id=f"{prefix}-{i:06d}", payload={"text": f"t{i}"}, required_annotations=1)
-         for i in range(n)]
+        [
+            Item(project=project, external_id=f"{prefix}-{i:06d}", payload={"text": f"t{i}"}, required_annotations=1)
+            for i in range(n)
+        ]
     )
 
 
-def resolve(project, items, *, labels=("pos", "neg", "neu"), method="imported", annotators=(), batch=2000,
-            model_version="", offset=0):
+def resolve(
+    project,
+    items,
+    *,
+    labels=("pos", "neg", "neu"),
+    method="imported",
+    annotators=(),
+    batch=2000,
+    model_version="",
+    offset=0,
+):
     """Set a label on each item (through ground_truth_set_many, in batches): one history row each."""
     changes = []
     for start in range(0, len(items), batch):
-        chunk = items[start:start + batch]
-        changes += ground_truth_set_many(project_id=project.pk, decisions=[
-            Decision(it.pk, labels[(start + i + offset) % len(labels)], method, annotators=tuple(annotators),
-                     model_version=model_version)
-            for i, it in enumerate(chunk)
-        ])
+        chunk = items[start : start + batch]
+        changes += ground_truth_set_many(
+            project_id=project.pk,
+            decisions=[
+                Decision(
+                    it.pk,
+                    labels[(start + i + offset) % len(labels)],
+                    method,
+                    annotators=tuple(annotators),
+                    model_version=model_version,
+                )
+                for i, it in enumerate(chunk)
+            ],
+        )
     return changes
 
 
@@ -332,11 +414,21 @@ class Synthetic:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=dt_timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
-def synthetic_traffic(project, *, n, days, cutoff, delays, seed=3, sources=("chargeback", "user_correction"),
-                      model_version="v1", prefix="s") -> Synthetic:
+def synthetic_traffic(
+    project,
+    *,
+    n,
+    days,
+    cutoff,
+    delays,
+    seed=3,
+    sources=("chargeback", "user_correction"),
+    model_version="v1",
+    prefix="s",
+) -> Synthetic:
     """`delays(rng, n)` draws n delays in seconds. Predictions are uniform over the `days` before `cutoff`."""
     rng = np.random.default_rng(seed)
     end = cutoff.timestamp()
@@ -350,21 +442,31 @@ def synthetic_traffic(project, *, n, days, cutoff, delays, seed=3, sources=("cha
     for i in range(n):
         pos = round(float(conf[i]), 4)
         neg = round((1 - pos) / 2, 4)
-        rows.append({
-            "external_id": f"{prefix}{i}", "payload": {"text": f"t{i}"},
-            "prediction": {"model_version": model_version, "label": "pos",
-                           "probabilities": {"pos": pos, "neg": neg, "neu": round(1 - pos - neg, 4)},
-                           "predicted_at": _iso(predicted[i])},
-        })
+        rows.append(
+            {
+                "external_id": f"{prefix}{i}",
+                "payload": {"text": f"t{i}"},
+                "prediction": {
+                    "model_version": model_version,
+                    "label": "pos",
+                    "probabilities": {"pos": pos, "neg": neg, "neu": round(1 - pos - neg, 4)},
+                    "predicted_at": _iso(predicted[i]),
+                },
+            }
+        )
     for start in range(0, n, CHUNK):
-        items_ingest(project=project, rows=rows[start:start + CHUNK])
+        items_ingest(project=project, rows=rows[start : start + CHUNK])
     truth = [
-        {"external_id": f"{prefix}{i}", "label": "pos" if correct[i] else "neg",
-         "observed_at": _iso(predicted[i] + delay[i]), "source": str(source[i])}
+        {
+            "external_id": f"{prefix}{i}",
+            "label": "pos" if correct[i] else "neg",
+            "observed_at": _iso(predicted[i] + delay[i]),
+            "source": str(source[i]),
+        }
         for i in np.nonzero(labeled)[0]
     ]
     for start in range(0, len(truth), CHUNK):
-        ground_truth_import(project=project, rows=truth[start:start + CHUNK])
+        ground_truth_import(project=project, rows=truth[start : start + CHUNK])
     # keep the probabilities as stored (rounded), for direct computations
     conf = np.round(conf, 4)
     return Synthetic(cutoff, predicted, delay, labeled, correct, conf, source)
@@ -376,4 +478,4 @@ def lognormal(median_seconds, sigma):
 
 def cutoff_now(minutes_ago=5) -> datetime:
     """A cut-off just before now (imports reject observations from the future)."""
-    return datetime.now(tz=dt_timezone.utc).replace(microsecond=0) - timedelta(minutes=minutes_ago)
+    return datetime.now(tz=UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)

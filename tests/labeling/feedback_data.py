@@ -8,10 +8,19 @@ PROBS = {"pos": 0.8, "neg": 0.15, "neu": 0.05}
 
 
 def ingest(project, n, *, at, prefix="e", model_version="v1", probs=PROBS):
-    rows = [{"external_id": f"{prefix}{i}", "payload": {"text": str(i)},
-             "prediction": {"model_version": model_version, "label": "pos", "probabilities": probs,
-                            "predicted_at": (at(i) if callable(at) else at).isoformat()}}
-            for i in range(n)]
+    rows = [
+        {
+            "external_id": f"{prefix}{i}",
+            "payload": {"text": str(i)},
+            "prediction": {
+                "model_version": model_version,
+                "label": "pos",
+                "probabilities": probs,
+                "predicted_at": (at(i) if callable(at) else at).isoformat(),
+            },
+        }
+        for i in range(n)
+    ]
     items_ingest(project=project, rows=rows)
     return list(Item.objects.filter(project=project, external_id__startswith=prefix).order_by("id"))
 

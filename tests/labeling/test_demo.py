@@ -1,5 +1,6 @@
 """The demo data (labeling.demo) loaded by `manage.py loupe_demo`."""
 
+import io
 from unittest import mock
 
 import pytest
@@ -19,8 +20,8 @@ def test_demo_loader_is_idempotent_and_leaves_items_to_review():
     from django.core.management import call_command
 
     with mock.patch.object(quality_run_task, "delay"):
-        call_command("loupe_demo", items=80, stdout=open("/dev/null", "w"))
-        call_command("loupe_demo", items=80, stdout=open("/dev/null", "w"))
+        call_command("loupe_demo", items=80, stdout=io.StringIO())
+        call_command("loupe_demo", items=80, stdout=io.StringIO())
     runs = QualityRun.objects.all()
     assert runs.count() == 1 and runs[0].status == "done" and runs[0].scored == 40
     assert Annotation.objects.count() == 120

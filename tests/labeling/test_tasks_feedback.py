@@ -1,7 +1,6 @@
 """The feedback-delay Celery tasks, called as functions."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.labeling.feedback_data import ingest
 def test_tasks_run_the_whole_tick_for_a_project(project):
     from labeling.tasks import feedback_check, feedback_reconcile, feedback_refresh
 
-    ingest(project, 5, at=datetime.now(tz=dt_timezone.utc) - timedelta(days=1))
+    ingest(project, 5, at=datetime.now(tz=UTC) - timedelta(days=1))
     feedback_refresh(project.pk)
     feedback_check(project.pk)
     assert feedback_reconcile(project.pk) == 0

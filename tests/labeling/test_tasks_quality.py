@@ -37,13 +37,36 @@ def test_a_real_worker_runs_a_quality_run(monkeypatch):
     queue = f"loupe-test-{uuid.uuid4().hex[:8]}"
     sent = []
     # Send the after-commit message to this test's own queue, on the real broker.
-    monkeypatch.setattr("labeling.services.quality.runs._enqueue", lambda run_id: sent.append(
-        quality_run_task.apply_async(args=[run_id], queue=queue)))
+    monkeypatch.setattr(
+        "labeling.services.quality.runs._enqueue",
+        lambda run_id: sent.append(quality_run_task.apply_async(args=[run_id], queue=queue)),
+    )
     env = dict(os.environ, DATABASE_URL=database_url(), LOUPE_TESTING="true", CELERY_TASK_ALWAYS_EAGER="false")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "solo",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert not settings.CELERY_TASK_ALWAYS_EAGER

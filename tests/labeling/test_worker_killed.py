@@ -11,14 +11,12 @@ import time
 
 import psycopg
 import pytest
-from django.db import connection
 
 from labeling.models import Annotation, Export, ExportStatus, LabelChange, QualityRun, QualityRunStatus
 from labeling.services.export import export_request
 from labeling.services.quality.runs import quality_run_request
 from labeling.services.sweep import work_sweep
-from tests.labeling.factories import make_items, resolve
-from tests.labeling.factories import annotate, annotators, crowd_project
+from tests.labeling.factories import annotate, annotators, crowd_project, make_items, resolve
 from tests.private_broker import PrivateRedis, celery_on, database_url, start_worker, stop_worker, wait_for
 
 # The worker beats every half second; this process (the sweep) calls a row dead after 3 s of silence.
@@ -33,15 +31,25 @@ def quality_work():
     for i in range(6):
         item = project.items.create(external_id=f"i{i}", required_annotations=3)
         annotate(item, [(users[0], "c0"), (users[1], "c1" if i % 2 else "c0"), (users[2], "c0")])
-    return (QualityRun, Annotation._meta.db_table, QualityRunStatus.RUNNING, QualityRunStatus.DONE,
-            lambda: quality_run_request(project_id=project.pk, requested_by=manager).pk)
+    return (
+        QualityRun,
+        Annotation._meta.db_table,
+        QualityRunStatus.RUNNING,
+        QualityRunStatus.DONE,
+        lambda: quality_run_request(project_id=project.pk, requested_by=manager).pk,
+    )
 
 
 def export_work():
     project, manager = crowd_project()
     resolve(project, make_items(project, 50), labels=("c0", "c1"))
-    return (Export, LabelChange._meta.db_table, ExportStatus.RUNNING, ExportStatus.DONE,
-            lambda: export_request(project=project, actor=manager)[0].pk)
+    return (
+        Export,
+        LabelChange._meta.db_table,
+        ExportStatus.RUNNING,
+        ExportStatus.DONE,
+        lambda: export_request(project=project, actor=manager)[0].pk,
+    )
 
 
 @pytest.fixture
@@ -53,8 +61,9 @@ def broker():
 
 
 @pytest.mark.parametrize("make_work", [quality_work, export_work], ids=["quality-run", "export-build"])
-def test_work_of_a_killed_worker_is_requeued_by_the_sweep_and_completed(postgres_tx, broker, settings, make_work,
-                                                                          capsys):
+def test_work_of_a_killed_worker_is_requeued_by_the_sweep_and_completed(
+    postgres_tx, broker, settings, make_work, capsys
+):
     settings.LOUPE_HEARTBEAT_STALE_SECONDS = 3
     settings.LOUPE_WORK_RESEND_SECONDS = 60
     with celery_on(broker.url):
@@ -68,12 +77,22 @@ def test_work_of_a_killed_worker_is_requeued_by_the_sweep_and_completed(postgres
             first = start_worker(broker.url, **WORKER_ENV)
             workers.append(first)
             try:
-                wait_for(lambda: row.filter(status=running).exists(), timeout=90, what="the first worker to claim the work")
+                wait_for(
+                    lambda: row.filter(status=running).exists(), timeout=90, what="the first worker to claim the work"
+                )
             except AssertionError:
-                raise AssertionError(f"not claimed: row {list(row.values('status', 'attempts'))}, broker queue "
-                                     f"{broker.queued_tasks()}, worker output:\n{stop_worker(first)}") from None
-            wait_for(lambda: row.filter(status=running).values_list("heartbeat_at", flat=True).first()
-                     != row.values_list("started_at", flat=True).first(), timeout=30, what="a heartbeat")
+                raise AssertionError(
+                    f"not claimed: row {list(row.values('status', 'attempts'))}, broker queue "
+                    f"{broker.queued_tasks()}, worker output:\n{stop_worker(first)}"
+                ) from None
+            wait_for(
+                lambda: (
+                    row.filter(status=running).values_list("heartbeat_at", flat=True).first()
+                    != row.values_list("started_at", flat=True).first()
+                ),
+                timeout=30,
+                what="a heartbeat",
+            )
 
             os.kill(first.pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -94,7 +113,9 @@ def test_work_of_a_killed_worker_is_requeued_by_the_sweep_and_completed(postgres
     assert counts["requeued"] == 1 and obj.status == done and obj.attempts == 2 and obj.error == ""
     assert "Traceback" not in outputs[-1], outputs[-1]
     with capsys.disabled():
-        print(f"\n{make_work.__name__}: re-queued {requeued_after:.1f} s after the kill, done after {recovered_after:.1f} s")
+        print(
+            f"\n{make_work.__name__}: re-queued {requeued_after:.1f} s after the kill, done after {recovered_after:.1f} s"
+        )
 
 
 def _requeued(result):

@@ -22,10 +22,12 @@ class Command(BaseCommand):
         quality_demo_load(project=project)  # annotations by the demo annotators, disputed items, a quality run
         import_string("bugqueue.demo.demo_bugs_load")(project=project)  # by name: labeling never imports bugqueue
         import_string("bugqueue.demo.demo_datasets_load")(project=project)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
-            f"{result.updated} updated, {result.unchanged} unchanged."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo project #{project.pk} {project.name!r}: {result.created} items created, "
+                f"{result.updated} updated, {result.unchanged} unchanged."
+            )
+        )
         self.stdout.write("Logins (password for all: %s):" % DEMO_PASSWORD)
         for username, role, is_staff in DEMO_USERS:
             self.stdout.write(f"  {username:<16} {role}{' (staff, admin)' if is_staff else ''}")

@@ -16,11 +16,13 @@ from labeling.stats import consensus
 
 @dataclass
 class Plan:
-    outcome: np.ndarray       # N object (QualityOutcome values)
-    actionable: np.ndarray    # N bool: needs a locked write (or a check that nothing changed)
+    outcome: np.ndarray  # N object (QualityOutcome values)
+    actionable: np.ndarray  # N bool: needs a locked write (or a check that nothing changed)
 
 
-def plan_outcomes(snap: Snapshot, scores: consensus.CrowdScores, *, accept_threshold: float, max_annotations: int) -> Plan:
+def plan_outcomes(
+    snap: Snapshot, scores: consensus.CrowdScores, *, accept_threshold: float, max_annotations: int
+) -> Plan:
     """What the run would do with each item, judged on the snapshot (re-checked under lock at write)."""
     n = len(snap.item_ids)
     outcome = np.full(n, QualityOutcome.PENDING.value, dtype=object)
@@ -43,8 +45,11 @@ def plan_outcomes(snap: Snapshot, scores: consensus.CrowdScores, *, accept_thres
     resolved = status == ItemStatus.RESOLVED
     outcome[resolved] = QualityOutcome.KEPT.value
     # A single annotator's label that cleanlab doubts (no human agreed with it): ask again or review.
-    single_doubt = resolved & (scores.num_annotations == 1) & ~good & np.isin(
-        snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value]
+    single_doubt = (
+        resolved
+        & (scores.num_annotations == 1)
+        & ~good
+        & np.isin(snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
     )
     outcome[single_doubt] = low_outcome[single_doubt]
     outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
@@ -56,7 +61,8 @@ def plan_summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarr
     """The run's counts, from the outcomes its per-item results were written with."""
     quality = np.nan_to_num(quality, nan=0.0)  # as the results store it
     return {
-        "scored": len(outcome), "mean_quality": float(quality.mean()) if len(quality) else None,
+        "scored": len(outcome),
+        "mean_quality": float(quality.mean()) if len(quality) else None,
         "auto_accepted": int((outcome == QualityOutcome.ACCEPTED).sum()),
         "to_review": int((outcome == QualityOutcome.REVIEW).sum()),
         "reopened_for_more": int((outcome == QualityOutcome.REOPENED).sum()),

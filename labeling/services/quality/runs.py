@@ -54,6 +54,7 @@ def _run_timeout() -> timedelta:
 
 # --- requesting runs --------------------------------------------------------------------------
 
+
 def _enqueue(run_id: int) -> None:
     # A broker that is down does not fail the request: the queued run is the record (the sweep sends it).
     enqueue(QUALITY_RUN_TASK, run_id, record=False)
@@ -76,7 +77,8 @@ def quality_run_request(*, project_id: int, requested_by=None, trigger: str = Qu
             raise Conflict("Another quality run was being queued for this project; try again.", code="run_in_progress")
         raise Conflict(
             f"Quality run #{active.pk} is already {active.status} for this project.",
-            code="run_in_progress", fields={"run_id": active.pk},
+            code="run_in_progress",
+            fields={"run_id": active.pk},
         )
     _settings_row(project_id)
     QualitySettings.objects.filter(project_id=project_id).update(disputed_since_run=0)
@@ -127,7 +129,11 @@ def quality_on_item_disputed(*, project_id: int, count: int = 1) -> QualityRun |
 
 @transaction.atomic
 def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -> QualitySettings:
-    if not isinstance(auto_run_after_disputed, int) or isinstance(auto_run_after_disputed, bool) or not 0 <= auto_run_after_disputed <= 1_000_000:
+    if (
+        not isinstance(auto_run_after_disputed, int)
+        or isinstance(auto_run_after_disputed, bool)
+        or not 0 <= auto_run_after_disputed <= 1_000_000
+    ):
         raise ValidationFailed(
             "auto_run_after_disputed must be an integer from 0 (off) to 1,000,000.",
             fields={"auto_run_after_disputed": ["Must be an integer from 0 to 1000000."]},
@@ -146,11 +152,21 @@ def quality_runs_recover(*, now=None, sender=None) -> dict:
     each change is a compare-and-set, and claiming a run is atomic."""
     now = now or timezone.now()
     stuck = QualityRun.objects.filter(status=QualityRunStatus.RUNNING, started_at__lt=now - _run_timeout())
-    timed_out = stuck.update(status=QualityRunStatus.FAILED, finished_at=now,
-                             error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.")
-    counts = work_recover(model=QualityRun, task=QUALITY_RUN_TASK, queued=QualityRunStatus.QUEUED,
-                          running=QualityRunStatus.RUNNING, failed=QualityRunStatus.FAILED, now=now, sender=sender,
-                          what="quality run")
+    timed_out = stuck.update(
+        status=QualityRunStatus.FAILED,
+        finished_at=now,
+        error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.",
+    )
+    counts = work_recover(
+        model=QualityRun,
+        task=QUALITY_RUN_TASK,
+        queued=QualityRunStatus.QUEUED,
+        running=QualityRunStatus.RUNNING,
+        failed=QualityRunStatus.FAILED,
+        now=now,
+        sender=sender,
+        what="quality run",
+    )
     return {**counts, "failed": counts["failed"] + timed_out}
 
 
@@ -170,6 +186,7 @@ def quality_results_prune(*, keep_runs: int | None = None) -> int:
 
 
 # --- running ------------------------------------------------------------------------------------
+
 
 def _claim(run_id: int) -> QualityRun | None:
     """queued -> running, atomically: a duplicate or redelivered task message finds nothing to do."""
@@ -207,14 +224,23 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
         snap = quality_snapshot_read(project_id=project.pk)
         timings["seconds_read"] = time.perf_counter() - t
         base = {
-            "snapshot_at": snap.snapshot_at, "snapshot_max_annotation_id": snap.max_annotation_id,
-            "n_annotations": snap.n_annotations, "n_annotators": len(snap.annotator_ids),
-            "n_ignored_annotations": snap.n_ignored, "accept_threshold": project.accept_threshold,
+            "snapshot_at": snap.snapshot_at,
+            "snapshot_max_annotation_id": snap.max_annotation_id,
+            "n_annotations": snap.n_annotations,
+            "n_annotators": len(snap.annotator_ids),
+            "n_ignored_annotations": snap.n_ignored,
+            "accept_threshold": project.accept_threshold,
         }
         if len(snap.item_ids) == 0:
             quality_snapshot_complete(snap)
-            _finish(run, started, timings, **plan_summary(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, dtype=bool)),
-                    method=QualityMethod.NONE, **base)
+            _finish(
+                run,
+                started,
+                timings,
+                **plan_summary(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, dtype=bool)),
+                method=QualityMethod.NONE,
+                **base,
+            )
             return QualityRun.objects.get(pk=run_id)
         t = time.perf_counter()
         pred_probs, source = snapshot_pred_probs(snap, seed=run.seed)
@@ -228,20 +254,33 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
         timings["seconds_read"] += time.perf_counter() - t
         beat.check()
         t = time.perf_counter()
-        plan = plan_outcomes(snap, scores, accept_threshold=project.accept_threshold,
-                             max_annotations=project.max_annotations_per_item)
+        plan = plan_outcomes(
+            snap, scores, accept_threshold=project.accept_threshold, max_annotations=project.max_annotations_per_item
+        )
         outcome = write_plan(run, snap, scores, plan)
         timings["seconds_write"] = time.perf_counter() - t
-        _finish(run, started, timings, **plan_summary(outcome, scores.quality, scores.label_issue), method=scores.method,
-                pred_probs_source=source,
-                model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "", **base)
+        _finish(
+            run,
+            started,
+            timings,
+            **plan_summary(outcome, scores.quality, scores.label_issue),
+            method=scores.method,
+            pred_probs_source=source,
+            model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "",
+            **base,
+        )
     except WorkTakenOver:
-        logger.warning("quality run %s: attempt %s stopped, the run was handed to another attempt", run_id, run.attempts)
+        logger.warning(
+            "quality run %s: attempt %s stopped, the run was handed to another attempt", run_id, run.attempts
+        )
     except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
         logger.exception("quality run %s failed", run_id)
         mine.update(
-            status=QualityRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now(),
-            seconds_total=time.perf_counter() - started, **timings,
+            status=QualityRunStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:4000],
+            finished_at=timezone.now(),
+            seconds_total=time.perf_counter() - started,
+            **timings,
         )
     return QualityRun.objects.get(pk=run_id)
 
@@ -249,14 +288,18 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
 def _finish(run, started, timings, **fields) -> None:
     with transaction.atomic():
         finished = QualityRun.objects.filter(pk=run.pk, status=QualityRunStatus.RUNNING, attempts=run.attempts).update(
-            status=QualityRunStatus.DONE, finished_at=timezone.now(), seconds_total=time.perf_counter() - started,
-            **timings, **fields,
+            status=QualityRunStatus.DONE,
+            finished_at=timezone.now(),
+            seconds_total=time.perf_counter() - started,
+            **timings,
+            **fields,
         )
         if not finished:
             return  # another attempt owns the run now (this one's heartbeat had stopped)
         # Disputes that arrived while this run worked may already call for the next one.
         threshold_reached = QualitySettings.objects.filter(
-            project_id=run.project_id, auto_run_after_disputed__gt=0,
+            project_id=run.project_id,
+            auto_run_after_disputed__gt=0,
             disputed_since_run__gte=F("auto_run_after_disputed"),
         ).exists()
     if threshold_reached:
@@ -264,4 +307,3 @@ def _finish(run, started, timings, **fields) -> None:
             quality_run_request(project_id=run.project_id, trigger=QualityTrigger.AUTO)
         except Conflict:
             pass
-

@@ -52,28 +52,28 @@ class Snapshot:
     label_keys: list[str]
     snapshot_at: object
     max_annotation_id: int | None
-    item_ids: np.ndarray            # N, sorted
-    annotator_ids: np.ndarray       # M, sorted
-    labels: np.ndarray              # N × M float (NaN = not labeled)
+    item_ids: np.ndarray  # N, sorted
+    annotator_ids: np.ndarray  # M, sorted
+    labels: np.ndarray  # N × M float (NaN = not labeled)
     n_annotations: int
     n_ignored: int
-    prod_probs: np.ndarray | None   # N × K when every item has a usable production prediction
+    prod_probs: np.ndarray | None  # N × K when every item has a usable production prediction
     model_versions: list[str] = field(default_factory=list)
     texts: list[str] | None = None
     numeric: np.ndarray | None = None
     annotator_members: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # The items' state, in item_ids order (filled by quality_snapshot_complete when read alongside scoring):
-    status: np.ndarray | None = None            # N object (ItemStatus values)
-    required: np.ndarray | None = None          # N int
+    status: np.ndarray | None = None  # N object (ItemStatus values)
+    required: np.ndarray | None = None  # N int
     annotation_count: np.ndarray | None = None  # N int
-    gt_label: np.ndarray | None = None          # N object ("" = none)
-    gt_method: np.ndarray | None = None         # N object ("" = none)
-    version: np.ndarray | None = None           # N int: the row's xmin on PostgreSQL (any update changes it), else 0
+    gt_label: np.ndarray | None = None  # N object ("" = none)
+    gt_method: np.ndarray | None = None  # N object ("" = none)
+    version: np.ndarray | None = None  # N int: the row's xmin on PostgreSQL (any update changes it), else 0
     # PostgreSQL, read in a snapshot transaction of its own: the snapshot's xmin (32 bits). Every row
     # version the snapshot did not see was written by this transaction id or a later one
     # (labeling.services.quality.write._changed).
     xmin_horizon: int | None = None
-    pending_items: DbThread | None = None       # the reader still at work, if any
+    pending_items: DbThread | None = None  # the reader still at work, if any
 
 
 class _OnConnection:
@@ -84,8 +84,11 @@ class _OnConnection:
 
 def _tables():
     return {
-        "a": Annotation._meta.db_table, "i": Item._meta.db_table, "g": GroundTruth._meta.db_table,
-        "p": Prediction._meta.db_table, "r": ReopenRequest._meta.db_table,
+        "a": Annotation._meta.db_table,
+        "i": Item._meta.db_table,
+        "g": GroundTruth._meta.db_table,
+        "p": Prediction._meta.db_table,
+        "r": ReopenRequest._meta.db_table,
     }
 
 
@@ -117,27 +120,36 @@ def quality_snapshot_complete(snap: Snapshot) -> Snapshot:
 
 def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
     t = _tables()
-    label_keys = list(LabelClass.objects.filter(project_id=project_id).order_by("position", "id").values_list("key", flat=True))
+    label_keys = list(
+        LabelClass.objects.filter(project_id=project_id).order_by("position", "id").values_list("key", flat=True)
+    )
     xmin_horizon = None
     if is_postgres():
         snapshot_at, horizon = sql.fetchone(
-            "SELECT now(), mod(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, 4294967296)")
+            "SELECT now(), mod(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, 4294967296)"
+        )
         if snapshot_id is not None:  # (a REPEATABLE READ transaction: this snapshot is the one every read uses)
             xmin_horizon = int(horizon)
     else:
         snapshot_at = timezone.now()
     predictions = None
     if snapshot_id is not None and label_keys:
-        predictions = DbThread(partial(_read_latest_predictions, project_id, label_keys, False),
-                               snapshot_id=snapshot_id, work_mem=READ_WORK_MEM)
+        predictions = DbThread(
+            partial(_read_latest_predictions, project_id, label_keys, False),
+            snapshot_id=snapshot_id,
+            work_mem=READ_WORK_MEM,
+        )
 
     label_sql, label_params = label_case("a.label", label_keys)
     ann = read_columns(
         f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {t['a']} a WHERE a.project_id = %s",
-        [*label_params, project_id], {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
+        [*label_params, project_id],
+        {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
     )
     # (one probe of the (project, id) index, in the same snapshot)
-    max_annotation_id = Annotation.objects.filter(project_id=project_id).order_by("-id").values_list("id", flat=True).first()
+    max_annotation_id = (
+        Annotation.objects.filter(project_id=project_id).order_by("-id").values_list("id", flat=True).first()
+    )
     codes = ann["label"]
     known = codes >= 0
     n_annotations, n_ignored = len(codes), int((~known).sum())
@@ -151,7 +163,9 @@ def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
 
     prod_probs, versions = None, []
     if len(item_ids) and label_keys:
-        counted = predictions.result() if predictions is not None else _read_latest_predictions(project_id, label_keys, False)
+        counted = (
+            predictions.result() if predictions is not None else _read_latest_predictions(project_id, label_keys, False)
+        )
         prod_probs, versions = _latest_probs(counted, item_ids)
         if prod_probs is None:
             # Not every scored item was among the counted ones (no prediction, or a drifted counter):
@@ -164,7 +178,11 @@ def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
         texts, numeric = _read_features(project_id, item_ids)
 
     members = np.array(
-        sorted(Membership.objects.filter(project_id=project_id, role__in=ANNOTATING_ROLES).values_list("user_id", flat=True)),
+        sorted(
+            Membership.objects.filter(project_id=project_id, role__in=ANNOTATING_ROLES).values_list(
+                "user_id", flat=True
+            )
+        ),
         dtype=np.int64,
     )
     # The items' state is read while scoring runs (scoring needs only labels and pred_probs); started
@@ -172,9 +190,20 @@ def _read_snapshot(project_id: int, *, snapshot_id: str | None) -> Snapshot:
     read_state = partial(_read_item_state, project_id, item_ids, label_keys)
     items = DbThread(read_state, snapshot_id=snapshot_id, work_mem=READ_WORK_MEM) if snapshot_id is not None else None
     snap = Snapshot(
-        project_id=project_id, label_keys=label_keys, snapshot_at=snapshot_at, max_annotation_id=max_annotation_id,
-        item_ids=item_ids, annotator_ids=annotator_ids, labels=labels, n_annotations=n_annotations, n_ignored=n_ignored,
-        prod_probs=prod_probs, model_versions=versions, texts=texts, numeric=numeric, annotator_members=members,
+        project_id=project_id,
+        label_keys=label_keys,
+        snapshot_at=snapshot_at,
+        max_annotation_id=max_annotation_id,
+        item_ids=item_ids,
+        annotator_ids=annotator_ids,
+        labels=labels,
+        n_annotations=n_annotations,
+        n_ignored=n_ignored,
+        prod_probs=prod_probs,
+        model_versions=versions,
+        texts=texts,
+        numeric=numeric,
+        annotator_members=members,
         xmin_horizon=xmin_horizon,
     )
     if items is None:
@@ -200,8 +229,16 @@ def _read_item_state(project_id, item_ids, label_keys) -> dict:
             f"FROM {t['i']} i LEFT JOIN {t['g']} g ON g.item_id = i.id LEFT JOIN {t['r']} r ON r.item_id = i.id "
             f"WHERE i.project_id = %s AND {annotated_sql}",
             [*status_params, *gt_label_params, *method_params, project_id],
-            {"id": np.int64, "status": np.int64, "required": np.int64, "count": np.int64, "gt_label": np.int64,
-             "gt_method": np.int64, "version": np.int64, "pending": np.int64},
+            {
+                "id": np.int64,
+                "status": np.int64,
+                "required": np.int64,
+                "count": np.int64,
+                "gt_label": np.int64,
+                "gt_method": np.int64,
+                "version": np.int64,
+                "pending": np.int64,
+            },
         )
 
     # The annotation counter picks the annotated items cheaply; should it ever have drifted from the
@@ -222,9 +259,12 @@ def _read_item_state(project_id, item_ids, label_keys) -> dict:
     label_names = np.array([*label_keys, "", ""], dtype=object)  # index -1 / -2: none
     method_names = np.array([*METHODS, "", ""], dtype=object)
     return {
-        "status": np.array(STATUSES + [""], dtype=object)[pick["status"]], "required": pick["required"],
-        "annotation_count": pick["count"], "gt_label": label_names[pick["gt_label"]],
-        "gt_method": method_names[pick["gt_method"]], "version": pick["version"],
+        "status": np.array(STATUSES + [""], dtype=object)[pick["status"]],
+        "required": pick["required"],
+        "annotation_count": pick["count"],
+        "gt_label": label_names[pick["gt_label"]],
+        "gt_method": method_names[pick["gt_method"]],
+        "version": pick["version"],
     }
 
 
@@ -254,8 +294,9 @@ def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
     t = _tables()
     k = len(label_keys)
     if is_postgres():
-        annotated_sql = (f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)" if exact
-                         else "i.annotation_count > 0")
+        annotated_sql = (
+            f"EXISTS (SELECT 1 FROM {t['a']} a WHERE a.item_id = i.id)" if exact else "i.annotation_count > 0"
+        )
         # Prediction.vector holds the numbers already, and the prediction_latest index holds it in
         # this order: the read touches neither the table nor a sort (an index-only scan merged with
         # the items). A newest row without a usable vector is converted from its jsonb afterwards.
@@ -266,8 +307,11 @@ def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
             f"FROM {t['p']} p JOIN {t['i']} i ON i.id = p.item_id WHERE i.project_id = %s AND p.probabilities IS NOT NULL "
             f"AND {annotated_sql} {order}"
         )
-        frame = read_columns(latest, [project_id], {"item_id": np.int64, "model_version": str, "probs": (float, k),
-                                                    "has_vector": np.int16})
+        frame = read_columns(
+            latest,
+            [project_id],
+            {"item_id": np.int64, "model_version": str, "probs": (float, k), "has_vector": np.int16},
+        )
         without = np.nonzero(frame.pop("has_vector") != 1)[0]
         if len(without):
             from_jsonb = (
@@ -277,7 +321,8 @@ def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
             converted = read_columns(
                 f"SELECT DISTINCT ON (p.item_id) p.item_id, {from_jsonb} FROM {t['p']} p "
                 f"WHERE p.item_id = ANY(%s::bigint[]) AND p.probabilities IS NOT NULL {order}",
-                [label_keys, array_literal(frame["item_id"][without])], {"item_id": np.int64, "probs": (float, k)},
+                [label_keys, array_literal(frame["item_id"][without])],
+                {"item_id": np.int64, "probs": (float, k)},
             )
             at = np.searchsorted(frame["item_id"], converted["item_id"])  # (both in item order)
             frame["probs"][at] = converted["probs"]
@@ -288,14 +333,17 @@ def _read_latest_predictions(project_id, label_keys, exact: bool) -> dict:
         qs = qs.filter(Exists(Annotation.objects.filter(item_id=OuterRef("item_id"))))
     else:
         qs = qs.filter(item__annotation_count__gt=0)
-    for item_id, mv, raw in (
-        qs.order_by("item_id", "predicted_at", "id").values_list("item_id", "model_version", "probabilities")
+    for item_id, mv, raw in qs.order_by("item_id", "predicted_at", "id").values_list(
+        "item_id", "model_version", "probabilities"
     ):
         latest[item_id] = (mv, raw)
     ids = np.array(sorted(latest), dtype=np.int64)
     return {
-        "item_id": ids, "model_version": np.array([latest[i][0] for i in ids.tolist()], dtype=object),
-        "probs": np.array([[_prob(latest[i][1], key) for key in label_keys] for i in ids.tolist()], dtype=float).reshape(-1, k),
+        "item_id": ids,
+        "model_version": np.array([latest[i][0] for i in ids.tolist()], dtype=object),
+        "probs": np.array(
+            [[_prob(latest[i][1], key) for key in label_keys] for i in ids.tolist()], dtype=float
+        ).reshape(-1, k),
     }
 
 
@@ -322,7 +370,9 @@ def _prob(probs, key):
 def _read_features(project_id, item_ids):
     """Payload text, or numeric payload fields, for the out-of-sample model."""
     payloads = dict(
-        Item.objects.filter(project_id=project_id, pk__in=item_ids.tolist()).values_list("pk", "payload").iterator(chunk_size=5000)
+        Item.objects.filter(project_id=project_id, pk__in=item_ids.tolist())
+        .values_list("pk", "payload")
+        .iterator(chunk_size=5000)
     )
     rows = [payloads.get(int(i)) or {} for i in item_ids]
     texts = [r.get("text") if isinstance(r.get("text"), str) else "" for r in rows]
@@ -337,7 +387,13 @@ def _read_features(project_id, item_ids):
     if not keys:
         return None, None
     numeric = np.array(
-        [[float(r[k]) if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) else np.nan for k in keys] for r in rows]
+        [
+            [
+                float(r[k]) if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) else np.nan
+                for k in keys
+            ]
+            for r in rows
+        ]
     )
     numeric[~np.isfinite(numeric)] = np.nan
     return None, numeric
@@ -358,4 +414,6 @@ def snapshot_pred_probs(snap: Snapshot, *, seed: int) -> tuple[np.ndarray, str]:
         probs = consensus.crossval_pred_probs(train_labels=train, n_classes=k, numeric=snap.numeric, seed=seed)
         if probs is not None:
             return consensus.normalize_pred_probs(probs), PredProbsSource.CROSSVAL_NUMERIC
-    return consensus.normalize_pred_probs(consensus.class_prior_pred_probs(train, k, len(train), rng=rng)), PredProbsSource.CLASS_PRIOR
+    return consensus.normalize_pred_probs(
+        consensus.class_prior_pred_probs(train, k, len(train), rng=rng)
+    ), PredProbsSource.CLASS_PRIOR

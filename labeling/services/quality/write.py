@@ -59,8 +59,13 @@ def write_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -
     those are usable), and the stale ones are re-marked afterwards."""
     QualityItemResult.objects.filter(run_id=run.pk).delete()  # a re-executed run starts over
     parts = np.array_split(np.arange(len(snap.item_ids)), RESULT_PARTS)
-    stale = _apply_plan(run, snap, scores, plan, alongside=[
-        partial(_insert_results, run.pk, snap, scores, plan.outcome, rows) for rows in parts])
+    stale = _apply_plan(
+        run,
+        snap,
+        scores,
+        plan,
+        alongside=[partial(_insert_results, run.pk, snap, scores, plan.outcome, rows) for rows in parts],
+    )
     if stale.any():
         QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
             outcome=QualityOutcome.STALE
@@ -91,18 +96,27 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
     # The items that get no row lock (requests, review as it is): which changed since the snapshot.
     unlocked = np.concatenate([requested, stays])
     stale[unlocked] = _changed(snap, unlocked)
-    replace = ReopenRequest.objects.filter(project_id=snap.project_id).exists()  # (only runs add requests: one at a time)
+    replace = ReopenRequest.objects.filter(
+        project_id=snap.project_id
+    ).exists()  # (only runs add requests: one at a time)
     accept = [partial(_accept_chunk, run, snap, scores, idx) for idx in _chunks(accepted, WRITE_CHUNK)]
-    request = [partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace, stale=stale[idx])
-               for idx in _chunks(requested, REQUEST_CHUNK)]
+    request = [
+        partial(_request_chunk, snap, idx, rank=scores.active_learning[idx], replace=replace, stale=stale[idx])
+        for idx in _chunks(requested, REQUEST_CHUNK)
+    ]
     values = start_calls([*accept, *alongside, *request])()
-    for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), values[:len(accept)]):
+    for idx, chunk_stale in zip(_chunks(accepted, WRITE_CHUNK), values[: len(accept)]):
         stale[idx] = chunk_stale
     # A doubted single label (its item resolved) goes back to the queue at once.
     single = np.nonzero(reopened & (snap.status != ItemStatus.DISPUTED))[0]
     for idx in _chunks(single, 2 * WRITE_CHUNK):
-        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.OPEN, reopen_rank=scores.active_learning[idx],
-                                       queue_order=run.project.queue_order)
+        stale[idx] = _set_status_chunk(
+            snap,
+            idx,
+            status=ItemStatus.OPEN,
+            reopen_rank=scores.active_learning[idx],
+            queue_order=run.project.queue_order,
+        )
     moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
     for idx in _chunks(moved, 4 * WRITE_CHUNK):
         stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.DISPUTED)
@@ -111,10 +125,11 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
 
 def _chunks(idx: np.ndarray, size: int):
     for start in range(0, len(idx), size):
-        yield idx[start:start + size]
+        yield idx[start : start + size]
 
 
 # --- is the item still as the snapshot saw it? ---------------------------------------------------
+
 
 def _unchanged(snap: Snapshot, idx: np.ndarray, *, lock: bool) -> np.ndarray:
     """Which of these items are exactly as the snapshot saw them (optionally locking them first, in
@@ -133,13 +148,23 @@ def _unchanged(snap: Snapshot, idx: np.ndarray, *, lock: bool) -> np.ndarray:
     now = {
         row[0]: row[1:]
         for row in Item.objects.filter(pk__in=ids.tolist()).values_list(
-            "pk", "status", "required_annotations", "annotation_count", "ground_truth__label", "ground_truth__method")
+            "pk", "status", "required_annotations", "annotation_count", "ground_truth__label", "ground_truth__method"
+        )
     }
-    return np.array([
-        now.get(int(snap.item_ids[i])) == (snap.status[i], int(snap.required[i]), int(snap.annotation_count[i]),
-                                           snap.gt_label[i] or None, snap.gt_method[i] or None)
-        for i in idx
-    ], dtype=bool)
+    return np.array(
+        [
+            now.get(int(snap.item_ids[i]))
+            == (
+                snap.status[i],
+                int(snap.required[i]),
+                int(snap.annotation_count[i]),
+                snap.gt_label[i] or None,
+                snap.gt_method[i] or None,
+            )
+            for i in idx
+        ],
+        dtype=bool,
+    )
 
 
 def _changed(snap: Snapshot, idx: np.ndarray) -> np.ndarray:
@@ -153,8 +178,9 @@ def _changed(snap: Snapshot, idx: np.ndarray) -> np.ndarray:
     less than reading every item by its primary key, as _unchanged does.)"""
     if snap.xmin_horizon is None:
         return ~_unchanged(snap, idx, lock=False)
-    found, differs = _compare_with_snapshot(snap, "i.project_id = %s AND age(i.xmin) <= age(%s::text::xid)",
-                                            [snap.project_id, str(snap.xmin_horizon)])
+    found, differs = _compare_with_snapshot(
+        snap, "i.project_id = %s AND age(i.xmin) <= age(%s::text::xid)", [snap.project_id, str(snap.xmin_horizon)]
+    )
     changed = np.zeros(len(snap.item_ids), dtype=bool)
     changed[found] = differs
     return changed[idx]
@@ -177,7 +203,8 @@ def _compare_with_snapshot(snap: Snapshot, where: str, params: list):
     seen[seen] = snap.item_ids[pos[seen]] == now["id"][seen]
     pos = pos[seen]
     differs = (
-        (now["version"][seen] != snap.version[pos]) | (now["required"][seen] != snap.required[pos])
+        (now["version"][seen] != snap.version[pos])
+        | (now["required"][seen] != snap.required[pos])
         | (now["count"][seen] != snap.annotation_count[pos])
         | (now["status"][seen] != pd.Index(STATUSES).get_indexer(snap.status[pos]))
     )
@@ -185,6 +212,7 @@ def _compare_with_snapshot(snap: Snapshot, where: str, params: list):
 
 
 # --- the chunks ------------------------------------------------------------------------------------
+
 
 def _commit_without_waiting() -> None:
     """A run's write chunks commit without waiting for their WAL to reach the disk
@@ -210,10 +238,17 @@ def _accept_chunk(run, snap, scores, idx) -> np.ndarray:
     agreeing = np.split(snap.annotator_ids[cols], np.searchsorted(rows, np.arange(1, len(take))))
     source = f"quality-run:{run.pk}"
     decisions = [
-        Decision(item_id=item_id, label=snap.label_keys[label], method=GroundTruthMethod.CONSENSUS, score=score,
-                 annotators=tuple(who.tolist()), source=source)
-        for item_id, label, score, who in zip(snap.item_ids[take].tolist(), consensus.tolist(),
-                                              scores.quality[take].tolist(), agreeing)
+        Decision(
+            item_id=item_id,
+            label=snap.label_keys[label],
+            method=GroundTruthMethod.CONSENSUS,
+            score=score,
+            annotators=tuple(who.tolist()),
+            source=source,
+        )
+        for item_id, label, score, who in zip(
+            snap.item_ids[take].tolist(), consensus.tolist(), scores.quality[take].tolist(), agreeing
+        )
     ]
     if decisions:
         ground_truth_set_many(project_id=snap.project_id, decisions=decisions)
@@ -238,20 +273,33 @@ def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool, stale: np.ndar
         table = ReopenRequest._meta.db_table
         if replace:
             sql.execute(f"DELETE FROM {table} WHERE item_id = ANY(%s::bigint[])", [array_literal(snap.item_ids[idx])])
-        copy_arrays(table, {
-            "item_id": ("int8", ids), "project_id": ("int8", np.full(len(ids), snap.project_id)),
-            "rank": ("float8", rank[ok]), "required": ("int2", snap.required[take]), "count": ("int4", snap.annotation_count[take]),
-        })
+        copy_arrays(
+            table,
+            {
+                "item_id": ("int8", ids),
+                "project_id": ("int8", np.full(len(ids), snap.project_id)),
+                "rank": ("float8", rank[ok]),
+                "required": ("int2", snap.required[take]),
+                "count": ("int4", snap.annotation_count[take]),
+            },
+        )
         return
     ReopenRequest.objects.bulk_create(
-        [ReopenRequest(item_id=item_id, project_id=snap.project_id, rank=r, required=req, count=n)
-         for item_id, r, req, n in zip(ids.tolist(), rank[ok].tolist(), snap.required[take].tolist(),
-                                       snap.annotation_count[take].tolist())],
-        update_conflicts=True, unique_fields=["item"], update_fields=["rank", "required", "count", "project"],
+        [
+            ReopenRequest(item_id=item_id, project_id=snap.project_id, rank=r, required=req, count=n)
+            for item_id, r, req, n in zip(
+                ids.tolist(), rank[ok].tolist(), snap.required[take].tolist(), snap.annotation_count[take].tolist()
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["item"],
+        update_fields=["rank", "required", "count", "project"],
     )
 
 
-def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None = None, queue_order: str = "") -> np.ndarray:
+def _set_status_chunk(
+    snap, idx, *, status: str, reopen_rank: np.ndarray | None = None, queue_order: str = ""
+) -> np.ndarray:
     """Move items to `status` (reopen: one more annotation, served in `reopen_rank` order, then in the
     project's `queue_order`) unless they changed since the snapshot; returns the stale mask. On
     PostgreSQL one compare-and-set UPDATE.
@@ -262,16 +310,22 @@ def _set_status_chunk(snap, idx, *, status: str, reopen_rank: np.ndarray | None 
     (which would write every row twice). Should a deadlock still happen, the chunk is rolled back
     and done again with the locks taken first (common.db.locks.lock_rows)."""
     try:
-        return _set_status_once(snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=False)
+        return _set_status_once(
+            snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=False
+        )
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED:
             raise
         logger.warning("quality run: deadlock moving %s items; retrying with locks taken first", len(idx))
-        return _set_status_once(snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=True)
+        return _set_status_once(
+            snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=True
+        )
 
 
 @transaction.atomic
-def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool) -> np.ndarray:
+def _set_status_once(
+    snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool
+) -> np.ndarray:
     _commit_without_waiting()
     now = timezone.now()
     ids = snap.item_ids[idx]
@@ -279,14 +333,21 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
         table = Item._meta.db_table
         reopen = reopen_rank is not None
         # Stored in primary-key order, the lock order: snapshot ids are sorted and chunks are ascending.
-        temp_table_from_arrays("quality_moves", {
-            "id": ("int8", ids), "version": ("int8", snap.version[idx]),
-            "status": ("int4", pd.Index(STATUSES).get_indexer(snap.status[idx])),
-            "required": ("int4", snap.required[idx]), "count": ("int4", snap.annotation_count[idx]),
-            "rank": ("float8", reopen_rank if reopen else np.zeros(len(idx))),
-        })
+        temp_table_from_arrays(
+            "quality_moves",
+            {
+                "id": ("int8", ids),
+                "version": ("int8", snap.version[idx]),
+                "status": ("int4", pd.Index(STATUSES).get_indexer(snap.status[idx])),
+                "required": ("int4", snap.required[idx]),
+                "count": ("int4", snap.annotation_count[idx]),
+                "rank": ("float8", reopen_rank if reopen else np.zeros(len(idx))),
+            },
+        )
         sets = "status = %s, updated_at = %s" + (
-            ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank, queue_order = %s" if reopen else ""
+            ", required_annotations = i.required_annotations + 1, reopen_rank = v.rank, queue_order = %s"
+            if reopen
+            else ""
         )
         if lock_first:
             lock_rows(Item.objects.filter(pk__in=ids.tolist()))
@@ -306,13 +367,17 @@ def _set_status_once(snap, idx, *, status: str, reopen_rank: np.ndarray | None, 
             continue
         changes = {"status": status, "updated_at": now}
         if reopen_rank is not None:
-            changes.update(required_annotations=F("required_annotations") + 1, reopen_rank=float(reopen_rank[j]),
-                           queue_order=queue_order)
+            changes.update(
+                required_annotations=F("required_annotations") + 1,
+                reopen_rank=float(reopen_rank[j]),
+                queue_order=queue_order,
+            )
         Item.objects.filter(pk=int(snap.item_ids[i])).update(**changes)
     return ~ok
 
 
 # --- results and statistics ------------------------------------------------------------------
+
 
 @transaction.atomic
 def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
@@ -322,22 +387,38 @@ def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
     quality = np.nan_to_num(scores.quality[rows], nan=0.0)
     agreement = np.nan_to_num(scores.agreement[rows], nan=0.0)
     if is_postgres():  # one binary COPY: no temporary table, no INSERT ... SELECT to map codes to text
-        copy_arrays(QualityItemResult._meta.db_table, {
-            "run_id": ("int8", np.full(len(rows), run_id)), "item_id": ("int8", snap.item_ids[rows]),
-            "consensus_label": ("text", (scores.consensus[rows], snap.label_keys)), "quality": ("float8", quality),
-            "agreement": ("float8", agreement), "num_annotations": ("int2", scores.num_annotations[rows]),
-            "active_learning_score": ("float8", scores.active_learning[rows]), "label_issue": ("bool", scores.label_issue[rows]),
-            "outcome": ("text", (codes, OUTCOMES)),
-        })
-        return
-    QualityItemResult.objects.bulk_create([
-        QualityItemResult(
-            run_id=run_id, item_id=int(snap.item_ids[i]), consensus_label=snap.label_keys[int(scores.consensus[i])],
-            quality=float(quality[j]), agreement=float(agreement[j]), num_annotations=int(scores.num_annotations[i]),
-            active_learning_score=float(scores.active_learning[i]), label_issue=bool(scores.label_issue[i]), outcome=outcome[i],
+        copy_arrays(
+            QualityItemResult._meta.db_table,
+            {
+                "run_id": ("int8", np.full(len(rows), run_id)),
+                "item_id": ("int8", snap.item_ids[rows]),
+                "consensus_label": ("text", (scores.consensus[rows], snap.label_keys)),
+                "quality": ("float8", quality),
+                "agreement": ("float8", agreement),
+                "num_annotations": ("int2", scores.num_annotations[rows]),
+                "active_learning_score": ("float8", scores.active_learning[rows]),
+                "label_issue": ("bool", scores.label_issue[rows]),
+                "outcome": ("text", (codes, OUTCOMES)),
+            },
         )
-        for j, i in enumerate(rows.tolist())
-    ], batch_size=2000)
+        return
+    QualityItemResult.objects.bulk_create(
+        [
+            QualityItemResult(
+                run_id=run_id,
+                item_id=int(snap.item_ids[i]),
+                consensus_label=snap.label_keys[int(scores.consensus[i])],
+                quality=float(quality[j]),
+                agreement=float(agreement[j]),
+                num_annotations=int(scores.num_annotations[i]),
+                active_learning_score=float(scores.active_learning[i]),
+                label_issue=bool(scores.label_issue[i]),
+                outcome=outcome[i],
+            )
+            for j, i in enumerate(rows.tolist())
+        ],
+        batch_size=2000,
+    )
 
 
 @transaction.atomic
@@ -348,10 +429,14 @@ def _write_annotator_stats(run_id, snap, scores) -> None:
         q = scores.annotator_quality[j]
         agr = scores.annotator_agreement[j]
         worst = int(scores.annotator_worst_class[j])
-        rows.append(QualityAnnotatorStat(
-            run_id=run_id, annotator_id=user_id, quality=None if not np.isfinite(q) else float(q),
-            agreement_with_consensus=None if not np.isfinite(agr) else float(agr),
-            worst_class=snap.label_keys[worst] if 0 <= worst < len(snap.label_keys) else "",
-            num_labeled=int(scores.annotator_num_labeled[j]),
-        ))
+        rows.append(
+            QualityAnnotatorStat(
+                run_id=run_id,
+                annotator_id=user_id,
+                quality=None if not np.isfinite(q) else float(q),
+                agreement_with_consensus=None if not np.isfinite(agr) else float(agr),
+                worst_class=snap.label_keys[worst] if 0 <= worst < len(snap.label_keys) else "",
+                num_labeled=int(scores.annotator_num_labeled[j]),
+            )
+        )
     QualityAnnotatorStat.objects.bulk_create(rows, batch_size=1000)

@@ -14,8 +14,7 @@ distinct `touchers` sets and an INSERT ... ON CONFLICT inside data-modifying CTE
 
 import json
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
@@ -57,7 +56,7 @@ _BUCKET_ORM = {
     QueueOrder.UNCERTAINTY: F("uncertainty").desc(nulls_last=True),
     QueueOrder.OLDEST_PREDICTION: F("first_predicted_at").asc(nulls_last=True),
 }
-_EPOCH = datetime(1, 1, 1, tzinfo=dt_timezone.utc)
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _KEY_COLUMNS = "id, touchers, reopen_rank, created_at, priority, uncertainty, first_predicted_at, annotation_count"
 _KEY_NAMES = tuple(c.strip() for c in _KEY_COLUMNS.split(","))
 
@@ -141,8 +140,9 @@ def assignment_claim_next(*, project: Project, annotator, exclude=(), now: datet
     exclude = frozenset(int(x) for x in exclude)
     wait_for = None
     for _ in range(MAX_ATTEMPTS):
-        attempt = _claim_attempt(project=project, annotator=annotator, exclude=exclude,
-                                 now=now or timezone.now(), wait_for=wait_for)
+        attempt = _claim_attempt(
+            project=project, annotator=annotator, exclude=exclude, now=now or timezone.now(), wait_for=wait_for
+        )
         if attempt.claim is not None:
             return attempt.claim
         if not attempt.retry:
@@ -150,7 +150,9 @@ def assignment_claim_next(*, project: Project, annotator, exclude=(), now: datet
         wait_for = attempt.wait_for
     # Every attempt lost its candidate to a concurrent claim: the queue is moving, so try once more
     # without waiting for a particular item before giving up.
-    attempt = _claim_attempt(project=project, annotator=annotator, exclude=exclude, now=now or timezone.now(), wait_for=None)
+    attempt = _claim_attempt(
+        project=project, annotator=annotator, exclude=exclude, now=now or timezone.now(), wait_for=None
+    )
     if attempt.claim is None and attempt.retry:
         raise Conflict("The queue is very busy right now; try again.", code="queue_busy")
     return attempt.claim
@@ -215,8 +217,11 @@ def _open_requested(*, project, me: int, now: datetime) -> int | None:
         )
         stale = [item_id for item_id, ok, _ in head if not ok]
         if stale:
-            execute(f"DELETE FROM {requests} r WHERE r.item_id = ANY(%s) AND NOT EXISTS "
-                    f"(SELECT 1 FROM {items} i WHERE i.id = r.item_id AND {valid})", [stale])
+            execute(
+                f"DELETE FROM {requests} r WHERE r.item_id = ANY(%s) AND NOT EXISTS "
+                f"(SELECT 1 FROM {items} i WHERE i.id = r.item_id AND {valid})",
+                [stale],
+            )
         mine = [item_id for item_id, ok, touchers in head if ok and me not in touchers_list(touchers)]
         if mine:
             break
@@ -254,8 +259,11 @@ def _open_requested_portable(*, project, me: int, now: datetime) -> int | None:
     if opened is None:
         return None
     Item.objects.filter(pk=opened.item_id).update(
-        status=ItemStatus.OPEN, required_annotations=F("required_annotations") + 1, reopen_rank=opened.rank,
-        queue_order=project.queue_order, updated_at=now,
+        status=ItemStatus.OPEN,
+        required_annotations=F("required_annotations") + 1,
+        reopen_rank=opened.rank,
+        queue_order=project.queue_order,
+        updated_at=now,
     )
     opened.delete()
     return opened.item_id
@@ -267,8 +275,12 @@ def _held_leases(*, project, annotator, now) -> list[tuple]:
     if not is_postgres():
         return list(
             Assignment.objects.filter(
-                annotator=annotator, kind=ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
-                item__project_id=project.pk, item__status=ItemStatus.OPEN,
+                annotator=annotator,
+                kind=ANNOTATE,
+                status=AssignmentStatus.ACTIVE,
+                expires_at__gt=now,
+                item__project_id=project.pk,
+                item__status=ItemStatus.OPEN,
             )
             .order_by("id")
             .values_list("id", "expires_at", "item_id", "item__external_id", "item__payload")
@@ -320,32 +332,41 @@ def _find(*, project, me, now, lock):
     rest: a loose index scan lists the distinct `touchers` sets that do not contain this annotator
     and takes the first free item among them, so the cost does not grow with what they have done."""
     order = project.queue_order
-    params = {"p": project.pk, "me": json.dumps([me]), "now": now, "fw": FRESH_WINDOW, "tw": TOUCHED_WINDOW,
-              "tc": TOUCHED_CANDIDATES}
+    params = {
+        "p": project.pk,
+        "me": json.dumps([me]),
+        "now": now,
+        "fw": FRESH_WINDOW,
+        "tw": TOUCHED_WINDOW,
+        "tc": TOUCHED_CANDIDATES,
+    }
     lock_sql = "FOR UPDATE OF i SKIP LOCKED" if lock else ""
     # 1. The heads of both indexes: FRESH_WINDOW fresh items, TOUCHED_WINDOW touched ones.
-    found = _as_dicts(fetchall(
-        f"""WITH tw AS MATERIALIZED (
+    found = _as_dicts(
+        fetchall(
+            f"""WITH tw AS MATERIALIZED (
                 SELECT id, touchers, annotation_count, required_annotations,
                        row_number() OVER (ORDER BY {queue_order_sql(order)}) AS rn
                 FROM {_ITEM}
                 WHERE project_id = %(p)s AND status = 'open' AND touchers IS NOT NULL
                 ORDER BY {queue_order_sql(order)} LIMIT %(tw)s)
-            SELECT i.{_KEY_COLUMNS.replace(', ', ', i.')}, (SELECT count(*) FROM tw) AS touched_seen
+            SELECT i.{_KEY_COLUMNS.replace(", ", ", i.")}, (SELECT count(*) FROM tw) AS touched_seen
             FROM {_ITEM} i
             WHERE i.id IN (
                 (SELECT id FROM {_ITEM} WHERE project_id = %(p)s AND status = 'open' AND touchers IS NULL
                  ORDER BY {queue_order_sql(order)} LIMIT %(fw)s)
                 UNION ALL
                 (SELECT tw.id FROM tw WHERE NOT tw.touchers @> %(me)s::jsonb
-                   AND tw.annotation_count + {_ACTIVE_SLOTS.format(alias='tw')} < tw.required_annotations
+                   AND tw.annotation_count + {_ACTIVE_SLOTS.format(alias="tw")} < tw.required_annotations
                  ORDER BY tw.rn LIMIT %(tc)s)
             )
             AND i.status = 'open' AND (i.touchers IS NULL OR NOT i.touchers @> %(me)s::jsonb)
-            ORDER BY {queue_order_sql(order, 'i')}
+            ORDER BY {queue_order_sql(order, "i")}
             LIMIT 1 {lock_sql}""",
-        params,
-    ), _KEY_NAMES + ("touched_seen",))
+            params,
+        ),
+        _KEY_NAMES + ("touched_seen",),
+    )
     if found and (found[0]["touchers"] is not None or found[0]["touched_seen"] < TOUCHED_WINDOW):
         # A touched item from the window beats every touched item beyond it; a fresh one does too
         # when the window held all touched items.
@@ -355,14 +376,19 @@ def _find(*, project, me, now, lock):
     #    the first free item among the touched groups this annotator is not part of.
     candidates = list(found)
     if not found:
-        candidates += _as_dicts(fetchall(
-            f"""SELECT {_KEY_COLUMNS} FROM {_ITEM} i
+        candidates += _as_dicts(
+            fetchall(
+                f"""SELECT {_KEY_COLUMNS} FROM {_ITEM} i
             WHERE project_id = %(p)s AND status = 'open' AND touchers IS NULL
             ORDER BY {queue_order_sql(order)} LIMIT 1 {lock_sql}""",
-            params,
-        ), _KEY_NAMES)
-    groups = [r[0] for r in fetchall(
-        f"""WITH RECURSIVE g(t) AS (
+                params,
+            ),
+            _KEY_NAMES,
+        )
+    groups = [
+        r[0]
+        for r in fetchall(
+            f"""WITH RECURSIVE g(t) AS (
                 (SELECT {_GROUP_KEY} FROM {_ITEM} WHERE project_id = %(p)s AND status = 'open' AND touchers IS NOT NULL
                  ORDER BY {_GROUP_KEY} LIMIT 1)
                 UNION ALL
@@ -371,26 +397,31 @@ def _find(*, project, me, now, lock):
                 FROM g WHERE g.t IS NOT NULL
             )
             SELECT t FROM g WHERE t IS NOT NULL AND NOT t::jsonb @> %(me)s::jsonb""",
-        params,
-    )]
+            params,
+        )
+    ]
     if groups:
-        candidates += _as_dicts(fetchall(
-            f"""SELECT {_KEY_COLUMNS} FROM {_ITEM} i
+        candidates += _as_dicts(
+            fetchall(
+                f"""SELECT {_KEY_COLUMNS} FROM {_ITEM} i
                 WHERE project_id = %(p)s AND status = 'open' AND touchers IS NOT NULL
                   AND touchers = ANY(%(groups)s::jsonb[])
-                  AND annotation_count + {_ACTIVE_SLOTS.format(alias='i')} < required_annotations
+                  AND annotation_count + {_ACTIVE_SLOTS.format(alias="i")} < required_annotations
                 ORDER BY {queue_order_sql(order)} LIMIT 1 {lock_sql}""",
-            {**params, "groups": groups},
-        ), _KEY_NAMES)
+                {**params, "groups": groups},
+            ),
+            _KEY_NAMES,
+        )
     if not candidates:
         return None
     return min(candidates, key=lambda r: _sort_key(r, order))
 
 
 def _lock_one(item_id):
-    found = _as_dicts(fetchall(
-        f"SELECT {_KEY_COLUMNS} FROM {_ITEM} i WHERE id = %s AND status = 'open' FOR UPDATE", [item_id]
-    ), _KEY_NAMES)
+    found = _as_dicts(
+        fetchall(f"SELECT {_KEY_COLUMNS} FROM {_ITEM} i WHERE id = %s AND status = 'open' FOR UPDATE", [item_id]),
+        _KEY_NAMES,
+    )
     return found[0] if found else None
 
 
@@ -404,7 +435,7 @@ def _take(*, row, me, now, expires_at) -> Claim | None:
         f"""WITH ok AS (
                 SELECT i.id FROM {_ITEM} i
                 WHERE i.id = %(item)s AND i.status = 'open'
-                  AND i.annotation_count + {_ACTIVE_SLOTS.format(alias='i')} < i.required_annotations
+                  AND i.annotation_count + {_ACTIVE_SLOTS.format(alias="i")} < i.required_annotations
                   AND NOT EXISTS (SELECT 1 FROM {_ANNOTATION} n WHERE n.item_id = i.id AND n.annotator_id = %(me)s)
             ), ins AS (
                 INSERT INTO {_ASSIGNMENT} (item_id, annotator_id, kind, status, created_at, expires_at, finished_at, skip_reason)
@@ -439,7 +470,9 @@ def eligible_items(*, project: Project, annotator, now: datetime):
     the PostgreSQL path is tested against). An annotator never gets an item twice: a skipped or
     expired lease keeps its row, and an expired lease frees its slot at once."""
     active = (
-        Assignment.objects.filter(item=OuterRef("pk"), kind=ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now)
+        Assignment.objects.filter(
+            item=OuterRef("pk"), kind=ANNOTATE, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+        )
         .order_by()
         .values("item")
         .annotate(n=Count("id"))
@@ -457,7 +490,11 @@ def eligible_items(*, project: Project, annotator, now: datetime):
 
 
 def _claim_portable(*, project, annotator, now) -> _Attempt:
-    item = eligible_items(project=project, annotator=annotator, now=now).only("id", "touchers", "external_id", "payload").first()
+    item = (
+        eligible_items(project=project, annotator=annotator, now=now)
+        .only("id", "touchers", "external_id", "payload")
+        .first()
+    )
     if item is None:
         return _Attempt()
     expires_at = now + timedelta(seconds=project.lease_seconds)

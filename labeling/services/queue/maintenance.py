@@ -42,8 +42,10 @@ def queue_order_rekey(*, project_id: int, batch: int = 10_000) -> int:
     while True:
         with transaction.atomic():
             ids = list(
-                Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).exclude(queue_order=order)
-                .order_by("pk").values_list("pk", flat=True)[:batch]
+                Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN)
+                .exclude(queue_order=order)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch]
             )
             if not ids:
                 return changed
@@ -68,7 +70,9 @@ def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult
     while True:
         with transaction.atomic():
             ids = list(
-                Item.objects.filter(project_id=project_id, pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:batch]
+                Item.objects.filter(project_id=project_id, pk__gt=last_id)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch]
             )
             if not ids:
                 break
@@ -76,14 +80,21 @@ def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult
             lock_rows(Item.objects.filter(pk__in=ids))
             stored = {
                 pk: (count, touchers_list(t))
-                for pk, count, t in Item.objects.filter(pk__in=ids).order_by("pk")
+                for pk, count, t in Item.objects.filter(pk__in=ids)
+                .order_by("pk")
                 .values_list("pk", "annotation_count", "touchers")
             }
             counts = dict(
-                Annotation.objects.filter(item_id__in=ids).order_by().values("item_id").annotate(n=Count("id")).values_list("item_id", "n")
+                Annotation.objects.filter(item_id__in=ids)
+                .order_by()
+                .values("item_id")
+                .annotate(n=Count("id"))
+                .values_list("item_id", "n")
             )
             who = {}
-            for item_id, user_id in Assignment.objects.filter(item_id__in=ids, kind=ANNOTATE).values_list("item_id", "annotator_id"):
+            for item_id, user_id in Assignment.objects.filter(item_id__in=ids, kind=ANNOTATE).values_list(
+                "item_id", "annotator_id"
+            ):
                 who.setdefault(item_id, set()).add(user_id)
             for item_id, user_id in Annotation.objects.filter(item_id__in=ids).values_list("item_id", "annotator_id"):
                 who.setdefault(item_id, set()).add(user_id)
@@ -107,7 +118,11 @@ def counters_reconcile(*, project_id: int, batch: int = 1000) -> ReconcileResult
     if counts_fixed or touchers_fixed or progress_fixed or order_fixed:
         logger.warning(
             "queue reconcile: project %s: %d counts, %d touchers, %d progress rows, %d open items' ordering drifted (fixed)",
-            project_id, counts_fixed, touchers_fixed, progress_fixed, order_fixed,
+            project_id,
+            counts_fixed,
+            touchers_fixed,
+            progress_fixed,
+            order_fixed,
         )
     return ReconcileResult(checked, counts_fixed, touchers_fixed, progress_fixed, order_fixed)
 
@@ -118,19 +133,30 @@ def _progress_reconcile(*, project_id: int) -> int:
     lock_rows(progress)
     rows = list(progress.order_by("pk"))
     submitted = dict(
-        Annotation.objects.filter(project_id=project_id).order_by().values("annotator_id")
-        .annotate(n=Count("id")).values_list("annotator_id", "n")
+        Annotation.objects.filter(project_id=project_id)
+        .order_by()
+        .values("annotator_id")
+        .annotate(n=Count("id"))
+        .values_list("annotator_id", "n")
     )
     skipped = dict(
         Assignment.objects.filter(item__project_id=project_id, kind=ANNOTATE, status=AssignmentStatus.SKIPPED)
-        .order_by().values("annotator_id").annotate(n=Count("id")).values_list("annotator_id", "n")
+        .order_by()
+        .values("annotator_id")
+        .annotate(n=Count("id"))
+        .values_list("annotator_id", "n")
     )
     fixed = 0
     for row in rows:
         want = (submitted.get(row.annotator_id, 0), skipped.get(row.annotator_id, 0))
         if (row.submitted, row.skipped) != want:
-            logger.warning("queue reconcile: progress of user %s in project %s %s -> %s",
-                           row.annotator_id, project_id, (row.submitted, row.skipped), want)
+            logger.warning(
+                "queue reconcile: progress of user %s in project %s %s -> %s",
+                row.annotator_id,
+                project_id,
+                (row.submitted, row.skipped),
+                want,
+            )
             AnnotatorProgress.objects.filter(pk=row.pk).update(submitted=want[0], skipped=want[1])
             fixed += 1
     return fixed

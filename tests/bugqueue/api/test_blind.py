@@ -32,11 +32,24 @@ def world(user):
     assert claim.item_id == mine.pk
     annotation_submit(assignment_id=claim.assignment_id, annotator=annotator, label="neg")
     ground_truth_set_many(project_id=project.pk, decisions=[Decision(resolved.pk, "neg", "imported")])
-    bug = make_bug(project, kind="failed_prediction", failures=[
-        {"external_id": it.external_id, "predicted_label": "pos", "expected_label": exp, "model_version": "v1"}
-        for it, exp in ((mine, "neg"), (resolved, "neg"), (opened, "neu"))])
-    return {"project": project, "manager": user, "annotator": annotator, "reviewer": reviewer, "bug": bug,
-            "mine": mine, "resolved": resolved, "open": opened}
+    bug = make_bug(
+        project,
+        kind="failed_prediction",
+        failures=[
+            {"external_id": it.external_id, "predicted_label": "pos", "expected_label": exp, "model_version": "v1"}
+            for it, exp in ((mine, "neg"), (resolved, "neg"), (opened, "neu"))
+        ],
+    )
+    return {
+        "project": project,
+        "manager": user,
+        "annotator": annotator,
+        "reviewer": reviewer,
+        "bug": bug,
+        "mine": mine,
+        "resolved": resolved,
+        "open": opened,
+    }
 
 
 def test_bug_detail_hides_failures_an_annotator_may_still_label(world):
@@ -76,14 +89,26 @@ def test_a_reopened_item_hides_its_labels_again(world):
 def test_dataset_rows_and_delta_and_evaluations_hide_labels(world, client):
     project, manager = world["project"], world["manager"]
     dataset = dataset_create(project=project, actor=manager, name="Hard")
-    dataset_version_curate(dataset=dataset, actor=manager,
-                           add_external_ids=[world["mine"].external_id, world["resolved"].external_id])
-    evaluation = evaluation_run(project=project, actor=manager, model_version="v9", dataset_ids=[dataset.pk],
-                                batch=predictions_parse(project=project, rows=[
-                                    {"external_id": world["mine"].external_id, "label": "neu"},
-                                    {"external_id": world["resolved"].external_id, "label": "neu"}]))
+    dataset_version_curate(
+        dataset=dataset, actor=manager, add_external_ids=[world["mine"].external_id, world["resolved"].external_id]
+    )
+    evaluation = evaluation_run(
+        project=project,
+        actor=manager,
+        model_version="v9",
+        dataset_ids=[dataset.pk],
+        batch=predictions_parse(
+            project=project,
+            rows=[
+                {"external_id": world["mine"].external_id, "label": "neu"},
+                {"external_id": world["resolved"].external_id, "label": "neu"},
+            ],
+        ),
+    )
     ann = client_for(world["annotator"])
-    rows = {r["external_id"]: r["label"] for r in ann.get(f"/api/datasets/{dataset.pk}/versions/1/items").json()["results"]}
+    rows = {
+        r["external_id"]: r["label"] for r in ann.get(f"/api/datasets/{dataset.pk}/versions/1/items").json()["results"]
+    }
     assert rows == {world["mine"].external_id: "neg", world["resolved"].external_id: None}
     lines = ann.get(f"/api/datasets/{dataset.pk}/versions/1/items?format=jsonl")
     streamed = {r["external_id"]: r["label"] for r in map(json.loads, b"".join(lines.streaming_content).splitlines())}
@@ -103,8 +128,13 @@ def test_evaluation_regression_items_keep_only_visible_items(world):
     dataset = dataset_create(project=project, actor=manager, name="Regressions")
     ids = [world["mine"].external_id, world["resolved"].external_id]
     dataset_version_curate(dataset=dataset, actor=manager, add_external_ids=ids)
-    evaluation = evaluation_run(project=project, actor=manager, model_version="v2", dataset_ids=[dataset.pk],
-                                batch=predictions_parse(project=project, rows=[{"external_id": e, "label": "pos"} for e in ids]))
+    evaluation = evaluation_run(
+        project=project,
+        actor=manager,
+        model_version="v2",
+        dataset_ids=[dataset.pk],
+        batch=predictions_parse(project=project, rows=[{"external_id": e, "label": "pos"} for e in ids]),
+    )
     # items the previous model got right and this one wrong (only bug-filed members count: set here)
     EvaluationResult.objects.filter(evaluation=evaluation).update(regression_items=ids)
     full = client_for(manager).get(f"/api/evaluations/{evaluation.pk}").json()["results"][0]
@@ -117,8 +147,11 @@ def test_evaluation_regression_items_keep_only_visible_items(world):
 
 # --- adding items through a bug report ------------------------------------------------------
 def _report(client, project, failures):
-    return client.post("/api/bugs", {"project": project.pk, "title": "Wrong team", "kind": "user_report",
-                                     "failures": failures}, format="json")
+    return client.post(
+        "/api/bugs",
+        {"project": project.pk, "title": "Wrong team", "kind": "user_report", "failures": failures},
+        format="json",
+    )
 
 
 @pytest.mark.parametrize("role", [Role.ANNOTATOR, Role.REVIEWER])
@@ -128,7 +161,9 @@ def test_only_managers_add_items_through_bug_failures(project, role):
     res = _report(client_for(member), project, [{"payload": {"text": "new one"}}, {"payload": {"text": "another"}}])
     assert res.status_code == 403, res.json()
     err = res.json()["error"]
-    assert err["code"] == "forbidden" and "manager role" in err["message"] and set(err["fields"]["failures"]) == {"0", "1"}
+    assert (
+        err["code"] == "forbidden" and "manager role" in err["message"] and set(err["fields"]["failures"]) == {"0", "1"}
+    )
     assert (Item.objects.count(), Bug.objects.count(), FailureExample.objects.count()) == (items_before, bugs_before, 0)
     # naming an existing item (with or without its payload) adds nothing, so it stays open to them
     existing = ingest_items(project, 1)[0]

@@ -18,13 +18,25 @@ def post_bug(client, project, **body):
 def test_report_creates_then_groups(user, project):
     c = client_for(user)
     items = ingest_items(project, 1)
-    first = post_bug(c, project, tags=["label_flip"], priority="p1", description="d", model_version="v1",
-                     failures=[{"external_id": items[0].external_id, "predicted_label": "pos", "expected_label": "neg"}])
+    first = post_bug(
+        c,
+        project,
+        tags=["label_flip"],
+        priority="p1",
+        description="d",
+        model_version="v1",
+        failures=[{"external_id": items[0].external_id, "predicted_label": "pos", "expected_label": "neg"}],
+    )
     assert first.status_code == 201, first.json()
     assert first.json()["created"] is True and first.json()["occurrences"] == 1
     again = post_bug(c, project, title="refund tickets ROUTED to shipping")
     assert again.status_code == 200 and again.json() == {
-        "id": first.json()["id"], "created": False, "occurrences": 2, "regressed": False, "status": "new"}
+        "id": first.json()["id"],
+        "created": False,
+        "occurrences": 2,
+        "regressed": False,
+        "status": "new",
+    }
     bug = Bug.objects.get(pk=first.json()["id"])
     assert bug.priority == "p1" and [t.slug for t in bug.tags.all()] == ["label_flip"] and bug.reporter == user
     assert bug.failures.get().model_version == "v1"  # the report's model version is the failures' default
@@ -37,21 +49,24 @@ def test_client_fingerprint_groups_different_titles(user, project):
     assert a.status_code == 201 and b.status_code == 200 and a.json()["id"] == b.json()["id"]
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"title": ""}, "title"),
-    ({"kind": "weird"}, "kind"),
-    ({"priority": "p9"}, "priority"),
-    ({"tags": ["no_such_tag"]}, "tags"),
-    ({"tags": "label_flip"}, "tags"),
-    ({"failures": [{"predicted_label": "pos"}]}, "failures"),  # no input
-    ({"failures": [{"external_id": "unknown-item"}]}, "failures"),  # unknown item, no payload
-    ({"failures": [{"payload": {"text": "x"}, "predicted_label": "no-such-label"}]}, "failures"),
-    ({"failures": [{"payload": {"text": "x"}}, {"payload": "not an object"}]}, "failures"),
-    ({"failures": [{"payload": {"text": "x"}, "predicted_at": "yesterday"}]}, "failures"),
-    ({"failures": [{"payload": {"text": "x"}, "surprise": 1}]}, "failures"),
-    ({"surprise": 1}, "surprise"),
-    ({"fingerprint": "x" * 256}, "fingerprint"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"title": ""}, "title"),
+        ({"kind": "weird"}, "kind"),
+        ({"priority": "p9"}, "priority"),
+        ({"tags": ["no_such_tag"]}, "tags"),
+        ({"tags": "label_flip"}, "tags"),
+        ({"failures": [{"predicted_label": "pos"}]}, "failures"),  # no input
+        ({"failures": [{"external_id": "unknown-item"}]}, "failures"),  # unknown item, no payload
+        ({"failures": [{"payload": {"text": "x"}, "predicted_label": "no-such-label"}]}, "failures"),
+        ({"failures": [{"payload": {"text": "x"}}, {"payload": "not an object"}]}, "failures"),
+        ({"failures": [{"payload": {"text": "x"}, "predicted_at": "yesterday"}]}, "failures"),
+        ({"failures": [{"payload": {"text": "x"}, "surprise": 1}]}, "failures"),
+        ({"surprise": 1}, "surprise"),
+        ({"fingerprint": "x" * 256}, "fingerprint"),
+    ],
+)
 def test_bad_report_is_400_in_the_error_shape_and_writes_nothing(user, project, body, field):
     res = post_bug(client_for(user), project, **body)
     assert res.status_code == 400, res.json()
@@ -112,8 +127,13 @@ def test_patch_writes_history_who_when_from_to(user, project):
     bug = make_bug(project)
     res = client_for(reviewer).patch(
         f"/api/bugs/{bug.pk}",
-        {"status": "triaged", "priority": "p0", "assignee": reviewer.username, "tags": ["data_drift", "label_flip"],
-         "note": "seen in the meeting"},
+        {
+            "status": "triaged",
+            "priority": "p0",
+            "assignee": reviewer.username,
+            "tags": ["data_drift", "label_flip"],
+            "note": "seen in the meeting",
+        },
         format="json",
     )
     assert res.status_code == 200, res.json()
@@ -136,18 +156,21 @@ def test_patch_writes_history_who_when_from_to(user, project):
     assert {"actor", "field", "from", "to", "note", "created_at"} <= set(detail["events"][1])
 
 
-@pytest.mark.parametrize("path,target,code", [
-    (["triaged"], "new", 409),
-    (["in_progress"], "new", 409),
-    (["resolved"], "triaged", 409),
-    (["resolved"], "in_progress", 409),
-    (["wont_fix"], "resolved", 409),
-    (["triaged", "in_progress"], "triaged", 200),
-    (["resolved"], "new", 200),  # reopen
-    (["triaged"], "in_progress", 200),
-    ([], "resolved", 200),
-    ([], "bogus", 400),
-])
+@pytest.mark.parametrize(
+    "path,target,code",
+    [
+        (["triaged"], "new", 409),
+        (["in_progress"], "new", 409),
+        (["resolved"], "triaged", 409),
+        (["resolved"], "in_progress", 409),
+        (["wont_fix"], "resolved", 409),
+        (["triaged", "in_progress"], "triaged", 200),
+        (["resolved"], "new", 200),  # reopen
+        (["triaged"], "in_progress", 200),
+        ([], "resolved", 200),
+        ([], "bogus", 400),
+    ],
+)
 def test_transitions_allowed_and_refused(user, project, path, target, code):
     bug = make_bug(project)
     for status in path:
@@ -168,7 +191,9 @@ def test_transitions_allowed_and_refused(user, project, path, target, code):
 def test_patch_refuses_unknown_assignee_and_writes_nothing(user, project):
     bug = make_bug(project)
     stranger = UserFactory()
-    res = client_for(user).patch(f"/api/bugs/{bug.pk}", {"priority": "p0", "assignee": stranger.username}, format="json")
+    res = client_for(user).patch(
+        f"/api/bugs/{bug.pk}", {"priority": "p0", "assignee": stranger.username}, format="json"
+    )
     assert res.status_code == 400 and "assignee" in res.json()["error"]["fields"]
     bug.refresh_from_db()
     assert bug.priority == "p2" and bug.assignee is None and BugEvent.objects.filter(bug=bug).count() == 1
@@ -177,8 +202,14 @@ def test_patch_refuses_unknown_assignee_and_writes_nothing(user, project):
 def test_reopen_refused_when_another_open_bug_has_the_fingerprint(user, project):
     old = make_bug(project, fingerprint="fp")
     resolve(old, resolution="wont_fix")
-    Bug.objects.create(project=project, title="newer", kind="other", fingerprint="fp",
-                       first_seen=old.first_seen, last_seen=old.last_seen)  # e.g. made before the close
+    Bug.objects.create(
+        project=project,
+        title="newer",
+        kind="other",
+        fingerprint="fp",
+        first_seen=old.first_seen,
+        last_seen=old.last_seen,
+    )  # e.g. made before the close
     res = client_for(user).patch(f"/api/bugs/{old.pk}", {"status": "new"}, format="json")
     assert res.status_code == 409 and res.json()["error"]["code"] == "fingerprint_open"
     assert Bug.objects.get(pk=old.pk).status == "wont_fix"
@@ -204,10 +235,12 @@ def test_resolve_duplicate_needs_a_bug_of_the_same_project(user, project):
     bug, target = make_bug(project), make_bug(project)
     elsewhere = make_bug(ProjectFactory(creator=user))
     c = client_for(user)
-    for body, field in [({"resolution": "duplicate"}, "duplicate_of"),
-                        ({"resolution": "duplicate", "duplicate_of": bug.pk}, "duplicate_of"),
-                        ({"resolution": "duplicate", "duplicate_of": elsewhere.pk}, "duplicate_of"),
-                        ({"resolution": "nope"}, "resolution")]:
+    for body, field in [
+        ({"resolution": "duplicate"}, "duplicate_of"),
+        ({"resolution": "duplicate", "duplicate_of": bug.pk}, "duplicate_of"),
+        ({"resolution": "duplicate", "duplicate_of": elsewhere.pk}, "duplicate_of"),
+        ({"resolution": "nope"}, "resolution"),
+    ]:
         res = c.post(f"/api/bugs/{bug.pk}/resolve", body, format="json")
         assert res.status_code == 400 and field in res.json()["error"]["fields"], (body, res.json())
     assert Bug.objects.get(pk=bug.pk).status == "new"
@@ -231,9 +264,15 @@ def test_comments(user, project):
 
 def test_detail_shows_failures_series_and_is_query_bounded(user, project, django_assert_max_num_queries):
     items = ingest_items(project, 30)
-    bug = make_bug(project, fingerprint="fp", kind="failed_prediction", failures=[
-        {"external_id": it.external_id, "predicted_label": "pos", "expected_label": "neg", "model_version": "v1"}
-        for it in items])
+    bug = make_bug(
+        project,
+        fingerprint="fp",
+        kind="failed_prediction",
+        failures=[
+            {"external_id": it.external_id, "predicted_label": "pos", "expected_label": "neg", "model_version": "v1"}
+            for it in items
+        ],
+    )
     c = client_for(user)
     with django_assert_max_num_queries(14):
         data = c.get(f"/api/bugs/{bug.pk}").json()
@@ -266,11 +305,22 @@ def test_list_filters_and_facets(user, project, django_assert_max_num_queries):
     data = c.get(f"/api/bugs?project={project.pk}&tag=label_flip").json()
     assert {r["title"] for r in data["results"]} == {"alpha", "beta"}
     # a facet ignores its own filter (choose another tag) but applies the others
-    assert data["facets"]["tag"]["data_drift"] == 2 and data["facets"]["priority"] == {"p0": 1, "p1": 1, "p2": 0, "p3": 0}
+    assert data["facets"]["tag"]["data_drift"] == 2 and data["facets"]["priority"] == {
+        "p0": 1,
+        "p1": 1,
+        "p2": 0,
+        "p3": 0,
+    }
     data = c.get(f"/api/bugs?project={project.pk}&status=open&priority=p1").json()
     assert [r["title"] for r in data["results"]] == ["gamma"]
-    assert data["facets"]["status"] == {"new": 1, "triaged": 0, "in_progress": 0, "resolved": 1, "wont_fix": 0,
-                                        "duplicate": 0}
+    assert data["facets"]["status"] == {
+        "new": 1,
+        "triaged": 0,
+        "in_progress": 0,
+        "resolved": 1,
+        "wont_fix": 0,
+        "duplicate": 0,
+    }
     assert [r["title"] for r in c.get(f"/api/bugs?assignee={user.username}").json()["results"]] == ["alpha"]
     assert [r["title"] for r in c.get("/api/bugs?q=GAMM").json()["results"]] == ["gamma"]
     assert [r["title"] for r in c.get("/api/bugs?kind=data_quality").json()["results"]] == ["gamma"]
@@ -292,16 +342,30 @@ def test_tags_and_settings(user, project):
     c = client_for(user)
     tags = c.get("/api/tags").json()
     assert len(tags) == 10 and tags[0]["slug"] == "data_leakage" and all(t["description"] for t in tags)
-    assert {t["slug"] for t in tags} >= {"label_flip", "dropped_special_characters", "feedback_delay",
-                                         "unset_random_seed", "copy_paste_anomaly", "corrupted_imputation"}
+    assert {t["slug"] for t in tags} >= {
+        "label_flip",
+        "dropped_special_characters",
+        "feedback_delay",
+        "unset_random_seed",
+        "copy_paste_anomaly",
+        "corrupted_imputation",
+    }
     assert c.get(f"/api/projects/{project.pk}/bug-settings").json()["auto_file_failed_predictions"] is True
     res = c.patch(f"/api/projects/{project.pk}/bug-settings", {"auto_file_failed_predictions": False}, format="json")
     assert res.status_code == 200 and res.json()["auto_file_failed_predictions"] is False
     annotator = add_member(project, role=Role.ANNOTATOR)
-    assert client_for(annotator).patch(f"/api/projects/{project.pk}/bug-settings",
-                                       {"auto_file_failed_predictions": True}, format="json").status_code == 403
-    assert c.patch(f"/api/projects/{project.pk}/bug-settings", {"auto_file_failed_predictions": "maybe"},
-                   format="json").status_code == 400
+    assert (
+        client_for(annotator)
+        .patch(f"/api/projects/{project.pk}/bug-settings", {"auto_file_failed_predictions": True}, format="json")
+        .status_code
+        == 403
+    )
+    assert (
+        c.patch(
+            f"/api/projects/{project.pk}/bug-settings", {"auto_file_failed_predictions": "maybe"}, format="json"
+        ).status_code
+        == 400
+    )
 
 
 def test_status_filter_accepts_several(user, project):
@@ -312,4 +376,4 @@ def test_status_filter_accepts_several(user, project):
     assert c.get("/api/bugs?status=new&status=resolved").json()["count"] == 2
     assert c.get("/api/bugs?status=closed").json()["count"] == 1
     assert [r["id"] for r in c.get("/api/bugs?status=open").json()["results"]] == [a.pk]
-    assert BugStatus.NEW == Bug.objects.get(pk=a.pk).status
+    assert Bug.objects.get(pk=a.pk).status == BugStatus.NEW

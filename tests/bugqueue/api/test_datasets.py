@@ -18,7 +18,10 @@ def test_create_list_and_permissions(user, project):
     ds = new_dataset(c, project, min_accuracy=0.9, description="the core slice")
     assert ds["latest_version"] == 0 and ds["min_accuracy"] == 0.9
     assert c.post("/api/datasets", {"project": project.id, "name": "core"}, format="json").status_code == 409
-    assert c.post("/api/datasets", {"project": project.id, "name": "x", "tags": ["nope"]}, format="json").status_code == 400
+    assert (
+        c.post("/api/datasets", {"project": project.id, "name": "x", "tags": ["nope"]}, format="json").status_code
+        == 400
+    )
     assert [d["name"] for d in c.get(f"/api/datasets?project={project.id}").json()] == ["core"]
     outsider = client_for(UserFactory())
     assert outsider.get(f"/api/datasets/{ds['id']}").status_code == 404
@@ -38,7 +41,9 @@ def test_manual_versions_are_immutable_and_deltas_are_exact(user, project):
 
     res = c.post(f"/api/datasets/{ds['id']}/versions", {"add": ext[:6]}, format="json")
     assert res.status_code == 400 and res.json()["error"]["fields"]["without_ground_truth"] == [ext[5]]
-    assert c.post(f"/api/datasets/{ds['id']}/versions", {"add": ["ghost"]}, format="json").json()["error"]["fields"]["unknown"] == ["ghost"]
+    assert c.post(f"/api/datasets/{ds['id']}/versions", {"add": ["ghost"]}, format="json").json()["error"]["fields"][
+        "unknown"
+    ] == ["ghost"]
     assert DatasetVersion.objects.count() == 0 and DatasetMember.objects.count() == 0
 
     v1 = c.post(f"/api/datasets/{ds['id']}/versions", {"add": ext[:3], "note": "seed"}, format="json")
@@ -47,11 +52,16 @@ def test_manual_versions_are_immutable_and_deltas_are_exact(user, project):
     assert again.status_code == 200 and again.json() == {"changed": False, "version": None}
 
     ground_truth_set(item=items[0], label="neg", method="adjudicated")  # a later change of ground truth
-    v2 = c.post(f"/api/datasets/{ds['id']}/versions", {"add": [ext[3], ext[4]], "remove": [ext[1]]}, format="json").json()["version"]
+    v2 = c.post(
+        f"/api/datasets/{ds['id']}/versions", {"add": [ext[3], ext[4]], "remove": [ext[1]]}, format="json"
+    ).json()["version"]
     assert (v2["number"], v2["added"], v2["removed"], v2["relabeled"], v2["size"]) == (2, 2, 1, 1, 4)
 
     def items_of(n):
-        return {r["external_id"]: r["label"] for r in c.get(f"/api/datasets/{ds['id']}/versions/{n}/items").json()["results"]}
+        return {
+            r["external_id"]: r["label"]
+            for r in c.get(f"/api/datasets/{ds['id']}/versions/{n}/items").json()["results"]
+        }
 
     assert items_of(1) == {ext[0]: "pos", ext[1]: "pos", ext[2]: "pos"}  # old version unchanged
     assert items_of(2) == {ext[0]: "neg", ext[2]: "pos", ext[3]: "pos", ext[4]: "pos"}
@@ -67,7 +77,7 @@ def test_version_streams_as_jsonl_in_chunks(user, project, monkeypatch):
     monkeypatch.setattr(selectors_datasets, "CHUNK", 7)
     c = client_for(user)
     ds = new_dataset(c, project)
-    items = make_items(project, 30, text="unicodé, \"quoted\"")
+    items = make_items(project, 30, text='unicodé, "quoted"')
     label(items)
     c.post(f"/api/datasets/{ds['id']}/versions", {"add": [i.external_id for i in items]}, format="json")
     res = c.get(f"/api/datasets/{ds['id']}/versions/1/items?format=jsonl")
@@ -77,19 +87,27 @@ def test_version_streams_as_jsonl_in_chunks(user, project, monkeypatch):
     assert rows[0]["payload"]["text"].startswith("unicodé") and all(r["label"] == "pos" for r in rows)
 
 
-def test_resolve_api_hands_failures_to_datasets_idempotently(user, project, eager_celery,
-                                                              django_capture_on_commit_callbacks):
+def test_resolve_api_hands_failures_to_datasets_idempotently(
+    user, project, eager_celery, django_capture_on_commit_callbacks
+):
     c = client_for(user)
     ds = new_dataset(c, project)
     (known,) = make_items(project, 1, prefix="k")
     bug = failing_bug(project, failures=[(known, "pos")])
     with django_capture_on_commit_callbacks(execute=True):
-        res = c.post(f"/api/bugs/{bug.pk}/resolve", {"resolution": "fixed", "note": "retrained", "datasets": [ds["id"]]},
-                     format="json")
+        res = c.post(
+            f"/api/bugs/{bug.pk}/resolve",
+            {"resolution": "fixed", "note": "retrained", "datasets": [ds["id"]]},
+            format="json",
+        )
     assert res.status_code == 200, res.json()
     assert res.json()["dataset_flow"] is not None
     flows = c.get(f"/api/bugs/{bug.pk}/dataset-flows").json()
-    assert flows[0]["status"] == "done" and flows[0]["added"] == 1 and flows[0]["versions"] == [{"dataset": ds["id"], "number": 1}]
+    assert (
+        flows[0]["status"] == "done"
+        and flows[0]["added"] == 1
+        and flows[0]["versions"] == [{"dataset": ds["id"], "number": 1}]
+    )
     with django_capture_on_commit_callbacks(execute=True):
         again = c.post(f"/api/bugs/{bug.pk}/resolve", {"resolution": "fixed", "datasets": [ds["id"]]}, format="json")
     assert again.status_code == 200 and again.json()["changed"] is False

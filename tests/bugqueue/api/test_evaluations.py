@@ -20,8 +20,12 @@ def setup(user, project):
         label([it], t)
     ds = Dataset.objects.create(project=project, name="gate", min_accuracy=0.6)
     bug = failing_bug(project, failures=[])
-    DatasetMember.objects.bulk_create([DatasetMember(dataset=ds, item=it, label=t, added_in=1, bug=bug if i < 3 else None)
-                                       for i, (it, t) in enumerate(zip(items, truth))])
+    DatasetMember.objects.bulk_create(
+        [
+            DatasetMember(dataset=ds, item=it, label=t, added_in=1, bug=bug if i < 3 else None)
+            for i, (it, t) in enumerate(zip(items, truth))
+        ]
+    )
     DatasetVersion.objects.create(dataset=ds, number=1, reason="manual", added=10, size=10)
     ds.latest_version = 1
     ds.save()
@@ -29,9 +33,16 @@ def setup(user, project):
 
 
 def evaluate(client, project, model, preds, **extra):
-    return client.post("/api/evaluations", {"project": project.id, "model_version": model,
-                                            "predictions": [{"external_id": e, "label": lab} for e, lab in preds], **extra},
-                       format="json")
+    return client.post(
+        "/api/evaluations",
+        {
+            "project": project.id,
+            "model_version": model,
+            "predictions": [{"external_id": e, "label": lab} for e, lab in preds],
+            **extra,
+        },
+        format="json",
+    )
 
 
 def test_metrics_match_scikit_learn_and_gate_passes(user, project, setup):
@@ -56,7 +67,11 @@ def test_regression_on_a_bug_item_fails_the_gate_and_is_compared(user, project, 
     worse[0] = "neg"  # item 0 belongs to a resolved bug and m1 got it right
     res = evaluate(c, project, "m2", [(i.external_id, t) for i, t in zip(items, worse)]).json()
     (r,) = res["results"]
-    assert r["accuracy"] == pytest.approx(0.9) and r["regressions"] == 1 and r["regression_items"] == [items[0].external_id]
+    assert (
+        r["accuracy"] == pytest.approx(0.9)
+        and r["regressions"] == 1
+        and r["regression_items"] == [items[0].external_id]
+    )
     assert not r["passed"] and not res["passed"]
     assert r["previous"]["model_version"] == "m1" and r["previous"]["accuracy_change"] == pytest.approx(-0.1)
     listed = c.get(f"/api/evaluations?project={project.id}&model_version=m2").json()
@@ -76,8 +91,11 @@ def test_jsonl_and_bad_input(user, project, setup):
     items, truth, ds = setup
     c = client_for(user)
     body = "\n".join(json.dumps({"external_id": i.external_id, "label": t}) for i, t in zip(items, truth))
-    res = c.post(f"/api/evaluations?project={project.id}&model_version=m4&datasets={ds.id}", body,
-                 content_type="application/x-ndjson")
+    res = c.post(
+        f"/api/evaluations?project={project.id}&model_version=m4&datasets={ds.id}",
+        body,
+        content_type="application/x-ndjson",
+    )
     assert res.status_code == 201 and res.json()["passed"]
     bad = evaluate(c, project, "m5", [(items[0].external_id, "nope")])
     assert bad.status_code == 400 and bad.json()["error"]["fields"]["rows"][0]["index"] == 0

@@ -1,5 +1,4 @@
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +10,7 @@ from tests.labeling.factories import ProjectFactory
 pytestmark = pytest.mark.django_db
 
 WEEK = "2026-W47"  # Monday 2026-11-16 .. Sunday 2026-11-22
-MONDAY = datetime(2026, 11, 16, tzinfo=dt_timezone.utc)
+MONDAY = datetime(2026, 11, 16, tzinfo=UTC)
 
 
 def at(days, hours=0):
@@ -27,8 +26,9 @@ def test_triage_week_sections_stats_and_pareto(user, project):
     report(project, title="new p2 busy", now=at(3))
     quiet = make_bug(project, title="new p2 quiet", now=at(2), tags=["label_flip"])
     regressed = make_bug(project, title="regressed", now=at(-20), fingerprint="reg")
-    Bug.objects.filter(pk=regressed.pk).update(status="resolved", resolution="fixed", resolved_at=at(-15),
-                                               triaged_at=at(-18))
+    Bug.objects.filter(pk=regressed.pk).update(
+        status="resolved", resolution="fixed", resolved_at=at(-15), triaged_at=at(-18)
+    )
     report(project, fingerprint="reg", title="regressed", now=at(4))  # reopened this week
     closed = make_bug(project, title="closed", now=at(-3))
     Bug.objects.filter(pk=closed.pk).update(status="resolved", resolution="fixed", resolved_at=at(1), triaged_at=at(0))
@@ -58,8 +58,12 @@ def test_triage_week_sections_stats_and_pareto(user, project):
 
 def test_triage_bad_input(user, project):
     c = client_for(user)
-    for q, field in [(f"project={project.pk}&week=2026-47", "week"), (f"project={project.pk}&week=2026-W60", "week"),
-                     ("", "project"), (f"project={project.pk}&limit=0", "limit")]:
+    for q, field in [
+        (f"project={project.pk}&week=2026-47", "week"),
+        (f"project={project.pk}&week=2026-W60", "week"),
+        ("", "project"),
+        (f"project={project.pk}&limit=0", "limit"),
+    ]:
         res = c.get(f"/api/triage?{q}")
         assert res.status_code == 400 and field in res.json()["error"]["fields"], q
 

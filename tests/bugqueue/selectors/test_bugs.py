@@ -39,7 +39,10 @@ def test_a_bug_of_a_project_the_user_may_not_see_is_not_found(user, project):
 
 
 def test_tags_resolve_keeps_the_given_order_and_lists_unknown_slugs():
-    assert [t.slug for t in tags_resolve(["schema_change", "label_flip", "schema_change"])] == ["schema_change", "label_flip"]
+    assert [t.slug for t in tags_resolve(["schema_change", "label_flip", "schema_change"])] == [
+        "schema_change",
+        "label_flip",
+    ]
     assert tags_resolve([]) == []
     with pytest.raises(ValidationFailed) as exc:
         tags_resolve(["label_flip", "nope", "nada"])

@@ -72,14 +72,19 @@ def test_evaluation_failures_lists_the_wrong_answers(user, project):
     label(items[:2], "pos")
     label(items[2:], "neg")
     ds = Dataset.objects.create(project=project, name="core")
-    dataset_version_create(dataset_id=ds.pk, add=[Addition(i.pk, t) for i, t in zip(items, ["pos", "pos", "neg", "neg"])])
+    dataset_version_create(
+        dataset_id=ds.pk, add=[Addition(i.pk, t) for i, t in zip(items, ["pos", "pos", "neg", "neg"])]
+    )
     rows = [{"external_id": i.external_id, "label": p} for i, p in zip(items, ["pos", "neg", "neg", "pos"])]
-    evaluation = evaluation_run(project=project, actor=user, model_version="m1",
-                                batch=predictions_parse(project=project, rows=rows))
+    evaluation = evaluation_run(
+        project=project, actor=user, model_version="m1", batch=predictions_parse(project=project, rows=rows)
+    )
     view = evaluation_failures(user=user, evaluation_id=evaluation.pk, dataset_id=ds.pk)
     assert view["evaluation"].pk == evaluation.pk and view["dataset"].pk == ds.pk and view["hidden"] == 0
     assert [(r["external_id"], r["expected"], r["predicted"]) for r in view["rows"]] == [
-        (items[1].external_id, "pos", "neg"), (items[3].external_id, "neg", "pos")]
+        (items[1].external_id, "pos", "neg"),
+        (items[3].external_id, "neg", "pos"),
+    ]
     other = Dataset.objects.create(project=project, name="never evaluated")
     with pytest.raises(NotFound):
         evaluation_failures(user=user, evaluation_id=evaluation.pk, dataset_id=other.pk)

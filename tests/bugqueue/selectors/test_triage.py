@@ -31,6 +31,12 @@ def test_access_digest_is_for_members_of_its_project(user, project):
     assert got.pk == digest.pk and got.project.pk == project.pk and got.project.user_role == "manager"
     annotator = add_member(project)
     assert access_digest(user=annotator, digest_id=str(digest.pk)).pk == digest.pk
-    for who, digest_id in ((UserFactory(), digest.pk), (user, digest.pk + 1000), (user, "x"), (user, -1), (user, 2**64)):
+    for who, digest_id in (
+        (UserFactory(), digest.pk),
+        (user, digest.pk + 1000),
+        (user, "x"),
+        (user, -1),
+        (user, 2**64),
+    ):
         with pytest.raises(NotFound, match="Digest not found"):
             access_digest(user=who, digest_id=digest_id)

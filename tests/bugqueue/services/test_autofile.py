@@ -28,11 +28,19 @@ def set_truth(project, items, label, method="imported"):
 def test_disagreement_files_one_bug_per_model_version_and_confusion(project):
     items = ingest_items(project, 6, label="pos")
     # a second model version predicted on two of the items
-    items_ingest(project=project, rows=[
-        {"external_id": it.external_id, "payload": it.payload, "prediction": {"model_version": "v2", "label": "neu"}}
-        for it in items[:2]])
-    set_truth(project, items[:4], "neg")   # v1 wrong on 4 (pos->neg), v2 wrong on 2 (neu->neg)
-    set_truth(project, items[4:], "pos")   # v1 right: no failure
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": it.external_id,
+                "payload": it.payload,
+                "prediction": {"model_version": "v2", "label": "neu"},
+            }
+            for it in items[:2]
+        ],
+    )
+    set_truth(project, items[:4], "neg")  # v1 wrong on 4 (pos->neg), v2 wrong on 2 (neu->neg)
+    set_truth(project, items[4:], "pos")  # v1 right: no failure
     summary = failures_file_pending(project_id=project.pk)
     assert summary["failures"] == 6 and summary["created"] == 2
     v1 = Bug.objects.get(fingerprint=failed_prediction_fingerprint(model_version="v1", predicted="pos", actual="neg"))
@@ -108,9 +116,16 @@ def test_late_label_for_old_prediction_does_not_reopen_but_a_new_prediction_does
     bug.refresh_from_db()
     assert bug.status == BugStatus.RESOLVED and not bug.regressed and bug.occurrences == 2
     # production predicts again after the fix and is wrong again: a regression
-    items_ingest(project=project, rows=[{"external_id": items[2].external_id, "payload": items[2].payload,
-                                         "prediction": {"model_version": "v1", "label": "pos",
-                                                        "predicted_at": timezone.now().isoformat()}}])
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": items[2].external_id,
+                "payload": items[2].payload,
+                "prediction": {"model_version": "v1", "label": "pos", "predicted_at": timezone.now().isoformat()},
+            }
+        ],
+    )
     set_truth(project, items[2:], "neg")
     failures_file_pending(project_id=project.pk)
     bug.refresh_from_db()
@@ -139,17 +154,24 @@ def test_task_and_sweep_are_idempotent(project, eager_celery):
 
 # --- feedback-delay SLO -----------------------------------------------------------------------
 def test_slo_breach_files_then_counts_and_recovery_comments(project):
-    first = feedback_slo_record(project_id=project.pk, breached=True, observed_seconds=9 * 86400,
-                                target_seconds=7 * 86400, quantile=0.9)
+    first = feedback_slo_record(
+        project_id=project.pk, breached=True, observed_seconds=9 * 86400, target_seconds=7 * 86400, quantile=0.9
+    )
     assert first.created
     bug = Bug.objects.get(pk=first.bug.pk)
-    assert bug.kind == "feedback_delay" and bug.priority == "p1" and list(bug.tags.values_list("slug", flat=True)) == ["feedback_delay"]
+    assert (
+        bug.kind == "feedback_delay"
+        and bug.priority == "p1"
+        and list(bug.tags.values_list("slug", flat=True)) == ["feedback_delay"]
+    )
     assert "9.0 d" in bug.description and "7.0 d" in bug.description
-    second = feedback_slo_record(project_id=project.pk, breached=True, observed_seconds=10 * 86400,
-                                 target_seconds=7 * 86400, quantile=0.9)
+    second = feedback_slo_record(
+        project_id=project.pk, breached=True, observed_seconds=10 * 86400, target_seconds=7 * 86400, quantile=0.9
+    )
     assert second.bug.pk == bug.pk and second.occurrences == 2
-    feedback_slo_record(project_id=project.pk, breached=False, observed_seconds=5 * 86400, target_seconds=7 * 86400,
-                        quantile=0.9)
+    feedback_slo_record(
+        project_id=project.pk, breached=False, observed_seconds=5 * 86400, target_seconds=7 * 86400, quantile=0.9
+    )
     events = list(BugEvent.objects.filter(bug=bug, field="slo").values_list("to_value", flat=True))
     assert events == ["breached", "recovered"]
     assert "recovered" in Comment.objects.get(bug=bug).body
@@ -157,8 +179,10 @@ def test_slo_breach_files_then_counts_and_recovery_comments(project):
 
 
 def test_recovery_without_an_open_bug_does_nothing(project):
-    assert feedback_slo_record(project_id=project.pk, breached=False, observed_seconds=1, target_seconds=2,
-                               quantile=0.9) is None
+    assert (
+        feedback_slo_record(project_id=project.pk, breached=False, observed_seconds=1, target_seconds=2, quantile=0.9)
+        is None
+    )
     assert Bug.objects.count() == 0
 
 
@@ -167,18 +191,36 @@ def test_slo_signal_sent_by_the_delay_engineer_files_a_bug(project, eager_celery
     from labeling.signals import feedback_slo_changed
 
     with django_capture_on_commit_callbacks(execute=True):
-        feedback_slo_changed.send(sender=Project, project_id=project.pk, breached=True, observed_seconds=800000.0,
-                                  target_seconds=604800, quantile=0.9)
+        feedback_slo_changed.send(
+            sender=Project,
+            project_id=project.pk,
+            breached=True,
+            observed_seconds=800000.0,
+            target_seconds=604800,
+            quantile=0.9,
+        )
     bug = Bug.objects.get(project=project, kind="feedback_delay")
     with django_capture_on_commit_callbacks(execute=True):
-        feedback_slo_changed.send(sender=Project, project_id=project.pk, breached=False,
-                                  observed_seconds=timedelta(days=5), target_seconds=604800, quantile=0.9)
+        feedback_slo_changed.send(
+            sender=Project,
+            project_id=project.pk,
+            breached=False,
+            observed_seconds=timedelta(days=5),
+            target_seconds=604800,
+            quantile=0.9,
+        )
     assert BugEvent.objects.filter(bug=bug, field="slo", to_value="recovered").exists()
     # a breach after the bug was resolved is a regression
     resolve(bug)
     with django_capture_on_commit_callbacks(execute=True):
-        feedback_slo_changed.send(sender=Project, project_id=project.pk, breached=True, observed_seconds=900000,
-                                  target_seconds=604800, quantile=0.9)
+        feedback_slo_changed.send(
+            sender=Project,
+            project_id=project.pk,
+            breached=True,
+            observed_seconds=900000,
+            target_seconds=604800,
+            quantile=0.9,
+        )
     bug.refresh_from_db()
     assert bug.status == "new" and bug.regressed
 

@@ -11,20 +11,37 @@ pytestmark = pytest.mark.django_db
 
 
 def events(bug):
-    return list(BugEvent.objects.filter(bug=bug).exclude(field="created").order_by("id")
-                .values_list("field", "from_value", "to_value"))
+    return list(
+        BugEvent.objects.filter(bug=bug)
+        .exclude(field="created")
+        .order_by("id")
+        .values_list("field", "from_value", "to_value")
+    )
 
 
 def test_update_writes_one_history_row_per_changed_field(user, project):
     bug = make_bug(project, priority="p2")
     member = add_member(project)
-    bug_update(bug=bug, actor=user, status="triaged", priority="p0", assignee=member.username, tags=["data_drift"],
-               note="weekly triage")
+    bug_update(
+        bug=bug,
+        actor=user,
+        status="triaged",
+        priority="p0",
+        assignee=member.username,
+        tags=["data_drift"],
+        note="weekly triage",
+    )
     bug.refresh_from_db()
     assert (bug.status, bug.priority, bug.assignee, bug.triaged_at is not None) == ("triaged", "p0", member, True)
-    assert events(bug) == [("priority", "p2", "p0"), ("assignee", "", member.username), ("tags", "", "data_drift"),
-                           ("status", "new", "triaged")]
-    assert set(BugEvent.objects.filter(bug=bug).exclude(field="created").values_list("note", flat=True)) == {"weekly triage"}
+    assert events(bug) == [
+        ("priority", "p2", "p0"),
+        ("assignee", "", member.username),
+        ("tags", "", "data_drift"),
+        ("status", "new", "triaged"),
+    ]
+    assert set(BugEvent.objects.filter(bug=bug).exclude(field="created").values_list("note", flat=True)) == {
+        "weekly triage"
+    }
     bug_update(bug=bug, actor=user, status="triaged", priority="p0", tags=["data_drift"])  # nothing changes
     assert len(events(bug)) == 4
 
@@ -32,8 +49,13 @@ def test_update_writes_one_history_row_per_changed_field(user, project):
 def test_update_validates_everything_before_writing(user, project):
     bug = make_bug(project, priority="p2")
     outsider = UserFactory()
-    for bad in ({"status": "nope"}, {"priority": "p9"}, {"assignee": outsider.username}, {"tags": ["nope"]},
-                {"priority": "p0", "duplicate_of": bug.pk}):
+    for bad in (
+        {"status": "nope"},
+        {"priority": "p9"},
+        {"assignee": outsider.username},
+        {"tags": ["nope"]},
+        {"priority": "p0", "duplicate_of": bug.pk},
+    ):
         with pytest.raises(ValidationFailed):
             bug_update(bug=bug, actor=user, **bad)
     bug.refresh_from_db()

@@ -52,7 +52,9 @@ def test_resolved_bug_flows_into_datasets_and_late_labels_follow(user, project, 
     assert DatasetMember.objects.filter(dataset=chosen, item=unknown, label="neg").exists()
 
 
-def test_ground_truth_signal_enqueues_absorption_for_pending_items(user, project, monkeypatch, django_capture_on_commit_callbacks):
+def test_ground_truth_signal_enqueues_absorption_for_pending_items(
+    user, project, monkeypatch, django_capture_on_commit_callbacks
+):
     from bugqueue import tasks
 
     ds = Dataset.objects.get(pk=new_dataset(client_for(user), project)["id"])
@@ -109,6 +111,11 @@ def test_concurrent_resolutions_into_one_dataset_make_consecutive_versions(postg
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors
-    assert list(DatasetVersion.objects.filter(dataset=ds).order_by("number").values_list("number", flat=True)) == [1, 2, 3, 4]
+    assert list(DatasetVersion.objects.filter(dataset=ds).order_by("number").values_list("number", flat=True)) == [
+        1,
+        2,
+        3,
+        4,
+    ]
     assert DatasetMember.objects.filter(dataset=ds, removed_in__isnull=True).count() == 40
     assert sorted(DatasetVersion.objects.filter(dataset=ds).values_list("size", flat=True)) == [10, 20, 30, 40]

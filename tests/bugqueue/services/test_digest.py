@@ -27,8 +27,9 @@ def test_digest_is_built_stored_shown_and_mailed_once_to_managers(user, project,
     user.save()
     add_member(project, UserFactory(email="annotator@example.com"), role=Role.ANNOTATOR)
     last_week = parse_week(None) - timedelta(days=7)
-    make_bug(project, title="Shown in the digest", now=timezone.now() - timedelta(days=7), priority="p0",
-             tags=["label_flip"])
+    make_bug(
+        project, title="Shown in the digest", now=timezone.now() - timedelta(days=7), priority="p0", tags=["label_flip"]
+    )
     assert weekly_digests() == 1  # the beat entry: one digest task per project, for the week that just ended
     digest = Digest.objects.get(project=project)
     assert digest.week_start == last_week and digest.data["stats"]["opened"] == 1
@@ -64,7 +65,9 @@ def test_digest_build_is_one_row_per_week_and_follows_later_changes(user, projec
     rebuilt = digest_build(project=project, week_start=week)
     assert rebuilt.pk == digest.pk and Digest.objects.filter(project=project).count() == 1
     assert rebuilt.data["stats"]["opened"] == 2 and {b["title"] for b in rebuilt.data["new"]} == {
-        "First of the week", "Second of the week"}
+        "First of the week",
+        "Second of the week",
+    }
     other_week = digest_build(project=project, week_start=week - timedelta(days=7))
     assert other_week.pk != digest.pk and other_week.data["stats"]["opened"] == 0
 

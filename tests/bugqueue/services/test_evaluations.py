@@ -11,13 +11,22 @@ pytestmark = pytest.mark.django_db
 
 
 def test_predictions_parse_gives_codes_and_lists_every_bad_row(project):
-    batch = predictions_parse(project=project, rows=[{"external_id": "a", "label": "neg"}, {"external_id": 7, "label": "pos"}])
+    batch = predictions_parse(
+        project=project, rows=[{"external_id": "a", "label": "neg"}, {"external_id": 7, "label": "pos"}]
+    )
     assert batch.external_ids == ["a", "7"] and batch.keys == ["pos", "neg", "neu"]
     assert batch.labels.dtype == np.int16 and batch.labels.tolist() == [1, 0]
     with pytest.raises(ValidationFailed) as exc:
-        predictions_parse(project=project, rows=[
-            {"external_id": "a", "label": "pos"}, {"external_id": "a", "label": "pos"}, "row", {"external_id": "b"},
-            {"external_id": "c", "label": "pos", "probabilities": {"pos": 0.5, "neg": 0.2, "neu": 0.2}}])
+        predictions_parse(
+            project=project,
+            rows=[
+                {"external_id": "a", "label": "pos"},
+                {"external_id": "a", "label": "pos"},
+                "row",
+                {"external_id": "b"},
+                {"external_id": "c", "label": "pos", "probabilities": {"pos": 0.5, "neg": 0.2, "neu": 0.2}},
+            ],
+        )
     assert [r["index"] for r in exc.value.fields["rows"]] == [1, 2, 3, 4]
     with pytest.raises(ValidationFailed):
         predictions_parse(project=project, rows=[])
@@ -30,8 +39,9 @@ def test_evaluation_run_stores_results_and_the_predictions_of_dataset_items(user
     empty = Dataset.objects.create(project=project, name="empty")  # no version yet: not evaluated
     rows = [{"external_id": i.external_id, "label": lab} for i, lab in zip(items, ["pos", "pos", "pos", "neg", "neg"])]
     rows.append({"external_id": "not-an-item", "label": "pos"})
-    evaluation = evaluation_run(project=project, actor=user, model_version=" m1 ",
-                                batch=predictions_parse(project=project, rows=rows))
+    evaluation = evaluation_run(
+        project=project, actor=user, model_version=" m1 ", batch=predictions_parse(project=project, rows=rows)
+    )
     assert (evaluation.model_version, evaluation.n_predictions, evaluation.n_unknown) == ("m1", 6, 1)
     (result,) = EvaluationResult.objects.filter(evaluation=evaluation)
     assert result.dataset_id == ds.pk and result.dataset_version == 1 and result.n == 4
@@ -40,8 +50,13 @@ def test_evaluation_run_stores_results_and_the_predictions_of_dataset_items(user
     stored = dict(EvaluationPrediction.objects.filter(evaluation=evaluation).values_list("item_id", "label"))
     assert stored == {items[0].pk: "pos", items[1].pk: "pos", items[2].pk: "pos", items[3].pk: "neg"}
     with pytest.raises(ValidationFailed):
-        evaluation_run(project=project, actor=user, model_version="m2", dataset_ids=[ds.pk + 1000],
-                       batch=predictions_parse(project=project, rows=rows))
+        evaluation_run(
+            project=project,
+            actor=user,
+            model_version="m2",
+            dataset_ids=[ds.pk + 1000],
+            batch=predictions_parse(project=project, rows=rows),
+        )
 
 
 def test_jsonl_rows_are_read_line_by_line_within_the_limit():

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db
 def test_title_normalization_groups_case_and_whitespace():
     assert normalize_title("  Wrong   LABEL\tfor  Refunds ") == "wrong label for refunds"
     assert default_fingerprint(kind="user_report", title="Wrong label") == default_fingerprint(
-        kind="user_report", title="  wrong   LABEL ")
+        kind="user_report", title="  wrong   LABEL "
+    )
     assert default_fingerprint(kind="user_report", title="x") != default_fingerprint(kind="data_quality", title="x")
 
 
@@ -45,11 +46,20 @@ def test_same_fingerprint_in_two_projects_makes_two_bugs(project):
 
 def test_failures_count_as_occurrences_and_payloads_become_items(project):
     items = ingest_items(project, 2)
-    result = report(project, fingerprint="fp", failures=[
-        {"external_id": items[0].external_id, "predicted_label": "pos", "expected_label": "neg", "model_version": "v1"},
-        {"payload": {"text": "a brand new input"}, "predicted_label": "pos"},
-        {"payload": {"text": "a brand new input"}, "predicted_label": "pos"},  # same payload: same item
-    ])
+    result = report(
+        project,
+        fingerprint="fp",
+        failures=[
+            {
+                "external_id": items[0].external_id,
+                "predicted_label": "pos",
+                "expected_label": "neg",
+                "model_version": "v1",
+            },
+            {"payload": {"text": "a brand new input"}, "predicted_label": "pos"},
+            {"payload": {"text": "a brand new input"}, "predicted_label": "pos"},  # same payload: same item
+        ],
+    )
     assert result.created and result.occurrences == 3
     failures = list(FailureExample.objects.filter(bug=result.bug).order_by("id"))
     assert failures[0].item_id == items[0].pk and failures[0].expected_label == "neg"
@@ -64,9 +74,20 @@ def test_failures_count_as_occurrences_and_payloads_become_items(project):
 # --- regression rule --------------------------------------------------------------------------
 def _resolved_bug(project, *, model_version="v1"):
     items = ingest_items(project, 3, model_version=model_version)
-    bug = make_bug(project, fingerprint="fp-reg", kind="failed_prediction", failures=[
-        {"external_id": items[0].external_id, "predicted_label": "pos", "expected_label": "neg",
-         "model_version": model_version, "predicted_at": (timezone.now() - timedelta(days=5)).isoformat()}])
+    bug = make_bug(
+        project,
+        fingerprint="fp-reg",
+        kind="failed_prediction",
+        failures=[
+            {
+                "external_id": items[0].external_id,
+                "predicted_label": "pos",
+                "expected_label": "neg",
+                "model_version": model_version,
+                "predicted_at": (timezone.now() - timedelta(days=5)).isoformat(),
+            }
+        ],
+    )
     update(bug, status="triaged")
     return resolve(bug), items
 
@@ -74,9 +95,20 @@ def _resolved_bug(project, *, model_version="v1"):
 def test_failure_predicted_after_the_resolution_reopens_as_regression(project):
     bug, items = _resolved_bug(project)
     later = (timezone.now() + timedelta(seconds=1)).isoformat()
-    result = report(project, fingerprint="fp-reg", kind="failed_prediction", failures=[
-        {"external_id": items[1].external_id, "predicted_label": "pos", "expected_label": "neg",
-         "model_version": "v1", "predicted_at": later}])
+    result = report(
+        project,
+        fingerprint="fp-reg",
+        kind="failed_prediction",
+        failures=[
+            {
+                "external_id": items[1].external_id,
+                "predicted_label": "pos",
+                "expected_label": "neg",
+                "model_version": "v1",
+                "predicted_at": later,
+            }
+        ],
+    )
     bug.refresh_from_db()
     assert result.bug.pk == bug.pk and result.regressed and not result.created
     assert bug.status == BugStatus.NEW and bug.regressed and bug.reopened_at is not None and bug.occurrences == 2
@@ -89,9 +121,20 @@ def test_late_label_for_an_old_prediction_never_reopens(project):
     bug, items = _resolved_bug(project)
     # predicted before the resolution, even by another model version: not newer, stays resolved
     before = (bug.resolved_at - timedelta(hours=1)).isoformat()
-    result = report(project, fingerprint="fp-reg", kind="failed_prediction", failures=[
-        {"external_id": items[1].external_id, "predicted_label": "pos", "expected_label": "neg",
-         "model_version": "v2", "predicted_at": before}])
+    result = report(
+        project,
+        fingerprint="fp-reg",
+        kind="failed_prediction",
+        failures=[
+            {
+                "external_id": items[1].external_id,
+                "predicted_label": "pos",
+                "expected_label": "neg",
+                "model_version": "v2",
+                "predicted_at": before,
+            }
+        ],
+    )
     bug.refresh_from_db()
     assert result.bug.pk == bug.pk and not result.regressed
     assert bug.status == BugStatus.RESOLVED and not bug.regressed
@@ -201,8 +244,13 @@ def test_a_report_racing_an_uncommitted_insert_falls_back_to_the_winner(postgres
     # Wait (bounded) until B is blocked on A's transaction, then let A commit.
     blocked, deadline = False, time.monotonic() + 20
     while time.monotonic() < deadline and not blocked:
-        blocked = sql.fetchvalue("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO \"bugqueue_bug\"%%'") > 0
+        blocked = (
+            sql.fetchvalue(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO \"bugqueue_bug\"%%'"
+            )
+            > 0
+        )
     release_a.set()
     ta.join(30)
     tb.join(30)
@@ -220,7 +268,9 @@ def test_concurrent_regressions_reopen_once_and_count_every_report(postgres_tx):
     resolve(bug, user)
     threads = 6
 
-    run_threads(threads, lambda i: bug_report(project=project, reporter=user, title="x", kind="other", fingerprint="fp"))
+    run_threads(
+        threads, lambda i: bug_report(project=project, reporter=user, title="x", kind="other", fingerprint="fp")
+    )
     bug.refresh_from_db()
     assert Bug.objects.filter(project=project).count() == 1
     assert bug.status == "new" and bug.regressed and bug.occurrences == 1 + threads

@@ -1,4 +1,3 @@
-
 import pytest
 from django.test import Client
 
@@ -20,15 +19,29 @@ def web(user):
 
 def test_pages_render_for_members(user, project, django_assert_max_num_queries):
     items = ingest_items(project, 3)
-    bug = make_bug(project, title="Refunds routed to shipping", tags=["label_flip"], kind="failed_prediction",
-                   failures=[{"external_id": items[0].external_id, "predicted_label": "pos", "expected_label": "neg",
-                              "model_version": "v1"}, {"payload": {"text": "unlabeled input"}, "predicted_label": "pos"}])
+    bug = make_bug(
+        project,
+        title="Refunds routed to shipping",
+        tags=["label_flip"],
+        kind="failed_prediction",
+        failures=[
+            {
+                "external_id": items[0].external_id,
+                "predicted_label": "pos",
+                "expected_label": "neg",
+                "model_version": "v1",
+            },
+            {"payload": {"text": "unlabeled input"}, "predicted_label": "pos"},
+        ],
+    )
     for i in range(20):
         make_bug(project, title=f"other {i}", tags=["data_drift"])
     c = web(user)
     with django_assert_max_num_queries(16):
         res = c.get(f"/bugs?project={project.pk}")
-    assert res.status_code == 200 and b"Refunds routed to shipping" in res.content and b'data-facet="tag"' in res.content
+    assert (
+        res.status_code == 200 and b"Refunds routed to shipping" in res.content and b'data-facet="tag"' in res.content
+    )
     with django_assert_max_num_queries(18):
         res = c.get(f"/bugs/{bug.pk}")
     html = res.content.decode()
@@ -45,8 +58,13 @@ def test_pages_are_members_only(user, project):
     bug = make_bug(project)
     digest = digest_build(project=project, week_start=parse_week(None))
     c = web(UserFactory())
-    for url in (f"/bugs/{bug.pk}", f"/bugs?project={project.pk}", f"/triage?project={project.pk}",
-                f"/bugs/digests/{digest.pk}", f"/bugs/digests?project={project.pk}"):
+    for url in (
+        f"/bugs/{bug.pk}",
+        f"/bugs?project={project.pk}",
+        f"/triage?project={project.pk}",
+        f"/bugs/digests/{digest.pk}",
+        f"/bugs/digests?project={project.pk}",
+    ):
         assert c.get(url).status_code == 404, url
     assert c.post(f"/bugs/{bug.pk}/comments", {"body": "x"}).status_code == 404
     assert Comment.objects.count() == 0
@@ -58,8 +76,17 @@ def test_comment_and_edit_forms(user, project):
     c = web(user)
     res = c.post(f"/bugs/{bug.pk}/comments", {"body": "Tokenizer again"})
     assert res.status_code == 302 and Comment.objects.get().body == "Tokenizer again"
-    res = c.post(f"/bugs/{bug.pk}/edit", {"status": "triaged", "priority": "p1", "assignee": user.username,
-                                           "tags_present": "1", "tags": ["schema_change"], "note": "meeting"})
+    res = c.post(
+        f"/bugs/{bug.pk}/edit",
+        {
+            "status": "triaged",
+            "priority": "p1",
+            "assignee": user.username,
+            "tags_present": "1",
+            "tags": ["schema_change"],
+            "note": "meeting",
+        },
+    )
     bug.refresh_from_db()
     assert res.status_code == 302 and bug.status == "triaged" and bug.priority == "p1" and bug.assignee == user
     assert list(bug.tags.values_list("slug", flat=True)) == ["schema_change"]

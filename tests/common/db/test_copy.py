@@ -20,9 +20,20 @@ def test_copy_arrays_numbers_and_text_from_choices(postgres):
     small = np.array([3, 4, 5, 0, 1, 2, 32767], dtype=np.int16)
     flag = np.array([True, False, True, True, False, False, True])
     with connection.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE copied (id bigint, label varchar(64), score float8, n smallint, flag bool, outcome text)")
-    copy_arrays("copied", {"id": ("int8", ids), "label": ("text", label), "score": ("float8", score),
-                           "n": ("int2", small), "flag": ("bool", flag), "outcome": ("text", outcome)})
+        cur.execute(
+            "CREATE TEMP TABLE copied (id bigint, label varchar(64), score float8, n smallint, flag bool, outcome text)"
+        )
+    copy_arrays(
+        "copied",
+        {
+            "id": ("int8", ids),
+            "label": ("text", label),
+            "score": ("float8", score),
+            "n": ("int2", small),
+            "flag": ("bool", flag),
+            "outcome": ("text", outcome),
+        },
+    )
     with connection.cursor() as cur:
         cur.execute("SELECT id, label, score, n, flag, outcome FROM copied ORDER BY id")
         rows = cur.fetchall()
@@ -37,7 +48,9 @@ def test_copy_arrays_numbers_and_text_from_choices(postgres):
 def test_copy_arrays_no_rows(postgres):
     with connection.cursor() as cur:
         cur.execute("CREATE TEMP TABLE copied (id bigint, label text)")
-    copy_arrays("copied", {"id": ("int8", np.zeros(0, dtype=np.int64)), "label": ("text", (np.zeros(0, dtype=int), ["a"]))})
+    copy_arrays(
+        "copied", {"id": ("int8", np.zeros(0, dtype=np.int64)), "label": ("text", (np.zeros(0, dtype=int), ["a"]))}
+    )
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM copied")
         assert cur.fetchone()[0] == 0

@@ -18,8 +18,8 @@ from django.db import connection
 
 from labeling.models import Item, Project
 from labeling.services.accounts import token_issue_login
-from tests.labeling.factories import PASSWORD
 from tests.input_world import client, error_of, input_world
+from tests.labeling.factories import PASSWORD
 from tests.rows import snapshot
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,8 +43,9 @@ def world(db):
 
 def test_an_anonymous_huge_body_is_a_413_before_a_byte_is_read(world):
     before = snapshot()
-    res = client().generic("POST", "/api/auth/token", b"", content_type=JSON,
-                           CONTENT_LENGTH=str(300 * MB), **{"wsgi.input": Unreadable()})
+    res = client().generic(
+        "POST", "/api/auth/token", b"", content_type=JSON, CONTENT_LENGTH=str(300 * MB), **{"wsgi.input": Unreadable()}
+    )
     error = error_of(res, 413)
     assert error["code"] == "too_large" and "1 MB (1,048,576 bytes)" in error["message"]
     assert snapshot() == before
@@ -52,18 +53,27 @@ def test_an_anonymous_huge_body_is_a_413_before_a_byte_is_read(world):
 
 def test_the_login_form_has_the_limit_too(world):
     before = snapshot()
-    res = client().generic("POST", "/login/", b"", content_type="application/x-www-form-urlencoded",
-                           CONTENT_LENGTH=str(300 * MB), **{"wsgi.input": Unreadable()})
+    res = client().generic(
+        "POST",
+        "/login/",
+        b"",
+        content_type="application/x-www-form-urlencoded",
+        CONTENT_LENGTH=str(300 * MB),
+        **{"wsgi.input": Unreadable()},
+    )
     assert error_of(res, 413)["code"] == "too_large"
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("actor,method,path", [
-    ("anon", "POST", "/api/auth/token"),
-    ("manager", "PATCH", "/api/projects/{p}"),
-    ("annotator", "POST", "/api/assignments/{a}/submit"),
-    ("manager", "POST", "/api/bugs/{b}/comments"),
-])
+@pytest.mark.parametrize(
+    "actor,method,path",
+    [
+        ("anon", "POST", "/api/auth/token"),
+        ("manager", "PATCH", "/api/projects/{p}"),
+        ("annotator", "POST", "/api/assignments/{a}/submit"),
+        ("manager", "POST", "/api/bugs/{b}/comments"),
+    ],
+)
 def test_small_endpoints_take_at_most_the_request_limit(world, actor, method, path):
     body = json.dumps({"name": "x" * MB}).encode()
     before = snapshot()
@@ -78,8 +88,12 @@ def test_ingestion_keeps_its_larger_limit_and_message(world, settings):
     items = f"/api/projects/{world['ids']['p']}/items"
     rows = [{"external_id": f"big-{n}", "payload": {"text": "x" * 100}} for n in range(20)]  # about 2,700 bytes
     assert c.generic("POST", items, json.dumps(rows), content_type=JSON).status_code == 201
-    error = error_of(c.generic("PATCH", f"/api/projects/{world['ids']['p']}", json.dumps({"description": "x" * 2000}),
-                               content_type=JSON), 413)
+    error = error_of(
+        c.generic(
+            "PATCH", f"/api/projects/{world['ids']['p']}", json.dumps({"description": "x" * 2000}), content_type=JSON
+        ),
+        413,
+    )
     assert error["message"] == "A request body holds at most 1,000 bytes."
     before = snapshot()
     error = error_of(c.generic("POST", items, json.dumps(rows * 3), content_type=JSON), 413)
@@ -95,11 +109,14 @@ def test_a_content_length_that_is_not_a_size_is_a_400(world, length):
 
 # --- chunked bodies, in process: the WSGI environ each kind of server gives -----------------------
 
+
 def chunked(world, actor, method, path, body: bytes, *, terminated=True, content_type=JSON):
     extra = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(body)}
     if terminated:
         extra["wsgi.input_terminated"] = True  # what gunicorn says of a body it decodes
-    return client(world["users"][actor]).generic(method, path.format(**world["ids"]), b"", content_type=content_type, **extra)
+    return client(world["users"][actor]).generic(
+        method, path.format(**world["ids"]), b"", content_type=content_type, **extra
+    )
 
 
 def test_chunked_body_is_read_where_the_server_decodes_it(world):
@@ -128,11 +145,13 @@ def test_chunked_body_is_refused_where_the_server_cannot_decode_it(world):
 
 # --- chunked bodies over real HTTP --------------------------------------------------------------
 
+
 def send_chunked(host, port, method, path, parts, headers):
     conn = http.client.HTTPConnection(host, port, timeout=60)
     try:
-        conn.request(method, path, body=iter(parts), headers={**headers, "Transfer-Encoding": "chunked"},
-                     encode_chunked=True)
+        conn.request(
+            method, path, body=iter(parts), headers={**headers, "Transfer-Encoding": "chunked"}, encode_chunked=True
+        )
         res = conn.getresponse()
         return res.status, res.read()
     finally:
@@ -149,7 +168,9 @@ def test_live_test_server_refuses_chunked_bodies_with_411(live_server):
     host, port = live_server.thread.host, live_server.thread.port
     headers = token_for(world["users"]["manager"])
     before = snapshot()
-    status, body = send_chunked(host, port, "PATCH", f"/api/projects/{world['ids']['p']}", [b'{"name": ', b'"x"}'], headers)
+    status, body = send_chunked(
+        host, port, "PATCH", f"/api/projects/{world['ids']['p']}", [b'{"name": ', b'"x"}'], headers
+    )
     assert status == 411 and json.loads(body)["error"]["code"] == "length_required"
     assert snapshot() == before
 
@@ -174,9 +195,27 @@ def gunicorn(transactional_db):
     port = free_port()
     env = dict(os.environ, DATABASE_URL=database_url(), LOUPE_TESTING="true", CELERY_TASK_ALWAYS_EAGER="true")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--worker-class", "sync", "--timeout", "120", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--worker-class",
+            "sync",
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -210,8 +249,9 @@ def test_gunicorn_reads_chunked_bodies_and_limits_them(gunicorn):
     assert json.loads(body)["name"] == "Renamed in chunks" == Project.objects.get(pk=world["ids"]["p"]).name
 
     lines = [b'{"external_id": "g1", "payload": {}}\n', b'{"external_id": "g2", "payload": {}}\n']
-    status, body = send_chunked(host, port, "POST", project + "/items", lines,
-                                {**headers, "Content-Type": "application/x-ndjson"})
+    status, body = send_chunked(
+        host, port, "POST", project + "/items", lines, {**headers, "Content-Type": "application/x-ndjson"}
+    )
     assert status == 201, body
 
     before = snapshot()
@@ -223,7 +263,11 @@ def test_gunicorn_reads_chunked_bodies_and_limits_them(gunicorn):
     assert snapshot() == before
 
     conn = http.client.HTTPConnection(host, port, timeout=60)
-    conn.request("POST", "/api/auth/token", body=json.dumps({"username": world["users"]["manager"].username,
-                                                             "password": PASSWORD}), headers={"Content-Type": JSON})
+    conn.request(
+        "POST",
+        "/api/auth/token",
+        body=json.dumps({"username": world["users"]["manager"].username, "password": PASSWORD}),
+        headers={"Content-Type": JSON},
+    )
     assert conn.getresponse().status == 200
     conn.close()

@@ -63,12 +63,15 @@ def test_unknown_api_path_is_404_in_error_shape(user):
 # --- password rules: Django's four default validators ------------------------------------------------
 
 
-@pytest.mark.parametrize("username,password,why", [
-    ("annabelle", "annabelle1", "too similar to the username"),
-    ("bob", "9038472615", "entirely numeric"),
-    ("bob", "password123", "too common"),
-    ("bob", "sh0rt!", "too short"),
-])
+@pytest.mark.parametrize(
+    "username,password,why",
+    [
+        ("annabelle", "annabelle1", "too similar to the username"),
+        ("bob", "9038472615", "entirely numeric"),
+        ("bob", "password123", "too common"),
+        ("bob", "sh0rt!", "too short"),
+    ],
+)
 def test_weak_passwords_are_refused_with_the_reason(staff, username, password, why):
     res = client_for(staff).post("/api/users", {"username": username, "password": password}, format="json")
     assert res.status_code == 400

@@ -101,8 +101,10 @@ def test_a_password_change_ends_every_token(user, how):
     else:
         admin = Client()
         admin.force_login(UserFactory(is_staff=True, is_superuser=True))
-        res = admin.post(f"/admin/auth/user/{user.pk}/password/",
-                         {"password1": "another-long-passphrase", "password2": "another-long-passphrase"})
+        res = admin.post(
+            f"/admin/auth/user/{user.pk}/password/",
+            {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+        )
         assert res.status_code == 302, res.content
     for key in keys:
         res = with_token(key).get("/api/me")
@@ -120,10 +122,17 @@ def test_saving_a_user_without_changing_the_password_keeps_its_tokens(user):
     assert me_status(key) == 200
 
 
-@pytest.mark.parametrize("header", [
-    "Token abc", "Token " + "g" * 64, "Token " + "a" * 63, "Token " + "a" * 64 + "\x00",
-    "Token " + "é" * 32, "Token a b",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Token abc",
+        "Token " + "g" * 64,
+        "Token " + "a" * 63,
+        "Token " + "a" * 64 + "\x00",
+        "Token " + "é" * 32,
+        "Token a b",
+    ],
+)
 def test_malformed_tokens_are_401(header):
     res = APIClient().get("/api/me", HTTP_AUTHORIZATION=header)
     assert res.status_code == 401 and res.json()["error"]["code"] == "authentication_failed"
@@ -142,7 +151,9 @@ def test_inactive_users_tokens_are_refused(user):
 def test_staff_create_a_long_lived_service_token_listed_without_its_secret(staff):
     bot = UserFactory(username="training-pipeline")
     staff_api = client_for(staff)
-    res = staff_api.post(f"/api/users/{bot.username}/tokens", {"name": "nightly export", "expires_in": None}, format="json")
+    res = staff_api.post(
+        f"/api/users/{bot.username}/tokens", {"name": "nightly export", "expires_in": None}, format="json"
+    )
     assert res.status_code == 201
     made = res.json()
     assert made["name"] == "nightly export" and made["expiry"] is None and made["created_by"] == staff.username
@@ -157,7 +168,9 @@ def test_staff_create_a_long_lived_service_token_listed_without_its_secret(staff
 
 def test_service_token_with_an_expiry(staff):
     bot = UserFactory()
-    res = client_for(staff).post(f"/api/users/{bot.username}/tokens", {"name": "week", "expires_in": 7 * 86400}, format="json")
+    res = client_for(staff).post(
+        f"/api/users/{bot.username}/tokens", {"name": "week", "expires_in": 7 * 86400}, format="json"
+    )
     assert res.status_code == 201 and res.json()["expiry"] is not None
     with clock_at(timezone.now() + timedelta(days=8)):
         assert me_status(res.json()["token"]) == 401
@@ -185,17 +198,28 @@ def test_service_tokens_are_staff_only(user):
     _, key = token_create_service(user=bot, name="cron", expires_in=None, actor=bot)
     token_id = ApiToken.objects.get(user=bot).pk
     api = client_for(user)
-    for res in (api.get(f"/api/users/{bot.username}/tokens"),
-                api.post(f"/api/users/{bot.username}/tokens", {"name": "mine"}, format="json"),
-                api.delete(f"/api/users/{bot.username}/tokens/{token_id}"),
-                with_token(key).post(f"/api/users/{bot.username}/tokens", {"name": "self"}, format="json")):
+    for res in (
+        api.get(f"/api/users/{bot.username}/tokens"),
+        api.post(f"/api/users/{bot.username}/tokens", {"name": "mine"}, format="json"),
+        api.delete(f"/api/users/{bot.username}/tokens/{token_id}"),
+        with_token(key).post(f"/api/users/{bot.username}/tokens", {"name": "self"}, format="json"),
+    ):
         assert res.status_code == 403 and res.json()["error"]["code"] == "permission_denied"
     assert ApiToken.objects.filter(user=bot).count() == 1 and me_status(key) == 200
     assert APIClient().get(f"/api/users/{bot.username}/tokens").status_code == 401
 
 
-@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "x" * 101}, {"name": "x", "expires_in": 0},
-                                  {"name": "x", "expires_in": "soon"}, {"name": "x", "expires_in": 10**12}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": ""},
+        {"name": "x" * 101},
+        {"name": "x", "expires_in": 0},
+        {"name": "x", "expires_in": "soon"},
+        {"name": "x", "expires_in": 10**12},
+    ],
+)
 def test_bad_service_token_input_is_400_and_creates_nothing(staff, body):
     bot = UserFactory()
     res = client_for(staff).post(f"/api/users/{bot.username}/tokens", body, format="json")
@@ -235,8 +259,12 @@ def test_tokens_from_before_the_upgrade_keep_working_and_are_listed(staff):
     bot = UserFactory()
     old_key = "0123456789abcdef0123456789abcdef01234567"
     with connection.cursor() as cur:
-        cur.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp with time zone, user_id integer)")
-        cur.execute("INSERT INTO authtoken_token VALUES (%s, %s, %s)", [old_key, timezone.now() - timedelta(days=90), bot.pk])
+        cur.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp with time zone, user_id integer)"
+        )
+        cur.execute(
+            "INSERT INTO authtoken_token VALUES (%s, %s, %s)", [old_key, timezone.now() - timedelta(days=90), bot.pk]
+        )
     migration.carry_over_drf_tokens(apps, mock.Mock(connection=connection))
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM authtoken_token")

@@ -10,8 +10,7 @@ import pytest
 from labeling.models import DeferredTask, Export, Item, QualityRun
 from labeling.services.sweep import work_sweep
 from tests.conftest import client_for
-from tests.labeling.factories import ProjectFactory, UserFactory
-from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import ProjectFactory, UserFactory, make_items, resolve
 from tests.private_broker import PrivateRedis, celery_on
 
 # What a request may spend on a broker that does not answer (connect timeout, one retry), with room
@@ -46,12 +45,17 @@ def test_writes_succeed_with_the_broker_down_and_the_sweep_sends_their_tasks_whe
 
         run, t_run = timed(lambda: api.post(f"{base}/quality-runs", {}, format="json"))
         export, t_export = timed(lambda: api.post(f"{base}/exports", {"format": "csv"}, format="json"))
-        items, t_items = timed(lambda: api.post(f"{base}/items", [{"external_id": "new-1", "payload": {"text": "x"}}],
-                                                format="json"))
+        items, t_items = timed(
+            lambda: api.post(f"{base}/items", [{"external_id": "new-1", "payload": {"text": "x"}}], format="json")
+        )
         patch, t_patch = timed(lambda: api.patch(base, {"queue_order": "priority"}, format="json"))
 
         assert (run.status_code, export.status_code, items.status_code, patch.status_code) == (202, 202, 201, 200), (
-            run.content, export.content, items.content, patch.content)
+            run.content,
+            export.content,
+            items.content,
+            patch.content,
+        )
         assert max(t_run, t_export, t_items, t_patch) < BOUND_SECONDS, (t_run, t_export, t_items, t_patch)
         run_id, export_id = run.json()["id"], export.json()["id"]
         assert QualityRun.objects.get(pk=run_id).status == "queued"
@@ -73,8 +77,10 @@ def test_writes_succeed_with_the_broker_down_and_the_sweep_sends_their_tasks_whe
         result = work_sweep()
 
     sent = broker.queued_tasks()
-    print(f"\nbroker down: quality-runs {t_run:.2f} s, exports {t_export:.2f} s, items {t_items:.2f} s, "
-          f"PATCH {t_patch:.2f} s, sweep {t_sweep:.2f} s")
+    print(
+        f"\nbroker down: quality-runs {t_run:.2f} s, exports {t_export:.2f} s, items {t_items:.2f} s, "
+        f"PATCH {t_patch:.2f} s, sweep {t_sweep:.2f} s"
+    )
     assert ("loupe.quality_run", repr((run_id,))) in sent
     assert ("loupe.export_build", repr((export_id,))) in sent
     assert ("loupe.similarity_index_update", repr((project.pk,))) in sent

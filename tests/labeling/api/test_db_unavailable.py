@@ -53,7 +53,9 @@ def test_a_dropped_connection_during_a_submit_answers_503_and_the_retry_stores_i
     claim = assignment_claim_next(project=project, annotator=annotator)
     api = client_for(annotator)
     url = f"/api/assignments/{claim.assignment_id}/submit"
-    matches = (lambda sql: True) if where == "first statement" else (lambda sql: 'INSERT INTO "labeling_annotation"' in sql)
+    matches = (
+        (lambda sql: True) if where == "first statement" else (lambda sql: 'INSERT INTO "labeling_annotation"' in sql)
+    )
     connection.health_check_done = True  # the connection was fine when the request began
     drop = terminate_own_backend_at(matches)
     with connection.execute_wrapper(drop):

@@ -89,8 +89,15 @@ def test_unknown_sub_paths_are_json_404_for_every_method(browser_client, path):
 @pytest.mark.parametrize("method", METHODS)
 def test_unknown_paths_from_the_issue_are_json_404(browser_client, method):
     c, project = browser_client
-    for path in ("/api/projects/abc/members", "/api/projects/abc", "/api/nope", "/api/", f"/api/projects/{project.pk}%0A",
-                 "/api/projects/%0A/items", "/api/bugs/1/%0A"):
+    for path in (
+        "/api/projects/abc/members",
+        "/api/projects/abc",
+        "/api/nope",
+        "/api/",
+        f"/api/projects/{project.pk}%0A",
+        "/api/projects/%0A/items",
+        "/api/bugs/1/%0A",
+    ):
         body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
         assert_error_shape(getattr(c, method)(path, **body), 404)
 

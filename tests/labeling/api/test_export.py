@@ -7,15 +7,14 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from labeling.selectors import export as selectors_export
 from labeling.models import Role
+from labeling.selectors import export as selectors_export
 from labeling.selectors.export import cursor_encode
 from labeling.services.accounts import token_create_service, token_issue_login
 from labeling.services.export import export_grant_add
 from labeling.services.ground_truth import ground_truth_set
 from tests.conftest import client_for
-from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member
-from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, add_member, make_items, resolve
 
 pytestmark = pytest.mark.django_db
 
@@ -51,6 +50,7 @@ def pull_all(client, project, since="0", **params):
 
 # --- rows, paging, streaming ----------------------------------------------------------------------
 
+
 def test_json_page_rows_and_cursor(project, user):
     ann = UserFactory(username="ann")
     item = ItemFactory(project=project, external_id="ticket-1")
@@ -60,10 +60,28 @@ def test_json_page_rows_and_cursor(project, user):
     assert res.status_code == 200 and res["Content-Type"] == "application/json"
     page = res.json()
     first, second = page["results"]
-    assert list(first) == ["seq", "external_id", "label", "previous_label", "method", "score", "model_version",
-                           "annotators", "changed_at"]
-    assert first == {**first, "seq": 1, "external_id": "ticket-1", "label": "pos", "previous_label": None,
-                     "method": "unanimous", "score": 0.93, "model_version": "m-7", "annotators": ["ann"]}
+    assert list(first) == [
+        "seq",
+        "external_id",
+        "label",
+        "previous_label",
+        "method",
+        "score",
+        "model_version",
+        "annotators",
+        "changed_at",
+    ]
+    assert first == {
+        **first,
+        "seq": 1,
+        "external_id": "ticket-1",
+        "label": "pos",
+        "previous_label": None,
+        "method": "unanimous",
+        "score": 0.93,
+        "model_version": "m-7",
+        "annotators": ["ann"],
+    }
     assert first["changed_at"].endswith("Z")
     assert "model_version" not in second and second["previous_label"] == "pos" and second["score"] is None
     assert page["next_cursor"] == cursor_encode(project_id=project.pk, seq=2) and page["has_more"] is False
@@ -148,17 +166,22 @@ def test_csv_is_valid_with_tricky_values_and_unicode(project, user):
     names = ["zoë", "李雷", "o'neil"]
     people = [UserFactory(username=n) for n in names]
     tricky = [
-        ('a,b', 'label,with,commas'),
+        ("a,b", "label,with,commas"),
         ('say "hi"', 'quote"d'),
-        ('line\nbreak', 'naïve-ünïcode'),
-        ('emoji 🐱', '猫'),
-        ('#hash', '=SUM(A1)'),
-        ('  spaced  ', 'x\r\ny'),
+        ("line\nbreak", "naïve-ünïcode"),
+        ("emoji 🐱", "猫"),
+        ("#hash", "=SUM(A1)"),
+        ("  spaced  ", "x\r\ny"),
     ]
     for i, (ext, label) in enumerate(tricky):
         item = ItemFactory(project=project, external_id=ext)
-        ground_truth_set(item=item, label=label, method="consensus", score=0.5 + i / 100,
-                         annotators=[p.pk for p in people[: i % 3 + 1]])
+        ground_truth_set(
+            item=item,
+            label=label,
+            method="consensus",
+            score=0.5 + i / 100,
+            annotators=[p.pk for p in people[: i % 3 + 1]],
+        )
     c = client_for(user)
     res = c.get(url(project, format="csv"))
     assert res["Content-Type"] == "text/csv; charset=utf-8"
@@ -166,8 +189,17 @@ def test_csv_is_valid_with_tricky_values_and_unicode(project, user):
     assert text.encode("utf-8").decode("utf-8") == text
     records = list(csv.reader(io.StringIO(text, newline="")))
     header, rows, trailer = records[0], records[1:-1], records[-1]
-    assert header == ["seq", "external_id", "label", "previous_label", "method", "score", "model_version",
-                      "annotators", "changed_at"]
+    assert header == [
+        "seq",
+        "external_id",
+        "label",
+        "previous_label",
+        "method",
+        "score",
+        "model_version",
+        "annotators",
+        "changed_at",
+    ]
     assert len(trailer) == 1 and trailer[0] == f"#next_cursor={res['X-Next-Cursor']};rows=6"
     as_json = c.get(url(project)).json()["results"]
     assert len(rows) == len(as_json) == 6
@@ -191,7 +223,9 @@ def test_deleted_annotator_keeps_their_id_and_usernames_cost_one_query(project, 
     people = [UserFactory() for _ in range(5)]
     items = make_items(project, 60)
     for i, it in enumerate(items):
-        ground_truth_set(item=it, label="pos", method="consensus", annotators=[people[i % 5].pk, people[(i + 1) % 5].pk])
+        ground_truth_set(
+            item=it, label="pos", method="consensus", annotators=[people[i % 5].pk, people[(i + 1) % 5].pk]
+        )
     ground_truth_set(item=ItemFactory(project=project), label="neg", method="consensus", annotators=[gone_id])
     gone.delete()
     c = APIClient()
@@ -209,26 +243,33 @@ def test_annotator_cache_stays_bounded_and_correct(project, user, monkeypatch):
     monkeypatch.setattr(selectors_export, "PAGE_ROWS", 4)
     people = [UserFactory() for _ in range(6)]
     for i, it in enumerate(make_items(project, 20)):
-        ground_truth_set(item=it, label="pos", method="consensus", annotators=[people[i % 6].pk, people[(i * 7) % 6].pk])
+        ground_truth_set(
+            item=it, label="pos", method="consensus", annotators=[people[i % 6].pk, people[(i * 7) % 6].pk]
+        )
     rows, _ = jsonl(client_for(user).get(url(project, format="jsonl")))
     assert [r["annotators"] for r in rows] == [
-        [people[i % 6].username, people[(i * 7) % 6].username] for i in range(20)]
+        [people[i % 6].username, people[(i * 7) % 6].username] for i in range(20)
+    ]
 
 
 # --- compact ---------------------------------------------------------------------------------------
 
+
 def test_compact_returns_the_latest_state_of_each_changed_item(project, user):
     a, b, c_ = make_items(project, 3)
-    ground_truth_set(item=a, label="pos", method="consensus")      # 1
-    ground_truth_set(item=b, label="pos", method="consensus")      # 2
-    ground_truth_set(item=a, label="neg", method="adjudicated")    # 3
-    ground_truth_set(item=c_, label="neu", method="consensus")     # 4
-    ground_truth_set(item=a, label="neu", method="adjudicated")    # 5
-    ground_truth_set(item=b, label="neg", method="adjudicated")    # 6
+    ground_truth_set(item=a, label="pos", method="consensus")  # 1
+    ground_truth_set(item=b, label="pos", method="consensus")  # 2
+    ground_truth_set(item=a, label="neg", method="adjudicated")  # 3
+    ground_truth_set(item=c_, label="neu", method="consensus")  # 4
+    ground_truth_set(item=a, label="neu", method="adjudicated")  # 5
+    ground_truth_set(item=b, label="neg", method="adjudicated")  # 6
     client = client_for(user)
     full = client.get(url(project, compact="true")).json()
     assert [(r["seq"], r["external_id"], r["label"]) for r in full["results"]] == [
-        (4, c_.external_id, "neu"), (5, a.external_id, "neu"), (6, b.external_id, "neg")]
+        (4, c_.external_id, "neu"),
+        (5, a.external_id, "neu"),
+        (6, b.external_id, "neg"),
+    ]
     assert full["next_cursor"] == cursor_encode(project_id=project.pk, seq=6)
     # Since seq 4: only a (5) and b (6) changed after it.
     since4 = client.get(url(project, compact="true", since=cursor_encode(project_id=project.pk, seq=4))).json()
@@ -245,7 +286,7 @@ def test_compact_returns_the_latest_state_of_each_changed_item(project, user):
 def test_compact_paging_with_many_rewrites_matches_the_final_state(project, user):
     items = make_items(project, 40)
     for round_ in range(3):
-        resolve(project, items[round_ * 5:], offset=round_ + 1)
+        resolve(project, items[round_ * 5 :], offset=round_ + 1)
     client = client_for(user)
     rows, _ = pull_all(client, project, compact="true", limit=7)
     latest = {}
@@ -257,6 +298,7 @@ def test_compact_paging_with_many_rewrites_matches_the_final_state(project, user
 
 
 # --- bad input --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("since", ["garbage", "lc1_", "lc1_AAAA", "12", "-1", "lc1_" + "x" * 90])
 def test_bad_cursor_is_400(project, user, since):
@@ -289,16 +331,23 @@ def test_cursor_past_the_end_is_400(project, user):
     assert res.status_code == 400 and res.json()["error"]["code"] == "cursor_ahead"
 
 
-@pytest.mark.parametrize("params,field", [
-    ({"format": "xml"}, "format"), ({"limit": 0}, "limit"), ({"limit": "x"}, "limit"),
-    ({"limit": 10001}, "limit"), ({"compact": "maybe"}, "compact"),
-])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"format": "xml"}, "format"),
+        ({"limit": 0}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"limit": 10001}, "limit"),
+        ({"compact": "maybe"}, "compact"),
+    ],
+)
 def test_bad_parameters_are_400(project, user, params, field):
     res = client_for(user).get(url(project, **params))
     assert res.status_code == 400 and field in res.json()["error"]["fields"]
 
 
 # --- permissions ------------------------------------------------------------------------------------
+
 
 def test_permissions(project, user):
     resolve(project, make_items(project, 2))
@@ -329,19 +378,28 @@ def test_export_grant_lets_a_service_account_pull_with_its_token_and_nothing_els
     assert c.get(f"/api/projects/{project.pk}/export-grants").status_code == 404
     # An annotator with a grant may export; granting is for managers only.
     annotator = add_member(project, role=Role.ANNOTATOR)
-    assert client_for(annotator).post(f"/api/projects/{project.pk}/export-grants", {"username": bot.username},
-                                      format="json").status_code == 403
+    assert (
+        client_for(annotator)
+        .post(f"/api/projects/{project.pk}/export-grants", {"username": bot.username}, format="json")
+        .status_code
+        == 403
+    )
     export_grant_add(project=project, username=annotator.username, actor=user)
     assert client_for(annotator).get(url(project)).status_code == 200
     assert client_for(user).get(f"/api/projects/{project.pk}/export-grants").json()[0]["username"] == bot.username
     assert client_for(user).delete(f"/api/projects/{project.pk}/export-grants/{bot.username}").status_code == 204
     assert c.get(url(project)).status_code == 404
     assert client_for(user).delete(f"/api/projects/{project.pk}/export-grants/{bot.username}").status_code == 404
-    assert client_for(user).post(f"/api/projects/{project.pk}/export-grants", {"username": "nobody"},
-                                 format="json").status_code == 400
+    assert (
+        client_for(user)
+        .post(f"/api/projects/{project.pk}/export-grants", {"username": "nobody"}, format="json")
+        .status_code
+        == 400
+    )
 
 
 # --- streaming holds no transaction, lock or cursor --------------------------------------------------
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_half_read_stream_holds_no_transaction_and_blocks_no_writer(postgres_tx, monkeypatch):
@@ -379,8 +437,10 @@ def test_a_half_read_stream_holds_no_transaction_and_blocks_no_writer(postgres_t
     # request_finished may close the connection (older than CONN_MAX_AGE); if kept, it is idle.
     assert connection.connection is None or connection.connection.info.transaction_status == TransactionStatus.IDLE
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state LIKE 'idle in transaction%%'")
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state LIKE 'idle in transaction%%'"
+        )
         assert cur.fetchone()[0] == 0
     # The connection still works for the next request.
     rows, trailer = jsonl(client_for(manager).get(url(project, format="jsonl")))
@@ -403,4 +463,6 @@ def test_export_page_shows_grant_holders_to_managers_only_as_the_api_does(projec
     text = client.get(f"/projects/{project.pk}/export").content.decode()
     assert "pipeline-0" in text and "pipeline-1" in text
     assert [g["username"] for g in client_for(user).get(f"/api/projects/{project.pk}/export-grants").json()] == [
-        "pipeline-0", "pipeline-1"]
+        "pipeline-0",
+        "pipeline-1",
+    ]

@@ -17,8 +17,7 @@ from django.db import connection, transaction
 from labeling.models import LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set, ground_truth_set_many
 from tests.conftest import client_for
-from tests.labeling.factories import ProjectFactory, UserFactory
-from tests.labeling.factories import make_items
+from tests.labeling.factories import ProjectFactory, UserFactory, make_items
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +50,9 @@ def wait_until(condition, what, timeout=20.0):
 
 def lock_waiters() -> int:
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
         return cur.fetchone()[0]
 
 
@@ -123,6 +124,7 @@ def test_the_commit_order_seq_under_the_same_interleaving_is_exactly_once(postgr
                 ground_truth_set(item=item, label="pos", method="imported")  # reserves its seq, keeps the lock
                 reserved.set()
                 assert go.wait(20)  # ... and commits only later
+
         return run
 
     t1, e1 = in_thread(writer(a, t1_reserved, t1_go))
@@ -170,8 +172,10 @@ def test_a_consumer_racing_many_writers_sees_every_change_exactly_once_in_order(
                         change = ground_truth_set(item=chosen[0], label=rng.choice(labels), method="adjudicated")
                         changes = [change] if change else []
                     else:
-                        changes = ground_truth_set_many(project_id=project.pk, decisions=[
-                            Decision(it.pk, rng.choice(labels), "consensus") for it in chosen])
+                        changes = ground_truth_set_many(
+                            project_id=project.pk,
+                            decisions=[Decision(it.pk, rng.choice(labels), "consensus") for it in chosen],
+                        )
                     time.sleep(rng.uniform(0, 0.003))  # more work after it, before the commit
                     if rollback:
                         raise RuntimeError("rolled back on purpose")
@@ -223,5 +227,7 @@ def test_a_consumer_racing_many_writers_sees_every_change_exactly_once_in_order(
     with connection.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {naive_log}")
         naive_total = cur.fetchone()[0]
-    print(f"\nseq consumer: {len(seen)} changes, 0 missed; id-paging reader missed "
-          f"{naive_total - len(naive_seen)} of {naive_total}")
+    print(
+        f"\nseq consumer: {len(seen)} changes, 0 missed; id-paging reader missed "
+        f"{naive_total - len(naive_seen)} of {naive_total}"
+    )

@@ -10,8 +10,7 @@ from labeling.api import views_export
 from labeling.services.accounts import token_create_service
 from labeling.services.export import export_grant_add
 from labeling.services.ground_truth import ground_truth_set
-from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory
-from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import ItemFactory, ProjectFactory, UserFactory, make_items, resolve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,15 +36,20 @@ def test_readme_pull_loop_appends_each_change_once(live_server, tmp_path, monkey
     cursor_file, training = tmp_path / "labels.cursor", tmp_path / "labels.jsonl"
 
     def run():
-        return pull(cursor_file=str(cursor_file), training_set=str(training), base=live_server.url,
-                    project=project.pk, token=token)
+        return pull(
+            cursor_file=str(cursor_file),
+            training_set=str(training),
+            base=live_server.url,
+            project=project.pk,
+            token=token,
+        )
 
     def rows():
         return [json.loads(line) for line in training.read_bytes().split(b"\n") if line]
 
     items = make_items(project, 30)
     resolve(project, items[:20])
-    odd = ItemFactory(project=project, external_id="line\u2028separator\x85and, \"quotes\"")
+    odd = ItemFactory(project=project, external_id='line\u2028separator\x85and, "quotes"')
     ground_truth_set(item=odd, label="pos", method="imported")
     assert run() == 21
     assert [r["seq"] for r in rows()] == list(range(1, 22))

@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
@@ -14,16 +14,26 @@ from tests.labeling.factories import UserFactory, add_member
 pytestmark = pytest.mark.django_db
 
 PROBS = {"pos": 0.7, "neg": 0.2, "neu": 0.1}
-NOW = datetime.now(tz=dt_timezone.utc)
+NOW = datetime.now(tz=UTC)
 
 
 def ingest(project, n, *, days_ago=3, model_version="v1"):
-    items_ingest(project=project, rows=[
-        {"external_id": f"e{i}", "payload": {"text": str(i)},
-         "prediction": {"model_version": model_version, "label": "pos", "probabilities": PROBS,
-                        "predicted_at": (NOW - timedelta(days=days_ago, hours=i)).isoformat()}}
-        for i in range(n)
-    ])
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": f"e{i}",
+                "payload": {"text": str(i)},
+                "prediction": {
+                    "model_version": model_version,
+                    "label": "pos",
+                    "probabilities": PROBS,
+                    "predicted_at": (NOW - timedelta(days=days_ago, hours=i)).isoformat(),
+                },
+            }
+            for i in range(n)
+        ],
+    )
 
 
 def post(client, project, body, content_type="application/json"):
@@ -37,6 +47,7 @@ def delay(client, project, **params):
 
 # --- POST ground-truth -------------------------------------------------------------------------
 
+
 def test_import_reports_every_row_and_is_idempotent(user, project):
     ingest(project, 3)
     c = client_for(user)
@@ -49,9 +60,17 @@ def test_import_reports_every_row_and_is_idempotent(user, project):
     assert res.status_code == 201, res.json()
     data = res.json()
     assert {k: data[k] for k in ("received", "applied", "pending", "unchanged", "conflicts")} == {
-        "received": 3, "applied": 2, "pending": 1, "unchanged": 0, "conflicts": 0}
+        "received": 3,
+        "applied": 2,
+        "pending": 1,
+        "unchanged": 0,
+        "conflicts": 0,
+    }
     assert [(r["index"], r["external_id"], r["outcome"]) for r in data["rows"]] == [
-        (0, "e0", "applied"), (1, "e1", "applied"), (2, "nobody", "pending")]
+        (0, "e0", "applied"),
+        (1, "e1", "applied"),
+        (2, "nobody", "pending"),
+    ]
     assert "not" not in data["rows"][0] and "message" in data["rows"][2]
     again = post(c, project, body)
     assert again.status_code == 200 and again.json()["unchanged"] == 3
@@ -105,8 +124,12 @@ def test_any_bad_row_rejects_the_whole_batch(user, project, bad, reason):
 
 def test_every_bad_row_listed_including_duplicates(user, project):
     ingest(project, 3)
-    batch = [{"external_id": "e0", "label": "zzz"}, {"external_id": "e1", "label": "pos"},
-             {"external_id": "e1", "label": "neg"}, {"external_id": "e2", "label": "pos", "observed_at": 5}]
+    batch = [
+        {"external_id": "e0", "label": "zzz"},
+        {"external_id": "e1", "label": "pos"},
+        {"external_id": "e1", "label": "neg"},
+        {"external_id": "e2", "label": "pos", "observed_at": 5},
+    ]
     res = post(client_for(user), project, batch)
     assert res.status_code == 400
     assert [e["index"] for e in res.json()["error"]["fields"]["rows"]] == [0, 2, 3]
@@ -147,14 +170,36 @@ def test_anonymous_is_401(project, api):
 
 # --- GET feedback-delay ------------------------------------------------------------------------
 
-KEYS = {"predictions", "labeled", "labeled_fraction", "delay_seconds", "naive_delay_seconds", "coverage", "cohorts",
-        "backlog", "slo", "staffing", "live_performance"}
+KEYS = {
+    "predictions",
+    "labeled",
+    "labeled_fraction",
+    "delay_seconds",
+    "naive_delay_seconds",
+    "coverage",
+    "cohorts",
+    "backlog",
+    "slo",
+    "staffing",
+    "live_performance",
+}
 
 
 def test_report_has_exactly_the_documented_shape(user, project, django_assert_max_num_queries):
     ingest(project, 20, days_ago=10)
-    post(client_for(user), project, [{"external_id": f"e{i}", "label": "pos", "source": "chargeback",
-                                      "observed_at": (NOW - timedelta(days=2)).isoformat()} for i in range(12)])
+    post(
+        client_for(user),
+        project,
+        [
+            {
+                "external_id": f"e{i}",
+                "label": "pos",
+                "source": "chargeback",
+                "observed_at": (NOW - timedelta(days=2)).isoformat(),
+            }
+            for i in range(12)
+        ],
+    )
     feedback_rollup_refresh(project_id=project.pk)
     c = client_for(user)
     with django_assert_max_num_queries(8):
@@ -168,8 +213,13 @@ def test_report_has_exactly_the_documented_shape(user, project, django_assert_ma
     assert set(data["cohorts"][0]) == {"week", "predictions", "fraction_labeled_by_day"}
     assert set(data["backlog"]) == {"unlabeled", "oldest_age_seconds"} and data["backlog"]["unlabeled"] == 8
     assert set(data["slo"]) == {"quantile", "target_seconds", "observed_seconds", "breached"}
-    assert set(data["staffing"]) == {"arrivals_per_day", "median_seconds_per_annotation", "annotations_per_item",
-                                     "annotator_hours_per_day_needed", "days_to_clear_backlog"}
+    assert set(data["staffing"]) == {
+        "arrivals_per_day",
+        "median_seconds_per_annotation",
+        "annotations_per_item",
+        "annotator_hours_per_day_needed",
+        "days_to_clear_backlog",
+    }
     week = data["live_performance"][0]
     assert set(week) == {"week", "accuracy_on_labeled", "fraction_labeled", "estimated_accuracy", "interval"}
     assert len(week["interval"]) == 2 and week["interval"][0] <= week["estimated_accuracy"] <= week["interval"][1]
@@ -177,9 +227,21 @@ def test_report_has_exactly_the_documented_shape(user, project, django_assert_ma
 
 def test_filters_select_predictions(user, project):
     ingest(project, 10, days_ago=3)
-    items_ingest(project=project, rows=[{"external_id": f"v2-{i}", "payload": {}, "prediction": {
-        "model_version": "v2", "label": "neg", "predicted_at": (NOW - timedelta(days=30)).isoformat()}}
-        for i in range(4)])
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": f"v2-{i}",
+                "payload": {},
+                "prediction": {
+                    "model_version": "v2",
+                    "label": "neg",
+                    "predicted_at": (NOW - timedelta(days=30)).isoformat(),
+                },
+            }
+            for i in range(4)
+        ],
+    )
     post(client_for(user), project, [{"external_id": "v2-0", "label": "neg", "source": "chargeback"}])
     feedback_rollup_refresh(project_id=project.pk)
     c = client_for(user)
@@ -191,14 +253,17 @@ def test_filters_select_predictions(user, project):
     assert delay(c, project, source="human").json()["labeled"] == 0
 
 
-@pytest.mark.parametrize("params,field", [
-    ({"since": "last week"}, "since"),
-    ({"until": "2026-13-45"}, "until"),
-    ({"since": "2026-03-02", "until": "2026-03-01"}, "until"),
-    ({"source": "carrier-pigeon"}, "source"),
-    ({"model_version": "v9"}, "model_version"),
-    ({"modelversion": "v1"}, "modelversion"),
-])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"since": "last week"}, "since"),
+        ({"until": "2026-13-45"}, "until"),
+        ({"since": "2026-03-02", "until": "2026-03-01"}, "until"),
+        ({"source": "carrier-pigeon"}, "source"),
+        ({"model_version": "v9"}, "model_version"),
+        ({"modelversion": "v1"}, "modelversion"),
+    ],
+)
 def test_bad_query_parameters_are_400(user, project, params, field):
     ingest(project, 2)
     feedback_rollup_refresh(project_id=project.pk)
@@ -232,8 +297,12 @@ def test_staffing_uses_annotation_time_and_overlap(user, project):
     ingest(project, 14, days_ago=1)
     items = list(Item.objects.filter(project=project))
     annotator = UserFactory()
-    Annotation.objects.bulk_create([Annotation(project_id=it.project_id, item=it, annotator=annotator, label="pos", seconds_spent=s)
-                                    for it, s in zip(items, [10, 20, 30, 40, 50])])
+    Annotation.objects.bulk_create(
+        [
+            Annotation(project_id=it.project_id, item=it, annotator=annotator, label="pos", seconds_spent=s)
+            for it, s in zip(items, [10, 20, 30, 40, 50])
+        ]
+    )
     feedback_rollup_refresh(project_id=project.pk)
     staffing = delay(client_for(user), project).json()["staffing"]
     assert staffing["median_seconds_per_annotation"] == 30.0 and staffing["annotations_per_item"] == 3

@@ -14,9 +14,18 @@ PROBS = {"pos": 0.7, "neg": 0.2, "neu": 0.1}
 
 def rows(n, start=0, **extra):
     return [
-        {"external_id": f"e{i}", "payload": {"text": f"hello {i}"}, "priority": i % 3,
-         "prediction": {"model_version": "v1", "label": "pos", "probabilities": PROBS,
-                        "predicted_at": "2026-11-01T10:00:00Z"}, **extra}
+        {
+            "external_id": f"e{i}",
+            "payload": {"text": f"hello {i}"},
+            "priority": i % 3,
+            "prediction": {
+                "model_version": "v1",
+                "label": "pos",
+                "probabilities": PROBS,
+                "predicted_at": "2026-11-01T10:00:00Z",
+            },
+            **extra,
+        }
         for i in range(start, start + n)
     ]
 
@@ -84,7 +93,9 @@ def test_prediction_is_one_row_per_item_and_model_version(user, project):
     batch = rows(1)
     batch[0]["prediction"]["label"] = "neg"
     assert post(c, project, batch).json() == {"created": 0, "updated": 1, "unchanged": 0}
-    assert list(Prediction.objects.filter(item__project=project).values_list("model_version", "label")) == [("v1", "neg")]
+    assert list(Prediction.objects.filter(item__project=project).values_list("model_version", "label")) == [
+        ("v1", "neg")
+    ]
 
 
 def test_json_lines(user, project):
@@ -98,12 +109,34 @@ BAD = [
     ({"external_id": "", "payload": {}}, "external_id"),
     ({"payload": {}}, "external_id"),
     ({"external_id": "x", "payload": {}, "prediction": {"model_version": "v1", "label": "nope"}}, "not a label"),
-    ({"external_id": "x", "payload": {}, "prediction": {"model_version": "v1", "label": "pos",
-                                                         "probabilities": {"pos": 0.5, "neg": 0.5}}}, "cover"),
-    ({"external_id": "x", "payload": {}, "prediction": {"model_version": "v1", "label": "pos",
-                                                         "probabilities": {"pos": 0.5, "neg": 0.3, "neu": 0.1}}}, "sum to 1"),
-    ({"external_id": "x", "payload": {}, "prediction": {"model_version": "v1", "label": "pos",
-                                                         "predicted_at": "yesterday"}}, "predicted_at"),
+    (
+        {
+            "external_id": "x",
+            "payload": {},
+            "prediction": {"model_version": "v1", "label": "pos", "probabilities": {"pos": 0.5, "neg": 0.5}},
+        },
+        "cover",
+    ),
+    (
+        {
+            "external_id": "x",
+            "payload": {},
+            "prediction": {
+                "model_version": "v1",
+                "label": "pos",
+                "probabilities": {"pos": 0.5, "neg": 0.3, "neu": 0.1},
+            },
+        },
+        "sum to 1",
+    ),
+    (
+        {
+            "external_id": "x",
+            "payload": {},
+            "prediction": {"model_version": "v1", "label": "pos", "predicted_at": "yesterday"},
+        },
+        "predicted_at",
+    ),
     ({"external_id": "x", "payload": {}, "priority": "high"}, "priority"),
     ({"external_id": "x", "payload": {}, "bogus": 1}, "unknown fields"),
     ("a string row", "object"),
@@ -163,14 +196,17 @@ def test_payload_integers_beyond_64_bits_are_kept(user, project):
     res = post(client_for(user), project, '[{"external_id": "e1", "payload": {"n": %d}}]' % big)
     assert res.status_code == 201, res.json()
     assert Item.objects.get(project=project).payload == {"n": big}
-    assert post(client_for(user), project, '[{"external_id": "e1", "payload": {"n": %d}}]' % big).json()["unchanged"] == 1
+    assert (
+        post(client_for(user), project, '[{"external_id": "e1", "payload": {"n": %d}}]' % big).json()["unchanged"] == 1
+    )
 
 
 def test_item_ids_follow_the_order_of_the_batch(user, project):
     batch = rows(12)[::-1]  # e11, e10, ..., e0: not the external_ids' sort order
     post(client_for(user), project, batch)
     assert list(Item.objects.filter(project=project).order_by("id").values_list("external_id", flat=True)) == [
-        r["external_id"] for r in batch]
+        r["external_id"] for r in batch
+    ]
 
 
 def test_changed_predictions_mark_their_old_and_new_days_and_unchanged_ones_mark_nothing(user, project):
@@ -178,7 +214,10 @@ def test_changed_predictions_mark_their_old_and_new_days_and_unchanged_ones_mark
 
     c = client_for(user)
     post(c, project, rows(3))
-    days = lambda: sorted(str(d) for d in FeedbackDirtyDay.objects.filter(project=project).values_list("day", flat=True))
+
+    def days():
+        return sorted(str(d) for d in FeedbackDirtyDay.objects.filter(project=project).values_list("day", flat=True))
+
     assert days() == ["2026-11-01"]
     FeedbackDirtyDay.objects.all().delete()  # as a refresh would
     assert post(c, project, rows(3)).json()["unchanged"] == 3

@@ -21,6 +21,7 @@ def api_views():
                 yield from walk(p.url_patterns)
             elif isinstance(p, URLPattern) and hasattr(p.callback, "cls"):
                 yield p.callback.cls
+
     return {cls for cls in walk(get_resolver().url_patterns) if cls.__module__.split(".")[1] == "api"}
 
 
@@ -50,8 +51,11 @@ def fields_of(serializer_class):
 def test_every_request_body_serializer_is_an_input():
     found = request_serializers()
     assert len(found) >= 20, [s.__qualname__ for s in found]
-    plain = [s.__qualname__ for s in found if s.__qualname__ not in QUERY_PARAMETER_SERIALIZERS
-             and not issubclass(s, inputs.Input)]
+    plain = [
+        s.__qualname__
+        for s in found
+        if s.__qualname__ not in QUERY_PARAMETER_SERIALIZERS and not issubclass(s, inputs.Input)
+    ]
     assert plain == [], f"request bodies must be read by common.api.inputs.Input: {plain}"
     for s in found:
         for field in fields_of(s):
@@ -93,7 +97,9 @@ def world(db):
 
 def refused(world, actor, method, path, body, status=400) -> dict:
     before = snapshot()
-    res = client(world["users"][actor]).generic(method, path.format(**world["ids"]), body, content_type="application/json")
+    res = client(world["users"][actor]).generic(
+        method, path.format(**world["ids"]), body, content_type="application/json"
+    )
     error = error_of(res, status)
     assert snapshot() == before, "a refused request wrote"
     return error
@@ -105,29 +111,61 @@ def test_slo_target_beyond_the_column_is_a_400_naming_it(world):
     assert Project.objects.get(pk=world["ids"]["p"]).slo_target_seconds == 7 * 86400
 
 
-@pytest.mark.parametrize("actor,method,path,body,field", [
-    ("annotator", "POST", "/api/projects/{p}/queue/next", '{"exclude": [9223372036854775808]}', "exclude"),
-    ("manager", "PATCH", "/api/projects/{p}", '{"slo_target_seconds": 10000000000}', "slo_target_seconds"),
-    ("manager", "POST", "/api/bugs", '{"project": 9223372036854775808, "title": "t", "kind": "user_report"}', "project"),
-    ("manager", "POST", "/api/bugs/{b}/resolve", '{"resolution": "fixed", "datasets": [18446744073709551616]}', "datasets"),
-    ("manager", "POST", "/api/datasets", '{"project": 18446744073709551616, "name": "d"}', "project"),
-    ("manager", "POST", "/api/evaluations", '{"project": {p}, "model_version": "v9", "predictions": [], '
-                                             '"datasets": [1180591620717411303424]}', "datasets"),
-])
+@pytest.mark.parametrize(
+    "actor,method,path,body,field",
+    [
+        ("annotator", "POST", "/api/projects/{p}/queue/next", '{"exclude": [9223372036854775808]}', "exclude"),
+        ("manager", "PATCH", "/api/projects/{p}", '{"slo_target_seconds": 10000000000}', "slo_target_seconds"),
+        (
+            "manager",
+            "POST",
+            "/api/bugs",
+            '{"project": 9223372036854775808, "title": "t", "kind": "user_report"}',
+            "project",
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/bugs/{b}/resolve",
+            '{"resolution": "fixed", "datasets": [18446744073709551616]}',
+            "datasets",
+        ),
+        ("manager", "POST", "/api/datasets", '{"project": 18446744073709551616, "name": "d"}', "project"),
+        (
+            "manager",
+            "POST",
+            "/api/evaluations",
+            '{"project": {p}, "model_version": "v9", "predictions": [], "datasets": [1180591620717411303424]}',
+            "datasets",
+        ),
+    ],
+)
 def test_numbers_out_of_range_are_a_400_naming_the_field(world, actor, method, path, body, field):
     body = body.replace("{p}", str(world["ids"]["p"]))
     assert field in refused(world, actor, method, path, body)["fields"]
 
 
-@pytest.mark.parametrize("method,path,body,unknown", [
-    ("PATCH", "/api/projects/{p}/quality-settings", '{"auto_run_after_disputed": 5, "auto_run": 1}', "auto_run"),
-    ("PATCH", "/api/projects/{p}/bug-settings", '{"auto_file_failed_predictions": true, "digest": false}', "digest"),
-    ("PATCH", "/api/projects/{p}", '{"name": "ok", "colour": "red"}', "colour"),
-    ("POST", "/api/datasets", '{"project": {p}, "name": "d", "owner": "me"}', "owner"),
-    ("POST", "/api/projects", '{"name": "p", "labels": [{"key": "a", "name": "A", "color": "red"}, '
-                              '{"key": "b", "name": "B"}]}', "labels"),
-    ("POST", "/api/projects/{p}/members", '{"username": "x", "role": "annotator", "admin": true}', "admin"),
-])
+@pytest.mark.parametrize(
+    "method,path,body,unknown",
+    [
+        ("PATCH", "/api/projects/{p}/quality-settings", '{"auto_run_after_disputed": 5, "auto_run": 1}', "auto_run"),
+        (
+            "PATCH",
+            "/api/projects/{p}/bug-settings",
+            '{"auto_file_failed_predictions": true, "digest": false}',
+            "digest",
+        ),
+        ("PATCH", "/api/projects/{p}", '{"name": "ok", "colour": "red"}', "colour"),
+        ("POST", "/api/datasets", '{"project": {p}, "name": "d", "owner": "me"}', "owner"),
+        (
+            "POST",
+            "/api/projects",
+            '{"name": "p", "labels": [{"key": "a", "name": "A", "color": "red"}, {"key": "b", "name": "B"}]}',
+            "labels",
+        ),
+        ("POST", "/api/projects/{p}/members", '{"username": "x", "role": "annotator", "admin": true}', "admin"),
+    ],
+)
 def test_unknown_fields_are_a_400_naming_them(world, method, path, body, unknown):
     error = refused(world, "manager", method, path, body.replace("{p}", str(world["ids"]["p"])))
     assert unknown in error["fields"]

@@ -16,16 +16,20 @@ pytestmark = pytest.mark.django_db
 
 
 def token_post(api, username, password, addr="10.0.0.1", **extra):
-    return api.post("/api/auth/token", {"username": username, "password": password}, format="json",
-                    REMOTE_ADDR=addr, **extra)
+    return api.post(
+        "/api/auth/token", {"username": username, "password": password}, format="json", REMOTE_ADDR=addr, **extra
+    )
 
 
 @contextmanager
 def cache_clock_ahead(seconds):
     """The cache's clock (LocMem and the expiry it computes) moved forward by that many seconds."""
-    clock = SimpleNamespace(time=lambda later=time.time() + seconds: later)
-    with mock.patch("django.core.cache.backends.base.time", clock), \
-            mock.patch("django.core.cache.backends.locmem.time", clock):
+    later = time.time() + seconds
+    clock = SimpleNamespace(time=lambda: later)
+    with (
+        mock.patch("django.core.cache.backends.base.time", clock),
+        mock.patch("django.core.cache.backends.locmem.time", clock),
+    ):
         yield
 
 
@@ -40,7 +44,7 @@ def test_wrong_passwords_for_one_account_lock_that_account_from_any_address(api,
     limit = settings.AXES_FAILURE_LIMIT
     codes = [token_post(api, user.username, "wrong-guess", addr=f"10.0.1.{i}").status_code for i in range(limit + 5)]
     assert codes[: limit - 1] == [400] * (limit - 1)
-    assert codes[limit - 1:] == [429] * 6
+    assert codes[limit - 1 :] == [429] * 6
     assert_locked(token_post(api, user.username, "wrong-guess", addr="10.0.2.1"), settings)
     # locked means locked: the right password is refused too, from a fresh address
     assert_locked(token_post(api, user.username, PASSWORD, addr="10.0.2.2"), settings)
@@ -79,16 +83,22 @@ def test_lockout_ends_after_the_cool_off(api, user, settings):
 def test_forwarded_for_is_ignored_unless_proxies_are_trusted(api, settings):
     limit = settings.AXES_FAILURE_LIMIT
     users = [UserFactory() for _ in range(limit + 1)]
-    codes = [token_post(api, u.username, "wrong-guess", addr="10.0.5.1", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}").status_code
-             for i, u in enumerate(users)]
+    codes = [
+        token_post(api, u.username, "wrong-guess", addr="10.0.5.1", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}").status_code
+        for i, u in enumerate(users)
+    ]
     assert codes[-1] == 429, "a client must not escape the per-address count by sending X-Forwarded-For"
 
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
-    codes = [token_post(api, u.username, "wrong-guess", addr="10.0.6.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code
-             for i, u in enumerate(users[:limit])]
+    codes = [
+        token_post(api, u.username, "wrong-guess", addr="10.0.6.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code
+        for i, u in enumerate(users[:limit])
+    ]
     assert codes == [400] * limit, "behind one trusted proxy, each forwarded address counts on its own"
-    codes = [token_post(api, u.username, "wrong-guess", addr="10.0.6.1", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code
-             for u in UserFactory.create_batch(limit)]
+    codes = [
+        token_post(api, u.username, "wrong-guess", addr="10.0.6.1", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code
+        for u in UserFactory.create_batch(limit)
+    ]
     assert codes[-1] == 429
 
 
@@ -117,8 +127,17 @@ def test_login_form_shows_a_429_page_after_repeated_failures(user, settings):
     res = web.post("/login/", {"username": user.username, "password": PASSWORD})
     assert res.status_code == 429 and "_auth_user_id" not in web.session
     # the API shares the count: the same account is locked there too
-    assert Client().post("/api/auth/token", {"username": user.username, "password": PASSWORD},
-                         content_type="application/json", REMOTE_ADDR="10.0.8.1").status_code == 429
+    assert (
+        Client()
+        .post(
+            "/api/auth/token",
+            {"username": user.username, "password": PASSWORD},
+            content_type="application/json",
+            REMOTE_ADDR="10.0.8.1",
+        )
+        .status_code
+        == 429
+    )
 
 
 def test_admin_login_is_locked_out_too(settings):

@@ -1,9 +1,9 @@
 import pytest
 
 from labeling.models import LabelSequence, Membership, Project, Role
-from tests.conftest import client_for
 from labeling.services.export import export_grant_add
 from labeling.services.projects import user_allow_project_create
+from tests.conftest import client_for
 from tests.labeling.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
@@ -82,8 +82,9 @@ def test_project_creation_needs_staff_or_the_permission_staff_give(user, staff, 
 
 
 def test_staff_create_users_allowed_to_create_projects(staff):
-    res = client_for(staff).post("/api/users", {"username": "eng", "password": "s3cret-enough-pw",
-                                                "can_create_projects": True}, format="json")
+    res = client_for(staff).post(
+        "/api/users", {"username": "eng", "password": "s3cret-enough-pw", "can_create_projects": True}, format="json"
+    )
     assert res.status_code == 201
     eng = UserFactory._meta.model.objects.get(username="eng")
     assert client_for(eng).get("/api/me").json()["can_create_projects"] is True
@@ -150,7 +151,9 @@ def test_non_manager_gets_403_on_manager_operations(project, role):
 
 
 def test_patch_project(user, project):
-    res = client_for(user).patch(f"/api/projects/{project.id}", {"lease_seconds": 120, "queue_order": "priority"}, format="json")
+    res = client_for(user).patch(
+        f"/api/projects/{project.id}", {"lease_seconds": 120, "queue_order": "priority"}, format="json"
+    )
     assert res.status_code == 200
     project.refresh_from_db()
     assert project.lease_seconds == 120 and project.queue_order == "priority"
@@ -181,8 +184,18 @@ def test_members_add_list_change_remove(user, project):
 
 def test_member_errors(user, project):
     c = client_for(user)
-    assert c.post(f"/api/projects/{project.id}/members", {"username": "ghost", "role": "annotator"}, format="json").status_code == 400
-    assert c.post(f"/api/projects/{project.id}/members", {"username": user.username, "role": "king"}, format="json").status_code == 400
+    assert (
+        c.post(
+            f"/api/projects/{project.id}/members", {"username": "ghost", "role": "annotator"}, format="json"
+        ).status_code
+        == 400
+    )
+    assert (
+        c.post(
+            f"/api/projects/{project.id}/members", {"username": user.username, "role": "king"}, format="json"
+        ).status_code
+        == 400
+    )
     res = c.delete(f"/api/projects/{project.id}/members/{user.username}")
     assert res.status_code == 409 and res.json()["error"]["code"] == "last_manager"
 

@@ -10,8 +10,15 @@ from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute
 from labeling.tasks import quality_run_task
 from tests.conftest import client_for
-from tests.labeling.factories import UserFactory, add_member
-from tests.labeling.factories import annotate, annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import (
+    UserFactory,
+    add_member,
+    annotate,
+    annotators,
+    crowd_project,
+    load_crowd,
+    simulate_crowd,
+)
 
 
 @pytest.fixture
@@ -42,7 +49,9 @@ def test_manager_queues_a_run_and_reads_it(django_capture_on_commit_callbacks):
         delay.assert_called_once_with(body["id"])
         again = c.post(f"/api/projects/{project.pk}/quality-runs")
     assert again.status_code == 409
-    assert again.json()["error"]["code"] == "run_in_progress" and again.json()["error"]["fields"] == {"run_id": body["id"]}
+    assert again.json()["error"]["code"] == "run_in_progress" and again.json()["error"]["fields"] == {
+        "run_id": body["id"]
+    }
     quality_run_execute(run_id=body["id"])
     detail = c.get(f"/api/quality-runs/{body['id']}").json()
     assert detail["status"] == "done" and detail["counts"]["scored"] == 0
@@ -88,12 +97,18 @@ def test_review_next_then_resolve(scored, django_assert_max_num_queries):
     body = res.json()
     item_id = body["item"]["id"]
     assert body["lease"]["id"] and body["quality"]["run_id"] == run.pk and body["quality"]["outcome"] == "review"
-    assert len(body["annotations"]) == 3 and {a["annotator"] for a in body["annotations"]} <= {u.username for u in users}
+    assert len(body["annotations"]) == 3 and {a["annotator"] for a in body["annotations"]} <= {
+        u.username for u in users
+    }
     assert body["prediction"]["probabilities"] and [lab["key"] for lab in body["labels"]] == ["c0", "c1", "c2"]
     assert c.post(f"/api/projects/{project.pk}/review/next").json()["lease"]["id"] == body["lease"]["id"]
 
     with django_assert_max_num_queries(22):
-        res = c.post(f"/api/items/{item_id}/resolve", {"label": "c2", "note": "see the guideline", "append_to_guideline": True}, format="json")
+        res = c.post(
+            f"/api/items/{item_id}/resolve",
+            {"label": "c2", "note": "see the guideline", "append_to_guideline": True},
+            format="json",
+        )
     assert res.status_code == 200, res.content
     out = res.json()
     assert out["method"] == "adjudicated" and out["seq"] and out["guideline_revision_id"]
@@ -132,7 +147,10 @@ def test_bad_resolve_requests_are_4xx_and_write_nothing(scored):
     assert res.status_code == 400 and "append_to_guideline" in res.json()["error"]["fields"]
     assert c.post(f"/api/items/{item.pk}/resolve", {}, format="json").status_code == 400
     assert client_for(users[0]).post(f"/api/items/{item.pk}/resolve", {"label": "c1"}, format="json").status_code == 403
-    assert client_for(UserFactory()).post(f"/api/items/{item.pk}/resolve", {"label": "c1"}, format="json").status_code == 404
+    assert (
+        client_for(UserFactory()).post(f"/api/items/{item.pk}/resolve", {"label": "c1"}, format="json").status_code
+        == 404
+    )
     assert c.post("/api/items/99999999/resolve", {"label": "c1"}, format="json").status_code == 404
     assert client_for(users[0]).post(f"/api/projects/{project.pk}/review/next").status_code == 403
     assert not GroundTruth.objects.filter(item=item).exists()
@@ -198,6 +216,16 @@ def test_quality_settings(scored):
     assert c.get(f"/api/projects/{project.pk}/quality-settings").json()["auto_run_after_disputed"] == 25
     res = c.patch(f"/api/projects/{project.pk}/quality-settings", {"auto_run_after_disputed": 5}, format="json")
     assert res.status_code == 200 and res.json()["auto_run_after_disputed"] == 5
-    assert c.patch(f"/api/projects/{project.pk}/quality-settings", {"auto_run_after_disputed": -1}, format="json").status_code == 400
-    assert client_for(reviewer).patch(f"/api/projects/{project.pk}/quality-settings", {"auto_run_after_disputed": 1}, format="json").status_code == 403
+    assert (
+        c.patch(
+            f"/api/projects/{project.pk}/quality-settings", {"auto_run_after_disputed": -1}, format="json"
+        ).status_code
+        == 400
+    )
+    assert (
+        client_for(reviewer)
+        .patch(f"/api/projects/{project.pk}/quality-settings", {"auto_run_after_disputed": 1}, format="json")
+        .status_code
+        == 403
+    )
     assert QualityRun.objects.filter(project=project).count() == 1

@@ -59,8 +59,11 @@ def test_every_parameter_the_schema_lists_is_accepted(schema, staff):
         if not query:
             continue
         params = {name: _value(p) for name, p in query.items()}
-        res = getattr(c, method)(concrete, params, format="json") if method == "get" else getattr(c, method)(
-            concrete + "?" + "&".join(f"{k}={v}" for k, v in params.items()), format="json")
+        res = (
+            getattr(c, method)(concrete, params, format="json")
+            if method == "get"
+            else getattr(c, method)(concrete + "?" + "&".join(f"{k}={v}" for k, v in params.items()), format="json")
+        )
         body = res.json() if res["Content-Type"].startswith("application/json") else {}
         assert body.get("error", {}).get("code") != "unknown_parameter", (method, path, body)
         checked += 1
@@ -107,9 +110,21 @@ def test_a_bad_page_size_is_400(project_with_items, size):
 def test_bug_list_filters_are_declared_and_others_refused(project_with_items):
     project, manager = project_with_items
     c = client_for(manager)
-    ok = c.get("/api/bugs", {"project": project.pk, "status": "open", "priority": "p1", "kind": "failed_prediction",
-                             "assignee": "me", "q": "x", "regressed": "false", "ordering": "priority", "page": 1,
-                             "page_size": 10})
+    ok = c.get(
+        "/api/bugs",
+        {
+            "project": project.pk,
+            "status": "open",
+            "priority": "p1",
+            "kind": "failed_prediction",
+            "assignee": "me",
+            "q": "x",
+            "regressed": "false",
+            "ordering": "priority",
+            "page": 1,
+            "page_size": 10,
+        },
+    )
     assert ok.status_code == 200, ok.json()
     bad = c.get("/api/bugs", {"project": project.pk, "owner": "me"})
     assert bad.status_code == 400 and "owner" in bad.json()["error"]["fields"]
@@ -142,12 +157,15 @@ def test_a_bad_page_number_is_400(staff, page):
     assert res.status_code == 400 and "page" in res.json()["error"]["fields"]
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"name": 0}, "name"),
-    ({"accept_threshold": False}, "accept_threshold"),
-    ({"lease_seconds": "600"}, "lease_seconds"),
-    ({"annotations_per_item": True}, "annotations_per_item"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"name": 0}, "name"),
+        ({"accept_threshold": False}, "accept_threshold"),
+        ({"lease_seconds": "600"}, "lease_seconds"),
+        ({"annotations_per_item": True}, "annotations_per_item"),
+    ],
+)
 def test_json_values_of_another_type_than_the_schema_says_are_400(project_with_items, body, field):
     project, manager = project_with_items
     before = client_for(manager).get(f"/api/projects/{project.pk}").json()
@@ -159,7 +177,9 @@ def test_json_values_of_another_type_than_the_schema_says_are_400(project_with_i
 def test_nested_json_types_are_checked_too(staff):
     body = {"name": "P", "labels": [{"key": "a", "name": "A"}, {"key": "b", "name": 7}]}
     res = client_for(staff).post("/api/projects", body, format="json")
-    assert res.status_code == 400 and res.json()["error"]["fields"] == {"labels": {"1": {"name": ["Must be a string."]}}}
+    assert res.status_code == 400 and res.json()["error"]["fields"] == {
+        "labels": {"1": {"name": ["Must be a string."]}}
+    }
 
 
 def test_an_empty_patch_of_settings_changes_nothing(project_with_items):

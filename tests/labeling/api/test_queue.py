@@ -13,8 +13,7 @@ from django.utils import timezone
 
 from labeling.models import Annotation, Assignment, AssignmentStatus, Item, ItemStatus, Role
 from tests.conftest import client_for
-from tests.labeling.factories import UserFactory
-from tests.labeling.factories import annotators, bulk_items, queue_project
+from tests.labeling.factories import UserFactory, annotators, bulk_items, queue_project
 
 
 def next_(client, project, **body):
@@ -161,8 +160,19 @@ def test_annotations_feed_for_managers(db):
     assert res.status_code == 200
     rows = res.json()["results"]
     assert len(rows) == 4 and {r["annotator"] for r in rows} == {a.username, b.username}
-    assert set(rows[0]) >= {"id", "item", "item_external_id", "annotator", "label", "seconds_spent", "is_surplus", "created_at"}
-    only_a = client_for(manager).get(f"/api/projects/{project.id}/annotations", {"annotator": a.username}).json()["results"]
+    assert set(rows[0]) >= {
+        "id",
+        "item",
+        "item_external_id",
+        "annotator",
+        "label",
+        "seconds_spent",
+        "is_surplus",
+        "created_at",
+    }
+    only_a = (
+        client_for(manager).get(f"/api/projects/{project.id}/annotations", {"annotator": a.username}).json()["results"]
+    )
     assert {r["annotator"] for r in only_a} == {a.username} and len(only_a) == 2
     later = (timezone.now() + timedelta(minutes=1)).isoformat()
     assert client_for(manager).get(f"/api/projects/{project.id}/annotations", {"since": later}).json()["results"] == []
@@ -188,8 +198,16 @@ def test_my_stats(db):
     skip(c, lease["id"])
     res = c.get("/api/me/stats", {"project": project.id})
     assert res.status_code == 200
-    assert res.json() == {"project": project.id, "submitted": 3, "today": 3, "skipped": 1, "median_seconds": 4.0,
-                          "active_leases": 0, "remaining": 1, "remaining_capped": False}
+    assert res.json() == {
+        "project": project.id,
+        "submitted": 3,
+        "today": 3,
+        "skipped": 1,
+        "median_seconds": 4.0,
+        "active_leases": 0,
+        "remaining": 1,
+        "remaining_capped": False,
+    }
     assert c.get("/api/me/stats").status_code == 400
     assert client_for(UserFactory()).get("/api/me/stats", {"project": project.id}).status_code == 404
 

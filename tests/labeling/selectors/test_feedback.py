@@ -2,8 +2,7 @@
 distributions and direct computations, and the dashboard's attention counts."""
 
 import math
-from datetime import date, datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -46,7 +45,7 @@ def test_coverage_cohorts_backlog_and_live_performance_match_a_direct_computatio
     r = report(project, now=cutoff)
 
     end = cutoff.timestamp()
-    pred_day = np.array([datetime.fromtimestamp(t, tz=dt_timezone.utc).date().toordinal() for t in syn.predicted])
+    pred_day = np.array([datetime.fromtimestamp(t, tz=UTC).date().toordinal() for t in syn.predicted])
     cut_day = cutoff.date().toordinal()
     age = cut_day - pred_day
     expected_coverage = [
@@ -60,16 +59,20 @@ def test_coverage_cohorts_backlog_and_live_performance_match_a_direct_computatio
     for w in sorted(set(week.tolist())):
         sel = week == w
         last = min(w + 6, cut_day)
-        start_last = datetime.fromordinal(last).replace(tzinfo=dt_timezone.utc).timestamp()
+        start_last = datetime.fromordinal(last).replace(tzinfo=UTC).timestamp()
         complete = int(min(max(math.floor((end - start_last) / DAY) - 1, 0), 56))
-        within = [round(float((syn.labeled[sel] & (syn.delay[sel] < (d + 1) * DAY)).sum() / sel.sum()), 4)
-                  for d in range(complete)]
-        expected_cohorts.append({"week": date.fromordinal(w).isoformat(), "predictions": int(sel.sum()),
-                                 "fraction_labeled_by_day": within})
+        within = [
+            round(float((syn.labeled[sel] & (syn.delay[sel] < (d + 1) * DAY)).sum() / sel.sum()), 4)
+            for d in range(complete)
+        ]
+        expected_cohorts.append(
+            {"week": date.fromordinal(w).isoformat(), "predictions": int(sel.sum()), "fraction_labeled_by_day": within}
+        )
     # Fractions are rounded to 4 places on both sides; a value on a rounding boundary (e.g. 0.55625)
     # may round either way depending on how the float was reached, so compare within one unit.
     assert [(c["week"], c["predictions"], len(c["fraction_labeled_by_day"])) for c in r["cohorts"]] == [
-        (c["week"], c["predictions"], len(c["fraction_labeled_by_day"])) for c in expected_cohorts]
+        (c["week"], c["predictions"], len(c["fraction_labeled_by_day"])) for c in expected_cohorts
+    ]
     for got, want in zip(r["cohorts"], expected_cohorts):
         assert got["fraction_labeled_by_day"] == pytest.approx(want["fraction_labeled_by_day"], abs=1.01e-4)
     assert any(len(c["fraction_labeled_by_day"]) == 56 for c in r["cohorts"])  # old weeks: full rows
@@ -90,8 +93,10 @@ def test_coverage_cohorts_backlog_and_live_performance_match_a_direct_computatio
         assert row["fraction_labeled"] == pytest.approx(lab.sum() / sel.sum(), abs=1e-4)
         assert row["estimated_accuracy"] == pytest.approx(est, abs=1e-4)
         assert row["interval"] == pytest.approx([max(est - half, 0), min(est + half, 1)], abs=1e-4)
-    assert r["live_performance"][-1]["interval"][1] - r["live_performance"][-1]["interval"][0] > \
-        r["live_performance"][0]["interval"][1] - r["live_performance"][0]["interval"][0]  # fewer labels, wider
+    assert (
+        r["live_performance"][-1]["interval"][1] - r["live_performance"][-1]["interval"][0]
+        > r["live_performance"][0]["interval"][1] - r["live_performance"][0]["interval"][0]
+    )  # fewer labels, wider
 
 
 @pytest.mark.django_db
@@ -109,14 +114,17 @@ def test_source_filter_counts_one_channel_and_censors_the_others(postgres, proje
 
 @pytest.mark.django_db
 def test_attention_counts_are_conflicted_items_and_pending_observations(project, user, django_assert_num_queries):
-    items = ingest(project, 3, at=datetime(2026, 1, 5, tzinfo=dt_timezone.utc))
+    items = ingest(project, 3, at=datetime(2026, 1, 5, tzinfo=UTC))
     assert feedback_attention_counts(project=project) == {"conflict": 0, "pending": 0}
     ground_truth_set(item=items[0], label="pos", method="unanimous", actor=user)
-    ground_truth_import(project=project, rows=[
-        {"external_id": "e0", "label": "neg"},  # disagrees with people: the item goes to review
-        {"external_id": "later1", "label": "pos"},  # no such item yet: pending
-        {"external_id": "later2", "label": "neg", "source": "chargeback"},
-    ])
+    ground_truth_import(
+        project=project,
+        rows=[
+            {"external_id": "e0", "label": "neg"},  # disagrees with people: the item goes to review
+            {"external_id": "later1", "label": "pos"},  # no such item yet: pending
+            {"external_id": "later2", "label": "neg", "source": "chargeback"},
+        ],
+    )
     with django_assert_num_queries(2):
         assert feedback_attention_counts(project=project) == {"conflict": 1, "pending": 2}
     assert feedback_attention_counts(project=ProjectFactory(creator=user)) == {"conflict": 0, "pending": 0}

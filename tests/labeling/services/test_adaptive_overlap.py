@@ -11,8 +11,9 @@ from tests.labeling.factories import adaptive_overlap, annotators, crowd_project
 
 @pytest.mark.django_db
 def test_adaptive_overlap_matches_fixed_overlap_five_with_fewer_annotations():
-    crowd = simulate_crowd(n_items=400, accuracies=np.linspace(0.55, 0.95, 10), n_classes=5, per_item=5, seed=21,
-                           model_accuracy=0.8)
+    crowd = simulate_crowd(
+        n_items=400, accuracies=np.linspace(0.55, 0.95, 10), n_classes=5, per_item=5, seed=21, model_accuracy=0.8
+    )
     fixed = consensus.score_crowd(crowd.labels, crowd.pred_probs, seed=0)  # every item labeled 5 times
     fixed_accuracy = (fixed.consensus == crowd.true).mean()
     fixed_annotations = 5 * 400

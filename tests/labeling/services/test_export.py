@@ -15,8 +15,7 @@ from labeling.services.export import export_request, exports_recover
 from labeling.services.ground_truth import ground_truth_set
 from labeling.tasks import export_build, export_sweep
 from tests.conftest import client_for
-from tests.labeling.factories import ItemFactory, UserFactory
-from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import ItemFactory, UserFactory, make_items, resolve
 
 pytestmark = pytest.mark.django_db
 
@@ -44,11 +43,17 @@ def file_bytes(export):
 
 # --- cursors -----------------------------------------------------------------------------------
 
+
 def test_cursor_round_trip_and_start():
     c = cursor_encode(project_id=12, seq=345)
     assert c.startswith("lc1_") and "345" not in c
     assert cursor_decode(c, project_id=12) == 345
-    assert cursor_decode("0", project_id=12) == cursor_decode(None, project_id=12) == cursor_decode(" ", project_id=12) == 0
+    assert (
+        cursor_decode("0", project_id=12)
+        == cursor_decode(None, project_id=12)
+        == cursor_decode(" ", project_id=12)
+        == 0
+    )
     assert cursor_encode(project_id=12, seq=345) == c  # deterministic: the same position, the same cursor
     with pytest.raises(ValidationFailed) as exc:
         cursor_decode(c, project_id=13)
@@ -60,7 +65,10 @@ def test_cursor_round_trip_and_start():
 
 # --- requesting --------------------------------------------------------------------------------
 
-def test_request_fixes_the_range_and_enqueues_after_commit(project, user, django_capture_on_commit_callbacks, monkeypatch):
+
+def test_request_fixes_the_range_and_enqueues_after_commit(
+    project, user, django_capture_on_commit_callbacks, monkeypatch
+):
     resolve(project, make_items(project, 5))
     sent = []
     monkeypatch.setattr(export_build, "delay", lambda *a, **kw: sent.append(a))
@@ -84,9 +92,13 @@ def test_same_range_again_returns_the_existing_export(project, user, django_capt
     assert newer.until_seq == 4
 
 
-@pytest.mark.parametrize("kw,code", [
-    ({"format": "xml"}, "invalid"), ({"since": "nope"}, "bad_cursor"),
-])
+@pytest.mark.parametrize(
+    "kw,code",
+    [
+        ({"format": "xml"}, "invalid"),
+        ({"since": "nope"}, "bad_cursor"),
+    ],
+)
 def test_bad_requests_write_nothing(project, user, kw, code):
     with pytest.raises(ValidationFailed) as exc:
         export_request(project=project, actor=user, **kw)
@@ -94,6 +106,7 @@ def test_bad_requests_write_nothing(project, user, kw, code):
 
 
 # --- building ----------------------------------------------------------------------------------
+
 
 def test_snapshot_file_matches_the_stream_with_count_and_checksum(project, user, media):
     resolve(project, make_items(project, 30), annotators=[user.pk], model_version="m1")
@@ -103,9 +116,11 @@ def test_snapshot_file_matches_the_stream_with_count_and_checksum(project, user,
     assert export.status == ExportStatus.DONE and export.row_count == 26 and export.attempts == 1
     data = file_bytes(export)
     assert export.byte_size == len(data) and export.sha256 == hashlib.sha256(data).hexdigest()
-    streamed = b"".join(client_for(user).get(
-        f"/api/projects/{project.pk}/labels?format=jsonl&since={cursor_encode(project_id=project.pk, seq=4)}"
-    ).streaming_content)
+    streamed = b"".join(
+        client_for(user)
+        .get(f"/api/projects/{project.pk}/labels?format=jsonl&since={cursor_encode(project_id=project.pk, seq=4)}")
+        .streaming_content
+    )
     assert gzip.decompress(data) == streamed
     lines = gzip.decompress(data).decode().splitlines()
     assert json.loads(lines[-1]) == {"next_cursor": cursor_encode(project_id=project.pk, seq=30), "rows": 26}
@@ -181,8 +196,9 @@ def test_a_running_build_is_left_alone_unless_stale_and_the_sweep_finds_lost_one
     assert Export.objects.get(pk=export.pk).status == ExportStatus.DONE
 
 
-def test_a_build_that_lost_its_claim_does_not_record_its_result(project, user, media, monkeypatch,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_build_that_lost_its_claim_does_not_record_its_result(
+    project, user, media, monkeypatch, django_capture_on_commit_callbacks
+):
     resolve(project, make_items(project, 3))
     export = request_export(project, user)
     gone = request_export(project, user, format="csv")
@@ -213,6 +229,7 @@ def test_a_build_that_lost_its_claim_does_not_record_its_result(project, user, m
 
 # --- API ---------------------------------------------------------------------------------------
 
+
 def test_export_api_202_poll_download(project, user, django_capture_on_commit_callbacks):
     resolve(project, make_items(project, 12))
     c = client_for(user)
@@ -239,8 +256,9 @@ def test_export_api_202_poll_download(project, user, django_capture_on_commit_ca
     assert again.status_code == 200 and again.json()["id"] == body["id"]
 
 
-@pytest.mark.parametrize("body,field", [({"format": "xml"}, "format"), ({"since": "bad"}, "since"),
-                                        ({"compact": "perhaps"}, "compact")])
+@pytest.mark.parametrize(
+    "body,field", [({"format": "xml"}, "format"), ({"since": "bad"}, "since"), ({"compact": "perhaps"}, "compact")]
+)
 def test_export_api_bad_input_400_nothing_written(project, user, body, field):
     res = client_for(user).post(f"/api/projects/{project.pk}/exports", body, format="json")
     assert res.status_code == 400 and field in res.json()["error"]["fields"]

@@ -12,8 +12,7 @@ from django.db import connection
 
 from labeling.models import Export, ExportStatus
 from tests.conftest import client_for, require
-from tests.labeling.factories import ProjectFactory, UserFactory
-from tests.labeling.factories import make_items, resolve
+from tests.labeling.factories import ProjectFactory, UserFactory, make_items, resolve
 from tests.test_celery_worker import broker_reachable, database_url
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,12 +30,38 @@ def test_a_real_worker_builds_the_snapshot(tmp_path, settings):
 
     before = app.conf.task_default_queue
     app.conf.task_default_queue = queue  # this test's worker listens only here
-    env = dict(os.environ, DATABASE_URL=database_url(), LOUPE_TESTING="true", CELERY_TASK_ALWAYS_EAGER="false",
-               MEDIA_ROOT=settings.MEDIA_ROOT)
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        LOUPE_TESTING="true",
+        CELERY_TASK_ALWAYS_EAGER="false",
+        MEDIA_ROOT=settings.MEDIA_ROOT,
+    )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "solo",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         manager = UserFactory()

@@ -1,8 +1,7 @@
 """The delay rollups (labeling.services.feedback_rollup): incremental refresh, the two recompute paths,
 reconcile, and the refresh sent after commit."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,7 +23,7 @@ from tests.labeling.feedback_data import ingest, report
 
 @pytest.mark.django_db
 def test_rollups_follow_ingestion_and_the_label_history_incrementally(postgres, project, user):
-    now = datetime.now(tz=dt_timezone.utc)
+    now = datetime.now(tz=UTC)
     items = ingest(project, 30, at=lambda i: now - timedelta(days=i % 10, hours=3))
     assert FeedbackDirtyDay.objects.filter(project=project).count() == 10
     first = feedback_rollup_refresh(project_id=project.pk)
@@ -50,15 +49,24 @@ def test_rollups_follow_ingestion_and_the_label_history_incrementally(postgres, 
 
 @pytest.mark.django_db
 def test_sql_and_python_rollups_are_the_same(postgres, project, user):
-    now = datetime.now(tz=dt_timezone.utc) - timedelta(minutes=1)
+    now = datetime.now(tz=UTC) - timedelta(minutes=1)
     items = ingest(project, 40, at=lambda i: now - timedelta(days=i % 7, minutes=37 * i))
     ingest(project, 10, at=lambda i: now - timedelta(days=i), prefix="e", model_version="v2", probs=None)
     for it in items[:8]:
         ground_truth_set(item=it, label="pos" if it.pk % 2 else "neg", method="unanimous", actor=user)
-    ground_truth_import(project=project, rows=[
-        {"external_id": f"e{i}", "label": "neg", "source": "chargeback",
-         "observed_at": (now - timedelta(hours=i)).isoformat()} for i in range(8, 20)
-    ] + [{"external_id": "e20", "label": "pos"}])
+    ground_truth_import(
+        project=project,
+        rows=[
+            {
+                "external_id": f"e{i}",
+                "label": "neg",
+                "source": "chargeback",
+                "observed_at": (now - timedelta(hours=i)).isoformat(),
+            }
+            for i in range(8, 20)
+        ]
+        + [{"external_id": "e20", "label": "pos"}],
+    )
     ground_truth_set(item=items[9], label="pos", method="adjudicated", actor=user)  # later change: first channel stays
     feedback_rollup_rebuild(project_id=project.pk)
     sql = bins_snapshot(project.pk)
@@ -75,7 +83,7 @@ def test_sql_and_python_rollups_are_the_same(postgres, project, user):
 
 @pytest.mark.django_db
 def test_reconcile_finds_and_repairs_drift(postgres, project):
-    now = datetime.now(tz=dt_timezone.utc)
+    now = datetime.now(tz=UTC)
     ingest(project, 12, at=lambda i: now - timedelta(days=i % 4))
     feedback_rollup_refresh(project_id=project.pk)
     assert feedback_rollup.feedback_rollup_reconcile(project_id=project.pk) == []
@@ -87,14 +95,15 @@ def test_reconcile_finds_and_repairs_drift(postgres, project):
 
 
 @pytest.mark.django_db
-def test_ingestion_and_ground_truth_changes_enqueue_a_refresh_after_commit(project, user, monkeypatch,
-                                                                          django_capture_on_commit_callbacks):
+def test_ingestion_and_ground_truth_changes_enqueue_a_refresh_after_commit(
+    project, user, monkeypatch, django_capture_on_commit_callbacks
+):
     from labeling import tasks
 
     sent = []
     monkeypatch.setattr(tasks.feedback_refresh, "apply_async", lambda args, countdown: sent.append((args, countdown)))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        items = ingest(project, 2, at=datetime(2026, 1, 1, tzinfo=dt_timezone.utc))
+        items = ingest(project, 2, at=datetime(2026, 1, 1, tzinfo=UTC))
     assert sent == []  # nothing before commit
     for cb in callbacks:
         cb()
@@ -114,7 +123,7 @@ def test_ingestion_and_ground_truth_changes_enqueue_a_refresh_after_commit(proje
 
 @pytest.mark.django_db
 def test_deleting_a_project_deletes_its_rollups(project, user):
-    ingest(project, 3, at=datetime.now(tz=dt_timezone.utc) - timedelta(days=2))
+    ingest(project, 3, at=datetime.now(tz=UTC) - timedelta(days=2))
     ground_truth_set(item=Item.objects.filter(project=project).first(), label="pos", method="unanimous", actor=user)
     feedback_rollup_refresh(project_id=project.pk)
     assert FeedbackDelayBin.objects.filter(project=project).exists()
@@ -126,7 +135,7 @@ def test_deleting_a_project_deletes_its_rollups(project, user):
 
 @pytest.mark.django_db
 def test_a_refresh_touching_most_days_recomputes_everything_in_one_pass(project, user):
-    now = datetime.now(tz=dt_timezone.utc)
+    now = datetime.now(tz=UTC)
     items = ingest(project, 40, at=lambda i: now - timedelta(days=i % 20, hours=1))
     feedback_rollup_refresh(project_id=project.pk)
     for it in items[:3]:

@@ -56,7 +56,9 @@ def test_sequences_are_per_project(user):
     a, b = ItemFactory(project=p1), ItemFactory(project=p2)
     assert ground_truth_set(item=a, label="pos", method="imported").seq == 1
     assert ground_truth_set(item=b, label="pos", method="imported").seq == 1
-    changes = ground_truth_set_many(project_id=p1.pk, decisions=[Decision(ItemFactory(project=p1).pk, "neg", "imported") for _ in range(3)])
+    changes = ground_truth_set_many(
+        project_id=p1.pk, decisions=[Decision(ItemFactory(project=p1).pk, "neg", "imported") for _ in range(3)]
+    )
     assert [c.seq for c in changes] == [2, 3, 4]
 
 
@@ -102,24 +104,52 @@ def test_sql_path_writes_exactly_what_the_orm_path_writes(postgres, user, monkey
         project = ProjectFactory(creator=user)
         items = [ItemFactory(project=project) for _ in range(6)]
         pos = {it.pk: n for n, it in enumerate(items)}
-        ground_truth_set_many(project_id=project.pk, decisions=[
-            Decision(items[0].pk, "pos", "imported"), Decision(items[1].pk, "neg", "consensus", score=0.9, arrived_at=arrived),
-        ])
-        changes = ground_truth_set_many(project_id=project.pk, actor=user, decisions=[
-            Decision(items[0].pk, "pos", "imported"),  # repeats the current truth: no history row
-            Decision(items[1].pk, "pos", "adjudicated", note="clearly pos", annotators=(7, 8)),  # replaces it
-            Decision(items[2].pk, "neg", "consensus", score=0.8, annotators=(3,), source="quality-run:1"),
-            Decision(items[3].pk, "pos", "imported", arrived_at=arrived, model_version="v2"),
-            Decision(items[3].pk, "neg", "imported", note="second thoughts"),  # same item twice: both in history
-            Decision(items[4].pk, "pos", "consensus", status=ItemStatus.CONFLICT),
-        ])
+        ground_truth_set_many(
+            project_id=project.pk,
+            decisions=[
+                Decision(items[0].pk, "pos", "imported"),
+                Decision(items[1].pk, "neg", "consensus", score=0.9, arrived_at=arrived),
+            ],
+        )
+        changes = ground_truth_set_many(
+            project_id=project.pk,
+            actor=user,
+            decisions=[
+                Decision(items[0].pk, "pos", "imported"),  # repeats the current truth: no history row
+                Decision(items[1].pk, "pos", "adjudicated", note="clearly pos", annotators=(7, 8)),  # replaces it
+                Decision(items[2].pk, "neg", "consensus", score=0.8, annotators=(3,), source="quality-run:1"),
+                Decision(items[3].pk, "pos", "imported", arrived_at=arrived, model_version="v2"),
+                Decision(items[3].pk, "neg", "imported", note="second thoughts"),  # same item twice: both in history
+                Decision(items[4].pk, "pos", "consensus", status=ItemStatus.CONFLICT),
+            ],
+        )
         truth = {
-            pos[g.item_id]: (g.label, g.method, g.score, g.decided_by_id, g.source, g.note, g.first_arrived_at == arrived)
+            pos[g.item_id]: (
+                g.label,
+                g.method,
+                g.score,
+                g.decided_by_id,
+                g.source,
+                g.note,
+                g.first_arrived_at == arrived,
+            )
             for g in GroundTruth.objects.filter(item__project=project)
         }
         history = [
-            (c.seq, pos[c.item_id], c.external_id == items[pos[c.item_id]].external_id, c.label, c.previous_label, c.method,
-             c.score, c.actor_id, c.annotators, c.model_version, c.source, c.note)
+            (
+                c.seq,
+                pos[c.item_id],
+                c.external_id == items[pos[c.item_id]].external_id,
+                c.label,
+                c.previous_label,
+                c.method,
+                c.score,
+                c.actor_id,
+                c.annotators,
+                c.model_version,
+                c.source,
+                c.note,
+            )
             for c in LabelChange.objects.filter(project=project).order_by("seq")
         ]
         statuses = [Item.objects.get(pk=it.pk).status for it in items]

@@ -20,8 +20,13 @@ def disputed(project, users, n, prefix="d"):
     """n items the first three users labelled three ways (disputed), with touchers as the queue
     leaves them."""
     a, b, c = users[:3]
-    items = [annotate(Item.objects.create(project=project, external_id=f"{prefix}{i}", required_annotations=3),
-                      [(a, "c0"), (b, "c1"), (c, "c2")]) for i in range(n)]
+    items = [
+        annotate(
+            Item.objects.create(project=project, external_id=f"{prefix}{i}", required_annotations=3),
+            [(a, "c0"), (b, "c1"), (c, "c2")],
+        )
+        for i in range(n)
+    ]
     Item.objects.filter(pk__in=[it.pk for it in items]).update(touchers=sorted([a.pk, b.pk, c.pk]))
     for it in items:
         it.refresh_from_db()
@@ -29,8 +34,13 @@ def disputed(project, users, n, prefix="d"):
 
 
 def request(item, rank):
-    return ReopenRequest.objects.create(item=item, project_id=item.project_id, rank=rank,
-                                        required=item.required_annotations, count=item.annotation_count)
+    return ReopenRequest.objects.create(
+        item=item,
+        project_id=item.project_id,
+        rank=rank,
+        required=item.required_annotations,
+        count=item.annotation_count,
+    )
 
 
 @pytest.mark.django_db
@@ -107,7 +117,8 @@ def test_concurrent_claims_open_each_request_once(postgres_tx):
     assert all(c is not None for c in got)
     assert Counter(c.item_id for c in got) == {it.pk: 1 for it in items}
     assert set(Item.objects.filter(pk__in=[it.pk for it in items]).values_list("status", "required_annotations")) == {
-        (ItemStatus.OPEN, 4)}
+        (ItemStatus.OPEN, 4)
+    }
     assert not ReopenRequest.objects.exists()
 
 

@@ -23,8 +23,7 @@ from labeling.models import (
 from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from labeling.services.resolution import item_resolve, review_next, review_skip
-from tests.labeling.factories import UserFactory, add_member
-from tests.labeling.factories import annotate, annotators, crowd_project
+from tests.labeling.factories import UserFactory, add_member, annotate, annotators, crowd_project
 
 
 def disputed_project(n=6, *, run=True):
@@ -124,7 +123,12 @@ def test_resolve_writes_adjudicated_ground_truth_with_reviewer_and_note(django_c
     gt = GroundTruth.objects.get(item=lease.item)
     assert (gt.label, gt.method, gt.decided_by_id, gt.note) == ("c1", "adjudicated", reviewer.pk, "refund = billing")
     change = LabelChange.objects.get(project=project, seq=res.change.seq)
-    assert (change.actor_id, change.method, change.note, change.label) == (reviewer.pk, "adjudicated", "refund = billing", "c1")
+    assert (change.actor_id, change.method, change.note, change.label) == (
+        reviewer.pk,
+        "adjudicated",
+        "refund = billing",
+        "c1",
+    )
     assert len(change.annotators) == 1  # the annotator who chose c1
     assert Item.objects.get(pk=lease.item_id).status == "resolved"
     assert Assignment.objects.get(pk=lease.pk).status == "submitted"
@@ -138,7 +142,9 @@ def test_resolving_can_append_the_note_to_the_labels_guideline():
     project, _, items = disputed_project(n=1)
     reviewer = reviewer_of(project)
     before = LabelClass.objects.get(project=project, key="c2").guideline
-    res = item_resolve(item=items[0], reviewer=reviewer, label="c2", note="Mentions of a refund go here.", append_to_guideline=True)
+    res = item_resolve(
+        item=items[0], reviewer=reviewer, label="c2", note="Mentions of a refund go here.", append_to_guideline=True
+    )
     lc = LabelClass.objects.get(project=project, key="c2")
     assert lc.guideline == f"{before}\n- Mentions of a refund go here."
     rev = GuidelineRevision.objects.get(pk=res.guideline_revision.pk)

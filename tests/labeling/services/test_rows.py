@@ -24,11 +24,13 @@ def test_every_bad_row_is_listed_and_the_first_is_in_the_message():
     with pytest.raises(ValidationFailed) as caught:
         rows_parse([2, 3, "x", 6, 5], _even)
     exc = caught.value
-    assert exc.fields == {"rows": [
-        {"index": 1, "message": "3 is odd."},
-        {"index": 2, "message": "row must be a number."},
-        {"index": 4, "message": "5 is odd."},
-    ]}
+    assert exc.fields == {
+        "rows": [
+            {"index": 1, "message": "3 is odd."},
+            {"index": 2, "message": "row must be a number."},
+            {"index": 4, "message": "5 is odd."},
+        ]
+    }
     assert str(exc.message) == "3 of 5 rows are invalid; nothing was written. Row 1: 3 is odd."
 
 

@@ -77,7 +77,10 @@ def test_many_small_segments_are_compacted(project, monkeypatch):
 
 
 def test_numeric_payloads_use_standardised_fields(project):
-    rows = [{"external_id": f"n{i}", "payload": {"amount": float(i % 2) * 1000 + i, "age": 30 + (i % 2) * 40}} for i in range(40)]
+    rows = [
+        {"external_id": f"n{i}", "payload": {"amount": float(i % 2) * 1000 + i, "age": 30 + (i % 2) * 40}}
+        for i in range(40)
+    ]
     items_ingest(project=project, rows=rows)
     index = similarity_index_update(project_id=project.id)
     assert index.kind == "numeric"

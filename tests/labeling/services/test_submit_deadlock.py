@@ -11,11 +11,11 @@ import pytest
 from django.db import connection
 
 from labeling.models import Annotation, QualityRun, QualityRunStatus, QualitySettings
-from labeling.services.quality import runs as quality_service
 from labeling.services.annotations import annotation_submit
+from labeling.services.quality import runs as quality_service
 from labeling.services.queue.claim import assignment_claim_next
-from tests.labeling.factories import annotators, crowd_project
 from tests.faults import deadlock_once
+from tests.labeling.factories import annotators, crowd_project
 
 ANNOTATORS = 8
 SUBMITS_EACH = 25
@@ -27,8 +27,12 @@ def test_every_submit_is_stored_while_runs_end_and_start(postgres_tx):
     users = annotators(project, ANNOTATORS)
     # Every disputed item asks for a run: the settings row and the run table are hit on most submits.
     QualitySettings.objects.create(project=project, auto_run_after_disputed=1)
-    project.items.bulk_create([project.items.model(project=project, external_id=f"i{i}", required_annotations=2)
-                               for i in range(ANNOTATORS * SUBMITS_EACH)])
+    project.items.bulk_create(
+        [
+            project.items.model(project=project, external_id=f"i{i}", required_annotations=2)
+            for i in range(ANNOTATORS * SUBMITS_EACH)
+        ]
+    )
     stored, errors = [], []
     done = threading.Event()
     start = threading.Barrier(ANNOTATORS + 1)
@@ -41,8 +45,9 @@ def test_every_submit_is_stored_while_runs_end_and_start(postgres_tx):
                 claim = assignment_claim_next(project=project, annotator=user)
                 if claim is None:
                     break
-                outcome = annotation_submit(assignment_id=claim.assignment_id, annotator=user,
-                                            label=rng.choice(["c0", "c1"]))
+                outcome = annotation_submit(
+                    assignment_id=claim.assignment_id, annotator=user, label=rng.choice(["c0", "c1"])
+                )
                 stored.append(outcome.annotation.pk)
         except Exception as exc:  # noqa: BLE001 - collected and reported by the test
             errors.append(repr(exc))

@@ -9,8 +9,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import DeferredTask, Export, ExportStatus, QualityRun, QualityRunStatus
-from labeling.services.quality import runs as quality_service
 from labeling.services.export import exports_recover
+from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute, quality_runs_recover
 from labeling.services.sweep import work_sweep
 from labeling.services.work import (
@@ -33,12 +33,15 @@ def test_a_run_whose_heartbeat_stopped_is_queued_again_then_failed_after_the_las
     settings.LOUPE_HEARTBEAT_STALE_SECONDS = 90
     settings.LOUPE_WORK_MAX_ATTEMPTS = 3
     projects = [crowd_project()[0] for _ in range(3)]
-    silent = QualityRun.objects.create(project=projects[0], status="running", attempts=1, started_at=ago(300),
-                                       heartbeat_at=ago(120))
-    alive = QualityRun.objects.create(project=projects[1], status="running", attempts=1, started_at=ago(3000),
-                                      heartbeat_at=ago(10))
-    last = QualityRun.objects.create(project=projects[2], status="running", attempts=3, started_at=ago(300),
-                                     heartbeat_at=ago(100))
+    silent = QualityRun.objects.create(
+        project=projects[0], status="running", attempts=1, started_at=ago(300), heartbeat_at=ago(120)
+    )
+    alive = QualityRun.objects.create(
+        project=projects[1], status="running", attempts=1, started_at=ago(3000), heartbeat_at=ago(10)
+    )
+    last = QualityRun.objects.create(
+        project=projects[2], status="running", attempts=3, started_at=ago(300), heartbeat_at=ago(100)
+    )
     with mock.patch.object(quality_run_task, "delay") as delay:
         assert quality_runs_recover() == {"requeued": 1, "failed": 1, "resent": 0}
     delay.assert_called_once_with(silent.pk)
@@ -60,14 +63,27 @@ def test_a_run_whose_heartbeat_stopped_is_queued_again_then_failed_after_the_las
 def test_an_export_whose_builder_died_is_built_by_the_next_attempt(project, user, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
     resolve(project, make_items(project, 3))
-    export = Export.objects.create(project=project, until_seq=3, status=ExportStatus.RUNNING, attempts=1,
-                                   started_at=ago(200), heartbeat_at=ago(200))
+    export = Export.objects.create(
+        project=project,
+        until_seq=3,
+        status=ExportStatus.RUNNING,
+        attempts=1,
+        started_at=ago(200),
+        heartbeat_at=ago(200),
+    )
     export_build(export.pk)  # a redelivered message while its heartbeat is stale: taken over at once
     export.refresh_from_db()
     assert export.status == ExportStatus.DONE and export.attempts == 2
 
-    alive = Export.objects.create(project=project, since_seq=1, until_seq=3, status=ExportStatus.RUNNING, attempts=1,
-                                  started_at=ago(5000), heartbeat_at=ago(5))
+    alive = Export.objects.create(
+        project=project,
+        since_seq=1,
+        until_seq=3,
+        status=ExportStatus.RUNNING,
+        attempts=1,
+        started_at=ago(5000),
+        heartbeat_at=ago(5),
+    )
     export_build(alive.pk)  # its builder is beating: a duplicate message does nothing
     assert Export.objects.get(pk=alive.pk).status == ExportStatus.RUNNING
     with mock.patch.object(export_build, "delay") as delay:
@@ -78,8 +94,9 @@ def test_an_export_whose_builder_died_is_built_by_the_next_attempt(project, user
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_stamps_the_row_and_notices_a_takeover(settings):
     project, _ = crowd_project()
-    run = QualityRun.objects.create(project=project, status="running", attempts=1, started_at=ago(60),
-                                    heartbeat_at=ago(60))
+    run = QualityRun.objects.create(
+        project=project, status="running", attempts=1, started_at=ago(60), heartbeat_at=ago(60)
+    )
     stamped = threading.Event()
     with Heartbeat(QualityRun, run.pk, 1, interval=0.05) as beat:
         for _ in range(200):

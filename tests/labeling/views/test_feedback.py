@@ -1,8 +1,7 @@
 """The feedback-delay dashboard page (labeling.views.feedback) without a browser: its reads come from
 selectors, its counts reach the template, a bad filter answers 400 with the page."""
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
@@ -22,10 +21,11 @@ def browser_for(user):
 
 @pytest.mark.django_db
 def test_the_page_shows_the_conflict_and_pending_counts(project, user):
-    items = ingest(project, 3, at=datetime(2026, 1, 5, tzinfo=dt_timezone.utc))
+    items = ingest(project, 3, at=datetime(2026, 1, 5, tzinfo=UTC))
     ground_truth_set(item=items[0], label="pos", method="unanimous", actor=user)
-    ground_truth_import(project=project, rows=[{"external_id": "e0", "label": "neg"},
-                                               {"external_id": "later", "label": "pos"}])
+    ground_truth_import(
+        project=project, rows=[{"external_id": "e0", "label": "neg"}, {"external_id": "later", "label": "pos"}]
+    )
     reviewer = add_member(project, UserFactory(), Role.REVIEWER)
     page = browser_for(reviewer).get(f"/projects/{project.pk}/delay")
     assert page.status_code == 200

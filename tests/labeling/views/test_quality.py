@@ -9,8 +9,15 @@ from django.test import Client
 from labeling.models import GroundTruth, QualityRun, QualitySettings, Role
 from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute, quality_run_request
-from tests.labeling.factories import PASSWORD, UserFactory, add_member
-from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
+from tests.labeling.factories import (
+    PASSWORD,
+    UserFactory,
+    add_member,
+    annotators,
+    crowd_project,
+    load_crowd,
+    simulate_crowd,
+)
 
 
 def browser_for(user):
@@ -23,7 +30,9 @@ def browser_for(user):
 def scored(db):
     project, manager = crowd_project(k=3, accept_threshold=0.95, max_annotations_per_item=3)
     users = annotators(project, 5)
-    load_crowd(project, users, simulate_crowd(n_items=30, accuracies=np.linspace(0.6, 0.9, 5), n_classes=3, per_item=3, seed=6))
+    load_crowd(
+        project, users, simulate_crowd(n_items=30, accuracies=np.linspace(0.6, 0.9, 5), n_classes=3, per_item=3, seed=6)
+    )
     with mock.patch.object(quality_service, "_enqueue"):
         run = quality_run_request(project_id=project.pk)
     quality_run_execute(run_id=run.pk)
@@ -42,7 +51,9 @@ def test_review_without_javascript(scored):
     bad = c.post(f"/projects/{project.pk}/review/items/{item_id}/resolve", {"label": "nope"})
     assert bad.status_code == 200 and b"not a label of this project" in bad.content
     assert not GroundTruth.objects.filter(item_id=item_id).exists()
-    ok = c.post(f"/projects/{project.pk}/review/items/{item_id}/resolve", {"label": "c1", "note": "n"}, HTTP_HX_REQUEST="true")
+    ok = c.post(
+        f"/projects/{project.pk}/review/items/{item_id}/resolve", {"label": "c1", "note": "n"}, HTTP_HX_REQUEST="true"
+    )
     assert ok.status_code == 200 and b"resolved as c1" in ok.content and b"<html" not in ok.content.lower()
     assert GroundTruth.objects.get(item_id=item_id).method == "adjudicated"
     nxt_id = int(ok.content.split(b'data-item-id="')[1].split(b'"')[0])
@@ -73,12 +84,17 @@ def test_quality_page_loads_its_slow_panels_after_it_or_with_it_without_javascri
     the page names where htmx fetches them; ?panels=inline (the <noscript> link) computes them with it."""
     project, manager, reviewer, users = scored
     c = browser_for(reviewer)
-    with mock.patch("labeling.selectors.quality.project_agreement") as agreement, \
-            mock.patch("labeling.selectors.quality.annotator_table") as table:
+    with (
+        mock.patch("labeling.selectors.quality.project_agreement") as agreement,
+        mock.patch("labeling.selectors.quality.annotator_table") as table,
+    ):
         shell = c.get(f"/projects/{project.pk}/quality")
     assert shell.status_code == 200 and not agreement.called and not table.called
     html = shell.content.decode()
-    assert f'hx-get="/projects/{project.pk}/quality/agreement"' in html and f'hx-get="/projects/{project.pk}/quality/annotators"' in html
+    assert (
+        f'hx-get="/projects/{project.pk}/quality/agreement"' in html
+        and f'hx-get="/projects/{project.pk}/quality/annotators"' in html
+    )
     assert 'id="alpha"' not in html and 'id="annotator-table"' not in html and "?panels=inline" in html
 
     panel = c.get(f"/projects/{project.pk}/quality/agreement", HTTP_HX_REQUEST="true").content.decode()

@@ -50,13 +50,16 @@ def test_simulated_crowd_consensus_is_cleanlabs_and_beats_majority_vote():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = get_label_quality_multiannotator(
-            crowd.labels, pp, consensus_method="best_quality", quality_method="crowdlab", verbose=False)
+            crowd.labels, pp, consensus_method="best_quality", quality_method="crowdlab", verbose=False
+        )
     keys = ["c0", "c1", "c2", "c3", "c4"]
     got = results_by_item(run)
     ours = np.array([keys.index(got[it.pk].consensus_label) for it in items])
     theirs = expected["label_quality"]["consensus_label"].to_numpy()
     assert (ours == theirs).all()
-    assert np.allclose([got[it.pk].quality for it in items], expected["label_quality"]["consensus_quality_score"], atol=1e-9)
+    assert np.allclose(
+        [got[it.pk].quality for it in items], expected["label_quality"]["consensus_quality_score"], atol=1e-9
+    )
 
     loupe_acc = (ours == crowd.true).mean()
     mv_acc = majority_vote_accuracy(crowd)
@@ -70,7 +73,9 @@ def test_simulated_crowd_consensus_is_cleanlabs_and_beats_majority_vote():
 @pytest.mark.django_db
 def test_outcomes_accept_reopen_in_activelab_order_or_review():
     project, manager = crowd_project(k=4, accept_threshold=0.7)
-    type(project).objects.filter(pk=project.pk).update(queue_order="uncertainty")  # set after the items: reopen keys them
+    type(project).objects.filter(pk=project.pk).update(
+        queue_order="uncertainty"
+    )  # set after the items: reopen keys them
     project.refresh_from_db()
     users = annotators(project, 10)
     crowd = simulate_crowd(n_items=400, accuracies=ACCURACIES, n_classes=4, per_item=3, seed=3)
@@ -95,14 +100,20 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
             gt = GroundTruth.objects.get(item_id=pk)
             assert (gt.method, gt.label, gt.score) == ("consensus", r.consensus_label, pytest.approx(r.quality))
             # The history names the annotators who chose the consensus label.
-            chose = Annotation.objects.filter(item_id=pk, label=r.consensus_label).values_list("annotator_id", flat=True)
+            chose = Annotation.objects.filter(item_id=pk, label=r.consensus_label).values_list(
+                "annotator_id", flat=True
+            )
             assert sorted(LabelChange.objects.get(item_id=pk, method="consensus").annotators) == sorted(chose)
         elif r.outcome == "reopened":
             # Not rewritten: a request for one more annotation waits for the item, in ActiveLab order.
             assert r.quality < 0.7 and it.status == "disputed" and it.required_annotations == 3
             req = requests[pk]
             assert (req.rank, req.required, req.count, req.project_id) == (
-                pytest.approx(r.active_learning_score), 3, 3, project.pk)
+                pytest.approx(r.active_learning_score),
+                3,
+                3,
+                project.pk,
+            )
         else:
             assert r.outcome == "review" and r.quality < 0.7 and it.status == "disputed"
             assert it.required_annotations == 5  # the ones already at the maximum
@@ -110,7 +121,9 @@ def test_outcomes_accept_reopen_in_activelab_order_or_review():
         assert res[pk].outcome == "kept"
     new = LabelChange.objects.filter(project=project).count() - changes_before
     assert new == run.auto_accepted
-    assert set(LabelChange.objects.filter(project=project, method="consensus").values_list("source", flat=True)) == {f"quality-run:{run.pk}"}
+    assert set(LabelChange.objects.filter(project=project, method="consensus").values_list("source", flat=True)) == {
+        f"quality-run:{run.pk}"
+    }
     # Reopened items are served lowest ActiveLab score first; ActiveLab follows consensus quality.
     reopened = [res[pk] for pk in disputed_before if res[pk].outcome == "reopened"]
     by_rank = sorted(reopened, key=lambda r: requests[r.item_id].rank)
@@ -178,7 +191,9 @@ def test_two_classes():
     load_crowd(project, users, crowd)
     run = run_now(project)
     assert run.status == "done", run.error
-    assert run.scored == 200 and set(QualityItemResult.objects.filter(run=run).values_list("consensus_label", flat=True)) <= {"c0", "c1"}
+    assert run.scored == 200 and set(
+        QualityItemResult.objects.filter(run=run).values_list("consensus_label", flat=True)
+    ) <= {"c0", "c1"}
 
 
 @pytest.mark.django_db
@@ -186,8 +201,10 @@ def test_all_annotators_agreeing_changes_nothing():
     project, _ = crowd_project(k=3)
     users = annotators(project, 3)
     for i in range(30):
-        annotate(Item.objects.create(project=project, external_id=f"u{i}", required_annotations=3),
-                 [(u, f"c{i % 3}") for u in users])
+        annotate(
+            Item.objects.create(project=project, external_id=f"u{i}", required_annotations=3),
+            [(u, f"c{i % 3}") for u in users],
+        )
     history = list(LabelChange.objects.filter(project=project).values_list("seq", "label", "method"))
     run = run_now(project)
     assert run.status == "done", run.error
@@ -217,7 +234,9 @@ def test_items_with_one_annotation_mixed_with_items_with_three():
 def test_single_annotated_projects_flag_label_issues():
     project, _ = crowd_project(k=3, annotations_per_item=1, max_annotations_per_item=2, accept_threshold=0.5)
     users = annotators(project, 4)
-    crowd = simulate_crowd(n_items=300, accuracies=[0.95, 0.9, 0.6, 0.5], n_classes=3, per_item=1, seed=2, model_accuracy=0.9)
+    crowd = simulate_crowd(
+        n_items=300, accuracies=[0.95, 0.9, 0.6, 0.5], n_classes=3, per_item=1, seed=2, model_accuracy=0.9
+    )
     items = load_crowd(project, users, crowd)
     assert GroundTruth.objects.filter(item__project=project, method="unanimous").count() == 300  # one label each
     run = run_now(project)

@@ -156,6 +156,8 @@ def test_old_runs_keep_their_summary_but_not_their_per_item_results():
     annotate(it, [(users[0], "c0"), (users[1], "c1"), (users[2], "c0")])
     runs = [run_now(project) for _ in range(4)]
     assert quality_results_prune(keep_runs=2) == 2
-    assert list(QualityItemResult.objects.values_list("run_id", flat=True).order_by("run_id")) == [r.pk for r in runs[2:]]
+    assert list(QualityItemResult.objects.values_list("run_id", flat=True).order_by("run_id")) == [
+        r.pk for r in runs[2:]
+    ]
     assert QualityRun.objects.filter(project=project).count() == 4
     assert quality_results_prune(keep_runs=2) == 0

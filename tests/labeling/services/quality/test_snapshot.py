@@ -57,8 +57,12 @@ def test_text_payloads_use_tfidf_and_a_class_nobody_chose_is_never_accepted():
     items = []
     for i in range(60):
         true = i % 3
-        item = Item.objects.create(project=project, external_id=f"t{i}", payload={"text": f"{words[true]} {rng.integers(1000)}"},
-                                   required_annotations=3)
+        item = Item.objects.create(
+            project=project,
+            external_id=f"t{i}",
+            payload={"text": f"{words[true]} {rng.integers(1000)}"},
+            required_annotations=3,
+        )
         chosen = [true, true, (true + 1) % 3] if i % 4 == 0 else [true, true, true]
         annotate(item, list(zip(users[:3], [f"c{c}" for c in chosen])))
         items.append(item)
@@ -99,12 +103,14 @@ def test_the_read_phase_sees_one_consistent_snapshot(postgres_tx, reader):
 
     def meanwhile(*args, **kwargs):
         threads.append(threading.current_thread())
+
         def annotate_elsewhere():
             try:
                 Annotation.objects.create(project_id=target.project_id, item=target, annotator=users[3], label="c0")
                 Item.objects.filter(pk=target.pk).update(annotation_count=F("annotation_count") + 1)
             finally:
                 connection.close()
+
         t = threading.Thread(target=annotate_elsewhere)
         t.start()
         t.join()
@@ -146,7 +152,12 @@ def test_items_are_scored_even_when_their_annotation_counter_has_drifted():
     items = []
     for i in range(4):
         it = Item.objects.create(project=project, external_id=f"drift{i}", required_annotations=3, status="disputed")
-        Annotation.objects.bulk_create([Annotation(project_id=it.project_id, item=it, annotator=u, label=f"c{(i + j) % 2}") for j, u in enumerate(users)])
+        Annotation.objects.bulk_create(
+            [
+                Annotation(project_id=it.project_id, item=it, annotator=u, label=f"c{(i + j) % 2}")
+                for j, u in enumerate(users)
+            ]
+        )
         items.append(it)
     Item.objects.filter(pk=items[0].pk).update(annotation_count=3)  # only one counter is right
     run = run_now(project)

@@ -44,8 +44,13 @@ def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(
 
     project, _ = crowd_project(k=3, annotations_per_item=1, max_annotations_per_item=2, accept_threshold=0.5)
     users = annotators(project, 4)
-    load_crowd(project, users, simulate_crowd(n_items=300, accuracies=[0.95, 0.9, 0.6, 0.5], n_classes=3, per_item=1,
-                                              seed=2, model_accuracy=0.9))
+    load_crowd(
+        project,
+        users,
+        simulate_crowd(
+            n_items=300, accuracies=[0.95, 0.9, 0.6, 0.5], n_classes=3, per_item=1, seed=2, model_accuracy=0.9
+        ),
+    )
     real, attempts = quality_write._set_status_once, []
 
     def deadlocks_once(snap, idx, **kw):  # noqa: ANN001
@@ -74,7 +79,9 @@ def test_a_reopen_chunk_that_deadlocks_is_done_again_with_its_locks_taken_first(
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(quality_write, "_set_status_once", fails)
-    Item.objects.filter(project=project, status="open", annotation_count=1).update(status="resolved", required_annotations=1)
+    Item.objects.filter(project=project, status="open", annotation_count=1).update(
+        status="resolved", required_annotations=1
+    )
     run = run_now(project)
     assert run.status == "failed" and "server closed the connection" in run.error
 
@@ -98,7 +105,9 @@ def run_while_people_work(*, accept_threshold: float, max_annotations: int | Non
 
     def score_while_people_work(*args, **kwargs):
         item_resolve(item=adjudicated, reviewer=reviewer, label="c2", note="clearly c2")
-        Annotation.objects.create(project_id=annotated_again.project_id, item=annotated_again, annotator=users[3], label="c1")
+        Annotation.objects.create(
+            project_id=annotated_again.project_id, item=annotated_again, annotator=users[3], label="c1"
+        )
         Item.objects.filter(pk=annotated_again.pk).update(annotation_count=F("annotation_count") + 1)
         return real_score(*args, **kwargs)
 
@@ -145,13 +154,18 @@ def test_outside_a_transaction_items_people_changed_during_the_run_are_left_alon
         return unchanged(snap, idx, lock=lock)
 
     with mock.patch.object(quality_write, "_unchanged", spy):
-        run, items = run_while_people_work(accept_threshold=0.0 if plan == "accept" else 1.0,
-                                           max_annotations=3 if plan == "review" else None)
+        run, items = run_while_people_work(
+            accept_threshold=0.0 if plan == "accept" else 1.0, max_annotations=3 if plan == "review" else None
+        )
     assert unlocked_compares == []
     assert (run.auto_accepted, run.reopened_for_more, run.to_review) == {
-        "accept": (4, 0, 0), "request": (0, 4, 0), "review": (0, 0, 4)}[plan]
+        "accept": (4, 0, 0),
+        "request": (0, 4, 0),
+        "review": (0, 0, 4),
+    }[plan]
     assert set(ReopenRequest.objects.values_list("item_id", flat=True)) == (
-        {it.pk for it in items[2:]} if plan == "request" else set())
+        {it.pk for it in items[2:]} if plan == "request" else set()
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -174,9 +188,12 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
         threads.append(kwargs.get("snapshot_id"))
         return real_thread(*args, **kwargs)
 
-    with mock.patch.object(quality_write, "WRITE_CHUNK", 7), mock.patch.object(quality_write, "REQUEST_CHUNK", 7), \
-            mock.patch.object(quality_snapshot, "DbThread", counting), \
-            mock.patch.object(parallel, "DbThread", counting):
+    with (
+        mock.patch.object(quality_write, "WRITE_CHUNK", 7),
+        mock.patch.object(quality_write, "REQUEST_CHUNK", 7),
+        mock.patch.object(quality_snapshot, "DbThread", counting),
+        mock.patch.object(parallel, "DbThread", counting),
+    ):
         spread = run_now(projects[0])
         assert len(threads) == 4  # 2 readers on the snapshot, 2 writers
         assert sum(1 for sid in threads if sid) == 2
@@ -188,13 +205,19 @@ def test_writes_spread_over_two_connections_match_a_run_on_one(postgres_tx):
     assert spread.reopened_for_more > 2 * 2 * 7 and spread.auto_accepted > 2 * 7  # several chunks of each kind
 
     def state(project, run):
-        results = {r.item.external_id: (r.outcome, r.consensus_label, round(r.quality, 9), r.active_learning_score)
-                   for r in QualityItemResult.objects.filter(run=run).select_related("item")}
-        items = {it.external_id: (it.status, it.required_annotations, it.reopen_rank)
-                 for it in Item.objects.filter(project=project)}
+        results = {
+            r.item.external_id: (r.outcome, r.consensus_label, round(r.quality, 9), r.active_learning_score)
+            for r in QualityItemResult.objects.filter(run=run).select_related("item")
+        }
+        items = {
+            it.external_id: (it.status, it.required_annotations, it.reopen_rank)
+            for it in Item.objects.filter(project=project)
+        }
         truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item__external_id", "label"))
-        requests = {r.item.external_id: (r.rank, r.required, r.count)
-                    for r in ReopenRequest.objects.filter(project=project).select_related("item")}
+        requests = {
+            r.item.external_id: (r.rank, r.required, r.count)
+            for r in ReopenRequest.objects.filter(project=project).select_related("item")
+        }
         assert len(requests) == run.reopened_for_more
         return results, items, truth, requests
 

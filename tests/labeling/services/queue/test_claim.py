@@ -150,7 +150,9 @@ def test_queue_order_with_ties_to_items_closest_to_completion_and_reopened_first
     assert got[:2] == head
     assert rest == expected
     # The portable reference query agrees with the PostgreSQL path on the same state.
-    assert [i.pk for i in eligible_items(project=project, annotator=annotators(project, 1)[0], now=timezone.now())] == got
+    assert [
+        i.pk for i in eligible_items(project=project, annotator=annotators(project, 1)[0], now=timezone.now())
+    ] == got
 
 
 @pytest.mark.django_db
@@ -159,7 +161,9 @@ def test_postgres_path_matches_the_reference_query_on_random_states(postgres):
     for order in ("fifo", "priority", "uncertainty", "oldest_prediction"):
         project, items = queue_project(items=0, overlap=3, order=order)
         bulk_items(project, 150, prefix=order)
-        Item.objects.filter(project=project, pk__in=list(Item.objects.filter(project=project).values_list("pk", flat=True)[:10])).update(reopen_rank=0.3)
+        Item.objects.filter(
+            project=project, pk__in=list(Item.objects.filter(project=project).values_list("pk", flat=True)[:10])
+        ).update(reopen_rank=0.3)
         users = annotators(project, 6)
         now = timezone.now()
         for _ in range(200):
@@ -176,7 +180,9 @@ def test_postgres_path_matches_the_reference_query_on_random_states(postgres):
                 Assignment.objects.filter(pk=c.assignment_id).update(expires_at=now - timedelta(seconds=5))
             # else: keep holding it
         for u in users + annotators(project, 1):
-            expected = eligible_items(project=project, annotator=u, now=timezone.now()).values_list("pk", flat=True).first()
+            expected = (
+                eligible_items(project=project, annotator=u, now=timezone.now()).values_list("pk", flat=True).first()
+            )
             row = claim_service._find(project=project, me=u.pk, now=timezone.now(), lock=False)
             assert (row["id"] if row else None) == expected, (order, u.pk)
 
@@ -189,7 +195,7 @@ def test_own_waiting_items_filling_the_head_do_not_hide_others_work(postgres, dj
     bulk_items(project, 3 * TOUCHED_WINDOW)
     me, other = annotators(project, 2)
     ids = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
-    mine, others = ids[: 2 * TOUCHED_WINDOW], ids[2 * TOUCHED_WINDOW: 2 * TOUCHED_WINDOW + 3]
+    mine, others = ids[: 2 * TOUCHED_WINDOW], ids[2 * TOUCHED_WINDOW : 2 * TOUCHED_WINDOW + 3]
     now = timezone.now()
     Assignment.objects.bulk_create(
         [Assignment(item_id=i, annotator=me, status=AssignmentStatus.SUBMITTED, expires_at=now) for i in mine]

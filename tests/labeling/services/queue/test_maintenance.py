@@ -1,7 +1,6 @@
 """Re-keying open items and reconciling stored counters (labeling.services.queue.maintenance), on
 PostgreSQL."""
 
-
 import pytest
 from django.utils import timezone
 
@@ -14,7 +13,9 @@ from tests.labeling.services.queue.test_claim import claim, submit
 
 
 @pytest.mark.django_db
-def test_changing_the_projects_order_reorders_its_open_items(postgres, eager_celery, django_capture_on_commit_callbacks):
+def test_changing_the_projects_order_reorders_its_open_items(
+    postgres, eager_celery, django_capture_on_commit_callbacks
+):
     """Open items carry their project's ordering (the queue indexes order by it): a change of the
     project's ordering re-keys them (a task, after commit), and the claim follows the new order."""
     from labeling.services.projects import project_update
@@ -26,7 +27,9 @@ def test_changing_the_projects_order_reorders_its_open_items(postgres, eager_cel
 
     def head():
         row = claim_service._find(project=project, me=me.pk, now=timezone.now(), lock=False)
-        reference = eligible_items(project=project, annotator=me, now=timezone.now()).values_list("pk", flat=True).first()
+        reference = (
+            eligible_items(project=project, annotator=me, now=timezone.now()).values_list("pk", flat=True).first()
+        )
         assert row["id"] == reference
         return row["id"]
 
