@@ -12,8 +12,8 @@ app.autodiscover_tasks()
 
 def warm_broker() -> bool:
     """Open this process's broker connection now (a web worker calls it as it starts): a process's
-    first task message otherwise pays for loading the transport and connecting, 0.1 s alone and
-    about 1 s with 16 busy processes on 2 cores, inside whichever request happens to send it.
+    first task message otherwise pays for loading the transport and connecting, inside whichever
+    request happens to send it.
     Never fatal: with the broker down, it logs and the first send connects (or fails) as before."""
     if app.conf.task_always_eager:
         return False

@@ -1,5 +1,7 @@
 """Labeling domain: projects, label classes, members, items, predictions, leases, annotations,
-ground truth and its append-only history. Invariants live in constraints; rules live in services."""
+ground truth and its append-only history. Invariants live in constraints; rules live in services.
+Long because these models reference one another and are read together; other areas have their own
+module (queue, quality, feedback, export, accounts, work)."""
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator

@@ -5,7 +5,8 @@ kept as a GroundTruthObservation, one per (external_id, source, label), so re-se
 nothing. A new observation sets an item's missing truth, confirms or (when observed later) replaces
 an imported one, never overwrites a human decision (the item goes to review as ``conflict``), and
 waits as ``pending`` until its item is ingested. The periodic SLO check measures the delay with
-Kaplan-Meier and sends ``feedback_slo_changed`` after commit when the state flips.
+Kaplan-Meier and sends ``feedback_slo_changed`` after commit when the state flips. Long because the
+import's rules (set, confirm, replace, conflict, pending) are read together with the writes they decide.
 """
 
 import math

@@ -5,7 +5,8 @@ UTC prediction day x delay bucket); FeedbackBacklogBin those still waiting (mode
 hour). Both are recomputed a prediction day at a time from the base tables, so a recompute is
 idempotent. Days to recompute come from ingestion's FeedbackDirtyDay marks and from the label
 history (LabelChange.seq, commit-ordered per project, past the state's cursor). A refresh holds the
-project's FeedbackState row lock; a daily reconcile marks any day whose counts drifted.
+project's FeedbackState row lock; a daily reconcile marks any day whose counts drifted. Long because
+the PostgreSQL statement and its portable twin (the SQLite demo) compute the same bins side by side.
 
 Raw SQL: on PostgreSQL one statement per day range scans the predictions once and inserts both kinds
 of bins (data-modifying CTEs, DISTINCT ON, width_bucket), which the ORM cannot say.

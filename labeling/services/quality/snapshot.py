@@ -4,6 +4,8 @@ state and their newest production predictions, and the pred_probs scoring starts
 On PostgreSQL, outside a transaction, the read is one REPEATABLE READ, READ ONLY snapshot shared
 with side connections (common.db.parallel): the predictions are read beside the annotations, and
 the items' state keeps being read while scoring starts (quality_snapshot_complete waits for it).
+Long because the three reads (annotations, items' state, predictions) share the one snapshot and
+its SQL, and are changed together.
 
 Raw SQL: the reads are whole-table scans that come back as NumPy columns (common.db.columns), and
 use what the ORM cannot say: DISTINCT ON over the prediction index, row xmin, the snapshot's xmin.

@@ -4,7 +4,8 @@ annotator statistics, in chunks (on two side connections where common.db.paralle
 
 An item that changed since the snapshot is left alone and recorded "stale": accepted and moved
 items are locked and compared first; requests lock nothing, and one scan from the snapshot's
-xmin horizon finds the items that changed meanwhile (_changed).
+xmin horizon finds the items that changed meanwhile (_changed). Long because each write keeps its
+stale-row check next to it, and each has a portable path for the SQLite demo.
 
 Raw SQL: row xmin compares, a compare-and-set UPDATE ... FROM a temporary table of moves (its
 join plan pinned) and synchronous_commit, which the ORM cannot say.
