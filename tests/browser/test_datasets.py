@@ -4,7 +4,7 @@ from bugqueue.models import Dataset
 from bugqueue.services.datasets import Addition, dataset_version_create
 from bugqueue.services.evaluations import evaluation_run, predictions_parse
 from tests.browser.conftest import login
-from tests.bugqueue.test_datasets import label, make_items
+from tests.bugqueue.factories import label, make_items
 from tests.labeling.factories import ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
