@@ -146,7 +146,7 @@ say "a project and logins (loupe_demo) on the production settings"
 tail -7 "$work/loupe_demo.log"
 
 say "headless chromium"
-.venv/bin/python .ci/smoke_check.py --base "$base" --staff admin --staff-password "$admin_password" \
+.venv/bin/python .ci/smoke_check.py --base "$base" --staff admin --staff-password="$admin_password" \
   --annotator demo-annotator --password loupe-demo-2026
 
 say "services still up, and no error in their logs"
