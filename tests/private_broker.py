@@ -122,9 +122,20 @@ def database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def start_worker(broker_url: str, **env) -> subprocess.Popen:
+def broker_reachable(url: str) -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
+    except Exception:
+        return False
+
+
+def start_worker(broker_url: str, *, queue: str | None = None, loglevel: str = "INFO", **env) -> subprocess.Popen:
     """A real Celery worker process (solo pool: the task runs in this very process, so killing it kills
-    the task) on `broker_url`, writing to the test database."""
+    the task) on `broker_url`, writing to the test database; with `queue`, it listens only there."""
     full_env = dict(
         os.environ,
         DATABASE_URL=database_url(),
@@ -141,6 +152,7 @@ def start_worker(broker_url: str, **env) -> subprocess.Popen:
             "-A",
             "config",
             "worker",
+            *(["-Q", queue] if queue else []),
             "-c",
             "1",
             "--pool",
@@ -149,7 +161,7 @@ def start_worker(broker_url: str, **env) -> subprocess.Popen:
             "--without-mingle",
             "--without-heartbeat",
             "-l",
-            "INFO",
+            loglevel,
         ],
         cwd=ROOT,
         env=full_env,

@@ -6,7 +6,7 @@ from unittest import mock
 from django.conf import settings
 
 from config.celery import app, warm_broker
-from tests.test_celery_worker import broker_reachable
+from tests.private_broker import broker_reachable
 
 
 def test_warm_broker_connects_when_the_broker_is_there():

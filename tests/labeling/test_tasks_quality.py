@@ -1,11 +1,8 @@
 """Integration: a real Celery worker, on the real broker, executes a quality run on PostgreSQL."""
 
 import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +14,7 @@ from labeling.services.quality.runs import quality_run_request
 from labeling.tasks import quality_run_task
 from tests.conftest import require
 from tests.labeling.factories import annotators, crowd_project, load_crowd, simulate_crowd
-from tests.test_celery_worker import broker_reachable, database_url
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.private_broker import broker_reachable, start_worker, stop_worker
 
 
 @pytest.mark.django_db(transaction=True)
@@ -41,33 +36,7 @@ def test_a_real_worker_runs_a_quality_run(monkeypatch):
         "labeling.services.quality.runs._enqueue",
         lambda run_id: sent.append(quality_run_task.apply_async(args=[run_id], queue=queue)),
     )
-    env = dict(os.environ, DATABASE_URL=database_url(), LOUPE_TESTING="true", CELERY_TASK_ALWAYS_EAGER="false")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker(broker, queue=queue, loglevel="WARNING")
     try:
         assert not settings.CELERY_TASK_ALWAYS_EAGER
         run = quality_run_request(project_id=project.pk, requested_by=manager)  # commits: the message goes out
@@ -81,10 +50,5 @@ def test_a_real_worker_runs_a_quality_run(monkeypatch):
         assert run.status == "done", run.error or "the worker never finished the run"
         assert run.scored == 60 and run.snapshot_at is not None and run.attempts == 1
     finally:
-        worker.terminate()
-        try:
-            out, _ = worker.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            out, _ = worker.communicate()
+        out = stop_worker(worker)
     assert "Traceback" not in (out or ""), out

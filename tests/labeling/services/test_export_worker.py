@@ -2,8 +2,6 @@
 real broker after the request's transaction committed."""
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from django.db import connection
 from labeling.models import Export, ExportStatus
 from tests.conftest import client_for, require
 from tests.labeling.factories import ProjectFactory, UserFactory, make_items, resolve
-from tests.test_celery_worker import broker_reachable, database_url
+from tests.private_broker import broker_reachable, start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,39 +28,7 @@ def test_a_real_worker_builds_the_snapshot(tmp_path, settings):
 
     before = app.conf.task_default_queue
     app.conf.task_default_queue = queue  # this test's worker listens only here
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url(),
-        LOUPE_TESTING="true",
-        CELERY_TASK_ALWAYS_EAGER="false",
-        MEDIA_ROOT=settings.MEDIA_ROOT,
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker(broker, queue=queue, loglevel="WARNING", MEDIA_ROOT=settings.MEDIA_ROOT)
     try:
         manager = UserFactory()
         project = ProjectFactory(creator=manager)
@@ -81,10 +47,5 @@ def test_a_real_worker_builds_the_snapshot(tmp_path, settings):
         assert export.row_count == 40 and (Path(settings.MEDIA_ROOT) / export.file_name).exists()
     finally:
         app.conf.task_default_queue = before
-        worker.terminate()
-        try:
-            out, _ = worker.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            out, _ = worker.communicate()
+        out = stop_worker(worker)
     assert "Traceback" not in (out or ""), out
