@@ -216,6 +216,13 @@ class BugProjectSettings(models.Model):
     auto_file_failed_predictions = models.BooleanField(default=True)
     # Label changes with seq <= this have been examined for failed predictions (commit-order cursor).
     filed_through_seq = models.BigIntegerField(default=0)
+    # Items of resolved bugs that get their label join datasets in batches: the first such label
+    # schedules an absorb pass this many seconds later (0: at once); the pass writes at most one
+    # version per dataset. absorb_due_at is when the scheduled pass runs (null: none scheduled).
+    dataset_batch_seconds = models.PositiveIntegerField(default=600)
+    absorb_due_at = models.DateTimeField(null=True, blank=True)
+    # An evaluation flags a slice whose accuracy dropped by more than this against the baseline.
+    slice_drop_threshold = models.FloatField(default=0.05)
     updated_at = models.DateTimeField(auto_now=True)
 
 

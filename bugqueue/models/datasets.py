@@ -21,6 +21,9 @@ class Dataset(models.Model):
     # Bugs carrying any of these tags flow into the dataset when they are resolved.
     tags = models.ManyToManyField("bugqueue.Tag", blank=True, related_name="datasets")
     min_accuracy = models.FloatField(null=True, blank=True)
+    # Promotion to canary or production needs a passing evaluation on the latest version of every
+    # gate dataset (bugqueue.services.gate).
+    gate = models.BooleanField(default=False)
     latest_version = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -103,6 +106,7 @@ class DatasetMember(models.Model):
 class PendingReason(models.TextChoices):
     FAILURE = "failure", "Failure of the bug, label unknown"
     SIMILAR = "similar", "Mined as similar to the bug's failures"
+    CONFLICT = "conflict", "Failure whose expected label disagrees with the ground truth (waits for a reviewer)"
 
 
 class DatasetPending(models.Model):
@@ -115,6 +119,7 @@ class DatasetPending(models.Model):
     )
     reason = models.CharField(max_length=16, choices=PendingReason.choices)
     similarity = models.FloatField(null=True, blank=True)
+    expected_label = models.CharField(max_length=64, blank=True, default="")  # the failure's, for conflicts
     created_at = models.DateTimeField(default=timezone.now)
     added_in = models.PositiveIntegerField(null=True, blank=True)  # set when it joined
 
@@ -140,6 +145,7 @@ class BugDatasetFlow(models.Model):
     status = models.CharField(max_length=16, choices=FlowStatus.choices, default=FlowStatus.QUEUED)
     added = models.PositiveIntegerField(default=0)
     pending = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)  # failures sent to review (expected label ≠ ground truth)
     mined = models.PositiveIntegerField(default=0)
     versions = models.JSONField(default=list)  # [{"dataset": id, "number": n}]
     error = models.TextField(blank=True, default="")
@@ -158,6 +164,9 @@ class Evaluation(models.Model):
     model_version = models.CharField(max_length=128)
     n_predictions = models.PositiveIntegerField(default=0)
     n_unknown = models.PositiveIntegerField(default=0)  # predictions for external_ids not in the project
+    # "upload": predictions sent by a user; "stored": computed by Loupe from a model's stored predictions
+    # (a baseline evaluated on a dataset version it had not seen).
+    source = models.CharField(max_length=16, default="upload")
     passed = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -179,11 +188,18 @@ class EvaluationResult(models.Model):
     macro_f1 = models.FloatField(null=True)
     per_class_recall = models.JSONField(default=dict)
     confusion = models.JSONField(default=dict)  # {"labels": [...], "matrix": [[...]]}, rows = true label
+    # The baseline: the production model (else the last promoted one) on the same dataset version.
     previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    regressions = models.PositiveIntegerField(default=0)  # bug items the previous model got right, now wrong
+    baseline_model = models.CharField(max_length=128, blank=True, default="")
+    baseline_missing = models.PositiveIntegerField(default=0)  # bug items the baseline has no prediction for
+    regressions = models.PositiveIntegerField(default=0)  # bug items the baseline got right, now wrong
+    regressions_by_bug = models.JSONField(default=dict)  # {bug id: count}
     regression_items = models.JSONField(default=list)  # up to 100 external_ids
+    # [{field, value, n, accuracy, macro_f1, baseline_accuracy, delta, dropped}]
+    slices = models.JSONField(default=list)
     passed = models.BooleanField(default=False)
     reasons = models.JSONField(default=list)
+    warnings = models.JSONField(default=list)  # e.g. slices that dropped while the dataset passed
 
     class Meta:
         ordering = ["evaluation_id", "dataset_id"]

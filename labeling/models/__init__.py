@@ -39,5 +39,6 @@ from .feedback import (  # noqa: F401
 )
 from .quality import *  # noqa: F401,F403,E402
 from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
+from .registry import GATED_STAGES, ModelStageChange, ModelVersion, Stage  # noqa: F401,E402
 from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
 from .work import DeferredTask  # noqa: F401,E402

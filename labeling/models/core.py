@@ -43,6 +43,9 @@ class Project(models.Model):
     # Feedback-delay SLO: `slo_quantile` of predictions have ground truth within `slo_target_seconds`.
     slo_quantile = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(0.999)])
     slo_target_seconds = models.PositiveIntegerField(default=7 * 86400)
+    # Payload keys that define slices (subpopulations): evaluations report metrics per value, and the
+    # live performance of the delay report can be split by one of them.
+    slice_fields = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
