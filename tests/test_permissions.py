@@ -181,6 +181,7 @@ TABLE = [
     (PAGE, "GET", "digest-page", "/bugs/digests/{digest}", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "triage", "/triage?project={p}", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "datasets-page", "/projects/{p}/datasets", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "evaluation-page", "/evaluations/{evaluation}", "302 404 200 200 200 404 200"),
     (
         PAGE,
         "GET",
