@@ -244,10 +244,11 @@ def evaluation_matrix(*, project, limit_models=12):
 
 def bug_dataset_progress(*, bug, limit=20) -> dict:
     """Where the bug's failures and look-alikes stand, per hand-off (`flows`, newest first, at most
-    `limit`) and in total: items `added` (live dataset rows citing the bug), `waiting` for labels
-    (failures with an unknown label and mined look-alikes, not yet labeled), `conflicts` waiting for
-    a reviewer (the failure's expected label disagrees with the ground truth), `mined`, and the
-    `versions` the bug produced, each {dataset, name, number, url}. Four queries in the usual case."""
+    `limit`) and in total: `added` (live dataset rows citing the bug, one per item and dataset),
+    items `waiting` for labels (failures with an unknown label and mined look-alikes, not yet
+    labeled), items in `conflicts` waiting for a reviewer (the failure's expected label disagrees
+    with the ground truth), `mined`, the `versions` the bug produced, each {dataset, name, number,
+    url}, and the same counts per dataset (rows). Four queries in the usual case."""
     from django.db.models import Count, Sum
     from django.urls import reverse
 
@@ -286,6 +287,16 @@ def bug_dataset_progress(*, bug, limit=20) -> dict:
     ):
         versions.append((pk, number))
         names[pk] = name
+    # Items, not rows: one item waiting for two datasets is labeled (or decided) once.
+    items_waiting = {
+        "waiting": sum(p["waiting"] for p in pending.values()),
+        "conflicts": sum(p["conflicts"] for p in pending.values()),
+    }
+    if len(pending) > 1:
+        items_waiting = DatasetPending.objects.filter(bug=bug, added_in__isnull=True).aggregate(
+            waiting=Count("item_id", filter=Q(reason__in=waiting), distinct=True),
+            conflicts=Count("item_id", filter=Q(reason=PendingReason.CONFLICT), distinct=True),
+        )
     unnamed = ({d for f in flows for d in f.datasets} | {v["dataset"] for f in flows for v in f.versions}) - set(names)
     if unnamed:
         names.update(Dataset.objects.filter(project_id=bug.project_id, pk__in=unnamed).values_list("pk", "name"))
@@ -317,8 +328,8 @@ def bug_dataset_progress(*, bug, limit=20) -> dict:
         ],
         "total": {
             "added": sum(added.values()),
-            "waiting": sum(p["waiting"] for p in pending.values()),
-            "conflicts": sum(p["conflicts"] for p in pending.values()),
+            "waiting": items_waiting["waiting"],
+            "conflicts": items_waiting["conflicts"],
             "mined": mined or 0,
             "versions": [version(pk, number) for pk, number in versions],
             "datasets": [

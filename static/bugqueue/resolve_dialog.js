@@ -64,6 +64,7 @@
     showError("");
     submit.textContent = "Resolve";
     submit.disabled = false;
+    $("resolve-keys").innerHTML = "<kbd>Enter</kbd> resolve · <kbd>Esc</kbd> close";
     cancel.hidden = false;
     const tags = new Set(bug.tags || []);
     boxes().forEach((box) => {
@@ -77,8 +78,8 @@
     });
     syncResolution();
     dialog.showModal();
-    const first = form.querySelector("input[name=resolution]:checked");
-    if (first) first.focus();
+    note.focus(); // type a note and press Enter to resolve as fixed; Shift+Tab reaches the resolution
+
   }
 
   function close() {
@@ -121,16 +122,18 @@
       cancel.hidden = true;
       submit.textContent = "Close";
       const label = { fixed: "fixed", wont_fix: "won't fix", duplicate: `duplicate of #${body.duplicate_of}` }[r];
+      s.said = `Resolved as ${label}${bug.changed ? "" : " (it already was)"}`;
+      $("resolve-keys").textContent = "Enter or Esc: close";
       if (bug.dataset_flow) {
         progress.hidden = false;
-        $("flow-text").textContent = `Resolved as ${label}${bug.changed ? "" : " (it already was)"}; its failures are on their way into the datasets.`;
-        draw({ status: "queued", added: 0, pending: 0, conflicts: 0, mined: 0, versions: [] });
+        $("flow-text").textContent = `${s.said}; its failures are on their way into the datasets.`;
+        draw({ status: "queued", added: 0, pending: 0, conflicts: 0, mined: 0, versions: [] }, s);
         poll(s, bug.dataset_flow);
       } else {
         progress.hidden = false;
         $("flow-status").textContent = "resolved";
         $("flow-status").className = "badge ok";
-        $("flow-text").textContent = `Resolved as ${label}${bug.changed ? "" : " (it already was)"}.`;
+        $("flow-text").textContent = `${s.said}.`;
         progress.querySelector(".bq-flow-counts").hidden = true;
         $("flow-versions").textContent = "";
       }
@@ -148,8 +151,10 @@
     return box ? { name: box.dataset.name, url: box.dataset.url } : { name: `dataset ${id}`, url: null };
   }
 
-  function draw(flow) {
+  function draw(flow, s) {
     progress.querySelector(".bq-flow-counts").hidden = false;
+    if (flow.status === "done") $("flow-text").textContent = `${s.said}; the hand-off to datasets is done.`;
+    else if (flow.status === "running") $("flow-text").textContent = `${s.said}; adding its failures and mining look-alikes…`;
     const st = $("flow-status");
     st.textContent = flow.status;
     st.className = `badge ${flow.status === "done" ? "ok" : flow.status === "failed" ? "bad" : "warn"}`;
@@ -186,7 +191,7 @@
       const flow = flows.find((f) => f.id === flowId);
       if (state !== s) return;
       if (flow) {
-        draw(flow);
+        draw(flow, s);
         if (flow.status === "done" || flow.status === "failed") { s.done = true; return; }
       }
     } catch (err) {
