@@ -5,7 +5,7 @@ page's `r`."""
 import pytest
 
 from bugqueue.models import Bug, BugDatasetFlow, Dataset, DatasetMember, DatasetPending, Tag
-from bugqueue.services.datasets import bug_datasets_flow_run
+from bugqueue.services.datasets import bug_datasets_flow_run, bug_datasets_flow_start
 from bugqueue.services.tags import tags_seed
 from tests.browser.conftest import login
 from tests.bugqueue.factories import failing_bug, label, make_bug, make_items
@@ -118,8 +118,18 @@ def test_resolve_from_the_bug_page_into_a_dataset_with_lookalikes_and_follow_its
     assert "1 item waits for a reviewer's decision" in page.locator("#progress-conflicts").inner_text()
     page.screenshot(path="/tmp/loupe-bug-progress.png", full_page=True)
 
+    # A hand-off still queued when the page loads is followed, and the section redrawn when it ends.
+    again = bug_datasets_flow_start(bug=bug, actor=manager, dataset_ids=[core.pk])
+    page.reload()
+    page.locator(f"#flows tr.flow[data-flow='{again.pk}'][data-status='queued']").wait_for()
+    bug_datasets_flow_run(flow_id=again.pk)
+    page.locator(f"#flows tr.flow[data-flow='{again.pk}'][data-status='done']").wait_for()
+    assert page.locator("#total-conflicts").inner_text() == "1"
+
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
+    assert page.evaluate("() => document.getElementById('dataset-flows').scrollWidth") <= 390
+    page.screenshot(path="/tmp/loupe-bug-page-phone.png", full_page=True)
     page.keyboard.press("r")
     dialog.wait_for(state="visible")
     box = dialog.bounding_box()
