@@ -52,7 +52,8 @@ def test_evaluation_page_empty_states(user, project):
     built.result.save()
     c = web(user)
     html = c.get(f"/evaluations/{built.candidate.pk}").content.decode()
-    assert "this project declares no slice fields" in html and "<code>slice_fields</code>" in html
+    assert "this project declares no slice fields" in html
+    assert f'<a href="/projects/{project.pk}/">project page</a>' in html and '{"slice_fields": [...]}' in html
     assert "every resolved-bug item the baseline got right is still right" in html
     project.slice_fields = ["channel"]
     project.save(update_fields=["slice_fields"])
