@@ -24,6 +24,7 @@ from labeling.services.ground_truth import ground_truth_set
 from labeling.services.projects import LabelSpec
 from labeling.services.resolution import item_resolve, review_next
 from tests.bugqueue.factories import failing_bug, label, make_items
+from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +99,13 @@ def test_disputed_failure_waits_for_a_reviewer_then_joins_with_the_decided_label
     assert datasets_absorb_pass(project_id=support.pk) == []
 
     reviewer = add_member(support, UserFactory(), Role.REVIEWER)
-    lease = review_next(project=support, reviewer=reviewer)
+    shown = client_for(reviewer).post(f"/api/projects/{support.pk}/review/next")
+    assert shown.status_code == 200, shown.content
+    body = shown.json()
+    assert body["item"]["id"] == item.pk and body["item"]["status"] == "conflict"
+    assert body["conflict"]["ground_truth"]["label"] == "billing"  # the reviewer sees both labels
+    assert [(c["label"], c["source"]) for c in body["conflict"]["claims"]] == [("account", f"bug:{bug.pk}")]
+    lease = review_next(project=support, reviewer=reviewer)  # the same lease
     assert lease is not None and lease.item_id == item.pk
     with django_capture_on_commit_callbacks(execute=True):
         item_resolve(item=lease.item, reviewer=reviewer, label=decided, note="read the ticket")
