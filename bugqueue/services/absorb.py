@@ -6,22 +6,30 @@ BugProjectSettings.dataset_batch_seconds later (0: at once), recorded in absorb_
 is due later, further labels change nothing (they are absorbed by that pass). A pass clears the due
 time it is running for, then writes at most one version per dataset holding every ready row of the
 project. A row is ready when its item has ground truth and is not in conflict; it joins with the
-item's current label (for a conflict: the reviewer's decision) and keeps its bug. The database is
-the record: the periodic sweep runs passes that are due and projects with ready rows and no pass
-scheduled (a lost message), and two passes at once are safe (each dataset is absorbed under its
-row lock, reading the ready rows after taking it).
+item's current label (for a conflict: the reviewer's decision; a conflict that an import rather than
+a person ended goes back to review) and keeps its bug. The database is the record: the periodic
+sweep runs passes that are due and projects with ready rows and no pass scheduled (a lost message),
+and two passes at once are safe (each dataset is absorbed under its row lock, reading the ready rows
+after taking it).
 """
 
 import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from bugqueue.models import BugProjectSettings, Dataset, DatasetPending, DatasetVersion, VersionReason
+from bugqueue.models import (
+    BugProjectSettings,
+    Dataset,
+    DatasetPending,
+    DatasetVersion,
+    PendingReason,
+    VersionReason,
+)
 from bugqueue.services.datasets import Addition, dataset_version_create
-from labeling.models import ItemStatus
+from labeling.models import GroundTruthMethod, ItemStatus
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ def datasets_absorb_pass(*, project_id: int, now: datetime | None = None) -> lis
     if due is not None and due > now:
         return None
     BugProjectSettings.objects.filter(pk=project_id, absorb_due_at__lte=now).update(absorb_due_at=None)
+    _conflicts_reopen(project_id)
     dataset_ids = sorted(
         set(ready_pending().filter(dataset__project_id=project_id).values_list("dataset_id", flat=True).distinct())
     )
@@ -72,6 +81,30 @@ def datasets_absorb_pass(*, project_id: int, now: datetime | None = None) -> lis
             ", ".join(f"dataset {v.dataset_id} v{v.number} (+{v.added})" for v in versions),
         )
     return versions
+
+
+def _conflicts_reopen(project_id: int) -> None:
+    """A waiting conflict whose item left the conflict state without a person deciding (a later
+    import replaced the imported label with one that still disagrees with the failure) goes back to
+    review instead of joining with that label."""
+    from labeling.services.conflicts import ClaimedLabel, items_conflict_raise
+
+    rows = list(
+        ready_pending()
+        .filter(
+            dataset__project_id=project_id,
+            reason=PendingReason.CONFLICT,
+            item__ground_truth__method=GroundTruthMethod.IMPORTED,
+        )
+        .exclude(item__ground_truth__label=F("expected_label"))
+        .values_list("item_id", "expected_label", "bug_id")
+        .distinct()
+    )
+    by_source = {}
+    for item_id, expected, bug_id in rows:
+        by_source.setdefault(f"bug:{bug_id}" if bug_id else "bug", []).append(ClaimedLabel(item_id, expected))
+    for source, claims in sorted(by_source.items()):
+        items_conflict_raise(project_id=project_id, claims=claims, source=source)
 
 
 def _note(bug_ids: list[int], anonymous: bool) -> str:

@@ -122,6 +122,28 @@ def test_disputed_failure_waits_for_a_reviewer_then_joins_with_the_decided_label
     assert datasets_absorb_pass(project_id=support.pk) == []  # nothing twice
 
 
+def test_conflict_ended_by_an_import_not_a_person_goes_back_to_review(user, support):
+    from labeling.services.feedback import ground_truth_import
+
+    ds = Dataset.objects.create(project=support, name="gate")
+    bug, item = _billing_to_account_bug(support)
+    _resolve_into(bug, user, [ds])
+    later = (timezone.now() + timedelta(seconds=1)).isoformat()
+    ground_truth_import(
+        project=support, rows=[{"external_id": item.external_id, "label": "shipping", "observed_at": later}]
+    )
+    item.refresh_from_db()
+    assert item.status == ItemStatus.RESOLVED and GroundTruth.objects.get(item=item).label == "shipping"
+    assert datasets_absorb_pass(project_id=support.pk) == []  # shipping never entered unreviewed
+    item.refresh_from_db()
+    assert item.status == ItemStatus.CONFLICT and not DatasetMember.objects.filter(item=item).exists()
+
+    reviewer = add_member(support, UserFactory(), Role.REVIEWER)
+    item_resolve(item=item, reviewer=reviewer, label="shipping")
+    (version,) = datasets_absorb_pass(project_id=support.pk)
+    assert DatasetMember.objects.get(dataset=ds, item=item).label == "shipping" and version.added == 1
+
+
 def test_agreeing_or_one_sided_failures_enter_at_once(user, support):
     ds = Dataset.objects.create(project=support, name="core")
     agree, only_truth, only_expected = make_items(support, 3, prefix="a")
