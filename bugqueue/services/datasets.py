@@ -1,5 +1,7 @@
 """Validation datasets: creation, immutable versions (manual curation and bug hand-offs), and the
-flow from a resolved bug to data (known failures now, unlabeled ones and mined look-alikes later)."""
+flow from a resolved bug to data: known failures now; unlabeled ones, mined look-alikes and
+failures whose expected label disagrees with the ground truth (sent to review) later, in batches
+(bugqueue.services.absorb)."""
 
 import logging
 from dataclasses import dataclass
