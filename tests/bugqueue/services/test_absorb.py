@@ -342,3 +342,14 @@ def test_two_passes_at_once_write_one_version(postgres_tx):
     for ds in datasets:
         assert list(DatasetVersion.objects.filter(dataset=ds).values_list("number", "added")) == [(1, 30)]
     assert not DatasetPending.objects.filter(added_in__isnull=True).exists()
+
+
+def test_messages_of_the_earlier_per_item_task_schedule_the_pass(project, lookalikes, monkeypatch):
+    from labeling.services import work
+
+    sent = []
+    monkeypatch.setattr(work, "enqueue", lambda task, *args, **options: sent.append((task.name, args, options)))
+    _, _, _, waiting = lookalikes
+    assert tasks.datasets_absorb_labeled_task([waiting[0].pk, waiting[1].pk]) == 1
+    assert sent == [("bugqueue.datasets_absorb_pass", (project.pk,), {"countdown": 600})]
+    assert BugProjectSettings.objects.get(pk=project.pk).absorb_due_at is not None
