@@ -1,7 +1,8 @@
-"""Receivers of labeling's signals (sent after commit). They only enqueue tasks, after commit,
-with ids and values; a broker outage is logged, not raised into labeling's request: the message is
-recorded for labeling's work sweep (labeling.services.work), and the failed-prediction filer works
-from a cursor that its own periodic sweep catches up with."""
+"""Receivers of labeling's signals (sent after commit). They enqueue tasks, after commit, with ids
+and values (the datasets' receiver first records when its absorb pass is due); a broker outage is
+logged, not raised into labeling's request: the message is recorded for labeling's work sweep
+(labeling.services.work), the failed-prediction filer works from a cursor that its own periodic
+sweep catches up with, and the absorb sweep runs passes that are due."""
 
 from functools import partial
 
@@ -45,12 +46,21 @@ def on_feedback_slo_changed(
 
 
 def on_ground_truth_for_datasets(sender, project_id, changes, **kwargs):
-    """Items waiting for ground truth to join a dataset (from resolved bugs) follow once labeled."""
+    """Items waiting to join a dataset (from resolved bugs) got ground truth: schedule the project's
+    absorb pass (one per batch window, bugqueue.services.absorb). The due time is written here, so
+    with the broker down the periodic sweep still runs the pass when it is due."""
     if not changes:
         return
     from bugqueue.selectors.datasets import pending_item_ids
-    from bugqueue.tasks import datasets_absorb_labeled_task
+    from bugqueue.services.absorb import datasets_absorb_schedule
+    from bugqueue.tasks import datasets_absorb_pass_task
+    from labeling.services.work import task_named
 
-    waiting = pending_item_ids([c.item_id for c in changes], project_id=project_id)
-    if waiting:
-        transaction.on_commit(partial(_send, datasets_absorb_labeled_task, waiting))
+    if not pending_item_ids([c.item_id for c in changes], project_id=project_id):
+        return
+    in_process = task_named(datasets_absorb_pass_task).app.conf.task_always_eager  # no delayed tasks there
+    countdown = datasets_absorb_schedule(project_id=project_id, at_once=in_process)
+    if countdown is None:
+        return  # a pass is already due later: it absorbs these items too
+    options = {"countdown": countdown} if countdown else {}
+    transaction.on_commit(partial(_send, datasets_absorb_pass_task, project_id, **options))

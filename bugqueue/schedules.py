@@ -11,8 +11,9 @@ BEAT_SCHEDULE: dict = {
         "task": "bugqueue.reconcile_occurrences",
         "schedule": crontab(minute=30, hour=3),
     },
-    # Datasets: pending items of resolved bugs that got ground truth but whose message was lost.
-    "bugqueue-datasets-absorb-sweep": {"task": "bugqueue.datasets_absorb_sweep", "schedule": crontab(minute="*/15")},
+    # Datasets: absorb passes that are due (items of resolved bugs that got their label), and ready
+    # items whose pass message was lost.
+    "bugqueue-datasets-absorb-sweep": {"task": "bugqueue.datasets_absorb_sweep", "schedule": crontab(minute="*/5")},
     "bugqueue-file-failed-predictions-sweep": {
         "task": "bugqueue.file_failed_predictions_sweep",
         "schedule": crontab(minute="*/10"),

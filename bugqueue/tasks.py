@@ -92,25 +92,43 @@ def bug_datasets_flow_task(self, flow_id: int) -> None:
         raise self.retry(exc=exc, countdown=2**self.request.retries)
 
 
-@shared_task(name="bugqueue.datasets_absorb_labeled", acks_late=True)
-def datasets_absorb_labeled_task(item_ids: list[int]) -> None:
-    """Items waiting for ground truth (from resolved bugs) join their datasets. Idempotent."""
-    from bugqueue.services.datasets import datasets_absorb_labeled
+@shared_task(
+    name="bugqueue.datasets_absorb_pass", acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True
+)
+def datasets_absorb_pass_task(project_id: int) -> int | None:
+    """The project's absorb pass: ready items of resolved bugs join their datasets, at most one
+    version per dataset. A no-op (None) while the project's pass is due later; safe to run twice."""
+    from bugqueue.services.absorb import datasets_absorb_pass
 
-    datasets_absorb_labeled(item_ids=item_ids)
+    versions = datasets_absorb_pass(project_id=project_id)
+    return None if versions is None else len(versions)
+
+
+@shared_task(name="bugqueue.datasets_absorb_labeled", acks_late=True)
+def datasets_absorb_labeled_task(item_ids: list[int]) -> int:
+    """Messages sent by earlier releases (one per labeled batch): schedule their projects' passes."""
+    from bugqueue.models import DatasetPending
+    from bugqueue.services.absorb import datasets_absorb_schedule
+    from labeling.services.work import enqueue
+
+    project_ids = sorted(
+        set(DatasetPending.objects.filter(item_id__in=list(item_ids)).values_list("dataset__project_id", flat=True))
+    )
+    for project_id in project_ids:
+        countdown = datasets_absorb_schedule(project_id=project_id)
+        if countdown is not None:
+            enqueue(datasets_absorb_pass_task, project_id, countdown=countdown)
+    return len(project_ids)
 
 
 @shared_task(name="bugqueue.datasets_absorb_sweep")
 def datasets_absorb_sweep_task() -> int:
-    """Periodic sweep: pending items that got ground truth but whose message was lost."""
-    from bugqueue.models import DatasetPending
-    from bugqueue.services.datasets import datasets_absorb_labeled
+    """Periodic: run the absorb passes that are due, and those of projects with items ready to join
+    a dataset but no pass scheduled (a lost message). Returns how many passes were sent."""
+    from bugqueue.services.absorb import datasets_absorb_due_projects
+    from labeling.services.work import enqueue
 
-    ids = list(
-        DatasetPending.objects.filter(added_in__isnull=True, item__ground_truth__isnull=False).values_list(
-            "item_id", flat=True
-        )[:50_000]
-    )
-    if ids:
-        datasets_absorb_labeled(item_ids=ids)
-    return len(ids)
+    project_ids = datasets_absorb_due_projects()
+    for project_id in project_ids:
+        enqueue(datasets_absorb_pass_task, project_id)
+    return len(project_ids)

@@ -25,6 +25,7 @@ from bugqueue.selectors.bugs import (
     tag_list,
 )
 from bugqueue.services.bugs import (
+    MAX_DATASET_BATCH_SECONDS,
     UNSET,
     bug_resolve,
     bug_settings_update,
@@ -298,9 +299,21 @@ class BugSettingsApi(ApiView):
     class Output(serializers.Serializer):
         project = serializers.IntegerField(source="project_id")
         auto_file_failed_predictions = serializers.BooleanField()
+        dataset_batch_seconds = serializers.IntegerField(
+            help_text="Labels of items waiting to join datasets are gathered this long before one absorb pass "
+            "(at most one new version per dataset); 0: at once."
+        )
+        slice_drop_threshold = serializers.FloatField(
+            help_text="An evaluation flags a slice whose accuracy dropped by more than this against the baseline."
+        )
+        absorb_due_at = serializers.DateTimeField(
+            allow_null=True, help_text="When the scheduled absorb pass runs (null: none scheduled)."
+        )
 
     class Input(inputs.Input):
         auto_file_failed_predictions = serializers.BooleanField()
+        dataset_batch_seconds = serializers.IntegerField(min_value=0, max_value=MAX_DATASET_BATCH_SECONDS)
+        slice_drop_threshold = serializers.FloatField(min_value=0, max_value=1)
 
     @extend_schema(responses={200: Output, **ERRORS}, operation_id="bug_settings_retrieve")
     def get(self, request, project_id):

@@ -1,5 +1,7 @@
 """Validation datasets: creation, immutable versions (manual curation and bug hand-offs), and the
-flow from a resolved bug to data (known failures now, unlabeled ones and mined look-alikes later)."""
+flow from a resolved bug to data: known failures now; unlabeled ones, mined look-alikes and
+failures whose expected label disagrees with the ground truth (sent to review) later, in batches
+(bugqueue.services.absorb)."""
 
 import logging
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from bugqueue.models import (
 )
 from bugqueue.selectors.datasets import live_members
 from common.errors import Conflict, ValidationFailed
-from labeling.models import GroundTruth, Item
+from labeling.models import GroundTruth, Item, ItemStatus
 from labeling.services.reopen import items_reopen_rank_set
 
 log = logging.getLogger(__name__)
@@ -68,11 +70,13 @@ def dataset_create(*, project, actor, name: str, description: str = "", tags=(),
 
 
 def _relabel_candidates(dataset_id):
-    """Live members whose item's ground truth has changed since the label was frozen."""
+    """Live members whose item's ground truth has changed since the label was frozen. An item in
+    conflict (its label disputed, waiting for a reviewer) keeps its frozen label until decided."""
     return list(
         live_members(dataset_id)
         .filter(item__ground_truth__isnull=False)
         .exclude(item__ground_truth__label=F("label"))
+        .exclude(item__status=ItemStatus.CONFLICT)
         .values_list("id", "item_id", "item__ground_truth__label", "bug_id")
     )
 
@@ -254,6 +258,7 @@ def bug_datasets_flow_run(*, flow_id: int) -> BugDatasetFlow:
 
 
 def _run_flow(flow: BugDatasetFlow) -> None:
+    from labeling.services.conflicts import ClaimedLabel, items_conflict_raise
     from labeling.services.similarity import similar_items
 
     bug = flow.bug
@@ -265,6 +270,9 @@ def _run_flow(flow: BugDatasetFlow) -> None:
         if label:
             expected[item_id] = label
     truth = dict(GroundTruth.objects.filter(item_id__in=failure_items).values_list("item_id", "label"))
+    # A failure's expected label that disagrees with the ground truth: neither label enters; a
+    # reviewer decides, and the decided label joins through the absorb pass.
+    disputed = {i: expected[i] for i in failure_items if i in expected and i in truth and truth[i] != expected[i]}
 
     mined = []
     if flow.mine_similar and failure_items:
@@ -280,10 +288,38 @@ def _run_flow(flow: BugDatasetFlow) -> None:
     mined_ids = [i for i, _ in mined]
     truth.update(GroundTruth.objects.filter(item_id__in=mined_ids).values_list("item_id", "label"))
 
-    known = [Addition(i, truth.get(i) or expected[i], bug.pk) for i in failure_items if truth.get(i) or expected.get(i)]
+    known = [
+        Addition(i, truth.get(i) or expected[i], bug.pk)
+        for i in failure_items
+        if (truth.get(i) or expected.get(i)) and i not in disputed
+    ]
     known += [Addition(i, truth[i], bug.pk) for i in mined_ids if i in truth and i not in expected]
     unknown_failures = [i for i in failure_items if not (truth.get(i) or expected.get(i))]
     unknown_mined = [(i, s) for i, s in mined if i not in truth]
+
+    conflicts = []
+    if disputed and dataset_ids:
+        with transaction.atomic():
+            conflicts = items_conflict_raise(
+                project_id=bug.project_id,
+                claims=[ClaimedLabel(i, label) for i, label in disputed.items()],
+                source=f"bug:{bug.pk}",
+                actor=flow.created_by,
+            )
+            DatasetPending.objects.bulk_create(
+                [
+                    DatasetPending(
+                        dataset_id=dataset_id,
+                        item_id=i,
+                        bug=bug,
+                        reason=PendingReason.CONFLICT,
+                        expected_label=disputed[i],
+                    )
+                    for dataset_id in dataset_ids
+                    for i in disputed
+                ],
+                ignore_conflicts=True,
+            )
 
     versions, added, pending = [], 0, 0
     for dataset_id in dataset_ids:
@@ -318,43 +354,19 @@ def _run_flow(flow: BugDatasetFlow) -> None:
             status=FlowStatus.DONE,
             added=added,
             pending=len(unknown_failures) + len(unknown_mined),
+            conflicts=len(disputed) if dataset_ids else 0,
             mined=len(mined),
             versions=versions,
             finished_at=timezone.now(),
             error="",
         )
     log.info(
-        "bug %s -> datasets %s: %s added, %s waiting for labels, %s mined",
+        "bug %s -> datasets %s: %s added, %s waiting for labels, %s sent to review (%s new conflicts), %s mined",
         bug.pk,
         dataset_ids,
         added,
         pending,
+        len(disputed) if dataset_ids else 0,
+        len(conflicts),
         len(mined),
     )
-
-
-def datasets_absorb_labeled(*, item_ids) -> list[DatasetVersion]:
-    """Pending items that now have ground truth join their datasets, one version per (dataset, bug)."""
-    rows = list(
-        DatasetPending.objects.filter(
-            item_id__in=list(item_ids), added_in__isnull=True, item__ground_truth__isnull=False
-        ).values_list("pk", "dataset_id", "bug_id", "item_id", "item__ground_truth__label")
-    )
-    groups = {}
-    for pk, dataset_id, bug_id, item_id, label in rows:
-        groups.setdefault((dataset_id, bug_id), []).append((pk, item_id, label))
-    versions = []
-    for (dataset_id, bug_id), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-        with transaction.atomic():
-            version = dataset_version_create(
-                dataset_id=dataset_id,
-                reason=VersionReason.BUG_FOLLOWUP,
-                bug_id=bug_id,
-                add=[Addition(item_id, label, bug_id) for _, item_id, label in members],
-                note=f"Labeled later for bug #{bug_id}" if bug_id else "Labeled later",
-            )
-            number = version.number if version else Dataset.objects.get(pk=dataset_id).latest_version
-            DatasetPending.objects.filter(pk__in=[m[0] for m in members]).update(added_in=number)
-        if version:
-            versions.append(version)
-    return versions

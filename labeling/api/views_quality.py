@@ -158,12 +158,33 @@ class ReviewItemOutput(serializers.Serializer):
         num_annotations = serializers.IntegerField()
         outcome = serializers.CharField()
 
+    class ConflictBody(serializers.Serializer):
+        class GroundTruthBody(serializers.Serializer):
+            label = serializers.CharField()
+            method = serializers.CharField()
+            source = serializers.CharField()
+            decided_at = serializers.DateTimeField()
+
+        class ClaimBody(serializers.Serializer):
+            label = serializers.CharField()
+            source = serializers.CharField(
+                help_text="Who claims it: an import source, or bug:<id> for a bug's failure."
+            )
+            observed_at = serializers.DateTimeField()
+
+        ground_truth = GroundTruthBody(allow_null=True)
+        claims = ClaimBody(many=True)
+
     lease = Lease(allow_null=True)
     item = ItemBody()
     annotations = AnnotationBody(many=True)
     prediction = PredictionBody(allow_null=True)
     quality = QualityBody(allow_null=True)
     labels = LabelOutput(many=True)
+    conflict = ConflictBody(
+        allow_null=True,
+        help_text="For an item in conflict: its ground truth and the labels that disagree with it; else null.",
+    )
 
 
 def review_payload(ctx: sq.ReviewContext) -> dict:
@@ -184,6 +205,7 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
             "outcome": r.outcome,
         },
         "labels": ctx.labels,
+        "conflict": ctx.conflict,
     }
 
 

@@ -25,8 +25,12 @@ from labeling.models import (
     Assignment,
     AssignmentKind,
     AssignmentStatus,
+    GroundTruth,
+    GroundTruthObservation,
     Item,
+    ItemStatus,
     LabelClass,
+    ObservationOutcome,
     Prediction,
     QualityAnnotatorStat,
     QualityItemResult,
@@ -133,6 +137,21 @@ class ReviewContext:
     result: QualityItemResult | None
     labels: list  # LabelClass rows
     lease: Assignment | None
+    # For an item in conflict: {"ground_truth": {label, method, source, decided_at}, "claims":
+    # [{label, source, observed_at}]}: the labels that disagree with it (late imports, bug failures).
+    conflict: dict | None = None
+
+
+def _conflict(item: Item) -> dict | None:
+    if item.status != ItemStatus.CONFLICT:
+        return None
+    gt = GroundTruth.objects.filter(item=item).values("label", "method", "source", "decided_at").first()
+    claims = list(
+        GroundTruthObservation.objects.filter(item=item, outcome=ObservationOutcome.CONFLICT)
+        .order_by("observed_at", "id")
+        .values("label", "source", "observed_at")
+    )
+    return {"ground_truth": gt, "claims": claims}
 
 
 def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewContext:
@@ -168,6 +187,7 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
         result=result,
         labels=labels,
         lease=lease,
+        conflict=_conflict(item),
     )
 
 

@@ -4,7 +4,8 @@ import pytest
 from django.db import connection
 
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetMember, DatasetPending, DatasetVersion, Tag
-from bugqueue.services.datasets import bug_datasets_flow_run, bug_datasets_flow_start, datasets_absorb_labeled
+from bugqueue.services.absorb import datasets_absorb_pass
+from bugqueue.services.datasets import bug_datasets_flow_run, bug_datasets_flow_start
 from labeling.services.ground_truth import ground_truth_set
 from tests.bugqueue.factories import failing_bug, label, make_items, new_dataset
 from tests.conftest import client_for
@@ -44,28 +45,39 @@ def test_resolved_bug_flows_into_datasets_and_late_labels_follow(user, project, 
     assert DatasetMember.objects.filter(dataset=chosen).count() == 2 and chosen.versions.count() == 1
 
     ground_truth_set(item=unknown, label="neg", method="adjudicated")
-    datasets_absorb_labeled(item_ids=[unknown.pk])
-    datasets_absorb_labeled(item_ids=[unknown.pk])  # idempotent
+    datasets_absorb_pass(project_id=project.pk)
+    assert datasets_absorb_pass(project_id=project.pk) == []  # idempotent
     for ds in (chosen, following):
         v2 = DatasetVersion.objects.get(dataset=ds, number=2)
         assert (v2.reason, v2.bug_id, v2.added, v2.size) == ("bug_followup", bug.pk, 1, 3)
     assert DatasetMember.objects.filter(dataset=chosen, item=unknown, label="neg").exists()
 
 
-def test_ground_truth_signal_enqueues_absorption_for_pending_items(
-    user, project, monkeypatch, django_capture_on_commit_callbacks
-):
-    from bugqueue import tasks
+def test_ground_truth_signal_schedules_one_absorb_pass(user, project, monkeypatch, django_capture_on_commit_callbacks):
+    from bugqueue import receivers
+    from bugqueue.models import BugProjectSettings
 
     ds = Dataset.objects.get(pk=new_dataset(client_for(user), project)["id"])
-    (item,) = make_items(project, 1, prefix="p")
-    bug = failing_bug(project, failures=[(item, None)])
+    item, other = make_items(project, 2, prefix="p")
+    bug = failing_bug(project, failures=[(item, None), (other, None)])
     DatasetPending.objects.create(dataset=ds, item=item, bug=bug, reason="failure")
+    DatasetPending.objects.create(dataset=ds, item=other, bug=bug, reason="failure")
     sent = []
-    monkeypatch.setattr(tasks.datasets_absorb_labeled_task, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(
+        receivers,
+        "_send",
+        lambda task, *args, **options: task.name == "bugqueue.datasets_absorb_pass" and sent.append((args, options)),
+    )
     with django_capture_on_commit_callbacks(execute=True):
         ground_truth_set(item=item, label="pos", method="imported")
-    assert sent == [[item.pk]]
+    assert sent == [((project.pk,), {"countdown": 600})]
+    due = BugProjectSettings.objects.get(pk=project.pk).absorb_due_at
+    assert due is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        ground_truth_set(item=other, label="neg", method="imported")
+    assert len(sent) == 1  # the pass already due absorbs this one too
+    assert BugProjectSettings.objects.get(pk=project.pk).absorb_due_at == due
+    assert not DatasetMember.objects.filter(dataset=ds).exists()  # nothing joins before the pass
 
 
 def test_mine_similar_pulls_in_lookalikes(user, project, settings, tmp_path):
