@@ -122,3 +122,21 @@ def test_manager_runs_now_and_changes_the_trigger(scored):
     res = c.post(f"/projects/{project.pk}/quality/settings", {"auto_run_after_disputed": "many"}, follow=True)
     assert b"whole number" in res.content
     assert QualitySettings.objects.get(project=project).auto_run_after_disputed == 7
+
+
+def test_review_pane_shows_both_labels_of_a_conflict(project, user):
+    """A label claimed by a bug's failure that disagrees with the ground truth: the reviewer sees both,
+    with a link to the bug, and decides."""
+    from labeling.services.conflicts import ClaimedLabel, items_conflict_raise
+    from labeling.services.ground_truth import ground_truth_set
+    from tests.labeling.factories import ItemFactory
+
+    item = ItemFactory(project=project)
+    ground_truth_set(item=item, label="neg", method="imported", source="crm")
+    items_conflict_raise(project_id=project.pk, claims=[ClaimedLabel(item.pk, "pos")], source="bug:21")
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    nxt = browser_for(reviewer).post(f"/projects/{project.pk}/review/next")
+    assert nxt.status_code == 200 and b'id="review-conflict"' in nxt.content
+    pane = nxt.content.decode()
+    conflict = pane.split('id="review-conflict"')[1].split("</div>")[0]
+    assert "<code>neg</code>" in conflict and "<code>pos</code>" in conflict and 'href="/bugs/21"' in conflict
