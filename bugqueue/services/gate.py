@@ -56,6 +56,8 @@ def gate_check(*, project, model: ModelVersion) -> list[dict]:
             entry["evaluation"] = r.evaluation_id
             entry["passed"] = False
             entry["reasons"] = [_stale_reason(r.baseline_model, baseline)]
+            if not r.passed:
+                entry["reasons"].insert(0, f"failed: {'; '.join(r.reasons) or 'did not pass'}")
         else:
             entry["passed"] = False
             entry["reasons"] = [f"not evaluated on v{d.latest_version}"]

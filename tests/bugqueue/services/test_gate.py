@@ -229,3 +229,15 @@ def test_bad_rows_are_reported_with_their_lines_and_nothing_is_stored(project, u
     assert "external_id" in exc.value.message
     assert not Evaluation.objects.filter(model_version="v8").exists()
     assert not ModelVersion.objects.filter(version="v8").exists()
+
+
+def test_a_failed_evaluation_against_an_old_baseline_says_both(project, user):
+    ds = gate_dataset(project, version=3)
+    model = model_register(project=project, actor=user, version="v5")
+    result(project, "v5", ds, passed=False, reasons=["accuracy 0.5 is below 0.8"])
+    in_production(project, user, "v1")
+    (entry,) = gate_check(project=project, model=model)
+    assert entry["reasons"] == [
+        "failed: accuracy 0.5 is below 0.8",
+        "compared with no baseline but production is now v1: re-evaluate",
+    ]
