@@ -71,10 +71,13 @@ def _summary(r: dict) -> dict:
     }
 
 
-def latest_results_by_model(*, project, model_versions) -> dict[str, list[dict]]:
-    """version -> the newest result of that version on each dataset (dataset name order)."""
+def latest_results_by_model(*, project, model_versions, results=None) -> dict[str, list[dict]]:
+    """version -> the newest result of that version on each dataset (dataset name order); `results`
+    (all of the project's, newest first) when the caller has read them already."""
     newest: dict[str, dict[int, dict]] = {}
-    for r in _results(project=project, model_versions=model_versions):
+    if results is None:
+        results = _results(project=project, model_versions=model_versions)
+    for r in results:
         newest.setdefault(r["evaluation__model_version"], {}).setdefault(r["dataset_id"], r)
     return {
         version: [_summary(r) for r in sorted(by_ds.values(), key=lambda r: (r["dataset__name"], r["dataset_id"]))]
@@ -82,12 +85,12 @@ def latest_results_by_model(*, project, model_versions) -> dict[str, list[dict]]
     }
 
 
-def models_with_summaries(*, project) -> list[ModelVersion]:
+def models_with_summaries(*, project, results=None) -> list[ModelVersion]:
     """The project's model versions (newest first), each with `.evaluations` (newest result per dataset)."""
     models = list(
         ModelVersion.objects.filter(project=project).select_related("created_by").order_by("-created_at", "-id")
     )
-    summaries = latest_results_by_model(project=project, model_versions=[m.version for m in models])
+    summaries = latest_results_by_model(project=project, model_versions=[m.version for m in models], results=results)
     for m in models:
         m.evaluations = summaries.get(m.version, [])
     return models
@@ -103,7 +106,8 @@ def model_with_summary(*, model: ModelVersion) -> ModelVersion:
 def models_page(*, project) -> dict:
     """Everything the models page shows: models with their history, datasets, and the matrix
     {columns: [{dataset, name, version, latest, gate}], rows: [{model, stage, registered, cells}]}."""
-    models = models_with_summaries(project=project)
+    results = _results(project=project)
+    models = models_with_summaries(project=project, results=results)
     history: dict[int, list] = {}
     for change in (
         ModelStageChange.objects.filter(model__project=project).select_related("actor").order_by("-created_at", "-id")
@@ -112,8 +116,6 @@ def models_page(*, project) -> dict:
     for m in models:
         m.history = history.get(m.pk, [])
     datasets = list(Dataset.objects.filter(project=project).order_by("name", "id"))
-
-    results = _results(project=project)
     cell: dict[tuple, dict] = {}
     versions_seen: dict[int, set] = {}
     for r in results:
