@@ -95,7 +95,7 @@ class PromoteOutput(serializers.Serializer):
 
 
 def _model(project, version) -> ModelVersion:
-    model = model_get(project=project, version=version)
+    model = model_get(project=project, version=version) if "\x00" not in version else None
     if model is None:
         raise NotFound(f"Model version {version!r} is not registered in this project.", code="model_not_found")
     model.project = project

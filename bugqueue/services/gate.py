@@ -100,7 +100,7 @@ def model_promote(
         )
     # Promotions of one project are serialised: the baseline the gate reads cannot move under it.
     list(ModelVersion.objects.select_for_update().filter(project=project).order_by("pk").values_list("pk", flat=True))
-    model = model_get(project=project, version=version) if isinstance(version, str) else None
+    model = model_get(project=project, version=version) if isinstance(version, str) and "\x00" not in version else None
     if model is None:
         raise NotFound(f"Model version {version!r} is not registered in this project.", code="model_not_found")
     if model.stage == stage:

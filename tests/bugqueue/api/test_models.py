@@ -148,3 +148,34 @@ def test_list_query_count_is_bounded(user, project, django_assert_max_num_querie
         result(project, f"v{i}", ds)
     with django_assert_max_num_queries(6):
         assert len(c.get(url(project)).json()) == 5
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("", {"version": 5}),
+        ("", {"version": "v1", "owner": "me"}),
+        ("", {"version": "x" * 129}),
+        ("", {"version": "v\u0000"}),
+        ("", ["v1"]),
+        ("v1/promote", {"stage": 4}),
+        ("v1/promote", {"stage": "production", "override_reason": ["why"]}),
+        ("v1/promote", {"stage": "production", "extra": 1}),
+        ("v1/promote", {}),
+        ("v%00/promote", {"stage": "shadow"}),
+    ],
+)
+def test_bad_input_is_a_4xx_and_changes_nothing(user, project, path, body):
+    c = client_for(user)
+    register(c, project, "v1")
+    before = list(ModelStageChange.objects.values_list("id", "to_stage"))
+    res = c.post(url(project, path) if path else url(project), body, format="json")
+    assert 400 <= res.status_code < 500 and res.json()["error"]["code"], res.content
+    assert list(ModelStageChange.objects.values_list("id", "to_stage")) == before
+    assert list(ModelVersion.objects.values_list("version", "stage")) == [("v1", "candidate")]
+
+
+def test_a_nul_in_the_version_path_is_a_404(user, project):
+    c = client_for(user)
+    assert c.get(url(project, "v%00")).status_code == 404
+    assert c.get(url(project, "v%00", "gate")).status_code == 404
