@@ -81,7 +81,8 @@ class ModelDetailOutput(ModelOutput):
 
 class GateOutput(serializers.Serializer):
     stage = serializers.ChoiceField(choices=Stage.choices)
-    allowed = serializers.BooleanField()
+    current_stage = serializers.CharField(help_text="The model's stage now (one of the stages).")
+    allowed = serializers.BooleanField(help_text="Whether a promotion without override_reason would go through.")
     gated = serializers.BooleanField(help_text="Whether this stage needs the gate (canary, production).")
     baseline = serializers.CharField(
         allow_null=True, help_text="The model compared with: in production, else the last promoted one."
@@ -156,6 +157,7 @@ class ModelGateApi(ApiView):
         return Response(
             {
                 "stage": stage,
+                "current_stage": model.stage,
                 "allowed": all(d["passed"] for d in datasets) and model.stage != stage,
                 "gated": gated,
                 "baseline": baseline.version if baseline is not None else None,

@@ -115,7 +115,14 @@ def test_override_is_recorded_and_demotion_needs_no_gate(user, project):
     assert promote(c, project, "v5", "live").status_code == 400
     assert promote(c, project, "v9", "shadow").status_code == 404
     gate = c.get(url(project, "v5", "gate"), {"stage": "retired"}).json()
-    assert gate == {"stage": "retired", "allowed": True, "gated": False, "baseline": None, "datasets": []}
+    assert gate == {
+        "stage": "retired",
+        "current_stage": "shadow",
+        "allowed": True,
+        "gated": False,
+        "baseline": None,
+        "datasets": [],
+    }
     assert c.get(url(project, "v5", "gate"), {"stage": "live"}).status_code == 400
     assert c.get(url(project, "v5", "gate"), {"other": "x"}).status_code == 400
 

@@ -241,3 +241,47 @@ def test_a_failed_evaluation_against_an_old_baseline_says_both(project, user):
         "failed: accuracy 0.5 is below 0.8",
         "compared with no baseline but production is now v1: re-evaluate",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_promotions_are_serialised_and_the_gate_sees_the_new_baseline(postgres_tx):
+    """Four candidates that passed against no baseline race to production: one wins; the others
+    meet the gate after it and are refused (their evaluations now compare with an old baseline),
+    never a unique-constraint error. With override reasons every one goes through, each retiring
+    the one before."""
+    from tests.bugqueue.factories import run_threads
+    from tests.labeling.factories import ProjectFactory, UserFactory
+
+    user = UserFactory()
+    project = ProjectFactory(creator=user)
+    ds = gate_dataset(project)
+    versions = ["a1", "a2", "a3", "a4"]
+    for v in versions:
+        model_register(project=project, actor=user, version=v)
+        result(project, v, ds)
+    refused = []
+
+    def attempt(i):
+        try:
+            model_promote(project=project, actor=user, version=versions[i], stage="production")
+        except Conflict as exc:
+            refused.append(exc.code)
+
+    run_threads(len(versions), attempt)
+    stages = dict(ModelVersion.objects.filter(project=project).values_list("version", "stage"))
+    assert sorted(stages.values()) == ["candidate", "candidate", "candidate", "production"]
+    assert refused == ["gate_failed"] * 3
+
+    run_threads(
+        3,
+        lambda i: model_promote(
+            project=project,
+            actor=user,
+            version=[v for v in versions if stages[v] == "candidate"][i],
+            stage="production",
+            override_reason="drill",
+        ),
+    )
+    final = sorted(ModelVersion.objects.filter(project=project).values_list("stage", flat=True))
+    assert final == ["production", "retired", "retired", "retired"]
+    assert ModelStageChange.objects.filter(model__project=project, to_stage="retired").count() == 3
