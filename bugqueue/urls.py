@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bugqueue.views import bugs, datasets, models, triage
+from bugqueue.views import bugs, datasets, evaluations, models, triage
 
 urlpatterns = [
     path("bugs", bugs.bug_queue, name="bug-queue"),
@@ -13,9 +13,10 @@ urlpatterns = [
     path("triage", triage.triage, name="triage"),
     path("projects/<int:project_id>/datasets", datasets.datasets_page, name="datasets-page"),
     path("projects/<int:project_id>/models", models.models_page, name="models-page"),
+    path("evaluations/<int:evaluation_id>", evaluations.evaluation_page, name="evaluation-page"),
     path(
         "evaluations/<int:evaluation_id>/datasets/<int:dataset_id>/failures",
-        datasets.evaluation_failures_page,
+        evaluations.evaluation_failures_page,
         name="evaluation-failures",
     ),
 ]

@@ -190,6 +190,7 @@ TABLE = [
     (PAGE, "GET", "datasets-page", "/projects/{p}/datasets", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "models-page", "/projects/{p}/models", "302 404 200 200 200 404 200"),
     (PAGE, "POST", "models-page", "/projects/{p}/models", "302 404 403 403 400 404 400"),
+    (PAGE, "GET", "evaluation-page", "/evaluations/{evaluation}", "302 404 200 200 200 404 200"),
     (
         PAGE,
         "GET",

@@ -382,6 +382,7 @@ class FlowOutput(serializers.ModelSerializer):
             "mine_similar",
             "added",
             "pending",
+            "conflicts",
             "mined",
             "versions",
             "error",

@@ -237,3 +237,126 @@ def evaluation_matrix(*, project, limit_models=12):
             models.append(mv)
         cells.setdefault((mv, r.dataset_id), r)
     return models, cells
+
+
+# --- a bug's way into datasets (the bug page and its Resolve dialog) ----------------------------
+
+
+def bug_dataset_progress(*, bug, limit=20) -> dict:
+    """Where the bug's failures and look-alikes stand, per hand-off (`flows`, newest first, at most
+    `limit`) and in total: `added` (live dataset rows citing the bug, one per item and dataset),
+    items `waiting` for labels (failures with an unknown label and mined look-alikes, not yet
+    labeled), items in `conflicts` waiting for a reviewer (the failure's expected label disagrees
+    with the ground truth), `mined`, the `versions` the bug produced, each {dataset, name, number,
+    url}, and the same counts per dataset (rows). Four queries in the usual case."""
+    from django.db.models import Count, Sum
+    from django.urls import reverse
+
+    from bugqueue.models import PendingReason
+
+    flows = list(bug.dataset_flows.order_by("-id")[: limit + 1])
+    mined = sum(f.mined for f in flows) if len(flows) <= limit else bug.dataset_flows.aggregate(n=Sum("mined"))["n"]
+    flows = flows[:limit]
+    waiting = PendingReason.FAILURE, PendingReason.SIMILAR
+    names = {}
+    pending = {}
+    for row in (
+        DatasetPending.objects.filter(bug=bug, added_in__isnull=True)
+        .values("dataset_id", "dataset__name")
+        .annotate(
+            waiting=Count("pk", filter=Q(reason__in=waiting)),
+            conflicts=Count("pk", filter=Q(reason=PendingReason.CONFLICT)),
+        )
+    ):
+        pending[row["dataset_id"]] = row
+        names[row["dataset_id"]] = row["dataset__name"]
+    added = {}
+    for pk, name, n in (
+        DatasetMember.objects.filter(bug=bug, removed_in__isnull=True)
+        .values("dataset_id", "dataset__name")
+        .annotate(n=Count("pk"))
+        .values_list("dataset_id", "dataset__name", "n")
+    ):
+        added[pk] = n
+        names[pk] = name
+    versions = []
+    for pk, name, number in (
+        DatasetVersion.objects.filter(bug=bug)
+        .order_by("dataset__name", "dataset_id", "number")
+        .values_list("dataset_id", "dataset__name", "number")
+    ):
+        versions.append((pk, number))
+        names[pk] = name
+    # Items, not rows: one item waiting for two datasets is labeled (or decided) once.
+    items_waiting = {
+        "waiting": sum(p["waiting"] for p in pending.values()),
+        "conflicts": sum(p["conflicts"] for p in pending.values()),
+    }
+    if len(pending) > 1:
+        items_waiting = DatasetPending.objects.filter(bug=bug, added_in__isnull=True).aggregate(
+            waiting=Count("item_id", filter=Q(reason__in=waiting), distinct=True),
+            conflicts=Count("item_id", filter=Q(reason=PendingReason.CONFLICT), distinct=True),
+        )
+    unnamed = ({d for f in flows for d in f.datasets} | {v["dataset"] for f in flows for v in f.versions}) - set(names)
+    if unnamed:
+        names.update(Dataset.objects.filter(project_id=bug.project_id, pk__in=unnamed).values_list("pk", "name"))
+    page = reverse("datasets-page", args=[bug.project_id])
+
+    def dataset(pk):
+        return {"id": pk, "name": names.get(pk, f"dataset {pk}"), "url": f"{page}#dataset-{pk}"}
+
+    def version(pk, number):
+        return {"dataset": pk, "name": names.get(pk, f"dataset {pk}"), "number": number, "url": f"{page}#dataset-{pk}"}
+
+    return {
+        "flows": [
+            {
+                "id": f.pk,
+                "status": f.status,
+                "error": f.error,
+                "created_at": f.created_at,
+                "finished_at": f.finished_at,
+                "mine_similar": f.mine_similar,
+                "datasets": [dataset(pk) for pk in f.datasets],
+                "added": f.added,
+                "pending": f.pending,
+                "conflicts": f.conflicts,
+                "mined": f.mined,
+                "versions": [version(v["dataset"], v["number"]) for v in f.versions],
+            }
+            for f in flows
+        ],
+        "total": {
+            "added": sum(added.values()),
+            "waiting": items_waiting["waiting"],
+            "conflicts": items_waiting["conflicts"],
+            "mined": mined or 0,
+            "versions": [version(pk, number) for pk, number in versions],
+            "datasets": [
+                {
+                    **dataset(pk),
+                    "added": added.get(pk, 0),
+                    "waiting": pending.get(pk, {}).get("waiting", 0),
+                    "conflicts": pending.get(pk, {}).get("conflicts", 0),
+                }
+                for pk in sorted(set(added) | set(pending), key=lambda pk: (names.get(pk, ""), pk))
+            ],
+        },
+    }
+
+
+def resolve_dialog_datasets(*, project) -> list[dict]:
+    """The project's datasets as the Resolve dialog lists them: {id, name, tags (slugs), gate, url}."""
+    from django.urls import reverse
+
+    page = reverse("datasets-page", args=[project.pk])
+    return [
+        {
+            "id": d.pk,
+            "name": d.name,
+            "tags": sorted(t.slug for t in d.tags.all()),
+            "gate": d.gate,
+            "url": f"{page}#dataset-{d.pk}",
+        }
+        for d in dataset_list(project=project)
+    ]

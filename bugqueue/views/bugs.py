@@ -22,7 +22,7 @@ from bugqueue.selectors.bugs import (
     project_assignees,
     tag_list,
 )
-from bugqueue.selectors.datasets import bug_dataset_flows
+from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
 from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
@@ -121,7 +121,9 @@ def bug_page(request, bug_id):
             "resolutions": Resolution.choices,
             "members": project_assignees(project=bug.project) if can_triage else [],
             "all_tags": list(tag_list()),
-            "dataset_flows": list(bug_dataset_flows(bug=bug, limit=20)),
+            "progress": bug_dataset_progress(bug=bug),
+            "resolve_datasets": resolve_dialog_datasets(project=bug.project) if can_triage else [],
+            "resolve_bug": {"id": bug.pk, "title": bug.title, "tags": [t.slug for t in detail["tags"]]},
         },
     )
 

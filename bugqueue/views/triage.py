@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from bugqueue.selectors.bugs import project_assignees, tag_list
+from bugqueue.selectors.datasets import resolve_dialog_datasets
 from bugqueue.selectors.triage import access_digest, parse_week, triage_week
 from bugqueue.selectors.triage import digest_list as digests_of
 from bugqueue.views.bugs import projects_of
@@ -29,6 +30,7 @@ def triage(request):
         messages.error(request, exc.message)
         week_start = parse_week(None)
     view = triage_week(project=project, week_start=week_start)
+    can_triage = project.user_role in REVIEW_ROLES
     rows = [(name, b) for name in ("new", "reopened", "backlog") for b in view["sections"][name]]
     return render(
         request,
@@ -38,7 +40,8 @@ def triage(request):
             "projects": projects,
             "view": view,
             "rows": rows,
-            "can_triage": project.user_role in REVIEW_ROLES,
+            "can_triage": can_triage,
+            "resolve_datasets": resolve_dialog_datasets(project=project) if can_triage else [],
             "members": [u.username for u in project_assignees(project=project)],
             "all_tags": [{"slug": t.slug, "name": t.name, "description": t.description} for t in tag_list()],
             "pareto": [

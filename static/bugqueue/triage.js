@@ -1,6 +1,6 @@
 // The weekly triage page: keyboard-first, inline updates through the JSON API (no reloads).
-//   j / k (or arrows) move · p priority · t tag · a assign · r resolve · s triaged/in progress
-//   Enter opens the bug · Esc cancels a picker
+//   j / k (or arrows) move · p priority · t tag · a assign · r resolve (the shared Resolve dialog)
+//   s triaged/in progress · Enter opens the bug · Esc cancels a picker
 (() => {
   const table = document.getElementById("triage-table");
   const canTriage = JSON.parse(document.getElementById("can-triage").textContent);
@@ -83,16 +83,6 @@
     }
   }
 
-  async function resolve(row, body, what) {
-    try {
-      const bug = await api("POST", `/api/bugs/${row.dataset.bugId}/resolve`, body);
-      render(row, bug);
-      say(`#${bug.id}: ${what}`);
-    } catch (err) {
-      say(`#${row.dataset.bugId}: ${err.message}`, true);
-    }
-  }
-
   // --- pickers ---------------------------------------------------------------------------------
   function close() {
     picker.hidden = true;
@@ -144,7 +134,7 @@
     };
   }
 
-  // A picker answered by one key (p: 0-3; r: f/w/d).
+  // A picker answered by one key (p: 0-3).
   function keyPicker({ title, help, items, onChoose }) {
     pickerTitle.textContent = title;
     pickerHelp.textContent = help;
@@ -164,27 +154,6 @@
         if (!it) return false;
         close();
         onChoose(it);
-        return true;
-      },
-    };
-  }
-
-  // A one-line text prompt (Enter submits, possibly empty).
-  function prompt({ title, help, placeholder, onSubmit }) {
-    pickerTitle.textContent = title;
-    pickerHelp.textContent = help;
-    pickerList.innerHTML = "";
-    picker.hidden = false;
-    pickerInput.hidden = false;
-    pickerInput.placeholder = placeholder;
-    pickerInput.oninput = null;
-    pickerInput.focus();
-    modal = {
-      onKey(e) {
-        if (e.key !== "Enter") return false;
-        const value = pickerInput.value.trim();
-        close();
-        onSubmit(value);
         return true;
       },
     };
@@ -228,25 +197,21 @@
       });
     },
     r(row) {
-      keyPicker({
-        title: `Resolve #${row.dataset.bugId}`,
-        help: "f fixed · w won't fix · d duplicate; then a note (Enter).",
-        items: [{ key: "f", label: "Fixed", value: "fixed" }, { key: "w", label: "Won't fix", value: "wont_fix" },
-                { key: "d", label: "Duplicate of another bug", value: "duplicate" }],
-        onChoose: (it) => {
-          const withNote = (extra) => prompt({
-            title: `${it.label}: a note for the history`, help: "Enter saves (the note may stay empty).",
-            placeholder: "Why?",
-            onSubmit: (note) => resolve(row, { resolution: it.value, note, ...extra }, it.label.toLowerCase()),
-          });
-          if (it.value !== "duplicate") return withNote({});
-          prompt({
-            title: `#${row.dataset.bugId} duplicates bug #…`, help: "The id of the bug to keep (Enter).",
-            placeholder: "bug id",
-            onSubmit: (id) => withNote({ duplicate_of: parseInt(id, 10) || null }),
-          });
+      // The Resolve dialog shared with the bug page (resolve_dialog.js): resolution, note, and for a
+      // fixed bug the datasets that get its failures and how many look-alikes to mine.
+      const title = row.querySelector(".title a");
+      window.LoupeResolve.open(
+        { id: parseInt(row.dataset.bugId, 10), title: title ? title.textContent : "",
+          tags: row.dataset.tags ? row.dataset.tags.split(",") : [] },
+        {
+          onResolved: (bug) => {
+            render(row, bug);
+            const how = { resolved: "fixed", wont_fix: "won't fix", duplicate: "duplicate" }[bug.status] || bug.status;
+            say(`#${bug.id}: ${how}${bug.dataset_flow ? ", failures on their way into the datasets" : ""}`);
+          },
+          onClose: () => select(index),
         },
-      });
+      );
     },
     s(row) {
       const next = row.dataset.status === "triaged" ? "in_progress" : "triaged";
@@ -256,6 +221,7 @@
 
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (window.LoupeResolve && window.LoupeResolve.isOpen()) return; // the dialog has its own keys
     if (modal) {
       if (e.key === "Escape") { e.preventDefault(); close(); return; }
       if (modal.onKey(e)) e.preventDefault();

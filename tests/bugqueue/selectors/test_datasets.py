@@ -91,3 +91,67 @@ def test_evaluation_failures_lists_the_wrong_answers(user, project):
     with pytest.raises(NotFound):
         evaluation_failures(user=UserFactory(), evaluation_id=evaluation.pk, dataset_id=ds.pk)
     assert Evaluation.objects.count() == 1
+
+
+def test_bug_dataset_progress_per_flow_and_in_total(user, project, django_assert_max_num_queries):
+    from bugqueue.models import BugDatasetFlow, DatasetVersion, Tag
+    from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
+
+    core = Dataset.objects.create(project=project, name="core", gate=True)
+    flips = Dataset.objects.create(project=project, name="flips")
+    flips.tags.set(Tag.objects.filter(slug="label_flip"))
+    known, unknown, mined, odd, elsewhere = make_items(project, 5, prefix="g")
+    bug = failing_bug(project, title="flip", failures=[(known, "pos"), (unknown, None)])
+    other = failing_bug(project, title="other", failures=[(elsewhere, "neg")])
+    empty = bug_dataset_progress(bug=bug)
+    assert empty["flows"] == [] and empty["total"]["added"] == 0 and empty["total"]["versions"] == []
+
+    for ds in (core, flips):
+        dataset_version_create(dataset_id=ds.pk, add=[Addition(known.pk, "pos", bug.pk)], bug_id=bug.pk, reason="bug")
+        DatasetPending.objects.create(dataset=ds, item=unknown, bug=bug, reason="failure")
+        DatasetPending.objects.create(dataset=ds, item=mined, bug=bug, reason="similar", similarity=0.9)
+    DatasetPending.objects.create(dataset=core, item=odd, bug=bug, reason="conflict", expected_label="pos")
+    joined = DatasetPending.objects.get(dataset=core, item=mined)  # labeled since: not waiting any more
+    dataset_version_create(dataset_id=core.pk, add=[Addition(mined.pk, "neg", bug.pk)], bug_id=bug.pk)
+    joined.added_in = 2
+    joined.save()
+    dataset_version_create(dataset_id=core.pk, add=[Addition(elsewhere.pk, "neg", other.pk)], bug_id=other.pk)
+    BugDatasetFlow.objects.create(
+        bug=bug,
+        datasets=[core.pk],
+        status="done",
+        added=2,
+        pending=2,
+        mined=1,
+        versions=[{"dataset": core.pk, "number": 1}, {"dataset": flips.pk, "number": 1}],
+    )
+    BugDatasetFlow.objects.create(bug=bug, datasets=[core.pk], mine_similar=3, status="queued", conflicts=1)
+
+    with django_assert_max_num_queries(5):
+        progress = bug_dataset_progress(bug=bug)
+    newest, first = progress["flows"]
+    assert (newest["status"], newest["conflicts"], newest["mine_similar"], newest["versions"]) == ("queued", 1, 3, [])
+    assert first["versions"] == [
+        {"dataset": core.pk, "name": "core", "number": 1, "url": f"/projects/{project.pk}/datasets#dataset-{core.pk}"},
+        {
+            "dataset": flips.pk,
+            "name": "flips",
+            "number": 1,
+            "url": f"/projects/{project.pk}/datasets#dataset-{flips.pk}",
+        },
+    ]
+    assert first["datasets"] == [
+        {"id": core.pk, "name": "core", "url": f"/projects/{project.pk}/datasets#dataset-{core.pk}"}
+    ]
+    total = progress["total"]
+    # added: rows (known in both, mined in core); waiting: items once each (unknown in both, mined in flips)
+    assert (total["added"], total["waiting"], total["conflicts"], total["mined"]) == (3, 2, 1, 1)
+    assert [(v["name"], v["number"]) for v in total["versions"]] == [("core", 1), ("core", 2), ("flips", 1)]
+    assert [(d["name"], d["added"], d["waiting"], d["conflicts"]) for d in total["datasets"]] == [
+        ("core", 2, 1, 1),
+        ("flips", 1, 2, 0),
+    ]
+    assert DatasetVersion.objects.filter(bug=other).count() == 1  # another bug's version is not counted
+
+    listed = resolve_dialog_datasets(project=project)
+    assert [(d["name"], d["tags"], d["gate"]) for d in listed] == [("core", [], True), ("flips", ["label_flip"], False)]
