@@ -119,6 +119,11 @@ def test_register_evaluate_files_matrix_and_promote_through_the_gate(page, live_
     page.keyboard.press("Escape")
     assert page.locator("#promote").is_hidden()
 
+    # a matrix cell opens its evaluation
+    page.locator("#matrix td.fail a").first.click()
+    page.wait_for_url("**/evaluations/*")
+    assert "v2" in page.locator("h1").inner_text()
+
 
 def test_an_annotator_sees_the_page_without_forms(page, live_server):
     manager = UserFactory()
