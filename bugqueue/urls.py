@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bugqueue.views import bugs, datasets, evaluations, triage
+from bugqueue.views import bugs, datasets, evaluations, models, triage
 
 urlpatterns = [
     path("bugs", bugs.bug_queue, name="bug-queue"),
@@ -12,6 +12,7 @@ urlpatterns = [
     path("bugs/digests/<int:digest_id>", triage.digest_page, name="digest-page"),
     path("triage", triage.triage, name="triage"),
     path("projects/<int:project_id>/datasets", datasets.datasets_page, name="datasets-page"),
+    path("projects/<int:project_id>/models", models.models_page, name="models-page"),
     path("evaluations/<int:evaluation_id>", evaluations.evaluation_page, name="evaluation-page"),
     path(
         "evaluations/<int:evaluation_id>/datasets/<int:dataset_id>/failures",

@@ -37,6 +37,7 @@ from labeling.services.ingestion import items_ingest
 from labeling.services.projects import LabelSpec, project_create
 from labeling.services.quality.runs import quality_run_request
 from labeling.services.queue.claim import assignment_claim_next
+from labeling.services.registry import model_ensure
 from tests.labeling.factories import UserFactory, add_member
 
 ROLES = ("anon", "outsider", "annotator", "reviewer", "manager", "grant", "staff")
@@ -154,6 +155,12 @@ TABLE = [
     # An empty body names no project: a 400 for the missing fields, whoever asks.
     (API, "POST", "api-evaluations", "/api/evaluations", "401 400 400 400 400 400 400"),
     (API, "GET", "api-evaluation", "/api/evaluations/{evaluation}", "401 404 200 200 200 404 200"),
+    # the model registry: members read, managers register and promote
+    (API, "GET", "api-models", "/api/projects/{p}/models", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-models", "/api/projects/{p}/models", "401 404 403 403 400 404 400"),
+    (API, "GET", "api-model", "/api/projects/{p}/models/v2", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-model-gate", "/api/projects/{p}/models/v2/gate", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-model-promote", "/api/projects/{p}/models/v2/promote", "401 404 403 403 400 404 400"),
     # --- labeling pages ------------------------------------------------------------------
     (PAGE, "GET", "home", "/", "302 200 200 200 200 200 200"),
     (PAGE, "GET", "project-detail", "/projects/{p}/", "302 404 200 200 200 404 200"),
@@ -181,6 +188,8 @@ TABLE = [
     (PAGE, "GET", "digest-page", "/bugs/digests/{digest}", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "triage", "/triage?project={p}", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "datasets-page", "/projects/{p}/datasets", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "models-page", "/projects/{p}/models", "302 404 200 200 200 404 200"),
+    (PAGE, "POST", "models-page", "/projects/{p}/models", "302 404 403 403 400 404 400"),
     (PAGE, "GET", "evaluation-page", "/evaluations/{evaluation}", "302 404 200 200 200 404 200"),
     (
         PAGE,
@@ -295,6 +304,7 @@ def build_world():
             rows=[{"external_id": "mine-ext", "label": "plum"}, {"external_id": "hidden-ext", "label": "plum"}],
         ),
     )
+    model_ensure(project=project, version="v2", actor=manager)
     run = quality_run_request(project_id=project.pk, requested_by=manager)
     export, _ = export_request(project=project, actor=manager)
     today = timezone.now().date()

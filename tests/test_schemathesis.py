@@ -51,6 +51,8 @@ SEMANTIC_400 = {
     "datasets_create": "tags must exist; the name must be unique in the project",
     "dataset_versions_create": "external ids must be items with ground truth; something to add or remove",
     "evaluations_create": "predictions are checked against the project's labels and datasets",
+    "models_register": "the version must not be blank once trimmed",
+    "models_promote": "the stage must differ from the model's current stage",
 }
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bugqueue.api import views_bugs, views_datasets, views_triage
+from bugqueue.api import views_bugs, views_datasets, views_models, views_triage
 
 urlpatterns = [
     path("bugs", views_bugs.BugListCreateApi.as_view(), name="api-bugs"),
@@ -29,4 +29,17 @@ urlpatterns = [
     path("bugs/<int:bug_id>/dataset-flows", views_datasets.BugDatasetFlowsApi.as_view(), name="api-bug-dataset-flows"),
     path("evaluations", views_datasets.EvaluationListCreateApi.as_view(), name="api-evaluations"),
     path("evaluations/<int:evaluation_id>", views_datasets.EvaluationDetailApi.as_view(), name="api-evaluation"),
+    # model registry and the promotion gate (a version may hold dots and slashes: gate and promote first)
+    path("projects/<int:project_id>/models", views_models.ModelListCreateApi.as_view(), name="api-models"),
+    path(
+        "projects/<int:project_id>/models/<path:version>/gate",
+        views_models.ModelGateApi.as_view(),
+        name="api-model-gate",
+    ),
+    path(
+        "projects/<int:project_id>/models/<path:version>/promote",
+        views_models.ModelPromoteApi.as_view(),
+        name="api-model-promote",
+    ),
+    path("projects/<int:project_id>/models/<path:version>", views_models.ModelDetailApi.as_view(), name="api-model"),
 ]
