@@ -219,7 +219,13 @@ def _text(payload) -> str:
 
 class SearchInput(inputs.Input):
     q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    status = serializers.ChoiceField(choices=ItemStatus.choices, required=False, allow_null=True, default=None)
+    status = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=16,
+        help_text=f"Only items in this status: {', '.join(ItemStatus.values)}.",
+    )
     limit = serializers.IntegerField(min_value=1, max_value=10_000)
 
 
