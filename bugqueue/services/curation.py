@@ -241,14 +241,16 @@ def dataset_curate(
         notes.append(f"Failures of bug #{bug.pk}: {bug.title}")
 
     plain = [found[e] for e in add_external_ids]
+    search = None
     if add_search:
         q, status, limit = _search_spec(add_search)
         rows = item_search(project_id=dataset.project_id, q=q, status=status, limit=limit, dataset_id=dataset.pk)
         rows_out = [r for r in rows if not r[5]]
         names.update((r[0], r[1]) for r in rows_out)
-        plain += [r[0] for r in rows_out]
+        search_ids = [r[0] for r in rows_out]
+        plain += search_ids
         what = " ".join(x for x in (f'"{q}"' if q else "", f"status {status}" if status else "") if x)
-        notes.append(f"Search {what}: {len(rows_out)} items")
+        search = (what, search_ids)
     truth = dict(
         GroundTruth.objects.filter(item_id__in=[i for i in plain if i not in additions]).values_list("item_id", "label")
     )
@@ -299,6 +301,9 @@ def dataset_curate(
             code="invalid_items",
             fields=fields,
         )
+    if search:
+        what, search_ids = search
+        notes.insert(1 if add_bug else 0, f"Search {what}: {sum(1 for i in search_ids if i in additions)} items added")
     result = Curation(version=None, without_ground_truth=unlabeled[:MAX_LISTED], conflicts=conflicts[:MAX_LISTED])
     if not additions and not remove_ids:
         return result
