@@ -169,7 +169,11 @@ class ItemSearchOutput(serializers.Serializer):
 class DatasetItemSearchApi(ApiView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("q", str, description="Text in the external_id or the payload's text (any case)."),
+            OpenApiParameter(
+                "q",
+                {"type": "string", "maxLength": 200},
+                description="Text in the external_id or the payload's text (any case).",
+            ),
             OpenApiParameter("status", str, enum=ItemStatus.values),
             OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
         ],

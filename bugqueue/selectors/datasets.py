@@ -1,6 +1,7 @@
 """Reads for datasets and evaluations, permission-checked through the dataset's project."""
 
 from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, Value
+from django.db.models.fields.json import KT
 
 from bugqueue.models import (
     Dataset,
@@ -140,7 +141,7 @@ def item_search(*, project_id: int, q: str = "", status: str | None = None, limi
     qs = Item.objects.filter(project_id=project_id)
     q = (q or "").strip()
     if q:
-        qs = qs.filter(Q(external_id__icontains=q) | Q(payload__text__icontains=q))
+        qs = qs.annotate(text=KT("payload__text")).filter(Q(external_id__icontains=q) | Q(text__icontains=q))
     if status:
         qs = qs.filter(status=status)
     in_dataset = (

@@ -254,14 +254,15 @@ def dataset_curate(
     truth = dict(
         GroundTruth.objects.filter(item_id__in=[i for i in plain if i not in additions]).values_list("item_id", "label")
     )
-    held_back = {c["external_id"] for c in conflicts}
+    held_back = {c["external_id"] for c in conflicts} | set(unlabeled)
     for item_id in plain:
         if item_id in additions or names[item_id] in held_back:
             continue
         if item_id in truth:
             additions[item_id] = Addition(item_id, truth[item_id])
-        elif names[item_id] not in unlabeled:
+        else:
             unlabeled.append(names[item_id])
+            held_back.add(names[item_id])
 
     remove_ids = [found[e] for e in remove_external_ids]
     if remove_bug:

@@ -230,19 +230,19 @@ def test_add_bug_labels_failures_like_the_bug_flow_and_refuses_conflicts(user, p
 def test_search_lists_items_and_add_search_adds_the_matches(user, project):
     c = client_for(user)
     ds = new_dataset(c, project)
-    refunds = make_items(project, 4, prefix="r", text="Refund please")
+    refunds = make_items(project, 4, prefix="r", text='Refund "please"')
     others = make_items(project, 3, prefix="o", text="login broken")
     label(refunds[:3] + others, "pos")
     c.post(f"/api/datasets/{ds['id']}/versions", {"add": [refunds[0].external_id]}, format="json")
 
-    found = c.get(f"/api/datasets/{ds['id']}/item-search?q=refund&limit=3").json()
+    found = c.get(f"/api/datasets/{ds['id']}/item-search", {"q": 'd "PLEASE"', "limit": 3}).json()
     assert found["more"] is True and len(found["results"]) == 3
     rows = c.get(f"/api/datasets/{ds['id']}/item-search?q=REFUND").json()["results"]
     assert [r["external_id"] for r in rows] == [i.external_id for i in reversed(refunds)]  # newest first
     assert {r["external_id"]: r["in_dataset"] for r in rows}[refunds[0].external_id] is True
     assert rows[0] == {
         "external_id": refunds[3].external_id,
-        "text": "Refund please 3",
+        "text": 'Refund "please" 3',
         "status": "open",
         "ground_truth": None,
         "in_dataset": False,
