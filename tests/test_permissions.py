@@ -127,6 +127,9 @@ TABLE = [
     (API, "GET", "api-datasets", "/api/datasets?project={p}", "401 404 200 200 200 404 200"),
     (API, "POST", "api-datasets", "/api/datasets", "401 400 400 400 400 400 400"),
     (API, "GET", "api-dataset", "/api/datasets/{dataset}", "401 404 200 200 200 404 200"),
+    # An empty PATCH changes nothing: 200 with the dataset as it is.
+    (API, "PATCH", "api-dataset", "/api/datasets/{dataset}", "401 404 403 403 200 404 200"),
+    (API, "GET", "api-dataset-item-search", "/api/datasets/{dataset}/item-search", "401 404 403 403 200 404 200"),
     (API, "GET", "api-dataset-versions", "/api/datasets/{dataset}/versions", "401 404 200 200 200 404 200"),
     (API, "POST", "api-dataset-versions", "/api/datasets/{dataset}/versions", "401 404 403 403 400 404 400"),
     (

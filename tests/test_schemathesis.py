@@ -49,7 +49,9 @@ SEMANTIC_400 = {
     "bugs_update": "tags must exist; the assignee must be a member; duplicate_of must be another bug",
     "bugs_resolve": "datasets must belong to the project; duplicate needs duplicate_of",
     "datasets_create": "tags must exist; the name must be unique in the project",
-    "dataset_versions_create": "external ids must be items with ground truth; something to add or remove",
+    "datasets_update": "tags must exist",
+    "dataset_versions_create": "external ids must be items with ground truth, bugs must be the project's, "
+    "a search needs a text or a status; something to add or remove",
     "evaluations_create": "predictions are checked against the project's labels and datasets",
     "models_register": "the version must not be blank once trimmed",
     "models_promote": "the stage must differ from the model's current stage",

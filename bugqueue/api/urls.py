@@ -17,6 +17,11 @@ urlpatterns = [
         "datasets/<int:dataset_id>/versions", views_datasets.DatasetVersionsApi.as_view(), name="api-dataset-versions"
     ),
     path(
+        "datasets/<int:dataset_id>/item-search",
+        views_datasets.DatasetItemSearchApi.as_view(),
+        name="api-dataset-item-search",
+    ),
+    path(
         "datasets/<int:dataset_id>/versions/<int:number>/items",
         views_datasets.DatasetVersionItemsApi.as_view(),
         name="api-dataset-version-items",

@@ -1,5 +1,11 @@
-"""Datasets, versions and evaluations API (thin: selectors read, services write)."""
+"""Datasets, versions and evaluations API (thin: selectors read, services write).
 
+Long because one module holds every endpoint of the dataset → evaluation loop (datasets, their
+curation and item search, version items in three formats, deltas, evaluations, bug hand-offs), each
+with the input and output serializers the OpenAPI schema documents."""
+
+import csv
+import io
 import json
 
 from django.conf import settings
@@ -12,7 +18,7 @@ from rest_framework.response import Response
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
 from bugqueue.selectors import datasets as sel
 from bugqueue.selectors.bugs import access_bug
-from bugqueue.services.datasets import dataset_create, dataset_version_curate
+from bugqueue.services.curation import UNSET, dataset_curate, dataset_define, dataset_update
 from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
 from common.api import inputs
 from common.api.base import ApiView
@@ -21,6 +27,7 @@ from common.api.errors import ERRORS, ErrorSerializer
 from common.api.negotiation import FormatIsAQueryParameter
 from common.errors import TooLarge, ValidationFailed
 from common.http.request_body import BodyLimit
+from labeling.models import ItemStatus
 from labeling.selectors.access import MANAGER_ROLES, access_project
 from labeling.selectors.blind import labels_visible_to
 
@@ -34,7 +41,17 @@ class DatasetOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "project", "name", "description", "tags", "min_accuracy", "latest_version", "created_at"]
+        fields = [
+            "id",
+            "project",
+            "name",
+            "description",
+            "tags",
+            "min_accuracy",
+            "gate",
+            "latest_version",
+            "created_at",
+        ]
 
 
 class VersionOutput(serializers.ModelSerializer):
@@ -71,6 +88,11 @@ class DatasetListCreateApi(ApiView):
         description = serializers.CharField(required=False, allow_blank=True, default="")
         tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
         min_accuracy = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
+        gate = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Promotion to canary or production needs a passing evaluation on this dataset's latest version.",
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("project", int, required=True)],
@@ -89,14 +111,137 @@ class DatasetListCreateApi(ApiView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         project = access_project(user=request.user, project_id=values.pop("project"), roles=MANAGER_ROLES)
-        dataset = dataset_create(project=project, actor=request.user, **values)
+        dataset = dataset_define(project=project, actor=request.user, **values)
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetDetailApi(ApiView):
+    class PatchInput(inputs.Input):
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+        gate = serializers.BooleanField(required=False)
+        min_accuracy = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
+        tags = serializers.ListField(
+            child=serializers.CharField(max_length=64),
+            required=False,
+            max_length=1000,
+            help_text="The full list of tag slugs (bugs carrying one of them flow into the dataset).",
+        )
+
     @extend_schema(responses={200: DatasetOutput, **ERRORS}, operation_id="datasets_retrieve")
     def get(self, request, dataset_id):
         return Response(DatasetOutput(sel.access_dataset(user=request.user, dataset_id=dataset_id)).data)
+
+    @extend_schema(
+        request=PatchInput,
+        responses={200: DatasetOutput, 409: ErrorSerializer, **ERRORS},
+        operation_id="datasets_update",
+        description="Change a dataset's name, description, gate flag, min_accuracy (null: none) or tags; fields "
+        "left out stay. Managers only. 409 when another dataset of the project has the name; on any error "
+        "nothing changes. Versions are not touched.",
+    )
+    def patch(self, request, dataset_id):
+        dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id, roles=MANAGER_ROLES)
+        data = self.PatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        dataset = dataset_update(
+            dataset=dataset,
+            actor=request.user,
+            **{k: v.get(k, UNSET) for k in ("name", "description", "gate", "min_accuracy", "tags")},
+        )
+        return Response(DatasetOutput(sel.access_dataset(user=request.user, dataset_id=dataset.pk)).data)
+
+
+class ItemSearchRowOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    text = serializers.CharField(help_text="The payload's text, cut at 300 characters.")
+    status = serializers.CharField()
+    ground_truth = serializers.CharField(allow_null=True)
+    in_dataset = serializers.BooleanField(help_text="In the dataset's latest version.")
+
+
+class ItemSearchOutput(serializers.Serializer):
+    results = ItemSearchRowOutput(many=True)
+    more = serializers.BooleanField(help_text="More items match than `limit`.")
+
+
+class DatasetItemSearchApi(ApiView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "q",
+                {"type": "string", "maxLength": 200},
+                description="Text in the external_id or the payload's text (any case).",
+            ),
+            OpenApiParameter("status", str, enum=ItemStatus.values),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+        ],
+        responses={200: ItemSearchOutput, **ERRORS},
+        operation_id="dataset_item_search",
+        description="Items of the dataset's project to add or remove, newest first, with their ground truth and "
+        "whether they are in the dataset's latest version. Managers only. The same search as `add_search` "
+        "of POST /api/datasets/{id}/versions.",
+    )
+    def get(self, request, dataset_id):
+        dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id, roles=MANAGER_ROLES)
+        params = request.query_params
+        q = params.get("q", "")
+        status_filter = params.get("status") or None
+        if status_filter is not None and status_filter not in ItemStatus.values:
+            raise ValidationFailed(
+                f"status must be one of {', '.join(ItemStatus.values)}.", fields={"status": ["Invalid choice."]}
+            )
+        if len(q) > 200:
+            raise ValidationFailed("q is at most 200 characters.", fields={"q": ["At most 200 characters."]})
+        try:
+            limit = int(params.get("limit", 50))
+            if not 1 <= limit <= 500:
+                raise ValueError
+        except ValueError:
+            raise ValidationFailed("limit must be an integer from 1 to 500.", fields={"limit": ["From 1 to 500."]})
+        rows = sel.item_search(
+            project_id=dataset.project_id, q=q, status=status_filter, limit=limit + 1, dataset_id=dataset.pk
+        )
+        results = [
+            {
+                "external_id": external_id,
+                "text": _text(payload)[:300],
+                "status": item_status,
+                "ground_truth": truth,
+                "in_dataset": in_dataset,
+            }
+            for _, external_id, payload, item_status, truth, in_dataset in rows[:limit]
+        ]
+        return Response({"results": results, "more": len(rows) > limit})
+
+
+def _text(payload) -> str:
+    value = payload.get("text") if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+class SearchInput(inputs.Input):
+    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    status = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=16,
+        help_text=f"Only items in this status: {', '.join(ItemStatus.values)}.",
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=10_000)
+
+
+class ConflictOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    expected = serializers.CharField()
+    ground_truth = serializers.CharField(allow_null=True)
+
+
+class RefusedOutput(serializers.Serializer):
+    without_ground_truth = serializers.ListField(child=serializers.CharField())
+    conflicts = ConflictOutput(many=True)
 
 
 class DatasetVersionsApi(ApiView):
@@ -109,11 +254,39 @@ class DatasetVersionsApi(ApiView):
         remove = serializers.ListField(
             child=serializers.CharField(max_length=255), required=False, default=list, max_length=100_000
         )
-        note = serializers.CharField(required=False, allow_blank=True, default="")
+        add_bug = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Add this bug's failures: labelled with the item's ground truth, else the failure's expected "
+            "label; a failure whose expected label disagrees with the ground truth is refused (a reviewer decides).",
+            **inputs.ID,
+        )
+        remove_bug = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Remove the items this bug added or whose items are its failures.",
+            **inputs.ID,
+        )
+        add_search = SearchInput(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Add the newest `limit` items matching the search that are not in the dataset yet.",
+        )
+        skip_refused = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Add what can be added and list the refused items in `refused` (default: refuse the "
+            "whole request with a 400 listing them).",
+        )
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
     class CreatedOutput(serializers.Serializer):
         changed = serializers.BooleanField()
         version = VersionOutput(allow_null=True)
+        refused = RefusedOutput()
 
     @extend_schema(responses={200: VersionOutput(many=True), **ERRORS}, operation_id="dataset_versions_list")
     def get(self, request, dataset_id):
@@ -124,22 +297,33 @@ class DatasetVersionsApi(ApiView):
         request=Input,
         responses={201: CreatedOutput, 200: CreatedOutput, **ERRORS},
         operation_id="dataset_versions_create",
+        description="One new version with the items added and removed: by external_id (`add`, `remove`), by a "
+        "bug (`add_bug`, `remove_bug`) or by a search (`add_search`). 201 with the version, or 200 with "
+        "`changed: false` when nothing would change. Items without ground truth and conflicting failures "
+        "refuse the whole request (400 listing them in `fields`) unless `skip_refused` is true. Managers only.",
     )
     def post(self, request, dataset_id):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id, roles=MANAGER_ROLES)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        version = dataset_version_curate(
+        result = dataset_curate(
             dataset=dataset,
             actor=request.user,
             add_external_ids=v["add"],
             remove_external_ids=v["remove"],
+            add_bug=v["add_bug"],
+            remove_bug=v["remove_bug"],
+            add_search=v["add_search"],
+            skip_refused=v["skip_refused"],
             note=v["note"],
         )
-        if version is None:
-            return Response({"changed": False, "version": None}, status=status.HTTP_200_OK)
-        return Response({"changed": True, "version": VersionOutput(version).data}, status=status.HTTP_201_CREATED)
+        body = {
+            "changed": result.version is not None,
+            "version": VersionOutput(result.version).data if result.version else None,
+            "refused": result.refused,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.version else status.HTTP_200_OK)
 
 
 BLIND_LABEL = (
@@ -177,6 +361,9 @@ class DeltaOutput(serializers.Serializer):
     removed = DeltaRowOutput(many=True)
 
 
+CSV_COLUMNS = ["external_id", "label", "bug", "added_in", "text"]
+
+
 def _row(r):
     return {"external_id": r[1], "label": r[2], "payload": r[3], "bug": r[4], "added_in": r[5]}
 
@@ -186,7 +373,7 @@ class DatasetVersionItemsApi(ApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("format", str, enum=["json", "jsonl"]),
+            OpenApiParameter("format", str, enum=["json", "jsonl", "csv"]),
             OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
             OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 5000}),
         ],
@@ -195,11 +382,16 @@ class DatasetVersionItemsApi(ApiView):
             (200, "application/x-ndjson"): OpenApiResponse(
                 OpenApiTypes.STR, description="format=jsonl: one row per line."
             ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="format=csv: a header row external_id,label,bug,added_in,text (the payload's text), "
+                "then one row per item.",
+            ),
             **ERRORS,
         },
         operation_id="dataset_version_items",
         description="Items of a version with the label frozen at that version. JSON pages by `after` "
-        "(the `next_after` of the previous page); `format=jsonl` streams the whole version.",
+        "(the `next_after` of the previous page); `format=jsonl` and `format=csv` stream the whole version.",
     )
     def get(self, request, dataset_id, number, format=None):
         dataset = sel.access_dataset(user=request.user, dataset_id=dataset_id)
@@ -215,8 +407,25 @@ class DatasetVersionItemsApi(ApiView):
             response = StreamingHttpResponse(lines(), content_type="application/x-ndjson; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-v{number}.jsonl"'
             return response
+        if fmt == "csv":
+
+            def csv_lines():
+                buf = io.StringIO()
+                writer = csv.writer(buf)
+                writer.writerow(CSV_COLUMNS)
+                for r in sel.version_row_stream(dataset_id=dataset.pk, number=number, visibility=visibility):
+                    writer.writerow([r[1], r[2] or "", "" if r[4] is None else r[4], r[5], _text(r[3])])
+                    if buf.tell() > 64 * 1024:
+                        yield buf.getvalue()
+                        buf.seek(0)
+                        buf.truncate()
+                yield buf.getvalue()
+
+            response = StreamingHttpResponse(csv_lines(), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-v{number}.csv"'
+            return response
         if fmt != "json":
-            raise ValidationFailed("format must be json or jsonl.", fields={"format": ["Invalid choice."]})
+            raise ValidationFailed("format must be json, jsonl or csv.", fields={"format": ["Invalid choice."]})
         try:
             after = int(request.query_params.get("after", 0))
             limit = int(request.query_params.get("limit", 500))

@@ -1,6 +1,7 @@
 """Reads for datasets and evaluations, permission-checked through the dataset's project."""
 
-from django.db.models import Q
+from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, Value
+from django.db.models.fields.json import KT
 
 from bugqueue.models import (
     Dataset,
@@ -13,6 +14,7 @@ from bugqueue.models import (
 )
 from bugqueue.selectors.access import access_in_project
 from common.errors import NotFound
+from labeling.models import Item
 from labeling.selectors.access import ANY_ROLE
 from labeling.selectors.blind import LabelVisibility, labels_visible_to
 
@@ -113,12 +115,45 @@ def dataset_versions(*, dataset):
 
 
 def datasets_overview(*, project) -> dict:
-    """The datasets page: the project's datasets with their versions, and the models × datasets
-    matrix of latest results (a row per model version, a cell per dataset, None where not evaluated)."""
-    datasets = list(dataset_list(project=project).prefetch_related("versions__created_by"))
-    models, cells = evaluation_matrix(project=project)
-    matrix = [{"model": mv, "cells": [cells.get((mv, d.pk)) for d in datasets]} for mv in models]
-    return {"datasets": datasets, "matrix": matrix}
+    """The datasets page: the project's datasets (gate datasets first) with their versions, newest
+    first, and how many items wait to join each (for labels or a reviewer)."""
+    datasets = list(
+        dataset_list(project=project)
+        .order_by("-gate", "name")
+        .prefetch_related(
+            Prefetch("versions", queryset=DatasetVersion.objects.select_related("created_by").order_by("-number"))
+        )
+    )
+    waiting = dict(
+        DatasetPending.objects.filter(dataset__project=project, added_in__isnull=True)
+        .values_list("dataset_id")
+        .annotate(n=Count("id"))
+    )
+    for d in datasets:
+        d.waiting = waiting.get(d.pk, 0)
+    return {"datasets": datasets}
+
+
+def item_search(*, project_id: int, q: str = "", status: str | None = None, limit: int = 50, dataset_id=None):
+    """Items of the project whose external_id or payload text contains `q` (case-insensitive),
+    newest first, at most `limit`: (id, external_id, payload, status, ground truth label or None,
+    in the dataset's latest version). Labels are shown as they are: callers are managers."""
+    qs = Item.objects.filter(project_id=project_id)
+    q = (q or "").strip()
+    if q:
+        qs = qs.annotate(text=KT("payload__text")).filter(Q(external_id__icontains=q) | Q(text__icontains=q))
+    if status:
+        qs = qs.filter(status=status)
+    in_dataset = (
+        Exists(live_members(dataset_id).filter(item_id=OuterRef("pk")))
+        if dataset_id
+        else Value(False, output_field=BooleanField())
+    )
+    return list(
+        qs.annotate(in_dataset=in_dataset)
+        .order_by("-id")
+        .values_list("id", "external_id", "payload", "status", "ground_truth__label", "in_dataset")[:limit]
+    )
 
 
 def evaluation_failures(*, user, evaluation_id, dataset_id) -> dict:
