@@ -9,7 +9,6 @@ from bugqueue.models import (
     DatasetPending,
     DatasetVersion,
     Evaluation,
-    EvaluationPrediction,
     EvaluationResult,
 )
 from bugqueue.selectors.access import access_in_project
@@ -154,54 +153,6 @@ def item_search(*, project_id: int, q: str = "", status: str | None = None, limi
         .order_by("-id")
         .values_list("id", "external_id", "payload", "status", "ground_truth__label", "in_dataset")[:limit]
     )
-
-
-def evaluation_failures(*, user, evaluation_id, dataset_id) -> dict:
-    """The evaluation's result on the dataset and the items it got wrong, as `user` may see them
-    (evaluation_failure_rows); NotFound when either is not visible or there is no such result."""
-    evaluation = access_evaluation(user=user, evaluation_id=evaluation_id)
-    dataset = access_dataset(user=user, dataset_id=dataset_id)
-    result = evaluation.results.filter(dataset=dataset).first()
-    if result is None:
-        raise NotFound("Evaluation result not found.")
-    visibility = labels_visible_to(user=user, project=dataset.project)
-    rows, hidden = evaluation_failure_rows(evaluation=evaluation, result=result, visibility=visibility)
-    return {
-        "evaluation": evaluation,
-        "dataset": dataset,
-        "result": result,
-        "rows": rows,
-        "hidden": hidden,
-        "regression_items": set(result.regression_items),
-    }
-
-
-def evaluation_failure_rows(*, evaluation, result, visibility: LabelVisibility, limit=500) -> tuple[list[dict], int]:
-    """The items of the result's dataset version the evaluated model got wrong (at most `limit`), and
-    how many members blind labeling hides from this user (left out: a wrong answer shown next to
-    the expected label is both labels)."""
-    members = members_at(dataset_id=result.dataset_id, number=result.dataset_version)
-    hidden = 0 if visibility.all else members.exclude(visibility.q("item__")).count()
-    shown = members.filter(visibility.q("item__"))
-    pred = dict(
-        EvaluationPrediction.objects.filter(evaluation=evaluation, item_id__in=shown.values("item_id")).values_list(
-            "item_id", "label"
-        )
-    )
-    rows = []
-    for item_id, external_id, label, payload, bug_id in (
-        shown.order_by("id")
-        .values_list("item_id", "item__external_id", "label", "item__payload", "bug_id")
-        .iterator(chunk_size=2000)
-    ):
-        got = pred.get(item_id)
-        if got != label:
-            rows.append(
-                {"external_id": external_id, "expected": label, "predicted": got, "payload": payload, "bug": bug_id}
-            )
-            if len(rows) >= limit:
-                break
-    return rows, hidden
 
 
 def evaluations_redact(evaluations, *, project, visibility: LabelVisibility) -> list:

@@ -2,13 +2,10 @@
 place by managers; an evaluation's failures on one dataset."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import render
 
 from bugqueue.selectors import datasets as sel
 from bugqueue.selectors.bugs import tag_list
-from common.errors import Forbidden, NotFound
 from labeling.models import ItemStatus, Role
 from labeling.views.projects import page_project
 
@@ -31,17 +28,4 @@ def datasets_page(request, project_id):
             "item_statuses": ItemStatus.choices,
             "tab": "datasets",
         },
-    )
-
-
-@login_required
-def evaluation_failures_page(request, evaluation_id, dataset_id):
-    try:
-        view = sel.evaluation_failures(user=request.user, evaluation_id=evaluation_id, dataset_id=dataset_id)
-    except NotFound:
-        raise Http404
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message)
-    return render(
-        request, "bugqueue/evaluation_failures.html", {**view, "project": view["dataset"].project, "tab": "datasets"}
     )

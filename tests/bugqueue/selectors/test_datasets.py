@@ -3,12 +3,12 @@ import pytest
 from bugqueue.models import Dataset, DatasetPending, Evaluation
 from bugqueue.selectors.datasets import (
     access_dataset,
-    evaluation_failures,
     live_members,
     members_at,
     pending_item_ids,
     version_delta,
 )
+from bugqueue.selectors.evaluations import evaluation_failures_view
 from bugqueue.services.datasets import Addition, dataset_version_create
 from bugqueue.services.evaluations import evaluation_run, predictions_parse
 from common.errors import Forbidden, NotFound
@@ -79,7 +79,7 @@ def test_evaluation_failures_lists_the_wrong_answers(user, project):
     evaluation = evaluation_run(
         project=project, actor=user, model_version="m1", batch=predictions_parse(project=project, rows=rows)
     )
-    view = evaluation_failures(user=user, evaluation_id=evaluation.pk, dataset_id=ds.pk)
+    view = evaluation_failures_view(user=user, evaluation_id=evaluation.pk, dataset_id=ds.pk)
     assert view["evaluation"].pk == evaluation.pk and view["dataset"].pk == ds.pk and view["hidden"] == 0
     assert [(r["external_id"], r["expected"], r["predicted"]) for r in view["rows"]] == [
         (items[1].external_id, "pos", "neg"),
@@ -87,9 +87,9 @@ def test_evaluation_failures_lists_the_wrong_answers(user, project):
     ]
     other = Dataset.objects.create(project=project, name="never evaluated")
     with pytest.raises(NotFound):
-        evaluation_failures(user=user, evaluation_id=evaluation.pk, dataset_id=other.pk)
+        evaluation_failures_view(user=user, evaluation_id=evaluation.pk, dataset_id=other.pk)
     with pytest.raises(NotFound):
-        evaluation_failures(user=UserFactory(), evaluation_id=evaluation.pk, dataset_id=ds.pk)
+        evaluation_failures_view(user=UserFactory(), evaluation_id=evaluation.pk, dataset_id=ds.pk)
     assert Evaluation.objects.count() == 1
 
 
