@@ -1,5 +1,5 @@
 """Datasets page: datasets with their version history and deltas, created, edited and curated in
-place by managers; an evaluation's failures on one dataset."""
+place by managers."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
