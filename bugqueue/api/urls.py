@@ -28,5 +28,6 @@ urlpatterns = [
     ),
     path("bugs/<int:bug_id>/dataset-flows", views_datasets.BugDatasetFlowsApi.as_view(), name="api-bug-dataset-flows"),
     path("evaluations", views_datasets.EvaluationListCreateApi.as_view(), name="api-evaluations"),
+    path("evaluations/rerun", views_datasets.EvaluationRerunApi.as_view(), name="api-evaluations-rerun"),
     path("evaluations/<int:evaluation_id>", views_datasets.EvaluationDetailApi.as_view(), name="api-evaluation"),
 ]

@@ -5,6 +5,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from bugqueue.models import Dataset, DatasetMember, DatasetVersion
 from labeling.models import Role
+from labeling.selectors.registry import model_get
+from labeling.services.registry import model_stage_write
 from tests.bugqueue.factories import failing_bug, label, make_items
 from tests.conftest import client_for
 from tests.labeling.factories import add_member
@@ -30,6 +32,10 @@ def setup(user, project):
     ds.latest_version = 1
     ds.save()
     return items, truth, ds
+
+
+def promote(project, version, user, stage="production"):
+    model_stage_write(model=model_get(project=project, version=version), to_stage=stage, actor=user)
 
 
 def evaluate(client, project, model, preds, **extra):
@@ -63,6 +69,7 @@ def test_regression_on_a_bug_item_fails_the_gate_and_is_compared(user, project, 
     items, truth, ds = setup
     c = client_for(user)
     evaluate(c, project, "m1", [(i.external_id, t) for i, t in zip(items, truth)])
+    promote(project, "m1", user)
     worse = list(truth)
     worse[0] = "neg"  # item 0 belongs to a resolved bug and m1 got it right
     res = evaluate(c, project, "m2", [(i.external_id, t) for i, t in zip(items, worse)]).json()
