@@ -8,8 +8,6 @@ Accuracy and macro F1 count the items that have a prediction (missing ones are r
 macro F1 averages over the classes that occur in the truth or the predictions, as scikit-learn's
 f1_score with those labels does."""
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -47,22 +45,15 @@ def scores(truth: np.ndarray, pred: np.ndarray, k: int) -> dict:
     }
 
 
-def _display(raw: str) -> str:
-    """A payload value shown as a slice name: a JSON string as itself, other JSON as compact text."""
-    value = json.loads(raw)
-    if value is None:
-        return NONE
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def slice_codes(raw: np.ndarray, *, cap: int = MAX_SLICE_VALUES) -> tuple[np.ndarray, list]:
-    """Codes and names for a field's values (JSON text, "" when the key is missing): the `cap` most
-    frequent values keep their own slice, the rest share OTHER; missing and null values are NONE."""
-    codes, uniques = pd.factorize(raw, sort=False)
-    names = [NONE if u in ("", "null") else _display(u) for u in uniques]
-    # values that display alike (missing and null) share one code
-    distinct, remap = np.unique(np.array(names, dtype=object), return_inverse=True)
-    return _capped(remap[codes] if len(codes) else codes.astype(np.int64), distinct.tolist(), cap)
+def slice_codes(value_keys: np.ndarray, *, cap: int = MAX_SLICE_VALUES) -> tuple[np.ndarray, list]:
+    """Codes for a field's values (keys of equal values, -1 for a missing or null one): the `cap`
+    most frequent values keep their own slice, the rest share OTHER, the missing ones are NONE. Each
+    name is NONE, OTHER, or (an int) the index of a row that holds the value, for the caller to name."""
+    codes, uniques = pd.factorize(value_keys, sort=False)
+    first = np.zeros(len(uniques), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    names = [NONE if u == -1 else int(first[j]) for j, u in enumerate(uniques.tolist())]
+    return _capped(codes.astype(np.int64), names, cap)
 
 
 def id_slice_codes(ids: np.ndarray, *, cap: int = MAX_SLICE_VALUES) -> tuple[np.ndarray, list]:
@@ -87,43 +78,49 @@ def _capped(codes: np.ndarray, names: list, cap: int) -> tuple[np.ndarray, list]
     return table[codes], out_names
 
 
-def slice_rows(
-    field: str,
-    codes: np.ndarray,
-    names: list,
-    truth: np.ndarray,
-    pred: np.ndarray,
-    base: np.ndarray | None,
-    k: int,
-    threshold: float,
-) -> list[dict]:
-    """One row per slice value: n (members with a known label), accuracy and macro F1 of `pred`,
+class Scored:
+    """The arrays every slice of one result shares, computed once: items with a known label, their
+    label, and whether the model (and the baseline) answered and was right."""
+
+    def __init__(self, truth: np.ndarray, pred: np.ndarray, base: np.ndarray | None, k: int):
+        self.k = k
+        self.known = truth >= 0
+        self.t = truth[self.known].astype(np.int64)
+        p = pred[self.known].astype(np.int64)
+        self.has = (p >= 0).astype(np.float64)
+        self.right = ((p >= 0) & (p == self.t)).astype(np.float64)
+        self.p = np.maximum(p, 0)  # (weighted by `has` below: a missing answer counts nowhere)
+        self.base = base is not None
+        if self.base:
+            b = base[self.known].astype(np.int64)
+            self.b_has = (b >= 0).astype(np.float64)
+            self.b_right = ((b >= 0) & (b == self.t)).astype(np.float64)
+
+
+def slice_rows(field: str, codes: np.ndarray, names: list, scored: Scored, threshold: float) -> list[dict]:
+    """One row per slice value: n (members with a known label), accuracy and macro F1 of the model,
     the baseline's accuracy on the same slice, delta = accuracy − baseline accuracy, and dropped
-    (delta below −threshold on a slice of at least MIN_SLICE_N items)."""
-    v = len(names)
-    known = truth >= 0
-    c, t = codes[known], truth[known].astype(np.int64)
-    p = pred[known].astype(np.int64)
+    (delta below −threshold on a slice of at least MIN_SLICE_N items). Weighted bincounts: no copy
+    of the arrays per slice or per field beyond the codes."""
+    v, k, s = len(names), scored.k, scored
+    c = codes[s.known]
     n = np.bincount(c, minlength=v)
-    has = p >= 0
-    right = has & (p == t)
-    scored = np.bincount(c[has], minlength=v)
-    correct = np.bincount(c[right], minlength=v)
-    tp = np.bincount(c[right] * k + t[right], minlength=v * k).reshape(v, k).astype(float)
-    rows = np.bincount(c[has] * k + t[has], minlength=v * k).reshape(v, k)
-    cols = np.bincount(c[has] * k + p[has], minlength=v * k).reshape(v, k)
+    answered = np.bincount(c, weights=s.has, minlength=v)
+    correct = np.bincount(c, weights=s.right, minlength=v)
+    ct = c * k + s.t
+    tp = np.bincount(ct, weights=s.right, minlength=v * k).reshape(v, k)
+    rows = np.bincount(ct, weights=s.has, minlength=v * k).reshape(v, k)
+    cols = np.bincount(c * k + s.p, weights=s.has, minlength=v * k).reshape(v, k)
     f1 = _f1_macro(tp, rows, cols)
-    if base is not None:
-        b = base[known].astype(np.int64)
-        bhas = b >= 0
-        b_scored = np.bincount(c[bhas], minlength=v)
-        b_correct = np.bincount(c[bhas & (b == t)], minlength=v)
+    if s.base:
+        b_answered = np.bincount(c, weights=s.b_has, minlength=v)
+        b_correct = np.bincount(c, weights=s.b_right, minlength=v)
     out = []
     for j in range(v):
         if not n[j]:
             continue
-        acc = float(correct[j] / scored[j]) if scored[j] else None
-        b_acc = float(b_correct[j] / b_scored[j]) if base is not None and b_scored[j] else None
+        acc = float(correct[j] / answered[j]) if answered[j] else None
+        b_acc = float(b_correct[j] / b_answered[j]) if s.base and b_answered[j] else None
         delta = acc - b_acc if acc is not None and b_acc is not None else None
         out.append(
             {

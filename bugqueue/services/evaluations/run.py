@@ -103,11 +103,10 @@ class _Run:
         return found
 
     def slices(self, members, codes_by_field, pred, base) -> list:
+        scored = metrics.Scored(members.truth, pred, base, len(self.keys))
         rows = []
         for field, (codes, names) in codes_by_field.items():
-            rows.extend(
-                metrics.slice_rows(field, codes, names, members.truth, pred, base, len(self.keys), self.threshold)
-            )
+            rows.extend(metrics.slice_rows(field, codes, names, scored, self.threshold))
         return rows
 
     def result(self, *, evaluation, dataset, number, members, codes_by_field, pred, base, previous) -> EvaluationResult:
@@ -241,6 +240,20 @@ def _close(evaluation, **fields):
     evaluation.save(update_fields=["passed", *fields])
 
 
+def _slice_codes(members, fields) -> dict:
+    """{field: (codes, names)} for the slice fields and the bug slice; a value's name is read from
+    one item that holds it (one query for every field's named values)."""
+    out = {f: metrics.slice_codes(members.values[f]) for f in fields}
+    rows = {name for _, names in out.values() for name in names if isinstance(name, int)}
+    item_of = {r: int(members.item_ids[r]) for r in rows}
+    texts = data.payload_values(item_ids=set(item_of.values()), fields=fields)
+    for field, (codes, names) in out.items():
+        named = [n if not isinstance(n, int) else texts.get(item_of[n], {}).get(field) for n in names]
+        out[field] = (codes, [metrics.NONE if n is None else n for n in named])
+    out[BUG_SLICE] = metrics.id_slice_codes(members.bugs)
+    return out
+
+
 def _evaluate(run: _Run, datasets, predictions_of) -> list:
     """Results of run.evaluation on each dataset's latest version; `predictions_of(dataset, number,
     members)` gives the evaluated model's codes aligned with the members."""
@@ -249,8 +262,7 @@ def _evaluate(run: _Run, datasets, predictions_of) -> list:
     for dataset in datasets:
         number = dataset.latest_version
         members = data.members_read(dataset_id=dataset.pk, number=number, keys=run.keys, fields=run.fields)
-        codes_by_field = {f: metrics.slice_codes(members.values[f]) for f in run.fields}
-        codes_by_field[BUG_SLICE] = metrics.id_slice_codes(members.bugs)
+        codes_by_field = _slice_codes(members, run.fields)
         pred = predictions_of(dataset, number, members)
         base, previous = run.baseline_on(
             dataset=dataset,

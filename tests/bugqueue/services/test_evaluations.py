@@ -110,7 +110,7 @@ def _payload(i):
 
 
 @pytest.fixture
-def gate_world(postgres, user, project):
+def gate_world(db, user, project):
     """A gate dataset (version 1: N items, 166 of two resolved bugs), one later item `late` with a
     production prediction of model v2, and v2 evaluated on version 1, right everywhere."""
     items_ingest(
