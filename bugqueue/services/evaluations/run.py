@@ -164,7 +164,7 @@ class _Run:
             n_missing=n_missing,
             accuracy=s["accuracy"],
             macro_f1=s["macro_f1"],
-            per_class_recall={k: (s["recall"][i] if s["recall"][i] is not None else None) for i, k in enumerate(keys)},
+            per_class_recall=dict(zip(keys, s["recall"])),
             confusion={"labels": keys, "matrix": s["matrix"]},
             previous=previous,
             baseline_model=baseline_name,
