@@ -247,10 +247,14 @@ def test_slices_flag_a_drop_while_the_dataset_passes_with_hand_computed_figures(
         x.startswith("slice channel=email: accuracy 0.7500 against 1.0000 for the baseline v2") for x in r.warnings
     )
     assert not any("slice channel=web" in x for x in r.warnings)
-    # with the default threshold (no settings row) the 1/180 drop of "web" is no warning either
+    # tier "(none)" (every 10th item) lost 2 of 20 (170 and 190): -0.1 is not below the project's -0.1...
+    assert by[("tier", "(none)")]["delta"] == pytest.approx(-0.1) and not by[("tier", "(none)")]["dropped"]
+    # ...but is below the default -0.05 (no settings row); the 1/180 drop of "web" is no warning either
     BugProjectSettings.objects.filter(project=project).delete()
     r = evaluate(project, user, "v8", answers).results.get()
-    assert any("channel=email" in x for x in r.warnings) and r.passed
+    by = {(s["field"], s["value"]): s for s in r.slices}
+    assert by[("tier", "(none)")]["dropped"] and not by[("channel", "web")]["dropped"]
+    assert any("channel=email" in x for x in r.warnings) and any("tier=(none)" in x for x in r.warnings) and r.passed
 
 
 def test_rerun_from_stored_predictions_after_a_version_change(user, project, gate_world):
