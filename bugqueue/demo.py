@@ -215,6 +215,7 @@ def demo_datasets_load(*, project: Project) -> int:
     )
     from bugqueue.services.evaluations import evaluation_run, predictions_parse
     from labeling.models import GroundTruth
+    from labeling.services.registry import model_ensure, model_stage_write
 
     if Dataset.objects.filter(project=project, name=DEMO_DATASET).exists():
         return 0
@@ -254,6 +255,10 @@ def demo_datasets_load(*, project: Project) -> int:
         row["label"] = keys[(keys.index(row["label"]) + 1) % len(keys)]
     evaluation_run(
         project=project, actor=manager, model_version="tickets-v1", batch=predictions_parse(project=project, rows=v1)
+    )
+    # tickets-v1 serves the demo's predictions: in production, so tickets-v2 is compared with it
+    model_stage_write(
+        model=model_ensure(project=project, version="tickets-v1", actor=manager), to_stage="production", actor=manager
     )
     evaluation_run(
         project=project, actor=manager, model_version="tickets-v2", batch=predictions_parse(project=project, rows=v2)

@@ -157,6 +157,7 @@ TABLE = [
     (API, "GET", "api-evaluations", "/api/evaluations?project={p}", "401 404 200 200 200 404 200"),
     # An empty body names no project: a 400 for the missing fields, whoever asks.
     (API, "POST", "api-evaluations", "/api/evaluations", "401 400 400 400 400 400 400"),
+    (API, "POST", "api-evaluations-rerun", "/api/evaluations/rerun", "401 400 400 400 400 400 400"),
     (API, "GET", "api-evaluation", "/api/evaluations/{evaluation}", "401 404 200 200 200 404 200"),
     # the model registry: members read, managers register and promote
     (API, "GET", "api-models", "/api/projects/{p}/models", "401 404 200 200 200 404 200"),

@@ -33,6 +33,7 @@ urlpatterns = [
     ),
     path("bugs/<int:bug_id>/dataset-flows", views_datasets.BugDatasetFlowsApi.as_view(), name="api-bug-dataset-flows"),
     path("evaluations", views_datasets.EvaluationListCreateApi.as_view(), name="api-evaluations"),
+    path("evaluations/rerun", views_datasets.EvaluationRerunApi.as_view(), name="api-evaluations-rerun"),
     path("evaluations/<int:evaluation_id>", views_datasets.EvaluationDetailApi.as_view(), name="api-evaluation"),
     # model registry and the promotion gate (a version may hold dots and slashes: gate and promote first)
     path("projects/<int:project_id>/models", views_models.ModelListCreateApi.as_view(), name="api-models"),

@@ -1,8 +1,9 @@
 """Datasets, versions and evaluations API (thin: selectors read, services write).
 
 Long because one module holds every endpoint of the dataset → evaluation loop (datasets, their
-curation and item search, version items in three formats, deltas, evaluations, bug hand-offs), each
-with the input and output serializers the OpenAPI schema documents."""
+curation and item search, version items in three formats, deltas, evaluations with their slices,
+baseline and regressions, bug hand-offs), each with the input and output serializers the OpenAPI
+schema documents."""
 
 import csv
 import io
@@ -11,7 +12,7 @@ import json
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -19,7 +20,12 @@ from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation,
 from bugqueue.selectors import datasets as sel
 from bugqueue.selectors.bugs import access_bug
 from bugqueue.services.curation import UNSET, dataset_curate, dataset_define, dataset_update
-from bugqueue.services.evaluations import evaluation_rows_from_jsonl, evaluation_run, predictions_parse
+from bugqueue.services.evaluations import (
+    evaluation_rerun_stored,
+    evaluation_rows_from_jsonl,
+    evaluation_run,
+    predictions_parse,
+)
 from common.api import inputs
 from common.api.base import ApiView
 from common.api.batch import NDJSON_TYPES
@@ -455,10 +461,41 @@ class DatasetVersionDeltaApi(ApiView):
         return Response(sel.version_delta(dataset=dataset, number=number, user=request.user))
 
 
+class SliceOutput(serializers.Serializer):
+    field = serializers.CharField(help_text='A slice field of the project, or "bug" (the bug that added the item).')
+    value = serializers.CharField(
+        help_text='The payload value (JSON strings as they are, other JSON compact); "(none)" when the key is '
+        'missing or null, "(other)" for the values beyond the 50 largest of the field.'
+    )
+    n = serializers.IntegerField(help_text="Members of the slice with a known label.")
+    accuracy = serializers.FloatField(allow_null=True)
+    macro_f1 = serializers.FloatField(allow_null=True)
+    baseline_accuracy = serializers.FloatField(allow_null=True, help_text="The baseline model on the same items.")
+    delta = serializers.FloatField(allow_null=True, help_text="accuracy − baseline_accuracy.")
+    dropped = serializers.BooleanField(
+        help_text="delta below −slice_drop_threshold (bug settings, 0.05 by default) on at least 5 items: "
+        "a warning, not a failure."
+    )
+
+
+class PreviousOutput(serializers.Serializer):
+    evaluation = serializers.IntegerField()
+    model_version = serializers.CharField()
+    source = serializers.CharField(help_text='"upload", or "stored": computed by Loupe from stored predictions.')
+    accuracy = serializers.FloatField(allow_null=True)
+    macro_f1 = serializers.FloatField(allow_null=True)
+    accuracy_change = serializers.FloatField(allow_null=True)
+
+
 class ResultOutput(serializers.ModelSerializer):
     dataset = serializers.IntegerField(source="dataset_id")
     dataset_name = serializers.CharField(source="dataset.name")
-    previous = serializers.SerializerMethodField()
+    previous = serializers.SerializerMethodField(help_text="The baseline's result on the same dataset version.")
+    regressions_by_bug = serializers.DictField(
+        child=serializers.IntegerField(), help_text="{bug id: items of that bug the baseline got right, now wrong}"
+    )
+    slices = SliceOutput(many=True)
+    warnings = serializers.ListField(child=serializers.CharField())
 
     class Meta:
         model = EvaluationResult
@@ -472,20 +509,27 @@ class ResultOutput(serializers.ModelSerializer):
             "macro_f1",
             "per_class_recall",
             "confusion",
+            "baseline_model",
+            "baseline_missing",
             "regressions",
+            "regressions_by_bug",
             "regression_items",
+            "slices",
             "passed",
             "reasons",
+            "warnings",
             "previous",
         ]
 
-    def get_previous(self, obj) -> dict | None:
+    @extend_schema_field(PreviousOutput(allow_null=True))
+    def get_previous(self, obj):
         p = obj.previous
         if p is None:
             return None
         return {
             "evaluation": p.evaluation_id,
             "model_version": p.evaluation.model_version,
+            "source": p.evaluation.source,
             "accuracy": p.accuracy,
             "macro_f1": p.macro_f1,
             "accuracy_change": None if (p.accuracy is None or obj.accuracy is None) else obj.accuracy - p.accuracy,
@@ -494,11 +538,38 @@ class ResultOutput(serializers.ModelSerializer):
 
 class EvaluationOutput(serializers.ModelSerializer):
     project = serializers.IntegerField(source="project_id")
+    source = serializers.CharField(
+        help_text='"upload": predictions sent by a user; "stored": computed by Loupe from the stored predictions '
+        "of the model (a baseline on a version it had not seen, or POST /api/evaluations/rerun)."
+    )
     results = ResultOutput(many=True, read_only=True)
 
     class Meta:
         model = Evaluation
-        fields = ["id", "project", "model_version", "n_predictions", "n_unknown", "passed", "created_at", "results"]
+        fields = [
+            "id",
+            "project",
+            "model_version",
+            "source",
+            "n_predictions",
+            "n_unknown",
+            "passed",
+            "created_at",
+            "results",
+        ]
+
+
+BASELINE_DOC = (
+    " Each dataset's latest version is evaluated and compared with the baseline: the project's model in "
+    "production, else the one promoted last (never a model that was only a candidate, never the evaluated "
+    "model), on the same dataset version. When the baseline has no result on that version, Loupe evaluates "
+    "it there from its stored predictions (those its earlier evaluations kept, newest first, then its "
+    'production predictions) and saves that as an evaluation with source "stored": the request need not '
+    "include the baseline's predictions. A dataset fails when accuracy is below its min_accuracy, an item "
+    "has no prediction, or an item of a resolved bug that the baseline got right is now wrong (regressions, "
+    'regressions_by_bug). Slices (the project\'s slice_fields and "bug") carry their change against the '
+    "baseline; a slice that dropped is listed in warnings and does not fail the dataset."
+)
 
 
 class _Rows(serializers.Field):
@@ -543,7 +614,9 @@ class EvaluationListCreateApi(ApiView):
         responses={201: EvaluationOutput, 413: ErrorSerializer, **ERRORS},
         operation_id="evaluations_create",
         description="JSON: {project, model_version, predictions:[{external_id,label,probabilities?}], datasets?}. "
-        "JSON Lines: one prediction per line, with project, model_version and datasets as query parameters.",
+        "JSON Lines: one prediction per line, with project, model_version and datasets as query parameters. "
+        "Every prediction for an item of the project is kept (so later dataset versions can be evaluated from "
+        "them) and the model version is registered (as a candidate when new)." + BASELINE_DOC,
     )
     def post(self, request):
         content_type = (request.content_type or "").split(";")[0].strip().lower()
@@ -579,6 +652,38 @@ class EvaluationDetailApi(ApiView):
     def get(self, request, evaluation_id):
         evaluation = sel.evaluation_visible(user=request.user, evaluation_id=evaluation_id)
         return Response(EvaluationOutput(evaluation).data)
+
+
+class EvaluationRerunApi(ApiView):
+    class Input(inputs.Input):
+        project = serializers.IntegerField(**inputs.ID)
+        model_version = serializers.CharField(max_length=128)
+        datasets = serializers.ListField(
+            child=serializers.IntegerField(**inputs.ID), required=False, default=list, max_length=1000
+        )
+
+    @extend_schema(
+        request=Input,
+        responses={201: EvaluationOutput, 409: ErrorSerializer, **ERRORS},
+        operation_id="evaluations_rerun",
+        description="Evaluate a model version again on the latest version of the project's datasets (or of "
+        "`datasets`) from its stored predictions, without uploading them: how a model is re-checked after a "
+        'dataset gets a new version. The evaluation has source "stored"; 409 (no_stored_predictions) when '
+        "the model has none." + BASELINE_DOC,
+    )
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        project = access_project(user=request.user, project_id=body["project"], roles=MANAGER_ROLES)
+        evaluation = evaluation_rerun_stored(
+            project=project,
+            model_version=body["model_version"],
+            actor=request.user,
+            dataset_ids=body["datasets"] or None,
+        )
+        evaluation = sel.evaluation_list(project=project).get(pk=evaluation.pk)
+        return Response(EvaluationOutput(evaluation).data, status=status.HTTP_201_CREATED)
 
 
 class FlowOutput(serializers.ModelSerializer):

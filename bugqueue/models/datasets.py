@@ -208,10 +208,18 @@ class EvaluationResult(models.Model):
 
 
 class EvaluationPrediction(models.Model):
-    """What the evaluated model predicted for each dataset item (for regressions and click-through)."""
+    """What an evaluated model predicted for each item of the project (for regressions, click-through
+    and evaluating later dataset versions from stored predictions).
 
-    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="predictions")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_constraint=True)
+    No database foreign keys: an evaluation writes up to millions of these rows in one transaction,
+    and PostgreSQL checks a foreign key row by row (locking each item), which cost more than the
+    whole evaluation. The rows are written only by bugqueue.services.evaluations with item ids it has
+    just resolved in the same transaction, and deletions cascade through Django (on_delete)."""
+
+    evaluation = models.ForeignKey(
+        Evaluation, on_delete=models.CASCADE, related_name="predictions", db_constraint=False
+    )
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     label = models.CharField(max_length=64)
 
     class Meta:
