@@ -86,7 +86,32 @@
           ${d.reasons.length ? `<br><span class="small ${d.passed ? "muted" : "error"}">${d.reasons.map(esc).join("; ")}</span>` : ""}
         </li>`).join("")
       : `<li class="muted">No gate dataset: nothing to check.</li>`;
-    answerBox.innerHTML = `${head}${baseline}<ul class="gate-list">${items}</ul>`;
+    // A result against an older baseline or dataset version can be recomputed from the predictions
+    // Loupe kept (POST /api/evaluations/rerun), without uploading them again.
+    const stale = !a.allowed && a.datasets.some((d) => !d.passed && d.reasons.some((r) => /re-evaluate|not evaluated/.test(r)));
+    const rerun = stale
+      ? `<p><button type="button" id="gate-rerun">Re-evaluate from stored predictions</button>
+         <span class="muted small">on the latest version of every dataset, against the baseline now</span></p>`
+      : "";
+    answerBox.innerHTML = `${head}${baseline}<ul class="gate-list">${items}</ul>${rerun}`;
+    const button = answerBox.querySelector("#gate-rerun");
+    if (button) button.addEventListener("click", () => rerunStored(button));
+  }
+
+  async function rerunStored(button) {
+    button.disabled = true;
+    button.textContent = "Re-evaluating…";
+    errorBox.hidden = true;
+    try {
+      const ev = await api("POST", "/api/evaluations/rerun", { project: projectId, model_version: state.version });
+      say(`Evaluation #${ev.id}: ${ev.passed ? "passed" : "did not pass"}`, !ev.passed);
+      pickStage(state.stage); // ask the gate again
+    } catch (e) {
+      errorBox.textContent = e.message;
+      errorBox.hidden = false;
+      button.disabled = false;
+      button.textContent = "Re-evaluate from stored predictions";
+    }
   }
 
   async function pickStage(stage) {

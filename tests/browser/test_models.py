@@ -133,3 +133,39 @@ def test_an_annotator_sees_the_page_without_forms(page, live_server):
     page.goto(f"{live_server.url}/projects/{project.pk}/models")
     assert page.locator("#models-empty").is_visible()
     assert page.locator("#register-form").count() == 0 and page.locator("#promote").count() == 0
+
+
+def test_a_new_dataset_version_is_re_evaluated_from_stored_predictions(page, live_server):
+    """After a dataset version change the gate refuses a candidate evaluated on the old version; the
+    dialog's re-evaluate button recomputes it from the predictions Loupe kept, and the gate allows it."""
+    from bugqueue.services.evaluations import evaluation_run, predictions_parse
+    from bugqueue.services.gate import model_promote
+
+    manager = UserFactory()
+    project = ProjectFactory(creator=manager, name="Tickets")
+    items = make_items(project, 7, prefix="r")
+    label(items, "pos")
+    ds = Dataset.objects.create(project=project, name="resolved bugs", gate=True, min_accuracy=0.8)
+    dataset_version_create(dataset_id=ds.pk, add=[Addition(i.pk, "pos") for i in items[:6]], note="seed")
+    rows = [{"external_id": i.external_id, "label": "pos"} for i in items]
+    for version in ("v1", "v3"):
+        if version == "v3":
+            model_promote(project=project, actor=manager, version="v1", stage="production")
+        evaluation_run(
+            project=project, actor=manager, model_version=version, batch=predictions_parse(project=project, rows=rows)
+        )
+    dataset_version_create(dataset_id=ds.pk, add=[Addition(items[6].pk, "pos")], note="one more")
+
+    login(page, live_server, manager)
+    page.goto(f"{live_server.url}/projects/{project.pk}/models")
+    open_promote(page, "v3")
+    page.wait_for_selector("#gate-answer .gate-verdict.bad")
+    assert "not evaluated on v2" in page.locator("#gate-answer").inner_text()
+    page.click("#gate-rerun")
+    page.wait_for_selector("#gate-answer .gate-verdict.ok")
+    assert page.locator("#gate-answer li.pass").count() == 1
+    with page.expect_navigation():
+        page.click("#promote-go")
+    assert page.locator('tr.model-row[data-version="v3"] .stage').inner_text().startswith("Production")
+    change = ModelStageChange.objects.get(model__version="v3", to_stage="production")
+    assert change.override_reason == "" and change.gate[0]["passed"] and change.gate[0]["version"] == 2
