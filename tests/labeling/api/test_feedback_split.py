@@ -1,6 +1,6 @@
 """The feedback-delay report split by deployment stage (?stage=, live_by_stage) and by a declared
 slice field (?slice=, live_by_slice), and the project's slice fields. Every number below is counted
-by hand from the table in `world`."""
+by hand from the table in tests.labeling.feedback_data (stage_world)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -9,69 +9,20 @@ import pytest
 from labeling.models import Project, Role
 from labeling.services.feedback_rollup import feedback_rollup_refresh
 from labeling.services.ingestion import items_ingest
-from labeling.services.registry import model_register, model_stage_write
+from labeling.services.registry import model_stage_write
 from tests.conftest import client_for
 from tests.labeling.factories import UserFactory, add_member
+from tests.labeling.feedback_data import stage_world
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime.now(tz=UTC)
-PROBS = {"pos": 0.7, "neg": 0.2, "neu": 0.1}
-PREDICTED_AT = (NOW - timedelta(days=3)).replace(hour=12, second=0, microsecond=0)  # one day, one week
-
-# item:      0    1    2    3    4    5    6    7    8     9
-CHANNEL = ["web", "web", "web", "web", "web", "web", "app", "app", "app", None]
-TRUTH = ["pos", "pos", "pos", "neg", "pos", "neg", "pos", "pos", None, None]
-PROD = ["pos"] * 10  # correct on 0 1 2 4 6 7: 6 of 8 labeled
-SHADOW = ["pos", "pos", "pos", "neg", "neg", "neg", "pos", "pos", "pos", "pos"]  # wrong on 4 only: 7 of 8
-OLD = {0: "pos", 1: "pos"}  # an unregistered version on items 0 and 1: 2 of 2
-
-
-def _rows(labels, model_version, probabilities):
-    rows = []
-    for i, label in labels.items():
-        payload = {"text": f"t{i}"} | ({"channel": CHANNEL[i]} if CHANNEL[i] else {})
-        prediction = {
-            "model_version": model_version,
-            "label": label,
-            "predicted_at": PREDICTED_AT.replace(minute=i).isoformat(),
-        }
-        if probabilities:
-            prediction["probabilities"] = PROBS
-        rows.append({"external_id": f"e{i}", "payload": payload, "prediction": prediction})
-    return rows
 
 
 @pytest.fixture
 def world(user, project):
-    items_ingest(project=project, rows=_rows(dict(enumerate(PROD)), "prod-1", True))
-    items_ingest(project=project, rows=_rows(dict(enumerate(SHADOW)), "shadow-2", False))
-    items_ingest(project=project, rows=_rows(OLD, "old-0", False))
-    c = client_for(user)
-    truth = [
-        {
-            "external_id": f"e{i}",
-            "label": t,
-            "source": "chargeback",
-            "observed_at": (NOW - timedelta(days=1)).isoformat(),
-        }
-        for i, t in enumerate(TRUTH)
-        if t
-    ]
-    assert c.post(f"/api/projects/{project.id}/ground-truth", truth, format="json").status_code == 201
-    prod = model_register(project=project, actor=user, version="prod-1")
-    model_stage_write(model=prod, to_stage="production", actor=user)
-    shadow = model_register(project=project, actor=user, version="shadow-2")
-    model_stage_write(model=shadow, to_stage="shadow", actor=user)
-    model_register(project=project, actor=user, version="cand-3")  # registered, never predicted
-    assert (
-        c.patch(
-            f"/api/projects/{project.id}", {"slice_fields": ["channel", "customer_tier"]}, format="json"
-        ).status_code
-        == 200
-    )
-    feedback_rollup_refresh(project_id=project.pk)
-    return c
+    stage_world(project, user, now=NOW)
+    return client_for(user)
 
 
 def report(c, project, **params):
