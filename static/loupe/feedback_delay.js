@@ -154,6 +154,10 @@
         scales: { x: { min: 0, max: 1, ticks: { callback: pct }, title: { display: true, text: "live accuracy (predictions with ground truth)" } } },
         plugins: { tooltip: { callbacks: { afterLabel: function (c) {
           var v = slice.values[c.dataIndex];
+          if (c.datasetIndex > 0) {
+            var st = present[c.datasetIndex - 1];
+            v = v.by_stage.filter(function (x) { return x.stage === st; })[0] || { labeled: 0, predictions: 0 };
+          }
           return v.labeled + " of " + v.predictions + " labeled";
         } } } }
       }
