@@ -146,6 +146,8 @@ def test_slice_fields_declared_on_the_project_page(page, live_server):
     assert "No model version is registered" in page.locator("#stage-empty").inner_text()
     assert "No slice fields declared" in page.locator("#slice-empty").inner_text()
     assert page.locator("#f-slice").is_disabled()
+    page.locator("#stage-split").screenshot(path="/tmp/loupe-delay-empty-stages.png")
+    page.locator("#slice-split").screenshot(path="/tmp/loupe-delay-empty-slices.png")
     page.click("#slice-empty a")
     page.fill("#f-slice-fields", "channel bug")
     page.click("#slice-fields button[type=submit]")
@@ -153,5 +155,6 @@ def test_slice_fields_declared_on_the_project_page(page, live_server):
     page.fill("#f-slice-fields", "channel, customer_tier")
     page.click("#slice-fields button[type=submit]")
     assert page.locator("#slice-fields-list").inner_text() == "channel, customer_tier"
+    page.locator("#slice-fields").screenshot(path="/tmp/loupe-project-slice-fields.png")
     page.goto(f"{live_server.url}/projects/{project.pk}/delay")
     assert page.locator("#f-slice option").all_inner_texts() == ["No slice", "channel", "customer_tier"]
