@@ -275,21 +275,30 @@ def _slice_rows(project, f: DelayFilters, in_stage: list[str] | None) -> list[tu
     mw, mp = _models_where(f, in_stage, column="p.model_version")
     where += mw
     params += mp
+    first_cte, first_join, first_params = "", "", []
     if f.source:
-        first = f"(SELECT lc.{{}} FROM {lc_t} lc WHERE lc.item_id = p.item_id ORDER BY lc.seq LIMIT 1)"
-        has_truth = f"""(gt.item_id IS NOT NULL AND %s = CASE
-            WHEN COALESCE({first.format("method")}, gt.method) = %s
-            THEN SUBSTR(COALESCE(NULLIF(CASE WHEN {first.format("item_id")} IS NULL THEN gt.source
-                                             ELSE {first.format("source")} END, ''), %s), 1, 64)
+        # the channel of the item's first label change, as the rollups count it (one pass over the history)
+        first_cte = f"""first_change AS (
+            SELECT lc.item_id, lc.method, lc.source FROM {lc_t} lc
+            JOIN (SELECT item_id, MIN(seq) AS seq FROM {lc_t} WHERE project_id = %s GROUP BY item_id) m
+              ON lc.project_id = %s AND lc.seq = m.seq
+        ), """
+        first_params = [project.pk, project.pk]
+        first_join = "LEFT JOIN first_change fc ON fc.item_id = p.item_id"
+        has_truth = """(gt.item_id IS NOT NULL AND %s = CASE
+            WHEN COALESCE(fc.method, gt.method) = %s
+            THEN SUBSTR(COALESCE(NULLIF(CASE WHEN fc.item_id IS NULL THEN gt.source ELSE fc.source END, ''), %s),
+                        1, 64)
             ELSE %s END)"""
         truth_params = [f.source, GroundTruthMethod.IMPORTED, IMPORTED_CHANNEL, HUMAN_CHANNEL]
     else:
         has_truth, truth_params = "(gt.item_id IS NOT NULL)", []
     sql = f"""
-        WITH base AS (
+        WITH {first_cte}base AS (
             SELECT {value_sql} AS v, p.model_version AS mv, {has_truth} AS lab,
                    (gt.label IS NOT NULL AND gt.label = p.label) AS hit
             FROM {pred_t} p JOIN {item_t} i ON i.id = p.item_id LEFT JOIN {gt_t} gt ON gt.item_id = p.item_id
+            {first_join}
             WHERE {" AND ".join(where)}
         ), g AS (
             SELECT v, mv, COUNT(*) AS n, SUM(CASE WHEN lab THEN 1 ELSE 0 END) AS n_lab,
@@ -303,7 +312,7 @@ def _slice_rows(project, f: DelayFilters, in_stage: list[str] | None) -> list[tu
         FROM g LEFT JOIN ranked ON ranked.v = g.v
         GROUP BY 1, 2
     """
-    return fetchall(sql, value_params + truth_params + params + [SLICE_NONE, SLICE_VALUES, SLICE_OTHER])
+    return fetchall(sql, first_params + value_params + truth_params + params + [SLICE_NONE, SLICE_VALUES, SLICE_OTHER])
 
 
 class _Snapshot:

@@ -244,3 +244,20 @@ def test_only_managers_set_slice_fields(project):
     assert res.status_code == 403
     project.refresh_from_db()
     assert project.slice_fields == []
+
+
+def test_slice_source_is_the_channel_of_the_first_truth_as_in_the_rollups(world, project, user):
+    from labeling.models import Item
+    from labeling.services.ground_truth import ground_truth_set
+
+    # e0: imported as a chargeback first, then changed by a reviewer: still the chargeback channel
+    ground_truth_set(
+        item=Item.objects.get(project=project, external_id="e0"), label="neg", method="adjudicated", actor=user
+    )
+    feedback_rollup_refresh(project_id=project.pk)
+    chargeback = report(world, project, slice="channel", source="chargeback")
+    web = chargeback["live_by_slice"]["values"][0]
+    assert web["value"] == "web" and nums(web) == (14, 14, 8, 0.5714)  # e0 is now wrong for all three models
+    assert sum(v["labeled"] for v in chargeback["live_by_slice"]["values"]) == chargeback["labeled"] == 18
+    human = report(world, project, slice="channel", source="human")
+    assert human["labeled"] == 0 and sum(v["labeled"] for v in human["live_by_slice"]["values"]) == 0
