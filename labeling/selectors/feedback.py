@@ -278,12 +278,19 @@ def _slice_rows(project, f: DelayFilters, in_stage: list[str] | None) -> list[tu
     first_cte, first_join, first_params = "", "", []
     if f.source:
         # the channel of the item's first label change, as the rollups count it (one pass over the history)
-        first_cte = f"""first_change AS (
-            SELECT lc.item_id, lc.method, lc.source FROM {lc_t} lc
-            JOIN (SELECT item_id, MIN(seq) AS seq FROM {lc_t} WHERE project_id = %s GROUP BY item_id) m
-              ON lc.project_id = %s AND lc.seq = m.seq
-        ), """
-        first_params = [project.pk, project.pk]
+        if is_postgres():
+            first_cte = f"""first_change AS (
+                SELECT DISTINCT ON (lc.item_id) lc.item_id, lc.method, lc.source FROM {lc_t} lc
+                WHERE lc.project_id = %s ORDER BY lc.item_id, lc.seq
+            ), """
+            first_params = [project.pk]
+        else:
+            first_cte = f"""first_change AS (
+                SELECT lc.item_id, lc.method, lc.source FROM {lc_t} lc
+                JOIN (SELECT item_id, MIN(seq) AS seq FROM {lc_t} WHERE project_id = %s GROUP BY item_id) m
+                  ON lc.project_id = %s AND lc.seq = m.seq
+            ), """
+            first_params = [project.pk, project.pk]
         first_join = "LEFT JOIN first_change fc ON fc.item_id = p.item_id"
         has_truth = """(gt.item_id IS NOT NULL AND %s = CASE
             WHEN COALESCE(fc.method, gt.method) = %s
