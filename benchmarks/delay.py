@@ -1,6 +1,7 @@
 """Feedback-delay report at scale: N predictions (M with ground truth) loaded with bulk SQL
 (generate_series), the rollups rebuilt, then GET /api/projects/{id}/feedback-delay timed over HTTP
-(gunicorn, one worker, production settings) with and without filters, the dashboard page timed
+(gunicorn, one worker, production settings) with and without filters (stage and slice splits too:
+the project declares slice fields, v1 is in production and v2 in shadow), the dashboard page timed
 in-process, and an incremental refresh after a 10,000-row ground-truth import. Prints one table.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/delay.py \
@@ -31,7 +32,8 @@ def timed(fn):
 
 
 def load(cur, project_id, n, labeled, days):
-    """Items, one prediction each (70% v1, 30% v2) over `days`, ground truth for `labeled` of them with
+    """Items (payload: channel, 200 values; customer_tier), one prediction each (70% v1, 30% v2) over
+    `days`, ground truth for `labeled` of them with
     lognormal delays (median 3 days), half decided by people, half imported as chargebacks."""
     # A bulk load of rows consistent by construction: skip the per-row foreign-key triggers (needs a
     # superuser; this transaction only). The feature's own writes never do this.
@@ -40,7 +42,9 @@ def load(cur, project_id, n, labeled, days):
     cur.execute(
         """INSERT INTO labeling_item (project_id, external_id, payload, priority, status, required_annotations,
                annotation_count, created_at, updated_at)
-           SELECT %s, 'b' || g, '{}'::jsonb, 0, 'open', 3, 0, now(), now() FROM generate_series(1, %s) g""",
+           SELECT %s, 'b' || g,
+                  jsonb_build_object('channel', 'c' || (g %% 200), 'customer_tier', 't' || (g %% 3)),
+                  0, 'open', 3, 0, now(), now() FROM generate_series(1, %s) g""",
         [project_id, n],
     )
     cur.execute(
@@ -106,6 +110,8 @@ def drop(cur, project_id):
         "DELETE FROM labeling_prediction WHERE item_id IN (SELECT id FROM labeling_item WHERE project_id = %s)",
         "DELETE FROM labeling_item WHERE project_id = %s",
         "DELETE FROM labeling_labelsequence WHERE project_id = %s",
+        "DELETE FROM labeling_modelstagechange WHERE model_id IN (SELECT id FROM labeling_modelversion WHERE project_id = %s)",
+        "DELETE FROM labeling_modelversion WHERE project_id = %s",
         "DELETE FROM labeling_membership WHERE project_id = %s",
         "DELETE FROM labeling_labelclass WHERE project_id = %s",
         "DELETE FROM labeling_project WHERE id = %s",
@@ -133,6 +139,7 @@ def main():
     from labeling.services.feedback import ground_truth_import
     from labeling.services.feedback_rollup import feedback_rollup_rebuild, feedback_rollup_refresh
     from labeling.services.projects import LabelSpec, project_create, user_create
+    from labeling.services.registry import model_register, model_stage_write
 
     call_command("migrate", verbosity=0)
     user = user_create(username=f"bench-{uuid.uuid4().hex[:8]}", password="bench-password-123", is_staff=True)
@@ -140,7 +147,12 @@ def main():
         creator=user,
         name="delay bench",
         labels=[LabelSpec("pos", "Pos"), LabelSpec("neg", "Neg"), LabelSpec("neu", "Neu")],
+        slice_fields=["channel", "customer_tier"],
     )
+    model_stage_write(
+        model=model_register(project=project, actor=user, version="v1"), to_stage="production", actor=user
+    )
+    model_stage_write(model=model_register(project=project, actor=user, version="v2"), to_stage="shadow", actor=user)
     token = token_issue_login(user=user)[1]
     rows = []
     try:
@@ -172,6 +184,14 @@ def main():
             ("GET feedback-delay ?source=chargeback", {"source": "chargeback"}),
             ("GET feedback-delay ?since=<28 days ago>", {"since": since}),
             ("GET feedback-delay all filters", {"model_version": "v2", "source": "human", "since": since}),
+            ("GET feedback-delay ?stage=shadow", {"stage": "shadow"}),
+            ("GET feedback-delay ?slice=channel (200 values)", {"slice": "channel"}),
+            (
+                "GET feedback-delay ?slice=customer_tier&stage=production",
+                {"slice": "customer_tier", "stage": "production"},
+            ),
+            ("GET feedback-delay ?slice=channel&source=chargeback", {"slice": "channel", "source": "chargeback"}),
+            ("GET feedback-delay ?slice=channel&since=<28 days ago>", {"slice": "channel", "since": since}),
         ]
         with gunicorn(workers=1) as server:
             url = server.url

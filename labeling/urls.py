@@ -5,6 +5,11 @@ from labeling.views import export, feedback, projects, quality, queue
 urlpatterns = [
     path("", projects.home, name="home"),
     path("projects/<int:project_id>/", projects.project_detail, name="project-detail"),
+    path(
+        "projects/<int:project_id>/settings/slice-fields",
+        projects.project_slice_fields_view,
+        name="project-slice-fields",
+    ),
     path("projects/<int:project_id>/export", export.project_export, name="project-export"),
     path("projects/<int:project_id>/delay", feedback.feedback_delay_page, name="feedback-delay"),
     path("projects/<int:project_id>/label", queue.label_page, name="label"),

@@ -181,6 +181,7 @@ TABLE = [
     (PAGE, "GET", "quality-annotators", "/projects/{p}/quality/annotators", "302 404 403 200 200 404 200"),
     (PAGE, "POST", "quality-run-create", "/projects/{p}/quality/runs", "302 404 403 403 302 404 302"),
     (PAGE, "POST", "quality-settings", "/projects/{p}/quality/settings", "302 404 403 403 302 404 302"),
+    (PAGE, "POST", "project-slice-fields", "/projects/{p}/settings/slice-fields", "302 404 403 403 302 404 302"),
     # --- bug-queue pages -----------------------------------------------------------------
     (PAGE, "GET", "bug-queue", "/bugs", "302 200 200 200 200 200 200"),
     (PAGE, "GET", "bug-queue", "/bugs?project={p}", "302 404 200 200 200 404 200"),

@@ -15,6 +15,9 @@ class LabelOutput(serializers.ModelSerializer):
 class ProjectOutput(serializers.ModelSerializer):
     labels = LabelOutput(many=True, read_only=True)
     role = serializers.SerializerMethodField()
+    slice_fields = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Payload keys that define slices."
+    )
 
     class Meta:
         model = Project
@@ -30,6 +33,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "accept_threshold",
             "slo_quantile",
             "slo_target_seconds",
+            "slice_fields",
             "created_at",
             "updated_at",
             "role",

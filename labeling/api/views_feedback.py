@@ -7,6 +7,7 @@ from common.api.batch import read_batch
 from common.api.errors import ERRORS, ErrorSerializer
 from common.http.request_body import BATCH
 from labeling.api.views_projects import EXTERNAL_ID
+from labeling.models import Stage
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.selectors.feedback import feedback_delay_report, feedback_filters_parse
 from labeling.services.feedback import ground_truth_import
@@ -134,6 +135,57 @@ class DelayLivePerformanceOutput(serializers.Serializer):
     interval = serializers.ListField(child=serializers.FloatField(), allow_null=True, min_length=2, max_length=2)
 
 
+class LiveNumbersOutput(serializers.Serializer):
+    predictions = serializers.IntegerField()
+    labeled = serializers.IntegerField(help_text="Predictions with ground truth (of the chosen source, if any).")
+    labeled_fraction = serializers.FloatField(allow_null=True)
+    correct = serializers.IntegerField(help_text="Labeled predictions whose label equals the ground truth.")
+    accuracy_on_labeled = serializers.FloatField(allow_null=True, help_text="correct / labeled; null when none.")
+    accuracy_interval = serializers.ListField(
+        child=serializers.FloatField(),
+        allow_null=True,
+        min_length=2,
+        max_length=2,
+        help_text="95% Wilson interval of accuracy_on_labeled.",
+    )
+
+
+class LiveModelOutput(LiveNumbersOutput):
+    model_version = serializers.CharField()
+    mean_confidence = serializers.FloatField(
+        allow_null=True, help_text="Mean max probability over its predictions that carry probabilities."
+    )
+
+
+class LiveStageOutput(LiveNumbersOutput):
+    stage = serializers.ChoiceField(
+        choices=Stage.choices, allow_null=True, help_text="null: model versions that are not registered."
+    )
+    mean_confidence = serializers.FloatField(allow_null=True)
+    model_versions = LiveModelOutput(many=True)
+
+
+class SliceStageOutput(LiveNumbersOutput):
+    stage = serializers.ChoiceField(choices=Stage.choices, allow_null=True)
+
+
+class SliceModelOutput(LiveNumbersOutput):
+    model_version = serializers.CharField()
+    stage = serializers.ChoiceField(choices=Stage.choices, allow_null=True)
+
+
+class SliceValueOutput(LiveNumbersOutput):
+    value = serializers.CharField(help_text='The payload value as text; "(none)": no such key; "(other)": the rest.')
+    by_stage = SliceStageOutput(many=True)
+    by_model_version = SliceModelOutput(many=True)
+
+
+class LiveSliceOutput(serializers.Serializer):
+    field = serializers.CharField()
+    values = SliceValueOutput(many=True, help_text='At most 50 values (most predictions first), then "(other)".')
+    capped = serializers.BooleanField(help_text='True when values beyond the first 50 were folded into "(other)".')
+
+
 class FeedbackDelayApi(ApiView):
     class Output(serializers.Serializer):
         predictions = serializers.IntegerField()
@@ -149,6 +201,15 @@ class FeedbackDelayApi(ApiView):
         slo = DelaySloOutput()
         staffing = DelayStaffingOutput()
         live_performance = DelayLivePerformanceOutput(many=True)
+        live_by_stage = LiveStageOutput(
+            many=True,
+            help_text="Live performance per deployment stage (a model version's current stage), production first, "
+            "then canary, shadow, candidate, retired; each with its model versions. Every stage holding a registered "
+            "version that the filters select is listed.",
+        )
+        live_by_slice = LiveSliceOutput(
+            allow_null=True, help_text="Live accuracy per value of the slice field (?slice=); null without it."
+        )
 
     @extend_schema(
         parameters=[
@@ -163,6 +224,19 @@ class FeedbackDelayApi(ApiView):
                 description="Count ground truth from this channel only: human, imported "
                 "or an import source; other truth counts as not arrived.",
             ),
+            OpenApiParameter(
+                "stage",
+                str,
+                enum=Stage.values,
+                description="Only the model versions now in this deployment stage (delay figures and live "
+                "performance).",
+            ),
+            OpenApiParameter(
+                "slice",
+                str,
+                description="A slice field the project declares (Project.slice_fields): adds live_by_slice, live "
+                "accuracy per value of that payload key.",
+            ),
         ],
         responses={200: Output, **ERRORS},
         operation_id="feedback_delay",
@@ -170,7 +244,9 @@ class FeedbackDelayApi(ApiView):
             "Delay between predictions and their ground truth. Percentiles are Kaplan-Meier estimates with "
             "predictions still waiting censored at their age (the cut-off is now), beside the naive labeled-only "
             "percentiles; null when the estimate never reaches that share. Computed from rollups (never one row "
-            "per prediction). Unknown parameters, bad dates, unknown model versions or sources answer 400."
+            "per prediction). live_by_stage splits live performance by deployment stage (shadow beside production); "
+            "?slice=<field> adds live_by_slice, computed from the predictions themselves (one grouped query). "
+            "Unknown parameters, bad dates, unknown model versions, sources, stages or slice fields answer 400."
         ),
     )
     def get(self, request, project_id):

@@ -36,6 +36,22 @@ class LabelInput(inputs.Input):
     hotkey = serializers.CharField(required=False, allow_blank=True, default="", max_length=1, trim_whitespace=False)
 
 
+SLICE_FIELDS_HELP = (
+    "Payload keys that define slices (e.g. channel, customer_tier): evaluations report metrics per value, and "
+    "GET .../feedback-delay?slice=<field> splits live accuracy by one of them. At most 20 distinct keys of "
+    "A-Z, a-z, 0-9, _, . or - (1..64 characters); 'bug' is reserved (datasets are always sliced by bug)."
+)
+
+
+def slice_fields_input(**kwargs):
+    return serializers.ListField(
+        child=serializers.RegexField(r"^[A-Za-z0-9_.-]{1,64}\Z", max_length=64, trim_whitespace=False),
+        max_length=20,
+        help_text=SLICE_FIELDS_HELP,
+        **kwargs,
+    )
+
+
 class ProjectListCreateApi(ApiView):
     class Input(inputs.Input):
         name = serializers.CharField(max_length=200)
@@ -46,6 +62,7 @@ class ProjectListCreateApi(ApiView):
         lease_seconds = serializers.IntegerField(required=False, default=600, min_value=30, max_value=86400)
         queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False, default=QueueOrder.FIFO)
         accept_threshold = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=1)
+        slice_fields = slice_fields_input(required=False, default=list)
 
     @extend_schema(responses={200: ProjectOutput(many=True)}, operation_id="projects_list")
     def get(self, request):
@@ -87,6 +104,7 @@ class ProjectDetailApi(ApiView):
         slo_target_seconds = serializers.IntegerField(
             required=False, min_value=1, max_value=MAX_SLO_TARGET_SECONDS, help_text="At most ten years."
         )
+        slice_fields = slice_fields_input(required=False)
 
     @extend_schema(responses={200: ProjectOutput, **ERRORS}, operation_id="projects_retrieve")
     def get(self, request, project_id):

@@ -96,6 +96,44 @@ def _validate_labels(labels: list[LabelSpec]) -> None:
         raise ValidationFailed("Some labels are invalid.", fields={"labels": errors})
 
 
+SLICE_FIELD_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_SLICE_FIELDS = 20
+# The slice of dataset items by the bug that added them is built in; a payload key cannot take its name.
+RESERVED_SLICE_FIELDS = ("bug",)
+
+
+def slice_fields_clean(fields) -> list[str]:
+    """The project's slice fields (payload keys) as given, or ValidationFailed naming what is wrong:
+    a list of at most 20 distinct names of 1..64 characters of A-Z, a-z, 0-9, _ . or -; "bug" is
+    reserved for the built-in slice of datasets by bug."""
+    if not isinstance(fields, list):
+        raise ValidationFailed(
+            "slice_fields must be a list of payload keys.", fields={"slice_fields": ["Give a list of strings."]}
+        )
+    if len(fields) > MAX_SLICE_FIELDS:
+        raise ValidationFailed(
+            f"slice_fields: at most {MAX_SLICE_FIELDS} fields.",
+            fields={"slice_fields": [f"At most {MAX_SLICE_FIELDS} fields."]},
+        )
+    errors, seen = {}, set()
+    for i, name in enumerate(fields):
+        if not isinstance(name, str) or not SLICE_FIELD_RE.fullmatch(name):
+            errors[str(i)] = ["Must be 1..64 characters of A-Z, a-z, 0-9, _, . or -."]
+        elif name in RESERVED_SLICE_FIELDS:
+            errors[str(i)] = [
+                f"{name!r} is reserved: datasets are always sliced by the bug that added an item; "
+                "choose another payload key."
+            ]
+        elif name in seen:
+            errors[str(i)] = [f"Duplicate field {name!r}."]
+        else:
+            seen.add(name)
+    if errors:
+        first = next(iter(errors))
+        raise ValidationFailed(f"slice_fields[{first}]: {errors[first][0]}", fields={"slice_fields": errors})
+    return list(fields)
+
+
 def _validate_settings(*, annotations_per_item, max_annotations_per_item, lease_seconds, queue_order, accept_threshold):
     errors = {}
     if not (isinstance(annotations_per_item, int) and 1 <= annotations_per_item <= 10):
@@ -126,6 +164,7 @@ def project_create(
     lease_seconds: int = 600,
     queue_order: str = QueueOrder.FIFO,
     accept_threshold: float = 0.7,
+    slice_fields: list[str] | None = None,
 ) -> Project:
     if not name or not name.strip():
         raise ValidationFailed("name is required.", fields={"name": ["This field is required."]})
@@ -139,6 +178,7 @@ def project_create(
         queue_order=queue_order,
         accept_threshold=accept_threshold,
     )
+    slice_fields = slice_fields_clean(slice_fields if slice_fields is not None else [])
     project = Project.objects.create(
         name=name.strip(),
         description=description,
@@ -147,6 +187,7 @@ def project_create(
         lease_seconds=lease_seconds,
         queue_order=queue_order,
         accept_threshold=accept_threshold,
+        slice_fields=slice_fields,
         created_by=creator,
     )
     label_objs = LabelClass.objects.bulk_create(
@@ -177,6 +218,7 @@ PROJECT_EDITABLE = (
     "accept_threshold",
     "slo_quantile",
     "slo_target_seconds",
+    "slice_fields",
 )
 
 
@@ -207,6 +249,8 @@ def project_update(*, project: Project, actor, **changes) -> Project:
         errors["slo_target_seconds"] = ["Must be a positive integer."]
     if errors:
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+    if "slice_fields" in changes:
+        merged["slice_fields"] = slice_fields_clean(changes["slice_fields"])
     old_overlap, old_order = project.annotations_per_item, project.queue_order
     for key, value in merged.items():
         setattr(project, key, value.strip() if key == "name" else value)

@@ -1,6 +1,7 @@
 """The feedback-delay report computed in numpy from the rollups' aggregated rows (Kaplan-Meier,
-coverage, cohorts, backlog, SLO, staffing, live performance). No database access: the rows come from
-labeling.selectors.feedback; `report_compute` states the definitions."""
+coverage, cohorts, backlog, SLO, staffing, live performance), and live performance split by
+deployment stage (`stage_split`) and by a slice field's values (`slice_split`). No database access:
+the rows come from labeling.selectors.feedback; `report_compute` states the definitions."""
 
 import math
 from datetime import UTC, date, datetime
@@ -15,6 +16,12 @@ COVERAGE_MAX_AGE = 365
 STAFFING_WINDOW_DAYS = 7
 Z95 = 1.959964
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# Stages in the order the side-by-side view lists them: what serves traffic first, shadow beside it.
+STAGE_ORDER = ("production", "canary", "shadow", "candidate", "retired")
+# The slice split shows this many payload values (most predictions first); the rest are one row.
+SLICE_VALUES = 50
+SLICE_OTHER = "(other)"
+SLICE_NONE = "(none)"  # the payload has no such key (or null)
 
 
 def _r(x, digits=4):
@@ -247,3 +254,99 @@ def _charts(km, naive, events, censored, last, backlog_series) -> dict:
         "histogram": {"unit": unit_name, "counts": [int(c) for c in hist]},
         "backlog": backlog_series,
     }
+
+
+def _wilson(correct: float, n: float) -> list | None:
+    """95% Wilson score interval of a proportion (sound at 0, 1 and small n)."""
+    if n <= 0:
+        return None
+    p = correct / n
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [round(max(centre - half, 0.0), 4), round(min(centre + half, 1.0), 4)]
+
+
+def _live(predictions, labeled, correct, n_conf=None, sum_conf=None) -> dict:
+    out = {
+        "predictions": int(predictions),
+        "labeled": int(labeled),
+        "labeled_fraction": _r(labeled / predictions) if predictions else None,
+        "correct": int(correct),
+        "accuracy_on_labeled": _r(correct / labeled) if labeled else None,
+        "accuracy_interval": _wilson(correct, labeled),
+    }
+    if n_conf is not None:
+        out["mean_confidence"] = _r(sum_conf / n_conf) if n_conf else None
+    return out
+
+
+def stage_split(per_model, stages: dict, listed=None) -> list[dict]:
+    """Live performance per deployment stage, and per model version within it, from `per_model` rows
+    (model_version, labeled? 1/0, n, n with truth of the chosen channel, correct among them, n_conf,
+    sum_conf) and `stages` (registered version -> its current stage).
+
+    accuracy_on_labeled = correct / labeled over the stage's predictions that have ground truth, with a
+    95% Wilson interval; mean_confidence = mean max probability over its predictions that carry
+    probabilities (null when none do). Every stage holding a registered model version in `listed` (default: all) is
+    listed, with zeros when it predicted nothing in the selection; versions with predictions but no registration
+    are listed under stage null."""
+    acc: dict = {}
+    for mv, _is_labeled, n, lab, cor, n_conf, s_conf in per_model:
+        a = acc.setdefault(mv, [0.0, 0.0, 0.0, 0.0, 0.0])
+        for i, v in enumerate((n, lab, cor, n_conf, s_conf)):
+            a[i] += float(v or 0)
+    for mv in stages if listed is None else listed:
+        acc.setdefault(mv, [0.0, 0.0, 0.0, 0.0, 0.0])
+    groups: dict = {}
+    for mv, a in acc.items():
+        stage = stages.get(mv)
+        if stage is None and a[0] == 0:
+            continue
+        groups.setdefault(stage, []).append((mv, a))
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    out = []
+    for stage in sorted(groups, key=lambda s: order.get(s, len(order))):
+        rows = sorted(groups[stage], key=lambda r: (-r[1][0], r[0]))
+        tot = [sum(a[i] for _, a in rows) for i in range(5)]
+        entry = {"stage": stage, **_live(*tot)}
+        entry["model_versions"] = [{"model_version": mv, **_live(*a)} for mv, a in rows]
+        out.append(entry)
+    return out
+
+
+def slice_split(field: str, rows, stages: dict) -> dict:
+    """Live accuracy per value of payload[field] from `rows` (value, model_version, predictions,
+    labeled, correct), already capped by the selector to SLICE_VALUES values + SLICE_OTHER: per value
+    the totals, then per stage and per model version. Values by predictions, most first; SLICE_OTHER
+    last."""
+    values: dict = {}
+    for value, mv, n, lab, cor in rows:
+        v = values.setdefault(value, {"tot": [0.0, 0.0, 0.0], "stage": {}, "mv": {}})
+        nums = (float(n or 0), float(lab or 0), float(cor or 0))
+        for bucket in (
+            v["tot"],
+            v["stage"].setdefault(stages.get(mv), [0.0, 0.0, 0.0]),
+            v["mv"].setdefault(mv, [0.0] * 3),
+        ):
+            for i in range(3):
+                bucket[i] += nums[i]
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    out = []
+    for value in sorted(values, key=lambda k: (k == SLICE_OTHER, -values[k]["tot"][0], k)):
+        v = values[value]
+        out.append(
+            {
+                "value": value,
+                **_live(*v["tot"]),
+                "by_stage": [
+                    {"stage": s, **_live(*v["stage"][s])}
+                    for s in sorted(v["stage"], key=lambda s: order.get(s, len(order)))
+                ],
+                "by_model_version": [
+                    {"model_version": mv, "stage": stages.get(mv), **_live(*v["mv"][mv])}
+                    for mv in sorted(v["mv"], key=lambda m: (-v["mv"][m][0], m))
+                ],
+            }
+        )
+    return {"field": field, "values": out, "capped": SLICE_OTHER in values}

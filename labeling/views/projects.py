@@ -1,13 +1,19 @@
 """Web pages. Thin: permission-checked reads through selectors, writes through services."""
 
+import re
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from common.errors import Forbidden, NotFound
-from labeling.selectors.access import ANY_ROLE, access_project, project_create_allowed
+from common.errors import Forbidden, NotFound, ValidationFailed
+from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, access_project, project_create_allowed
 from labeling.selectors.projects import project_labels, project_list_with_counts, project_members
+from labeling.services.projects import project_update
 
 
 def page_project(request, project_id, roles=ANY_ROLE):
@@ -46,5 +52,23 @@ def project_detail(request, project_id):
             "labels": project_labels(project=project),
             "counts": counts,
             "members": project_members(project=project),
+            "is_manager": project.user_role in MANAGER_ROLES,
         },
     )
+
+
+@login_required
+@require_POST
+def project_slice_fields_view(request, project_id):
+    """The project's slice fields from one text box: payload keys separated by commas or spaces."""
+    project = page_project(request, project_id, roles=MANAGER_ROLES)
+    raw = request.POST.get("slice_fields", "")
+    fields = [f for f in re.split(r"[,\s]+", raw) if f]
+    try:
+        project_update(project=project, actor=request.user, slice_fields=fields)
+        messages.success(
+            request, f"Slice fields: {', '.join(fields)}." if fields else "No slice fields: live accuracy is not split."
+        )
+    except ValidationFailed as exc:
+        messages.error(request, f"Slice fields not saved: {exc.message}")
+    return redirect(reverse("project-detail", args=[project.pk]) + "#slice-fields")

@@ -95,4 +95,72 @@
       }
     }
   });
+
+  // Live performance by stage: accuracy on labeled predictions beside mean confidence, one group per stage.
+  var STAGE_COLOR = { production: ok, canary: "#c77700", shadow: "#6941c6", candidate: accent, retired: muted };
+  var stageName = function (s) { return s === null ? "not registered" : s; };
+  var stages = (data.stages || []).filter(function (s) { return s.predictions > 0; });
+  var stagesCanvas = document.getElementById("chart-stages");
+  if (stagesCanvas && stages.length) {
+    new Chart(stagesCanvas, {
+      type: "bar",
+      data: {
+        labels: stages.map(function (s) { return stageName(s.stage); }),
+        datasets: [
+          { label: "live accuracy (labeled)", data: stages.map(function (s) { return s.accuracy_on_labeled; }),
+            backgroundColor: stages.map(function (s) { return STAGE_COLOR[s.stage] || muted; }) },
+          { label: "mean confidence", data: stages.map(function (s) { return s.mean_confidence; }),
+            backgroundColor: "rgba(102,112,133,.3)" }
+        ]
+      },
+      options: {
+        scales: { y: { min: 0, max: 1, ticks: { callback: pct } } },
+        plugins: { tooltip: { callbacks: { afterLabel: function (c) {
+          var s = stages[c.dataIndex];
+          if (c.datasetIndex !== 0) return "";
+          return s.labeled + " of " + s.predictions + " labeled" +
+            (s.accuracy_interval ? "; 95%: " + pct(s.accuracy_interval[0]) + "–" + pct(s.accuracy_interval[1]) : "");
+        } } } }
+      }
+    });
+  }
+
+  // Live accuracy per slice value: all stages together, then one bar per stage.
+  var slice = data.slice;
+  var sliceCanvas = document.getElementById("chart-slices");
+  if (sliceCanvas && slice && slice.values.length) {
+    var present = [];
+    ["production", "canary", "shadow", "candidate", "retired", null].forEach(function (st) {
+      if (slice.values.some(function (v) { return v.by_stage.some(function (b) { return b.stage === st && b.labeled > 0; }); })) present.push(st);
+    });
+    var sets = [{ label: "all", data: slice.values.map(function (v) { return v.accuracy_on_labeled; }), backgroundColor: accent }];
+    if (present.length > 1) {
+      present.forEach(function (st) {
+        sets.push({
+          label: stageName(st),
+          data: slice.values.map(function (v) {
+            var b = v.by_stage.filter(function (x) { return x.stage === st; })[0];
+            return b ? b.accuracy_on_labeled : null;
+          }),
+          backgroundColor: STAGE_COLOR[st] || muted
+        });
+      });
+    }
+    new Chart(sliceCanvas, {
+      type: "bar",
+      data: { labels: slice.values.map(function (v) { return v.value.length > 24 ? v.value.slice(0, 23) + "…" : v.value; }), datasets: sets },
+      options: {
+        indexAxis: "y",
+        scales: { x: { min: 0, max: 1, ticks: { callback: pct }, title: { display: true, text: "live accuracy (predictions with ground truth)" } } },
+        plugins: { tooltip: { callbacks: { afterLabel: function (c) {
+          var v = slice.values[c.dataIndex];
+          if (c.datasetIndex > 0) {
+            var st = present[c.datasetIndex - 1];
+            v = v.by_stage.filter(function (x) { return x.stage === st; })[0] || { labeled: 0, predictions: 0 };
+          }
+          return v.labeled + " of " + v.predictions + " labeled";
+        } } } }
+      }
+    });
+  }
 })();

@@ -182,6 +182,8 @@ KEYS = {
     "slo",
     "staffing",
     "live_performance",
+    "live_by_stage",
+    "live_by_slice",
 }
 
 
