@@ -78,7 +78,7 @@ def test_the_loop_end_to_end(postgres_tx, eager_celery, settings, tmp_path, monk
     p = Project.objects.get(pk=pid)
     add_member(p, reviewer, Role.REVIEWER)
     add_member(p, annotator, Role.ANNOTATOR)
-    Project.objects.filter(pk=pid).update(slice_fields=["channel"])  # TEMP
+    ok(api.patch(f"/api/projects/{pid}", {"slice_fields": ["channel"]}, format="json"))
 
     # 40 items per class, half by email and half by chat. v1 (production) routes 8 account tickets to billing.
     ids = [(f"{k[:3]}-{i:02d}", k, "email" if i % 2 else "chat") for k in TEXT for i in range(40)]
@@ -91,7 +91,11 @@ def test_the_loop_end_to_end(postgres_tx, eager_celery, settings, tmp_path, monk
     # imported label says billing, and the bill tickets 0-19 and ship tickets 0-19 are confirmed.
     truth = [{"external_id": e, "label": "account", "source": "crm"} for e in sorted(flipped)]
     truth += [{"external_id": "acc-10", "label": "billing", "source": "crm"}]
-    truth += [{"external_id": f"{k}-{i:02d}", "label": lab, "source": "crm"} for k, lab in (("bil", "billing"), ("shi", "shipping")) for i in range(20)]
+    truth += [
+        {"external_id": f"{k}-{i:02d}", "label": lab, "source": "crm"}
+        for k, lab in (("bil", "billing"), ("shi", "shipping"))
+        for i in range(20)
+    ]
     ok(api.post(f"/api/projects/{pid}/ground-truth", truth, format="json"))
     filed = Bug.objects.get(project_id=pid, failures__item__external_id="acc-00")
     assert filed.failures.count() == 8
@@ -177,7 +181,11 @@ def test_the_loop_end_to_end(postgres_tx, eager_celery, settings, tmp_path, monk
         claim = ok(client_for(annotator).post(f"/api/projects/{pid}/queue/next", {}, format="json"))
         ext = claim["item"]["external_id"]
         true = {"acc": "account", "bil": "billing", "shi": "shipping"}[ext[:3]]
-        ok(client_for(annotator).post(f"/api/assignments/{claim['assignment']['id']}/submit", {"label": true}, format="json"))
+        ok(
+            client_for(annotator).post(
+                f"/api/assignments/{claim['assignment']['id']}/submit", {"label": true}, format="json"
+            )
+        )
         labeled.append(ext)
     assert DatasetVersion.objects.filter(dataset_id=ds["id"]).count() == versions_before
     settings_row = BugProjectSettings.objects.get(pk=pid)
@@ -191,7 +199,12 @@ def test_the_loop_end_to_end(postgres_tx, eager_celery, settings, tmp_path, monk
 
     # v2 fixes the bug: evaluated, it passes the gate and goes to production.
     every = [(e, t, c) for e, t, c in ids]
-    ev2 = ok(api.post("/api/evaluations", {"project": pid, "model_version": "v2", "predictions": preds(every)}, format="json"), 201)
+    ev2 = ok(
+        api.post(
+            "/api/evaluations", {"project": pid, "model_version": "v2", "predictions": preds(every)}, format="json"
+        ),
+        201,
+    )
     assert ev2["passed"], ev2
     ok(api.post(f"/api/projects/{pid}/models/v2/promote", {"stage": "production"}, format="json"))
 
@@ -224,7 +237,11 @@ def test_the_loop_end_to_end(postgres_tx, eager_celery, settings, tmp_path, monk
     ev6 = ok(
         api.post(
             "/api/evaluations",
-            {"project": pid, "model_version": "v6", "predictions": preds(every, wrong=chat_bills, wrong_label="shipping")},
+            {
+                "project": pid,
+                "model_version": "v6",
+                "predictions": preds(every, wrong=chat_bills, wrong_label="shipping"),
+            },
             format="json",
         ),
         201,
@@ -234,8 +251,30 @@ def test_the_loop_end_to_end(postgres_tx, eager_celery, settings, tmp_path, monk
     chat = next(s for s in r6["slices"] if s["field"] == "channel" and s["value"] == "chat")
     assert chat["dropped"] and chat["delta"] < -0.05 and any("channel=chat" in w for w in r6["warnings"])
     ok(api.post(f"/api/projects/{pid}/models/v6/promote", {"stage": "shadow"}, format="json"))
-    assert LIVE_CHECK(api, pid, every, chat_bills) is None
 
+    # Live: production (v2) and the shadow (v6) both predict every ticket; on the tickets that have
+    # ground truth, the shadow's live accuracy sits beside production's.
+    ok(api.post(f"/api/projects/{pid}/items", rows_for("v2", every, days_ago=2), format="json"))
+    ok(
+        api.post(
+            f"/api/projects/{pid}/items",
+            rows_for("v6", every, wrong=chat_bills, wrong_label="shipping", days_ago=2),
+            format="json",
+        )
+    )
+    from labeling.tasks import feedback_refresh
 
-def LIVE_CHECK(api, pid, every, chat_bills):
-    return None
+    feedback_refresh(pid)
+    report = ok(api.get(f"/api/projects/{pid}/feedback-delay"))
+    stages = {row["stage"]: row for row in report["live_by_stage"]}
+    production, shadow = stages["production"], stages["shadow"]
+    assert [m["model_version"] for m in production["model_versions"]] == ["v2"]
+    assert [m["model_version"] for m in shadow["model_versions"]] == ["v6"]
+    assert production["labeled"] == shadow["labeled"] > 40
+    assert production["accuracy_on_labeled"] == 1.0
+    assert shadow["correct"] == shadow["labeled"] - 4
+    only_shadow = ok(api.get(f"/api/projects/{pid}/feedback-delay?stage=shadow&slice=channel"))
+    assert {row["stage"] for row in only_shadow["live_by_stage"]} == {"shadow"}
+    by_value = {v["value"]: v for v in only_shadow["live_by_slice"]["values"]}
+    assert by_value["chat"]["correct"] == by_value["chat"]["labeled"] - 4
+    assert by_value["email"]["correct"] == by_value["email"]["labeled"]
