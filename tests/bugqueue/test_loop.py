@@ -8,7 +8,6 @@ total passes is flagged, and a shadow model's live accuracy sits beside producti
 
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from bugqueue.models import Bug, BugProjectSettings, DatasetMember, DatasetVersion
