@@ -203,27 +203,31 @@ DEMO_DATASET = "Support routing (validation)"
 
 
 def demo_datasets_load(*, project: Project) -> int:
-    """A validation dataset built from labeled demo tickets and the demo's fixed bugs, and two model
-    versions evaluated on it (one passes, one regresses). Idempotent: returns 0 when already there."""
-    from bugqueue.models import Dataset, FlowStatus
+    """A gate dataset built from labeled demo tickets and the demo's fixed bugs, and three model
+    versions: tickets-v1, the first production model (retired); tickets-v3, which fixes the bugs,
+    passes the gate with its chat slice flagged and is in production; tickets-v2, which learns the bugs
+    back (the gate refuses it: regressions against tickets-v3) and runs in shadow, its live accuracy
+    beside production's. Idempotent: returns 0 when already there."""
+    from bugqueue.models import BugDatasetFlow, Dataset, FlowStatus
+    from bugqueue.services.curation import dataset_define
     from bugqueue.services.datasets import (
         Addition,
         bug_datasets_flow_run,
-        bug_datasets_flow_start,
-        dataset_create,
         dataset_version_create,
     )
     from bugqueue.services.evaluations import evaluation_run, predictions_parse
-    from labeling.models import GroundTruth
+    from bugqueue.services.gate import model_promote
+    from labeling.models import GroundTruth, Item
     from labeling.services.registry import model_ensure, model_stage_write
 
     if Dataset.objects.filter(project=project, name=DEMO_DATASET).exists():
         return 0
     manager = User.objects.filter(username="demo-manager").first() or project.created_by
-    dataset = dataset_create(
+    dataset = dataset_define(
         project=project,
         actor=manager,
         name=DEMO_DATASET,
+        gate=True,
         min_accuracy=0.8,
         description="Tickets with known routing, grown from every fixed routing bug.",
     )
@@ -236,31 +240,104 @@ def demo_datasets_load(*, project: Project) -> int:
         add=[Addition(i, lab) for i, lab in truth],
         note="Initial slice: tickets whose routing was confirmed in production.",
     )
-    for bug in Bug.objects.filter(
-        project=project, status="resolved", resolution="fixed", failures__isnull=False
-    ).distinct():
-        flow = bug_datasets_flow_start(bug=bug, actor=manager, dataset_ids=[dataset.pk])
-        if flow.status != FlowStatus.DONE:
-            bug_datasets_flow_run(flow_id=flow.pk)
+    # The team fixes the account-as-billing confusion and resolves its bug into the gate dataset: its
+    # failures join (or wait for a reviewer where the ground truth disagrees), with 6 look-alikes mined.
+    confusion = Bug.objects.filter(project=project, fingerprint=MARK + "account-as-billing").first()
+    if confusion is not None and confusion.status != "resolved":
+        bug_resolve(
+            bug=confusion,
+            actor=manager,
+            resolution="fixed",
+            note="Added 2FA-card tickets to the training set.",
+            datasets=[dataset.pk],
+            mine_similar=6,
+        )
+    for flow in BugDatasetFlow.objects.filter(bug__project=project).exclude(status=FlowStatus.DONE):
+        bug_datasets_flow_run(flow_id=flow.pk)  # the demo's hand-offs, run now rather than by a worker
     rows = list(dataset.members.filter(removed_in__isnull=True).values_list("item__external_id", "label", "item_id"))
     production = dict(
         Prediction.objects.filter(item_id__in=[r[2] for r in rows], model_version="tickets-v1").values_list(
             "item_id", "label"
         )
     )
-    v1 = [{"external_id": e, "label": production.get(i, lab)} for e, lab, i in rows]
-    v2 = [{"external_id": e, "label": lab} for e, lab, i in rows]  # the retrained model fixes them all...
     keys = list(project.labels.values_list("key", flat=True))
-    for _k, row in enumerate(v2[:12]):  # ...but breaks a dozen it used to get right
-        row["label"] = keys[(keys.index(row["label"]) + 1) % len(keys)]
+    truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item_id", "label"))
+    # tickets-v1 serves the demo's predictions (wrong on the bugs' tickets): the first production model.
+    v1 = [{"external_id": e, "label": production.get(i, lab)} for e, lab, i in rows]
     evaluation_run(
         project=project, actor=manager, model_version="tickets-v1", batch=predictions_parse(project=project, rows=v1)
     )
-    # tickets-v1 serves the demo's predictions: in production, so tickets-v2 is compared with it
     model_stage_write(
         model=model_ensure(project=project, version="tickets-v1", actor=manager), to_stage="production", actor=manager
     )
+    # tickets-v3 fixes the bugs but misroutes a few chat tickets no bug added: it passes the gate with
+    # its chat slice flagged, and is promoted to production (v1 retires); it serves live traffic.
+    channel = dict(Item.objects.filter(pk__in=[r[2] for r in rows]).values_list("pk", "payload__channel"))
+    bug_items = set(dataset.members.filter(bug__isnull=False).values_list("item_id", flat=True))
+    wrong = {r[2] for r in rows if channel.get(r[2]) == "chat" and r[2] not in bug_items}
+    wrong = set(sorted(wrong)[:10])
+    v3 = [{"external_id": e, "label": _next(keys, lab) if i in wrong else lab} for e, lab, i in rows]
     evaluation_run(
-        project=project, actor=manager, model_version="tickets-v2", batch=predictions_parse(project=project, rows=v2)
+        project=project, actor=manager, model_version="tickets-v3", batch=predictions_parse(project=project, rows=v3)
     )
+    model_promote(
+        project=project, actor=manager, version="tickets-v3", stage="production", note="Fixes the demo's routing bugs"
+    )
+    _live_predictions(
+        project,
+        version="tickets-v3",
+        label_for=lambda n, item_id, prod: (
+            _next(keys, truth.get(item_id, prod)) if n % 9 == 4 else truth.get(item_id, prod)
+        ),
+    )
+    # tickets-v2, retrained on old data, learns the bugs back: compared with tickets-v3 on the same
+    # dataset version it regresses on the fixed bugs' tickets, so the gate refuses it; it runs in shadow.
+    evaluation_run(
+        project=project, actor=manager, model_version="tickets-v2", batch=predictions_parse(project=project, rows=v1)
+    )
+    model_promote(project=project, actor=manager, version="tickets-v2", stage="shadow", note="Shadow traffic only")
+    _live_predictions(project, version="tickets-v2", label_for=lambda n, item_id, prod: prod)
     return 1
+
+
+def _next(keys, label):
+    return keys[(keys.index(label) + 1) % len(keys)]
+
+
+def _live_predictions(project, *, version, label_for):
+    """`version`'s live predictions on every demo ticket that tickets-v1 predicted, at the same times:
+    label_for(n, item_id, v1's label) gives each label (a fixed pattern: the demo is the same every time)."""
+    from labeling.models import Item, Prediction
+    from labeling.services.ingestion import items_ingest
+
+    production = {
+        p["item_id"]: p
+        for p in Prediction.objects.filter(item__project=project, model_version="tickets-v1").values(
+            "item_id", "label", "predicted_at"
+        )
+    }
+    keys = list(project.labels.values_list("key", flat=True))
+    rows = []
+    for n, (item_id, ext, payload) in enumerate(
+        Item.objects.filter(project=project).order_by("pk").values_list("pk", "external_id", "payload")
+    ):
+        prod = production.get(item_id)
+        if prod is None:
+            continue
+        label = label_for(n, item_id, prod["label"])
+        probs = {k: (0.76 if k == label else round(0.24 / (len(keys) - 1), 4)) for k in keys}
+        probs[label] = round(1 - sum(v for k, v in probs.items() if k != label), 4)
+        rows.append(
+            {
+                "external_id": ext,
+                "payload": payload,
+                "prediction": {
+                    "model_version": version,
+                    "label": label,
+                    "probabilities": probs,
+                    "predicted_at": prod["predicted_at"].isoformat(),
+                },
+            }
+        )
+    for start in range(0, len(rows), 5000):
+        items_ingest(project=project, rows=rows[start : start + 5000])

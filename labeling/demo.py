@@ -152,6 +152,7 @@ def demo_project_load() -> Project:
                 annotations_per_item=3,
                 queue_order="uncertainty",
                 accept_threshold=0.6,
+                slice_fields=["channel", "customer_tier"],
             )
         for username, (_user, role) in users.items():
             member_add(project=project, username=username, role=role)
