@@ -41,7 +41,7 @@ def test_matrix_shows_regressions_per_bug_and_dropped_slices(user, project, djan
     assert res.status_code == 200
     html = res.content.decode()
     assert f'href="/evaluations/{evaluation.pk}"' in html
-    assert 'href="/bugs/21">#21</a>&nbsp;30' in html and 'href="/bugs/22">#22</a>&nbsp;8' in html
+    assert 'href="/bugs/21">bug #21</a>&nbsp;×&nbsp;30,' in html and 'href="/bugs/22">bug #22</a>&nbsp;×&nbsp;8' in html
     assert "slice channel=email dropped 12.0 points" in html and "slice tier=gold dropped 8.0 points" in html
     assert "vs v2" in html and "38 regressions" in html
 
