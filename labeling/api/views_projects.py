@@ -11,7 +11,7 @@ from common.api.schema import NO_NUL
 from common.errors import Forbidden, ValidationFailed
 from common.http.request_body import BATCH
 from labeling.api.serializers import ItemOutput, ProjectOutput
-from labeling.models import ItemStatus, QueueOrder, Role
+from labeling.models import AcceptMode, ItemStatus, QueueOrder, Role
 from labeling.models.core import LABEL_KEY_RE
 from labeling.selectors.access import MANAGER_ROLES, access_project, project_create_allowed
 from labeling.selectors.projects import item_list, project_list, project_members
@@ -61,7 +61,20 @@ class ProjectListCreateApi(ApiView):
         max_annotations_per_item = serializers.IntegerField(required=False, min_value=1, max_value=20)
         lease_seconds = serializers.IntegerField(required=False, default=600, min_value=30, max_value=86400)
         queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False, default=QueueOrder.FIFO)
-        accept_threshold = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=1)
+        accept_threshold = serializers.FloatField(
+            required=False,
+            min_value=0,
+            max_value=1,
+            help_text="The raw-score threshold (default 0.7). Given without accept_mode, the project uses raw_score.",
+        )
+        accept_mode = serializers.ChoiceField(
+            choices=AcceptMode.choices,
+            required=False,
+            help_text="calibrated (default): derive the threshold from reviewers' decisions so that the estimated "
+            "error of accepted items stays <= max_accept_error; raw_score: accept CROWDLAB quality >= accept_threshold.",
+        )
+        max_accept_error = serializers.FloatField(required=False, default=0.02, min_value=0.001, max_value=0.5)
+        audit_rate = serializers.FloatField(required=False, default=0.02, min_value=0, max_value=0.5)
         slice_fields = slice_fields_input(required=False, default=list)
 
     @extend_schema(responses={200: ProjectOutput(many=True)}, operation_id="projects_list")
@@ -100,6 +113,9 @@ class ProjectDetailApi(ApiView):
         lease_seconds = serializers.IntegerField(required=False, min_value=30, max_value=86400)
         queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
         accept_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+        accept_mode = serializers.ChoiceField(choices=AcceptMode.choices, required=False)
+        max_accept_error = serializers.FloatField(required=False, min_value=0.001, max_value=0.5)
+        audit_rate = serializers.FloatField(required=False, min_value=0, max_value=0.5)
         slo_quantile = serializers.FloatField(required=False, min_value=0.01, max_value=0.999)
         slo_target_seconds = serializers.IntegerField(
             required=False, min_value=1, max_value=MAX_SLO_TARGET_SECONDS, help_text="At most ten years."

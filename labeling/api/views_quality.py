@@ -11,7 +11,7 @@ from common.api.errors import ERRORS, ErrorSerializer
 from common.api.pagination import DefaultPagination, ItemCursorPagination
 from common.errors import ValidationFailed
 from labeling.api.serializers import LabelOutput
-from labeling.models import QualityOutcome
+from labeling.models import AcceptMode, QualityOutcome
 from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.services.quality.runs import quality_run_request, quality_settings_update
@@ -340,10 +340,17 @@ class AgreementApi(ApiView):
 class QualitySettingsApi(ApiView):
     class Input(inputs.Input):
         auto_run_after_disputed = serializers.IntegerField(min_value=0, max_value=1_000_000)
+        accept_mode = serializers.ChoiceField(choices=AcceptMode.choices)
+        max_accept_error = serializers.FloatField(min_value=0.001, max_value=0.5)
+        audit_rate = serializers.FloatField(min_value=0, max_value=0.5)
 
     class Output(serializers.Serializer):
         auto_run_after_disputed = serializers.IntegerField()
         disputed_since_run = serializers.IntegerField()
+        accept_mode = serializers.CharField(source="project.accept_mode")
+        max_accept_error = serializers.FloatField(source="project.max_accept_error")
+        audit_rate = serializers.FloatField(source="project.audit_rate")
+        accept_threshold = serializers.FloatField(source="project.accept_threshold")
 
     @extend_schema(responses={200: Output, **ERRORS}, operation_id="quality_settings_retrieve")
     def get(self, request, project_id):
@@ -354,7 +361,10 @@ class QualitySettingsApi(ApiView):
         request=Input,
         responses={200: Output, **ERRORS},
         operation_id="quality_settings_update",
-        description="auto_run_after_disputed: start a run after this many new disputed items (0: off).",
+        description="auto_run_after_disputed: start a run after this many new disputed items (0: off). "
+        "accept_mode: calibrated (the threshold is derived so that the estimated error of accepted items stays "
+        "<= max_accept_error, 0.001-0.5) or raw_score (CROWDLAB quality >= the project's accept_threshold). "
+        "audit_rate (0-0.5): share of would-be-accepted items sent to review to measure their error.",
     )
     def patch(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)

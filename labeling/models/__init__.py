@@ -7,6 +7,7 @@ from .accounts import ApiToken, TokenKind, password_stamp  # noqa: F401
 from .core import *  # noqa: F401,F403
 from .core import (  # noqa: F401
     LABEL_KEY_RE,
+    AcceptMode,
     Annotation,
     Assignment,
     AssignmentKind,

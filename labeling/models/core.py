@@ -25,6 +25,11 @@ class Role(models.TextChoices):
     MANAGER = "manager", "Manager"
 
 
+class AcceptMode(models.TextChoices):
+    CALIBRATED = "calibrated", "Calibrated on reviewers' decisions (target error rate)"
+    RAW_SCORE = "raw_score", "Raw CROWDLAB quality score >= accept_threshold"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
@@ -40,6 +45,13 @@ class Project(models.Model):
     )
     queue_order = models.CharField(max_length=32, choices=QueueOrder.choices, default=QueueOrder.FIFO)
     accept_threshold = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    # How a quality run decides to accept a consensus: "calibrated" derives the score threshold from
+    # reviewers' decisions so that the estimated error of accepted items stays <= max_accept_error
+    # (labeling.stats.calibration); "raw_score" accepts CROWDLAB quality >= accept_threshold as is.
+    accept_mode = models.CharField(max_length=16, choices=AcceptMode.choices, default=AcceptMode.CALIBRATED)
+    max_accept_error = models.FloatField(default=0.02, validators=[MinValueValidator(0.001), MaxValueValidator(0.5)])
+    # Share of would-be-accepted items sent to review anyway, to measure the error of accepted items.
+    audit_rate = models.FloatField(default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     # Feedback-delay SLO: `slo_quantile` of predictions have ground truth within `slo_target_seconds`.
     slo_quantile = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(0.999)])
     slo_target_seconds = models.PositiveIntegerField(default=7 * 86400)
@@ -66,6 +78,11 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(accept_threshold__gte=0) & Q(accept_threshold__lte=1), name="project_threshold_range"
             ),
+            models.CheckConstraint(
+                condition=Q(max_accept_error__gte=0.001) & Q(max_accept_error__lte=0.5),
+                name="project_accept_error_range",
+            ),
+            models.CheckConstraint(condition=Q(audit_rate__gte=0) & Q(audit_rate__lte=0.5), name="project_audit_range"),
         ]
 
     def __str__(self):

@@ -68,7 +68,10 @@ class QualityRun(models.Model):
     method = models.CharField(max_length=16, choices=QualityMethod.choices, blank=True, default="")
     pred_probs_source = models.CharField(max_length=32, choices=PredProbsSource.choices, blank=True, default="")
     model_versions = models.CharField(max_length=512, blank=True, default="")
-    accept_threshold = models.FloatField(null=True, blank=True)  # the project's threshold when the run read it
+    accept_threshold = models.FloatField(null=True, blank=True)  # the threshold the run accepted at
+    # The accept rule the run used (labeling.stats.calibration.AcceptRule.as_dict): mode, target, curve,
+    # decisions, derived threshold, audited error with its interval, items accepted at other targets.
+    calibration = models.JSONField(default=dict, blank=True)
     # The consistent snapshot the run scored: the read transaction's start time, and the newest annotation in it.
     snapshot_at = models.DateTimeField(null=True, blank=True)
     snapshot_max_annotation_id = models.BigIntegerField(null=True, blank=True)
@@ -152,6 +155,8 @@ class QualityItemResult(models.Model):
     active_learning_score = models.FloatField(null=True, blank=True)
     label_issue = models.BooleanField(default=False)
     outcome = models.CharField(max_length=16, choices=QualityOutcome.choices)
+    # Would have been accepted, sent to review at random to measure the error of accepted items.
+    audit = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["run_id", "item_id"]

@@ -1,5 +1,6 @@
 """Users, projects, label classes and memberships."""
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from django.db import IntegrityError, transaction
 from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import (
     LABEL_KEY_RE,
+    AcceptMode,
     GuidelineRevision,
     Item,
     LabelClass,
@@ -134,8 +136,18 @@ def slice_fields_clean(fields) -> list[str]:
     return list(fields)
 
 
-def _validate_settings(*, annotations_per_item, max_annotations_per_item, lease_seconds, queue_order, accept_threshold):
-    errors = {}
+def _validate_settings(
+    *,
+    annotations_per_item,
+    max_annotations_per_item,
+    lease_seconds,
+    queue_order,
+    accept_threshold,
+    accept_mode=AcceptMode.CALIBRATED,
+    max_accept_error=0.02,
+    audit_rate=0.02,
+):
+    errors = _accept_rule_errors(accept_mode=accept_mode, max_accept_error=max_accept_error, audit_rate=audit_rate)
     if not (isinstance(annotations_per_item, int) and 1 <= annotations_per_item <= 10):
         errors["annotations_per_item"] = ["Must be an integer from 1 to 10."]
     if not (isinstance(max_annotations_per_item, int) and 1 <= max_annotations_per_item <= 20):
@@ -152,6 +164,28 @@ def _validate_settings(*, annotations_per_item, max_annotations_per_item, lease_
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _accept_rule_errors(*, accept_mode, max_accept_error, audit_rate) -> dict:
+    errors = {}
+    if accept_mode not in AcceptMode.values:
+        errors["accept_mode"] = [f"Must be one of {', '.join(AcceptMode.values)}."]
+    if not (_number(max_accept_error) and 0.001 <= max_accept_error <= 0.5):
+        errors["max_accept_error"] = ["Must be a number from 0.001 to 0.5."]
+    if not (_number(audit_rate) and 0 <= audit_rate <= 0.5):
+        errors["audit_rate"] = ["Must be a number from 0 to 0.5."]
+    return errors
+
+
+def accept_rule_validate(*, accept_mode, max_accept_error, audit_rate) -> None:
+    """Raise ValidationFailed (changing nothing) for an accept rule outside its ranges."""
+    errors = _accept_rule_errors(accept_mode=accept_mode, max_accept_error=max_accept_error, audit_rate=audit_rate)
+    if errors:
+        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+
+
 @transaction.atomic
 def project_create(
     *,
@@ -163,13 +197,23 @@ def project_create(
     max_annotations_per_item: int | None = None,
     lease_seconds: int = 600,
     queue_order: str = QueueOrder.FIFO,
-    accept_threshold: float = 0.7,
+    accept_threshold: float | None = None,
     slice_fields: list[str] | None = None,
+    accept_mode: str | None = None,
+    max_accept_error: float = 0.02,
+    audit_rate: float = 0.02,
 ) -> Project:
+    """A project with its labels and manager. A project created with an explicit accept_threshold and
+    no accept_mode keeps the raw-score rule (the threshold means what it says); otherwise the accept
+    threshold is calibrated on reviewers' decisions."""
     if not name or not name.strip():
         raise ValidationFailed("name is required.", fields={"name": ["This field is required."]})
     if max_annotations_per_item is None:
         max_annotations_per_item = max(annotations_per_item, 5) if isinstance(annotations_per_item, int) else 5
+    if accept_mode is None:
+        accept_mode = AcceptMode.RAW_SCORE if accept_threshold is not None else AcceptMode.CALIBRATED
+    if accept_threshold is None:
+        accept_threshold = 0.7
     _validate_labels(labels)
     _validate_settings(
         annotations_per_item=annotations_per_item,
@@ -177,6 +221,9 @@ def project_create(
         lease_seconds=lease_seconds,
         queue_order=queue_order,
         accept_threshold=accept_threshold,
+        accept_mode=accept_mode,
+        max_accept_error=max_accept_error,
+        audit_rate=audit_rate,
     )
     slice_fields = slice_fields_clean(slice_fields if slice_fields is not None else [])
     project = Project.objects.create(
@@ -187,6 +234,9 @@ def project_create(
         lease_seconds=lease_seconds,
         queue_order=queue_order,
         accept_threshold=accept_threshold,
+        accept_mode=accept_mode,
+        max_accept_error=max_accept_error,
+        audit_rate=audit_rate,
         slice_fields=slice_fields,
         created_by=creator,
     )
@@ -216,6 +266,9 @@ PROJECT_EDITABLE = (
     "lease_seconds",
     "queue_order",
     "accept_threshold",
+    "accept_mode",
+    "max_accept_error",
+    "audit_rate",
     "slo_quantile",
     "slo_target_seconds",
     "slice_fields",
@@ -241,6 +294,9 @@ def project_update(*, project: Project, actor, **changes) -> Project:
         lease_seconds=merged["lease_seconds"],
         queue_order=merged["queue_order"],
         accept_threshold=merged["accept_threshold"],
+        accept_mode=merged["accept_mode"],
+        max_accept_error=merged["max_accept_error"],
+        audit_rate=merged["audit_rate"],
     )
     errors = {}
     if not (isinstance(merged["slo_quantile"], (int, float)) and 0.01 <= merged["slo_quantile"] <= 0.999):

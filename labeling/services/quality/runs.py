@@ -37,6 +37,7 @@ from labeling.models import (
     QualitySettings,
     QualityTrigger,
 )
+from labeling.services.projects import accept_rule_validate
 from labeling.services.quality.plan import plan_outcomes, plan_summary
 from labeling.services.quality.snapshot import quality_snapshot_complete, quality_snapshot_read, snapshot_pred_probs
 from labeling.services.quality.write import write_plan
@@ -128,8 +129,16 @@ def quality_on_item_disputed(*, project_id: int, count: int = 1) -> QualityRun |
 
 
 @transaction.atomic
-def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -> QualitySettings:
-    if (
+def quality_settings_update(
+    *,
+    project: Project,
+    auto_run_after_disputed: int | None = None,
+    accept_mode: str | None = None,
+    max_accept_error: float | None = None,
+    audit_rate: float | None = None,
+) -> QualitySettings:
+    """Change the automatic trigger and the project's accept rule; all checked before anything changes."""
+    if auto_run_after_disputed is not None and (
         not isinstance(auto_run_after_disputed, int)
         or isinstance(auto_run_after_disputed, bool)
         or not 0 <= auto_run_after_disputed <= 1_000_000
@@ -138,10 +147,18 @@ def quality_settings_update(*, project: Project, auto_run_after_disputed: int) -
             "auto_run_after_disputed must be an integer from 0 (off) to 1,000,000.",
             fields={"auto_run_after_disputed": ["Must be an integer from 0 to 1000000."]},
         )
+    rule = {"accept_mode": accept_mode, "max_accept_error": max_accept_error, "audit_rate": audit_rate}
+    rule = {k: v for k, v in rule.items() if v is not None}
+    if rule:
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        merged = {k: rule.get(k, getattr(locked, k)) for k in ("accept_mode", "max_accept_error", "audit_rate")}
+        accept_rule_validate(**merged)
+        Project.objects.filter(pk=project.pk).update(**rule, updated_at=timezone.now())
     _settings_row(project.pk)
-    row = QualitySettings.objects.select_for_update().get(project=project)
-    row.auto_run_after_disputed = auto_run_after_disputed
-    row.save(update_fields=["auto_run_after_disputed", "updated_at"])
+    row = QualitySettings.objects.select_for_update().select_related("project").get(project=project)
+    if auto_run_after_disputed is not None:
+        row.auto_run_after_disputed = auto_run_after_disputed
+        row.save(update_fields=["auto_run_after_disputed", "updated_at"])
     return row
 
 
