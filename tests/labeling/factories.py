@@ -282,8 +282,15 @@ def load_crowd(
 
 
 def crowd_project(
-    *, k: int = 3, annotations_per_item: int = 3, max_annotations_per_item: int = 5, accept_threshold: float = 0.7
+    *,
+    k: int = 3,
+    annotations_per_item: int = 3,
+    max_annotations_per_item: int = 5,
+    accept_threshold: float = 0.7,
+    accept_mode: str | None = None,
+    **accept_rule,
 ):
+    """A project for simulated crowds; raw-score accept rule unless accept_mode says otherwise."""
     manager = UserFactory()
     project = ProjectFactory(
         creator=manager,
@@ -291,6 +298,8 @@ def crowd_project(
         annotations_per_item=annotations_per_item,
         max_annotations_per_item=max_annotations_per_item,
         accept_threshold=accept_threshold,
+        accept_mode=accept_mode,
+        **accept_rule,
     )
     return project, manager
 

@@ -18,12 +18,21 @@ from labeling.stats import consensus
 class Plan:
     outcome: np.ndarray  # N object (QualityOutcome values)
     actionable: np.ndarray  # N bool: needs a locked write (or a check that nothing changed)
+    audit: np.ndarray | None = None  # N bool: would have been accepted, sent to review as an audit
 
 
 def plan_outcomes(
-    snap: Snapshot, scores: consensus.CrowdScores, *, accept_threshold: float, max_annotations: int
+    snap: Snapshot,
+    scores: consensus.CrowdScores,
+    *,
+    accept_threshold: float,
+    max_annotations: int,
+    accept: np.ndarray | None = None,
+    audit: np.ndarray | None = None,
 ) -> Plan:
-    """What the run would do with each item, judged on the snapshot (re-checked under lock at write)."""
+    """What the run would do with each item, judged on the snapshot (re-checked under lock at write).
+    `accept`: the accept rule's mask (labeling.stats.calibration); without it, quality >= accept_threshold.
+    `audit`: items drawn for an audit: a disputed item the rule accepts goes to review instead."""
     n = len(snap.item_ids)
     outcome = np.full(n, QualityOutcome.PENDING.value, dtype=object)
     status = snap.status
@@ -36,11 +45,14 @@ def plan_outcomes(
         already = np.zeros(n, dtype=np.int64)
     can_reopen = (snap.required < max_annotations) & (len(snap.annotator_members) - already > 0)
     # Accept only a label that some annotator chose (CROWDLAB may prefer the model's class).
-    good = (scores.quality >= accept_threshold) & (scores.agreement > 0) & ~scores.label_issue
+    rule = (scores.quality >= accept_threshold) if accept is None else np.asarray(accept, dtype=bool)
+    good = rule & (scores.agreement > 0) & ~scores.label_issue
     low_outcome = np.where(can_reopen, QualityOutcome.REOPENED.value, QualityOutcome.REVIEW.value)
 
     disputed = status == ItemStatus.DISPUTED
+    audited = disputed & good & (np.zeros(n, dtype=bool) if audit is None else np.asarray(audit, dtype=bool))
     outcome[disputed] = np.where(good[disputed], QualityOutcome.ACCEPTED.value, low_outcome[disputed])
+    outcome[audited] = QualityOutcome.REVIEW.value
 
     resolved = status == ItemStatus.RESOLVED
     outcome[resolved] = QualityOutcome.KEPT.value
@@ -54,7 +66,7 @@ def plan_outcomes(
     outcome[single_doubt] = low_outcome[single_doubt]
     outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
     actionable = disputed | single_doubt
-    return Plan(outcome=outcome, actionable=actionable)
+    return Plan(outcome=outcome, actionable=actionable, audit=audited)
 
 
 def plan_summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarray) -> dict:

@@ -2,8 +2,11 @@
 per project), claimed, executed, finished or failed; the sweep for runs whose worker died, the
 pruning of old results, and the project's automatic trigger.
 
-Executing a run reads a snapshot (snapshot), scores it (labeling.stats.consensus), decides each
-item's outcome (plan) and carries that out (write), each phase timed on the run.
+Executing a run reads a snapshot (snapshot), scores it (labeling.stats.consensus), chooses its
+accept rule (labeling.stats.calibration, fitted on reviewers' decisions), decides each item's outcome
+(plan) and carries that out (write), each phase timed on the run.
+
+Long because a run's whole life, and the settings and decisions it reads, belong together.
 
 Raw SQL: counting a disputed item is one UPDATE ... RETURNING on every disputing submit (add and
 read the setting back in one statement), which the ORM cannot say.
@@ -28,10 +31,15 @@ from common.db.locks import lock_rows
 from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import (
     ACTIVE_RUN_STATUSES,
+    AcceptMode,
+    GroundTruth,
+    GroundTruthMethod,
+    ItemStatus,
     PredProbsSource,
     Project,
     QualityItemResult,
     QualityMethod,
+    QualityOutcome,
     QualityRun,
     QualityRunStatus,
     QualitySettings,
@@ -42,7 +50,7 @@ from labeling.services.quality.plan import plan_outcomes, plan_summary
 from labeling.services.quality.snapshot import quality_snapshot_complete, quality_snapshot_read, snapshot_pred_probs
 from labeling.services.quality.write import write_plan
 from labeling.services.work import Heartbeat, WorkTakenOver, enqueue, work_recover
-from labeling.stats import consensus
+from labeling.stats import calibration, consensus
 
 logger = logging.getLogger(__name__)
 
@@ -256,6 +264,7 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
                 timings,
                 **plan_summary(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, dtype=bool)),
                 method=QualityMethod.NONE,
+                calibration={"mode": project.accept_mode},
                 **base,
             )
             return QualityRun.objects.get(pk=run_id)
@@ -271,10 +280,25 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
         timings["seconds_read"] += time.perf_counter() - t
         beat.check()
         t = time.perf_counter()
+        rule = _accept_rule(run, project, snap, scores, pred_probs, source)
+        base["accept_threshold"] = rule.threshold
         plan = plan_outcomes(
-            snap, scores, accept_threshold=project.accept_threshold, max_annotations=project.max_annotations_per_item
+            snap,
+            scores,
+            accept_threshold=project.accept_threshold,
+            max_annotations=project.max_annotations_per_item,
+            accept=None if project.accept_mode == AcceptMode.RAW_SCORE else rule.accept,
+            audit=calibration.audit_draw(snap.item_ids, run.seed, project.audit_rate)
+            if project.accept_mode == AcceptMode.CALIBRATED
+            else None,
         )
         outcome = write_plan(run, snap, scores, plan)
+        audited = plan.audit & (outcome == QualityOutcome.REVIEW)
+        if audited.any():
+            QualityItemResult.objects.filter(run_id=run_id, item_id__in=snap.item_ids[audited].tolist()).update(
+                audit=True
+            )
+        rule.record["audits_sent"] = int(audited.sum())
         timings["seconds_write"] = time.perf_counter() - t
         _finish(
             run,
@@ -284,6 +308,7 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
             method=scores.method,
             pred_probs_source=source,
             model_versions=", ".join(snap.model_versions)[:512] if source == PredProbsSource.PRODUCTION else "",
+            calibration=rule.record,
             **base,
         )
     except WorkTakenOver:
@@ -300,6 +325,62 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
             **timings,
         )
     return QualityRun.objects.get(pk=run_id)
+
+
+def _accept_rule(run, project, snap, scores, pred_probs, source) -> calibration.AcceptRule:
+    """The run's accept rule: the project's raw threshold, or the threshold calibrated on reviewers'
+    decisions (the default rule until there are enough of them), with the record the run keeps."""
+    if project.accept_mode == AcceptMode.RAW_SCORE:
+        quality = np.nan_to_num(scores.quality, nan=0.0)
+        return calibration.AcceptRule(
+            accept=quality >= project.accept_threshold,
+            threshold=project.accept_threshold,
+            record={"mode": AcceptMode.RAW_SCORE.value, "threshold": project.accept_threshold},
+        )
+    decision_scores, decision_right, audit_right = quality_decisions(project_id=project.pk)
+    # The model's prediction backs a majority in the default rule; class frequencies are no model.
+    model_pred = None if source == PredProbsSource.CLASS_PRIOR else np.argmax(pred_probs, axis=1)
+    candidates = (snap.status == ItemStatus.DISPUTED) & (scores.agreement > 0) & ~scores.label_issue
+    return calibration.calibrated_rule(
+        quality=scores.quality,
+        candidates=candidates,
+        agreement=scores.agreement,
+        num_annotations=scores.num_annotations,
+        consensus=scores.consensus,
+        model_pred=model_pred,
+        decision_scores=decision_scores,
+        decision_right=decision_right,
+        audit_right=audit_right,
+        max_error=project.max_accept_error,
+    )
+
+
+def quality_decisions(*, project_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reviewers' decisions as labeled examples of "was the consensus right?": for each item a reviewer
+    decided (ground truth adjudicated), the latest finished run's result scored before the decision.
+    Returns (scores, right, right among the audited ones)."""
+    decided = GroundTruth.objects.filter(item__project_id=project_id, method=GroundTruthMethod.ADJUDICATED)
+    truth = {i: (label, at) for i, label, at in decided.values_list("item_id", "label", "decided_at")}
+    scores, right, audit_right = [], [], []
+    if truth:
+        rows = (
+            QualityItemResult.objects.filter(
+                run__project_id=project_id, run__status=QualityRunStatus.DONE, item_id__in=decided.values("item_id")
+            )
+            .order_by("item_id", "-run_id")
+            .values_list("item_id", "run__snapshot_at", "consensus_label", "quality", "audit")
+        )
+        seen = set()
+        for item_id, snapshot_at, consensus_label, quality, audit in rows.iterator(chunk_size=5000):
+            label, decided_at = truth[item_id]
+            if item_id in seen or snapshot_at is None or snapshot_at >= decided_at:
+                continue
+            seen.add(item_id)
+            scores.append(quality)
+            right.append(consensus_label == label)
+            if audit:
+                audit_right.append(consensus_label == label)
+    return np.array(scores, dtype=float), np.array(right, dtype=bool), np.array(audit_right, dtype=bool)
 
 
 def _finish(run, started, timings, **fields) -> None:
