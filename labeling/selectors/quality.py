@@ -1,5 +1,8 @@
 """Reads for quality runs, the review queue, annotator statistics and agreement.
 
+Long because the quality page's reads (runs, accept rule, histogram, review queue, annotators,
+agreement) share their queries and helpers.
+
 Agreement is computed from the current annotations on each request, in NumPy over one bulk read
 (common.db.columns), rather than stored.
 
@@ -206,9 +209,38 @@ def quality_overview(*, project, with_panels: bool = False) -> dict:
         "active_run": active_run(project=project),
         "runs": list(run_list(project=project).select_related("requested_by")[:10]),
         "histogram": quality_histogram(run=run),
+        "accept_rule": accept_rule_card(project=project, run=run),
         "settings": quality_settings(project=project),
         **(agreement_panel(project=project) if with_panels else {}),
         "annotators": annotator_table(project=project) if with_panels else None,
+    }
+
+
+def accept_rule_card(*, project, run) -> dict:
+    """The accept rule as the quality page shows it: the project's settings and what the latest run
+    recorded (labeling.stats.calibration): threshold, calibration curve, audits, other targets."""
+    rec = (run.calibration if run is not None else None) or {}
+    audit = rec.get("audit") or {}
+    others = [
+        {"target": float(t), "items": n}
+        for t, n in sorted((rec.get("would_accept") or {}).items(), key=lambda x: float(x[0]))
+    ]
+    curve = rec.get("curve") or []
+    return {
+        "mode": project.accept_mode,
+        "run_mode": rec.get("mode"),
+        "target": project.max_accept_error,
+        "audit_rate": project.audit_rate,
+        "rule": rec.get("rule"),
+        "threshold": rec.get("threshold"),
+        "estimated_error": rec.get("estimated_error"),
+        "decisions": rec.get("decisions", 0),
+        "min_decisions": rec.get("min_decisions", 50),
+        "audit": audit,
+        "audits_sent": rec.get("audits_sent"),
+        "others": others,
+        "curve": curve,
+        "has_curve": any(p.get("count") for p in curve),
     }
 
 

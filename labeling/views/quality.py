@@ -154,9 +154,20 @@ def quality_settings_view(request, project_id):
     except ValueError:
         messages.error(request, "auto-run threshold: give a whole number (0 turns it off).")
         return redirect("quality", project_id=project.pk)
+    rule = {}
+    for key, what in (("max_accept_error", "target error"), ("audit_rate", "audit rate")):
+        text = request.POST.get(key, "").strip()
+        if text:
+            try:
+                rule[key] = float(text)
+            except ValueError:
+                messages.error(request, f"{what}: give a number.")
+                return redirect("quality", project_id=project.pk)
+    if request.POST.get("accept_mode"):
+        rule["accept_mode"] = request.POST["accept_mode"]
     try:
-        quality_settings_update(project=project, auto_run_after_disputed=value)
-        messages.success(request, "Saved." if value else "Automatic runs are off.")
+        quality_settings_update(project=project, auto_run_after_disputed=value, **rule)
+        messages.success(request, "Saved." if value else "Saved. Automatic runs are off.")
     except ValidationFailed as exc:
         messages.error(request, exc.message)
     return redirect("quality", project_id=project.pk)
