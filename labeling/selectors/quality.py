@@ -235,6 +235,7 @@ def accept_rule_card(*, project, run) -> dict:
         "threshold": rec.get("threshold"),
         "estimated_error": rec.get("estimated_error"),
         "decisions": rec.get("decisions", 0),
+        "weighed_on": rec.get("weighed_on"),
         "min_decisions": rec.get("min_decisions", 50),
         "audit": audit,
         "audits_sent": rec.get("audits_sent"),

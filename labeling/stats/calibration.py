@@ -50,7 +50,8 @@ def calibrate(scores: np.ndarray, right: np.ndarray) -> Calibration:
 
 
 def curve_points(scores: np.ndarray, right: np.ndarray, cal: Calibration | None, bins: int = CURVE_BINS) -> list:
-    """Decisions per score bin: count, share right, and the fitted probability at the bin's middle."""
+    """Decisions per score bin: count, share right, and the fitted probability at the bin's middle
+    (only where the bin has decisions: elsewhere the fit is an extrapolation)."""
     scores = np.asarray(scores, dtype=float)
     right = np.asarray(right, dtype=bool)
     idx = np.clip((scores * bins).astype(int), 0, bins - 1)
@@ -66,7 +67,7 @@ def curve_points(scores: np.ndarray, right: np.ndarray, cal: Calibration | None,
                 "count": n,
                 "right": int(right[sel].sum()),
                 "share_right": float(right[sel].mean()) if n else None,
-                "fitted": float(cal.p_right(np.array([mid]))[0]) if cal is not None else None,
+                "fitted": float(cal.p_right(np.array([mid]))[0]) if cal is not None and n else None,
             }
         )
     return points
@@ -163,15 +164,21 @@ def calibrated_rule(
     max_error: float,
 ) -> AcceptRule:
     """The calibrated accept rule for one run. `candidates` marks the items the rule could accept
-    (their scores are the distribution the estimated error is weighed on)."""
+    (their scores are the distribution the estimated error is weighed on; a run with none weighs on
+    the decided items' scores, so the threshold it records still says what the target means)."""
     quality = np.nan_to_num(np.asarray(quality, dtype=float), nan=0.0)
     cand_scores = quality[np.asarray(candidates, dtype=bool)]
+    weighed_on = "run"
+    if len(cand_scores) == 0:
+        cand_scores, weighed_on = np.asarray(decision_scores, dtype=float), "decisions"
     n_dec = len(decision_scores)
     record = {
         "mode": "calibrated",
         "max_accept_error": max_error,
         "decisions": n_dec,
         "min_decisions": MIN_DECISIONS,
+        "candidates": int(np.asarray(candidates, dtype=bool).sum()),
+        "weighed_on": weighed_on,
         "audit": audited_error(audit_right),
     }
     if n_dec < MIN_DECISIONS:

@@ -53,7 +53,7 @@
     options: {
       responsive: true, maintainAspectRatio: false, animation: false,
       scales: {
-        x: {stacked: true, title: {display: true, text: threshold === null ? "consensus quality (default accept rule)" : "consensus quality (accept at ≥ " + threshold + ")"}},
+        x: {stacked: true, title: {display: true, text: threshold === null ? "consensus quality (default accept rule)" : "consensus quality (accept at ≥ " + (+threshold.toFixed(3)) + ")"}},
         y: {stacked: true, title: {display: true, text: "items"}, beginAtZero: true}
       },
       plugins: {legend: {position: "bottom"}}

@@ -58,3 +58,53 @@ def test_quality_page_before_any_run(page, live_server):
     login(page, live_server, manager)
     page.goto(f"{live_server.url}/projects/{project.pk}/quality")
     assert "No quality run yet" in page.locator("#no-run").inner_text()
+
+
+def test_accept_rule_card_at_phone_width(page, live_server):
+    """A calibrated project after reviewers decided a first run's review items: the card shows the
+    derived threshold, the calibration curve, the audited error and the other targets, at 390px."""
+    from labeling.models import Item
+    from labeling.services.resolution import item_resolve
+
+    project, manager = crowd_project(
+        k=4, annotations_per_item=5, max_annotations_per_item=5, accept_mode="calibrated", audit_rate=0.2
+    )
+    users = annotators(project, 10)
+    crowd = simulate_crowd(n_items=400, accuracies=np.linspace(0.55, 0.95, 10), n_classes=4, per_item=5, seed=6)
+    items = load_crowd(project, users, crowd)
+    truth = {it.pk: f"c{crowd.true[i]}" for i, it in enumerate(items)}
+
+    def run_now():
+        with mock.patch.object(quality_service, "_enqueue"):
+            run = quality_run_request(project_id=project.pk)
+        return quality_run_execute(run_id=run.pk)
+
+    first = run_now()
+    # Reviewers decide the audited items and most others; the rest are still disputed for the next run.
+    review = list(first.item_results.filter(outcome="review").order_by("-audit", "item_id"))
+    for r in review[: len(review) * 3 // 4]:
+        item_resolve(item=Item.objects.get(pk=r.item_id), reviewer=manager, label=truth[r.item_id])
+    second = run_now()
+    cal = second.calibration
+    assert cal["rule"] == "calibrated" and cal["weighed_on"] == "run" and cal["threshold"] is not None
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(page, live_server, manager)
+    page.goto(f"{live_server.url}/projects/{project.pk}/quality")
+    card = page.locator("#accept-rule")
+    assert "Calibrated" in card.inner_text() and "2%" in card.inner_text()
+    assert f"from {cal['decisions']} reviewer decisions" in card.inner_text()
+    assert f"{cal['threshold']:.3f}" == page.locator("#derived-threshold").inner_text()
+    assert "95% CI" in page.locator("#audited-error").inner_text()
+    rows = page.locator("#accept-targets tbody tr")
+    assert rows.count() == 4
+    assert rows.nth(3).inner_text().split()[-1] == str(cal["would_accept"]["0.1"])
+    page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('calibration-curve'))")
+    counts = page.evaluate(
+        "Chart.getChart(document.getElementById('calibration-curve')).data.datasets[0].data.filter(v => v !== null).length"
+    )
+    assert counts == sum(1 for p in cal["curve"] if p["count"])
+    # Nothing wider than the phone.
+    assert page.evaluate("document.querySelector('#accept-rule').scrollWidth") <= 390
+    card.screenshot(path="/tmp/loupe-accept-rule.png")
+    page.screenshot(path="/tmp/loupe-quality-390.png", full_page=True)

@@ -140,3 +140,34 @@ def test_review_pane_shows_both_labels_of_a_conflict(project, user):
     pane = nxt.content.decode()
     conflict = pane.split('id="review-conflict"')[1].split("</div>")[0]
     assert "<code>neg</code>" in conflict and "<code>pos</code>" in conflict and 'href="/bugs/21"' in conflict
+
+
+@pytest.mark.django_db
+def test_accept_rule_card_and_settings_form_without_javascript():
+    project, manager = crowd_project(k=3, accept_mode="calibrated", max_annotations_per_item=3)
+    users = annotators(project, 5)
+    load_crowd(
+        project, users, simulate_crowd(n_items=30, accuracies=np.linspace(0.6, 0.9, 5), n_classes=3, per_item=3, seed=6)
+    )
+    with mock.patch.object(quality_service, "_enqueue"):
+        run = quality_run_request(project_id=project.pk)
+    quality_run_execute(run_id=run.pk)
+    c = browser_for(manager)
+    page = c.get(f"/projects/{project.pk}/quality").content.decode()
+    assert 'id="accept-rule"' in page and "Default rule until 50 decisions: 0 so far." in page
+    url = f"/projects/{project.pk}/quality/settings"
+    bad = c.post(
+        url, {"auto_run_after_disputed": "7", "accept_mode": "calibrated", "max_accept_error": "0.9"}, follow=True
+    )
+    assert b"max_accept_error" in bad.content
+    project.refresh_from_db()
+    assert project.max_accept_error == 0.02
+    assert QualitySettings.objects.get(project=project).auto_run_after_disputed == 25  # nothing changed
+    c.post(
+        url,
+        {"auto_run_after_disputed": "7", "accept_mode": "raw_score", "max_accept_error": "0.05", "audit_rate": "0.1"},
+    )
+    project.refresh_from_db()
+    assert (project.accept_mode, project.max_accept_error, project.audit_rate) == ("raw_score", 0.05, 0.1)
+    page = c.get(f"/projects/{project.pk}/quality").content.decode()
+    assert "Raw score: a consensus is accepted when its CROWDLAB quality is" in page

@@ -84,6 +84,8 @@ def test_calibration_on_reviewer_decisions_is_fitted_and_recorded():
     assert second.status == "done", second.error
     cal = second.calibration
     assert cal["rule"] == "calibrated" and cal["decisions"] == len(to_review)
+    # Every disputed item was decided: the threshold is weighed on the decided items' scores.
+    assert cal["candidates"] == 0 and cal["weighed_on"] == "decisions"
     assert sum(p["count"] for p in cal["curve"]) == len(to_review)
     assert sum(p["right"] for p in cal["curve"]) == sum(res1[pk].consensus_label == truth[pk] for pk in to_review)
     assert set(cal["would_accept"]) == {"0.01", "0.02", "0.05", "0.1"}
