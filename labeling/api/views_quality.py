@@ -51,7 +51,14 @@ class QualityRunOutput(serializers.Serializer):
     pred_probs_source = serializers.CharField()
     model_versions = serializers.CharField()
     seed = serializers.IntegerField()
-    accept_threshold = serializers.FloatField(allow_null=True)
+    accept_threshold = serializers.FloatField(
+        allow_null=True, help_text="The threshold the run accepted at (null: the default rule of the calibrated mode)."
+    )
+    calibration = serializers.JSONField(
+        help_text="The run's accept rule: mode, rule (calibrated | default), max_accept_error, decisions, "
+        "threshold, estimated_error, curve (score bins: count, right, share_right, fitted), audit (audited, "
+        "wrong, error, low, high: Wilson 95%), audits_sent, would_accept ({target: items})."
+    )
     snapshot_at = serializers.DateTimeField(allow_null=True)
     snapshot_max_annotation_id = serializers.IntegerField(allow_null=True)
     mean_quality = serializers.FloatField(allow_null=True)
@@ -105,6 +112,7 @@ class QualityRunItemsApi(ApiView):
         active_learning_score = serializers.FloatField(allow_null=True)
         label_issue = serializers.BooleanField()
         outcome = serializers.CharField()
+        audit = serializers.BooleanField(help_text="Sent to review as an audit of the accept rule.")
 
     pagination_class = ItemCursorPagination
 

@@ -341,7 +341,7 @@ def _accept_rule(run, project, snap, scores, pred_probs, source) -> calibration.
     # The model's prediction backs a majority in the default rule; class frequencies are no model.
     model_pred = None if source == PredProbsSource.CLASS_PRIOR else np.argmax(pred_probs, axis=1)
     candidates = (snap.status == ItemStatus.DISPUTED) & (scores.agreement > 0) & ~scores.label_issue
-    return calibration.calibrated_rule(
+    rule = calibration.calibrated_rule(
         quality=scores.quality,
         candidates=candidates,
         agreement=scores.agreement,
@@ -353,6 +353,11 @@ def _accept_rule(run, project, snap, scores, pred_probs, source) -> calibration.
         audit_right=audit_right,
         max_error=project.max_accept_error,
     )
+    # Decisions are about consensus among annotators: an item with one label (which cleanlab may doubt)
+    # is still judged against the project's raw threshold.
+    single = scores.num_annotations < 2
+    rule.accept = np.where(single, np.nan_to_num(scores.quality, nan=0.0) >= project.accept_threshold, rule.accept)
+    return rule
 
 
 def quality_decisions(*, project_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -82,8 +82,10 @@ def test_run_detail_counts_and_per_item_results(scored):
     assert counts["scored"] == 120 and counts["annotators"] == 8 and counts["annotations"] == 360
     assert counts["to_review"] == run.to_review and counts["auto_accepted"] == run.auto_accepted
     assert body["pred_probs_source"] == "production" and body["method"] == "crowdlab" and 0 < body["mean_quality"] < 1
+    assert body["calibration"] == {"mode": "raw_score", "threshold": 0.8, "audits_sent": 0}
     page = c.get(f"/api/quality-runs/{run.pk}/items", {"outcome": "review", "page_size": 500}).json()
     assert len(page["results"]) == run.to_review and {r["outcome"] for r in page["results"]} == {"review"}
+    assert not any(r["audit"] for r in page["results"])
     assert c.get(f"/api/quality-runs/{run.pk}/items", {"outcome": "bogus"}).status_code == 400
 
 

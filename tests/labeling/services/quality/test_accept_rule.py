@@ -114,3 +114,23 @@ def test_raw_score_projects_keep_their_threshold_and_audit_nothing():
     assert not any(r.audit for r in res)
     assert all(r.quality >= 0.7 for r in res if r.outcome == "accepted")
     assert QualityItemResult.objects.filter(run=run, audit=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_single_labels_are_doubted_against_the_raw_threshold_in_calibrated_mode():
+    project, _ = crowd_project(
+        k=3, annotations_per_item=1, max_annotations_per_item=2, accept_threshold=0.5, accept_mode="calibrated"
+    )
+    users = annotators(project, 4)
+    crowd = simulate_crowd(
+        n_items=300, accuracies=[0.95, 0.9, 0.6, 0.5], n_classes=3, per_item=1, seed=2, model_accuracy=0.9
+    )
+    load_crowd(project, users, crowd)
+    run = run_now(project)
+    assert run.status == "done", run.error
+    res = results_by_item(run).values()
+    doubted = [r for r in res if r.outcome in ("reopened", "review")]
+    assert doubted and all(r.quality < 0.5 or r.label_issue for r in doubted)
+    # Between the raw threshold and the default rule's 0.9, a single label is kept (not doubted).
+    assert any(0.5 <= r.quality < 0.9 and r.outcome == "kept" for r in res)
+    assert not any(r.audit for r in res)
