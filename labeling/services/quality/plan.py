@@ -1,5 +1,7 @@
 """What a quality run decides for each scored item, from the snapshot and the scores alone: accept
 the consensus as ground truth, ask for one more annotation, send to review, or leave as it is.
+A resolved label the run doubts (one annotator's, or several annotators' that the consensus
+contradicts) goes to a person; Loupe itself accepts only a label some annotator chose.
 Pure decisions, no database: labeling.services.quality.write carries them out, re-checking each
 item against the snapshot first."""
 
@@ -52,9 +54,25 @@ def plan_outcomes(
         & np.isin(snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
     )
     outcome[single_doubt] = low_outcome[single_doubt]
+    # Several annotators agreed (or a run accepted the label), yet the run's consensus is another
+    # label and is not good enough to accept: a person decides. The label stays until then (the
+    # item is reviewed as it is, never reopened: more annotations would not settle a disagreement
+    # between the humans and the model).
+    doubted_agreement = (
+        resolved
+        & (scores.num_annotations > 1)
+        & ~good
+        & np.isin(snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
+        & (_label_keys(snap)[scores.consensus] != snap.gt_label)
+    )
+    outcome[doubted_agreement] = QualityOutcome.REVIEW.value
     outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
-    actionable = disputed | single_doubt
+    actionable = disputed | single_doubt | doubted_agreement
     return Plan(outcome=outcome, actionable=actionable)
+
+
+def _label_keys(snap: Snapshot) -> np.ndarray:
+    return np.array(snap.label_keys, dtype=object)
 
 
 def plan_summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarray) -> dict:
