@@ -3,6 +3,9 @@
 Agreement is computed from the current annotations on each request, in NumPy over one bulk read
 (common.db.columns), rather than stored.
 
+Long because the review pane's reading of an item (majority, suggestion, the explanation of a
+consensus nobody chose) sits with the run, queue and agreement reads it combines.
+
 Raw SQL: the bulk reads of every annotation come back as NumPy columns (common.db.columns), and the
 median seconds per annotator uses PostgreSQL's percentile_cont, which the ORM cannot say.
 """
@@ -140,6 +143,13 @@ class ReviewContext:
     # For an item in conflict: {"ground_truth": {label, method, source, decided_at}, "claims":
     # [{label, source, observed_at}]}: the labels that disagree with it (late imports, bug failures).
     conflict: dict | None = None
+    # The label most annotators chose: {label, name, votes, of}; None without annotations or on a tie.
+    majority: dict | None = None
+    # The label the Decide form highlights: the consensus when some annotator chose it, else the
+    # majority label (None on a tie): never a label nobody chose.
+    suggested_label: str | None = None
+    # Why the consensus is a label no annotator chose, in words ("" when some annotator chose it).
+    explanation: str = ""
 
 
 def _conflict(item: Item) -> dict | None:
@@ -179,6 +189,18 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
     probabilities = []
     if prediction and isinstance(prediction.probabilities, dict):
         probabilities = [(lc.key, lc.name, prediction.probabilities.get(lc.key)) for lc in labels]
+    chosen = [a["label"] for a in annotations]
+    majority = _majority(chosen, names)
+    if consensus_label is None or consensus_label in chosen:
+        suggested, explanation = consensus_label, ""
+    else:
+        suggested = majority["label"] if majority else None
+        explanation = _explain_unchosen(
+            consensus_name=names.get(consensus_label, consensus_label),
+            quality=result.quality,
+            majority=majority,
+            n=len(chosen),
+        )
     return ReviewContext(
         item=item,
         annotations=annotations,
@@ -188,6 +210,37 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
         labels=labels,
         lease=lease,
         conflict=_conflict(item),
+        majority=majority,
+        suggested_label=suggested,
+        explanation=explanation,
+    )
+
+
+def _majority(chosen: list[str], names: dict) -> dict | None:
+    """The label chosen most often, with its votes; None without annotations or when two tie."""
+    counts = pd.Series(chosen, dtype=object).value_counts()
+    if counts.empty or (len(counts) > 1 and counts.iloc[0] == counts.iloc[1]):
+        return None
+    label = counts.index[0]
+    return {"label": label, "name": names.get(label, label), "votes": int(counts.iloc[0]), "of": len(chosen)}
+
+
+def _explain_unchosen(*, consensus_name: str, quality: float, majority: dict | None, n: int) -> str:
+    """Why the run's consensus is a label none of the item's annotators chose."""
+    q = f"quality {quality:.2f}"
+    if majority is None:
+        said = f"the {n} annotators split with no majority" if n else "no annotator labeled the item"
+    elif majority["votes"] == n:
+        if n > 1:
+            return f"All {n} annotators said {majority['name']}; cleanlab's consensus is {consensus_name} ({q})."
+        said = f"the one annotator said {majority['name']}"
+    elif 2 * majority["votes"] > n:
+        said = f"the majority said {majority['name']} ({majority['votes']} of {n})"
+    else:
+        said = f"most votes went to {majority['name']} ({majority['votes']} of {n})"
+    return (
+        f"The model and the annotators' track records point to {consensus_name} ({q}), "
+        f"a label no annotator chose; {said}."
     )
 
 

@@ -140,3 +140,43 @@ def test_review_pane_shows_both_labels_of_a_conflict(project, user):
     pane = nxt.content.decode()
     conflict = pane.split('id="review-conflict"')[1].split("</div>")[0]
     assert "<code>neg</code>" in conflict and "<code>pos</code>" in conflict and 'href="/bugs/21"' in conflict
+
+
+def _button(html: str, value: str) -> str:
+    """The opening tag of the Decide form's button for one label."""
+    start = html.index(f'name="label" value="{value}"')
+    return html[html.rindex("<button", 0, start) : html.index(">", start) + 1]
+
+
+@pytest.mark.django_db
+def test_review_pane_explains_a_consensus_nobody_chose_and_highlights_the_majority():
+    from tests.labeling.review_data import review_project
+
+    project, _, reviewer, items = review_project()
+    c = browser_for(reviewer)
+    first = c.post(f"/projects/{project.pk}/review/next").content.decode()
+    assert 'id="review-external-id">ticket-00264<' in first
+    assert (
+        "The model and the annotators&#x27; track records point to Feature (quality 0.12), a label no annotator chose; "
+        "the majority said Bug (2 of 3)." in first
+    )
+    assert 'id="review-majority"><code>bug</code> Bug <span class="muted">2 of 3 votes' in first
+    assert 'class="suggested"' in _button(first, "bug")
+    assert 'class="suggested"' not in _button(first, "feature") and 'class="suggested"' not in _button(first, "billing")
+
+    second = c.post(
+        f"/projects/{project.pk}/review/items/{items['ticket-00264'].pk}/resolve", {"label": "bug"}
+    ).content.decode()
+    assert 'id="review-external-id">ticket-unanimous<' in second
+    assert "All 3 annotators said Bug; cleanlab&#x27;s consensus is Feature (quality 0.21)." in second
+    assert 'class="suggested"' in _button(second, "bug") and 'class="suggested"' not in _button(second, "feature")
+    assert GroundTruth.objects.get(item=items["ticket-00264"]).method == "adjudicated"
+
+    third = c.post(
+        f"/projects/{project.pk}/review/items/{items['ticket-unanimous'].pk}/resolve", {"label": "feature"}
+    ).content.decode()
+    assert 'id="review-external-id">ticket-tie<' in third
+    assert "split with no majority" in third and "Nothing highlighted" in third
+    assert not any('class="suggested"' in _button(third, key) for key in ("bug", "feature", "billing"))
+    gt = GroundTruth.objects.get(item=items["ticket-unanimous"])
+    assert (gt.label, gt.method, gt.decided_by_id) == ("feature", "adjudicated", reviewer.pk)
