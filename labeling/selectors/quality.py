@@ -150,6 +150,8 @@ class ReviewContext:
     suggested_label: str | None = None
     # Why the consensus is a label no annotator chose, in words ("" when some annotator chose it).
     explanation: str = ""
+    # A disputed item's label while it waits for the reviewer (one a run doubted): {label, name, method}.
+    current: dict | None = None
 
 
 def _conflict(item: Item) -> dict | None:
@@ -213,7 +215,15 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
         majority=majority,
         suggested_label=suggested,
         explanation=explanation,
+        current=_current(item, names),
     )
+
+
+def _current(item: Item, names: dict) -> dict | None:
+    if item.status != ItemStatus.DISPUTED:
+        return None
+    gt = GroundTruth.objects.filter(item=item).values("label", "method").first()
+    return {**gt, "name": names.get(gt["label"], gt["label"])} if gt else None
 
 
 def _majority(chosen: list[str], names: dict) -> dict | None:

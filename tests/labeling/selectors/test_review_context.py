@@ -30,6 +30,7 @@ def test_a_unanimous_label_the_consensus_contradicts():
     assert ctx.majority == {"label": "bug", "name": "Bug", "votes": 3, "of": 3}
     assert ctx.suggested_label == "bug"
     assert ctx.explanation == "All 3 annotators said Bug; cleanlab's consensus is Feature (quality 0.21)."
+    assert ctx.current == {"label": "bug", "name": "Bug", "method": "unanimous"}
 
 
 def test_a_tie_highlights_nothing():
@@ -42,5 +43,5 @@ def test_a_tie_highlights_nothing():
 def test_a_consensus_some_annotators_chose_needs_no_explanation():
     _, _, _, items = review_project()
     ctx = review_context(item=items["ticket-plain"])
-    assert ctx.suggested_label == "bug" and ctx.explanation == ""
+    assert ctx.suggested_label == "bug" and ctx.explanation == "" and ctx.current is None  # no label yet
     assert ctx.majority == {"label": "bug", "name": "Bug", "votes": 2, "of": 3}
