@@ -175,6 +175,17 @@ class ReviewItemOutput(serializers.Serializer):
         ground_truth = GroundTruthBody(allow_null=True)
         claims = ClaimBody(many=True)
 
+    class MajorityBody(serializers.Serializer):
+        label = serializers.CharField()
+        name = serializers.CharField()
+        votes = serializers.IntegerField()
+        of = serializers.IntegerField(help_text="The item's annotations.")
+
+    class CurrentBody(serializers.Serializer):
+        label = serializers.CharField()
+        name = serializers.CharField()
+        method = serializers.CharField()
+
     lease = Lease(allow_null=True)
     item = ItemBody()
     annotations = AnnotationBody(many=True)
@@ -184,6 +195,18 @@ class ReviewItemOutput(serializers.Serializer):
     conflict = ConflictBody(
         allow_null=True,
         help_text="For an item in conflict: its ground truth and the labels that disagree with it; else null.",
+    )
+    majority = MajorityBody(allow_null=True, help_text="The label most annotators chose; null on a tie.")
+    suggested_label = serializers.CharField(
+        allow_null=True,
+        help_text="The label to highlight: the consensus if some annotator chose it, else the majority label; "
+        "never a label nobody chose.",
+    )
+    explanation = serializers.CharField(
+        allow_blank=True, help_text="Why the consensus is a label no annotator chose, in words; empty otherwise."
+    )
+    current_label = CurrentBody(
+        allow_null=True, help_text="A disputed item's ground truth, kept until the reviewer decides; else null."
     )
 
 
@@ -206,6 +229,10 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
         },
         "labels": ctx.labels,
         "conflict": ctx.conflict,
+        "majority": ctx.majority,
+        "suggested_label": ctx.suggested_label,
+        "explanation": ctx.explanation,
+        "current_label": ctx.current,
     }
 
 

@@ -229,3 +229,21 @@ def test_quality_settings(scored):
         == 403
     )
     assert QualityRun.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db
+def test_review_next_explains_a_consensus_nobody_chose():
+    from tests.labeling.review_data import review_project
+
+    project, _, reviewer, items = review_project()
+    c = client_for(reviewer)
+    body = c.post(f"/api/projects/{project.pk}/review/next").json()
+    assert body["item"]["external_id"] == "ticket-00264" and body["quality"]["consensus_label"] == "feature"
+    assert body["majority"] == {"label": "bug", "name": "Bug", "votes": 2, "of": 3}
+    assert body["suggested_label"] == "bug" and body["current_label"] is None
+    assert "point to Feature (quality 0.12), a label no annotator chose; the majority said Bug" in body["explanation"]
+    assert c.post(f"/api/items/{items['ticket-00264'].pk}/resolve", {"label": "bug"}, format="json").status_code == 200
+    body = c.post(f"/api/projects/{project.pk}/review/next").json()
+    assert body["item"]["external_id"] == "ticket-unanimous"
+    assert body["explanation"] == "All 3 annotators said Bug; cleanlab's consensus is Feature (quality 0.21)."
+    assert body["current_label"] == {"label": "bug", "name": "Bug", "method": "unanimous"}
