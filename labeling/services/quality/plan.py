@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from labeling.models import GroundTruthMethod, ItemStatus, QualityOutcome
 from labeling.services.quality.snapshot import Snapshot
@@ -55,16 +56,20 @@ def plan_outcomes(
     )
     outcome[single_doubt] = low_outcome[single_doubt]
     # Several annotators agreed (or a run accepted the label), yet the run's consensus is another
-    # label and is not good enough to accept: a person decides. The label stays until then (the
-    # item is reviewed as it is, never reopened: more annotations would not settle a disagreement
-    # between the humans and the model).
-    doubted_agreement = (
-        resolved
-        & (scores.num_annotations > 1)
-        & ~good
-        & np.isin(snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
-        & (_label_keys(snap)[scores.consensus] != snap.gt_label)
+    # label and is not good enough to accept: a person decides. The label stays until then: the item
+    # waits in review (disputed, its ground truth kept), and later runs leave it there while the
+    # annotators still agree on that label; it is never reopened, as more annotations would not
+    # settle a disagreement between the humans and the model.
+    gt_method = snap.gt_method
+    contradicted = (scores.num_annotations > 1) & ~good & (_label_keys(snap)[scores.consensus] != snap.gt_label)
+    agreed = np.isin(gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
+    gt_idx = pd.Index(snap.label_keys).get_indexer(snap.gt_label)
+    still_unanimous = labeled.any(axis=1) & ((snap.labels == gt_idx[:, None]) | ~labeled).all(axis=1)
+    waiting = disputed & (
+        (gt_method == GroundTruthMethod.CONSENSUS.value)
+        | ((gt_method == GroundTruthMethod.UNANIMOUS.value) & still_unanimous)
     )
+    doubted_agreement = contradicted & ((resolved & agreed) | waiting)
     outcome[doubted_agreement] = QualityOutcome.REVIEW.value
     outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
     actionable = disputed | single_doubt | doubted_agreement

@@ -4,7 +4,7 @@ its ground truth until then, and the reviewer's decision settles it."""
 import numpy as np
 import pytest
 
-from labeling.models import GroundTruth, Item, QualityItemResult
+from labeling.models import GroundTruth, Item, QualityItemResult, ReopenRequest
 from labeling.services.quality.plan import plan_outcomes
 from labeling.services.quality.snapshot import Snapshot
 from labeling.services.resolution import item_resolve, review_next
@@ -13,7 +13,7 @@ from tests.labeling.factories import annotators, crowd_project, load_crowd, simu
 from tests.labeling.services.quality.helpers import ACCURACIES, results_by_item, run_now
 
 
-def _snap(status, gt_label, gt_method, n_annotators=3):
+def _snap(status, gt_label, gt_method, n_annotators=3, labels=None):
     n = len(status)
     return Snapshot(
         project_id=1,
@@ -22,7 +22,7 @@ def _snap(status, gt_label, gt_method, n_annotators=3):
         max_annotation_id=None,
         item_ids=np.arange(1, n + 1),
         annotator_ids=np.arange(1, n_annotators + 1),
-        labels=np.zeros((n, n_annotators)),
+        labels=np.zeros((n, n_annotators)) if labels is None else np.array(labels, dtype=float),
         n_annotations=n * n_annotators,
         n_ignored=0,
         prod_probs=None,
@@ -77,6 +77,28 @@ def test_plan_sends_a_contradicted_agreement_to_review_and_keeps_the_rest():
     assert plan.actionable.tolist() == [True, False, True, False, False, True]
 
 
+def test_a_later_run_leaves_a_doubted_agreement_in_review():
+    bug, feature = 0, 1
+    snap = _snap(
+        status=["disputed", "disputed", "disputed"],
+        gt_label=["bug", "bug", "bug"],
+        gt_method=["unanimous", "unanimous", "consensus"],
+        labels=[[bug, bug, bug], [bug, feature, bug], [bug, feature, bug]],
+    )
+    scores = _scores(
+        consensus_idx=[feature, feature, feature],
+        quality=[0.3, 0.3, 0.3],
+        agreement=[0.0, 1 / 3, 1 / 3],
+        num_annotations=[3, 3, 3],
+    )
+    plan = plan_outcomes(snap, scores, accept_threshold=0.7, max_annotations=5)
+    assert plan.outcome.tolist() == [
+        "review",  # still waiting for the reviewer: not reopened
+        "reopened",  # a stale single-label ground truth the annotators no longer agree on: disputed as usual
+        "review",  # a run's accepted label another run contradicts, waiting for the reviewer
+    ]
+
+
 @pytest.mark.django_db
 def test_no_unanimous_label_the_consensus_rejects_is_kept_silently():
     project, manager = crowd_project(k=4, accept_threshold=0.7)
@@ -106,9 +128,15 @@ def test_no_unanimous_label_the_consensus_rejects_is_kept_silently():
     assert set(Item.objects.filter(pk__in=doubted).values_list("status", flat=True)) == {"disputed"}
     assert run.to_review == QualityItemResult.objects.filter(run=run, outcome="review").count()
 
+    # A later run leaves them waiting for the reviewer (never reopened for more annotations).
+    later = results_by_item(run_now(project))
+    assert {later[pk].outcome for pk in doubted} == {"review"}
+    assert not ReopenRequest.objects.filter(item_id__in=doubted).exists()
+    assert set(GroundTruth.objects.filter(item_id__in=doubted).values_list("method", flat=True)) == {"unanimous"}
+
     # The review queue serves every one of them; the reviewer's decision is the ground truth.
     served = set()
-    for _ in range(run.to_review + 1):
+    for _ in range(1000):  # until the queue is empty
         lease = review_next(project=project, reviewer=manager)
         if lease is None:
             break
