@@ -24,22 +24,21 @@ MAX_PAIRS = 500
 
 ALPHA_DEFINITION = (
     "Krippendorff's alpha (nominal; the krippendorff package) over every label of every item with at "
-    "least 2 labels; alpha takes items with different numbers of labels as they are, so escalated "
-    "items count with all their labels."
+    "least 2 labels: alpha takes items with different numbers of labels as they are, so escalated items "
+    "count with all their labels."
 )
 FLEISS_DEFINITION = (
     "Fleiss' kappa (statsmodels) over the first {k} labels, in the order they were given, of every item "
-    "with at least {k} labels ({k}: the project's annotations per item, at least 2); labels beyond the "
-    "first {k} (escalations) are left out so that every item counts the same number of raters, and "
-    "items with fewer than {k} labels are left out."
+    "with at least {k} labels ({k}: the project's annotations per item, at least 2). Later labels "
+    "(escalations) and items with fewer labels are left out, so every item counts {k} raters."
 )
 PAIRWISE_DEFINITION = (
-    "Cohen's kappa (scikit-learn) of each pair of annotators who share at least {n} items, over the "
-    "items both labeled; the {max} pairs sharing the most items are listed."
+    "Cohen's kappa (scikit-learn) of each pair of annotators sharing at least {n} items, over the items "
+    "both labeled; at most the {max} pairs sharing the most items."
 )
 OBSERVED_DEFINITION = (
-    "Share of agreeing label pairs on the same item (Krippendorff's observed coincidences: each item "
-    "with m labels weighs its pairs by 1/(m-1)), over every item with at least 2 labels."
+    "Share of agreeing label pairs within items with at least 2 labels (Krippendorff's coincidences: an "
+    "item with m labels weighs its pairs by 1/(m-1))."
 )
 
 

@@ -36,16 +36,16 @@ STAFFING_DEFINITIONS = {
     ),
     "median_seconds_per_annotation": "Median time annotators spent on an annotation (the latest 2,000).",
     "annotator_hours_per_day_needed": (
-        "arrivals per day × annotations per item × median seconds per annotation / 3600."
+        "Arrivals per day × annotations per item × median seconds per annotation / 3600."
     ),
     "reviews_per_item": "Measured: review decisions per completed item, project-wide (0 until one is completed).",
-    "reviews_per_day": "arrivals per day × reviews per item: the review decisions a day's arrivals will need.",
+    "reviews_per_day": "Arrivals per day × reviews per item: the review decisions a day's arrivals will need.",
     "median_seconds_per_review": (
         "Median time from taking a review lease to the decision (the latest 2,000 decisions); a lease taken "
         "again after it expired counts from when it was taken again."
     ),
-    "review_hours_per_day_needed": "reviews per day × median seconds per review / 3600.",
-    "hours_per_day_needed": "annotator-hours plus review hours per day.",
+    "review_hours_per_day_needed": "Reviews per day × median seconds per review / 3600.",
+    "hours_per_day_needed": "Annotator-hours plus review hours per day.",
 }
 
 

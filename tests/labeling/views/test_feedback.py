@@ -61,5 +61,5 @@ def test_the_staffing_card_shows_review_hours_and_the_measured_overlap_with_thei
     ):
         assert f'id="{dom_id}"' in html
     assert "configured (no completed item yet)" in html
-    assert "reviews per day × median seconds per review / 3600." in html
+    assert "Reviews per day × median seconds per review / 3600." in html
     assert "annotations per completed item" in html
