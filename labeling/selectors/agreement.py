@@ -50,11 +50,13 @@ def project_agreement(*, project) -> dict:
     k = len(keys)
     label_sql, label_params = label_case("a.label", keys)
     # (as a quality run reads them: by the annotation's own project, annotator ids and label codes in
-    # 4 and 2 bytes, factorized by hashing rather than sorting; the annotation id gives their order)
+    # 4 and 2 bytes, factorized by hashing rather than sorting; in annotation order, which the
+    # (project, id) index gives, for Fleiss' first k labels)
     cols = read_columns(
-        f"SELECT a.id, a.item_id, a.annotator_id, {label_sql} FROM {Annotation._meta.db_table} a WHERE a.project_id = %s",
+        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {Annotation._meta.db_table} a WHERE a.project_id = %s "
+        "ORDER BY a.id",
         [*label_params, project.pk],
-        {"id": np.int64, "item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
+        {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
     )
     ok = cols["label"] >= 0
     item_idx, item_ids = pd.factorize(cols["item_id"][ok], sort=True)
@@ -75,8 +77,7 @@ def project_agreement(*, project) -> dict:
     fleiss = None
     if pairable.any():
         overlap = max(2, int(project.annotations_per_item))
-        in_order = np.argsort(cols["id"][ok], kind="stable")
-        table = consensus.first_k_counts(item_idx[in_order], codes[in_order], overlap, k)
+        table = consensus.first_k_counts(item_idx, codes, overlap, k)
         fleiss = {
             "value": consensus.fleiss_kappa(table) if len(table) else None,
             "annotations_per_item": overlap,

@@ -337,23 +337,24 @@ def krippendorff_alpha_nominal(counts: np.ndarray) -> float | None:
 
 
 def first_k_counts(item_idx: np.ndarray, codes: np.ndarray, k: int, n_classes: int) -> np.ndarray:
-    """Item × class counts of the first `k` labels of every item that has at least `k` (the table
-    statsmodels' aggregate_raters makes of those items' first k labels, counted here with one
-    vectorised np.add.at rather than its per-item loop). `item_idx` and `codes` must be in annotation
-    order; items come out in increasing item_idx."""
+    """Item × class counts of the first `k` labels of every item that has at least `k`: the table
+    statsmodels' aggregate_raters makes of those items' first k labels, counted here in one pass
+    (bincount) rather than its per-item loop. `item_idx` (0..N-1) and `codes` must be in annotation
+    order; rows come out in increasing item_idx."""
     item_idx = np.asarray(item_idx, dtype=np.int64)
     codes = np.asarray(codes, dtype=np.int64)
     if len(item_idx) == 0 or k < 1:
         return np.zeros((0, n_classes), dtype=np.int64)
     order = np.argsort(item_idx, kind="stable")  # keeps annotation order inside each item
-    s_item, s_code = item_idx[order], codes[order]
-    rank = np.arange(len(s_item)) - np.searchsorted(s_item, s_item, side="left")  # 0 = item's first label
+    s_item = item_idx[order]
     per_item = np.bincount(s_item)
-    take = (rank < k) & (per_item[s_item] >= k)
-    kept_items, row = np.unique(s_item[take], return_inverse=True)
-    table = np.zeros((len(kept_items), n_classes), dtype=np.int64)
-    np.add.at(table, (row, s_code[take]), 1)
-    return table
+    starts = np.cumsum(per_item) - per_item  # where each item's labels begin in the sorted order
+    take = order[(np.arange(len(s_item)) - starts[s_item] < k) & (per_item[s_item] >= k)]
+    kept = per_item >= k
+    row = (np.cumsum(kept) - 1)[item_idx[take]]
+    n_rows = int(kept.sum())
+    flat = np.bincount(row * n_classes + codes[take], minlength=n_rows * n_classes)
+    return flat.reshape(n_rows, n_classes).astype(np.int64)
 
 
 def fleiss_kappa(counts: np.ndarray) -> float | None:
