@@ -7,19 +7,33 @@ from datetime import timedelta
 from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 
-from labeling.models import Assignment, AssignmentKind, AssignmentStatus, Item, ItemStatus
+from labeling.models import (
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    GroundTruthMethod,
+    Item,
+    ItemStatus,
+    LabelChange,
+)
 from labeling.stats.staffing import SAMPLE, StaffingWork
 
 
 def staffing_work(*, project) -> StaffingWork:
     """What completed items measured, project-wide (not filtered): resolved items with at least one
-    annotation and their annotations (the items' counters), the review decisions on them (submitted
-    review leases), and the durations of the latest review decisions: from when the lease was taken
-    (a lease taken again after it expired has expires_at moved, and counts from then) to finished_at."""
+    annotation and their annotations (the items' counters), the reviewers' decisions on them (their
+    adjudicated label changes, with or without a review lease), and the durations of the latest
+    decisions made under a review lease: from when the lease was taken (a lease taken again after it
+    expired has expires_at moved, and counts from then) to its finished_at."""
+    per_item = (
+        LabelChange.objects.filter(item=OuterRef("pk"), method=GroundTruthMethod.ADJUDICATED)
+        .order_by()
+        .values("item")
+        .annotate(n=Count("seq"))
+    )
     decisions = Assignment.objects.filter(
         kind=AssignmentKind.REVIEW, status=AssignmentStatus.SUBMITTED, finished_at__isnull=False
     )
-    per_item = decisions.filter(item=OuterRef("pk")).order_by().values("item").annotate(n=Count("id"))
     totals = Item.objects.filter(project=project, status=ItemStatus.RESOLVED, annotation_count__gt=0).aggregate(
         n=Count("id"),
         annotations=Sum("annotation_count"),

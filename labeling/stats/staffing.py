@@ -19,8 +19,8 @@ def _r(x, digits=4):
 class StaffingWork:
     """What the completed items measured (labeling.selectors.feedback reads it, project-wide).
     completed_items: resolved items with at least one annotation; annotations: their annotations;
-    reviews: review decisions (submitted review leases) on them; review_seconds: a sample of review
-    durations (lease start to decision)."""
+    reviews: reviewers' decisions on them (adjudicated label changes); review_seconds: a sample of
+    review durations (review lease taken to decision)."""
 
     completed_items: int = 0
     annotations: int = 0
@@ -38,11 +38,14 @@ STAFFING_DEFINITIONS = {
     "annotator_hours_per_day_needed": (
         "Arrivals per day × annotations per item × median seconds per annotation / 3600."
     ),
-    "reviews_per_item": "Measured: review decisions per completed item, project-wide (0 until one is completed).",
+    "reviews_per_item": (
+        "Measured: reviewers' decisions (adjudicated labels) per completed item, project-wide (0 until one is "
+        "completed)."
+    ),
     "reviews_per_day": "Arrivals per day × reviews per item: the review decisions a day's arrivals will need.",
     "median_seconds_per_review": (
-        "Median time from taking a review lease to the decision (the latest 2,000 decisions); a lease taken "
-        "again after it expired counts from when it was taken again."
+        "Median time from taking a review lease to the decision (the latest 2,000 decisions made under a "
+        "lease); a lease taken again after it expired counts from when it was taken again."
     ),
     "review_hours_per_day_needed": "Reviews per day × median seconds per review / 3600.",
     "hours_per_day_needed": "Annotator-hours plus review hours per day.",

@@ -327,16 +327,18 @@ def test_staffing_uses_annotation_time_and_overlap(user, project):
 
 
 def test_staffing_measures_annotations_per_completed_item_and_review_hours(user, project):
-    """4 completed items with 3, 3, 5 and 5 annotations (mean 4, not the configured 3); 3 review
-    decisions on them taking 60, 90 and 120 s (the 90 s one on a lease taken again after it expired).
-    An imported item with no annotation and an open item with 2 are not completed work."""
+    """4 completed items with 3, 3, 5 and 5 annotations (mean 4, not the configured 3), each decided by
+    a reviewer (1 decision per item): 3 under a review lease taking 60, 90 and 120 s (the 90 s one on
+    a lease taken again after it expired), 1 without a lease (a decision, but no duration). An
+    imported item with no annotation and an open item with 2 are not completed work."""
     from labeling.models import Annotation, Assignment, AssignmentKind, AssignmentStatus
+    from labeling.services.resolution import item_resolve
 
     ingest(project, 14, days_ago=1)
     items = list(Item.objects.filter(project=project).order_by("id"))
     people = [UserFactory() for _ in range(5)]
     reviewer = UserFactory()
-    plan = {0: 3, 1: 3, 2: 5, 3: 5, 5: 2}  # item index -> annotations; 0-3 resolved, 4 resolved by import
+    plan = {0: 3, 1: 3, 2: 5, 3: 5, 5: 2}  # item index -> annotations
     Annotation.objects.bulk_create(
         [
             Annotation(project_id=project.pk, item=items[i], annotator=people[j], label="pos", seconds_spent=30)
@@ -346,20 +348,26 @@ def test_staffing_measures_annotations_per_completed_item_and_review_hours(user,
     )
     for i, n in plan.items():
         Item.objects.filter(pk=items[i].pk).update(annotation_count=n)
-    Item.objects.filter(pk__in=[items[i].pk for i in range(5)]).update(status=ItemStatus.RESOLVED)
     lease = timedelta(seconds=project.lease_seconds)
+    leases = [
+        Assignment.objects.create(item=items[i], annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=NOW + lease)
+        for i in range(3)
+    ]
+    for i in range(4):
+        item_resolve(item=items[i], reviewer=reviewer, label="neg")
+    Item.objects.filter(pk=items[4].pk).update(status=ItemStatus.RESOLVED)  # as an import would, no annotation
     finished = NOW - timedelta(hours=1)
-    for i, (taken, seconds) in enumerate([(finished - timedelta(seconds=60), 60), (None, 90), (None, 120)]):
-        a = Assignment.objects.create(
-            item=items[i], annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=finished + lease
-        )
-        created = taken or finished - timedelta(seconds=seconds)
-        expires = created + lease
-        if i == 1:  # first taken two days earlier, expired, taken again 90 s before the decision
-            created, expires = finished - timedelta(days=2), finished - timedelta(seconds=90) + lease
-        Assignment.objects.filter(pk=a.pk).update(
-            status=AssignmentStatus.SUBMITTED, created_at=created, expires_at=expires, finished_at=finished
-        )
+    for a, (created, expires) in zip(
+        leases,
+        [
+            (finished - timedelta(seconds=60), finished - timedelta(seconds=60) + lease),
+            # first taken two days earlier, expired, taken again 90 s before the decision
+            (finished - timedelta(days=2), finished - timedelta(seconds=90) + lease),
+            (finished - timedelta(seconds=120), finished - timedelta(seconds=120) + lease),
+        ],
+    ):
+        assert Assignment.objects.get(pk=a.pk).status == AssignmentStatus.SUBMITTED
+        Assignment.objects.filter(pk=a.pk).update(created_at=created, expires_at=expires, finished_at=finished)
     # A skipped review lease is no decision.
     Assignment.objects.create(
         item=items[3],
@@ -375,9 +383,9 @@ def test_staffing_measures_annotations_per_completed_item_and_review_hours(user,
     assert staffing["completed_items"] == 4 and staffing["annotations_per_item_source"] == "measured"
     assert staffing["annotations_per_item"] == 4.0 and staffing["configured_annotations_per_item"] == 3
     assert staffing["annotator_hours_per_day_needed"] == pytest.approx(2.0 * 4 * 30 / 3600, abs=0.005)
-    assert staffing["reviews_per_item"] == 0.75 and staffing["reviews_per_day"] == 1.5
+    assert staffing["reviews_per_item"] == 1.0 and staffing["reviews_per_day"] == 2.0
     assert staffing["median_seconds_per_review"] == 90.0
-    assert staffing["review_hours_per_day_needed"] == pytest.approx(1.5 * 90 / 3600, abs=0.005)
-    assert staffing["hours_per_day_needed"] == pytest.approx(2.0 * 4 * 30 / 3600 + 1.5 * 90 / 3600, abs=0.01)
+    assert staffing["review_hours_per_day_needed"] == pytest.approx(2.0 * 90 / 3600, abs=0.005)
+    assert staffing["hours_per_day_needed"] == pytest.approx(2.0 * 4 * 30 / 3600 + 2.0 * 90 / 3600, abs=0.01)
     assert "completed item" in staffing["definitions"]["annotations_per_item"]
     assert "median seconds per review" in staffing["definitions"]["review_hours_per_day_needed"]
