@@ -1,4 +1,5 @@
-"""Crowd consensus and agreement math: pure NumPy / scikit-learn / cleanlab, no database.
+"""Crowd consensus and agreement math: pure NumPy / scikit-learn / cleanlab, and agreement figures
+from the maintained krippendorff and statsmodels packages; no database.
 
 The quality service (labeling.services.quality.snapshot) reads a snapshot into the arrays used here and
 writes back what these functions return; the benchmarks and the simulated-crowd tests call them too.
