@@ -333,14 +333,22 @@ class AgreementApi(ApiView):
         class Fleiss(serializers.Serializer):
             value = serializers.FloatField(allow_null=True)
             annotations_per_item = serializers.IntegerField()
-            items = serializers.IntegerField()
-            all_pairable_items = serializers.BooleanField()
+            items = serializers.IntegerField(help_text="Items with at least annotations_per_item labels.")
+            items_with_fewer = serializers.IntegerField(help_text="Items with 2 or more labels but fewer than k.")
+            labels_left_out = serializers.IntegerField(help_text="Labels beyond the first k of an item.")
+            definition = serializers.CharField()
 
         class Pair(serializers.Serializer):
             annotator_a = serializers.CharField()
             annotator_b = serializers.CharField()
             shared_items = serializers.IntegerField()
             kappa = serializers.FloatField(allow_null=True)
+
+        class Definitions(serializers.Serializer):
+            krippendorff_alpha = serializers.CharField()
+            fleiss_kappa = serializers.CharField()
+            pairwise_cohen_kappa = serializers.CharField()
+            observed_agreement = serializers.CharField()
 
         class Confusion(serializers.Serializer):
             labels = serializers.ListField(child=serializers.CharField())
@@ -356,6 +364,7 @@ class AgreementApi(ApiView):
         fleiss_kappa = Fleiss(allow_null=True)
         pairwise_cohen_kappa = Pair(many=True)
         min_shared_items = serializers.IntegerField()
+        definitions = Definitions(help_text="What each figure is computed over, in words.")
         confusion = Confusion()
 
     @extend_schema(responses={200: Output, **ERRORS}, operation_id="agreement_retrieve")

@@ -1,7 +1,5 @@
-"""Reads for quality runs, the review queue, annotator statistics and agreement.
-
-Agreement is computed from the current annotations on each request, in NumPy over one bulk read
-(common.db.columns), rather than stored.
+"""Reads for quality runs, the review queue and annotator statistics; the agreement figures are
+labeling.selectors.agreement's (agreement_panel shapes them for the quality page).
 
 Long because the review pane's reading of an item (majority, suggestion, the explanation of a
 consensus nobody chose) sits with the run, queue and agreement reads it combines.
@@ -21,7 +19,7 @@ from django.db.models import Count, F
 from django.db.models.functions import Floor
 
 from common.db import is_postgres
-from common.db.columns import label_case, read_columns
+from common.db.columns import read_columns
 from common.errors import NotFound
 from labeling.models import (
     Annotation,
@@ -43,11 +41,9 @@ from labeling.models import (
     reopen_pending,
 )
 from labeling.selectors.access import ANY_ROLE, access_project
-from labeling.stats import consensus
+from labeling.selectors.agreement import project_agreement
 
 User = get_user_model()
-MIN_SHARED_FOR_KAPPA = 20
-MAX_PAIRS = 500
 HISTOGRAM_BINS = 20
 
 
@@ -344,105 +340,3 @@ def _median_seconds(project) -> dict:
     if not len(cols["annotator_id"]):
         return {}
     return pd.Series(cols["seconds"]).groupby(cols["annotator_id"]).median().to_dict()
-
-
-# --- agreement ------------------------------------------------------------------------------------
-
-
-def project_agreement(*, project) -> dict:
-    """Krippendorff's alpha (nominal), Fleiss' kappa over the items with the fixed overlap, pairwise
-    Cohen's kappa for annotator pairs sharing >= 20 items, and the label-by-label coincidence
-    ("confusion") between annotators."""
-    keys = list(LabelClass.objects.filter(project=project).order_by("position", "id").values_list("key", flat=True))
-    k = len(keys)
-    label_sql, label_params = label_case("a.label", keys)
-    # (as a quality run reads them: by the annotation's own project, annotator ids and label codes in
-    # 4 and 2 bytes, factorized by hashing rather than sorting)
-    cols = read_columns(
-        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {Annotation._meta.db_table} a WHERE a.project_id = %s",
-        [*label_params, project.pk],
-        {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
-    )
-    ok = cols["label"] >= 0
-    item_idx, item_ids = pd.factorize(cols["item_id"][ok], sort=True)
-    annot_idx, annot_ids = pd.factorize(cols["annotator_id"][ok], sort=True)
-    annot_ids = annot_ids.astype(np.int64)
-    codes = cols["label"][ok].astype(np.int64)
-    counts = np.zeros((len(item_ids), k), dtype=np.int64)
-    np.add.at(counts, (item_idx, codes), 1)
-    per_item = counts.sum(axis=1)
-    pairable = per_item >= 2
-
-    o = consensus.coincidence_matrix(counts)
-    n_pairable = float(o.sum())
-    observed = float(np.trace(o) / n_pairable) if n_pairable else None
-    row_sums = o.sum(axis=1, keepdims=True)
-    rates = np.divide(o, row_sums, out=np.zeros_like(o), where=row_sums > 0)
-
-    # Fleiss: only where every item has the same number of labels (statsmodels needs that).
-    fleiss = None
-    if pairable.any():
-        overlap = project.annotations_per_item if project.annotations_per_item >= 2 else None
-        values, freq = np.unique(per_item[pairable], return_counts=True)
-        if overlap is None or overlap not in values:
-            overlap = int(values[np.argmax(freq)])
-        fixed = per_item == overlap
-        fleiss = {
-            "value": consensus.fleiss_kappa(counts[fixed]),
-            "annotations_per_item": int(overlap),
-            "items": int(fixed.sum()),
-            "all_pairable_items": bool(len(values) == 1),
-        }
-
-    pairs = _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k)
-    usernames = dict(User.objects.filter(pk__in=annot_ids.tolist()).values_list("pk", "username"))
-    for p in pairs:
-        p["annotator_a"] = usernames.get(p.pop("a"), "?")
-        p["annotator_b"] = usernames.get(p.pop("b"), "?")
-    return {
-        "annotations": int(len(codes)),
-        "annotators": int(len(annot_ids)),
-        "items": int(len(item_ids)),
-        "items_with_2_or_more": int(pairable.sum()),
-        "observed_agreement": observed,
-        "krippendorff_alpha": consensus.krippendorff_alpha_nominal(counts),
-        "fleiss_kappa": fleiss,
-        "pairwise_cohen_kappa": pairs,
-        "min_shared_items": MIN_SHARED_FOR_KAPPA,
-        "confusion": {"labels": keys, "counts": o.round(3).tolist(), "rates": rates.round(4).tolist()},
-    }
-
-
-def _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k) -> list[dict]:
-    m = len(annot_ids)
-    if m < 2:
-        return []
-    from scipy import sparse
-
-    b = sparse.csr_matrix(
-        (np.ones(len(item_idx)), (annot_idx, item_idx)), shape=(m, int(item_idx.max()) + 1 if len(item_idx) else 0)
-    )
-    shared = (b @ b.T).toarray()
-    np.fill_diagonal(shared, 0)
-    ia, ib = np.nonzero(np.triu(shared >= MIN_SHARED_FOR_KAPPA))
-    order = np.argsort(-shared[ia, ib], kind="stable")[:MAX_PAIRS]
-    by_annot = {}
-    sort = np.lexsort((item_idx, annot_idx))
-    s_annot, s_item, s_code = annot_idx[sort], item_idx[sort], codes[sort]
-    bounds = np.searchsorted(s_annot, np.arange(m + 1))
-    for j in set(ia[order].tolist()) | set(ib[order].tolist()):
-        by_annot[j] = (s_item[bounds[j] : bounds[j + 1]], s_code[bounds[j] : bounds[j + 1]])
-    out = []
-    for a, b_ in zip(ia[order].tolist(), ib[order].tolist()):
-        items_a, codes_a = by_annot[a]
-        items_b, codes_b = by_annot[b_]
-        _, pa, pb = np.intersect1d(items_a, items_b, assume_unique=True, return_indices=True)
-        out.append(
-            {
-                "a": int(annot_ids[a]),
-                "b": int(annot_ids[b_]),
-                "shared_items": int(len(pa)),
-                "kappa": consensus.cohen_kappa(codes_a[pa], codes_b[pb], k),
-            }
-        )
-    return out

@@ -99,6 +99,9 @@ def test_quality_page_loads_its_slow_panels_after_it_or_with_it_without_javascri
 
     panel = c.get(f"/projects/{project.pk}/quality/agreement", HTTP_HX_REQUEST="true").content.decode()
     assert 'id="alpha"' in panel and "<html" not in panel.lower()
+    # Each figure says what it is computed over, beside the number.
+    assert "over the first 3 labels of 30 items" in panel and "every label of every item with at least 2" in panel
+    assert "Fleiss&#x27; kappa (statsmodels) over the first 3 labels, in the order they were given" in panel
     assert 'id="confusion" hx-swap-oob="true"' in panel and 'id="confusion-heatmap"' in panel
     table_html = c.get(f"/projects/{project.pk}/quality/annotators").content.decode()
     assert table_html.count("<tr>") == 1 + 5  # the header and the five annotators
