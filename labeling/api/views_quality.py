@@ -1,5 +1,9 @@
 """Quality runs, the review queue, annotator statistics and agreement. Thin: selectors read,
-services write, errors are common.errors (one error shape)."""
+services write, errors are common.errors (one error shape).
+
+Long because the review lease, the reviewer's context (annotations, consensus, the explanation of a
+consensus nobody chose) and the agreement figures with their definitions are documented field by
+field for the OpenAPI schema, beside the runs they come from."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
