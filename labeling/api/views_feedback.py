@@ -122,9 +122,20 @@ class DelaySloOutput(serializers.Serializer):
 class DelayStaffingOutput(serializers.Serializer):
     arrivals_per_day = serializers.FloatField()
     median_seconds_per_annotation = serializers.FloatField(allow_null=True)
-    annotations_per_item = serializers.IntegerField()
+    annotations_per_item = serializers.FloatField(
+        help_text="Measured mean annotations per completed item (the configured overlap until one is completed)."
+    )
+    annotations_per_item_source = serializers.ChoiceField(choices=["measured", "configured"])
+    configured_annotations_per_item = serializers.IntegerField()
+    completed_items = serializers.IntegerField(help_text="Resolved items with at least one annotation.")
     annotator_hours_per_day_needed = serializers.FloatField(allow_null=True)
+    reviews_per_item = serializers.FloatField(help_text="Review decisions per completed item.")
+    reviews_per_day = serializers.FloatField()
+    median_seconds_per_review = serializers.FloatField(allow_null=True)
+    review_hours_per_day_needed = serializers.FloatField(allow_null=True)
+    hours_per_day_needed = serializers.FloatField(allow_null=True, help_text="Annotator-hours plus review hours.")
     days_to_clear_backlog = serializers.FloatField(allow_null=True)
+    definitions = serializers.DictField(child=serializers.CharField(), help_text="Each figure's definition.")
 
 
 class DelayLivePerformanceOutput(serializers.Serializer):

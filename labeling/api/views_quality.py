@@ -1,5 +1,9 @@
 """Quality runs, the review queue, annotator statistics and agreement. Thin: selectors read,
-services write, errors are common.errors (one error shape)."""
+services write, errors are common.errors (one error shape).
+
+Long because the review lease, the reviewer's context (annotations, consensus, the explanation of a
+consensus nobody chose) and the agreement figures with their definitions are documented field by
+field for the OpenAPI schema, beside the runs they come from."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -183,6 +187,17 @@ class ReviewItemOutput(serializers.Serializer):
         ground_truth = GroundTruthBody(allow_null=True)
         claims = ClaimBody(many=True)
 
+    class MajorityBody(serializers.Serializer):
+        label = serializers.CharField()
+        name = serializers.CharField()
+        votes = serializers.IntegerField()
+        of = serializers.IntegerField(help_text="The item's annotations.")
+
+    class CurrentBody(serializers.Serializer):
+        label = serializers.CharField()
+        name = serializers.CharField()
+        method = serializers.CharField()
+
     lease = Lease(allow_null=True)
     item = ItemBody()
     annotations = AnnotationBody(many=True)
@@ -192,6 +207,18 @@ class ReviewItemOutput(serializers.Serializer):
     conflict = ConflictBody(
         allow_null=True,
         help_text="For an item in conflict: its ground truth and the labels that disagree with it; else null.",
+    )
+    majority = MajorityBody(allow_null=True, help_text="The label most annotators chose; null on a tie.")
+    suggested_label = serializers.CharField(
+        allow_null=True,
+        help_text="The label to highlight: the consensus if some annotator chose it, else the majority label; "
+        "never a label nobody chose.",
+    )
+    explanation = serializers.CharField(
+        allow_blank=True, help_text="Why the consensus is a label no annotator chose, in words; empty otherwise."
+    )
+    current_label = CurrentBody(
+        allow_null=True, help_text="A disputed item's ground truth, kept until the reviewer decides; else null."
     )
 
 
@@ -214,6 +241,10 @@ def review_payload(ctx: sq.ReviewContext) -> dict:
         },
         "labels": ctx.labels,
         "conflict": ctx.conflict,
+        "majority": ctx.majority,
+        "suggested_label": ctx.suggested_label,
+        "explanation": ctx.explanation,
+        "current_label": ctx.current,
     }
 
 
@@ -314,14 +345,22 @@ class AgreementApi(ApiView):
         class Fleiss(serializers.Serializer):
             value = serializers.FloatField(allow_null=True)
             annotations_per_item = serializers.IntegerField()
-            items = serializers.IntegerField()
-            all_pairable_items = serializers.BooleanField()
+            items = serializers.IntegerField(help_text="Items with at least annotations_per_item labels.")
+            items_with_fewer = serializers.IntegerField(help_text="Items with 2 or more labels but fewer than k.")
+            labels_left_out = serializers.IntegerField(help_text="Labels beyond the first k of an item.")
+            definition = serializers.CharField()
 
         class Pair(serializers.Serializer):
             annotator_a = serializers.CharField()
             annotator_b = serializers.CharField()
             shared_items = serializers.IntegerField()
             kappa = serializers.FloatField(allow_null=True)
+
+        class Definitions(serializers.Serializer):
+            krippendorff_alpha = serializers.CharField()
+            fleiss_kappa = serializers.CharField()
+            pairwise_cohen_kappa = serializers.CharField()
+            observed_agreement = serializers.CharField()
 
         class Confusion(serializers.Serializer):
             labels = serializers.ListField(child=serializers.CharField())
@@ -337,6 +376,7 @@ class AgreementApi(ApiView):
         fleiss_kappa = Fleiss(allow_null=True)
         pairwise_cohen_kappa = Pair(many=True)
         min_shared_items = serializers.IntegerField()
+        definitions = Definitions(help_text="What each figure is computed over, in words.")
         confusion = Confusion()
 
     @extend_schema(responses={200: Output, **ERRORS}, operation_id="agreement_retrieve")

@@ -42,10 +42,11 @@ from labeling.models import (
     Stage,
 )
 from labeling.selectors.registry import model_versions_in_stage
+from labeling.selectors.staffing import staffing_work
 from labeling.stats.delay_report import SLICE_NONE, SLICE_OTHER, SLICE_VALUES, report_compute, slice_split, stage_split
+from labeling.stats.staffing import SAMPLE
 
 QUERY_PARAMS = ("since", "until", "model_version", "source", "stage", "slice")
-ANNOTATION_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def _read(project, f: DelayFilters, in_stage: list[str] | None):
     seconds = list(
         Annotation.objects.filter(project=project, seconds_spent__gt=0)
         .order_by("-id")
-        .values_list("seconds_spent", flat=True)[:ANNOTATION_SAMPLE]
+        .values_list("seconds_spent", flat=True)[:SAMPLE]
     )
     return by_bucket, by_day, backlog, per_model, seconds
 
@@ -356,8 +357,9 @@ def feedback_delay_report(
         in_stage = model_versions_in_stage(project=project, stage=filters.stage) if filters.stage else None
         stages = dict(ModelVersion.objects.filter(project=project).values_list("version", "stage"))
         by_bucket, by_day, backlog, per_model, seconds = _read(project, filters, in_stage)
+        work = staffing_work(project=project)
         slices = _slice_rows(project, filters, in_stage) if filters.slice else None
-    report = report_compute(project, filters, now, by_bucket, by_day, backlog, seconds, charts=charts)
+    report = report_compute(project, filters, now, by_bucket, by_day, backlog, seconds, charts=charts, work=work)
     listed = [
         mv
         for mv in stages

@@ -1,10 +1,9 @@
-"""Reads for quality runs, the review queue, annotator statistics and agreement.
+"""Reads for quality runs, the review queue and annotator statistics; the agreement figures are
+labeling.selectors.agreement's (agreement_panel shapes them for the quality page).
 
-Long because the quality page's reads (runs, accept rule, histogram, review queue, annotators,
-agreement) share their queries and helpers.
-
-Agreement is computed from the current annotations on each request, in NumPy over one bulk read
-(common.db.columns), rather than stored.
+Long because the quality page's reads (runs, accept rule, histogram, review queue, annotators)
+share their queries and helpers, and the review pane's reading of an item (majority, suggestion, the
+explanation of a consensus nobody chose) sits with the run and queue reads it combines.
 
 Raw SQL: the bulk reads of every annotation come back as NumPy columns (common.db.columns), and the
 median seconds per annotator uses PostgreSQL's percentile_cont, which the ORM cannot say.
@@ -21,7 +20,7 @@ from django.db.models import Count, F
 from django.db.models.functions import Floor
 
 from common.db import is_postgres
-from common.db.columns import label_case, read_columns
+from common.db.columns import read_columns
 from common.errors import NotFound
 from labeling.models import (
     Annotation,
@@ -43,11 +42,9 @@ from labeling.models import (
     reopen_pending,
 )
 from labeling.selectors.access import ANY_ROLE, access_project
-from labeling.stats import consensus
+from labeling.selectors.agreement import project_agreement
 
 User = get_user_model()
-MIN_SHARED_FOR_KAPPA = 20
-MAX_PAIRS = 500
 HISTOGRAM_BINS = 20
 
 
@@ -143,6 +140,15 @@ class ReviewContext:
     # For an item in conflict: {"ground_truth": {label, method, source, decided_at}, "claims":
     # [{label, source, observed_at}]}: the labels that disagree with it (late imports, bug failures).
     conflict: dict | None = None
+    # The label most annotators chose: {label, name, votes, of}; None without annotations or on a tie.
+    majority: dict | None = None
+    # The label the Decide form highlights: the consensus when some annotator chose it, else the
+    # majority label (None on a tie): never a label nobody chose.
+    suggested_label: str | None = None
+    # Why the consensus is a label no annotator chose, in words ("" when some annotator chose it).
+    explanation: str = ""
+    # A disputed item's label while it waits for the reviewer (one a run doubted): {label, name, method}.
+    current: dict | None = None
 
 
 def _conflict(item: Item) -> dict | None:
@@ -182,6 +188,18 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
     probabilities = []
     if prediction and isinstance(prediction.probabilities, dict):
         probabilities = [(lc.key, lc.name, prediction.probabilities.get(lc.key)) for lc in labels]
+    chosen = [a["label"] for a in annotations]
+    majority = _majority(chosen, names)
+    if consensus_label is None or consensus_label in chosen:
+        suggested, explanation = consensus_label, ""
+    else:
+        suggested = majority["label"] if majority else None
+        explanation = _explain_unchosen(
+            consensus_name=names.get(consensus_label, consensus_label),
+            quality=result.quality,
+            majority=majority,
+            n=len(chosen),
+        )
     return ReviewContext(
         item=item,
         annotations=annotations,
@@ -191,6 +209,45 @@ def review_context(*, item: Item, lease: Assignment | None = None) -> ReviewCont
         labels=labels,
         lease=lease,
         conflict=_conflict(item),
+        majority=majority,
+        suggested_label=suggested,
+        explanation=explanation,
+        current=_current(item, names),
+    )
+
+
+def _current(item: Item, names: dict) -> dict | None:
+    if item.status != ItemStatus.DISPUTED:
+        return None
+    gt = GroundTruth.objects.filter(item=item).values("label", "method").first()
+    return {**gt, "name": names.get(gt["label"], gt["label"])} if gt else None
+
+
+def _majority(chosen: list[str], names: dict) -> dict | None:
+    """The label chosen most often, with its votes; None without annotations or when two tie."""
+    counts = pd.Series(chosen, dtype=object).value_counts()
+    if counts.empty or (len(counts) > 1 and counts.iloc[0] == counts.iloc[1]):
+        return None
+    label = counts.index[0]
+    return {"label": label, "name": names.get(label, label), "votes": int(counts.iloc[0]), "of": len(chosen)}
+
+
+def _explain_unchosen(*, consensus_name: str, quality: float, majority: dict | None, n: int) -> str:
+    """Why the run's consensus is a label none of the item's annotators chose."""
+    q = f"quality {quality:.2f}"
+    if majority is None:
+        said = f"the {n} annotators split with no majority" if n else "no annotator labeled the item"
+    elif majority["votes"] == n:
+        if n > 1:
+            return f"All {n} annotators said {majority['name']}; cleanlab's consensus is {consensus_name} ({q})."
+        said = f"the one annotator said {majority['name']}"
+    elif 2 * majority["votes"] > n:
+        said = f"the majority said {majority['name']} ({majority['votes']} of {n})"
+    else:
+        said = f"most votes went to {majority['name']} ({majority['votes']} of {n})"
+    return (
+        f"The model and the annotators' track records point to {consensus_name} ({q}), "
+        f"a label no annotator chose; {said}."
     )
 
 
@@ -314,105 +371,3 @@ def _median_seconds(project) -> dict:
     if not len(cols["annotator_id"]):
         return {}
     return pd.Series(cols["seconds"]).groupby(cols["annotator_id"]).median().to_dict()
-
-
-# --- agreement ------------------------------------------------------------------------------------
-
-
-def project_agreement(*, project) -> dict:
-    """Krippendorff's alpha (nominal), Fleiss' kappa over the items with the fixed overlap, pairwise
-    Cohen's kappa for annotator pairs sharing >= 20 items, and the label-by-label coincidence
-    ("confusion") between annotators."""
-    keys = list(LabelClass.objects.filter(project=project).order_by("position", "id").values_list("key", flat=True))
-    k = len(keys)
-    label_sql, label_params = label_case("a.label", keys)
-    # (as a quality run reads them: by the annotation's own project, annotator ids and label codes in
-    # 4 and 2 bytes, factorized by hashing rather than sorting)
-    cols = read_columns(
-        f"SELECT a.item_id, a.annotator_id, {label_sql} FROM {Annotation._meta.db_table} a WHERE a.project_id = %s",
-        [*label_params, project.pk],
-        {"item_id": np.int64, "annotator_id": np.int32, "label": np.int16},
-    )
-    ok = cols["label"] >= 0
-    item_idx, item_ids = pd.factorize(cols["item_id"][ok], sort=True)
-    annot_idx, annot_ids = pd.factorize(cols["annotator_id"][ok], sort=True)
-    annot_ids = annot_ids.astype(np.int64)
-    codes = cols["label"][ok].astype(np.int64)
-    counts = np.zeros((len(item_ids), k), dtype=np.int64)
-    np.add.at(counts, (item_idx, codes), 1)
-    per_item = counts.sum(axis=1)
-    pairable = per_item >= 2
-
-    o = consensus.coincidence_matrix(counts)
-    n_pairable = float(o.sum())
-    observed = float(np.trace(o) / n_pairable) if n_pairable else None
-    row_sums = o.sum(axis=1, keepdims=True)
-    rates = np.divide(o, row_sums, out=np.zeros_like(o), where=row_sums > 0)
-
-    # Fleiss: only where every item has the same number of labels (statsmodels needs that).
-    fleiss = None
-    if pairable.any():
-        overlap = project.annotations_per_item if project.annotations_per_item >= 2 else None
-        values, freq = np.unique(per_item[pairable], return_counts=True)
-        if overlap is None or overlap not in values:
-            overlap = int(values[np.argmax(freq)])
-        fixed = per_item == overlap
-        fleiss = {
-            "value": consensus.fleiss_kappa(counts[fixed]),
-            "annotations_per_item": int(overlap),
-            "items": int(fixed.sum()),
-            "all_pairable_items": bool(len(values) == 1),
-        }
-
-    pairs = _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k)
-    usernames = dict(User.objects.filter(pk__in=annot_ids.tolist()).values_list("pk", "username"))
-    for p in pairs:
-        p["annotator_a"] = usernames.get(p.pop("a"), "?")
-        p["annotator_b"] = usernames.get(p.pop("b"), "?")
-    return {
-        "annotations": int(len(codes)),
-        "annotators": int(len(annot_ids)),
-        "items": int(len(item_ids)),
-        "items_with_2_or_more": int(pairable.sum()),
-        "observed_agreement": observed,
-        "krippendorff_alpha": consensus.krippendorff_alpha_nominal(counts),
-        "fleiss_kappa": fleiss,
-        "pairwise_cohen_kappa": pairs,
-        "min_shared_items": MIN_SHARED_FOR_KAPPA,
-        "confusion": {"labels": keys, "counts": o.round(3).tolist(), "rates": rates.round(4).tolist()},
-    }
-
-
-def _pairwise_kappa(item_idx, annot_idx, codes, annot_ids, k) -> list[dict]:
-    m = len(annot_ids)
-    if m < 2:
-        return []
-    from scipy import sparse
-
-    b = sparse.csr_matrix(
-        (np.ones(len(item_idx)), (annot_idx, item_idx)), shape=(m, int(item_idx.max()) + 1 if len(item_idx) else 0)
-    )
-    shared = (b @ b.T).toarray()
-    np.fill_diagonal(shared, 0)
-    ia, ib = np.nonzero(np.triu(shared >= MIN_SHARED_FOR_KAPPA))
-    order = np.argsort(-shared[ia, ib], kind="stable")[:MAX_PAIRS]
-    by_annot = {}
-    sort = np.lexsort((item_idx, annot_idx))
-    s_annot, s_item, s_code = annot_idx[sort], item_idx[sort], codes[sort]
-    bounds = np.searchsorted(s_annot, np.arange(m + 1))
-    for j in set(ia[order].tolist()) | set(ib[order].tolist()):
-        by_annot[j] = (s_item[bounds[j] : bounds[j + 1]], s_code[bounds[j] : bounds[j + 1]])
-    out = []
-    for a, b_ in zip(ia[order].tolist(), ib[order].tolist()):
-        items_a, codes_a = by_annot[a]
-        items_b, codes_b = by_annot[b_]
-        _, pa, pb = np.intersect1d(items_a, items_b, assume_unique=True, return_indices=True)
-        out.append(
-            {
-                "a": int(annot_ids[a]),
-                "b": int(annot_ids[b_]),
-                "shared_items": int(len(pa)),
-                "kappa": consensus.cohen_kappa(codes_a[pa], codes_b[pb], k),
-            }
-        )
-    return out

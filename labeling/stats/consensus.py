@@ -1,4 +1,5 @@
-"""Crowd consensus and agreement math: pure NumPy / scikit-learn / cleanlab, no database.
+"""Crowd consensus and agreement math: pure NumPy / scikit-learn / cleanlab, and agreement figures
+from the maintained krippendorff and statsmodels packages; no database.
 
 The quality service (labeling.services.quality.snapshot) reads a snapshot into the arrays used here and
 writes back what these functions return; the benchmarks and the simulated-crowd tests call them too.
@@ -306,7 +307,8 @@ def _score_single(labels, pred_probs) -> CrowdScores:
 def coincidence_matrix(counts: np.ndarray) -> np.ndarray:
     """Krippendorff's coincidence matrix (K × K) from item × class label counts: each ordered pair of
     labels on the same item counts 1/(m_u - 1), where m_u is the item's number of labels (items with
-    fewer than 2 labels are not pairable and drop out)."""
+    fewer than 2 labels are not pairable and drop out). The quality page's label-by-label heatmap and
+    its observed agreement read it; alpha itself comes from the `krippendorff` package."""
     c = np.asarray(counts, dtype=float)
     m = c.sum(axis=1)
     keep = m >= 2
@@ -320,21 +322,45 @@ def coincidence_matrix(counts: np.ndarray) -> np.ndarray:
 
 
 def krippendorff_alpha_nominal(counts: np.ndarray) -> float | None:
-    """Nominal alpha = 1 - D_o / D_e from the coincidence matrix (Krippendorff 2011, "Computing
-    Krippendorff's Alpha-Reliability", section C). None when undefined (one value only, or no pairs)."""
-    o = coincidence_matrix(counts)
-    n_c = o.sum(axis=1)
-    n = n_c.sum()
-    if n <= 1:
+    """Nominal alpha of the `krippendorff` package from item × class label counts (any number of
+    labels per item; items with fewer than 2 drop out). None when undefined: no pairable item, or a
+    single value among the pairable labels (no expected disagreement)."""
+    import krippendorff
+
+    c = np.asarray(counts, dtype=np.int64)
+    c = c[c.sum(axis=1) >= 2] if c.ndim == 2 else c[:0]
+    if len(c) == 0 or int((c.sum(axis=0) > 0).sum()) < 2:
         return None
-    expected = n * n - (n_c**2).sum()
-    if expected <= 0:
-        return None
-    return float(1.0 - (n - 1.0) * (n - np.trace(o)) / expected)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = krippendorff.alpha(value_counts=c, level_of_measurement="nominal")
+    return None if not np.isfinite(value) else float(value)
+
+
+def first_k_counts(item_idx: np.ndarray, codes: np.ndarray, k: int, n_classes: int) -> np.ndarray:
+    """Item × class counts of the first `k` labels of every item that has at least `k`: the table
+    statsmodels' aggregate_raters makes of those items' first k labels, counted here in one pass
+    (bincount) rather than its per-item loop. `item_idx` (0..N-1) and `codes` must be in annotation
+    order; rows come out in increasing item_idx."""
+    item_idx = np.asarray(item_idx, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(item_idx) == 0 or k < 1:
+        return np.zeros((0, n_classes), dtype=np.int64)
+    order = np.argsort(item_idx, kind="stable")  # keeps annotation order inside each item
+    s_item = item_idx[order]
+    per_item = np.bincount(s_item)
+    starts = np.cumsum(per_item) - per_item  # where each item's labels begin in the sorted order
+    take = order[(np.arange(len(s_item)) - starts[s_item] < k) & (per_item[s_item] >= k)]
+    kept = per_item >= k
+    row = (np.cumsum(kept) - 1)[item_idx[take]]
+    n_rows = int(kept.sum())
+    flat = np.bincount(row * n_classes + codes[take], minlength=n_rows * n_classes)
+    return flat.reshape(n_rows, n_classes).astype(np.int64)
 
 
 def fleiss_kappa(counts: np.ndarray) -> float | None:
-    """statsmodels' Fleiss' kappa; `counts` must have the same number of labels on every item."""
+    """statsmodels' Fleiss' kappa; `counts` must have the same number of labels on every item (see
+    first_k_counts). None when undefined (no item, or a single category used throughout)."""
     from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
     if len(counts) == 0:
@@ -346,6 +372,7 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray, n_classes: int) -> float | None:
+    """scikit-learn's Cohen's kappa of two annotators' labels on the items they share (None: 0/0)."""
     from sklearn.metrics import cohen_kappa_score
 
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():

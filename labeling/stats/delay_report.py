@@ -1,5 +1,5 @@
 """The feedback-delay report computed in numpy from the rollups' aggregated rows (Kaplan-Meier,
-coverage, cohorts, backlog, SLO, staffing, live performance), and live performance split by
+coverage, cohorts, backlog, SLO, staffing (labeling.stats.staffing), live performance), and live performance split by
 deployment stage (`stage_split`) and by a slice field's values (`slice_split`). No database access:
 the rows come from labeling.selectors.feedback; `report_compute` states the definitions."""
 
@@ -9,11 +9,11 @@ from datetime import UTC, date, datetime
 import numpy as np
 
 from labeling.stats import survival
+from labeling.stats.staffing import STAFFING_WINDOW_DAYS, StaffingWork, staffing_compute
 
 DAY = survival.DAY
 COHORT_MAX_DAYS = 56
 COVERAGE_MAX_AGE = 365
-STAFFING_WINDOW_DAYS = 7
 Z95 = 1.959964
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Stages in the order the side-by-side view lists them: what serves traffic first, shadow beside it.
@@ -28,11 +28,12 @@ def _r(x, digits=4):
     return None if x is None else round(float(x), digits)
 
 
-def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, charts):
+def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, charts, work=None):
     """The report (the API's shape) from the rows selectors.feedback reads: `by_bucket` (bucket, n,
     n of the chosen channel), `by_day` (day since 1970, delay_day, n, src, correct, other conf count,
     other sum, other sum of squares), `backlog` (pred_hour epoch, n, sum_offset, oldest epoch, n_conf,
-    sum, sum of squares) and a sample of annotation `seconds`; `project` gives the SLO and overlap.
+    sum, sum of squares), a sample of annotation `seconds` and the measured `work` per completed item
+    (a StaffingWork; see `staffing_compute`); `project` gives the SLO and the configured overlap.
 
     Definitions (the API documents them too):
     - the cut-off is the time of the request: a prediction without ground truth by then is censored
@@ -190,17 +191,14 @@ def report_compute(project, f, now, by_bucket, by_day, backlog, seconds, *, char
             ]
 
     unlabeled = int(b_n.sum())
-    median_seconds = float(np.median(seconds)) if seconds else None
-    apj = int(project.annotations_per_item)
-    hours = arrivals_per_day * apj * median_seconds / 3600 if median_seconds is not None else None
-    staffing = {
-        "arrivals_per_day": round(arrivals_per_day, 2),
-        "median_seconds_per_annotation": _r(median_seconds, 1),
-        "annotations_per_item": apj,
-        "annotator_hours_per_day_needed": _r(hours, 2),
-        "days_to_clear_backlog": (round(unlabeled / pace, 1) if pace > 0 else None) if unlabeled else 0.0,
-        "labeled_per_day": round(pace, 2),
-    }
+    staffing = staffing_compute(
+        arrivals_per_day=arrivals_per_day,
+        annotation_seconds=seconds,
+        work=work or StaffingWork(),
+        configured_annotations_per_item=int(project.annotations_per_item),
+    )
+    staffing["days_to_clear_backlog"] = (round(unlabeled / pace, 1) if pace > 0 else None) if unlabeled else 0.0
+    staffing["labeled_per_day"] = round(pace, 2)
     report = {
         "predictions": predictions,
         "labeled": labeled,

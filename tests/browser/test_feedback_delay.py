@@ -52,6 +52,9 @@ def test_delay_dashboard_draws_every_chart_and_shows_the_slo(page, live_server):
     assert page.locator("#n-predictions").inner_text() == "750"
     assert page.locator("#cohort-table tbody tr").count() >= 7
     page.screenshot(path="/tmp/loupe-delay.png", full_page=True)
+    staffing = page.locator("#staffing").inner_text()
+    assert "Review hours per day" in staffing and "annotations per completed item" in staffing
+    page.locator("#staffing").screenshot(path="/tmp/loupe-agree-staffing.png")
 
     # filters: keyboard to the model version, pick v2, apply
     page.keyboard.press("f")

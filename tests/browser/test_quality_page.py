@@ -43,6 +43,8 @@ def test_quality_page_shows_scores_annotators_and_agreement(page, live_server):
     assert page.locator("#alpha").inner_text() not in ("", "—")
     assert page.locator("#confusion-heatmap tbody tr").count() == 4
     page.screenshot(path="/tmp/loupe-quality.png", full_page=True)
+    assert "over the first 3 labels of 150 items" in page.locator("#fleiss").inner_text()
+    page.locator("#agreement").screenshot(path="/tmp/loupe-agree-agreement.png")
 
     with mock.patch.object(quality_run_task, "delay") as delay:
         page.click("#run-now")

@@ -94,3 +94,45 @@ def test_annotators_cannot_open_the_review_page(page, live_server):
     login(page, live_server, annotator)
     res = page.goto(f"{live_server.url}/projects/{project.pk}/review")
     assert res.status == 403
+
+
+def test_a_consensus_nobody_chose_is_explained_and_not_highlighted(page, live_server):
+    from tests.labeling.review_data import review_project
+
+    project, _, reviewer, items = review_project()
+    login(page, live_server, reviewer)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/projects/{project.pk}/review")
+    page.wait_for_selector("#review-item")
+    assert page.locator("#review-external-id").inner_text() == "ticket-00264"
+    explanation = page.locator("#review-explanation")
+    assert explanation.is_visible()
+    assert explanation.inner_text() == (
+        "The model and the annotators' track records point to Feature (quality 0.12), a label no annotator chose; "
+        "the majority said Bug (2 of 3)."
+    )
+    assert page.locator("#review-majority").inner_text() == "bug Bug 2 of 3 votes"
+    # Only the majority label is highlighted; Feature, which nobody chose, is not.
+    assert page.locator("#resolve-form button.suggested").all_inner_texts() == ["1 Bug"]
+    page.screenshot(path="/tmp/loupe-review-unchosen.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert explanation.is_visible()
+    page.screenshot(path="/tmp/loupe-review-unchosen-390.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.keyboard.press("1")  # Bug: the reviewer confirms the majority
+    page.wait_for_function("document.querySelector('#review-external-id').innerText === 'ticket-unanimous'")
+    assert page.locator("#review-explanation").inner_text() == (
+        "All 3 annotators said Bug; cleanlab's consensus is Feature (quality 0.21)."
+    )
+    assert page.locator("#review-current").inner_text() == "bug Bug (unanimous; stays until you decide)"
+    assert page.locator("#resolve-form button.suggested").all_inner_texts() == ["1 Bug"]
+    page.screenshot(path="/tmp/loupe-review-unanimous.png", full_page=True)
+
+    page.keyboard.press("2")  # the reviewer sides with the consensus: the unanimous label is replaced
+    page.wait_for_function("document.querySelector('#review-external-id').innerText === 'ticket-tie'")
+    gt = GroundTruth.objects.get(item=items["ticket-unanimous"])
+    assert (gt.label, gt.method, gt.decided_by_id) == ("feature", "adjudicated", reviewer.pk)
+    assert page.locator("#resolve-form button.suggested").count() == 0  # a tie: nothing highlighted
+    assert "split with no majority" in page.locator("#review-explanation").inner_text()

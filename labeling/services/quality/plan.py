@@ -1,5 +1,7 @@
 """What a quality run decides for each scored item, from the snapshot and the scores alone: accept
 the consensus as ground truth, ask for one more annotation, send to review, or leave as it is.
+A resolved label the run doubts (one annotator's, or several annotators' that the consensus
+contradicts) goes to a person; Loupe itself accepts only a label some annotator chose.
 Pure decisions, no database: labeling.services.quality.write carries them out, re-checking each
 item against the snapshot first."""
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from labeling.models import GroundTruthMethod, ItemStatus, QualityOutcome
 from labeling.services.quality.snapshot import Snapshot
@@ -64,9 +67,29 @@ def plan_outcomes(
         & np.isin(snap.gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
     )
     outcome[single_doubt] = low_outcome[single_doubt]
+    # Several annotators agreed (or a run accepted the label), yet the run's consensus is another
+    # label and is not good enough to accept: a person decides. The label stays until then: the item
+    # waits in review (disputed, its ground truth kept), and later runs leave it there while the
+    # annotators still agree on that label; it is never reopened, as more annotations would not
+    # settle a disagreement between the humans and the model.
+    gt_method = snap.gt_method
+    contradicted = (scores.num_annotations > 1) & ~good & (_label_keys(snap)[scores.consensus] != snap.gt_label)
+    agreed = np.isin(gt_method, [GroundTruthMethod.UNANIMOUS.value, GroundTruthMethod.CONSENSUS.value])
+    gt_idx = pd.Index(snap.label_keys).get_indexer(snap.gt_label)
+    still_unanimous = labeled.any(axis=1) & ((snap.labels == gt_idx[:, None]) | ~labeled).all(axis=1)
+    waiting = disputed & (
+        (gt_method == GroundTruthMethod.CONSENSUS.value)
+        | ((gt_method == GroundTruthMethod.UNANIMOUS.value) & still_unanimous)
+    )
+    doubted_agreement = contradicted & ((resolved & agreed) | waiting)
+    outcome[doubted_agreement] = QualityOutcome.REVIEW.value
     outcome[status == ItemStatus.CONFLICT] = QualityOutcome.KEPT.value
-    actionable = disputed | single_doubt
+    actionable = disputed | single_doubt | doubted_agreement
     return Plan(outcome=outcome, actionable=actionable, audit=audited)
+
+
+def _label_keys(snap: Snapshot) -> np.ndarray:
+    return np.array(snap.label_keys, dtype=object)
 
 
 def plan_summary(outcome: np.ndarray, quality: np.ndarray, label_issue: np.ndarray) -> dict:

@@ -204,7 +204,8 @@ def test_report_has_exactly_the_documented_shape(user, project, django_assert_ma
     )
     feedback_rollup_refresh(project_id=project.pk)
     c = client_for(user)
-    with django_assert_max_num_queries(8):
+    # 10: the rollup reads, plus the staffing inputs (completed items with their review decisions; review times).
+    with django_assert_max_num_queries(10):
         res = delay(c, project)
     assert res.status_code == 200, res.json()
     data = res.json()
@@ -219,8 +220,17 @@ def test_report_has_exactly_the_documented_shape(user, project, django_assert_ma
         "arrivals_per_day",
         "median_seconds_per_annotation",
         "annotations_per_item",
+        "annotations_per_item_source",
+        "configured_annotations_per_item",
+        "completed_items",
         "annotator_hours_per_day_needed",
+        "reviews_per_item",
+        "reviews_per_day",
+        "median_seconds_per_review",
+        "review_hours_per_day_needed",
+        "hours_per_day_needed",
         "days_to_clear_backlog",
+        "definitions",
     }
     week = data["live_performance"][0]
     assert set(week) == {"week", "accuracy_on_labeled", "fraction_labeled", "estimated_accuracy", "interval"}
@@ -307,7 +317,75 @@ def test_staffing_uses_annotation_time_and_overlap(user, project):
     )
     feedback_rollup_refresh(project_id=project.pk)
     staffing = delay(client_for(user), project).json()["staffing"]
+    # No completed item yet: the configured overlap stands in, and no review work is counted.
     assert staffing["median_seconds_per_annotation"] == 30.0 and staffing["annotations_per_item"] == 3
+    assert staffing["annotations_per_item_source"] == "configured" and staffing["completed_items"] == 0
     assert staffing["arrivals_per_day"] == 2.0  # 14 predictions in the last 7 whole days
     assert staffing["annotator_hours_per_day_needed"] == pytest.approx(2.0 * 3 * 30 / 3600, abs=0.01)
+    assert staffing["reviews_per_day"] == 0 and staffing["review_hours_per_day_needed"] == 0
     assert staffing["days_to_clear_backlog"] is None  # no ground truth arriving: never at this pace
+
+
+def test_staffing_measures_annotations_per_completed_item_and_review_hours(user, project):
+    """4 completed items with 3, 3, 5 and 5 annotations (mean 4, not the configured 3), each decided by
+    a reviewer (1 decision per item): 3 under a review lease taking 60, 90 and 120 s (the 90 s one on
+    a lease taken again after it expired), 1 without a lease (a decision, but no duration). An
+    imported item with no annotation and an open item with 2 are not completed work."""
+    from labeling.models import Annotation, Assignment, AssignmentKind, AssignmentStatus
+    from labeling.services.resolution import item_resolve
+
+    ingest(project, 14, days_ago=1)
+    items = list(Item.objects.filter(project=project).order_by("id"))
+    people = [UserFactory() for _ in range(5)]
+    reviewer = UserFactory()
+    plan = {0: 3, 1: 3, 2: 5, 3: 5, 5: 2}  # item index -> annotations
+    Annotation.objects.bulk_create(
+        [
+            Annotation(project_id=project.pk, item=items[i], annotator=people[j], label="pos", seconds_spent=30)
+            for i, n in plan.items()
+            for j in range(n)
+        ]
+    )
+    for i, n in plan.items():
+        Item.objects.filter(pk=items[i].pk).update(annotation_count=n)
+    lease = timedelta(seconds=project.lease_seconds)
+    leases = [
+        Assignment.objects.create(item=items[i], annotator=reviewer, kind=AssignmentKind.REVIEW, expires_at=NOW + lease)
+        for i in range(3)
+    ]
+    for i in range(4):
+        item_resolve(item=items[i], reviewer=reviewer, label="neg")
+    Item.objects.filter(pk=items[4].pk).update(status=ItemStatus.RESOLVED)  # as an import would, no annotation
+    finished = NOW - timedelta(hours=1)
+    for a, (created, expires) in zip(
+        leases,
+        [
+            (finished - timedelta(seconds=60), finished - timedelta(seconds=60) + lease),
+            # first taken two days earlier, expired, taken again 90 s before the decision
+            (finished - timedelta(days=2), finished - timedelta(seconds=90) + lease),
+            (finished - timedelta(seconds=120), finished - timedelta(seconds=120) + lease),
+        ],
+    ):
+        assert Assignment.objects.get(pk=a.pk).status == AssignmentStatus.SUBMITTED
+        Assignment.objects.filter(pk=a.pk).update(created_at=created, expires_at=expires, finished_at=finished)
+    # A skipped review lease is no decision.
+    Assignment.objects.create(
+        item=items[3],
+        annotator=people[0],
+        kind=AssignmentKind.REVIEW,
+        expires_at=finished,
+        status=AssignmentStatus.SKIPPED,
+        finished_at=finished,
+    )
+    feedback_rollup_refresh(project_id=project.pk)
+    staffing = delay(client_for(user), project).json()["staffing"]
+    assert staffing["arrivals_per_day"] == 2.0
+    assert staffing["completed_items"] == 4 and staffing["annotations_per_item_source"] == "measured"
+    assert staffing["annotations_per_item"] == 4.0 and staffing["configured_annotations_per_item"] == 3
+    assert staffing["annotator_hours_per_day_needed"] == pytest.approx(2.0 * 4 * 30 / 3600, abs=0.005)
+    assert staffing["reviews_per_item"] == 1.0 and staffing["reviews_per_day"] == 2.0
+    assert staffing["median_seconds_per_review"] == 90.0
+    assert staffing["review_hours_per_day_needed"] == pytest.approx(2.0 * 90 / 3600, abs=0.005)
+    assert staffing["hours_per_day_needed"] == pytest.approx(2.0 * 4 * 30 / 3600 + 2.0 * 90 / 3600, abs=0.01)
+    assert "completed item" in staffing["definitions"]["annotations_per_item"]
+    assert "median seconds per review" in staffing["definitions"]["review_hours_per_day_needed"]

@@ -182,12 +182,62 @@ def test_agreement_endpoint(scored, django_assert_max_num_queries):
     body = res.json()
     assert body["annotations"] == 360 and body["items_with_2_or_more"] == 120
     assert 0 < body["krippendorff_alpha"] < 1 and 0 < body["fleiss_kappa"]["value"] < 1
-    assert body["fleiss_kappa"]["annotations_per_item"] == 3 and body["fleiss_kappa"]["all_pairable_items"] is True
+    fleiss = body["fleiss_kappa"]
+    assert fleiss["annotations_per_item"] == 3 and fleiss["items"] == 120 and fleiss["labels_left_out"] == 0
+    assert "first 3 labels" in fleiss["definition"] and set(body["definitions"]) == {
+        "krippendorff_alpha",
+        "fleiss_kappa",
+        "pairwise_cohen_kappa",
+        "observed_agreement",
+    }
     # 8 annotators x 120 items x 3 labels: each pair shares ~13 items on average; only pairs >= 20 are listed.
     assert all(p["shared_items"] >= 20 for p in body["pairwise_cohen_kappa"])
     conf = body["confusion"]
     assert conf["labels"] == ["c0", "c1", "c2"] and len(conf["rates"]) == 3
     assert all(abs(sum(row) - 1) < 1e-3 for row in conf["rates"])
+
+
+@pytest.mark.django_db
+def test_agreement_describes_the_whole_project_when_disputed_items_were_escalated():
+    """Unanimous items keep 3 labels, disputed ones get 2 more: Fleiss' kappa is taken over the first
+    3 labels of every item (not only the items with exactly 3, which are all unanimous here), alpha
+    over all labels; both equal the maintained implementations on the same annotations."""
+    import krippendorff
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    project, manager = crowd_project(k=3)
+    users = annotators(project, 5)
+    rng = np.random.default_rng(7)
+    rows = []  # per item, the label codes in the order they were given
+    for i in range(60):
+        truth = int(rng.integers(0, 3))
+        if i % 2 == 0:
+            first = [truth] * 3
+        else:
+            first = [truth, truth, int((truth + 1 + rng.integers(0, 2)) % 3)]
+            rng.shuffle(first)
+        later = [] if len(set(first)) == 1 else [truth, int(rng.integers(0, 3))]
+        codes = [int(c) for c in first] + later
+        it = Item.objects.create(project=project, external_id=f"e{i}", required_annotations=len(codes))
+        # A different annotator order per item: annotation order, not annotator order, defines "first".
+        who = [users[(i + j) % 5] for j in range(len(codes))]
+        annotate(it, [(u, f"c{c}") for u, c in zip(who, codes)])
+        rows.append(codes)
+
+    body = client_for(manager).get(f"/api/projects/{project.pk}/agreement").json()
+    fleiss = body["fleiss_kappa"]
+    expected_kappa = sm_fleiss(aggregate_raters(np.array([r[:3] for r in rows]), n_cat=3)[0])
+    assert fleiss["value"] == pytest.approx(expected_kappa, abs=1e-9)
+    assert fleiss["items"] == 60 and fleiss["items_with_fewer"] == 0 and fleiss["labels_left_out"] == 60
+    assert 0 < fleiss["value"] < 0.9  # the items with exactly 3 labels alone are unanimous (kappa 1)
+    reliability = np.full((5, 60), np.nan)  # annotators x items
+    for i, codes in enumerate(rows):
+        for j, c in enumerate(codes):
+            reliability[(i + j) % 5, i] = c
+    expected_alpha = krippendorff.alpha(reliability_data=reliability, level_of_measurement="nominal")
+    assert body["krippendorff_alpha"] == pytest.approx(expected_alpha, abs=1e-9)
+    assert "every label of every item with at least 2" in body["definitions"]["krippendorff_alpha"]
 
 
 @pytest.mark.django_db
@@ -231,3 +281,21 @@ def test_quality_settings(scored):
         == 403
     )
     assert QualityRun.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db
+def test_review_next_explains_a_consensus_nobody_chose():
+    from tests.labeling.review_data import review_project
+
+    project, _, reviewer, items = review_project()
+    c = client_for(reviewer)
+    body = c.post(f"/api/projects/{project.pk}/review/next").json()
+    assert body["item"]["external_id"] == "ticket-00264" and body["quality"]["consensus_label"] == "feature"
+    assert body["majority"] == {"label": "bug", "name": "Bug", "votes": 2, "of": 3}
+    assert body["suggested_label"] == "bug" and body["current_label"] is None
+    assert "point to Feature (quality 0.12), a label no annotator chose; the majority said Bug" in body["explanation"]
+    assert c.post(f"/api/items/{items['ticket-00264'].pk}/resolve", {"label": "bug"}, format="json").status_code == 200
+    body = c.post(f"/api/projects/{project.pk}/review/next").json()
+    assert body["item"]["external_id"] == "ticket-unanimous"
+    assert body["explanation"] == "All 3 annotators said Bug; cleanlab's consensus is Feature (quality 0.21)."
+    assert body["current_label"] == {"label": "bug", "name": "Bug", "method": "unanimous"}

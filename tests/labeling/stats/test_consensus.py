@@ -70,6 +70,31 @@ def test_fleiss_kappa_matches_the_textbook_example():
     assert consensus.fleiss_kappa(table) == pytest.approx(0.210, abs=5e-4)
 
 
+def test_first_k_counts_is_aggregate_raters_of_each_items_first_k_labels():
+    from statsmodels.stats.inter_rater import aggregate_raters
+
+    rng = np.random.default_rng(5)
+    n, k, n_classes = 40, 3, 4
+    sizes = rng.integers(1, 7, n)  # 1..6 labels per item
+    item_idx = np.repeat(np.arange(n), sizes)
+    codes = rng.integers(0, n_classes, len(item_idx))
+    shuffle = rng.permutation(len(item_idx))  # interleave items, as annotations arrive
+    item_idx, codes = item_idx[shuffle], codes[shuffle]
+    firsts = [codes[item_idx == i][:k] for i in range(n) if sizes[i] >= k]
+    expected, _ = aggregate_raters(np.array(firsts), n_cat=n_classes)
+    assert consensus.first_k_counts(item_idx, codes, k, n_classes).tolist() == expected.tolist()
+    assert consensus.first_k_counts(item_idx[:0], codes[:0], k, n_classes).shape == (0, n_classes)
+
+
+def test_alpha_equals_the_krippendorff_package_on_reliability_data():
+    import krippendorff
+
+    rng = np.random.default_rng(11)
+    units = np.where(rng.random((80, 5)) < 0.3, NAN, rng.integers(0, 3, (80, 5)).astype(float))
+    expected = krippendorff.alpha(reliability_data=units.T, level_of_measurement="nominal")
+    assert consensus.krippendorff_alpha_nominal(counts_from(units, 3)) == pytest.approx(expected, abs=1e-12)
+
+
 def test_cohen_kappa_perfect_chance_and_undefined():
     a = np.array([0, 1, 2, 0, 1, 2])
     assert consensus.cohen_kappa(a, a, 3) == pytest.approx(1.0)

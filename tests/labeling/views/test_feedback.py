@@ -1,7 +1,7 @@
 """The feedback-delay dashboard page (labeling.views.feedback) without a browser: its reads come from
 selectors, its counts reach the template, a bad filter answers 400 with the page."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -40,3 +40,26 @@ def test_the_page_shows_the_conflict_and_pending_counts(project, user):
 def test_annotators_do_not_see_the_page(project):
     annotator = add_member(project, UserFactory(), Role.ANNOTATOR)
     assert browser_for(annotator).get(f"/projects/{project.pk}/delay").status_code in (403, 404)
+
+
+@pytest.mark.django_db
+def test_the_staffing_card_shows_review_hours_and_the_measured_overlap_with_their_definitions(project):
+    from labeling.services.feedback_rollup import feedback_rollup_refresh
+
+    ingest(project, 3, at=datetime.now(tz=UTC) - timedelta(days=1))
+    feedback_rollup_refresh(project_id=project.pk)
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    page = browser_for(reviewer).get(f"/projects/{project.pk}/delay")
+    html = page.content.decode()
+    staffing = page.context["report"]["staffing"]
+    assert staffing["annotations_per_item_source"] == "configured"  # nothing completed yet
+    for dom_id in (
+        "staffing-annotations-per-item",
+        "staffing-annotator-hours",
+        "staffing-review-hours",
+        "staffing-hours",
+    ):
+        assert f'id="{dom_id}"' in html
+    assert "configured (no completed item yet)" in html
+    assert "Reviews per day × median seconds per review / 3600." in html
+    assert "annotations per completed item" in html

@@ -99,6 +99,9 @@ def test_quality_page_loads_its_slow_panels_after_it_or_with_it_without_javascri
 
     panel = c.get(f"/projects/{project.pk}/quality/agreement", HTTP_HX_REQUEST="true").content.decode()
     assert 'id="alpha"' in panel and "<html" not in panel.lower()
+    # Each figure says what it is computed over, beside the number.
+    assert "over the first 3 labels of 30 items" in panel and "every label of every item with at least 2" in panel
+    assert "Fleiss&#x27; kappa (statsmodels) over the first 3 labels, in the order they were given" in panel
     assert 'id="confusion" hx-swap-oob="true"' in panel and 'id="confusion-heatmap"' in panel
     table_html = c.get(f"/projects/{project.pk}/quality/annotators").content.decode()
     assert table_html.count("<tr>") == 1 + 5  # the header and the five annotators
@@ -171,3 +174,43 @@ def test_accept_rule_card_and_settings_form_without_javascript():
     assert (project.accept_mode, project.max_accept_error, project.audit_rate) == ("raw_score", 0.05, 0.1)
     page = c.get(f"/projects/{project.pk}/quality").content.decode()
     assert "Raw score: a consensus is accepted when its CROWDLAB quality is" in page
+
+
+def _button(html: str, value: str) -> str:
+    """The opening tag of the Decide form's button for one label."""
+    start = html.index(f'name="label" value="{value}"')
+    return html[html.rindex("<button", 0, start) : html.index(">", start) + 1]
+
+
+@pytest.mark.django_db
+def test_review_pane_explains_a_consensus_nobody_chose_and_highlights_the_majority():
+    from tests.labeling.review_data import review_project
+
+    project, _, reviewer, items = review_project()
+    c = browser_for(reviewer)
+    first = c.post(f"/projects/{project.pk}/review/next").content.decode()
+    assert 'id="review-external-id">ticket-00264<' in first
+    assert (
+        "The model and the annotators&#x27; track records point to Feature (quality 0.12), a label no annotator chose; "
+        "the majority said Bug (2 of 3)." in first
+    )
+    assert 'id="review-majority"><code>bug</code> Bug <span class="muted">2 of 3 votes' in first
+    assert 'class="suggested"' in _button(first, "bug")
+    assert 'class="suggested"' not in _button(first, "feature") and 'class="suggested"' not in _button(first, "billing")
+
+    second = c.post(
+        f"/projects/{project.pk}/review/items/{items['ticket-00264'].pk}/resolve", {"label": "bug"}
+    ).content.decode()
+    assert 'id="review-external-id">ticket-unanimous<' in second
+    assert "All 3 annotators said Bug; cleanlab&#x27;s consensus is Feature (quality 0.21)." in second
+    assert 'class="suggested"' in _button(second, "bug") and 'class="suggested"' not in _button(second, "feature")
+    assert GroundTruth.objects.get(item=items["ticket-00264"]).method == "adjudicated"
+
+    third = c.post(
+        f"/projects/{project.pk}/review/items/{items['ticket-unanimous'].pk}/resolve", {"label": "feature"}
+    ).content.decode()
+    assert 'id="review-external-id">ticket-tie<' in third
+    assert "split with no majority" in third and "Nothing highlighted" in third
+    assert not any('class="suggested"' in _button(third, key) for key in ("bug", "feature", "billing"))
+    gt = GroundTruth.objects.get(item=items["ticket-unanimous"])
+    assert (gt.label, gt.method, gt.decided_by_id) == ("feature", "adjudicated", reviewer.pk)
