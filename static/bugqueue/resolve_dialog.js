@@ -87,6 +87,8 @@
     const s = state;
     state = null;
     clearTimeout(s.timer);
+    // Leave no focus inside the closed dialog: a note field still focused would swallow the next `r`.
+    if (dialog.contains(document.activeElement)) document.activeElement.blur();
     if (dialog.open) dialog.close();
     if (s.onClose) s.onClose(s.resolved);
   }
@@ -230,7 +232,9 @@
   document.querySelectorAll("[data-resolve-open]").forEach((b) => b.addEventListener("click", openOwn));
   document.addEventListener("keydown", (e) => {
     if (e.key !== "r" || e.ctrlKey || e.metaKey || e.altKey || state) return;
-    if (/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName) || document.activeElement.isContentEditable) return;
+    const active = document.activeElement;
+    const typing = /INPUT|TEXTAREA|SELECT/.test(active.tagName) || active.isContentEditable;
+    if (typing && !dialog.contains(active)) return; // typing elsewhere on the page (not the closed dialog's fields)
     e.preventDefault();
     openOwn();
   });
