@@ -209,10 +209,10 @@ def demo_datasets_load(*, project: Project) -> int:
     back (the gate refuses it: regressions against tickets-v3) and runs in shadow, its live accuracy
     beside production's. Idempotent: returns 0 when already there."""
     from bugqueue.models import BugDatasetFlow, Dataset, FlowStatus
-    from bugqueue.services.curation import dataset_define
     from bugqueue.services.datasets import (
         Addition,
         bug_datasets_flow_run,
+        dataset_create,
         dataset_version_create,
     )
     from bugqueue.services.evaluations import evaluation_run, predictions_parse
@@ -223,7 +223,7 @@ def demo_datasets_load(*, project: Project) -> int:
     if Dataset.objects.filter(project=project, name=DEMO_DATASET).exists():
         return 0
     manager = User.objects.filter(username="demo-manager").first() or project.created_by
-    dataset = dataset_define(
+    dataset = dataset_create(
         project=project,
         actor=manager,
         name=DEMO_DATASET,

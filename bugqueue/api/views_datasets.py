@@ -19,7 +19,8 @@ from rest_framework.response import Response
 from bugqueue.models import BugDatasetFlow, Dataset, DatasetVersion, Evaluation, EvaluationResult
 from bugqueue.selectors import datasets as sel
 from bugqueue.selectors.bugs import access_bug
-from bugqueue.services.curation import UNSET, dataset_curate, dataset_define, dataset_update
+from bugqueue.services.curation import UNSET, dataset_curate, dataset_update
+from bugqueue.services.datasets import dataset_create
 from bugqueue.services.evaluations import (
     evaluation_rerun_stored,
     evaluation_rows_from_jsonl,
@@ -117,7 +118,7 @@ class DatasetListCreateApi(ApiView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         project = access_project(user=request.user, project_id=values.pop("project"), roles=MANAGER_ROLES)
-        dataset = dataset_define(project=project, actor=request.user, **values)
+        dataset = dataset_create(project=project, actor=request.user, **values)
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,6 +1,6 @@
-"""Curating a validation dataset by hand: define it (name, description, gate flag, minimum accuracy,
-tags), edit those later, and change its items in one new version, by external id, by a bug's
-failures or by a text search.
+"""Curating a validation dataset by hand (datasets.dataset_create makes it): edit its name,
+description, gate flag, minimum accuracy and tags, and change its items in one new version, by
+external id, by a bug's failures or by a text search.
 
 A request either changes what it asks for or nothing: items that cannot join (no ground truth, or a
 failure whose expected label disagrees with the ground truth, which only a reviewer may settle) are
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from bugqueue.models import Bug, Dataset, DatasetVersion, Tag, VersionReason
+from bugqueue.models import Bug, Dataset, DatasetVersion, VersionReason
 from bugqueue.selectors.datasets import item_search, live_members
-from bugqueue.services.datasets import Addition, dataset_create, dataset_version_create
+from bugqueue.services.datasets import Addition, dataset_version_create, tags_by_slug
 from common.errors import Conflict, ValidationFailed
 from labeling.models import GroundTruth, Item, ItemStatus
 
@@ -36,32 +36,6 @@ class Curation:
     @property
     def refused(self) -> dict:
         return {"without_ground_truth": self.without_ground_truth, "conflicts": self.conflicts}
-
-
-def _tags(slugs) -> list[Tag]:
-    slugs = list(dict.fromkeys(slugs))
-    tags = list(Tag.objects.filter(slug__in=slugs))
-    unknown = sorted(set(slugs) - {t.slug for t in tags})
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown tags: {', '.join(unknown)}.", fields={"tags": [f"Unknown tag {t!r}." for t in unknown]}
-        )
-    return tags
-
-
-def dataset_define(
-    *, project, actor, name: str, description: str = "", tags=(), min_accuracy=None, gate: bool = False
-) -> Dataset:
-    """A new dataset, gate flag included (dataset_create's rules: 400 bad input, 409 name taken)."""
-    with transaction.atomic():
-        dataset = dataset_create(
-            project=project, actor=actor, name=name, description=description, tags=tags, min_accuracy=min_accuracy
-        )
-        if gate:
-            Dataset.objects.filter(pk=dataset.pk).update(gate=True)
-            dataset.gate = True
-    log.info("dataset %s created by %s (gate=%s)", dataset.pk, getattr(actor, "pk", None), gate)
-    return dataset
 
 
 def dataset_update(
@@ -87,7 +61,7 @@ def dataset_update(
                 "min_accuracy must be from 0 to 1.", fields={"min_accuracy": ["Must be from 0 to 1."]}
             )
         fields["min_accuracy"] = min_accuracy
-    tag_objs = _tags(tags) if tags is not UNSET else None
+    tag_objs = tags_by_slug(tags) if tags is not UNSET else None
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
         if "name" in fields and fields["name"] != locked.name:

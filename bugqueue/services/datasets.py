@@ -42,22 +42,37 @@ class Addition:
     bug_id: int | None = None
 
 
-def dataset_create(*, project, actor, name: str, description: str = "", tags=(), min_accuracy=None) -> Dataset:
+def tags_by_slug(slugs) -> list[Tag]:
+    """The tags named by `slugs` (each once); ValidationFailed naming any unknown slug."""
+    slugs = list(dict.fromkeys(slugs))
+    tags = list(Tag.objects.filter(slug__in=slugs))
+    unknown = sorted(set(slugs) - {t.slug for t in tags})
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown tags: {', '.join(unknown)}.", fields={"tags": [f"Unknown tag {t!r}." for t in unknown]}
+        )
+    return tags
+
+
+def dataset_create(
+    *, project, actor, name: str, description: str = "", tags=(), min_accuracy=None, gate: bool = False
+) -> Dataset:
+    """A new dataset: 400 for bad input, 409 when the project already has the name."""
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("name is required.", fields={"name": ["This field is required."]})
     if min_accuracy is not None and not (0 <= min_accuracy <= 1):
         raise ValidationFailed("min_accuracy must be from 0 to 1.", fields={"min_accuracy": ["Must be from 0 to 1."]})
-    tag_objs = list(Tag.objects.filter(slug__in=list(tags)))
-    unknown = sorted(set(tags) - {t.slug for t in tag_objs})
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown tags: {', '.join(unknown)}.", fields={"tags": [f"Unknown tag {t!r}." for t in unknown]}
-        )
+    tag_objs = tags_by_slug(tags)
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
-                project=project, name=name, description=description, min_accuracy=min_accuracy, created_by=actor
+                project=project,
+                name=name,
+                description=description,
+                min_accuracy=min_accuracy,
+                gate=bool(gate),
+                created_by=actor,
             )
             dataset.tags.set(tag_objs)
     except IntegrityError:
