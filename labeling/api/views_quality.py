@@ -56,12 +56,16 @@ class QualityRunOutput(serializers.Serializer):
     model_versions = serializers.CharField()
     seed = serializers.IntegerField()
     accept_threshold = serializers.FloatField(
-        allow_null=True, help_text="The threshold the run accepted at (null: the default rule of the calibrated mode)."
+        allow_null=True,
+        help_text="The threshold the run accepted at: on the estimated chance the consensus is right (p_right) in "
+        "the calibrated mode, on the CROWDLAB quality score in the raw-score mode (null: the default rule).",
     )
     calibration = serializers.JSONField(
-        help_text="The run's accept rule: mode, rule (calibrated | default), max_accept_error, decisions, "
-        "threshold, estimated_error, curve (score bins: count, right, share_right, fitted), audit (audited, "
-        "wrong, error, low, high: Wilson 95%), audits_sent, would_accept ({target: items})."
+        help_text="The run's accept rule: mode, rule (calibrated | default), max_accept_error, decisions (decided "
+        "items), examples (their scored consensus labels before the decision), threshold, threshold_on (p_right), "
+        "reopenable_threshold (1 - target: items that can still get a label), ranker (weights of quality, "
+        "agreement, num_annotations), estimated_error, curve_on, curve (bins: count, right, share_right, fitted), "
+        "audit (audited, wrong, error, low, high: Wilson 95%), audits_sent, would_accept ({target: items})."
     )
     snapshot_at = serializers.DateTimeField(allow_null=True)
     snapshot_max_annotation_id = serializers.IntegerField(allow_null=True)
@@ -117,6 +121,10 @@ class QualityRunItemsApi(ApiView):
         label_issue = serializers.BooleanField()
         outcome = serializers.CharField()
         audit = serializers.BooleanField(help_text="Sent to review as an audit of the accept rule.")
+        p_right = serializers.FloatField(
+            allow_null=True,
+            help_text="The calibrated accept rule's estimated chance that the consensus is right (null: no fitted rule).",
+        )
 
     pagination_class = ItemCursorPagination
 

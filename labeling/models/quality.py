@@ -154,6 +154,8 @@ class QualityItemResult(models.Model):
     # ActiveLab score (lower = more informative to label again): the order reopened items are served in.
     active_learning_score = models.FloatField(null=True, blank=True)
     label_issue = models.BooleanField(default=False)
+    # The calibrated accept rule's estimate that the consensus is right (null: no fitted rule).
+    p_right = models.FloatField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=QualityOutcome.choices)
     # Would have been accepted, sent to review at random to measure the error of accepted items.
     audit = models.BooleanField(default=False, db_default=False)

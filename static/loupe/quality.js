@@ -20,7 +20,7 @@
     options: {
       responsive: true, maintainAspectRatio: false, animation: false,
       scales: {
-        x: {title: {display: true, text: "consensus quality score"}},
+        x: {title: {display: true, text: canvas.dataset.on === "p_right" ? "estimated chance the consensus is right" : "consensus quality score"}},
         y: {min: 0, max: 1, title: {display: true, text: "share right"}}
       },
       plugins: {
@@ -53,7 +53,7 @@
     options: {
       responsive: true, maintainAspectRatio: false, animation: false,
       scales: {
-        x: {stacked: true, title: {display: true, text: threshold === null ? "consensus quality (default accept rule)" : "consensus quality (accept at ≥ " + (+threshold.toFixed(3)) + ")"}},
+        x: {stacked: true, title: {display: true, text: threshold === null ? "consensus quality" : "consensus quality (accept at ≥ " + (+threshold.toFixed(3)) + ")"}},
         y: {stacked: true, title: {display: true, text: "items"}, beginAtZero: true}
       },
       plugins: {legend: {position: "bottom"}}

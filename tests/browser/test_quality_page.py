@@ -95,7 +95,9 @@ def test_accept_rule_card_at_phone_width(page, live_server):
     page.goto(f"{live_server.url}/projects/{project.pk}/quality")
     card = page.locator("#accept-rule")
     assert "Calibrated" in card.inner_text() and "2%" in card.inner_text()
-    assert f"from {cal['decisions']} reviewer decisions" in card.inner_text()
+    assert f"fitted on {cal['decisions']} reviewer decisions" in card.inner_text()
+    assert "estimated chance of being right" in card.inner_text()
+    assert "number of annotations" in page.locator("#accept-estimate").inner_text()
     assert f"{cal['threshold']:.3f}" == page.locator("#derived-threshold").inner_text()
     assert "95% CI" in page.locator("#audited-error").inner_text()
     rows = page.locator("#accept-targets tbody tr")
@@ -106,7 +108,18 @@ def test_accept_rule_card_at_phone_width(page, live_server):
         "Chart.getChart(document.getElementById('calibration-curve')).data.datasets[0].data.filter(v => v !== null).length"
     )
     assert counts == sum(1 for p in cal["curve"] if p["count"])
+    axis = page.evaluate("Chart.getChart(document.getElementById('calibration-curve')).options.scales.x.title.text")
+    assert axis == "estimated chance the consensus is right"
     # Nothing wider than the phone.
     assert page.evaluate("document.querySelector('#accept-rule').scrollWidth") <= 390
     card.screenshot(path="/tmp/loupe-accept-rule.png")
     page.screenshot(path="/tmp/loupe-quality-390.png", full_page=True)
+
+    # The review pane gives the item's estimated chance of being right beside the run's threshold.
+    page.goto(f"{live_server.url}/projects/{project.pk}/review")
+    page.wait_for_selector("#review-item")
+    shown = Item.objects.get(project=project, external_id=page.locator("#review-external-id").inner_text())
+    result = second.item_results.get(item_id=shown.pk)
+    assert page.locator("#review-p-right").inner_text() == f"{result.p_right:.3f}"
+    assert f"the run accepted at ≥ {cal['threshold']:.3f}" in page.locator("#review-item").inner_text()
+    page.screenshot(path="/tmp/loupe-review-p-right.png", full_page=True)

@@ -3,6 +3,8 @@ test would be: projects, users and items; queue worlds (bulk items made in SQL);
 (annotations written directly, simulated crowds with known true labels); label history for export;
 synthetic production traffic with known feedback delays."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -190,6 +192,16 @@ class Crowd:
         out[rows, cols] = self.labels[rows, cols]
         return out
 
+    def take(self, rows: np.ndarray) -> Crowd:
+        """The crowd of some items only (the same annotators)."""
+        return Crowd(
+            true=self.true[rows],
+            labels=self.labels[rows],
+            pred_probs=self.pred_probs[rows],
+            accuracies=self.accuracies,
+            order=self.order[rows],
+        )
+
 
 def simulate_crowd(
     *, n_items: int, accuracies, n_classes: int, per_item: int, seed: int = 0, model_accuracy: float = 0.7
@@ -226,6 +238,7 @@ def load_crowd(
     settle_items: bool = True,
     first: int | None = None,
     with_vectors: bool = True,
+    prefix: str = "sim-",
 ):
     """Write a simulated crowd into the database: items (+ predictions), annotations (each item's
     `first` annotators only, if given), item state."""
@@ -235,7 +248,7 @@ def load_crowd(
         [
             Item(
                 project=project,
-                external_id=f"sim-{i}",
+                external_id=f"{prefix}{i}",
                 payload=(payloads[i] if payloads else {"text": ""}),
                 required_annotations=project.annotations_per_item,
             )
@@ -304,61 +317,111 @@ def crowd_project(
     return project, manager
 
 
-def adaptive_overlap(project, users, crowd: Crowd, *, start: int = 3, max_rounds: int = 10) -> dict:
-    """Loupe's adaptive overlap on a simulated crowd, through the real quality service: each item
-    starts with `start` annotations; after each quality run, every item the run reopened gets its
-    next annotator's label; until no item is reopened. Returns the final labels' accuracy (ground
-    truth where set, else the last run's consensus) and the number of annotations used."""
+def crowd_through_runs(
+    project,
+    users,
+    crowd: Crowd,
+    *,
+    start: int = 3,
+    reviewer=None,
+    reviewer_accuracy: float = 1.0,
+    batches: int = 1,
+    seed: int = 0,
+    max_rounds: int = 10,
+) -> dict:
+    """A simulated crowd through Loupe's real quality runs, as a project lives it: items arrive in
+    `batches`; each item gets `start` annotations; after each quality run every item the run reopened
+    gets its next annotator's label, and, with a `reviewer`, every item it sent to review is decided
+    through the review service (right with `reviewer_accuracy`, else another class at random), so the
+    accept rule is calibrated on those decisions in later runs. A batch is done when a run reopens
+    nothing and (with a reviewer) nothing waits for review.
+
+    Returns the final labels' accuracy (ground truth where set, else the last run's consensus),
+    annotations used, runs, distinct items sent to review, the true error of the labels the runs
+    accepted, and the last run's accept-rule record."""
     from unittest import mock
 
     from labeling.models import GroundTruth, QualityItemResult, ReopenRequest
     from labeling.services.quality import runs as quality_service
+    from labeling.services.resolution import item_resolve
+
+    rng = np.random.default_rng(seed)
+
+    def audited_in(run):
+        return QualityItemResult.objects.filter(run=run, audit=True).values_list("item_id", flat=True)
 
     keys = list(project.labels.order_by("position", "id").values_list("key", flat=True))
-    items = load_crowd(project, users, crowd, first=start)
-    row_of = {it.pk: i for i, it in enumerate(items)}
-    given = np.full(len(items), start)
-    runs = []
-    for _ in range(max_rounds):
-        with mock.patch.object(quality_service, "_enqueue"):
-            run = quality_service.quality_run_request(project_id=project.pk)
-        run = quality_service.quality_run_execute(run_id=run.pk)
-        assert run.status == "done", run.error
-        runs.append(run)
-        reopened = list(QualityItemResult.objects.filter(run=run, outcome="reopened").values_list("item_id", flat=True))
-        if not reopened:
-            break
-        # An annotator reaches each requested item: the queue opens it for one more annotation
-        # (what labeling.services.queue.claim._open_requested does at a claim).
-        requested = ReopenRequest.objects.filter(item_id__in=reopened)
-        Item.objects.filter(pk__in=requested.values("item_id")).update(
-            status="open", required_annotations=F("required_annotations") + 1
-        )
-        requested.delete()
-        new = []
-        for item_id in reopened:
-            i = row_of[item_id]
-            j = int(crowd.order[i, given[i]])
-            new.append(
-                Annotation(
-                    project_id=project.pk,
-                    item_id=item_id,
-                    annotator=users[j],
-                    label=keys[int(crowd.labels[i, j])],
-                    seconds_spent=6.0,
-                )
+    k = len(keys)
+    n = len(crowd.true)
+    true_of, row_of, items = {}, {}, []
+    given = np.full(n, start)
+    runs, reviewed, per_batch = [], set(), []
+    for b, rows in enumerate(np.array_split(np.arange(n), batches)):
+        batch = load_crowd(project, users, crowd.take(rows), first=start, prefix=f"sim-{b}-")
+        for r, it in zip(rows.tolist(), batch):
+            row_of[it.pk] = r
+            true_of[it.pk] = int(crowd.true[r])
+        items.extend(batch)
+        for _ in range(max_rounds):
+            with mock.patch.object(quality_service, "_enqueue"):
+                run = quality_service.quality_run_request(project_id=project.pk)
+            run = quality_service.quality_run_execute(run_id=run.pk)
+            assert run.status == "done", run.error
+            runs.append(run)
+            outcomes = QualityItemResult.objects.filter(run=run, outcome__in=["reopened", "review"])
+            reopened = [i for i, o in outcomes.values_list("item_id", "outcome") if o == "reopened"]
+            to_review = [i for i, o in outcomes.values_list("item_id", "outcome") if o == "review"]
+            if reviewer is not None:
+                per_batch.append((b, len(to_review), len(reopened), len(set(to_review) & set(audited_in(run)))))
+                reviewed.update(to_review)
+                for item_id in to_review:
+                    t = true_of[item_id]
+                    label = t if rng.random() < reviewer_accuracy else (t + int(rng.integers(1, k))) % k
+                    item_resolve(item=Item(pk=item_id, project_id=project.pk), reviewer=reviewer, label=keys[label])
+            if not reopened and (reviewer is None or not to_review):
+                break
+            if not reopened:
+                continue
+            # An annotator reaches each requested item: the queue opens it for one more annotation
+            # (what labeling.services.queue.claim._open_requested does at a claim).
+            requested = ReopenRequest.objects.filter(item_id__in=reopened)
+            Item.objects.filter(pk__in=requested.values("item_id")).update(
+                status="open", required_annotations=F("required_annotations") + 1
             )
-            given[i] += 1
-        Annotation.objects.bulk_create(new)
-        Item.objects.filter(pk__in=reopened).update(annotation_count=F("annotation_count") + 1)
-        settle([items[row_of[pk]] for pk in reopened])
+            requested.delete()
+            new = []
+            for item_id in reopened:
+                i = row_of[item_id]
+                j = int(crowd.order[i, given[i]])
+                new.append(
+                    Annotation(
+                        project_id=project.pk,
+                        item_id=item_id,
+                        annotator=users[j],
+                        label=keys[int(crowd.labels[i, j])],
+                        seconds_spent=6.0,
+                    )
+                )
+                given[i] += 1
+            Annotation.objects.bulk_create(new)
+            Item.objects.filter(pk__in=reopened).update(annotation_count=F("annotation_count") + 1)
+            settle([it for it in items if it.pk in set(reopened)])
     truth = dict(GroundTruth.objects.filter(item__project=project).values_list("item_id", "label"))
+    methods = dict(GroundTruth.objects.filter(item__project=project).values_list("item_id", "method"))
     last = dict(QualityItemResult.objects.filter(run=runs[-1]).values_list("item_id", "consensus_label"))
     final = np.array([keys.index(truth.get(it.pk) or last[it.pk]) for it in items])
+    true = np.array([true_of[it.pk] for it in items])
+    accepted = np.array([methods.get(it.pk) == "consensus" for it in items])
+    runs[-1].refresh_from_db()
     return {
-        "accuracy": float((final == crowd.true).mean()),
+        "accuracy": float((final == true).mean()),
         "annotations": int(given.sum()),
         "runs": len(runs),
+        "reviewed": len(reviewed),
+        "per_round": per_batch,  # (batch, sent to review, reopened, audits among those sent)
+        "accepted": int(accepted.sum()),
+        "accepted_error": float((final[accepted] != true[accepted]).mean()) if accepted.any() else None,
+        "rule": runs[-1].calibration or {},
         "reviewed_or_open": int(Item.objects.filter(project=project).exclude(status="resolved").count()),
     }
 

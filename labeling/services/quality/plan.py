@@ -22,6 +22,7 @@ class Plan:
     outcome: np.ndarray  # N object (QualityOutcome values)
     actionable: np.ndarray  # N bool: needs a locked write (or a check that nothing changed)
     audit: np.ndarray | None = None  # N bool: would have been accepted, sent to review as an audit
+    p_right: np.ndarray | None = None  # N: the accept rule's estimated P(consensus right), if it has one
 
 
 def plan_outcomes(

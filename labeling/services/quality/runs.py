@@ -288,10 +288,9 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
             accept_threshold=project.accept_threshold,
             max_annotations=project.max_annotations_per_item,
             accept=None if project.accept_mode == AcceptMode.RAW_SCORE else rule.accept,
-            audit=calibration.audit_draw(snap.item_ids, run.seed, project.audit_rate)
-            if project.accept_mode == AcceptMode.CALIBRATED
-            else None,
+            audit=_audits(run, project, snap) if project.accept_mode == AcceptMode.CALIBRATED else None,
         )
+        plan.p_right = rule.p_right
         outcome = write_plan(run, snap, scores, plan)
         audited = plan.audit & (outcome == QualityOutcome.REVIEW)
         if audited.any():
@@ -337,7 +336,7 @@ def _accept_rule(run, project, snap, scores, pred_probs, source) -> calibration.
             threshold=project.accept_threshold,
             record={"mode": AcceptMode.RAW_SCORE.value, "threshold": project.accept_threshold},
         )
-    decision_scores, decision_right, audit_right = quality_decisions(project_id=project.pk)
+    decision_features, decision_right, audit_right, decided = quality_decisions(project_id=project.pk)
     # The model's prediction backs a majority in the default rule; class frequencies are no model.
     model_pred = None if source == PredProbsSource.CLASS_PRIOR else np.argmax(pred_probs, axis=1)
     candidates = (snap.status == ItemStatus.DISPUTED) & (scores.agreement > 0) & ~scores.label_issue
@@ -348,8 +347,10 @@ def _accept_rule(run, project, snap, scores, pred_probs, source) -> calibration.
         num_annotations=scores.num_annotations,
         consensus=scores.consensus,
         model_pred=model_pred,
-        decision_scores=decision_scores,
+        decision_features=decision_features,
         decision_right=decision_right,
+        decided_items=decided,
+        reopenable=snap.required < project.max_annotations_per_item,
         audit_right=audit_right,
         max_error=project.max_accept_error,
     )
@@ -360,32 +361,57 @@ def _accept_rule(run, project, snap, scores, pred_probs, source) -> calibration.
     return rule
 
 
-def quality_decisions(*, project_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _audits(run, project, snap) -> np.ndarray:
+    """This run's audit draw, plus the items an earlier run sent to review as an audit that nobody has
+    decided yet: an audit stays one until a reviewer decides it (a later run must not accept it)."""
+    draw = calibration.audit_draw(snap.item_ids, run.seed, project.audit_rate)
+    # A carried audit is re-marked by each run that sends it to review, so the latest run holds them all.
+    previous = (
+        QualityRun.objects.filter(project_id=project.pk, status=QualityRunStatus.DONE, pk__lt=run.pk)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    waiting = QualityItemResult.objects.filter(
+        run_id=previous, audit=True, item__status=ItemStatus.DISPUTED
+    ).values_list("item_id", flat=True)
+    return draw | np.isin(snap.item_ids, np.fromiter(waiting, dtype=np.int64))
+
+
+def quality_decisions(*, project_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Reviewers' decisions as labeled examples of "was the consensus right?": for each item a reviewer
-    decided (ground truth adjudicated), the latest finished run's result scored before the decision.
-    Returns (scores, right, right among the audited ones)."""
+    decided (ground truth adjudicated), every finished run's result scored before the decision (an
+    item reviewed after 5 annotations also says whether its consensus at 3 and at 4 was right).
+    Returns (the results' calibration.item_features, right, per audited item whether its audited
+    consensus was right, the number of decided items)."""
     decided = GroundTruth.objects.filter(item__project_id=project_id, method=GroundTruthMethod.ADJUDICATED)
     truth = {i: (label, at) for i, label, at in decided.values_list("item_id", "label", "decided_at")}
-    scores, right, audit_right = [], [], []
+    features, right, audit_right, items = [], [], [], set()
     if truth:
-        rows = (
-            QualityItemResult.objects.filter(
-                run__project_id=project_id, run__status=QualityRunStatus.DONE, item_id__in=decided.values("item_id")
-            )
-            .order_by("item_id", "-run_id")
-            .values_list("item_id", "run__snapshot_at", "consensus_label", "quality", "audit")
+        rows = QualityItemResult.objects.filter(
+            run__project_id=project_id, run__status=QualityRunStatus.DONE, item_id__in=decided.values("item_id")
+        ).values_list(
+            "item_id", "run__snapshot_at", "consensus_label", "quality", "agreement", "num_annotations", "audit"
         )
-        seen = set()
-        for item_id, snapshot_at, consensus_label, quality, audit in rows.iterator(chunk_size=5000):
+        audited = {}  # item -> whether its latest audited consensus before the decision was right
+        for item_id, snapshot_at, consensus_label, quality, agreement, num, audit in rows.order_by(
+            "item_id", "run_id"
+        ).iterator(chunk_size=5000):
             label, decided_at = truth[item_id]
-            if item_id in seen or snapshot_at is None or snapshot_at >= decided_at:
+            if snapshot_at is None or snapshot_at >= decided_at:
                 continue
-            seen.add(item_id)
-            scores.append(quality)
+            items.add(item_id)
+            features.append((quality, agreement, num))
             right.append(consensus_label == label)
             if audit:
-                audit_right.append(consensus_label == label)
-    return np.array(scores, dtype=float), np.array(right, dtype=bool), np.array(audit_right, dtype=bool)
+                audited[item_id] = consensus_label == label
+        audit_right = list(audited.values())
+    return (
+        calibration.item_features(*np.array(features, dtype=float).reshape(-1, 3).T),
+        np.array(right, dtype=bool),
+        np.array(audit_right, dtype=bool),
+        len(items),
+    )
 
 
 def _finish(run, started, timings, **fields) -> None:

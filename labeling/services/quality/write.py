@@ -65,7 +65,9 @@ def write_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan) -
         snap,
         scores,
         plan,
-        alongside=[partial(_insert_results, run.pk, snap, scores, plan.outcome, rows) for rows in parts],
+        alongside=[
+            partial(_insert_results, run.pk, snap, scores, plan.outcome, rows, p_right=plan.p_right) for rows in parts
+        ],
     )
     if stale.any():
         QualityItemResult.objects.filter(run_id=run.pk, item_id__in=snap.item_ids[stale].tolist()).update(
@@ -381,8 +383,9 @@ def _set_status_once(
 
 
 @transaction.atomic
-def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
-    """Insert the per-item results of the snapshot's items at positions `rows`."""
+def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray, p_right=None) -> None:
+    """Insert the per-item results of the snapshot's items at positions `rows` (`p_right`: the accept
+    rule's estimates, when it has them)."""
     _commit_without_waiting()
     codes = pd.Index(OUTCOMES).get_indexer(outcome[rows])
     quality = np.nan_to_num(scores.quality[rows], nan=0.0)
@@ -400,6 +403,7 @@ def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
                 "active_learning_score": ("float8", scores.active_learning[rows]),
                 "label_issue": ("bool", scores.label_issue[rows]),
                 "outcome": ("text", (codes, OUTCOMES)),
+                **({} if p_right is None else {"p_right": ("float8", p_right[rows])}),
             },
         )
         return
@@ -414,6 +418,7 @@ def _insert_results(run_id, snap, scores, outcome, rows: np.ndarray) -> None:
                 num_annotations=int(scores.num_annotations[i]),
                 active_learning_score=float(scores.active_learning[i]),
                 label_issue=bool(scores.label_issue[i]),
+                p_right=None if p_right is None else float(p_right[i]),
                 outcome=outcome[i],
             )
             for j, i in enumerate(rows.tolist())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labeling.stats import consensus
-from tests.labeling.factories import adaptive_overlap, annotators, crowd_project, simulate_crowd
+from tests.labeling.factories import annotators, crowd_project, crowd_through_runs, simulate_crowd
 
 
 @pytest.mark.django_db
@@ -20,7 +20,7 @@ def test_adaptive_overlap_matches_fixed_overlap_five_with_fewer_annotations():
 
     project, _ = crowd_project(k=5, annotations_per_item=3, max_annotations_per_item=5, accept_threshold=0.6)
     users = annotators(project, 10)
-    adaptive = adaptive_overlap(project, users, crowd, start=3)
+    adaptive = crowd_through_runs(project, users, crowd, start=3)
 
     assert 2 <= adaptive["runs"] <= 4  # 3 -> 4 -> 5 annotations, then nothing left to reopen
     assert adaptive["annotations"] <= 0.85 * fixed_annotations, adaptive

@@ -1,4 +1,5 @@
-"""The accept rule's arithmetic: isotonic calibration, threshold derivation, the default rule, audits."""
+"""The accept rule's arithmetic: the ranker and isotonic calibration, threshold derivation, the
+default rule, audits."""
 
 import numpy as np
 import pytest
@@ -84,13 +85,17 @@ def test_calibrated_rule_uses_the_default_until_enough_decisions():
         max_error=0.02,
     )
     few = cal.calibrated_rule(
-        decision_scores=np.full(cal.MIN_DECISIONS - 1, 0.5), decision_right=np.ones(cal.MIN_DECISIONS - 1, bool), **kw
+        decision_features=cal.item_features(
+            np.full(cal.MIN_DECISIONS - 1, 0.5), np.full(cal.MIN_DECISIONS - 1, 0.6), 5
+        ),
+        decision_right=np.ones(cal.MIN_DECISIONS - 1, bool),
+        **kw,
     )
     assert few.record["rule"] == "default" and few.threshold is None
     assert few.accept.tolist() == [True, False]
     assert few.record["decisions"] == cal.MIN_DECISIONS - 1
     scores, right = synthetic(400, seed=3)
-    many = cal.calibrated_rule(decision_scores=scores, decision_right=right, **kw)
+    many = cal.calibrated_rule(decision_features=cal.item_features(scores, 0.6, 5), decision_right=right, **kw)
     assert many.record["rule"] == "calibrated"
     assert many.record["decisions"] == 400
     assert sum(p["count"] for p in many.record["curve"]) == 400
@@ -116,3 +121,53 @@ def test_audited_error_has_a_wilson_interval():
     assert got["error"] == pytest.approx(0.06)
     assert (got["low"], got["high"]) == pytest.approx((low, high))
     assert cal.audited_error(np.array([], dtype=bool))["error"] is None
+
+
+def crowd_features(n, seed):
+    """Items at 3 or 5 annotations with the share agreeing on the consensus; the true chance the
+    consensus is right grows with agreement much more than with the score (as on simulated crowds)."""
+    rng = np.random.default_rng(seed)
+    num = rng.choice([3, 5], n)
+    agree = np.where(num == 3, rng.choice([1 / 3, 2 / 3], n), rng.choice([0.4, 0.6, 0.8], n))
+    quality = np.clip(0.3 + 0.4 * rng.uniform(0, 1, n) + 0.1 * agree, 0, 1)
+    p_true = np.clip(0.3 + 1.45 * (agree - 1 / 3) + 0.05 * quality, 0, 0.998)
+    return cal.item_features(quality, agree, num), rng.uniform(0, 1, n) < p_true, p_true
+
+
+def test_ranker_orders_by_agreement_when_the_score_alone_would_not():
+    features, right, _ = crowd_features(3000, seed=4)
+    ranker = cal.fit_ranker(features, right)
+    assert ranker.coef[1] > 0 and ranker.coef[0] >= 0
+    four_of_five_low = cal.item_features(0.45, 0.8, 5)
+    two_of_three_high = cal.item_features(0.75, 2 / 3, 3)
+    assert ranker(four_of_five_low)[0] > ranker(two_of_three_high)[0]
+    # One outcome only: the score alone orders.
+    assert cal.fit_ranker(features, np.ones(len(right), bool)).coef.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_reopenable_items_need_their_own_estimate_within_the_target():
+    features, right, _ = crowd_features(3000, seed=5)
+    items, _, p_true = crowd_features(1000, seed=6)
+    reopenable = items[:, 2] == 3
+    kw = dict(
+        quality=items[:, 0],
+        candidates=np.ones(len(items), bool),
+        agreement=items[:, 1],
+        num_annotations=items[:, 2],
+        consensus=np.zeros(len(items), int),
+        model_pred=None,
+        decision_features=features,
+        decision_right=right,
+        audit_right=np.array([], dtype=bool),
+    )
+    for target in (0.02, 0.05, 0.10):
+        rule = cal.calibrated_rule(max_error=target, reopenable=reopenable, **kw)
+        assert rule.record["rule"] == "calibrated" and rule.record["threshold_on"] == "p_right"
+        assert rule.p_right is not None and len(rule.p_right) == len(items)
+        assert (rule.p_right[rule.accept & reopenable] >= 1 - target - 1e-9).all()
+        assert rule.accept.any() and rule.record["estimated_error"] <= target + 1e-9
+        # Measured against the true chance: the accepted items' error is near the target.
+        assert 1 - p_true[rule.accept].mean() <= target * 1.5 + 0.01, target
+    # Without reopenable items the budget may admit items less sure than 1 - target one by one.
+    flat = cal.calibrated_rule(max_error=0.05, **kw)
+    assert (flat.p_right[flat.accept] < 0.95).any()

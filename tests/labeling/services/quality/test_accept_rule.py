@@ -69,6 +69,27 @@ def test_audits_send_the_audit_rate_to_review_deterministically():
 
 
 @pytest.mark.django_db
+def test_an_audit_stays_in_review_until_a_reviewer_decides_it():
+    project, manager, crowd, items = five_each({"audit_rate": 0.3}, n_items=300)
+    truth = {it.pk: f"c{crowd.true[i]}" for i, it in enumerate(items)}
+    first = run_now(project)
+    audited = {pk for pk, r in results_by_item(first).items() if r.audit}
+    assert len(audited) >= 4
+    decided = sorted(audited)[:2]
+    for pk in decided:
+        item_resolve(item=Item.objects.get(pk=pk), reviewer=manager, label=truth[pk])
+    # A second run (another seed, another draw) does not accept the audits nobody decided yet.
+    second = run_now(project)
+    res = results_by_item(second)
+    for pk in audited - set(decided):
+        assert res[pk].outcome == "review" and res[pk].audit, res[pk].outcome
+    assert not GroundTruth.objects.filter(item_id__in=audited - set(decided)).exists()
+    # Each audited item counts once, when decided.
+    third = run_now(project)
+    assert third.calibration["audit"]["audited"] == len(decided)
+
+
+@pytest.mark.django_db
 def test_calibration_on_reviewer_decisions_is_fitted_and_recorded():
     project, manager, crowd, items = five_each({"audit_rate": 0.2}, n_items=400, seed=6)
     truth = {it.pk: f"c{crowd.true[i]}" for i, it in enumerate(items)}
@@ -94,10 +115,16 @@ def test_calibration_on_reviewer_decisions_is_fitted_and_recorded():
     assert cal["audit"]["audited"] == len(audited) and cal["audit"]["wrong"] == wrong
     assert cal["audit"]["low"] <= cal["audit"]["error"] <= cal["audit"]["high"]
     assert second.accept_threshold == cal["threshold"]
-    if cal["threshold"] is not None:
-        for r in results_by_item(second).values():
-            if r.outcome == "accepted":
-                assert r.quality >= cal["threshold"]
+    assert cal["threshold_on"] == "p_right" and set(cal["ranker"]) == {
+        "quality",
+        "agreement",
+        "num_annotations",
+        "intercept",
+    }
+    for r in results_by_item(second).values():
+        assert r.p_right is not None and 0.0 <= r.p_right <= 1.0  # every scored item has its estimate
+        if r.outcome == "accepted":
+            assert r.p_right >= cal["threshold"]
     assert GroundTruth.objects.filter(item__project=project, method="adjudicated").count() == len(to_review)
 
 
