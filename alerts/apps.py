@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    name = "alerts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from alerts import receivers
+        from common.events import event_emitted
+
+        event_emitted.connect(receivers.on_event, dispatch_uid="alerts.on_event")

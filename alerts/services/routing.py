@@ -1,0 +1,5 @@
+"""Matching events against alert rules (being written)."""
+
+
+def event_route(*, event_id: int) -> None:
+    raise NotImplementedError

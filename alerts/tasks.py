@@ -1,0 +1,10 @@
+"""Background work of on call: routing events to rules, delivering messages with backoff, digests."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def route_event(event_id: int) -> None:
+    from alerts.services.routing import event_route
+
+    event_route(event_id=event_id)
