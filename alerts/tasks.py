@@ -8,3 +8,10 @@ def route_event(event_id: int) -> None:
     from alerts.services.routing import event_route
 
     event_route(event_id=event_id)
+
+
+@shared_task(acks_late=True)
+def deliver(delivery_id: int) -> None:
+    from alerts.services.delivery import delivery_attempt
+
+    delivery_attempt(delivery_id=delivery_id)

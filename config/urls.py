@@ -24,10 +24,12 @@ urlpatterns = [
     path("api/docs", DocsApi.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("labeling.api.urls")),
     path("api/", include("bugqueue.api.urls")),
+    path("api/", include("alerts.api.urls")),
     # Any other path under /api/ (newlines included, which <path:> does not match) is a JSON 404.
     re_path(r"^api/(?P<rest>[\s\S]*)\Z", api_errors.api_not_found),
     path("", include("labeling.urls")),
     path("", include("bugqueue.urls")),
+    path("", include("alerts.urls")),
 ]
 
 # Errors Django answers itself: the error shape under /api/, Django's pages (templates) elsewhere.
