@@ -16,20 +16,27 @@ VERSION = 1
 
 # type -> what it means and the fields of its `data`.
 EVENT_TYPES = {
-    "bug.created": "A bug was filed. data: bug_id, title, kind, priority, model_version, tags, occurrences.",
-    "bug.regressed": "A resolved bug occurred again. data: bug_id, title, kind, priority, model_version, tags.",
-    "bug.occurrences": "A bug's occurrences crossed a threshold in a window. data: bug_id, title, kind, "
-    "priority, tags, occurrences, window_minutes, threshold.",
-    "bug.status_changed": "A bug's status changed. data: bug_id, title, kind, priority, tags, old, new, by.",
+    "bug.created": "A bug was filed (once per bug). data: bug_id, title, kind, priority, model_version, tags, "
+    "occurrences.",
+    "bug.regressed": "A new occurrence reopened a resolved bug. data: bug_id, title, kind, priority, model_version, "
+    "tags, occurrences.",
+    "bug.occurrences": "A report added occurrences to an existing bug (one event per bug per report; rules set the "
+    "thresholds). data: bug_id, title, kind, priority, model_version, tags, occurrences (total), new (added).",
+    "bug.status_changed": "A bug's status changed through the bug service. data: bug_id, title, kind, priority, "
+    "model_version, tags, old, new, by (username, empty for the system).",
     "slo.breached": "The feedback-delay SLO broke. data: quantile, observed_seconds, target_seconds.",
     "slo.recovered": "The feedback-delay SLO holds again. data: quantile, observed_seconds, target_seconds.",
     "data_quality.alert": "An ingested batch failed data-quality checks. data: batch, checks [{field, check, "
     "observed, expected}], bug_id.",
-    "quality_run.finished": "A quality run finished. data: run_id, status, scored, auto_accepted, to_review.",
-    "export.finished": "An export finished. data: export_id, status, rows, format.",
-    "dataset.version_created": "A dataset got a new version. data: dataset_id, name, version, items.",
-    "evaluation.gate_failed": "A model version failed the promotion gate. data: model_version, stage, "
-    "evaluation_id, failures.",
+    "quality_run.finished": "A quality run finished or failed. data: run_id, status (done, failed), scored, "
+    "auto_accepted, to_review, error.",
+    "export.finished": "An export build finished or failed. data: export_id, status (done, failed), rows, format, "
+    "compact, since_seq, until_seq, byte_size, error.",
+    "dataset.version_created": "A dataset got a new version. data: dataset_id, name, version, items, added, "
+    "removed, relabeled, reason, bug_id.",
+    "evaluation.gate_failed": "A model version failed the promotion gate: promotion refused, or a manager "
+    "overrode it. data: model_version, stage, evaluation_id, failures [{dataset, name, version, evaluation, "
+    "reasons}], overridden, override_reason.",
     "channel.disabled": "A channel was disabled after repeated failed deliveries. data: channel_id, name, "
     "failures, last_error.",
     "alert.test": "A test message from the channels page. data: channel_id.",

@@ -4,6 +4,7 @@ services/report.py).
 Every change writes a BugEvent (who, when, field, from, to, why) in the same transaction.
 Validation happens before the first write, so bad input writes nothing. The allowed status
 transitions are TRANSITIONS (the rest: 409 `invalid_transition`; the current status is a no-op).
+A status change announces bug.status_changed after commit (bugqueue.services.announce).
 """
 
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from bugqueue.models import (
     Resolution,
 )
 from bugqueue.selectors.bugs import tags_resolve
+from bugqueue.services.announce import announce_status_changed
 from common.errors import Conflict, ValidationFailed
 from labeling.models import Membership, Project
 
@@ -213,8 +215,10 @@ def _bug_resolve(*, bug: Bug, actor, resolution: str, note: str = "", duplicate_
     if target_status not in TRANSITIONS[bug.status]:
         _refuse_transition(bug.status, target_status)
     now = timezone.now()
+    old_status = bug.status
     events = _close(bug=bug, actor=actor, resolution=resolution, note=note.strip(), duplicate_of=duplicate_of, now=now)
     BugEvent.objects.bulk_create(events)
+    announce_status_changed(bug=bug, old=old_status, new=bug.status, actor=actor)
     return ResolveResult(bug=bug, changed=True)
 
 
@@ -279,6 +283,7 @@ def bug_update(
             bug.tags.set(tag_rows)
             events.append(_event(bug, actor, "tags", ",".join(current), ",".join(wanted), note, now))
     if status_change:
+        old_status = bug.status
         if status in CLOSED_STATUSES:
             events += _close(
                 bug=bug,
@@ -296,6 +301,7 @@ def bug_update(
             if bug.triaged_at is None:
                 bug.triaged_at = now
             bug.save(update_fields=["status", "triaged_at", "updated_at"])
+        announce_status_changed(bug=bug, old=old_status, new=bug.status, actor=actor)
     if events:
         BugEvent.objects.bulk_create(events)
     return bug

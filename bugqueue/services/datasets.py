@@ -24,6 +24,7 @@ from bugqueue.models import (
 )
 from bugqueue.selectors.datasets import live_members
 from common.errors import Conflict, ValidationFailed
+from common.events import emit
 from labeling.models import GroundTruth, Item, ItemStatus
 from labeling.services.reopen import items_reopen_rank_set
 
@@ -110,7 +111,7 @@ def dataset_version_create(
     """Write version latest+1 with its delta, under the dataset's row lock (concurrent writers get
     consecutive numbers and lose nothing). Items already in the dataset are skipped (idempotent);
     live members whose ground truth changed are relabeled in the same version. Returns None when
-    nothing would change (no empty versions)."""
+    nothing would change (no empty versions). Announces dataset.version_created after commit."""
     dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
     number = dataset.latest_version + 1
     add = list({a.item_id: a for a in add}.values())
@@ -163,6 +164,25 @@ def dataset_version_create(
     )
     dataset.latest_version = number
     dataset.save(update_fields=["latest_version"])
+    emit(
+        project_id=dataset.project_id,
+        type="dataset.version_created",
+        subject=f"Dataset {dataset.name} v{number}: +{version.added} -{version.removed} ~{version.relabeled}, "
+        f"{version.size} items",
+        data={
+            "dataset_id": dataset.pk,
+            "name": dataset.name,
+            "version": number,
+            "items": version.size,
+            "added": version.added,
+            "removed": version.removed,
+            "relabeled": version.relabeled,
+            "reason": version.reason,
+            "bug_id": bug_id,
+        },
+        path=f"/projects/{dataset.project_id}/datasets#dataset-{dataset.pk}",
+        key=f"dataset:{dataset.pk}",
+    )
     return version
 
 

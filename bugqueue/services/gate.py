@@ -8,6 +8,7 @@ from django.db import transaction
 
 from bugqueue.models import Dataset, EvaluationResult
 from common.errors import Conflict, NotFound, ValidationFailed
+from common.events import emit
 from labeling.models import GATED_STAGES, ModelStageChange, ModelVersion, Stage
 from labeling.selectors.registry import baseline_model, model_get
 from labeling.services.registry import model_stage_write
@@ -80,14 +81,53 @@ def gate_failed_message(failing: list[dict]) -> str:
     return "The gate refuses: " + "; ".join(f"{d['name']} v{d['version']}: {', '.join(d['reasons'])}" for d in failing)
 
 
-@transaction.atomic
+def _announce_gate_failed(*, project_id: int, version: str, stage: str, failing: list[dict], override_reason=""):
+    failures = [{k: d[k] for k in ("dataset", "name", "version", "evaluation", "reasons")} for d in failing]
+    evaluations = [d["evaluation"] for d in failing if d["evaluation"] is not None]
+    emit(
+        project_id=project_id,
+        type="evaluation.gate_failed",
+        subject=(
+            f"Gate {'overridden' if override_reason else 'refused'}: {version} to {stage} "
+            f"({', '.join(d['name'] for d in failing)})"
+        ),
+        data={
+            "model_version": version,
+            "stage": stage,
+            "evaluation_id": max(evaluations) if evaluations else None,
+            "failures": failures,
+            "overridden": bool(override_reason),
+            "override_reason": override_reason,
+        },
+        path=f"/projects/{project_id}/models",
+        key=f"model:{version}",
+    )
+
+
 def model_promote(
     *, project, actor, version: str, stage: str, override_reason: str = "", note: str = ""
 ) -> ModelStageChange:
     """Move model `version` to `stage` and record who, when, from, to, the evaluation that allowed it
     and the gate's answer. Promotion to canary or production passes the gate or carries a manager's
     override_reason (the caller checks the manager role); any other change needs no gate. Conflict
-    `gate_failed` (409) names the failing datasets; the same stage is a 400, an unknown version a 404."""
+    `gate_failed` (409) names the failing datasets; the same stage is a 400, an unknown version a 404.
+
+    A failing gate announces evaluation.gate_failed: when it refuses (sent once the refused
+    transaction is rolled back) and when a manager overrides it (sent after commit)."""
+    try:
+        return _model_promote(
+            project=project, actor=actor, version=version, stage=stage, override_reason=override_reason, note=note
+        )
+    except Conflict as exc:
+        if exc.code == "gate_failed":
+            _announce_gate_failed(
+                project_id=project.pk, version=version, stage=stage, failing=(exc.fields or {}).get("datasets", [])
+            )
+        raise
+
+
+@transaction.atomic
+def _model_promote(*, project, actor, version: str, stage: str, override_reason: str, note: str) -> ModelStageChange:
     if stage not in Stage.values:
         raise ValidationFailed(
             f"stage must be one of {', '.join(Stage.values)}.", fields={"stage": [f"Unknown stage {stage!r}."]}
@@ -126,6 +166,13 @@ def model_promote(
             )
         if failing:
             used_override = override_reason
+            _announce_gate_failed(
+                project_id=project.pk,
+                version=model.version,
+                stage=stage,
+                failing=failing,
+                override_reason=used_override,
+            )
         allowed_by = [d["evaluation"] for d in gate if d["passed"] and d["evaluation"] is not None]
         evaluation_id = max(allowed_by) if allowed_by else None
     return model_stage_write(

@@ -30,6 +30,7 @@ from bugqueue.models import (
     FailureSource,
     Priority,
 )
+from bugqueue.services.announce import announce_bug_filed
 from common.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -257,7 +258,8 @@ def bug_file(
     """File one report (with its failures) into the bug of `fingerprint`. Call inside a transaction.
 
     Occurrences added: the number of failures, or 1 for a report without failures when
-    `count_report` (the automatic filer counts failures only)."""
+    `count_report` (the automatic filer counts failures only). Announces bug.created, or
+    bug.regressed and bug.occurrences (bugqueue.services.announce), after commit."""
     now = now or timezone.now()
     actor_id = getattr(actor, "pk", None)
     n = len(failures) if failures else (1 if count_report else 0)
@@ -299,6 +301,7 @@ def bug_file(
             bug.occurrences += n  # the row is locked by this transaction: the value read is current
             bug.last_seen = max(bug.last_seen, now)
         BugOccurrence.objects.create(bug_id=bug.pk, count=n, seen_at=now)
+    announce_bug_filed(bug=bug, created=created, regressed=regressed, added=0 if created else n)
     return FilingResult(
         bug=bug, created=created, regressed=regressed, occurrences=bug.occurrences, recorded=len(failures)
     )

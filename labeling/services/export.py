@@ -1,5 +1,6 @@
 """Labeled-delta export: row encoders (JSON, JSON Lines, CSV; see encode_delta for the formats),
-snapshot files built by a task, and export grants."""
+snapshot files built by a task, and export grants. A build that finishes or fails announces
+export.finished (common.events) after commit."""
 
 import csv
 import gzip
@@ -20,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.errors import NotFound, ValidationFailed
+from common.events import emit
 from labeling.models import Export, ExportFormat, ExportGrant, ExportStatus, Project
 from labeling.selectors.export import (
     HistoryPage,
@@ -287,13 +289,42 @@ def _export_finish(*, export_id, attempt, file_name, rows, size, sha256) -> Expo
     export.status, export.file_name, export.row_count = ExportStatus.DONE, file_name, rows
     export.byte_size, export.sha256, export.finished_at = size, sha256, timezone.now()
     export.save(update_fields=["status", "file_name", "row_count", "byte_size", "sha256", "finished_at"])
+    _announce_finished(export=export)
     return export
 
 
 @transaction.atomic
 def _export_fail(*, export_id, attempt, error) -> None:
-    Export.objects.filter(pk=export_id, status=ExportStatus.RUNNING, attempts=attempt).update(
+    failed = Export.objects.filter(pk=export_id, status=ExportStatus.RUNNING, attempts=attempt).update(
         status=ExportStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
+    if failed:
+        _announce_finished(export=Export.objects.get(pk=export_id))
+
+
+def _announce_finished(*, export: Export) -> None:
+    """export.finished (common.events), sent after the export's final state commits."""
+    if export.status == ExportStatus.DONE:
+        subject = f"Export #{export.pk} done: {export.row_count:,} rows ({export.format})"
+    else:
+        subject = f"Export #{export.pk} failed: {export.error}"[:300]
+    emit(
+        project_id=export.project_id,
+        type="export.finished",
+        subject=subject,
+        data={
+            "export_id": export.pk,
+            "status": str(export.status),
+            "rows": export.row_count if export.status == ExportStatus.DONE else None,
+            "format": str(export.format),
+            "compact": export.compact,
+            "since_seq": export.since_seq,
+            "until_seq": export.until_seq,
+            "byte_size": export.byte_size if export.status == ExportStatus.DONE else None,
+            "error": export.error,
+        },
+        path=f"/projects/{export.project_id}/export",
+        key=f"export:{export.pk}",
     )
 
 

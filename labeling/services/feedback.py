@@ -5,8 +5,9 @@ kept as a GroundTruthObservation, one per (external_id, source, label), so re-se
 nothing. A new observation sets an item's missing truth, confirms or (when observed later) replaces
 an imported one, never overwrites a human decision (the item goes to review as ``conflict``), and
 waits as ``pending`` until its item is ingested. The periodic SLO check measures the delay with
-Kaplan-Meier and sends ``feedback_slo_changed`` after commit when the state flips. Long because the
-import's rules (set, confirm, replace, conflict, pending) are read together with the writes they decide.
+Kaplan-Meier and, after commit when the state flips, sends ``feedback_slo_changed`` and emits the
+event slo.breached or slo.recovered (common.events). Long because the import's rules (set, confirm,
+replace, conflict, pending) are read together with the writes they decide.
 """
 
 import math
@@ -21,6 +22,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.db.locks import lock_rows
+from common.events import emit
 from common.timestamps import parse_timestamp
 from labeling.models import (
     HUMAN_CHANNEL,
@@ -300,6 +302,28 @@ def slo_window_days(project: Project) -> int:
     return max(SLO_WINDOW_MIN_DAYS, math.ceil(4 * project.slo_target_seconds / 86400))
 
 
+def _slo_text(quantile, observed_seconds, target_seconds) -> str:
+    share = f"{float(quantile):.0%}" if quantile is not None else "?"
+    observed = "unknown" if observed_seconds is None else f"{float(observed_seconds):,.0f} s"
+    return f"p{share.rstrip('%')} delay {observed}, target {target_seconds:,} s"
+
+
+def _emit_slo_event(project_id, breached, observed_seconds, target_seconds, quantile):
+    word = "breached" if breached else "recovered"
+    emit(
+        project_id=project_id,
+        type=f"slo.{word}",
+        subject=f"Feedback-delay SLO {word}: {_slo_text(quantile, observed_seconds, target_seconds)}",
+        data={
+            "quantile": None if quantile is None else float(quantile),
+            "observed_seconds": None if observed_seconds is None else float(observed_seconds),
+            "target_seconds": target_seconds,
+        },
+        path=f"/projects/{project_id}/delay",
+        key="slo.feedback_delay",
+    )
+
+
 def _announce_slo(project_id, breached, observed_seconds, target_seconds, quantile):
     feedback_slo_changed.send(
         sender=Project,
@@ -338,6 +362,7 @@ def feedback_slo_check(*, project_id: int, now=None) -> SloCheck:
                 slo["quantile"],
             )
         )
+        _emit_slo_event(project_id, slo["breached"], slo["observed_seconds"], slo["target_seconds"], slo["quantile"])
     state.save(update_fields=["slo_breached", "slo_observed_seconds", "slo_checked_at", "slo_changed_at"])
     return SloCheck(slo["breached"], slo["observed_seconds"], slo["target_seconds"], slo["quantile"], changed)
 

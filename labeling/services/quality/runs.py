@@ -4,7 +4,8 @@ pruning of old results, and the project's automatic trigger.
 
 Executing a run reads a snapshot (snapshot), scores it (labeling.stats.consensus), chooses its
 accept rule (labeling.stats.calibration, fitted on reviewers' decisions), decides each item's outcome
-(plan) and carries that out (write), each phase timed on the run.
+(plan) and carries that out (write), each phase timed on the run. A run that finishes or fails
+announces quality_run.finished (common.events) after commit.
 
 Long because a run's whole life, and the settings and decisions it reads, belong together.
 
@@ -29,6 +30,7 @@ from django.utils import timezone
 from common.db import sql
 from common.db.locks import lock_rows
 from common.errors import Conflict, NotFound, ValidationFailed
+from common.events import emit
 from labeling.models import (
     ACTIVE_RUN_STATUSES,
     AcceptMode,
@@ -316,13 +318,18 @@ def _execute(run: QualityRun, beat: Heartbeat) -> QualityRun:
         )
     except Exception as exc:  # the run records its error; the task does not retry a deterministic failure
         logger.exception("quality run %s failed", run_id)
-        mine.update(
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        failed = mine.update(
             status=QualityRunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:4000],
+            error=error,
             finished_at=timezone.now(),
             seconds_total=time.perf_counter() - started,
             **timings,
         )
+        if failed:
+            _announce_finished(
+                run_id=run_id, project_id=run.project_id, status=QualityRunStatus.FAILED, fields={"error": error}
+            )
     return QualityRun.objects.get(pk=run_id)
 
 
@@ -414,6 +421,26 @@ def quality_decisions(*, project_id: int) -> tuple[np.ndarray, np.ndarray, np.nd
     )
 
 
+def _announce_finished(*, run_id: int, project_id: int, status: str, fields: dict) -> None:
+    """quality_run.finished (common.events), sent after the run's final state commits."""
+    counts = {k: int(fields.get(k) or 0) for k in ("scored", "auto_accepted", "to_review")}
+    if status == QualityRunStatus.DONE:
+        subject = (
+            f"Quality run #{run_id} done: {counts['scored']:,} scored, {counts['auto_accepted']:,} accepted, "
+            f"{counts['to_review']:,} to review"
+        )
+    else:
+        subject = f"Quality run #{run_id} failed: {fields.get('error', '')}"[:300]
+    emit(
+        project_id=project_id,
+        type="quality_run.finished",
+        subject=subject,
+        data={"run_id": run_id, "status": str(status), **counts, "error": fields.get("error", "")},
+        path=f"/projects/{project_id}/quality",
+        key=f"quality_run:{run_id}",
+    )
+
+
 def _finish(run, started, timings, **fields) -> None:
     with transaction.atomic():
         finished = QualityRun.objects.filter(pk=run.pk, status=QualityRunStatus.RUNNING, attempts=run.attempts).update(
@@ -425,6 +452,7 @@ def _finish(run, started, timings, **fields) -> None:
         )
         if not finished:
             return  # another attempt owns the run now (this one's heartbeat had stopped)
+        _announce_finished(run_id=run.pk, project_id=run.project_id, status=QualityRunStatus.DONE, fields=fields)
         # Disputes that arrived while this run worked may already call for the next one.
         threshold_reached = QualitySettings.objects.filter(
             project_id=run.project_id,
