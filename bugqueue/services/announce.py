@@ -1,8 +1,8 @@
-"""The bug queue's events (common.events): the body of each bug event, emitted by the service that
-made the change, in its transaction (sent after commit). The fields are documented in
+"""The bug queue's events (common.events): the body of each bug and dataset event, emitted by the
+service that made the change, in its transaction (sent after commit). The fields are documented in
 common.events.EVENT_TYPES and the README's "Events" section."""
 
-from bugqueue.models import Bug
+from bugqueue.models import Bug, Dataset, DatasetVersion
 from common.events import emit
 
 
@@ -56,4 +56,27 @@ def announce_status_changed(*, bug: Bug, old: str, new: str, actor) -> None:
         "bug.status_changed",
         f"Bug #{bug.pk} {old} -> {new}{f' by {by}' if by else ''}: {bug.title}",
         {**_bug_data(bug), "old": old, "new": new, "by": by},
+    )
+
+
+def announce_dataset_version(*, dataset: Dataset, version: DatasetVersion) -> None:
+    """dataset.version_created, for a version just written."""
+    emit(
+        project_id=dataset.project_id,
+        type="dataset.version_created",
+        subject=f"Dataset {dataset.name} v{version.number}: +{version.added} -{version.removed} "
+        f"~{version.relabeled}, {version.size} items",
+        data={
+            "dataset_id": dataset.pk,
+            "name": dataset.name,
+            "version": version.number,
+            "items": version.size,
+            "added": version.added,
+            "removed": version.removed,
+            "relabeled": version.relabeled,
+            "reason": str(version.reason),
+            "bug_id": version.bug_id,
+        },
+        path=f"/projects/{dataset.project_id}/datasets#dataset-{dataset.pk}",
+        key=f"dataset:{dataset.pk}",
     )

@@ -23,8 +23,8 @@ from bugqueue.models import (
     VersionReason,
 )
 from bugqueue.selectors.datasets import live_members
+from bugqueue.services.announce import announce_dataset_version
 from common.errors import Conflict, ValidationFailed
-from common.events import emit
 from labeling.models import GroundTruth, Item, ItemStatus
 from labeling.services.reopen import items_reopen_rank_set
 
@@ -164,25 +164,7 @@ def dataset_version_create(
     )
     dataset.latest_version = number
     dataset.save(update_fields=["latest_version"])
-    emit(
-        project_id=dataset.project_id,
-        type="dataset.version_created",
-        subject=f"Dataset {dataset.name} v{number}: +{version.added} -{version.removed} ~{version.relabeled}, "
-        f"{version.size} items",
-        data={
-            "dataset_id": dataset.pk,
-            "name": dataset.name,
-            "version": number,
-            "items": version.size,
-            "added": version.added,
-            "removed": version.removed,
-            "relabeled": version.relabeled,
-            "reason": version.reason,
-            "bug_id": bug_id,
-        },
-        path=f"/projects/{dataset.project_id}/datasets#dataset-{dataset.pk}",
-        key=f"dataset:{dataset.pk}",
-    )
+    announce_dataset_version(dataset=dataset, version=version)
     return version
 
 
