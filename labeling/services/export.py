@@ -307,7 +307,7 @@ def _announce_finished(*, export: Export) -> None:
     if export.status == ExportStatus.DONE:
         subject = f"Export #{export.pk} done: {export.row_count:,} rows ({export.format})"
     else:
-        subject = f"Export #{export.pk} failed: {export.error}"[:300]
+        subject = f"Export #{export.pk} failed: {(export.error.splitlines() or [''])[0]}"[:300]
     emit(
         project_id=export.project_id,
         type="export.finished",

@@ -2,10 +2,12 @@
 commit, and the alerts app stores it (alerts.models.Event) with its type, key, path and data."""
 
 import json
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from alerts.models import Event
 from bugqueue.models import Dataset
@@ -13,11 +15,12 @@ from bugqueue.services.datasets import Addition, dataset_create, dataset_version
 from bugqueue.services.gate import model_promote
 from common.errors import Conflict
 from common.events import EVENT_TYPES, VERSION
-from labeling.models import ModelVersion, Stage
+from labeling.models import ModelVersion, QualityRun, Stage
 from labeling.services import feedback as feedback_service
 from labeling.services.export import export_request
 from labeling.services.feedback import feedback_slo_check
 from labeling.services.quality import runs as quality_service
+from labeling.services.quality.runs import quality_runs_recover
 from labeling.services.registry import model_register
 from labeling.tasks import export_build
 from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, update
@@ -180,6 +183,17 @@ def test_quality_run_finished_done_and_failed(committed):
         failed.pk,
     )
     assert "RuntimeError: boom" in second.data["error"]
+
+
+def test_quality_run_finished_when_the_sweep_fails_a_hung_run(committed):
+    project, _ = crowd_project(k=3)
+    hung = QualityRun.objects.create(project=project, status="running", started_at=timezone.now() - timedelta(hours=3))
+    with committed(), mock.patch.object(quality_service, "_enqueue"):
+        quality_runs_recover()
+        quality_runs_recover()  # already failed: announced once
+    (event,) = events("quality_run.finished")
+    assert (event.key, event.data["run_id"], event.data["status"]) == (f"quality_run:{hung.pk}", hung.pk, "failed")
+    assert "TIMEOUT" in event.data["error"]
 
 
 def test_export_finished_done_and_failed(project, user, monkeypatch, committed):

@@ -179,11 +179,13 @@ def quality_runs_recover(*, now=None, sender=None) -> dict:
     each change is a compare-and-set, and claiming a run is atomic."""
     now = now or timezone.now()
     stuck = QualityRun.objects.filter(status=QualityRunStatus.RUNNING, started_at__lt=now - _run_timeout())
-    timed_out = stuck.update(
-        status=QualityRunStatus.FAILED,
-        finished_at=now,
-        error="The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.",
-    )
+    error, timed_out = "The run did not finish within LOUPE_QUALITY_RUN_TIMEOUT.", 0
+    for run_id, project_id in stuck.values_list("pk", "project_id"):
+        if stuck.filter(pk=run_id).update(status=QualityRunStatus.FAILED, finished_at=now, error=error):
+            timed_out += 1
+            _announce_finished(
+                run_id=run_id, project_id=project_id, status=QualityRunStatus.FAILED, fields={"error": error}
+            )
     counts = work_recover(
         model=QualityRun,
         task=QUALITY_RUN_TASK,
@@ -430,7 +432,7 @@ def _announce_finished(*, run_id: int, project_id: int, status: str, fields: dic
             f"{counts['to_review']:,} to review"
         )
     else:
-        subject = f"Quality run #{run_id} failed: {fields.get('error', '')}"[:300]
+        subject = f"Quality run #{run_id} failed: {(fields.get('error', '').splitlines() or [''])[0]}"[:300]
     emit(
         project_id=project_id,
         type="quality_run.finished",
