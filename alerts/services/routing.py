@@ -63,7 +63,7 @@ def conditions_match(rule: AlertRule, event: Event) -> bool:
         )
         if count < c["min_occurrences"]:
             return False
-        if Alert.objects.filter(rule=rule, key=event.key, created_at__gt=since).exclude(event=event).exists():
+        if Alert.objects.filter(rule=rule, key=event.key, event__created_at__gt=since).exclude(event=event).exists():
             return False
     return True
 
