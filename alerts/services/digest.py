@@ -1,6 +1,7 @@
 """Digests: a rule's alerts routed to the digest go out at most once per interval, in one message to
 its channels listing them (idempotency key digest:<rule>:<period>, so a second run in the same
-period sends nothing). A rule without an enabled channel keeps its alerts pending. Adaptive rules without digest_minutes use DEFAULT_DIGEST_MINUTES."""
+period sends nothing). A rule without an enabled channel keeps its alerts pending. Adaptive rules
+without digest_minutes use DEFAULT_DIGEST_MINUTES."""
 
 from __future__ import annotations
 

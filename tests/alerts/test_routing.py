@@ -173,7 +173,7 @@ def test_digest_sends_one_message_per_interval_listing_its_alerts(project, chann
 def test_adaptive_sends_keys_people_ignore_to_the_digest(project, channel):
     rule = rule_for(project, channel, adaptive=True, action_floor=0.3)
     old = timezone.now() - timedelta(days=10)
-    for i in range(6):  # bug:7: six past alerts, nobody acted (decided: older than the action window)
+    for _ in range(6):  # bug:7: six past alerts, nobody acted (decided: older than the action window)
         past = event(project, key="bug:7", at=old)
         Alert.objects.create(project=project, rule=rule, event=past, key="bug:7", created_at=old)
     for i in range(6):  # bug:8: people acted on most
