@@ -1,8 +1,7 @@
 """The on-call rotation: hand-over math, the API (members must be project members), and the line on
 the triage page."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as tz
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -15,7 +14,7 @@ from tests.labeling.factories import PASSWORD, UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
-UTC = tz.utc
+UTC = UTC
 
 
 def test_hand_over_math():
