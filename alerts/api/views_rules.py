@@ -2,7 +2,7 @@
 action rate, mute / unmute; alerts listed, acknowledged, snoozed; the on-call rotation. Thin:
 permission-checked reads through selectors, writes through services."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -104,7 +104,11 @@ def _weeks(request) -> int:
     return weeks
 
 
-WEEKS = OpenApiParameter("weeks", int, description="The action rate's span in weeks (1-52, default 4).")
+WEEKS = OpenApiParameter(
+    "weeks",
+    {"type": "integer", "minimum": 1, "maximum": 52},
+    description="The action rate's span in weeks (default 4).",
+)
 
 
 class RuleListCreateApi(ApiView):
@@ -203,7 +207,7 @@ class AlertListApi(ApiView):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=AlertStatus.values),
-            OpenApiParameter("rule", int, description="A rule id."),
+            OpenApiParameter("rule", {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, description="A rule id."),
         ],
         responses={200: AlertOutput(many=True), **ERRORS},
         operation_id="alerts_list",
@@ -270,9 +274,16 @@ class OnCallOutput(serializers.Serializer):
     handovers = Handover(many=True, help_text="The next four hand-overs.")
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 150}, {"type": "integer", "minimum": 1}]}
+)
+class MemberRef(serializers.JSONField):
+    """A username or a user id."""
+
+
 class OnCallInput(inputs.Input):
     members = serializers.ListField(
-        child=serializers.JSONField(), help_text="Usernames or user ids of project members, in turn order."
+        child=MemberRef(), max_length=100, help_text="Usernames or user ids of project members, in turn order."
     )
     handover_weekday = serializers.IntegerField(min_value=0, max_value=6, default=0)
     handover_hour = serializers.IntegerField(min_value=0, max_value=23, default=9)

@@ -28,6 +28,8 @@ def _members_clean(project, members) -> list[int]:
     for m in members:
         if isinstance(m, bool) or not isinstance(m, (int, str)):
             raise _bad("members", "A list of usernames or user ids.")
+        if isinstance(m, int) and not 0 < m < 2**63:
+            raise _bad("members", f"{m} is not a member of this project.")
         user = User.objects.filter(**({"pk": m} if isinstance(m, int) else {"username": m})).first()
         if user is None or not (user.is_staff or Membership.objects.filter(project=project, user=user).exists()):
             raise _bad("members", f"{m} is not a member of this project.")
