@@ -160,3 +160,27 @@ def test_a_change_before_the_alert_or_after_the_window_is_not_its_action(user, p
     alert.refresh_from_db()
     old.refresh_from_db()
     assert (alert.action, old.action) == ("none", "none")
+
+
+def test_pages_for_members_and_not_for_outsiders(user, project):
+    make_alert(project)
+    c = Client()
+    c.login(username=user.username, password=PASSWORD)
+    assert b"alert-row" in c.get(f"/projects/{project.pk}/alerts").content
+    assert b"rule-row" in c.get(f"/projects/{project.pk}/alert-rules").content
+    stranger = UserFactory()
+    s = Client()
+    s.login(username=stranger.username, password=PASSWORD)
+    assert s.get(f"/projects/{project.pk}/alerts").status_code == 404
+    assert s.get(f"/projects/{project.pk}/alert-rules").status_code == 404
+
+
+def test_the_beat_runs_digests_and_learns_actions():
+    from django.conf import settings
+
+    import alerts.tasks  # noqa: F401  (the worker imports it by autodiscovery)
+    from config.celery import app
+
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"alerts.digests_send", "alerts.actions_update"} <= tasks
+    assert {"alerts.digests_send", "alerts.actions_update"} <= set(app.tasks)
