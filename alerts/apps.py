@@ -10,3 +10,8 @@ class AlertsConfig(AppConfig):
         from common.events import event_emitted
 
         event_emitted.connect(receivers.on_event, dispatch_uid="alerts.on_event")
+        from django.conf import settings
+
+        from alerts import schedules_b
+
+        settings.CELERY_BEAT_SCHEDULE.update(schedules_b.BEAT_SCHEDULE)

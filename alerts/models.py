@@ -135,6 +135,7 @@ class Alert(models.Model):
             models.Index(fields=["project", "-created_at"]),
             models.Index(fields=["rule", "key", "-created_at"]),
         ]
+        constraints = [models.UniqueConstraint(fields=["rule", "event"], name="alerts_alert_unique_rule_event")]
 
 
 class Snooze(models.Model):

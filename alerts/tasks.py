@@ -15,3 +15,17 @@ def deliver(delivery_id: int) -> None:
     from alerts.services.delivery import delivery_attempt
 
     delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="alerts.digests_send")
+def digests_send() -> int:
+    from alerts.services.digest import digests_send as send
+
+    return send()
+
+
+@shared_task(name="alerts.actions_update")
+def alerts_actions_update() -> int:
+    from alerts.services.alerts import alerts_actions_update as update
+
+    return update()

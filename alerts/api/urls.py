@@ -1,6 +1,30 @@
 from django.urls import path  # noqa: F401
 
+from alerts.api import views_rules
+from alerts.views import rules as rules_pages
+
 urlpatterns = [
     # channels (views_channels.py)
     # alert rules, alerts, on call (views_rules.py)
+    path("projects/<int:project_id>/alert-rules", views_rules.RuleListCreateApi.as_view(), name="api-alert-rules"),
+    path(
+        "projects/<int:project_id>/alert-rules/<int:rule_id>",
+        views_rules.RuleDetailApi.as_view(),
+        name="api-alert-rule",
+    ),
+    path(
+        "projects/<int:project_id>/alert-rules/<int:rule_id>/mute",
+        views_rules.RuleMuteApi.as_view(),
+        name="api-alert-rule-mute",
+    ),
+    path(
+        "projects/<int:project_id>/alert-rules/<int:rule_id>/unmute",
+        views_rules.RuleUnmuteApi.as_view(),
+        name="api-alert-rule-unmute",
+    ),
+    path("projects/<int:project_id>/alerts", views_rules.AlertListApi.as_view(), name="api-alerts"),
+    path("projects/<int:project_id>/on-call", views_rules.OnCallApi.as_view(), name="api-on-call"),
+    path("alerts/<int:alert_id>/acknowledge", views_rules.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),
+    path("alerts/<int:alert_id>/snooze", views_rules.AlertSnoozeApi.as_view(), name="api-alert-snooze"),
+    path("alerts/ack/<str:token>", rules_pages.alert_ack_page, name="alert-ack"),
 ]
