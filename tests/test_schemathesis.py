@@ -55,6 +55,11 @@ SEMANTIC_400 = {
     "evaluations_create": "predictions are checked against the project's labels and datasets",
     "models_register": "the version must not be blank once trimmed",
     "models_promote": "the stage must differ from the model's current stage",
+    "alert_rules_create": "channels must be the project's own",
+    "alert_rules_update": "channels must be the project's own",
+    "alert_rules_mute": "until must be in the future",
+    "on_call_set": "members must be members of the project",
+    "alerts_snooze": "until must be in the future; exactly one of until and occurrences",
 }
 
 
