@@ -9,8 +9,9 @@ conditions match, one Alert (once per rule and event, however often routing runs
 - immediate: one message to the rule's channels (alerts.services.delivery.deliveries_create).
 
 Conditions read the event's data: kind, tag (in data.tags), priority_max (data.priority at least as
-urgent: p0 < p1 < ...), model_version, and min_occurrences within window_minutes: the events about the
-same key of types bug.created / bug.occurrences (and this one) in the window; the rule fires once
+urgent: p0 < p1 < ...), model_version, and min_occurrences within window_minutes: the occurrences the
+events about the same key of types bug.created / bug.occurrences (and this one) in the window stand
+for (a report's new occurrences, a new bug's first ones); the rule fires once
 when the count reaches N and not again for that key until the window has passed since its alert.
 
 On call (to_on_call): alert.recipients = [the on-call user's id], and the body gets
@@ -35,6 +36,13 @@ from alerts.services.rules import DEFAULT_WINDOW_MINUTES, PRIORITIES
 COUNTED_TYPES = ("bug.created", "bug.occurrences")
 
 
+def _occurrences(type_: str, data: dict) -> int:
+    """Occurrences an event stands for: a report's new ones, a new bug's first ones, else one."""
+    field = {"bug.occurrences": "new", "bug.created": "occurrences"}.get(type_)
+    value = (data or {}).get(field) if field else None
+    return int(value) if isinstance(value, int) and value > 0 else 1
+
+
 def _priority_rank(value) -> int | None:
     return PRIORITIES.index(value) if value in PRIORITIES else None
 
@@ -54,13 +62,14 @@ def conditions_match(rule: AlertRule, event: Event) -> bool:
     if "min_occurrences" in c:
         window = timedelta(minutes=c.get("window_minutes", DEFAULT_WINDOW_MINUTES))
         since = event.created_at - window
-        count = (
+        rows = (
             Event.objects.filter(
                 project_id=event.project_id, key=event.key, created_at__gt=since, created_at__lte=event.created_at
             )
             .filter(Q(type__in=COUNTED_TYPES) | Q(pk=event.pk))
-            .count()
+            .values_list("type", "data")
         )
+        count = sum(_occurrences(t, d) for t, d in rows)
         if count < c["min_occurrences"]:
             return False
         if Alert.objects.filter(rule=rule, key=event.key, event__created_at__gt=since).exclude(event=event).exists():

@@ -117,6 +117,17 @@ def test_min_occurrences_fires_once_when_the_count_crosses_and_again_after_the_w
     assert Alert.objects.filter(rule=rule).count() == 2
 
 
+def test_min_occurrences_counts_the_occurrences_a_report_adds(project, channel):
+    rule_for(project, channel, conditions={"min_occurrences": 5, "window_minutes": 60})
+    t0 = timezone.now() - timedelta(minutes=30)
+    created = event(project, type="bug.created", data={**BUG, "occurrences": 2}, at=t0)
+    assert route(created) == []  # 2 so far
+    report = event(
+        project, type="bug.occurrences", data={**BUG, "occurrences": 5, "new": 3}, at=t0 + timedelta(minutes=1)
+    )
+    assert len(route(report)) == 1  # 2 + 3 reach 5 with one report
+
+
 def test_a_muted_rule_records_but_does_not_send(project, channel):
     rule_for(project, channel, muted_until=timezone.now() + timedelta(hours=1))
     [alert] = route(event(project))
