@@ -8,11 +8,14 @@ shares of a string field with few distinct values, text length quantiles) and th
 mix, mean confidence = mean of the top probability). A batch is compared with the last K profiles of
 its project (the reference). The one idea: every threshold is learned from how much the reference
 batches differ *among themselves*, so a field that always varies widens its own expected range and
-does not alert. A scalar (a missing share, the mean confidence) fires outside [min, max] of the
-reference widened by 3 × its IQR (with a small floor); a distribution (category shares, numeric
-quantiles, class mix) fires when its distance to the pooled reference exceeds the largest
-leave-one-out distance seen in the reference plus 3 × their IQR (with a floor). Each result says how
-often the same rule would have fired on the reference batches themselves (leave-one-out backtest).
+does not alert. The fences are Tukey's, robust to a few odd batches in the reference (a shifted
+batch is itself part of the next batch's reference, and must not hide the next shifted one): a
+scalar (a missing share, the mean confidence) fires outside [q25 - 3 × IQR, q75 + 3 × IQR] of the
+reference values (the margin at least a small floor); a distribution (category shares, numeric
+quantiles, class mix) fires when its distance to the pooled reference exceeds q75 + 3 × IQR of the
+reference batches' own leave-one-out distances (at least a floor). A change that persists becomes
+the new normal once it fills about a quarter of the reference. Each result says how often the same
+rule would have fired on the reference batches themselves (leave-one-out backtest).
 
 pandas + numpy do the work, vectorised per column. pandera validates declared schemas, not learned
 drift; evidently and whylogs bring large dependency trees and their own report formats for what is a
@@ -162,7 +165,8 @@ def ks_from_quantiles(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _pool_grids(grids: list) -> list[float]:
-    return [float(v) for v in np.mean(np.asarray(grids, dtype="float64"), axis=0)]
+    """The reference's typical quantile grid: the median of each quantile across batches."""
+    return [float(v) for v in np.median(np.asarray(grids, dtype="float64"), axis=0)]
 
 
 # ---------------------------------------------------------------- rules
@@ -172,16 +176,17 @@ def _iqr(values: np.ndarray) -> float:
 
 
 def scalar_range(values: Sequence[float], floor: float) -> tuple[float, float]:
-    """[min - m, max + m] with m = max(3 × IQR, floor)."""
+    """[q25 - m, q75 + m] of the reference values with m = max(3 × IQR, floor)."""
     arr = np.asarray(values, dtype="float64")
-    margin = max(IQR_MARGIN * _iqr(arr), floor)
-    return float(arr.min() - margin), float(arr.max() + margin)
+    q1, q3 = np.quantile(arr, [0.25, 0.75])
+    margin = max(IQR_MARGIN * float(q3 - q1), floor)
+    return float(q1 - margin), float(q3 + margin)
 
 
 def distance_limit(distances: Sequence[float], floor: float) -> float:
-    """The largest reference distance plus 3 × their IQR, at least `floor`."""
+    """q75 + 3 × IQR of the reference's leave-one-out distances, at least `floor`."""
     arr = np.asarray(distances, dtype="float64")
-    return max(float(arr.max() + IQR_MARGIN * _iqr(arr)), floor)
+    return max(float(np.quantile(arr, 0.75) + IQR_MARGIN * _iqr(arr)), floor)
 
 
 def _loo(values: list, fires) -> int:
