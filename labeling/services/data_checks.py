@@ -8,13 +8,23 @@ in labeling.stats.data_profile."""
 
 import logging
 
+import numpy as np
+
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from common.events import emit
 from labeling.models import BatchCheckStatus, BatchProfile, Project
-from labeling.stats.data_profile import MIN_REFERENCE, Batch, batch_frame, example_rows, profile_batch, run_checks
+from labeling.stats.data_profile import (
+    MIN_REFERENCE,
+    Batch,
+    batch_frame,
+    example_rows,
+    profile_batch,
+    run_checks,
+    top_probabilities,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +34,19 @@ EXAMPLES = 5
 
 
 def _batch(parsed) -> Batch:
+    """The checks' view of a parsed batch. The top probabilities come from the predictions' packed
+    vectors (labeling.services.ingestion.probability_vector) in one numpy pass when every row has one."""
+    preds = [p.prediction for p in parsed]
+    vectors = [pr.vector if pr is not None else None for pr in preds]
+    if vectors and all(vectors):
+        confidence = np.frombuffer(b"".join(vectors), dtype=">f8").reshape(len(vectors), -1).max(axis=1)
+    else:
+        confidence = top_probabilities([(pr.label, pr.probabilities) if pr else None for pr in preds])
     return batch_frame(
         external_ids=[p.external_id for p in parsed],
         payloads=[p.payload for p in parsed],
-        predictions=[(p.prediction.label, p.prediction.probabilities) if p.prediction else None for p in parsed],
+        labels=[pr.label if pr is not None else None for pr in preds],
+        confidence=confidence,
     )
 
 

@@ -10,6 +10,7 @@ from labeling.stats.data_profile import (
     profile_batch,
     run_checks,
     scalar_range,
+    top_probabilities,
     total_variation,
 )
 from tests.labeling.data_check_batches import SHIFTED_CHECKS, batch_rows
@@ -19,7 +20,8 @@ def _batch(rows):
     return batch_frame(
         external_ids=[r["external_id"] for r in rows],
         payloads=[r["payload"] for r in rows],
-        predictions=[(r["prediction"]["label"], r["prediction"]["probabilities"]) for r in rows],
+        labels=[r["prediction"]["label"] for r in rows],
+        confidence=top_probabilities([(r["prediction"]["label"], r["prediction"]["probabilities"]) for r in rows]),
     )
 
 
@@ -47,7 +49,8 @@ def test_a_key_sent_only_as_null_is_absent_and_types_are_told_apart():
             {"x": None, "n": 1, "f": 1.5, "s": "t", "o": {"k": 1}, "m": 1},
             {"x": None, "n": 2, "f": 2, "m": "a"},
         ],
-        predictions=[None, None],
+        labels=[None, None],
+        confidence=top_probabilities([None, None]),
     )
     f = profile_batch(b)["fields"]
     assert "x" not in f
