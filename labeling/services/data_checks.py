@@ -9,7 +9,6 @@ in labeling.stats.data_profile."""
 import logging
 
 import numpy as np
-
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone

@@ -82,7 +82,7 @@ def _field_profile(series: pd.Series, n: int) -> dict:
         if arr.size:
             out["quantiles"] = _quantiles(arr)
     elif kind == "string":
-        lengths = values.str.len().to_numpy(dtype="float64")
+        lengths = np.fromiter(map(len, values.to_numpy()), dtype="float64", count=len(values))
         out["length"] = _quantiles(lengths)
         # a text field shows many distinct values in its first rows already: skip counting them all
         counts = values.iloc[:200].value_counts() if len(values) > 200 else None
@@ -112,9 +112,16 @@ def batch_frame(
 ) -> Batch:
     """Build a Batch: per row its payload, its predicted label (None: no prediction) and the top
     probability of its prediction (NaN: none)."""
-    # Columns straight from the dicts: a DataFrame built from records costs several times more.
-    names = dict.fromkeys(k for p in payloads for k in p)
-    columns = {str(k): pd.Series([p.get(k) for p in payloads], dtype="object") for k in names}
+    # Columns straight from the dicts in one pass: a DataFrame built from records costs several times more.
+    n = len(payloads)
+    lists: dict = {}
+    for i, payload in enumerate(payloads):
+        for k, v in payload.items():
+            col = lists.get(k)
+            if col is None:
+                col = lists[k] = [None] * n
+            col[i] = v
+    columns = {str(k): pd.Series(v, dtype="object") for k, v in lists.items()}
     return Batch(
         columns=columns,
         external_ids=list(external_ids),
