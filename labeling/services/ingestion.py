@@ -8,15 +8,15 @@ collide. Unchanged rows are detected and not written.
 Raw SQL: on PostgreSQL the batch is COPYed into a temporary table and one statement compares it with
 the stored rows and upserts only what changed, with data-modifying CTEs the ORM cannot express.
 
-After a batch is stored it is profiled and checked against the project's recent batches
-(labeling.services.data_checks); the failed checks come back with the result, and never undo or
-refuse the write.
+A stored batch is then checked against the project's recent batches (labeling.services.data_checks):
+its failed checks come back with the result; they never undo or refuse the write. Long because the
+portable and the PostgreSQL write paths must give the same answers, and read best side by side.
 """
 
 import json
 import math
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 import orjson
@@ -72,12 +72,7 @@ class IngestResult:
     checks: tuple = ()  # the batch's failed data-quality checks (dicts)
 
     def as_dict(self):
-        return {
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "checks": list(self.checks),
-        }
+        return {**asdict(self), "checks": list(self.checks)}
 
 
 PREDICTION_FIELDS = frozenset({"model_version", "label", "probabilities", "predicted_at"})
@@ -166,10 +161,7 @@ def items_ingest(*, project: Project, rows: list, check: bool = True) -> IngestR
     """Validate and store a batch, then (unless `check` is False) run its data-quality checks."""
     parsed = items_validate(project=project, rows=rows)
     result = _write(project=project, parsed=parsed)
-    if not check:
-        return result
-    checks = batch_data_check(project=project, parsed=parsed)
-    return replace(result, checks=tuple(checks))
+    return replace(result, checks=tuple(batch_data_check(project=project, parsed=parsed))) if check else result
 
 
 @retry_on_conflict  # two batches upserting overlapping rows may deadlock: the loser runs again, whole

@@ -21,6 +21,9 @@ pandas + numpy do the work, vectorised per column. pandera validates declared sc
 drift; evidently and whylogs bring large dependency trees and their own report formats for what is a
 few quantiles and shares per field; scipy is not needed: the distances (total variation, a KS
 statistic computed from quantile grids) are a few lines of numpy.
+
+Long because the profile, the distances, the checks with their backtest and the choice of example
+rows all speak the profile's format, which is easiest to keep consistent in one place.
 """
 
 from __future__ import annotations
