@@ -52,12 +52,13 @@ def _batch(parsed) -> Batch:
 def batch_data_check(*, project: Project, parsed: list) -> list[dict]:
     """Profile and check a batch that is already stored; return its failed checks (empty when it is
     within recent variation, while the project is learning, or when the check itself failed)."""
+    checks = []
     try:
         with transaction.atomic():
-            return batch_profile_record(project=project, batch=_batch(parsed)).checks
-    except Exception:
+            checks = batch_profile_record(project=project, batch=_batch(parsed)).checks
+    except Exception:  # the checks, or a receiver of their events run at this block's commit
         logger.exception("data-quality check of a batch of project %s failed; the batch is stored", project.pk)
-        return []
+    return checks
 
 
 @transaction.atomic

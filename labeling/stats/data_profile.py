@@ -69,6 +69,19 @@ def _kind(series: pd.Series) -> str:
     return "mixed"
 
 
+def _value_kind(value) -> str:
+    """One value's kind, in the vocabulary of _kind."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (dict, list)):
+        return "object"
+    return "mixed"
+
+
 def _quantiles(values: np.ndarray) -> list[float]:
     return [float(v) for v in np.quantile(values, QUANTILES)]
 
@@ -424,7 +437,7 @@ def example_rows(batch: Batch, result: CheckResult, limit: int = 5) -> list[str]
         mask = col.isna()
     elif col is not None and result.check == "type_change":
         want = result.detail.get("type")
-        mask = col.notna() & (col.map(lambda v: _kind(pd.Series([v])) != want))
+        mask = col.notna() & (col.map(_value_kind) != want)
     elif col is not None and result.check == "category_shift":
         new = list((result.observed.get("new") or {}).keys()) or [result.detail.get("category")]
         mask = col.isin(new)

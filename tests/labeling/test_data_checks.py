@@ -123,3 +123,15 @@ def test_project_page_shows_the_card(user, project, client, django_capture_on_co
     assert 'id="data-checks"' in html
     assert "category_shift" in html and "1 failed" in html
     assert "/bugs/" in html  # the bug queue filed the bugs and linked them to the batch
+
+
+def test_a_type_change_alerts_with_rows_of_the_new_type(project):
+    _learn(project, 3)
+    rows = batch_rows(11, prefix="t")
+    for r in rows[:150]:
+        r["payload"]["amount"] = "n/a"
+    result = items_ingest(project=project, rows=rows)
+    (check,) = [c for c in result.checks if c["check"] == "type_change"]
+    assert check["field"] == "amount" and check["observed"] == {"type": "mixed"}
+    assert check["expected"] == {"type": "number"}
+    assert check["examples"] == [f"t11-{i}" for i in range(5)]
