@@ -8,6 +8,7 @@ class BugqueueConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
+        from common.events import event_emitted
         from labeling.signals import feedback_slo_changed, ground_truth_changed
 
         from . import receivers, schedules
@@ -26,3 +27,6 @@ class BugqueueConfig(AppConfig):
         ground_truth_changed.connect(receivers.on_ground_truth_changed, dispatch_uid="bugqueue.ground_truth_changed")
         ground_truth_changed.connect(receivers.on_ground_truth_for_datasets, dispatch_uid="bugqueue.datasets_pending")
         feedback_slo_changed.connect(receivers.on_feedback_slo_changed, dispatch_uid="bugqueue.feedback_slo_changed")
+        # Connected before alerts.apps connects its receiver (INSTALLED_APPS order), so the bug id
+        # is in the event's data when the alerts app stores it.
+        event_emitted.connect(receivers.on_event_emitted, dispatch_uid="bugqueue.data_quality_alert")

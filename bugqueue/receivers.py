@@ -2,13 +2,16 @@
 and values (the datasets' receiver first records when its absorb pass is due); a broker outage is
 logged, not raised into labeling's request: the message is recorded for labeling's work sweep
 (labeling.services.work), the failed-prediction filer works from a cursor that its own periodic
-sweep catches up with, and the absorb sweep runs passes that are due."""
+sweep catches up with, and the absorb sweep runs passes that are due. A data-quality alert event files its bug here, at once."""
 
+import logging
 from functools import partial
 
 from django.db import transaction
 
 from labeling.services.work import enqueue as _send
+
+logger = logging.getLogger(__name__)
 
 
 def on_ground_truth_changed(sender, project_id, changes, **kwargs):
@@ -64,3 +67,20 @@ def on_ground_truth_for_datasets(sender, project_id, changes, **kwargs):
         return  # a pass is already due later: it absorbs these items too
     options = {"countdown": countdown} if countdown else {}
     transaction.on_commit(partial(_send, datasets_absorb_pass_task, project_id, **options))
+
+
+def on_event_emitted(sender, project_id, type, data, path="", **kwargs):
+    """A data_quality.alert (already after commit) files or updates its (field, check) bug at once,
+    and puts the bug's id into the event's data (bugqueue's receiver is connected before the alerts
+    app's, which stores the event). A failure to file is logged: the event still goes out."""
+    if type != "data_quality.alert":
+        return
+    from bugqueue.services.data_quality import data_quality_file
+
+    try:
+        result = data_quality_file(project_id=project_id, data=data, path=path)
+    except Exception:
+        logger.exception("could not file the data-quality bug of batch %s", data.get("batch"))
+        return
+    if result is not None:
+        data["bug_id"] = result.bug.pk

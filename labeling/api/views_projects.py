@@ -179,10 +179,29 @@ class MemberDeleteApi(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class FailedCheckOutput(serializers.Serializer):
+    field = serializers.CharField(help_text="A payload field, or 'prediction'.")
+    check = serializers.CharField(
+        help_text="new_field, missing_field, type_change, missing_share, numeric_shift, length_shift, "
+        "category_shift, class_mix or confidence_drop."
+    )
+    observed = serializers.JSONField()
+    expected = serializers.JSONField()
+    would_have_fired = serializers.IntegerField(help_text="How many of the reference batches this rule fires on.")
+    of_last = serializers.IntegerField(help_text="How many recent batches the batch was compared with.")
+    examples = serializers.ListField(child=serializers.CharField(), help_text="External ids of rows showing it.")
+
+
 class IngestResultOutput(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
+    checks = FailedCheckOutput(
+        many=True,
+        help_text="The batch's failed data-quality checks against the project's recent batches: empty when it "
+        "is within their variation or while the project has fewer than 3 earlier batches. The batch is stored "
+        "either way.",
+    )
 
 
 class ItemsCursorPagination(IdCursorPagination):
@@ -246,7 +265,8 @@ class ItemListIngestApi(ApiView):
         operation_id="items_ingest",
         description="Upsert items (and their production predictions) by external_id. A JSON array or JSON Lines "
         "of {external_id, payload, priority?, prediction?{model_version,label,probabilities?,predicted_at?}}. "
-        "The whole batch is validated first; at most 10,000 rows or 20 MB.",
+        "The whole batch is validated first; at most 10,000 rows or 20 MB. The stored batch is then checked "
+        "against the project's recent batches (`checks`: what looked unlike them; never a reason to refuse it).",
     )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)

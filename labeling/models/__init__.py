@@ -27,6 +27,7 @@ from .core import (  # noqa: F401
     QueueOrder,
     Role,
 )
+from .data_quality import BatchCheckStatus, BatchProfile  # noqa: F401,E402
 from .export import Export, ExportFormat, ExportGrant, ExportStatus  # noqa: F401
 from .feedback import (  # noqa: F401
     HUMAN_CHANNEL,

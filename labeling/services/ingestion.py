@@ -7,12 +7,16 @@ collide. Unchanged rows are detected and not written.
 
 Raw SQL: on PostgreSQL the batch is COPYed into a temporary table and one statement compares it with
 the stored rows and upserts only what changed, with data-modifying CTEs the ORM cannot express.
+
+A stored batch is then checked against the project's recent batches (labeling.services.data_checks):
+its failed checks come back with the result; they never undo or refuse the write. Long because the
+portable and the PostgreSQL write paths must give the same answers, and read best side by side.
 """
 
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 import orjson
@@ -25,6 +29,7 @@ from common.db.sql import execute, fetchone, table
 from common.timestamps import parse_timestamp
 from labeling.models import FeedbackDirtyDay, Item, ItemStatus, Prediction, Project
 from labeling.selectors.projects import project_label_keys
+from labeling.services.data_checks import batch_data_check
 from labeling.services.feedback_rollup import feedback_days_mark, feedback_refresh_on_commit
 from labeling.services.retry import retry_on_conflict
 from labeling.services.rows import batch_check, check_batch_size, rows_parse
@@ -64,9 +69,10 @@ class IngestResult:
     created: int
     updated: int
     unchanged: int
+    checks: tuple = ()  # the batch's failed data-quality checks (dicts)
 
     def as_dict(self):
-        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+        return {**asdict(self), "checks": list(self.checks)}
 
 
 PREDICTION_FIELDS = frozenset({"model_version", "label", "probabilities", "predicted_at"})
@@ -151,9 +157,11 @@ def _uncertainty(pred: ParsedPrediction | None):
     return 1.0 - max(pred.probabilities.values())
 
 
-def items_ingest(*, project: Project, rows: list) -> IngestResult:
+def items_ingest(*, project: Project, rows: list, check: bool = True) -> IngestResult:
+    """Validate and store a batch, then (unless `check` is False) run its data-quality checks."""
     parsed = items_validate(project=project, rows=rows)
-    return _write(project=project, parsed=parsed)
+    result = _write(project=project, parsed=parsed)
+    return replace(result, checks=tuple(batch_data_check(project=project, parsed=parsed))) if check else result
 
 
 @retry_on_conflict  # two batches upserting overlapping rows may deadlock: the loser runs again, whole

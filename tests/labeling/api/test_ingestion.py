@@ -38,7 +38,7 @@ def post(client, project, body, content_type="application/json"):
 def test_ingest_creates_items_and_predictions(user, project):
     res = post(client_for(user), project, rows(50))
     assert res.status_code == 201, res.json()
-    assert res.json() == {"created": 50, "updated": 0, "unchanged": 0}
+    assert res.json() == {"created": 50, "updated": 0, "unchanged": 0, "checks": []}
     assert Item.objects.filter(project=project).count() == 50
     assert Prediction.objects.filter(item__project=project).count() == 50
     item = Item.objects.get(project=project, external_id="e4")
@@ -57,7 +57,7 @@ def test_probabilities_are_also_stored_as_numbers_in_label_order(user, project):
     changed = {"pos": 0.1, "neg": 0.3, "neu": 0.6}
     body = rows(1, start=1)
     body[0]["prediction"]["probabilities"] = changed
-    assert post(c, project, body).json() == {"created": 0, "updated": 1, "unchanged": 0}
+    assert post(c, project, body).json() == {"created": 0, "updated": 1, "unchanged": 0, "checks": []}
     pred.refresh_from_db()
     assert pred.probabilities == changed
     assert struct.unpack(f">{len(order)}d", bytes(pred.vector)) == tuple(changed[k] for k in order)
@@ -69,7 +69,7 @@ def test_resending_the_same_batch_changes_nothing_and_says_so(user, project):
     before = list(Item.objects.filter(project=project).order_by("id").values_list("id", "updated_at"))
     res = post(c, project, rows(20))
     assert res.status_code == 200
-    assert res.json() == {"created": 0, "updated": 0, "unchanged": 20}
+    assert res.json() == {"created": 0, "updated": 0, "unchanged": 20, "checks": []}
     assert list(Item.objects.filter(project=project).order_by("id").values_list("id", "updated_at")) == before
 
 
@@ -81,7 +81,7 @@ def test_upsert_counts_created_updated_unchanged(user, project):
     batch[1]["prediction"] = dict(batch[1]["prediction"], model_version="v2")  # new prediction row
     batch += rows(5, start=10)
     res = post(c, project, batch)
-    assert res.json() == {"created": 5, "updated": 2, "unchanged": 8}
+    assert res.json() == {"created": 5, "updated": 2, "unchanged": 8, "checks": []}
     assert Item.objects.get(project=project, external_id="e0").payload == {"text": "changed"}
     assert Prediction.objects.filter(item__external_id="e1", item__project=project).count() == 2
     assert Item.objects.filter(project=project).count() == 15
@@ -92,7 +92,7 @@ def test_prediction_is_one_row_per_item_and_model_version(user, project):
     post(c, project, rows(1))
     batch = rows(1)
     batch[0]["prediction"]["label"] = "neg"
-    assert post(c, project, batch).json() == {"created": 0, "updated": 1, "unchanged": 0}
+    assert post(c, project, batch).json() == {"created": 0, "updated": 1, "unchanged": 0, "checks": []}
     assert list(Prediction.objects.filter(item__project=project).values_list("model_version", "label")) == [
         ("v1", "neg")
     ]
@@ -225,7 +225,7 @@ def test_changed_predictions_mark_their_old_and_new_days_and_unchanged_ones_mark
     batch = rows(3)
     batch[0]["prediction"]["predicted_at"] = "2026-11-05T08:00:00Z"  # the prediction moves to another day
     batch[1]["payload"] = {"text": "edited"}  # an item-only change touches no prediction day
-    assert post(c, project, batch).json() == {"created": 0, "updated": 2, "unchanged": 1}
+    assert post(c, project, batch).json() == {"created": 0, "updated": 2, "unchanged": 1, "checks": []}
     assert days() == ["2026-11-01", "2026-11-05"]
 
 
