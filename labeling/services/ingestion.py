@@ -158,10 +158,14 @@ def _uncertainty(pred: ParsedPrediction | None):
 
 
 def items_ingest(*, project: Project, rows: list, check: bool = True) -> IngestResult:
-    """Validate and store a batch, then (unless `check` is False) run its data-quality checks."""
+    """Validate and store a batch, then (unless `check` is False) run its data-quality checks. A batch
+    that changed nothing (a client re-sending it) is not checked again: its data was checked when it
+    first came, and counting it twice would skew the recent batches it is compared with."""
     parsed = items_validate(project=project, rows=rows)
     result = _write(project=project, parsed=parsed)
-    return replace(result, checks=tuple(batch_data_check(project=project, parsed=parsed))) if check else result
+    if not check or not (result.created or result.updated):
+        return result
+    return replace(result, checks=tuple(batch_data_check(project=project, parsed=parsed)))
 
 
 @retry_on_conflict  # two batches upserting overlapping rows may deadlock: the loser runs again, whole
