@@ -24,11 +24,15 @@ class Event(models.Model):
     path = models.CharField(max_length=500, blank=True, default="")
     key = models.CharField(max_length=200)  # what it is about ("bug:12"): grouping, snoozing
     created_at = models.DateTimeField(default=timezone.now)
+    routed_at = models.DateTimeField(null=True, blank=True)  # null: routing still to do (the sweep's list)
 
     class Meta:
         indexes = [
             models.Index(fields=["project", "type", "-created_at"]),
             models.Index(fields=["project", "key", "-created_at"]),
+            models.Index(
+                fields=["created_at"], condition=models.Q(routed_at__isnull=True), name="alerts_event_unrouted"
+            ),
         ]
 
 

@@ -6,4 +6,5 @@ from celery.schedules import crontab
 BEAT_SCHEDULE: dict = {
     "alerts-digests-send": {"task": "alerts.digests_send", "schedule": crontab(minute="*")},
     "alerts-actions-update": {"task": "alerts.actions_update", "schedule": crontab(minute="*/15")},
+    "alerts-events-route-missed": {"task": "alerts.events_route_missed", "schedule": crontab(minute="*/5")},
 }

@@ -29,3 +29,10 @@ def alerts_actions_update() -> int:
     from alerts.services.alerts import alerts_actions_update as update
 
     return update()
+
+
+@shared_task(name="alerts.events_route_missed")
+def events_route_missed() -> int:
+    from alerts.services.routing import events_route_missed as sweep
+
+    return sweep()

@@ -166,4 +166,20 @@ def event_route(*, event_id: int) -> list[Alert]:
             if mode == "immediate":
                 alert_send(alert, to=to)
             made.append(alert)
+    Event.objects.filter(pk=event.pk, routed_at__isnull=True).update(routed_at=timezone.now())
     return made
+
+
+def events_route_missed(*, older_than_seconds: int = 60, limit: int = 500) -> int:
+    """Route the events whose routing message was lost (a broker outage at emit time, a worker killed
+    mid-routing): stored more than `older_than_seconds` ago and never marked routed. Routing is
+    idempotent per (rule, event), so an event routed twice raises its alerts once."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Event.objects.filter(routed_at__isnull=True, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for event_id in ids:
+        event_route(event_id=event_id)
+    return len(ids)

@@ -228,3 +228,19 @@ def test_an_emitted_event_is_routed(project, channel, django_capture_on_commit_c
     [alert] = Alert.objects.all()
     assert alert.event.type == "bug.regressed" and alert.key == "bug:7"
     assert Delivery.objects.filter(idempotency_key=f"alert:{alert.pk}").count() == 1
+
+
+def test_the_sweep_routes_events_whose_message_was_lost(project, channel):
+    from alerts.services.routing import events_route_missed
+
+    rule_for(project, channel)
+    lost = event(project, at=timezone.now() - timedelta(minutes=2))
+    fresh = event(project, key="bug:9")  # its message may still be on its way
+    assert events_route_missed() == 1
+    assert Alert.objects.filter(event=lost).count() == 1 and not Alert.objects.filter(event=fresh).exists()
+    lost.refresh_from_db()
+    assert lost.routed_at is not None
+    assert events_route_missed() == 0  # routed once
+    route(fresh)
+    fresh.refresh_from_db()
+    assert fresh.routed_at is not None
