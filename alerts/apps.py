@@ -10,3 +10,9 @@ class AlertsConfig(AppConfig):
         from common.events import event_emitted
 
         event_emitted.connect(receivers.on_event, dispatch_uid="alerts.on_event")
+
+        from django.conf import settings
+
+        from alerts import schedules
+
+        settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)

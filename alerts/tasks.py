@@ -15,3 +15,11 @@ def deliver(delivery_id: int) -> None:
     from alerts.services.delivery import delivery_attempt
 
     delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="alerts.deliveries_sweep")
+def deliveries_sweep() -> int:
+    """Beat: enqueue deliveries whose message was lost (pending over a minute, failed and due)."""
+    from alerts.services.delivery import deliveries_sweep as sweep
+
+    return sweep()
