@@ -16,3 +16,7 @@ class AlertsConfig(AppConfig):
         from alerts import schedules
 
         settings.CELERY_BEAT_SCHEDULE.update(schedules.BEAT_SCHEDULE)
+        # Name the channel enums in the OpenAPI schema ("kind" and "status" exist in other apps too).
+        settings.SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+            {"ChannelKindEnum": "alerts.models.ChannelKind", "DeliveryStatusEnum": "alerts.models.DeliveryStatus"}
+        )

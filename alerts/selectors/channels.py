@@ -25,7 +25,7 @@ def access_channel(*, user, project_id, channel_id) -> Channel:
     except (TypeError, ValueError):
         raise NotFound("Channel not found.")
     channel = (
-        _with_last_delivery(Channel.objects.filter(project=project, pk=channel_id)).first()
+        _with_last_delivery(Channel.objects.filter(project=project, pk=channel_id).select_related("created_by")).first()
         if (0 < channel_id <= MAX_ID)
         else None
     )
@@ -47,7 +47,9 @@ def _with_last_delivery(queryset):
 
 def channel_list(*, project):
     """The project's channels by name, each with its newest delivery's id, status, code and time."""
-    return _with_last_delivery(Channel.objects.filter(project=project)).order_by("name", "pk")
+    return _with_last_delivery(Channel.objects.filter(project=project).select_related("created_by")).order_by(
+        "name", "pk"
+    )
 
 
 def delivery_log(*, channel):

@@ -100,9 +100,7 @@ def channels_page(request, project_id):
             project,
             status=exc.status,
             form_error={
-                "action": action,
-                "kind": post.get("kind", ""),
-                "channel": post.get("channel", ""),
+                "where": f"create-{post.get('kind', '')}" if action == "create" else f"edit-{post.get('channel', '')}",
                 "message": exc.message,
                 "fields": exc.fields or {},
             },
