@@ -34,7 +34,7 @@
     const fresh = doc.getElementById("log");
     const current = document.getElementById("log");
     if (!fresh) return;
-    if (current) current.replaceWith(fresh); else document.getElementById("add").after(fresh);
+    if (current) current.replaceWith(fresh); else document.getElementById("channels").after(fresh);
     history.replaceState(null, "", `?log=${channelId}#log`);
   }
 
@@ -55,6 +55,18 @@
       }
       out.textContent = describe(d);
       out.className = `test-result ${d.status === "delivered" ? "ok-text" : d.status === "pending" ? "muted" : "error"}`;
+      const last = document.querySelector(`tr.channel-row[data-channel="${channelId}"] .last`);
+      if (last) {
+        last.replaceChildren();
+        const badge = document.createElement("span");
+        badge.className = `st st-${d.status}`;
+        badge.textContent = d.status;
+        last.append(badge, d.last_status_code ? ` HTTP ${d.last_status_code} ` : " ");
+        const when = document.createElement("span");
+        when.className = "muted";
+        when.textContent = "just now";
+        last.append(when);
+      }
       await refreshLog(channelId);
     } catch (e) {
       out.textContent = e.message;
