@@ -112,7 +112,9 @@ def delivery_attempt(delivery_id: int) -> Delivery | None:
     now = timezone.now()
     if not _claim(delivery_id, now):
         return None
-    delivery = Delivery.objects.select_related("channel", "channel__project").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("channel", "channel__project").filter(pk=delivery_id).first()
+    if delivery is None:
+        return None  # its channel was deleted meanwhile
     started = time.monotonic()
     try:
         outcome = _send(delivery)
@@ -130,11 +132,14 @@ def backoff_seconds(attempts: int) -> float:
 
 
 @transaction.atomic
-def delivery_record(*, delivery_id: int, outcome: Outcome) -> Delivery:
+def delivery_record(*, delivery_id: int, outcome: Outcome) -> Delivery | None:
     """Log the attempt and move the delivery on: delivered, failed with its next attempt scheduled,
-    or dead after MAX_ATTEMPTS; keep the channel's failure count (and disable it at the limit)."""
-    delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
-    channel = Channel.objects.select_for_update().get(pk=delivery.channel_id)
+    or dead after MAX_ATTEMPTS; keep the channel's failure count (and disable it at the limit).
+    None when the channel was deleted meanwhile."""
+    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+    channel = delivery and Channel.objects.select_for_update().filter(pk=delivery.channel_id).first()
+    if channel is None:
+        return None
     now = timezone.now()
     DeliveryAttempt.objects.create(
         delivery=delivery,

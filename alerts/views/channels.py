@@ -21,10 +21,20 @@ from labeling.selectors.access import MANAGER_ROLES
 from labeling.views.projects import page_project
 
 LOG_SIZE = 25
+ACTIONS = ("create", "update", "delete", "rotate", "test")
 
 
 def _emails(raw: str) -> list[str]:
     return [e for e in raw.replace(",", "\n").replace(";", "\n").split() if e]
+
+
+def _where(action: str, post) -> str:
+    """Which form a refusal belongs to (shown there with the input kept); "" for the page itself."""
+    if action == "create" and post.get("kind") in ChannelKind.values:
+        return f"create-{post['kind']}"
+    if action == "update":
+        return f"edit-{post.get('channel', '')}"
+    return ""
 
 
 def _render(request, project, *, status=200, log_channel=None, **extra):
@@ -56,6 +66,8 @@ def channels_page(request, project_id):
     action = request.POST.get("action", "")
     post = request.POST
     try:
+        if action not in ACTIONS:
+            raise ValidationFailed("Unknown action.", fields={"action": [f"One of {', '.join(ACTIONS)}."]})
         if action == "create":
             channel = channel_create(
                 project=project,
@@ -85,11 +97,9 @@ def channels_page(request, project_id):
             rotated = channel_rotate_secret(channel=channel)
             messages.success(request, f"New secret for {channel.name}: the old one no longer signs.")
             return _render(request, project, secret_for=rotated)
-        elif action == "test":
+        else:
             channel_test(channel=channel, actor=request.user)
             messages.success(request, f"Test message to {channel.name} queued: its outcome shows in the log.")
-        else:
-            raise ValidationFailed("Unknown action.")
         return redirect(f"{request.path}?log={channel.pk}#log")
     except NotFound:
         messages.error(request, "That channel no longer exists.")
@@ -100,7 +110,7 @@ def channels_page(request, project_id):
             project,
             status=exc.status,
             form_error={
-                "where": f"create-{post.get('kind', '')}" if action == "create" else f"edit-{post.get('channel', '')}",
+                "where": _where(action, post),
                 "message": exc.message,
                 "fields": exc.fields or {},
             },

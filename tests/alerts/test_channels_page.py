@@ -95,3 +95,11 @@ def test_edit_test_log_and_delete(user, project):
     assert not Channel.objects.exists() and not Delivery.objects.exists()
     gone = c.post(page(project), {"action": "test", "channel": channel.pk}, follow=True)
     assert "no longer exists" in gone.content.decode()
+
+
+def test_an_unknown_action_or_kind_is_a_400_shown_on_the_page(user, project):
+    c = logged_in(user)
+    for form in ({}, {"action": "explode"}, {"action": "create", "kind": "pager", "name": "x"}):
+        res = c.post(page(project), form)
+        assert res.status_code == 400 and 'id="page-error"' in res.content.decode(), form
+    assert not Channel.objects.exists()

@@ -350,3 +350,20 @@ def test_concurrent_claims_of_a_due_delivery_let_one_through(postgres_tx):
     for t in threads:
         t.join(10)
     assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_a_channel_deleted_mid_send_ends_the_attempt_quietly(user, project, receiver, monkeypatch):
+    from alerts.services.channels import channel_delete
+
+    channel = webhook(project, user, receiver.url)
+    delivery = deliver_one(channel)
+    send = delivery_service._send
+
+    def send_then_delete(d):
+        outcome = send(d)
+        channel_delete(channel=channel)
+        return outcome
+
+    monkeypatch.setattr(delivery_service, "_send", send_then_delete)
+    assert delivery_attempt(delivery.pk) is None
+    assert len(receiver.requests) == 1 and not Delivery.objects.exists()
