@@ -36,3 +36,11 @@ def events_route_missed() -> int:
     from alerts.services.routing import events_route_missed as sweep
 
     return sweep()
+
+
+@shared_task(name="alerts.deliveries_sweep")
+def deliveries_sweep() -> int:
+    """Beat: enqueue deliveries whose message was lost (pending over a minute, failed and due)."""
+    from alerts.services.delivery import deliveries_sweep as sweep
+
+    return sweep()
