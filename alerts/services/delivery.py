@@ -263,6 +263,11 @@ def message_text(body: dict) -> tuple[str, str]:
     rest = {k: v for k, v in body.items() if k not in {"subject", "url", "data", "id", "version", "project"}}
     rest = {k: v for k, v in rest.items() if k not in dict(meta)}
     for key, value in [*data.items(), *rest.items()]:
+        if isinstance(value, list) and value and all(isinstance(v, dict) and v.get("subject") for v in value):
+            # a list of messages (a digest's events): one line each, with its link
+            lines += ["", f"{key}:"]
+            lines += [f"- {v['subject']}" + (f" ({v['url']})" if v.get("url") else "") for v in value]
+            continue
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
         lines.append(f"{key}: {shown}")
     if meta:

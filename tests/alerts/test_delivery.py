@@ -367,3 +367,20 @@ def test_a_channel_deleted_mid_send_ends_the_attempt_quietly(user, project, rece
     monkeypatch.setattr(delivery_service, "_send", send_then_delete)
     assert delivery_attempt(delivery.pk) is None
     assert len(receiver.requests) == 1 and not Delivery.objects.exists()
+
+
+def test_a_digest_body_reads_as_one_line_per_event():
+    subject, text = delivery_service.message_text(
+        {
+            "type": "alert.digest",
+            "subject": "3 alerts in the last hour",
+            "url": "https://loupe.example/projects/1/alerts",
+            "events": [
+                {"subject": "Bug #1 regressed", "url": "https://loupe.example/bugs/1"},
+                {"subject": "SLO breached"},
+            ],
+        }
+    )
+    assert subject == "3 alerts in the last hour"
+    assert "- Bug #1 regressed (https://loupe.example/bugs/1)\n- SLO breached" in text
+    assert "Open: https://loupe.example/projects/1/alerts" in text and "type: alert.digest" in text
