@@ -165,6 +165,50 @@ TABLE = [
     (API, "GET", "api-model", "/api/projects/{p}/models/v2", "401 404 200 200 200 404 200"),
     (API, "GET", "api-model-gate", "/api/projects/{p}/models/v2/gate", "401 404 200 200 200 404 200"),
     (API, "POST", "api-model-promote", "/api/projects/{p}/models/v2/promote", "401 404 403 403 400 404 400"),
+    # --- on call: channels (managers), rules (members read, managers write), alerts (members) ----------
+    (API, "GET", "api-channels", "/api/projects/{p}/channels", "401 404 403 403 200 404 200"),
+    (API, "POST", "api-channels", "/api/projects/{p}/channels", "401 404 403 403 400 404 400"),
+    (API, "GET", "api-channel", "/api/projects/{p}/channels/999999", "401 404 403 403 404 404 404"),
+    (API, "PATCH", "api-channel", "/api/projects/{p}/channels/999999", "401 404 403 403 404 404 404"),
+    (API, "DELETE", "api-channel", "/api/projects/{p}/channels/999999", "401 404 403 403 404 404 404"),
+    (API, "POST", "api-channel-test", "/api/projects/{p}/channels/999999/test", "401 404 403 403 404 404 404"),
+    (
+        API,
+        "POST",
+        "api-channel-rotate-secret",
+        "/api/projects/{p}/channels/999999/rotate-secret",
+        "401 404 403 403 404 404 404",
+    ),
+    (
+        API,
+        "GET",
+        "api-channel-deliveries",
+        "/api/projects/{p}/channels/999999/deliveries",
+        "401 404 403 403 404 404 404",
+    ),
+    (API, "GET", "api-alert-rules", "/api/projects/{p}/alert-rules", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-alert-rules", "/api/projects/{p}/alert-rules", "401 404 403 403 400 404 400"),
+    (API, "GET", "api-alert-rule", "/api/projects/{p}/alert-rules/999999", "401 404 404 404 404 404 404"),
+    (API, "PATCH", "api-alert-rule", "/api/projects/{p}/alert-rules/999999", "401 404 403 403 404 404 404"),
+    (API, "DELETE", "api-alert-rule", "/api/projects/{p}/alert-rules/999999", "401 404 403 403 404 404 404"),
+    (API, "POST", "api-alert-rule-mute", "/api/projects/{p}/alert-rules/999999/mute", "401 404 403 403 404 404 404"),
+    (
+        API,
+        "POST",
+        "api-alert-rule-unmute",
+        "/api/projects/{p}/alert-rules/999999/unmute",
+        "401 404 403 403 404 404 404",
+    ),
+    (API, "GET", "api-alerts", "/api/projects/{p}/alerts", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-on-call", "/api/projects/{p}/on-call", "401 404 200 200 200 404 200"),
+    (API, "PUT", "api-on-call", "/api/projects/{p}/on-call", "401 404 403 403 400 404 400"),
+    (API, "POST", "api-alert-acknowledge", "/api/alerts/999999/acknowledge", "401 404 404 404 404 404 404"),
+    (API, "POST", "api-alert-snooze", "/api/alerts/999999/snooze", "401 404 404 404 404 404 404"),
+    (PAGE, "GET", "alert-ack", "/api/alerts/ack/no-such-token", "404 404 404 404 404 404 404"),
+    (PAGE, "GET", "channels-page", "/projects/{p}/channels", "302 404 403 403 200 404 200"),
+    (PAGE, "POST", "channels-page", "/projects/{p}/channels", "302 404 403 403 400 404 400"),
+    (PAGE, "GET", "alert-rules-page", "/projects/{p}/alert-rules", "302 404 200 200 200 404 200"),
+    (PAGE, "GET", "alerts-page", "/projects/{p}/alerts", "302 404 200 200 200 404 200"),
     # --- labeling pages ------------------------------------------------------------------
     (PAGE, "GET", "home", "/", "302 200 200 200 200 200 200"),
     (PAGE, "GET", "project-detail", "/projects/{p}/", "302 404 200 200 200 404 200"),
@@ -228,6 +272,8 @@ def _api_methods(pattern) -> set[str]:
 
 def test_every_route_is_in_the_table():
     """Each API operation (route × implemented method) and each page has its row."""
+    from alerts import urls as alert_pages
+    from alerts.api import urls as alert_api
     from bugqueue import urls as bug_pages
     from bugqueue.api import urls as bug_api
     from labeling import urls as label_pages
@@ -235,10 +281,10 @@ def test_every_route_is_in_the_table():
 
     covered = {(m, name) for _, m, name, _, _ in TABLE}
     missing = []
-    for module in (label_api, bug_api):
+    for module in (label_api, bug_api, alert_api):
         for name, pattern in _patterns(module):
             missing += [(m, name) for m in sorted(_api_methods(pattern)) if (m, name) not in covered]
-    for module in (label_pages, bug_pages):
+    for module in (label_pages, bug_pages, alert_pages):
         missing += [("*", name) for name, _ in _patterns(module) if name not in {n for _, n in covered}]
     assert missing == []
 

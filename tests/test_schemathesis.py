@@ -55,6 +55,8 @@ SEMANTIC_400 = {
     "evaluations_create": "predictions are checked against the project's labels and datasets",
     "models_register": "the version must not be blank once trimmed",
     "models_promote": "the stage must differ from the model's current stage",
+    "channels_create": "a channel's kind decides the fields it needs (an http(s) URL, addresses, an apprise URL)",
+    "channels_update": "the channel is checked whole against its kind; the name must be unique in the project",
     "alert_rules_create": "channels must be the project's own",
     "alert_rules_update": "channels must be the project's own",
     "alert_rules_mute": "until must be in the future",
