@@ -9,4 +9,6 @@ urlpatterns = [
     # rules, alerts, on-call pages (views/rules.py)
     path("projects/<int:project_id>/alert-rules", rules_pages.rules_page, name="alert-rules-page"),
     path("projects/<int:project_id>/alerts", rules_pages.alerts_page, name="alerts-page"),
+    # the acknowledge link in messages: a page (one click), not an API route
+    path("alerts/ack/<str:token>", rules_pages.alert_ack_page, name="alert-ack"),
 ]

@@ -204,7 +204,7 @@ TABLE = [
     (API, "PUT", "api-on-call", "/api/projects/{p}/on-call", "401 404 403 403 400 404 400"),
     (API, "POST", "api-alert-acknowledge", "/api/alerts/999999/acknowledge", "401 404 404 404 404 404 404"),
     (API, "POST", "api-alert-snooze", "/api/alerts/999999/snooze", "401 404 404 404 404 404 404"),
-    (PAGE, "GET", "alert-ack", "/api/alerts/ack/no-such-token", "404 404 404 404 404 404 404"),
+    (PAGE, "GET", "alert-ack", "/alerts/ack/no-such-token", "404 404 404 404 404 404 404"),
     (PAGE, "GET", "channels-page", "/projects/{p}/channels", "302 404 403 403 200 404 200"),
     (PAGE, "POST", "channels-page", "/projects/{p}/channels", "302 404 403 403 400 404 400"),
     (PAGE, "GET", "alert-rules-page", "/projects/{p}/alert-rules", "302 404 200 200 200 404 200"),

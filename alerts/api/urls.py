@@ -1,7 +1,6 @@
 from django.urls import path  # noqa: F401
 
 from alerts.api import views_channels, views_rules
-from alerts.views import rules as rules_pages
 
 urlpatterns = [
     # channels (views_channels.py)
@@ -47,5 +46,4 @@ urlpatterns = [
     path("projects/<int:project_id>/on-call", views_rules.OnCallApi.as_view(), name="api-on-call"),
     path("alerts/<int:alert_id>/acknowledge", views_rules.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),
     path("alerts/<int:alert_id>/snooze", views_rules.AlertSnoozeApi.as_view(), name="api-alert-snooze"),
-    path("alerts/ack/<str:token>", rules_pages.alert_ack_page, name="alert-ack"),
 ]

@@ -107,7 +107,7 @@ def _delivery_mode(rule: AlertRule, event: Event, now) -> str:
 
 def acknowledge_url(alert: Alert) -> str:
     base = getattr(settings, "LOUPE_BASE_URL", "").rstrip("/")
-    return f"{base}/api/alerts/ack/{alert.token}"
+    return f"{base}/alerts/ack/{alert.token}"
 
 
 def _on_call_user(project_id: int, now):

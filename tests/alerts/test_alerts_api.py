@@ -109,7 +109,7 @@ def test_the_link_acknowledges_for_a_signed_in_member(user, project):
     alert = make_alert(project)
     c = Client()
     c.login(username=user.username, password=PASSWORD)
-    res = c.get(f"/api/alerts/ack/{alert.token}")
+    res = c.get(f"/alerts/ack/{alert.token}")
     assert res.status_code == 200 and b"Acknowledged" in res.content
     alert.refresh_from_db()
     assert (alert.status, alert.acknowledged_by) == ("acknowledged", user)
@@ -118,15 +118,15 @@ def test_the_link_acknowledges_for_a_signed_in_member(user, project):
 def test_the_link_shows_a_one_click_button_to_anyone_else(project):
     alert = make_alert(project)
     c = Client()
-    res = c.get(f"/api/alerts/ack/{alert.token}")
+    res = c.get(f"/alerts/ack/{alert.token}")
     assert res.status_code == 200 and b'id="ack-button"' in res.content
     alert.refresh_from_db()
     assert alert.status == "open"  # a link preview does not acknowledge
-    res = c.post(f"/api/alerts/ack/{alert.token}")
+    res = c.post(f"/alerts/ack/{alert.token}")
     assert res.status_code == 200
     alert.refresh_from_db()
     assert (alert.status, alert.action, alert.acknowledged_by) == ("acknowledged", "acknowledged", None)
-    assert Client().get("/api/alerts/ack/not-a-token").status_code == 404
+    assert Client().get("/alerts/ack/not-a-token").status_code == 404
 
 
 @pytest.mark.parametrize(

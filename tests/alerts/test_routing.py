@@ -55,7 +55,7 @@ def test_a_matching_event_raises_an_alert_sent_at_once(project, channel):
     assert list(d.alerts.all()) == [alert]
     assert d.body["type"] == "bug.regressed" and d.body["data"] == BUG
     assert d.body["alert"]["id"] == alert.pk and d.body["alert"]["rule"] == rule.name
-    assert d.body["alert"]["acknowledge_url"].endswith(f"/api/alerts/ack/{alert.token}")
+    assert d.body["alert"]["acknowledge_url"].endswith(f"/alerts/ack/{alert.token}")
 
 
 def test_routing_twice_makes_one_alert(project, channel):
