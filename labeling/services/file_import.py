@@ -33,6 +33,7 @@ from labeling.services.ingestion import items_ingest
 from labeling.services.work import enqueue_on_commit
 
 IMPORT_BATCH_ROWS = 2000
+IMPORT_MAX_BYTES = 2 * 2**30  # an upload's size limit (it is spooled to disk, never held in memory)
 PREVIEW_ROWS = 10
 JSON_ARRAY_MAX_BYTES = 50 * 1024 * 1024
 MAX_COLUMNS = 500
@@ -107,11 +108,9 @@ def rows_read(fmt: str, raw) -> Iterator[tuple[int, dict | None, str]]:
 
 
 def _csv_rows(text):
-    sample = text.read(64 * 1024)
-    dialect = csv.excel
-    if "\t" in sample.split("\n", 1)[0] and "," not in sample.split("\n", 1)[0]:
-        dialect = csv.excel_tab
-    reader = csv.reader(_chain(sample, text), dialect)
+    first = text.readline()
+    dialect = csv.excel_tab if "\t" in first and "," not in first else csv.excel
+    reader = csv.reader(_chain(first, text), dialect)
     header = next(reader, None)
     if not header or not any(h.strip() for h in header):
         raise ValidationFailed("The CSV file has no header row.")
@@ -134,7 +133,7 @@ def _csv_rows(text):
 
 
 def _chain(first: str, rest) -> Iterator[str]:
-    yield from io.StringIO(first, newline="")
+    yield first
     yield from rest
 
 
