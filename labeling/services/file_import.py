@@ -40,6 +40,7 @@ MAX_COLUMNS = 500
 IMPORT_TASK = "loupe.file_import_run"  # labeling.tasks.file_import_run
 
 csv.field_size_limit(16 * 1024 * 1024)
+NUL_REASON = "row holds a NUL character, which is not text."
 
 MAPPING_FIELDS = ("external_id", "text", "priority", "label", "model_version", "predicted_at")
 DEFAULT_NAMES = {
@@ -110,8 +111,13 @@ def rows_read(fmt: str, raw) -> Iterator[tuple[int, dict | None, str]]:
 def _csv_rows(text):
     first = text.readline()
     dialect = csv.excel_tab if "\t" in first and "," not in first else csv.excel
+    if "\0" in first:
+        raise ValidationFailed("The CSV header holds a NUL character, which is not text.")
     reader = csv.reader(_chain(first, text), dialect)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise ValidationFailed(f"The CSV header cannot be read: {exc}.")
     if not header or not any(h.strip() for h in header):
         raise ValidationFailed("The CSV file has no header row.")
     header = [h.strip() for h in header]
@@ -124,6 +130,9 @@ def _csv_rows(text):
             if not record or record == [""]:
                 continue
             n += 1
+            if any("\0" in value for value in record):
+                yield n, None, NUL_REASON
+                continue
             if len(record) > len(header):
                 yield n, None, f"row has {len(record)} values, the header {len(header)} columns."
                 continue
@@ -143,10 +152,16 @@ def _jsonl_rows(text):
         if not line.strip():
             continue
         n += 1
+        if "\0" in line or "\\u0000" in line:
+            yield n, None, NUL_REASON
+            continue
         try:
             row = json.loads(line)
         except ValueError as exc:
-            yield n, None, f"not JSON ({exc.msg} at column {exc.colno})."
+            yield n, None, f"not JSON ({getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')})."
+            continue
+        except RecursionError:
+            yield n, None, "JSON nested too deeply."
             continue
         if not isinstance(row, dict):
             yield n, None, "line is not a JSON object."
@@ -164,12 +179,18 @@ def _json_array_rows(text):
     try:
         rows = json.loads(data)
     except ValueError as exc:
-        raise ValidationFailed(f"The file is not valid JSON ({exc.msg} at line {exc.lineno}).")
+        raise ValidationFailed(
+            f"The file is not valid JSON ({getattr(exc, 'msg', exc)} at line {getattr(exc, 'lineno', '?')})."
+        )
+    except RecursionError:
+        raise ValidationFailed("The file's JSON is nested too deeply.")
     del data
     if not isinstance(rows, list):
         raise ValidationFailed("A JSON file must hold an array of objects.")
     for n, row in enumerate(rows, 1):
-        if isinstance(row, dict):
+        if isinstance(row, dict) and "\\u0000" in json.dumps(row):
+            yield n, None, NUL_REASON
+        elif isinstance(row, dict):
             yield n, row, ""
         else:
             yield n, None, "element is not a JSON object."
@@ -363,7 +384,7 @@ def import_create(*, project: Project, actor, upload, mapping=None) -> ImportJob
         raise ValidationFailed("Choose a file to import.", fields={"file": ["No file was uploaded."]})
     if not upload.size:
         raise ValidationFailed("The file is empty.", fields={"file": ["The file is empty."]})
-    name = (upload.name or "upload").rsplit("/", 1)[-1][:200]
+    name = re.sub(r"[\x00-\x1f\x7f\\/]", "", (upload.name or "").rsplit("/", 1)[-1])[-200:].strip() or "upload"
     head = next(upload.chunks(4096), b"")
     upload.seek(0)
     fmt = format_detect(name, head)

@@ -140,3 +140,19 @@ def test_the_task_runs_in_process(project, user, media, eager_celery, django_cap
         import_start(job=job)
     job.refresh_from_db()
     assert job.status == ImportStatus.DONE and job.created == 3
+
+
+def test_nul_characters_and_deep_json_are_rejected_rows_not_errors(project, user, media):
+    text = 'id,text\nn1,"a\x00b"\nn2,fine\n'
+    job = import_run(
+        job_id=import_start(job=import_create(project=project, actor=user, upload=upload("n.csv", text))).pk
+    )
+    assert (job.created, job.rejected) == (1, 1)
+    deep = "[" * 5000 + "]" * 5000
+    jsonl = '{"id": "d1", "text": "x"}\n{"id": "d2", "text": "\\u0000"}\n' + deep + "\n"
+    job = import_run(
+        job_id=import_start(job=import_create(project=project, actor=user, upload=upload("d.jsonl", jsonl))).pk
+    )
+    assert (job.created, job.rejected) == (1, 2)
+    with pytest.raises(ValidationFailed):
+        import_create(project=project, actor=user, upload=upload("h.csv", "a\x00,b\n1,2\n"))
