@@ -101,7 +101,8 @@ def test_upload_map_preview_start_progress_summary_download(page, live_server, m
 
     with page.expect_download() as dl:
         page.keyboard.press("d")
-    rows = list(csv.reader(open(dl.value.path())))
+    with open(dl.value.path()) as f:
+        rows = list(csv.reader(f))
     assert rows[0] == ["row", "external_id", "reason"]
     assert [r[0] for r in rows[1:]] == ["5", "10", "18", "22"]
     page.set_viewport_size({"width": 390, "height": 844})
