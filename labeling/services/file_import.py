@@ -96,7 +96,7 @@ def rows_read(fmt: str, raw) -> Iterator[tuple[int, dict | None, str]]:
     Row 1 is the first data row (after a CSV's header). Only a JSON array is held whole."""
     if not isinstance(raw, _Counting):
         raw = _Counting(raw)
-    text = io.TextIOWrapper(io.BufferedReader(raw, 1024 * 1024), encoding="utf-8-sig", newline="", errors="strict")
+    text = io.TextIOWrapper(io.BufferedReader(raw, 256 * 1024), encoding="utf-8-sig", newline="", errors="strict")
     try:
         if fmt == ImportFormat.CSV:
             yield from _csv_rows(text)

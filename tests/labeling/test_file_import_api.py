@@ -129,3 +129,29 @@ def test_pages_upload_map_and_summary(project, user, media, eager_celery, django
     page = r.content.decode()
     assert 'id="import-summary"' in page and "priority must be a number" in page
     assert Item.objects.filter(project=project).count() == 2
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("bin.csv", bytes(range(256)) * 4),
+        ("latin.csv", "id,text\n1,caf\xe9\n".encode("latin-1")),
+        ("nums.json", b"[1, 2, 3]"),
+        ("nul.jsonl", b'{"id\\u0000": 1}\n'),
+        ("deep.json", b"[" * 100_000),
+        ("header.csv", b"id,text\n"),
+        ("wide.csv", (",".join(f"c{i}" for i in range(600)) + "\n" + ",".join("1" * 600) + "\n").encode()),
+        ("\x00evil\n.csv", b"id,text\n1,a\n"),
+    ],
+)
+def test_any_file_is_a_400_or_a_job_never_a_500(project, user, media, name, content):
+    r = client_for(user).post(
+        f"/api/projects/{project.pk}/imports",
+        {"file": SimpleUploadedFile(name, content, content_type="application/octet-stream")},
+        format="multipart",
+    )
+    assert r.status_code in (201, 400), r.content
+    if r.status_code == 400:
+        assert r.json()["error"]["message"]
+    else:
+        assert "\x00" not in r.json()["original_name"]
