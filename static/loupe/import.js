@@ -1,7 +1,9 @@
-// File import page: keyboard shortcuts (u upload, s start, d download rejected rows) and the progress
+// File import page: keyboard shortcuts (u choose a file, then upload it; s start; d download rejected rows) and the progress
 // bar, which polls GET /api/imports/{id} while the import runs and reloads the page for the summary.
 (function () {
   "use strict";
+
+  var file = document.getElementById("import-file");
 
   function typing(t) {
     return t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA" || t.isContentEditable);
@@ -10,13 +12,13 @@
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
     var target = { u: "import-file", s: "import-start", d: "import-rejected-csv" }[e.key];
+    if (e.key === "u" && file && file.files.length) target = "import-upload-btn"; // chosen: upload it
     var el = target && document.getElementById(target);
     if (!el) return;
     e.preventDefault();
     el.click();
   });
 
-  var file = document.getElementById("import-file");
   if (file) {
     file.addEventListener("change", function () {
       if (file.files.length) document.getElementById("import-upload-btn").focus();
