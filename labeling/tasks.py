@@ -179,3 +179,13 @@ def tokens_prune_task() -> int:
     from labeling.services.accounts import tokens_prune
 
     return tokens_prune()
+
+
+@shared_task(
+    name="loupe.file_import_run", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=3
+)
+def file_import_run(job_id: int) -> None:
+    """Ingest one uploaded file (idempotent: a finished import is left as it is, an interrupted one resumes)."""
+    from labeling.services.file_import import import_run
+
+    import_run(job_id=job_id)

@@ -27,3 +27,10 @@ urlpatterns = [
     path("projects/<int:project_id>/quality/runs", quality.quality_run_create_view, name="quality-run-create"),
     path("projects/<int:project_id>/quality/settings", quality.quality_settings_view, name="quality-settings"),
 ]
+
+from labeling.views import imports as imports_views  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/import", imports_views.import_page, name="import-page"),
+    path("projects/<int:project_id>/import/<int:import_id>", imports_views.import_detail, name="import-detail"),
+]

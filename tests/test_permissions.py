@@ -29,7 +29,7 @@ from bugqueue.services.datasets import dataset_create, dataset_version_curate
 from bugqueue.services.digest import digest_build
 from bugqueue.services.evaluations import evaluation_run, predictions_parse
 from bugqueue.services.report import bug_report
-from labeling.models import Role
+from labeling.models import ImportJob, Role
 from labeling.services.annotations import annotation_submit
 from labeling.services.export import export_grant_add, export_request
 from labeling.services.ground_truth import Decision, ground_truth_set_many
@@ -93,6 +93,12 @@ TABLE = [
     (API, "GET", "api-export-grants", "/api/projects/{p}/export-grants", "401 404 403 403 200 404 200"),
     (API, "POST", "api-export-grants", "/api/projects/{p}/export-grants", "401 404 403 403 400 404 400"),
     (API, "DELETE", "api-export-grant", "/api/projects/{p}/export-grants/{grantee}", "401 404 403 403 204 404 204"),
+    # File imports are the managers' business, as ingestion is; the upload is multipart (a JSON body is a 415).
+    (API, "POST", "api-project-imports", "/api/projects/{p}/imports", "401 404 403 403 415 404 415"),
+    (API, "GET", "api-import", "/api/imports/{import}", "401 404 403 403 200 404 200"),
+    (API, "PATCH", "api-import", "/api/imports/{import}", "401 404 403 403 400 404 400"),
+    (API, "POST", "api-import-start", "/api/imports/{import}/start", "401 404 403 403 400 404 400"),
+    (API, "GET", "api-import-rejected", "/api/imports/{import}/rejected.csv", "401 404 403 403 200 404 200"),
     (API, "POST", "api-ground-truth", "/api/projects/{p}/ground-truth", "401 404 403 403 400 404 400"),
     (API, "GET", "api-feedback-delay", "/api/projects/{p}/feedback-delay", "401 404 403 200 200 404 200"),
     (API, "POST", "api-queue-next", "/api/projects/{p}/queue/next", "401 404 200 200 200 404 200"),
@@ -214,6 +220,10 @@ TABLE = [
     (PAGE, "GET", "project-detail", "/projects/{p}/", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "project-export", "/projects/{p}/export", "302 404 403 403 200 200 200"),
     (PAGE, "POST", "project-export", "/projects/{p}/export", "302 404 403 403 302 302 302"),
+    (PAGE, "GET", "import-page", "/projects/{p}/import", "302 404 403 403 200 404 200"),
+    (PAGE, "POST", "import-page", "/projects/{p}/import", "302 404 403 403 400 404 400"),
+    (PAGE, "GET", "import-detail", "/projects/{p}/import/{import}", "302 404 403 403 200 404 200"),
+    (PAGE, "POST", "import-detail", "/projects/{p}/import/{import}", "302 404 403 403 400 404 400"),
     (PAGE, "GET", "feedback-delay", "/projects/{p}/delay", "302 404 403 200 200 404 200"),
     (PAGE, "GET", "label", "/projects/{p}/label", "302 404 200 200 200 404 200"),
     (PAGE, "GET", "review", "/projects/{p}/review", "302 404 403 200 200 404 200"),
@@ -358,6 +368,7 @@ def build_world():
     model_ensure(project=project, version="v2", actor=manager)
     run = quality_run_request(project_id=project.pk, requested_by=manager)
     export, _ = export_request(project=project, actor=manager)
+    file_import = ImportJob.objects.create(project=project, original_name="items.csv", format="csv", columns=["id"])
     today = timezone.now().date()
     digest = digest_build(project=project, week_start=today - timedelta(days=today.weekday()))
     ids = {
@@ -367,6 +378,7 @@ def build_world():
         "evaluation": evaluation.pk,
         "run": run.pk,
         "export": export.pk,
+        "import": file_import.pk,
         "assignment": claim.assignment_id,
         "digest": digest.pk,
         "hidden": hidden.pk,

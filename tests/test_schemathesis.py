@@ -62,6 +62,9 @@ SEMANTIC_400 = {
     "alert_rules_mute": "until must be in the future",
     "on_call_set": "members must be members of the project",
     "alerts_snooze": "until must be in the future; exactly one of until and occurrences",
+    "imports_create": "the file must be readable CSV, JSON Lines or a JSON array; the mapping must name its columns",
+    "imports_map": "the mapping must name columns of the uploaded file and the project's labels",
+    "imports_start": "the mapping must name columns of the uploaded file and the project's labels",
 }
 
 

@@ -64,3 +64,12 @@ urlpatterns += [
     path("projects/<int:project_id>/annotators", views_quality.AnnotatorListApi.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/agreement", views_quality.AgreementApi.as_view(), name="api-agreement"),
 ]
+
+from labeling.api import views_imports  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/imports", views_imports.ProjectImportsApi.as_view(), name="api-project-imports"),
+    path("imports/<int:import_id>", views_imports.ImportDetailApi.as_view(), name="api-import"),
+    path("imports/<int:import_id>/start", views_imports.ImportStartApi.as_view(), name="api-import-start"),
+    path("imports/<int:import_id>/rejected.csv", views_imports.ImportRejectedApi.as_view(), name="api-import-rejected"),
+]

@@ -39,6 +39,7 @@ from .feedback import (  # noqa: F401
     GroundTruthObservation,
     ObservationOutcome,
 )
+from .imports import ImportFormat, ImportJob, ImportRejection, ImportStatus  # noqa: F401,E402
 from .quality import *  # noqa: F401,F403,E402
 from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
 from .registry import GATED_STAGES, ModelStageChange, ModelVersion, Stage  # noqa: F401,E402
