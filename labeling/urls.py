@@ -27,3 +27,10 @@ urlpatterns = [
     path("projects/<int:project_id>/quality/runs", quality.quality_run_create_view, name="quality-run-create"),
     path("projects/<int:project_id>/quality/settings", quality.quality_settings_view, name="quality-settings"),
 ]
+
+from labeling.views import items  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/items", items.items_page, name="items"),
+    path("projects/<int:project_id>/items/<int:item_id>", items.item_page, name="item"),
+]

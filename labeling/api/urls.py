@@ -64,3 +64,9 @@ urlpatterns += [
     path("projects/<int:project_id>/annotators", views_quality.AnnotatorListApi.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/agreement", views_quality.AgreementApi.as_view(), name="api-agreement"),
 ]
+
+from labeling.api import views_items_explorer  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/items/bulk", views_items_explorer.ItemsBulkApi.as_view(), name="api-items-bulk"),
+]
