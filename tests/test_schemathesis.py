@@ -62,6 +62,9 @@ SEMANTIC_400 = {
     "alert_rules_mute": "until must be in the future",
     "on_call_set": "members must be members of the project",
     "alerts_snooze": "until must be in the future; exactly one of until and occurrences",
+    "items_list": "q must not be blank once trimmed; field.<name> names and values are checked",
+    "items_bulk": "exactly one of ids and filters; set_priority needs a value; filters are the list's, checked alike; "
+    "add_to_dataset belongs to the datasets API",
 }
 
 
