@@ -17,21 +17,13 @@ _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HERE] + [_HERE]
 import argparse
 import random
-import statistics
 import time
 import uuid
 
 from _server import gunicorn, print_table, setup_django
 
-REAL = (
-    "the a to and i my is it for of was not in order refund phone card account app payment delivery late "
-    "broken screen battery charge charged twice cancel subscription help please thanks great terrible slow "
-    "fast support agent email password login reset error crash update price discount coupon code shipping "
-    "parcel package arrived missing wrong size colour return exchange store online website checkout cart "
-    "invoice receipt bank transfer fraud blocked locked verify identity address change delivery courier "
-    "tracking number waiting days weeks months still never again love hate recommend review star quality"
-).split()
-SYLLABLES = "ka lo mi nu pe ra si to vu xe za bo ce di fu ga he ji ko lu".split()
+REAL = ["the", "a", "to", "and", "i", "my", "is", "it", "for", "of", "was", "not", "in", "order", "refund", "phone", "card", "account", "app", "payment", "delivery", "late", "broken", "screen", "battery", "charge", "charged", "twice", "cancel", "subscription", "help", "please", "thanks", "great", "terrible", "slow", "fast", "support", "agent", "email", "password", "login", "reset", "error", "crash", "update", "price", "discount", "coupon", "code", "shipping", "parcel", "package", "arrived", "missing", "wrong", "size", "colour", "return", "exchange", "store", "online", "website", "checkout", "cart", "invoice", "receipt", "bank", "transfer", "fraud", "blocked", "locked", "verify", "identity", "address", "change", "delivery", "courier", "tracking", "number", "waiting", "days", "weeks", "months", "still", "never", "again", "love", "hate", "recommend", "review", "star", "quality"]
+SYLLABLES = ["ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "vu", "xe", "za", "bo", "ce", "di", "fu", "ga", "he", "ji", "ko", "lu"]
 WORDS_PER_TEXT = (16, 31)
 
 
