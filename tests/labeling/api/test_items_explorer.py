@@ -315,3 +315,25 @@ def test_bulk_bad_input_is_400_and_changes_nothing(world, body, field):
     assert resp.status_code == 400, resp.content
     assert field in resp.json()["error"]["fields"]
     assert list(Item.objects.order_by("id").values_list("id", "priority", "status")) == before
+
+
+def test_list_query_count_does_not_grow_with_the_page(world, django_assert_max_num_queries):
+    items_ingest(project=world["project"], rows=[_row(f"more-{i}", f"more text {i}") for i in range(30)])
+    for who in ("manager", "annotator"):
+        with django_assert_max_num_queries(6):
+            resp = _get(world[who], world, q="text", ordering="-confidence", page_size=50)
+        assert resp.status_code == 200 and len(resp.json()["results"]) == 30
+
+
+def test_an_item_sent_to_review_is_served_and_decided(world):
+    from labeling.services.resolution import item_resolve, review_next
+
+    refund = world["items"]["refund"]
+    _bulk(world["manager"], world, {"action": "send_to_review", "ids": [refund.pk]})
+    served = []
+    while (lease := review_next(project=world["project"], reviewer=world["reviewer"])) is not None:
+        served.append(lease.item_id)
+        item_resolve(item=lease.item, reviewer=world["reviewer"], label="pos")
+    assert refund.pk in served
+    assert GroundTruth.objects.get(item_id=refund.pk).label == "pos"
+    assert Item.objects.get(pk=refund.pk).status == ItemStatus.RESOLVED
