@@ -76,8 +76,8 @@ def test_annotator_sees_hidden_labels_as_hidden(client, world):
     mine, other = world["items"][0], world["items"][1]
     assert "neu" in rows[str(mine.pk)]  # closed for them: their label is the ground truth
     hidden_row = rows[str(other.pk)]
-    assert '<td data-col="label"><span class="muted"' in hidden_row
-    assert '<td data-col="predicted"><span class="muted">hidden' in hidden_row
+    assert '<td data-col="label" data-label="Label"><span class="muted"' in hidden_row
+    assert '<td data-col="predicted" data-label="Predicted"><span class="muted">hidden' in hidden_row
     assert ">pos<" not in hidden_row and ">neg<" not in hidden_row and "0.90" not in hidden_row
 
 
