@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Exists, F, FloatField, OuterRef, Q, Subquery, TextField, Value
+from django.db.models import Case, Count, Exists, F, FloatField, OuterRef, Q, Subquery, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 
@@ -168,8 +168,7 @@ def item_explore(*, project, user, filters: ItemFilters, ordering: str | None = 
 
 
 def _masked(vis, expr):
-    from django.db.models import Case, When
-
+    """`expr` where the row's labels are visible to the caller, NULL elsewhere."""
     if vis.all:
         return expr
     return Case(When(vis.q(), then=expr), default=Value(None))
