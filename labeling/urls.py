@@ -34,3 +34,10 @@ urlpatterns += [
     path("projects/<int:project_id>/import", imports_views.import_page, name="import-page"),
     path("projects/<int:project_id>/import/<int:import_id>", imports_views.import_detail, name="import-detail"),
 ]
+
+from labeling.views import items  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/items", items.items_page, name="items"),
+    path("projects/<int:project_id>/items/<int:item_id>", items.item_page, name="item"),
+]

@@ -65,6 +65,9 @@ SEMANTIC_400 = {
     "imports_create": "the file must be readable CSV, JSON Lines or a JSON array; the mapping must name its columns",
     "imports_map": "the mapping must name columns of the uploaded file and the project's labels",
     "imports_start": "the mapping must name columns of the uploaded file and the project's labels",
+    "items_list": "q must not be blank once trimmed; field.<name> names and values are checked",
+    "items_bulk": "exactly one of ids and filters; set_priority needs a value; filters are the list's, checked alike; "
+    "add_to_dataset belongs to the datasets API",
 }
 
 

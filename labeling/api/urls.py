@@ -73,3 +73,9 @@ urlpatterns += [
     path("imports/<int:import_id>/start", views_imports.ImportStartApi.as_view(), name="api-import-start"),
     path("imports/<int:import_id>/rejected.csv", views_imports.ImportRejectedApi.as_view(), name="api-import-rejected"),
 ]
+
+from labeling.api import views_items_explorer  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/items/bulk", views_items_explorer.ItemsBulkApi.as_view(), name="api-items-bulk"),
+]

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -10,11 +10,20 @@ from common.api.pagination import IdCursorPagination
 from common.api.schema import NO_NUL
 from common.errors import Forbidden, ValidationFailed
 from common.http.request_body import BATCH
-from labeling.api.serializers import ItemOutput, ProjectOutput
-from labeling.models import AcceptMode, ItemStatus, QueueOrder, Role
+from labeling.api.serializers import ProjectOutput
+from labeling.api.views_items_explorer import (
+    FIELD_HELP,
+    FIELD_PREFIX,
+    LIST_PARAMETERS,
+    ExplorerItemOutput,
+    filters_from,
+    ordering_from,
+)
+from labeling.models import AcceptMode, QueueOrder, Role
 from labeling.models.core import LABEL_KEY_RE
 from labeling.selectors.access import MANAGER_ROLES, access_project, project_create_allowed
-from labeling.selectors.projects import item_list, project_list, project_members
+from labeling.selectors.items_explorer import item_explore
+from labeling.selectors.projects import project_list, project_members
 from labeling.services.ingestion import items_ingest
 from labeling.services.projects import (
     PROJECT_EDITABLE,
@@ -205,7 +214,11 @@ class IngestResultOutput(serializers.Serializer):
 
 
 class ItemsCursorPagination(IdCursorPagination):
-    pass
+    """By id, or in the order the view chose (`view.item_ordering`: ends with the id, so ties page
+    stably)."""
+
+    def get_ordering(self, request, queryset, view):
+        return tuple(getattr(view, "item_ordering", None) or ("id",))
 
 
 EXTERNAL_ID = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
@@ -232,29 +245,48 @@ ITEM_ROW = {
 }
 
 
+class _ParamsView:
+    """A request seen with some of its query parameters only (for the undeclared-parameter check)."""
+
+    def __init__(self, request, params: dict):
+        from django.http import QueryDict
+
+        self.method = request.method
+        self.query_params = QueryDict(mutable=True)
+        for key, values in params.items():
+            self.query_params.setlist(key, values)
+
+
 class ItemListIngestApi(ApiView):
     request_body_limit = BATCH
     pagination_class = ItemsCursorPagination
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=ItemStatus.values),
-            OpenApiParameter("external_id", str),
-        ],
-        responses={200: ItemOutput(many=True), **ERRORS},
+        parameters=LIST_PARAMETERS,
+        responses={200: ExplorerItemOutput(many=True), **ERRORS},
         operation_id="items_list",
+        description="The project's items, filtered and ordered (the item explorer's read). " + FIELD_HELP + " An "
+        "annotator sees labels (label, predicted, model_version, confidence) only of items closed to them, and "
+        "filters or orders that read labels match only those items. Unknown parameters are a 400 that lists the "
+        "accepted ones.",
     )
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id)
-        status_filter = request.query_params.get("status")
-        if status_filter is not None and status_filter not in ItemStatus.values:
-            raise ValidationFailed(
-                f"status must be one of {', '.join(ItemStatus.values)}.", fields={"status": ["Invalid choice."]}
-            )
-        qs = item_list(project=project, status=status_filter, external_id=request.query_params.get("external_id"))
+        filters = filters_from(request.query_params)
+        ordering = ordering_from(request.query_params)
+        qs, self.item_ordering = item_explore(project=project, user=request.user, filters=filters, ordering=ordering)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(ItemOutput(page, many=True).data)
+        return paginator.get_paginated_response(ExplorerItemOutput(page, many=True).data)
+
+    def check_query_params(self, request):
+        # field.<name> parameters are open-ended (payload keys): checked by filters_from, not declared.
+        if request.method in ("GET", "HEAD") and any(k.startswith(FIELD_PREFIX) for k in request.query_params):
+            shim = _ParamsView(
+                request, {k: v for k, v in request.query_params.lists() if not k.startswith(FIELD_PREFIX)}
+            )
+            return super().check_query_params(shim)
+        return super().check_query_params(request)
 
     @extend_schema(
         request={

@@ -79,7 +79,7 @@ def project_with_items(db):
     return project, manager
 
 
-@pytest.mark.parametrize("query,name", [("q=refund", "q"), ("label=", "label"), ("search=x&label=cat", "label")])
+@pytest.mark.parametrize("query,name", [("text=refund", "text"), ("label=", "label"), ("search=x&label=cat", "search")])
 def test_item_list_with_an_unknown_filter_is_400_not_the_unfiltered_page(project_with_items, query, name):
     project, manager = project_with_items
     res = client_for(manager).get(f"/api/projects/{project.pk}/items?{query}")

@@ -1,0 +1,114 @@
+"""The item explorer in a browser: search with / and highlight, filter, move with j/k and open with
+Enter, a manager's bulk action, and the pages at 390 px."""
+
+import pytest
+
+from labeling.models import Item, Role
+from labeling.services.ingestion import items_ingest
+from tests.browser.conftest import login
+from tests.labeling.factories import ProjectFactory, UserFactory, add_member
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TEXTS = [
+    "The refund for my cracked screen never arrived",
+    "Courier left the parcel in the rain, box soaked",
+    "Charged twice for one subscription, please refund one",
+    "Great app, the new dark mode is lovely",
+    "Password reset email takes an hour to come",
+]
+
+
+def _world():
+    manager = UserFactory()
+    project = ProjectFactory(creator=manager, name="Support tickets")
+    annotator = add_member(project, role=Role.ANNOTATOR)
+    items_ingest(
+        project=project,
+        rows=[
+            {
+                "external_id": f"ticket-{i:03d}",
+                "payload": {"text": t, "channel": "email" if i % 2 else "chat"},
+                "prediction": {
+                    "model_version": "v3",
+                    "label": "neg" if "refund" in t else "pos",
+                    "probabilities": {"pos": 0.1, "neg": 0.85, "neu": 0.05},
+                },
+            }
+            for i, t in enumerate(TEXTS)
+        ],
+    )
+    return project, manager, annotator
+
+
+def test_search_filter_open_and_bulk(page, live_server):
+    project, manager, _ = _world()
+    login(page, live_server, manager)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.click("#project-tabs >> text=Items")
+    page.wait_for_selector("#ix-table")
+    assert page.locator("tr.ix-row").count() == 5
+
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "ix-q"
+    page.keyboard.type("refund")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=refund**")
+    assert page.locator("tr.ix-row").count() == 2
+    assert page.locator("tr.ix-row mark").first.inner_text().lower() == "refund"
+
+    page.click("summary:has-text('Filters')")
+    page.select_option("select[name=predicted]", "neg")
+    page.fill("input[name=confidence_min]", "0.8")
+    page.click("text=Apply filters")
+    page.wait_for_url("**predicted=neg**")
+    assert page.locator("tr.ix-row").count() == 2
+
+    page.screenshot(path="/tmp/loupe-items-desktop.png", full_page=True)
+    page.click("th >> text=Confidence")
+    page.wait_for_url("**ordering=-confidence**")
+
+    # keyboard: j moves down, k up, Enter opens the selected row
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    first = page.locator("tr.ix-row").nth(0)
+    assert "selected" in (first.get_attribute("class") or "")
+    ext = first.locator(".ix-ext a").inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#it-title")
+    assert page.inner_text("#it-title") == ext
+    assert "refund" in page.inner_text("#it-payload")
+    assert "v3" in page.inner_text("#it-predictions")
+    assert page.locator("#item-comments").count() == 1
+    page.keyboard.press("Escape")
+    page.wait_for_url("**q=refund**")
+
+    # bulk: select both rows and set their priority
+    page.check("#ix-all")
+    assert page.is_visible("#ix-bulk") and page.inner_text("#ix-selected") == "2"
+    page.fill("#ix-priority", "42")
+    page.click("#ix-bulk button[data-action=set_priority]")
+    page.wait_for_selector("text=2 changed")
+    page.wait_for_load_state("load")
+    assert set(Item.objects.filter(priority=42).values_list("external_id", flat=True)) == {"ticket-000", "ticket-002"}
+
+
+def test_phone_width(page, live_server):
+    project, manager, annotator = _world()
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(page, live_server, annotator)
+    page.goto(f"{live_server.url}/projects/{project.pk}/items?q=refund")
+    page.wait_for_selector("#ix-table")
+    assert page.locator("#ix-bulk").count() == 0  # annotators get no bulk actions
+    assert "hidden" in page.inner_text("tr.ix-row >> nth=0")  # blind: the prediction is not shown
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    page.screenshot(path="/tmp/loupe-items-390.png", full_page=True)
+    page.click("tr.ix-row >> nth=0 >> .ix-ext a")
+    page.wait_for_selector("#it-title")
+    assert page.locator("#it-blind").count() == 1
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    page.screenshot(path="/tmp/loupe-item-390.png", full_page=True)
