@@ -13,13 +13,8 @@ from labeling.models import ImportStatus
 from labeling.selectors.access import MANAGER_ROLES, access_project
 from labeling.selectors.imports import access_import, import_list
 from labeling.selectors.projects import project_label_keys
-from labeling.services.file_import import (
-    JSON_ARRAY_MAX_BYTES,
-    MAPPING_FIELDS,
-    PREVIEW_ROWS,
-    import_create,
-    import_start,
-)
+from labeling.services.file_formats import JSON_ARRAY_MAX_BYTES, MAPPING_FIELDS
+from labeling.services.file_import import PREVIEW_ROWS, import_create, import_start
 
 RECENT = 20
 REJECTIONS_SHOWN = 50

@@ -10,12 +10,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from common.errors import Conflict, ValidationFailed
 from labeling.models import ImportStatus, Item, Prediction
+from labeling.services.file_formats import mapping_default
 from labeling.services.file_import import (
     import_create,
     import_map,
     import_run,
     import_start,
-    mapping_default,
     rejections_csv_lines,
 )
 
