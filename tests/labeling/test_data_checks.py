@@ -39,7 +39,7 @@ def test_first_batches_only_learn_and_every_batch_is_stored(project, events, dja
         assert result.checks == ()
         _learn(project, 2)
     assert (
-        list(BatchProfile.objects.filter(project=project).values_list("status", flat=True))
+        list(BatchProfile.objects.filter(project=project).order_by("id").values_list("status", flat=True))
         == [BatchCheckStatus.LEARNING] * 3
     )
     assert Item.objects.filter(project=project).count() == 600
@@ -51,7 +51,7 @@ def test_normal_batches_pass(project, events, django_capture_on_commit_callbacks
     with django_capture_on_commit_callbacks(execute=True):
         for seed in range(50, 55):
             assert items_ingest(project=project, rows=batch_rows(seed)).checks == ()
-    assert set(BatchProfile.objects.filter(project=project).values_list("status", flat=True)[5:]) == {
+    assert set(BatchProfile.objects.filter(project=project).order_by("id").values_list("status", flat=True)[5:]) == {
         BatchCheckStatus.OK
     }
     assert events == []
