@@ -64,3 +64,28 @@ urlpatterns += [
     path("projects/<int:project_id>/annotators", views_quality.AnnotatorListApi.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/agreement", views_quality.AgreementApi.as_view(), name="api-agreement"),
 ]
+
+# Label set changes (views_labels). POST on .../labels adds a label; GET still reads the label history.
+from labeling.api import views_labels  # noqa: E402
+
+urlpatterns = [
+    path("projects/<int:project_id>/labels", views_labels.LabelsApi.as_view(), name="api-labels")
+    if getattr(p, "name", None) == "api-labels"
+    else p
+    for p in urlpatterns
+] + [
+    path("projects/<int:project_id>/labels/<str:key>", views_labels.LabelDetailApi.as_view(), name="api-label"),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/retire",
+        views_labels.LabelRetireApi.as_view(),
+        name="api-label-retire",
+    ),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/restore",
+        views_labels.LabelRestoreApi.as_view(),
+        name="api-label-restore",
+    ),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/merge", views_labels.LabelMergeApi.as_view(), name="api-label-merge"
+    ),
+]
