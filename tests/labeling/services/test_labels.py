@@ -118,3 +118,20 @@ def test_merge_rejects_self_unknown_and_retired_target(setup):
     with pytest.raises(Conflict):
         label_merge(project=project, actor=manager, key="pos", into="neu")
     assert not LabelOperation.objects.filter(kind="merge").exists()
+
+
+def test_retired_label_is_refused_on_submit_and_not_on_the_label_page(db):
+    from labeling.services.annotations import annotation_submit
+    from labeling.services.queue.claim import assignment_claim_next
+    from labeling.views.queue import label_keys
+    from tests.labeling.factories import annotators, queue_project
+
+    project, _ = queue_project(items=1, overlap=1)
+    manager = project.created_by
+    (annotator,) = annotators(project, 1)
+    label_retire(project=project, actor=manager, key="neu")
+    claim = assignment_claim_next(project=project, annotator=annotator)
+    with pytest.raises(ValidationFailed):
+        annotation_submit(assignment_id=claim.assignment_id, annotator=annotator, label="neu")
+    assert "neu" not in [lab["key"] for lab in label_keys(offered_labels(project_id=project.pk))]
+    annotation_submit(assignment_id=claim.assignment_id, annotator=annotator, label="pos")
