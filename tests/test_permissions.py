@@ -231,6 +231,12 @@ TABLE = [
     (PAGE, "POST", "quality-run-create", "/projects/{p}/quality/runs", "302 404 403 403 302 404 302"),
     (PAGE, "POST", "quality-settings", "/projects/{p}/quality/settings", "302 404 403 403 302 404 302"),
     (PAGE, "POST", "project-slice-fields", "/projects/{p}/settings/slice-fields", "302 404 403 403 302 404 302"),
+    (PAGE, "GET", "project-new", "/projects/new", "302 403 403 403 403 403 200"),
+    (PAGE, "POST", "project-new", "/projects/new", "302 403 403 403 403 403 400"),
+    (PAGE, "GET", "project-edit", "/projects/{p}/edit", "302 404 403 403 200 404 200"),
+    (PAGE, "POST", "project-edit", "/projects/{p}/edit", "302 404 403 403 400 404 400"),
+    (PAGE, "POST", "project-label-add", "/projects/{p}/labels/add", "302 404 403 403 302 404 302"),
+    (PAGE, "POST", "project-label-op", "/projects/{p}/labels/kiwi/retire", "302 404 403 403 302 404 302"),
     # --- bug-queue pages -----------------------------------------------------------------
     (PAGE, "GET", "bug-queue", "/bugs", "302 200 200 200 200 200 200"),
     (PAGE, "GET", "bug-queue", "/bugs?project={p}", "302 404 200 200 200 404 200"),

@@ -62,6 +62,9 @@ SEMANTIC_400 = {
     "alert_rules_mute": "until must be in the future",
     "on_call_set": "members must be members of the project",
     "alerts_snooze": "until must be in the future; exactly one of until and occurrences",
+    "labels_create": "a hotkey must not be reserved (s, ?) and the key must be new in the project",
+    "labels_update": "the name must not be blank once trimmed; the hotkey must not be reserved",
+    "labels_merge": "the target must be another label of the project",
 }
 
 

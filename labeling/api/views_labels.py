@@ -14,7 +14,7 @@ from labeling.selectors.access import MANAGER_ROLES, access_project
 from labeling.services.labels import label_add, label_merge, label_restore, label_retire, label_update
 
 
-class LabelOutput(serializers.Serializer):
+class LabelClassOutput(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
     hotkey = serializers.CharField()
@@ -37,13 +37,13 @@ class LabelAddInput(inputs.Input):
 class LabelsApi(LabelHistoryApi):
     """GET: the label history (as before); POST: add a label."""
 
-    @extend_schema(request=LabelAddInput, responses={201: LabelOutput, **ERRORS}, operation_id="labels_create")
+    @extend_schema(request=LabelAddInput, responses={201: LabelClassOutput, **ERRORS}, operation_id="labels_create")
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = LabelAddInput(data=request.data)
         data.is_valid(raise_exception=True)
         label = label_add(project=project, actor=request.user, **data.validated_data)
-        return Response(LabelOutput(label).data, status=status.HTTP_201_CREATED)
+        return Response(LabelClassOutput(label).data, status=status.HTTP_201_CREATED)
 
 
 class LabelDetailApi(ApiView):
@@ -53,27 +53,27 @@ class LabelDetailApi(ApiView):
         guideline = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
-    @extend_schema(request=PatchInput, responses={200: LabelOutput, **ERRORS}, operation_id="labels_update")
+    @extend_schema(request=PatchInput, responses={200: LabelClassOutput, **ERRORS}, operation_id="labels_update")
     def patch(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = self.PatchInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         label = label_update(project=project, actor=request.user, key=key, **data.validated_data)
-        return Response(LabelOutput(label).data)
+        return Response(LabelClassOutput(label).data)
 
 
 class LabelRetireApi(ApiView):
-    @extend_schema(request=None, responses={200: LabelOutput, **ERRORS}, operation_id="labels_retire")
+    @extend_schema(request=None, responses={200: LabelClassOutput, **ERRORS}, operation_id="labels_retire")
     def post(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
-        return Response(LabelOutput(label_retire(project=project, actor=request.user, key=key)).data)
+        return Response(LabelClassOutput(label_retire(project=project, actor=request.user, key=key)).data)
 
 
 class LabelRestoreApi(ApiView):
-    @extend_schema(request=None, responses={200: LabelOutput, **ERRORS}, operation_id="labels_restore")
+    @extend_schema(request=None, responses={200: LabelClassOutput, **ERRORS}, operation_id="labels_restore")
     def post(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
-        return Response(LabelOutput(label_restore(project=project, actor=request.user, key=key)).data)
+        return Response(LabelClassOutput(label_restore(project=project, actor=request.user, key=key)).data)
 
 
 class MergeOutput(serializers.Serializer):
