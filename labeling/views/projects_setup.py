@@ -218,15 +218,29 @@ def project_edit(request, project_id):
     else:
         values = {"name": project.name, "description": project.description}
         values.update({f: str(getattr(project, f)) for f, _ in SETTINGS})
-    context = _form_context(values=values, labels=[], members=members, errors=errors, message=message, project=project)
+    context = _edit_context(project=project, values=values, members=members, errors=errors, message=message)
+    return render(request, "labeling/project_form.html", context, status=400 if message else 200)
+
+
+def _edit_context(*, project, values=None, members=None, errors=None, message="", add=None, add_errors=None):
+    if values is None:
+        values = {"name": project.name, "description": project.description}
+        values.update({f: str(getattr(project, f)) for f, _ in SETTINGS})
+    if members is None:
+        members = [{"username": "", "role": Role.ANNOTATOR, "errors": []} for _ in range(2)]
+    context = _form_context(
+        values=values, labels=[], members=members, errors=errors or {}, message=message, project=project
+    )
     context.update(
         {
             "current_labels": project_labels(project=project),
             "current_members": project_members(project=project),
             "operations": label_operations(project=project)[:30],
+            "add": add or {},
+            "add_errors": add_errors or {},
         }
     )
-    return render(request, "labeling/project_form.html", context, status=400 if message else 200)
+    return context
 
 
 LABEL_OPS = ("add", "edit", "retire", "restore", "merge")
@@ -277,6 +291,12 @@ def project_label_op(request, project_id, op, key=""):
         messages.success(request, done)
     except DomainError as exc:
         fields = exc.fields or {}
+        if op == "add":
+            # The add form again, with the values as typed and the message next to its field.
+            add = {f: post.get(f, "") for f in ("key", "name", "hotkey", "guideline")}
+            add_errors = {k: v[0] for k, v in fields.items() if isinstance(v, list)} or {"key": exc.message}
+            context = _edit_context(project=project, add=add, add_errors=add_errors)
+            return render(request, "labeling/project_form.html", context, status=exc.status)
         detail = "; ".join(f"{k}: {v[0]}" for k, v in fields.items() if isinstance(v, list)) if fields else ""
         messages.error(
             request, f"Not changed: {exc.message}" + (f" ({detail})" if detail and detail not in exc.message else "")

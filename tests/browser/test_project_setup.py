@@ -53,6 +53,11 @@ def test_create_a_project_then_evolve_its_labels(page, live_server):
     page.click("#project-edit-link")
     page.fill("#label-add-form input[name=key]", "promo")
     page.fill("#label-add-form input[name=name]", "Promotion")
+    page.fill("#label-add-form input[name=hotkey]", "s")  # reserved: s skips
+    page.click("#label-add-form button[type=submit]")
+    assert "reserved" in page.locator("#e-add-hotkey").inner_text()
+    assert page.input_value("#label-add-form input[name=name]") == "Promotion"
+    page.fill("#label-add-form input[name=hotkey]", "")
     page.click("#label-add-form button[type=submit]")
     assert "added" in page.locator(".messages").inner_text()
     page.fill("li[data-key=ham] input[name=name]", "Legit")
