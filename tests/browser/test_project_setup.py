@@ -24,6 +24,7 @@ def test_create_a_project_then_evolve_its_labels(page, live_server):
     page.fill("input[name=label-0-key]", "spam")
     page.fill("input[name=label-0-name]", "Spam")
     page.fill("input[name=label-0-hotkey]", "j")
+    page.fill("textarea[name=label-0-guideline]", "Unsolicited ads or scams.")
     page.fill("input[name=label-1-key]", "ham")
     page.fill("input[name=label-1-name]", "Not spam")
     page.click("#label-add-row")  # the script adds a third row
@@ -61,6 +62,7 @@ def test_create_a_project_then_evolve_its_labels(page, live_server):
     page.click("#label-add-form button[type=submit]")
     assert "added" in page.locator(".messages").inner_text()
     page.fill("li[data-key=ham] input[name=name]", "Legit")
+    page.fill("li[data-key=ham] textarea[name=guideline]", "Mail the person wanted.")
     page.click("li[data-key=ham] .pf-label-edit button[type=submit]")
     assert LabelClass.objects.get(project=project, key="ham").name == "Legit"
     page.click("li[data-key=promo] form[action$='/retire'] button")
@@ -74,3 +76,9 @@ def test_create_a_project_then_evolve_its_labels(page, live_server):
     assert kinds == ["add", "rename", "retire", "merge"]
     assert "Merged" in page.locator("#label-operations").inner_text()
     page.screenshot(path=f"{SHOTS}-labels-390.png", full_page=True)
+
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.click("#guideline-versions summary")
+    versions = page.locator("#guideline-versions").inner_text()
+    assert "promo" in versions and "retired" in versions
+    page.screenshot(path=f"{SHOTS}-versions-390.png", full_page=True)
