@@ -83,3 +83,11 @@ def test_only_managers_change_labels(world):
     assert c.post(url(project, "/pos/merge"), {"into": "neg"}, format="json").status_code == 403
     assert client_for(UserFactory()).post(url(project, "/pos/retire")).status_code == 404
     assert LabelClass.objects.get(project=project, key="pos").retired_at is None
+
+
+def test_project_patch_points_to_the_label_endpoints(world):
+    project, c = world
+    res = c.patch(f"/api/projects/{project.pk}", {"labels": [{"key": "x", "name": "X"}]}, format="json")
+    assert res.status_code == 400
+    assert "/labels/{key}/retire" in res.json()["error"]["fields"]["labels"][0]
+    assert LabelClass.objects.filter(project=project).count() == 3
