@@ -57,17 +57,6 @@ def _settings_from(post, errors: dict) -> dict:
     return values
 
 
-def _members_from(post, errors: dict) -> list[tuple[str, str]]:
-    """Members from the form's rows: member-N-username and member-N-role; empty rows ignored."""
-    out = []
-    for i in range(_row_count(post, "member")):
-        username = (post.get(f"member-{i}-username") or "").strip()
-        role = post.get(f"member-{i}-role") or Role.ANNOTATOR
-        if username:
-            out.append((i, username, role))
-    return out
-
-
 def _row_count(post, prefix) -> int:
     try:
         return min(int(post.get(f"{prefix}-rows") or 0), 200)
@@ -114,7 +103,7 @@ def _member_rows(post) -> list[dict]:
     return rows or [{"username": "", "role": Role.ANNOTATOR, "errors": []} for _ in range(2)]
 
 
-def _add_members(*, project, post, members: list[dict]) -> None:
+def _add_members(*, project, members: list[dict]) -> None:
     for i, row in enumerate(members):
         if not row["username"]:
             continue
@@ -122,7 +111,9 @@ def _add_members(*, project, post, members: list[dict]) -> None:
             member_add(project=project, username=row["username"], role=row["role"] or Role.ANNOTATOR)
         except ValidationFailed as exc:
             row["errors"] = [exc.message]
-            raise ValidationFailed(f"Member {row['username']!r}: {exc.message}", fields={"members": {str(i): 1}})
+            raise ValidationFailed(
+                f"Member {row['username']!r}: {exc.message}", fields={"members": {str(i): exc.message}}
+            )
 
 
 @login_required
@@ -159,7 +150,7 @@ def project_new(request):
                     labels=[LabelSpec(r["key"], r["name"], r["guideline"], r["hotkey"]) for _, r in filled],
                     **settings,
                 )
-                _add_members(project=project, post=post, members=members)
+                _add_members(project=project, members=members)
             messages.success(request, f"Project {project.name!r} created.")
             return redirect("project-detail", project.pk)
         except ValidationFailed as exc:
@@ -205,7 +196,7 @@ def project_edit(request, project_id):
                         description=values["description"],
                         **settings,
                     )
-                    _add_members(project=project, post=post, members=members)
+                    _add_members(project=project, members=members)
                 messages.success(request, "Project settings saved.")
                 return redirect("project-detail", project.pk)
             except ValidationFailed as exc:
