@@ -41,3 +41,17 @@ urlpatterns += [
     path("projects/<int:project_id>/items", items.items_page, name="items"),
     path("projects/<int:project_id>/items/<int:item_id>", items.item_page, name="item"),
 ]
+
+# Project set-up pages and label set changes (views.projects_setup).
+from labeling.views import projects_setup  # noqa: E402
+
+urlpatterns += [
+    path("projects/new", projects_setup.project_new, name="project-new"),
+    path("projects/<int:project_id>/edit", projects_setup.project_edit, name="project-edit"),
+    path(
+        "projects/<int:project_id>/labels/add", projects_setup.project_label_op, {"op": "add"}, name="project-label-add"
+    ),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/<str:op>", projects_setup.project_label_op, name="project-label-op"
+    ),
+]

@@ -68,6 +68,9 @@ SEMANTIC_400 = {
     "items_list": "q must not be blank once trimmed; field.<name> names and values are checked",
     "items_bulk": "exactly one of ids and filters; set_priority needs a value; filters are the list's, checked alike; "
     "add_to_dataset belongs to the datasets API",
+    "labels_create": "a hotkey must not be reserved (s, ?) and the key must be new in the project",
+    "labels_update": "the name must not be blank once trimmed; the hotkey must not be reserved",
+    "labels_merge": "the target must be another label of the project",
 }
 
 

@@ -9,7 +9,7 @@ from labeling.models import Item, ItemStatus, LabelClass, Project
 class LabelOutput(serializers.ModelSerializer):
     class Meta:
         model = LabelClass
-        fields = ["key", "name", "guideline", "hotkey"]
+        fields = ["key", "name", "guideline", "hotkey", "retired_at"]  # retired: kept on rows, not offered
 
 
 class ProjectOutput(serializers.ModelSerializer):

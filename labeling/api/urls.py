@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.api import views_accounts, views_export, views_feedback, views_projects, views_quality
+from labeling.api import views_accounts, views_export, views_feedback, views_labels, views_projects, views_quality
 
 urlpatterns = [
     path("auth/token", views_accounts.TokenApi.as_view(), name="api-token"),
@@ -18,7 +18,8 @@ urlpatterns = [
         "projects/<int:project_id>/members/<str:username>", views_projects.MemberDeleteApi.as_view(), name="api-member"
     ),
     path("projects/<int:project_id>/items", views_projects.ItemListIngestApi.as_view(), name="api-items"),
-    path("projects/<int:project_id>/labels", views_export.LabelHistoryApi.as_view(), name="api-labels"),
+    # GET: the label history (an export view); POST: add a label.
+    path("projects/<int:project_id>/labels", views_labels.LabelsApi.as_view(), name="api-labels"),
     path("projects/<int:project_id>/exports", views_export.ProjectExportsApi.as_view(), name="api-project-exports"),
     path("exports/<int:export_id>", views_export.ExportDetailApi.as_view(), name="api-export"),
     path("exports/<int:export_id>/download", views_export.ExportDownloadApi.as_view(), name="api-export-download"),
@@ -78,4 +79,22 @@ from labeling.api import views_items_explorer  # noqa: E402
 
 urlpatterns += [
     path("projects/<int:project_id>/items/bulk", views_items_explorer.ItemsBulkApi.as_view(), name="api-items-bulk"),
+]
+
+# Label set changes (views_labels).
+urlpatterns += [
+    path("projects/<int:project_id>/labels/<str:key>", views_labels.LabelDetailApi.as_view(), name="api-label"),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/retire",
+        views_labels.LabelRetireApi.as_view(),
+        name="api-label-retire",
+    ),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/restore",
+        views_labels.LabelRestoreApi.as_view(),
+        name="api-label-restore",
+    ),
+    path(
+        "projects/<int:project_id>/labels/<str:key>/merge", views_labels.LabelMergeApi.as_view(), name="api-label-merge"
+    ),
 ]

@@ -36,6 +36,10 @@ from labeling.services.projects import (
 
 MAX_SLO_TARGET_SECONDS = 10 * 366 * 86400
 MAX_TEXT = 20_000  # descriptions and guidelines, as bug descriptions
+LABELS_ELSEWHERE = (
+    "Labels change one at a time: POST .../labels adds one; PATCH .../labels/{key} edits its name, hotkey or "
+    "guideline; POST .../labels/{key}/retire, /restore and /merge {into} retire, restore and merge."
+)
 
 
 class LabelInput(inputs.Input):
@@ -141,9 +145,12 @@ class ProjectDetailApi(ApiView):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         unknown = set(request.data) - set(PROJECT_EDITABLE) if isinstance(request.data, dict) else set()
         if unknown:
-            raise ValidationFailed(
-                f"Cannot change {', '.join(sorted(unknown))}.", fields={k: ["Not editable."] for k in sorted(unknown)}
-            )
+            fields = {k: ["Not editable."] for k in sorted(unknown)}
+            message = f"Cannot change {', '.join(sorted(unknown))}."
+            if "labels" in unknown:
+                fields["labels"] = [LABELS_ELSEWHERE]
+                message += " " + LABELS_ELSEWHERE
+            raise ValidationFailed(message, fields=fields)
         data = self.PatchInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         role = project.user_role

@@ -20,6 +20,8 @@ from .core import (  # noqa: F401
     ItemStatus,
     LabelChange,
     LabelClass,
+    LabelOperation,
+    LabelOperationKind,
     LabelSequence,
     Membership,
     Prediction,

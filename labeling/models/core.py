@@ -96,6 +96,9 @@ class LabelClass(models.Model):
     guideline = models.TextField(blank=True, default="")
     hotkey = models.CharField(max_length=1, blank=True, default="")
     position = models.PositiveSmallIntegerField(default=0)
+    # Retired labels are no longer offered to annotators or reviewers; annotations, ground truth and
+    # history keep them. NULL: in use.
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project_id", "position", "id"]
@@ -108,6 +111,30 @@ class LabelClass(models.Model):
 
     def __str__(self):
         return f"{self.key} ({self.name})"
+
+
+class LabelOperationKind(models.TextChoices):
+    ADD = "add", "Added"
+    RENAME = "rename", "Renamed"
+    RETIRE = "retire", "Retired"
+    RESTORE = "restore", "Restored"
+    MERGE = "merge", "Merged"
+
+
+class LabelOperation(models.Model):
+    """Append-only log of changes to a project's label set (who, when, what)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_operations")
+    kind = models.CharField(max_length=16, choices=LabelOperationKind.choices)
+    label_key = models.CharField(max_length=64)
+    # merge: the label the rows moved into; rename: the new name (the key never changes).
+    into_key = models.CharField(max_length=64, blank=True, default="")
+    details = models.JSONField(default=dict)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
 
 
 class GuidelineRevision(models.Model):

@@ -67,7 +67,9 @@ def annotation_submit(
             assignments__pk=assignment_id, assignments__annotator=annotator, assignments__kind=AssignmentKind.ANNOTATE
         )
         .annotate(
-            label_ok=Exists(LabelClass.objects.filter(project_id=OuterRef("project_id"), key=label)),
+            label_ok=Exists(
+                LabelClass.objects.filter(project_id=OuterRef("project_id"), key=label, retired_at__isnull=True)
+            ),
             already=Exists(Annotation.objects.filter(item=OuterRef("pk"), annotator=annotator)),
         )
         .only("id", "project_id", "status", "annotation_count", "required_annotations")

@@ -217,7 +217,9 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
     note = (note or "").strip()
     errors = {}
     label_obj = (
-        LabelClass.objects.filter(project_id=item.project_id, key=label).first() if isinstance(label, str) else None
+        LabelClass.objects.filter(project_id=item.project_id, key=label, retired_at__isnull=True).first()
+        if isinstance(label, str)
+        else None
     )
     if label_obj is None:
         errors["label"] = [f"{label!r} is not a label of this project."]

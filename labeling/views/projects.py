@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from common.errors import Forbidden, NotFound, ValidationFailed
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, access_project, project_create_allowed
+from labeling.selectors.labels import guideline_revisions
 from labeling.selectors.projects import project_labels, project_list_with_counts, project_members
 from labeling.services.projects import project_update
 
@@ -44,12 +45,16 @@ def home(request):
 def project_detail(request, project_id):
     project = page_project(request, project_id)
     counts = project_list_with_counts(user=request.user).filter(pk=project.pk).first()
+    labels = project_labels(project=project)
+    revisions = guideline_revisions(project=project)
+    for label in labels:
+        label.revisions = revisions.get(label.pk, [])
     return render(
         request,
         "labeling/project_detail.html",
         {
             "project": project,
-            "labels": project_labels(project=project),
+            "labels": labels,
             "counts": counts,
             "members": project_members(project=project),
             "is_manager": project.user_role in MANAGER_ROLES,

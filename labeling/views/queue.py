@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.urls import reverse
 
-from labeling.selectors.projects import project_labels
+from labeling.selectors.labels import offered_labels
 from labeling.selectors.queue import queue_progress
 from labeling.views.projects import page_project
 
@@ -26,7 +26,7 @@ def label_keys(labels) -> list[dict]:
 @login_required
 def label_page(request, project_id):
     project = page_project(request, project_id)
-    labels = label_keys(project_labels(project=project))
+    labels = label_keys(offered_labels(project_id=project.pk))
     progress = queue_progress(project_id=project.pk, annotator=request.user)
     config = {
         "projectId": project.pk,
