@@ -248,7 +248,7 @@ TABLE = [
     (PAGE, "POST", "project-new", "/projects/new", "302 403 403 403 403 403 400"),
     (PAGE, "GET", "project-edit", "/projects/{p}/edit", "302 404 403 403 200 404 200"),
     (PAGE, "POST", "project-edit", "/projects/{p}/edit", "302 404 403 403 400 404 400"),
-    (PAGE, "POST", "project-label-add", "/projects/{p}/labels/add", "302 404 403 403 302 404 302"),
+    (PAGE, "POST", "project-label-add", "/projects/{p}/labels/add", "302 404 403 403 400 404 400"),
     (PAGE, "POST", "project-label-op", "/projects/{p}/labels/kiwi/retire", "302 404 403 403 302 404 302"),
     # --- bug-queue pages -----------------------------------------------------------------
     (PAGE, "GET", "bug-queue", "/bugs", "302 200 200 200 200 200 200"),

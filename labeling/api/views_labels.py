@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from common.api import inputs
 from common.api.base import ApiView
-from common.api.errors import ERRORS
+from common.api.errors import ERRORS, ErrorSerializer
 from labeling.api.views_export import LabelHistoryApi
 from labeling.api.views_projects import MAX_TEXT
 from labeling.models.core import LABEL_KEY_RE
@@ -37,7 +37,11 @@ class LabelAddInput(inputs.Input):
 class LabelsApi(LabelHistoryApi):
     """GET: the label history (as before); POST: add a label."""
 
-    @extend_schema(request=LabelAddInput, responses={201: LabelClassOutput, **ERRORS}, operation_id="labels_create")
+    @extend_schema(
+        request=LabelAddInput,
+        responses={201: LabelClassOutput, 409: ErrorSerializer, **ERRORS},
+        operation_id="labels_create",
+    )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = LabelAddInput(data=request.data)
@@ -53,7 +57,11 @@ class LabelDetailApi(ApiView):
         guideline = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT)
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
-    @extend_schema(request=PatchInput, responses={200: LabelClassOutput, **ERRORS}, operation_id="labels_update")
+    @extend_schema(
+        request=PatchInput,
+        responses={200: LabelClassOutput, 409: ErrorSerializer, **ERRORS},
+        operation_id="labels_update",
+    )
     def patch(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = self.PatchInput(data=request.data, partial=True)
@@ -63,14 +71,18 @@ class LabelDetailApi(ApiView):
 
 
 class LabelRetireApi(ApiView):
-    @extend_schema(request=None, responses={200: LabelClassOutput, **ERRORS}, operation_id="labels_retire")
+    @extend_schema(
+        request=None, responses={200: LabelClassOutput, 409: ErrorSerializer, **ERRORS}, operation_id="labels_retire"
+    )
     def post(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         return Response(LabelClassOutput(label_retire(project=project, actor=request.user, key=key)).data)
 
 
 class LabelRestoreApi(ApiView):
-    @extend_schema(request=None, responses={200: LabelClassOutput, **ERRORS}, operation_id="labels_restore")
+    @extend_schema(
+        request=None, responses={200: LabelClassOutput, 409: ErrorSerializer, **ERRORS}, operation_id="labels_restore"
+    )
     def post(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         return Response(LabelClassOutput(label_restore(project=project, actor=request.user, key=key)).data)
@@ -86,7 +98,9 @@ class LabelMergeApi(ApiView):
     class Input(inputs.Input):
         into = serializers.RegexField(LABEL_KEY_RE, max_length=64)
 
-    @extend_schema(request=Input, responses={200: MergeOutput, **ERRORS}, operation_id="labels_merge")
+    @extend_schema(
+        request=Input, responses={200: MergeOutput, 409: ErrorSerializer, **ERRORS}, operation_id="labels_merge"
+    )
     def post(self, request, project_id, key):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
         data = self.Input(data=request.data)
