@@ -64,3 +64,9 @@ urlpatterns += [
     path("projects/<int:project_id>/annotators", views_quality.AnnotatorListApi.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/agreement", views_quality.AgreementApi.as_view(), name="api-agreement"),
 ]
+from labeling.api import views_answers  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/my-answers", views_answers.MyAnswersApi.as_view(), name="api-my-answers"),
+    path("annotations/<int:annotation_id>/edit", views_answers.AnnotationEditApi.as_view(), name="api-annotation-edit"),
+]

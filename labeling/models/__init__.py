@@ -44,3 +44,4 @@ from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pe
 from .registry import GATED_STAGES, ModelStageChange, ModelVersion, Stage  # noqa: F401,E402
 from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
 from .work import DeferredTask  # noqa: F401,E402
+from .annotation_edits import AnnotationEdit  # noqa: F401,E402
