@@ -8,7 +8,7 @@ from common.api import inputs
 from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
 from labeling.selectors.access import access_project
-from labeling.selectors.answers import my_recent_answers
+from labeling.selectors.answers import my_recent_answers, own_annotation_project_id
 from labeling.services.annotation_edit import annotation_edit
 
 
@@ -53,6 +53,9 @@ class AnnotationEditApi(ApiView):
         '"decided") once the item has ground truth: a reviewer changes it then.',
     )
     def post(self, request, annotation_id):
+        access_project(
+            user=request.user, project_id=own_annotation_project_id(annotation_id=annotation_id, user=request.user)
+        )
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         ann = annotation_edit(annotation_id=annotation_id, annotator=request.user, label=data.validated_data["label"])

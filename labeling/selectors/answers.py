@@ -2,6 +2,7 @@
 
 from django.db.models import Exists, OuterRef
 
+from common.errors import NotFound
 from labeling.models import Annotation, GroundTruth, ItemStatus
 
 RECENT_ANSWERS = 20
@@ -10,6 +11,16 @@ RECENT_ANSWERS = 20
 def annotation_is_editable(*, item_status: str, has_ground_truth: bool) -> bool:
     """Whether an annotator may still change an answer on an item in this state."""
     return not has_ground_truth and item_status in (ItemStatus.OPEN, ItemStatus.DISPUTED)
+
+
+def own_annotation_project_id(*, annotation_id: int, user) -> int:
+    """The project of `user`'s own annotation; NotFound for anyone else's."""
+    project_id = (
+        Annotation.objects.filter(pk=annotation_id, annotator_id=user.pk).values_list("project_id", flat=True).first()
+    )
+    if project_id is None:
+        raise NotFound("Annotation not found.")
+    return project_id
 
 
 def my_recent_answers(*, project_id: int, annotator, limit: int = RECENT_ANSWERS) -> list[dict]:
