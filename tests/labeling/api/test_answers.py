@@ -103,3 +103,27 @@ def test_edit_that_makes_a_disputed_item_unanimous_resolves_it(db):
     item = Item.objects.get(pk=items[0].pk)
     assert item.status == ItemStatus.RESOLVED and item.annotation_count == 2
     assert GroundTruth.objects.get(item_id=item.pk).label == "pos"
+
+
+@pytest.mark.django_db
+def test_my_remaining_counts_down_for_me_and_for_others_work(db):
+    project, _ = queue_project(items=3, overlap=1)
+    a, b = annotators(project, 2)
+    ca, cb = client_for(a), client_for(b)
+    url = f"/api/projects/{project.id}/my-remaining"
+    assert ca.get(url).json() == {"remaining": 3, "exact": True, "text": "3 left"}
+    label_one(ca, project, "pos")
+    assert ca.get(url).json()["remaining"] == 2
+    label_one(cb, project, "neg")  # someone else's work counts too (overlap 1: that item is done)
+    assert ca.get(url).json()["remaining"] == 1
+
+
+@pytest.mark.django_db
+def test_my_remaining_is_an_estimate_above_ten_thousand(db, monkeypatch):
+    from labeling.selectors import answers
+
+    monkeypatch.setattr(answers, "REMAINING_EXACT_UP_TO", 2)
+    project, _ = queue_project(items=5, overlap=1)
+    (a,) = annotators(project, 1)
+    body = client_for(a).get(f"/api/projects/{project.id}/my-remaining").json()
+    assert body == {"remaining": 5, "exact": False, "text": "about 5 left"}
