@@ -3,7 +3,7 @@
 from django.db.models import Exists, F, OuterRef
 
 from common.errors import NotFound
-from labeling.models import Annotation, Assignment, GroundTruth, Item, ItemStatus
+from labeling.models import Annotation, Assignment, AssignmentStatus, GroundTruth, Item, ItemStatus
 
 RECENT_ANSWERS = 20
 
@@ -55,7 +55,14 @@ def my_remaining(*, project_id: int, annotator) -> dict:
     servable = (
         Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN)
         .filter(annotation_count__lt=F("required_annotations"))
-        .exclude(Exists(Assignment.objects.filter(item_id=OuterRef("pk"), annotator_id=annotator.pk)))
+        # the items on their screen (active leases) count as left; answered or skipped ones do not
+        .exclude(
+            Exists(
+                Assignment.objects.filter(item_id=OuterRef("pk"), annotator_id=annotator.pk).exclude(
+                    status=AssignmentStatus.ACTIVE
+                )
+            )
+        )
     )
     n = servable.values("pk")[: REMAINING_EXACT_UP_TO + 1].count()
     if n <= REMAINING_EXACT_UP_TO:
