@@ -62,7 +62,7 @@ def test_thirty_items_undo_count_and_queued_keys(page, live_server):
     wait_until(page, lambda: Annotation.objects.get(pk=older.pk).label != older.label, what="the older relabeled")
     assert AnnotationEdit.objects.filter(annotation__annotator=a).count() == 2
     assert Annotation.objects.filter(annotator=a).count() == 30  # edits add no answers
-    page.screenshot(path="/tmp/loupe-label-edit.png", full_page=True)
+    page.screenshot(path="/tmp/loupe-label-wb-edit.png", full_page=True)
 
     # Others finish an item this annotator has not seen: the count moves after the next refresh.
     untouched = [i for i in items if not i.assignments.filter(annotator=a).exists()]
@@ -95,7 +95,7 @@ def test_thirty_items_undo_count_and_queued_keys(page, live_server):
     before = Annotation.objects.filter(annotator=a).count()
     page.keyboard.press("3")
     assert "taken" in page.locator("#status").inner_text()
-    page.screenshot(path="/tmp/loupe-label-queued.png", full_page=True)
+    page.screenshot(path="/tmp/loupe-label-wb-queued.png", full_page=True)
     page.unroute("**/queue/next")  # lets the held requests through
     for route in held:
         try:
@@ -110,7 +110,7 @@ def test_thirty_items_undo_count_and_queued_keys(page, live_server):
         ),
         what="the queued key applied to the next item",
     )
-    page.screenshot(path="/tmp/loupe-label-desktop.png", full_page=True)
+    page.screenshot(path="/tmp/loupe-label-wb-desktop.png", full_page=True)
 
 
 def test_phone_layout_image_and_highlight(browser, live_server):
@@ -140,6 +140,6 @@ def test_phone_layout_image_and_highlight(browser, live_server):
             box = btn.bounding_box()
             assert box["height"] >= 44, box
             assert box["y"] >= 0 and box["y"] + box["height"] <= 844, box
-        page.screenshot(path="/tmp/loupe-label-phone.png", full_page=False)
+        page.screenshot(path="/tmp/loupe-label-wb-phone.png", full_page=False)
     finally:
         context.close()
