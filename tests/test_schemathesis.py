@@ -62,6 +62,7 @@ SEMANTIC_400 = {
     "alert_rules_mute": "until must be in the future",
     "on_call_set": "members must be members of the project",
     "alerts_snooze": "until must be in the future; exactly one of until and occurrences",
+    "annotation_edit": "the label must be one of the project's",
 }
 
 
