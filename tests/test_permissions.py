@@ -110,6 +110,10 @@ TABLE = [
     (API, "POST", "api-queue-next", "/api/projects/{p}/queue/next", "401 404 200 200 200 404 200"),
     (API, "POST", "api-assignment-submit", "/api/assignments/{assignment}/submit", "401 404 400 404 404 404 404"),
     (API, "POST", "api-assignment-skip", "/api/assignments/{assignment}/skip", "401 404 409 404 404 404 404"),
+    (API, "GET", "api-my-answers", "/api/projects/{p}/my-answers", "401 404 200 200 200 404 200"),
+    (API, "GET", "api-my-remaining", "/api/projects/{p}/my-remaining", "401 404 200 200 200 404 200"),
+    # Only its annotator may change an answer: everyone else is told it does not exist.
+    (API, "POST", "api-annotation-edit", "/api/annotations/{annotation}/edit", "401 404 400 404 404 404 404"),
     (API, "GET", "api-annotations", "/api/projects/{p}/annotations", "401 404 403 403 200 404 200"),
     (API, "GET", "api-me-stats", "/api/me/stats?project={p}", "401 404 200 200 200 404 200"),
     (API, "GET", "api-quality-runs", "/api/projects/{p}/quality-runs", "401 404 403 200 200 404 200"),
@@ -394,6 +398,7 @@ def build_world():
         "export": export.pk,
         "import": file_import.pk,
         "assignment": claim.assignment_id,
+        "annotation": mine.annotations.get().pk,
         "digest": digest.pk,
         "hidden": hidden.pk,
         "outsider": users["outsider"].username,

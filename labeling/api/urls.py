@@ -98,3 +98,11 @@ urlpatterns += [
         "projects/<int:project_id>/labels/<str:key>/merge", views_labels.LabelMergeApi.as_view(), name="api-label-merge"
     ),
 ]
+
+from labeling.api import views_answers  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/my-answers", views_answers.MyAnswersApi.as_view(), name="api-my-answers"),
+    path("projects/<int:project_id>/my-remaining", views_answers.MyRemainingApi.as_view(), name="api-my-remaining"),
+    path("annotations/<int:annotation_id>/edit", views_answers.AnnotationEditApi.as_view(), name="api-annotation-edit"),
+]

@@ -163,6 +163,38 @@
     }
   }
 
+  // ---- items: images and highlighted search terms ------------------------------------------
+  const IMAGE_URL = /^(https?:\/\/[^\s]+|\/media\/[^\s]+)\.(png|jpe?g|gif|webp|avif|svg)(\?[^\s]*)?$/i;
+  function isImage(key, value) {
+    if (typeof value !== "string") return false;
+    if (IMAGE_URL.test(value)) return true;
+    return (key === "image" || key === "image_url") && /^(https?:\/\/|\/media\/)\S+$/i.test(value);
+  }
+  const terms = (new URLSearchParams(location.search).get("q") || "")
+    .split(/\s+/)
+    .filter(Boolean)
+    .slice(0, 20);
+  const termRe = terms.length
+    ? new RegExp(`(${terms.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "gi")
+    : null;
+  // Text is appended as text nodes with <mark> elements around matches: never parsed as HTML.
+  function highlightInto(el, text) {
+    el.replaceChildren();
+    if (!termRe) {
+      el.textContent = text;
+      return;
+    }
+    let last = 0;
+    for (const m of text.matchAll(termRe)) {
+      if (m.index > last) el.append(document.createTextNode(text.slice(last, m.index)));
+      const mark = document.createElement("mark");
+      mark.textContent = m[0];
+      el.append(mark);
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) el.append(document.createTextNode(text.slice(last)));
+  }
+
   // ---- what the page shows -------------------------------------------------------------------
   function setBusy(busy) {
     $("item-card").setAttribute("aria-busy", busy ? "true" : "false");
@@ -179,17 +211,29 @@
     const payload = item.payload && typeof item.payload === "object" ? item.payload : {};
     $("item-ext").textContent = item.external_id || String(item.id);
     const text = typeof payload.text === "string" ? payload.text : "";
-    $("item-text").textContent = text;
+    highlightInto($("item-text"), text);
     $("item-text").hidden = !text;
+    const media = $("item-media");
+    media.replaceChildren();
+    const images = Object.entries(payload).filter(([k, v]) => isImage(k, v));
+    for (const [k, v] of images) {
+      const img = document.createElement("img");
+      img.src = v;
+      img.alt = `${k} of item ${item.external_id || item.id}`;
+      img.loading = "eager";
+      media.append(img);
+    }
+    media.hidden = images.length === 0;
     const tbody = $("item-fields").querySelector("tbody");
     tbody.replaceChildren();
     for (const [k, v] of Object.entries(payload)) {
       if (k === "text" && text) continue;
+      if (isImage(k, v)) continue;
       const tr = document.createElement("tr");
       const th = document.createElement("th");
       const td = document.createElement("td");
       th.textContent = k;
-      td.textContent = typeof v === "string" ? v : JSON.stringify(v);
+      highlightInto(td, typeof v === "string" ? v : JSON.stringify(v));
       tr.append(th, td);
       tbody.append(tr);
     }
@@ -199,6 +243,11 @@
     $("item-loading").hidden = true;
     $("empty").hidden = true;
     setBusy(false);
+    if (queuedKey) {
+      const q = queuedKey;
+      queuedKey = null;
+      answer(q.action, q.label, q.key);
+    }
   }
 
   function showLoading() {
@@ -213,6 +262,10 @@
 
   function showEmpty() {
     empty = true;
+    if (queuedKey) {
+      say(`Key “${queuedKey.key}” not taken: nothing is left to label.`);
+      queuedKey = null;
+    }
     $("item-loading").hidden = true;
     $("item-text").hidden = true;
     $("item-fields").hidden = true;
@@ -234,9 +287,136 @@
     remainingCapped = p.remaining_capped;
     renderProgress();
   }
+  let remainingText = ""; // the server's "42 left" / "about 120,000 left" for this annotator
   function renderProgress() {
     $("done-today").textContent = doneToday.toLocaleString("en-US");
-    $("remaining").textContent = remaining.toLocaleString("en-US") + (remainingCapped ? "+" : "");
+    if (remainingText) {
+      $("remaining").textContent = remainingText;
+      $("remaining-word").textContent = "";
+    } else {
+      $("remaining").textContent = remaining.toLocaleString("en-US") + (remainingCapped ? "+" : "");
+    }
+  }
+
+  async function getJson(url) {
+    try {
+      const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      return res.ok ? await res.json() : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  async function refreshRemaining() {
+    const r = await getJson(cfg.remainingUrl);
+    if (r && typeof r.text === "string") {
+      remainingText = r.text;
+      renderProgress();
+    }
+  }
+
+  // ---- your last answers, and changing one ---------------------------------------------------
+  let answers = []; // [{id, item, external_id, label, created_at, editable}], newest first
+  let editing = null; // the answer being changed
+  let notice = ""; // a short-lived message (a key not taken, an edit refused)
+  let noticeTimer = null;
+
+  function say(text) {
+    notice = text;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => {
+      notice = "";
+      renderStatus();
+    }, 4000);
+    renderStatus();
+  }
+
+  async function refreshAnswers() {
+    const r = await getJson(cfg.answersUrl);
+    if (!r || !Array.isArray(r.results)) return;
+    answers = r.results;
+    renderAnswers();
+  }
+
+  function renderAnswers() {
+    const ol = $("recent");
+    ol.replaceChildren();
+    if (!answers.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "None yet.";
+      ol.append(li);
+      return;
+    }
+    for (const a of answers) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "recent-btn" + (editing && editing.id === a.id ? " editing" : "");
+      b.dataset.annotation = String(a.id);
+      const ext = document.createElement("code");
+      ext.textContent = a.external_id;
+      const lab = document.createElement("span");
+      lab.className = "recent-label";
+      lab.textContent = labelNames.get(a.label) || a.label;
+      b.append(ext, " ", lab);
+      if (!a.editable) {
+        const d = document.createElement("span");
+        d.className = "muted small";
+        d.textContent = " decided";
+        b.append(d);
+        b.title = "Decided: a reviewer changes it now";
+      }
+      b.addEventListener("click", () => startEdit(a));
+      li.append(b);
+      ol.append(li);
+    }
+  }
+
+  function startEdit(a) {
+    if (!a) {
+      say(pending.length ? "Your last answer is still being saved; press z again in a moment." : "No answer to change yet.");
+      return;
+    }
+    if (!a.editable) {
+      say(`Item ${a.external_id} has been decided; ask a reviewer to change its label.`);
+      return;
+    }
+    editing = a;
+    const banner = $("edit-banner");
+    banner.textContent = `Changing your answer on item ${a.external_id} (now “${labelNames.get(a.label) || a.label}”): press a label key or click a label. Esc goes back to the queue.`;
+    banner.hidden = false;
+    for (const b of document.querySelectorAll(".label-btn")) b.disabled = false;
+    renderAnswers();
+  }
+
+  function stopEdit() {
+    editing = null;
+    $("edit-banner").hidden = true;
+    if (!current) setBusy(true);
+    renderAnswers();
+  }
+
+  async function applyEdit(label) {
+    const a = editing;
+    stopEdit();
+    const r = await post(cfg.editUrl.replace("/0/", `/${a.id}/`), { label });
+    if (r.status === 200) {
+      say(`Item ${a.external_id}: changed to “${labelNames.get(label) || label}”.`);
+    } else {
+      say(`Item ${a.external_id} was not changed: ${errorOf(r).message}`);
+    }
+    refreshAnswers();
+    refreshRemaining();
+  }
+
+  let refreshTimer = null;
+  function afterStored() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => {
+      refreshAnswers();
+      refreshRemaining();
+    }, 150);
   }
 
   function renderStatus() {
@@ -275,11 +455,29 @@
       });
     }
     if (loadError) add("error", loadError);
+    if (queuedKey) add("pending", `Key “${queuedKey.key}” taken: it applies to the next item when it arrives.`);
+    if (notice) add("notice", notice);
   }
 
   // ---- answering ---------------------------------------------------------------------------
-  function answer(action, label) {
-    if (!current) return;
+  let queuedKey = null; // {key, action, label}: pressed while the next item was loading
+
+  function answer(action, label, key) {
+    if (editing) {
+      if (action === "submit") applyEdit(label);
+      return;
+    }
+    if (!current) {
+      if (empty) {
+        say(`Key “${key || label || action}” not taken: nothing is left to label.`);
+      } else if (queuedKey) {
+        say(`Key “${key || label || action}” not taken: “${queuedKey.key}” already waits for the next item.`);
+      } else {
+        queuedKey = { key: key || label || action, action, label };
+        renderStatus();
+      }
+      return;
+    }
     const seconds = Math.round((performance.now() - current.shownAt) / 100) / 10;
     pending.push({
       id: current.assignment.id, action, label: label || "", seconds,
@@ -332,6 +530,7 @@
             renderProgress();
           }
           flushDelay = 1000;
+          afterStored();
           if (aheadBlocked) {
             aheadBlocked = false;
             pump();
@@ -383,15 +582,22 @@
     }
     if (ev.key === "Escape") {
       toggleHelp(false);
+      if (editing) stopEdit();
+      return;
+    }
+    if ((ev.key === "z" || ev.key === "Backspace") && !ev.repeat) {
+      ev.preventDefault();
+      startEdit(answers[0]);
       return;
     }
     if (ev.repeat) return; // holding a key down must not label a run of items
     if (keyToLabel.has(ev.key)) {
       ev.preventDefault();
-      answer("submit", keyToLabel.get(ev.key));
+      answer("submit", keyToLabel.get(ev.key), ev.key);
     } else if (ev.key === "s") {
       ev.preventDefault();
-      answer("skip");
+      if (editing) return;
+      answer("skip", "", "s");
     } else if (ev.key === "r") {
       checkAgain();
     }
@@ -401,6 +607,7 @@
   }
   $("skip").addEventListener("click", () => answer("skip"));
   $("show-keys").addEventListener("click", () => toggleHelp());
+  $("undo").addEventListener("click", () => startEdit(answers[0]));
   $("check-again").addEventListener("click", checkAgain);
   window.addEventListener("online", () => flush());
 
@@ -408,4 +615,6 @@
   renderStatus();
   flush();
   pump();
+  refreshAnswers();
+  refreshRemaining();
 })();
