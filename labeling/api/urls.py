@@ -98,3 +98,12 @@ urlpatterns += [
         "projects/<int:project_id>/labels/<str:key>/merge", views_labels.LabelMergeApi.as_view(), name="api-label-merge"
     ),
 ]
+
+# Comments on items and the caller's mentions (views_comments).
+from labeling.api import views_comments  # noqa: E402
+
+urlpatterns += [
+    path("items/<int:item_id>/comments", views_comments.ItemCommentsApi.as_view(), name="api-item-comments"),
+    path("comments/<int:comment_id>", views_comments.CommentDetailApi.as_view(), name="api-comment"),
+    path("me/mentions", views_comments.MyMentionsApi.as_view(), name="api-me-mentions"),
+]
