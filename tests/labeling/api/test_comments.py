@@ -1,7 +1,6 @@
 """Comments on items through the API: who may read and post, the blind rule for annotators, @mentions
 (recorded, mailed, listed at /api/me/mentions) and deleting one's own comment."""
 
-
 import pytest
 from django.core import mail
 from django.utils import timezone
