@@ -71,6 +71,7 @@ SEMANTIC_400 = {
     "labels_create": "a hotkey must not be reserved (s, ?) and the key must be new in the project",
     "labels_update": "the name must not be blank once trimmed; the hotkey must not be reserved",
     "labels_merge": "the target must be another label of the project",
+    "item_comments_create": "the text must not be blank once trimmed",
 }
 
 
