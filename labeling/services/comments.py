@@ -73,7 +73,10 @@ def comment_delete(*, user, comment_id) -> None:
     comment = ItemComment.objects.filter(pk=comment_id).first()
     if comment is None:
         raise NotFound("Comment not found.")
-    item = comment_item(user=user, item_id=comment.item_id)
+    try:
+        item = comment_item(user=user, item_id=comment.item_id)
+    except NotFound:
+        raise NotFound("Comment not found.") from None
     if comment.author_id != user.pk:
         if comment.pk in {c.pk for c in comments_visible(user=user, item=item)}:
             raise Forbidden("Only the author can delete a comment.")

@@ -97,7 +97,8 @@ def test_delete_own_only(world):
     assert client_for(manager).delete(f"/api/comments/{cid}").status_code == 403
     # the annotator may not read it (item open to them): no existence leak
     assert client_for(annotator).delete(f"/api/comments/{cid}").status_code == 404
-    assert client_for(UserFactory()).delete(f"/api/comments/{cid}").status_code == 404
+    gone = client_for(UserFactory()).delete(f"/api/comments/{cid}")
+    assert (gone.status_code, gone.json()["error"]["message"]) == (404, "Comment not found.")
     assert client_for(reviewer).delete(f"/api/comments/{cid}").status_code == 204
     assert client_for(reviewer).delete(f"/api/comments/{cid}").status_code == 404
     assert ItemComment.objects.count() == 0
