@@ -12,7 +12,7 @@ from labeling.selectors.comments import comment_item, comments_visible, mentions
 from labeling.services.comments import MAX_COMMENT, comment_delete, comment_post
 
 
-class CommentOutput(serializers.Serializer):
+class ItemCommentOutput(serializers.Serializer):
     id = serializers.IntegerField()
     item = serializers.IntegerField(source="item_id")
     author = serializers.CharField(source="author.username")
@@ -28,26 +28,28 @@ class CommentOutput(serializers.Serializer):
         return obj.author_id == self.context["user"].pk
 
 
-class CommentInput(inputs.Input):
+class ItemCommentInput(inputs.Input):
     text = serializers.CharField(max_length=MAX_COMMENT)
 
 
 class ItemCommentsApi(ApiView):
     """GET: the comments the caller may read on an item; POST: add one (@username mentions members)."""
 
-    @extend_schema(responses={200: CommentOutput(many=True), **ERRORS}, operation_id="item_comments_list")
+    @extend_schema(responses={200: ItemCommentOutput(many=True), **ERRORS}, operation_id="item_comments_list")
     def get(self, request, item_id):
         item = comment_item(user=request.user, item_id=item_id)
         rows = comments_visible(user=request.user, item=item)
-        return Response(CommentOutput(rows, many=True, context={"user": request.user}).data)
+        return Response(ItemCommentOutput(rows, many=True, context={"user": request.user}).data)
 
-    @extend_schema(request=CommentInput, responses={201: CommentOutput, **ERRORS}, operation_id="item_comments_create")
+    @extend_schema(
+        request=ItemCommentInput, responses={201: ItemCommentOutput, **ERRORS}, operation_id="item_comments_create"
+    )
     def post(self, request, item_id):
         item = comment_item(user=request.user, item_id=item_id)
-        data = CommentInput(data=request.data)
+        data = ItemCommentInput(data=request.data)
         data.is_valid(raise_exception=True)
         comment = comment_post(item=item, author=request.user, text=data.validated_data["text"])
-        return Response(CommentOutput(comment, context={"user": request.user}).data, status=status.HTTP_201_CREATED)
+        return Response(ItemCommentOutput(comment, context={"user": request.user}).data, status=status.HTTP_201_CREATED)
 
 
 class CommentDetailApi(ApiView):
@@ -57,8 +59,8 @@ class CommentDetailApi(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MentionOutput(serializers.Serializer):
-    comment = CommentOutput()
+class ItemMentionOutput(serializers.Serializer):
+    comment = ItemCommentOutput()
     project = serializers.IntegerField(source="comment.item.project_id")
     external_id = serializers.CharField(source="comment.item.external_id")
     created_at = serializers.DateTimeField()
@@ -67,7 +69,7 @@ class MentionOutput(serializers.Serializer):
 class MyMentionsApi(ApiView):
     """The caller's newest mentions (100), newest first, only on comments they may still read."""
 
-    @extend_schema(responses={200: MentionOutput(many=True), **ERRORS}, operation_id="me_mentions")
+    @extend_schema(responses={200: ItemMentionOutput(many=True), **ERRORS}, operation_id="me_mentions")
     def get(self, request):
         rows = mentions_of(user=request.user)
-        return Response(MentionOutput(rows, many=True, context={"user": request.user}).data)
+        return Response(ItemMentionOutput(rows, many=True, context={"user": request.user}).data)
