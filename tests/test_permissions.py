@@ -126,6 +126,12 @@ TABLE = [
     (API, "POST", "api-review-next", "/api/projects/{p}/review/next", "401 404 403 204 204 404 204"),
     (API, "POST", "api-review-skip", "/api/items/{hidden}/review/skip", "401 404 403 409 409 404 409"),
     (API, "POST", "api-item-resolve", "/api/items/{hidden}/resolve", "401 404 403 400 400 404 400"),
+    # Comments: whoever may see the item reads and posts (an annotator on an item still open to them
+    # reads only their own); only the author deletes (no comment exists here: 404).
+    (API, "GET", "api-item-comments", "/api/items/{hidden}/comments", "401 404 200 200 200 404 200"),
+    (API, "POST", "api-item-comments", "/api/items/{hidden}/comments", "401 404 400 400 400 404 400"),
+    (API, "DELETE", "api-comment", "/api/comments/999999", "401 404 404 404 404 404 404"),
+    (API, "GET", "api-me-mentions", "/api/me/mentions", "401 200 200 200 200 200 200"),
     (API, "GET", "api-annotators", "/api/projects/{p}/annotators", "401 404 403 200 200 404 200"),
     (API, "GET", "api-agreement", "/api/projects/{p}/agreement", "401 404 403 200 200 404 200"),
     # --- bug-queue API -------------------------------------------------------------------

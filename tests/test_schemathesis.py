@@ -72,6 +72,7 @@ SEMANTIC_400 = {
     "labels_update": "the name must not be blank once trimmed; the hotkey must not be reserved",
     "labels_merge": "the target must be another label of the project",
     "annotation_edit": "the label must be one of the project's",
+    "item_comments_create": "the text must not be blank once trimmed",
 }
 
 

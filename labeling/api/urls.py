@@ -106,3 +106,12 @@ urlpatterns += [
     path("projects/<int:project_id>/my-remaining", views_answers.MyRemainingApi.as_view(), name="api-my-remaining"),
     path("annotations/<int:annotation_id>/edit", views_answers.AnnotationEditApi.as_view(), name="api-annotation-edit"),
 ]
+
+# Comments on items and the caller's mentions (views_comments).
+from labeling.api import views_comments  # noqa: E402
+
+urlpatterns += [
+    path("items/<int:item_id>/comments", views_comments.ItemCommentsApi.as_view(), name="api-item-comments"),
+    path("comments/<int:comment_id>", views_comments.CommentDetailApi.as_view(), name="api-comment"),
+    path("me/mentions", views_comments.MyMentionsApi.as_view(), name="api-me-mentions"),
+]

@@ -5,6 +5,7 @@ Add a new area as `labeling/models/<area>.py` and one import line below.
 
 from .accounts import ApiToken, TokenKind, password_stamp  # noqa: F401
 from .annotation_edits import AnnotationEdit  # noqa: F401,E402
+from .comments import CommentMention, ItemComment  # noqa: F401
 from .core import *  # noqa: F401,F403
 from .core import (  # noqa: F401
     LABEL_KEY_RE,
