@@ -60,7 +60,9 @@ CONTRAST_JS = """
     const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
     const size = parseFloat(st.fontSize); const bold = parseInt(st.fontWeight) >= 700;
     const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
-    if (ratio < need - 0.005) fails.push(`${ratio.toFixed(2)} <${el.tagName.toLowerCase()} class="${el.className}"> "${node.textContent.trim().slice(0, 40)}" ${st.color} on rgb(${Math.round(bg.r)},${Math.round(bg.g)},${Math.round(bg.b)})`);
+    const where = `<${el.tagName.toLowerCase()} class="${el.className}"> "${node.textContent.trim().slice(0, 40)}"`;
+    const bgText = `rgb(${Math.round(bg.r)},${Math.round(bg.g)},${Math.round(bg.b)})`;
+    if (ratio < need - 0.005) fails.push(`${ratio.toFixed(2)} ${where} ${st.color} on ${bgText}`);
   }
   return fails;
 }
