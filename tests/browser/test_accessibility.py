@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # Every visible text node's colour against the first opaque background up its ancestors (colours
 # with alpha are blended over what lies below); large text (24px, or 18.66px bold) needs 3:1.
+# Disabled controls are exempt (WCAG 1.4.3).
 CONTRAST_JS = """
 () => {
   const parse = s => { const m = s.match(/[\\d.]+/g); if (!m) return null;
@@ -51,7 +52,7 @@ CONTRAST_JS = """
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   while (walker.nextNode()) {
     const node = walker.currentNode; const el = node.parentElement;
-    if (!node.textContent.trim() || !el || el.closest("script,style,noscript,option,canvas,.skip-link")) continue;
+    if (!node.textContent.trim() || !el || el.closest("script,style,noscript,option,canvas,.skip-link,:disabled")) continue;
     const rect = el.getBoundingClientRect(); const st = getComputedStyle(el);
     if (!rect.width || !rect.height || st.visibility === "hidden" || el.closest("details:not([open]) > :not(summary)")) continue;
     if (el.getClientRects().length === 0) continue;
