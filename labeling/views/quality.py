@@ -144,30 +144,63 @@ def quality_run_create_view(request, project_id):
     return redirect("quality", project_id=project.pk)
 
 
+# The settings form speaks in its labels' words: one message per field, shown next to the field.
+_SETTINGS_MESSAGES = {
+    "auto_run_after_disputed": "Run automatically after: enter a whole number of disputed items from 0 (off) "
+    "to 1,000,000 (e.g. 25).",
+    "max_accept_error": "Target error: enter a number from 0.001 to 0.5 (e.g. 0.02 for 2%).",
+    "audit_rate": "Audit rate: enter a number from 0 to 0.5 (e.g. 0.02 to audit 2% of accepted items).",
+    "accept_mode": "Accept rule: choose one of the listed rules.",
+}
+
+
+def _settings_form_read(post) -> tuple[dict, dict]:
+    """The form's values as typed, and the words for each field that does not parse."""
+    values = {key: post.get(key, "").strip() for key in _SETTINGS_MESSAGES}
+    errors = {}
+    if values["auto_run_after_disputed"]:
+        try:
+            int(values["auto_run_after_disputed"])
+        except ValueError:
+            errors["auto_run_after_disputed"] = _SETTINGS_MESSAGES["auto_run_after_disputed"]
+    for key in ("max_accept_error", "audit_rate"):
+        if values[key]:
+            try:
+                float(values[key])
+            except ValueError:
+                errors[key] = _SETTINGS_MESSAGES[key]
+    return values, errors
+
+
 @login_required
 @require_POST
 def quality_settings_view(request, project_id):
     project = page_project(request, project_id, roles=MANAGER_ROLES)
-    raw = request.POST.get("auto_run_after_disputed", "")
-    try:
-        value = int(raw)
-    except ValueError:
-        messages.error(request, "auto-run threshold: give a whole number (0 turns it off).")
-        return redirect("quality", project_id=project.pk)
-    rule = {}
-    for key, what in (("max_accept_error", "target error"), ("audit_rate", "audit rate")):
-        text = request.POST.get(key, "").strip()
-        if text:
-            try:
-                rule[key] = float(text)
-            except ValueError:
-                messages.error(request, f"{what}: give a number.")
-                return redirect("quality", project_id=project.pk)
-    if request.POST.get("accept_mode"):
-        rule["accept_mode"] = request.POST["accept_mode"]
-    try:
-        quality_settings_update(project=project, auto_run_after_disputed=value, **rule)
-        messages.success(request, "Saved." if value else "Saved. Automatic runs are off.")
-    except ValidationFailed as exc:
-        messages.error(request, exc.message)
-    return redirect("quality", project_id=project.pk)
+    values, errors = _settings_form_read(request.POST)
+    if not errors:
+        text = values["auto_run_after_disputed"]
+        value = int(text) if text else None  # left empty: unchanged
+        rule = {k: float(values[k]) for k in ("max_accept_error", "audit_rate") if values[k]}
+        if values["accept_mode"]:
+            rule["accept_mode"] = values["accept_mode"]
+        try:
+            quality_settings_update(project=project, auto_run_after_disputed=value, **rule)
+        except ValidationFailed as exc:
+            fields = [k for k in (exc.fields or {}) if k in _SETTINGS_MESSAGES]
+            errors = {k: _SETTINGS_MESSAGES[k] for k in fields} or {"form": exc.message}
+        else:
+            messages.success(request, "Saved. Automatic runs are off." if value == 0 else "Saved.")
+            return redirect("quality", project_id=project.pk)
+    # Shown again with what was typed and the words next to each field (not a redirect that loses them).
+    return render(
+        request,
+        "labeling/quality.html",
+        {
+            "project": project,
+            "is_manager": True,
+            "form_values": values,
+            "form_errors": errors,
+            **sq.quality_overview(project=project, with_panels=False),
+        },
+        status=400,
+    )
