@@ -49,8 +49,9 @@ def test_search_filter_open_and_bulk(page, live_server):
     page.wait_for_selector("#ix-table")
     assert page.locator("tr.ix-row").count() == 5
 
+    page.wait_for_load_state("load")  # the page's script binds the keys once it has run
     page.keyboard.press("/")
-    assert page.evaluate("document.activeElement.id") == "ix-q"
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'ix-q'")
     page.keyboard.type("refund")
     page.keyboard.press("Enter")
     page.wait_for_url("**q=refund**")
