@@ -15,7 +15,7 @@ from django.utils import timezone
 from common.errors import Conflict, NotFound, ValidationFailed
 from labeling.models import Annotation, AnnotationEdit, GroundTruth, Item, ItemStatus, LabelClass
 from labeling.selectors.answers import annotation_is_editable
-from labeling.services.annotations import _complete
+from labeling.services.annotations import item_settle
 
 
 @transaction.atomic
@@ -49,5 +49,5 @@ def annotation_edit(*, annotation_id: int, annotator, label: str, now: datetime 
     if item.status == ItemStatus.DISPUTED and not ann.is_surplus:
         labels = set(Annotation.objects.filter(item_id=item.pk, is_surplus=False).values_list("label", flat=True))
         if len(labels) == 1:
-            _complete(item=item, now=now)
+            item_settle(item=item, now=now)
     return ann

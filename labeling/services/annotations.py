@@ -116,7 +116,7 @@ def annotation_submit(
     if not surplus:
         count = item.annotation_count + 1  # exact: we hold the item's row lock
         if count >= item.required_annotations:
-            status, completed = _complete(item=item, now=now), True
+            status, completed = item_settle(item=item, now=now), True
         elif not held_slot:
             # A late submission filled a slot that had been leased again: keep the item within its
             # overlap by cancelling the newest extra leases (their submissions become surplus).
@@ -124,7 +124,7 @@ def annotation_submit(
     return Outcome(annotation=annotation, item_status=status, completed=completed, done_today=done_today)
 
 
-def _complete(*, item: Item, now: datetime) -> str:
+def item_settle(*, item: Item, now: datetime) -> str:
     """The item has its required annotations: unanimous -> ground truth, otherwise disputed."""
     votes = list(
         Annotation.objects.filter(item_id=item.pk, is_surplus=False).order_by("id").values_list("annotator_id", "label")
