@@ -101,13 +101,13 @@ def test_a_submit_aborted_by_a_deadlock_is_run_again_whole(monkeypatch):
     project.items.create(external_id="a", required_annotations=1)
     claim = assignment_claim_next(project=project, annotator=user)
     calls = []
-    monkeypatch.setattr(annotations_service, "_complete", deadlock_once(annotations_service._complete, calls))
+    monkeypatch.setattr(annotations_service, "item_settle", deadlock_once(annotations_service._complete, calls))
     outcome = annotation_submit(assignment_id=claim.assignment_id, annotator=user, label="c0")
     assert len(calls) == 2 and outcome.completed
     assert Annotation.objects.filter(item__project=project).count() == 1
 
     # Other database errors are not retried.
-    monkeypatch.setattr(annotations_service, "_complete", lambda **kw: (_ for _ in ()).throw(OperationalError("disk")))
+    monkeypatch.setattr(annotations_service, "item_settle", lambda **kw: (_ for _ in ()).throw(OperationalError("disk")))
     project.items.create(external_id="b", required_annotations=1)
     claim = assignment_claim_next(project=project, annotator=user)
     with pytest.raises(OperationalError):
