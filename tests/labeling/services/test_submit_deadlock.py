@@ -101,7 +101,7 @@ def test_a_submit_aborted_by_a_deadlock_is_run_again_whole(monkeypatch):
     project.items.create(external_id="a", required_annotations=1)
     claim = assignment_claim_next(project=project, annotator=user)
     calls = []
-    monkeypatch.setattr(annotations_service, "item_settle", deadlock_once(annotations_service._complete, calls))
+    monkeypatch.setattr(annotations_service, "item_settle", deadlock_once(annotations_service.item_settle, calls))
     outcome = annotation_submit(assignment_id=claim.assignment_id, annotator=user, label="c0")
     assert len(calls) == 2 and outcome.completed
     assert Annotation.objects.filter(item__project=project).count() == 1
