@@ -107,7 +107,9 @@ def test_a_submit_aborted_by_a_deadlock_is_run_again_whole(monkeypatch):
     assert Annotation.objects.filter(item__project=project).count() == 1
 
     # Other database errors are not retried.
-    monkeypatch.setattr(annotations_service, "item_settle", lambda **kw: (_ for _ in ()).throw(OperationalError("disk")))
+    monkeypatch.setattr(
+        annotations_service, "item_settle", lambda **kw: (_ for _ in ()).throw(OperationalError("disk"))
+    )
     project.items.create(external_id="b", required_annotations=1)
     claim = assignment_claim_next(project=project, annotator=user)
     with pytest.raises(OperationalError):
