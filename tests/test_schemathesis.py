@@ -214,6 +214,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(fuzz_server, tmp_path
         str(report_dir),
         "--request-timeout",
         "30",
+        # How fast hypothesis makes examples depends on the machine's load, not on the API.
+        "--suppress-health-check",
+        "too_slow",
         # Logging out would end the fuzzer's own token (every call after it a 401):
         # tests/labeling/api/test_auth_tokens.py covers those two.
         "--exclude-operation-id",
