@@ -73,6 +73,7 @@ SEMANTIC_400 = {
     "labels_merge": "the target must be another label of the project",
     "annotation_edit": "the label must be one of the project's",
     "item_comments_create": "the text must not be blank once trimmed",
+    "evaluations_rerun": "datasets must be the project's own",
 }
 
 
