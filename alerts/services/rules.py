@@ -165,6 +165,10 @@ def rule_create(*, project, user, values: dict) -> AlertRule:
     _save(rule)
     if channels is not None:
         rule.channels.set(channels)
+    # A new rule has no alerts yet: its action rate is known at once, without waiting for the task.
+    now = timezone.now()
+    rule.action_stats, rule.action_stats_at = rule_action_stats(rule=rule, now=now), now
+    rule.save(update_fields=["action_stats", "action_stats_at"])
     return rule
 
 

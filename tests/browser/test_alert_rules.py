@@ -65,7 +65,7 @@ def test_create_a_rule_then_acknowledge_alerts(page, live_server):
         for i in range(2)
     ]
     page.reload()
-    assert "not computed yet" in page.locator(".rate-cell").inner_text()  # the page reads the stored rate
+    assert "no alerts yet" in page.locator(".rate-cell").inner_text()  # the rate stored when it was created
     alerts_actions_update()  # the periodic task computes and stores it
     page.reload()
     assert "Rarely acted on" in page.locator(".rule-flag").inner_text()
