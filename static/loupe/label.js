@@ -32,7 +32,7 @@
   let doneToday = Number(($("done-today").textContent || "0").replace(/[^0-9]/g, "")) || 0;
   let left = cfg.remaining; // {remaining, exact, text}: what is left for this annotator
   let sent = 0; // requests sent so far: a count answered to an older request never replaces a newer one
-  let leftAt = 0;
+  let leftAt = 0; // the request whose count is shown
   let pending = load(); // [{id, action: "submit"|"skip", label, seconds, ext, error, failed}]
 
   function load() {
@@ -105,7 +105,8 @@
   }
 
   async function next() {
-    const seq = ++sent;
+    // While an answer is on its way its item still counts as left on the server: that count is stale.
+    const seq = pending.some((x) => !x.failed) ? -1 : ++sent;
     const r = await post(cfg.nextUrl, { exclude: inHand() });
     if (r.status === 200) {
       setLeft(r.data.remaining, seq);
