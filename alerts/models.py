@@ -74,7 +74,9 @@ class AlertRule(models.Model):
     conditions: {"kind", "tag", "priority_max" ("p0".."p3"), "model_version", "min_occurrences",
     "window_minutes"} (all optional). digest_minutes > 0: at most one message per interval, listing
     what happened. adaptive: immediate only for alert keys whose action rate is above action_floor,
-    the rest in the digest."""
+    the rest in the digest. action_stats: the rule's action rate over the last weeks as
+    alerts.selectors.rules.rule_action_stats answers it, stored by the periodic alerts_actions_update
+    task at action_stats_at (null until it first ran), so pages read it instead of computing it."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="alert_rules")
     name = models.CharField(max_length=100)
@@ -88,6 +90,8 @@ class AlertRule(models.Model):
     muted_until = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     last_digest_at = models.DateTimeField(null=True, blank=True)
+    action_stats = models.JSONField(null=True, blank=True)
+    action_stats_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 

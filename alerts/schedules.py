@@ -1,6 +1,6 @@
 """Celery beat entries of on call (merged into settings in AlertsConfig.ready): deliveries whose
 message was lost, digests (each rule's own interval decides), learning what people did after
-alerts, and events whose routing message was lost."""
+alerts (then storing each rule's action rate), and events whose routing message was lost."""
 
 from celery.schedules import crontab
 

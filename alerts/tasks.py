@@ -26,9 +26,13 @@ def digests_send() -> int:
 
 @shared_task(name="alerts.actions_update")
 def alerts_actions_update() -> int:
+    """Beat: learn what people did after alerts, then store each rule's action rate from it."""
     from alerts.services.alerts import alerts_actions_update as update
+    from alerts.services.rules import rules_action_stats_store
 
-    return update()
+    learned = update()
+    rules_action_stats_store()
+    return learned
 
 
 @shared_task(name="alerts.events_route_missed")

@@ -36,5 +36,26 @@ def test_collectstatic_with_the_manifest_storage_succeeds_and_maps_every_vendore
     manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
     vendored = [p.relative_to(ROOT / "static").as_posix() for p in (ROOT / "static" / "vendor").rglob("*.js")]
     assert vendored and all(name in manifest for name in vendored), vendored
+    assert "loupe/api.js" in manifest  # the shared page helper every page loads (templates/base.html)
     for name in vendored:  # each hashed file is there, compressed too (whitenoise)
         assert (tmp_path / manifest[name]).exists() and (tmp_path / (manifest[name] + ".gz")).exists()
+
+
+# Page scripts that use the shared helper (static/loupe/api.js) instead of a copy of their own.
+USES_SHARED_HELPER = (
+    "alerts/rules.js",
+    "alerts/channels.js",
+    "bugqueue/models.js",
+    "bugqueue/datasets.js",
+    "bugqueue/resolve_dialog.js",
+)
+
+
+def test_page_scripts_use_the_shared_api_helper_loaded_before_them():
+    base = (ROOT / "templates" / "base.html").read_text()
+    assert base.index("loupe/api.js") < base.index("{% block content %}") < base.index("{% block scripts %}")
+    for name in USES_SHARED_HELPER:
+        text = (ROOT / "static" / name).read_text()
+        assert "window.Loupe" in text, name
+        for copy in ("function say(", "function api(", "X-CSRFToken", "csrf-token"):
+            assert copy not in text, (name, copy)

@@ -93,6 +93,21 @@ def rule_data(rule, *, weeks=DEFAULT_WEEKS) -> dict:
     return {**RuleOutput(rule).data, **{k: v for k, v in stats.items() if k != "weeks"}}
 
 
+NO_STATS = {"alerts": 0, "acted": 0, "action_rate": None, "by_type": {}, "by_key_kind": {}, "flagged": False}
+
+
+def rule_stored_data(rule) -> dict:
+    """rule_data from the action rate stored on the rule by the periodic task (no query per alert),
+    with `action_stats_at`, when it was computed (None: not yet)."""
+    stats = rule.action_stats or {**NO_STATS, "suggestion": None}
+    return {
+        **RuleOutput(rule).data,
+        **{k: v for k, v in stats.items() if k != "weeks"},
+        "weeks": stats.get("weeks", DEFAULT_WEEKS),
+        "action_stats_at": rule.action_stats_at,
+    }
+
+
 def _weeks(request) -> int:
     raw = request.query_params.get("weeks", DEFAULT_WEEKS)
     try:

@@ -1,5 +1,6 @@
 """Writing alert rules: create, update (validated against common.events.EVENT_TYPES and the known
-conditions; an unknown key is a 400), delete, mute and unmute."""
+conditions; an unknown key is a 400), delete, mute and unmute; and storing each rule's action rate
+(computed by the periodic task, read by the rules page)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alerts.models import AlertRule, Channel
+from alerts.selectors.rules import rule_action_stats
 from common.errors import Conflict, ValidationFailed
 from common.events import EVENT_TYPES
 
@@ -163,6 +165,10 @@ def rule_create(*, project, user, values: dict) -> AlertRule:
     _save(rule)
     if channels is not None:
         rule.channels.set(channels)
+    # A new rule has no alerts yet: its action rate is known at once, without waiting for the task.
+    now = timezone.now()
+    rule.action_stats, rule.action_stats_at = rule_action_stats(rule=rule, now=now), now
+    rule.save(update_fields=["action_stats", "action_stats_at"])
     return rule
 
 
@@ -195,3 +201,15 @@ def rule_unmute(*, rule: AlertRule) -> AlertRule:
     rule.muted_until = None
     rule.save(update_fields=["muted_until"])
     return rule
+
+
+def rules_action_stats_store(*, now=None) -> int:
+    """Compute every rule's action rate (the default span of weeks) and store it on the rule with the
+    time it was computed; returns how many rules were stored. One rule at a time, each its own
+    short write: a rule deleted meanwhile is skipped."""
+    now = now or timezone.now()
+    stored = 0
+    for rule in AlertRule.objects.order_by("pk").iterator():
+        stats = rule_action_stats(rule=rule, now=now)
+        stored += AlertRule.objects.filter(pk=rule.pk).update(action_stats=stats, action_stats_at=now)
+    return stored

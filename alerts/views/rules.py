@@ -25,11 +25,12 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 
 @login_required
 def rules_page(request, project_id):
-    from alerts.api.views_rules import rule_data
+    """Reads each rule's action rate as stored by the periodic alerts_actions_update task."""
+    from alerts.api.views_rules import rule_stored_data
 
     project = page_project(request, project_id)
     can_edit = project.user_role == Role.MANAGER
-    rules = [rule_data(r) for r in rule_list(project=project)]
+    rules = [rule_stored_data(r) for r in rule_list(project=project)]
     for r in rules:
         r["rate_pct"] = None if r["action_rate"] is None else round(100 * r["action_rate"])
     on_call = on_call_summary(project)
@@ -68,14 +69,14 @@ def alerts_page(request, project_id):
 
 @require_http_methods(["GET", "POST"])
 def alert_ack_page(request, token):
-    """The link in alert messages. A signed-in member of the project who opens it acknowledges the
-    alert at once; anyone else holding the link sees the alert with a one-click Acknowledge button
-    (a POST, so link previews and mail scanners that fetch links do not acknowledge)."""
+    """The link in alert messages. GET only shows the alert with a one-click Acknowledge button, to
+    everyone holding the link (link previews and mail scanners fetch links); the button's POST
+    (CSRF-checked) acknowledges, in the name of the signed-in member if there is one."""
     try:
         alert = alert_by_token(token=token)
     except NotFound:
         raise Http404("Alert not found")
     is_member = membership_role(user=request.user, project_id=alert.project_id) is not None
-    if (request.method == "GET" and is_member) or request.method == "POST":
+    if request.method == "POST":
         alert = alert_acknowledge(alert=alert, user=request.user if is_member else None)
     return render(request, "alerts/_alert_ack.html", {"alert": alert, "is_member": is_member}, status=200)

@@ -7,8 +7,10 @@ from rest_framework.response import Response
 from common.api import inputs
 from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
+from labeling.api.views_queue import RemainingOutput
 from labeling.selectors.access import access_project
-from labeling.selectors.answers import my_recent_answers, my_remaining, own_annotation_project_id
+from labeling.selectors.answers import my_recent_answers, own_annotation_project_id
+from labeling.selectors.queue import annotator_remaining
 from labeling.services.annotation_edit import annotation_edit
 
 
@@ -37,19 +39,17 @@ class MyAnswersApi(ApiView):
 
 
 class MyRemainingApi(ApiView):
-    class Output(serializers.Serializer):
-        remaining = serializers.IntegerField(help_text="Items you can still be served (an estimate when not exact).")
-        exact = serializers.BooleanField(help_text="True up to 10,000; above that an estimate.")
-        text = serializers.CharField(help_text='What the page shows: "42 left" or "about 120,000 left".')
+    Output = RemainingOutput
 
     @extend_schema(
         responses={200: Output, **ERRORS},
         operation_id="my_remaining",
-        description="How many items are left for you in this project: exact up to 10,000, an estimate above.",
+        description="How many items are left for you in this project: exact up to 10,000, an estimate above. "
+        "queue/next, submit and skip answer the same object as `remaining`.",
     )
     def get(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id)
-        return Response(self.Output(my_remaining(project_id=project.pk, annotator=request.user)).data)
+        return Response(self.Output(annotator_remaining(project_id=project.pk, annotator=request.user)).data)
 
 
 class AnnotationEditApi(ApiView):

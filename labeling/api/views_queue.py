@@ -1,4 +1,5 @@
-"""Annotator queue API: claim the next item, submit, skip; the managers' annotation feed; own stats."""
+"""Annotator queue API: claim the next item, submit, skip (each answers what is left for you, the
+same `remaining` object as GET my-remaining); the managers' annotation feed; own stats."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -13,9 +14,9 @@ from labeling.selectors.access import MANAGER_ROLES, access_project
 from labeling.selectors.queue import (
     Progress,
     annotation_feed,
+    annotator_remaining,
     annotator_stats,
     assignment_project_id,
-    open_items_count,
     parse_since,
 )
 from labeling.services.annotations import MAX_SECONDS_SPENT, annotation_submit
@@ -23,12 +24,21 @@ from labeling.services.queue.claim import assignment_claim_next
 from labeling.services.queue.leases import assignment_skip
 
 
+class RemainingOutput(serializers.Serializer):
+    remaining = serializers.IntegerField(help_text="Items you can still be served (an estimate when not exact).")
+    exact = serializers.BooleanField(help_text="True up to 10,000; above that an estimate.")
+    text = serializers.CharField(help_text='What the page shows: "42 left" or "about 120,000 left".')
+
+
+DEPRECATED_REMAINING = "Deprecated: read the top-level `remaining` object. "
+
+
 class ProgressOutput(serializers.Serializer):
     done_by_me = serializers.IntegerField()
     done_today = serializers.IntegerField()
-    remaining = serializers.IntegerField(help_text="Open items in the project, counted up to 1,000.")
+    remaining = serializers.IntegerField(help_text=DEPRECATED_REMAINING + "The same number as `remaining.remaining`.")
     remaining_capped = serializers.BooleanField(
-        help_text='True when there are 1,000 open items or more (show "1,000+").'
+        help_text=DEPRECATED_REMAINING + "True when `remaining.exact` is false (an estimate)."
     )
 
 
@@ -58,6 +68,7 @@ class QueueNextApi(ApiView):
         assignment = LeaseOutput()
         item = QueueItemOutput()
         progress = ProgressOutput()
+        remaining = RemainingOutput(help_text="What is left for you, the item in hand included.")
 
     @extend_schema(
         request=Input,
@@ -77,12 +88,12 @@ class QueueNextApi(ApiView):
         claim = assignment_claim_next(project=project, annotator=request.user, exclude=data.validated_data["exclude"])
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        remaining, capped = open_items_count(project_id=project.pk)
-        progress = Progress(claim.done_by_me, claim.done_today, remaining, capped)
+        left = annotator_remaining(project_id=project.pk, annotator=request.user)
         body = {
             "assignment": {"id": claim.assignment_id, "expires_at": claim.expires_at},
             "item": {"id": claim.item_id, "external_id": claim.external_id, "payload": claim.payload},
-            "progress": progress,
+            "progress": Progress(claim.done_by_me, claim.done_today, left),
+            "remaining": left,
         }
         return Response(self.Output(body).data)
 
@@ -110,6 +121,7 @@ class SubmitApi(ApiView):
         done_today = serializers.IntegerField(
             help_text="Your submissions in this project today (UTC), this one included."
         )
+        remaining = RemainingOutput(help_text="What is left for you after this submission.")
 
     @extend_schema(
         request=Input,
@@ -119,7 +131,7 @@ class SubmitApi(ApiView):
         "surplus when the item already has what it needs). 409 when already submitted or skipped.",
     )
     def post(self, request, assignment_id):
-        access_project(
+        project = access_project(
             user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user)
         )
         data = self.Input(data=request.data)
@@ -130,6 +142,7 @@ class SubmitApi(ApiView):
                 "annotation": AnnotationOutput(outcome.annotation).data,
                 "item_status": outcome.item_status,
                 "done_today": outcome.done_today,
+                "remaining": annotator_remaining(project_id=project.pk, annotator=request.user),
             },
             status=status.HTTP_201_CREATED,
         )
@@ -146,6 +159,7 @@ class SkipApi(ApiView):
 
     class Output(serializers.Serializer):
         assignment = SkippedOutput()
+        remaining = RemainingOutput(help_text="What is left for you after this skip.")
 
     @extend_schema(
         request=Input,
@@ -154,7 +168,7 @@ class SkipApi(ApiView):
         description="Give the item back: its slot is free for others at once and it is never served to you again.",
     )
     def post(self, request, assignment_id):
-        access_project(
+        project = access_project(
             user=request.user, project_id=assignment_project_id(assignment_id=assignment_id, user=request.user)
         )
         data = self.Input(data=request.data)
@@ -162,7 +176,8 @@ class SkipApi(ApiView):
         assignment = assignment_skip(
             assignment_id=assignment_id, annotator=request.user, reason=data.validated_data["reason"]
         )
-        return Response(self.Output({"assignment": assignment}).data)
+        left = annotator_remaining(project_id=project.pk, annotator=request.user)
+        return Response(self.Output({"assignment": assignment, "remaining": left}).data)
 
 
 class FeedAnnotationOutput(AnnotationOutput):
@@ -210,8 +225,8 @@ class MeStatsApi(ApiView):
         skipped = serializers.IntegerField()
         median_seconds = serializers.FloatField(allow_null=True)
         active_leases = serializers.IntegerField()
-        remaining = serializers.IntegerField()
-        remaining_capped = serializers.BooleanField()
+        remaining = serializers.IntegerField(help_text="Items you can still be served (as GET my-remaining).")
+        remaining_capped = serializers.BooleanField(help_text="True when `remaining` is an estimate.")
 
     @extend_schema(
         parameters=[OpenApiParameter("project", int, required=True)],

@@ -1,9 +1,9 @@
 """An annotator's recent answers in a project, each with whether it can still be changed."""
 
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, OuterRef
 
 from common.errors import NotFound
-from labeling.models import Annotation, Assignment, AssignmentStatus, GroundTruth, Item, ItemStatus
+from labeling.models import Annotation, GroundTruth, ItemStatus
 
 RECENT_ANSWERS = 20
 
@@ -43,32 +43,3 @@ def my_recent_answers(*, project_id: int, annotator, limit: int = RECENT_ANSWERS
         }
         for a in rows
     ]
-
-
-REMAINING_EXACT_UP_TO = 10_000
-REMAINING_ESTIMATE_CAP = 1_000_000
-
-
-def my_remaining(*, project_id: int, annotator) -> dict:
-    """How many items this annotator can still be served: exact up to REMAINING_EXACT_UP_TO, above
-    that an estimate from the project's open items (rounded to two significant figures)."""
-    servable = (
-        Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN)
-        .filter(annotation_count__lt=F("required_annotations"))
-        # the items on their screen (active leases) count as left; answered or skipped ones do not
-        .exclude(
-            Exists(
-                Assignment.objects.filter(item_id=OuterRef("pk"), annotator_id=annotator.pk).exclude(
-                    status=AssignmentStatus.ACTIVE
-                )
-            )
-        )
-    )
-    n = servable.values("pk")[: REMAINING_EXACT_UP_TO + 1].count()
-    if n <= REMAINING_EXACT_UP_TO:
-        return {"remaining": n, "exact": True, "text": f"{n:,} left"}
-    total = (
-        Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).values("pk")[:REMAINING_ESTIMATE_CAP].count()
-    )
-    about = int(float(f"{max(total, n):.2g}"))
-    return {"remaining": about, "exact": False, "text": f"about {about:,} left"}

@@ -1,22 +1,23 @@
-"""Reads for the annotator queues: progress, an annotator's own stats, the managers' annotation feed.
+"""Reads for the annotator queues: progress, what is left for one annotator (the one "left" count
+of the label page, queue/next, submit, skip and my-remaining), an annotator's own stats, the
+managers' annotation feed.
 
-Raw SQL: the capped count of open items runs on every queue/next, so it is one plain statement with
-a LIMIT inside (no ORM compiling), and the ORM has no ordered-set aggregate for the median
-(percentile_cont ... WITHIN GROUP) on PostgreSQL.
+Raw SQL: the ORM has no ordered-set aggregate for the median (percentile_cont ... WITHIN GROUP) on
+PostgreSQL.
 """
 
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from common.db import is_postgres
-from common.db.sql import fetchvalue, table
+from common.db.sql import fetchvalue
 from common.errors import NotFound, ValidationFailed
 from common.timestamps import parse_timestamp
 from labeling.models import (
-    REOPEN_VALID_SQL,
     Annotation,
     AnnotatorProgress,
     Assignment,
@@ -24,36 +25,55 @@ from labeling.models import (
     AssignmentStatus,
     Item,
     ItemStatus,
-    ReopenRequest,
+    reopen_pending,
 )
 
-# Counting open items stops here so that the cost of a progress line never grows with the project.
-REMAINING_CAP = 1_000
+# Counting what is left stops being exact here, so that its cost never grows with the project.
+REMAINING_EXACT_UP_TO = 10_000
+REMAINING_ESTIMATE_CAP = 1_000_000
+
+
+def annotator_remaining(*, project_id: int, annotator) -> dict:
+    """{remaining, exact, text}: how many items this annotator can still be served. Items that still
+    need annotations (open ones, and disputed ones waiting for the one more annotation a quality run
+    asked for: ReopenRequest) that they have not answered or skipped; the one on their screen (an
+    active lease) counts as left. Exact up to REMAINING_EXACT_UP_TO; above that an estimate from the
+    project's open items, rounded to two significant figures. `text` is what the label page shows."""
+    servable = (
+        Item.objects.filter(project_id=project_id)
+        .filter(Q(status=ItemStatus.OPEN, annotation_count__lt=F("required_annotations")) | reopen_pending())
+        .exclude(
+            Exists(
+                Assignment.objects.filter(item_id=OuterRef("pk"), annotator_id=annotator.pk).exclude(
+                    status=AssignmentStatus.ACTIVE
+                )
+            )
+        )
+    )
+    n = servable.values("pk")[: REMAINING_EXACT_UP_TO + 1].count()
+    if n <= REMAINING_EXACT_UP_TO:
+        return {"remaining": n, "exact": True, "text": f"{n:,} left"}
+    total = (
+        Item.objects.filter(project_id=project_id, status=ItemStatus.OPEN).values("pk")[:REMAINING_ESTIMATE_CAP].count()
+    )
+    about = int(float(f"{max(total, n):.2g}"))
+    return {"remaining": about, "exact": False, "text": f"about {about:,} left"}
 
 
 @dataclass(frozen=True)
 class Progress:
     done_by_me: int  # annotations this annotator submitted in the project
     done_today: int  # ... of them today (UTC)
-    remaining: int  # open items in the project (still needing annotations), counted up to REMAINING_CAP
-    remaining_capped: bool  # True when there are at least REMAINING_CAP
+    left: dict  # annotator_remaining(): {remaining, exact, text}
 
+    # The older pair of fields, kept for clients: the same count as `left`.
+    @property
+    def remaining(self) -> int:
+        return self.left["remaining"]
 
-def open_items_count(*, project_id: int, cap: int = REMAINING_CAP) -> tuple[int, bool]:
-    """Open items, and items waiting for the one more annotation a quality run asked for (they open
-    when an annotator reaches them: ReopenRequest), counted up to `cap`."""
-    n = fetchvalue(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table(Item)} WHERE project_id = %s AND status = %s "
-        f"LIMIT %s) AS open_items",
-        [project_id, ItemStatus.OPEN, cap],
-    )
-    if n < cap:
-        n += fetchvalue(
-            f"SELECT count(*) FROM (SELECT 1 FROM {table(ReopenRequest)} r JOIN {table(Item)} i "
-            f"ON i.id = r.item_id WHERE r.project_id = %s AND {REOPEN_VALID_SQL.format(i='i', r='r')} LIMIT %s) AS requested",
-            [project_id, cap - n],
-        )
-    return n, n >= cap
+    @property
+    def remaining_capped(self) -> bool:
+        return not self.left["exact"]
 
 
 def queue_progress(*, project_id: int, annotator, now: datetime | None = None) -> Progress:
@@ -62,8 +82,7 @@ def queue_progress(*, project_id: int, annotator, now: datetime | None = None) -
         "submitted", "day", "day_submitted"
     ).first() or {"submitted": 0, "day": None, "day_submitted": 0}
     today = row["day_submitted"] if row["day"] == now.date() else 0
-    remaining, capped = open_items_count(project_id=project_id)
-    return Progress(row["submitted"], today, remaining, capped)
+    return Progress(row["submitted"], today, annotator_remaining(project_id=project_id, annotator=annotator))
 
 
 def assignment_project_id(*, assignment_id, user) -> int:

@@ -35,7 +35,7 @@ def label_page(request, project_id):
         "submitUrl": reverse("api-assignment-submit", args=[0]),
         "skipUrl": reverse("api-assignment-skip", args=[0]),
         "answersUrl": reverse("api-my-answers", args=[project.pk]),
-        "remainingUrl": reverse("api-my-remaining", args=[project.pk]),
+        "remaining": progress.left,
         "editUrl": reverse("api-annotation-edit", args=[0]),
         "labels": [{"key": lab["key"], "name": lab["name"], "keys": lab["keys"]} for lab in labels],
     }

@@ -4,20 +4,10 @@
 // script every form still works (the page answers the plain POSTs).
 (() => {
   const projectId = JSON.parse(document.getElementById("project-id").textContent);
-  const csrf = document.querySelector("meta[name=csrf-token]").content;
+  const { api } = window.Loupe;
   const base = `/api/projects/${projectId}/channels`;
   const POLL_MS = 700;
   const POLL_MAX = 30;
-
-  async function api(method, url) {
-    const res = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "X-CSRFToken": csrf, Accept: "application/json" },
-    });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error((data.error && data.error.message) || `HTTP ${res.status}`);
-    return data;
-  }
 
   function describe(d) {
     const code = d.last_status_code ? ` (HTTP ${d.last_status_code})` : "";

@@ -2,31 +2,8 @@
 // (acknowledge, snooze), both through the JSON API (session + CSRF); the page reloads after a change.
 //   alerts page: j / k next / previous alert · a acknowledge · s snooze for an hour
 (() => {
-  const csrf = document.querySelector("meta[name=csrf-token]").content;
+  const { api, say } = window.Loupe;
   const projectId = Number(location.pathname.split("/")[2]);
-  const toast = document.getElementById("toast");
-
-  function say(text, isError) {
-    toast.textContent = text;
-    toast.classList.toggle("error", !!isError);
-    toast.hidden = false;
-    clearTimeout(say.timer);
-    say.timer = setTimeout(() => { toast.hidden = true; }, isError ? 6000 : 2500);
-  }
-
-  async function api(method, url, body) {
-    const res = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      const err = new Error((data.error && data.error.message) || `HTTP ${res.status}`);
-      throw err;
-    }
-    return data;
-  }
 
   const inHour = () => new Date(Date.now() + 3600 * 1000).toISOString();
 

@@ -3,41 +3,12 @@
 // list is re-read from the server and swapped in place (no reload).
 //   n new dataset · e edit · a add / remove items · j / k next / previous dataset · Esc close
 (() => {
-  const csrf = document.querySelector("meta[name=csrf-token]").content;
+  const { api, say } = window.Loupe;
   const list = document.getElementById("datasets-list");
-  const toast = document.getElementById("toast");
   const projectId = Number(location.pathname.split("/")[2]);
   const dsDialog = document.getElementById("dataset-dialog");
   const itemsDialog = document.getElementById("items-dialog");
   const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
-
-  function say(text, isError) {
-    toast.textContent = text;
-    toast.classList.toggle("error", !!isError);
-    toast.hidden = false;
-    clearTimeout(say.timer);
-    say.timer = setTimeout(() => { toast.hidden = true; }, isError ? 6000 : 2500);
-  }
-
-  class ApiError extends Error {
-    constructor(status, error) {
-      super((error && error.message) || `HTTP ${status}`);
-      this.status = status;
-      this.fields = (error && error.fields) || {};
-      this.code = error && error.code;
-    }
-  }
-
-  async function api(method, url, body) {
-    const res = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new ApiError(res.status, data.error);
-    return data;
-  }
 
   // --- the list: selection and refresh ------------------------------------------------------------
   const cards = () => Array.from(list.querySelectorAll("section.dataset"));

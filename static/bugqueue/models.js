@@ -4,38 +4,13 @@
 // the dialog · Enter promotes · Esc closes.
 (() => {
   const projectId = JSON.parse(document.getElementById("project-id").textContent);
-  const csrf = document.querySelector("meta[name=csrf-token]").content;
+  const { api, say } = window.Loupe;
   const dialog = document.getElementById("promote");
-  const toast = document.getElementById("toast");
   const table = document.getElementById("models-table");
   const rows = () => (table ? Array.from(table.querySelectorAll("tr.model-row")) : []);
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const base = (version) => `/api/projects/${projectId}/models/${encodeURIComponent(version)}`;
   let index = -1;
-
-  function say(text, isError) {
-    toast.textContent = text;
-    toast.classList.toggle("error", !!isError);
-    toast.hidden = false;
-    clearTimeout(say.timer);
-    say.timer = setTimeout(() => { toast.hidden = true; }, isError ? 6000 : 2500);
-  }
-
-  async function api(method, url, body) {
-    const res = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      const err = new Error((data.error && data.error.message) || `HTTP ${res.status}`);
-      err.status = res.status;
-      err.body = data.error || {};
-      throw err;
-    }
-    return data;
-  }
 
   function select(i) {
     const all = rows();
@@ -174,7 +149,7 @@
     } catch (e) {
       errorBox.textContent = e.message;
       errorBox.hidden = false;
-      if (e.status === 409 && e.body.code === "gate_failed") pickStage(state.stage); // the answer changed: show it
+      if (e.status === 409 && e.code === "gate_failed") pickStage(state.stage); // the answer changed: show it
       else refreshButton();
     }
   }

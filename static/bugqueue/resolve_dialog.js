@@ -16,29 +16,8 @@
   const POLL_MS = 800, POLL_LIMIT = 450; // about six minutes, then the bug page has the rest
   let state = null; // {bug, onResolved, onClose, resolved, done, timer, busy}
 
-  function csrf() {
-    const meta = document.querySelector("meta[name=csrf-token]");
-    if (meta) return meta.content;
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
-  async function api(method, url, body) {
-    const res = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      const err = data.error || {};
-      const extra = Object.entries(err.fields || {}).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`);
-      const e = new Error([err.message || `HTTP ${res.status}`].concat(extra).join(" · "));
-      e.status = res.status;
-      throw e;
-    }
-    return data;
-  }
+  const { api } = window.Loupe;
+  const words = (err) => (err instanceof window.Loupe.ApiError ? err.describe() : err.message);
 
   const resolution = () => (form.querySelector("input[name=resolution]:checked") || {}).value;
 
@@ -140,7 +119,7 @@
         $("flow-versions").textContent = "";
       }
     } catch (err) {
-      showError(err.message);
+      showError(words(err));
     } finally {
       s.busy = false;
       submit.disabled = false;
@@ -198,7 +177,7 @@
       }
     } catch (err) {
       if (state !== s) return;
-      showError(`Progress unavailable for now: ${err.message}`);
+      showError(`Progress unavailable for now: ${words(err)}`);
     }
     if (s.polls >= POLL_LIMIT) {
       $("flow-text").textContent = "Still running: the bug page shows the progress when it is done.";

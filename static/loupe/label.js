@@ -1,6 +1,7 @@
 // Loupe labeling page: keyboard-first. Number keys / hotkeys label, s skips, ? shows the keys.
 // The next item is leased ahead so it appears at once; submissions go through a queue kept in
-// localStorage and are retried until the server has them (never dropped). User data is only ever
+// localStorage and are retried until the server has them (never dropped). What is left for this
+// annotator comes with every claim, submission and skip (`remaining`). User data is only ever
 // written with textContent.
 (() => {
   "use strict";
@@ -29,8 +30,9 @@
   let flushTimer = null;
   let flushDelay = 1000;
   let doneToday = Number(($("done-today").textContent || "0").replace(/[^0-9]/g, "")) || 0;
-  let remaining = Number(($("remaining").textContent || "0").replace(/[^0-9]/g, "")) || 0;
-  let remainingCapped = ($("remaining").textContent || "").includes("+");
+  let left = cfg.remaining; // {remaining, exact, text}: what is left for this annotator
+  let sent = 0; // requests sent so far: a count answered to an older request never replaces a newer one
+  let leftAt = 0; // the request whose count is shown
   let pending = load(); // [{id, action: "submit"|"skip", label, seconds, ext, error, failed}]
 
   function load() {
@@ -103,8 +105,13 @@
   }
 
   async function next() {
+    // While an answer is on its way its item still counts as left on the server: that count is stale.
+    const seq = pending.some((x) => !x.failed) ? -1 : ++sent;
     const r = await post(cfg.nextUrl, { exclude: inHand() });
-    if (r.status === 200) return r.data;
+    if (r.status === 200) {
+      setLeft(r.data.remaining, seq);
+      return r.data;
+    }
     if (r.status === 204) return null;
     const err = new Error(errorOf(r).message);
     err.code = errorOf(r).code;
@@ -271,31 +278,27 @@
     $("item-fields").hidden = true;
     $("item-ext").textContent = "—";
     $("lease-note").textContent = "";
-    const n = `${remaining.toLocaleString("en-US")}${remainingCapped ? "+" : ""}`;
-    $("empty-detail").textContent = remaining === 0
-      ? "Every item in this project has all the annotations it needs."
-      : remaining === 1 && !remainingCapped
-        ? "1 open item still needs annotations from others: you have labelled or skipped it, or its remaining slots are reserved right now."
-        : `${n} open items still need annotations from others: you have labelled or skipped them, or their remaining slots are reserved right now.`;
+    const n = left.remaining;
+    $("empty-detail").textContent = n === 0
+      ? "Every item either has the annotations it needs, or you have labelled or skipped it."
+      : `${left.text}, but ${n === 1 && left.exact ? "its" : "their"} remaining slots are reserved by others right now: check again later.`;
     $("empty").hidden = false;
     setBusy(true);
   }
 
   function setProgress(p) {
     doneToday = Math.max(doneToday, p.done_today);
-    remaining = p.remaining;
-    remainingCapped = p.remaining_capped;
     renderProgress();
   }
-  let remainingText = ""; // the server's "42 left" / "about 120,000 left" for this annotator
+  function setLeft(value, seq) {
+    if (!value || typeof value.text !== "string" || seq < leftAt) return;
+    leftAt = seq;
+    left = value;
+    renderProgress();
+  }
   function renderProgress() {
     $("done-today").textContent = doneToday.toLocaleString("en-US");
-    if (remainingText) {
-      $("remaining").textContent = remainingText;
-      $("remaining-word").textContent = "";
-    } else {
-      $("remaining").textContent = remaining.toLocaleString("en-US") + (remainingCapped ? "+" : "");
-    }
+    $("remaining").textContent = left.text;
   }
 
   async function getJson(url) {
@@ -304,14 +307,6 @@
       return res.ok ? await res.json() : null;
     } catch (e) {
       return null;
-    }
-  }
-
-  async function refreshRemaining() {
-    const r = await getJson(cfg.remainingUrl);
-    if (r && typeof r.text === "string") {
-      remainingText = r.text;
-      renderProgress();
     }
   }
 
@@ -407,16 +402,12 @@
       say(`Item ${a.external_id} was not changed: ${errorOf(r).message}`);
     }
     refreshAnswers();
-    refreshRemaining();
   }
 
   let refreshTimer = null;
   function afterStored() {
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(() => {
-      refreshAnswers();
-      refreshRemaining();
-    }, 150);
+    refreshTimer = setTimeout(refreshAnswers, 150);
   }
 
   function renderStatus() {
@@ -508,6 +499,7 @@
         const base = p.action === "skip" ? cfg.skipUrl : cfg.submitUrl;
         const url = base.replace("/0/", `/${p.id}/`);
         let r;
+        const seq = ++sent;
         try {
           r = await post(url, p.action === "skip" ? {} : { label: p.label, seconds_spent: p.seconds });
         } catch (e) {
@@ -518,15 +510,13 @@
         if (stored) {
           pending = pending.filter((x) => x !== p);
           save();
+          if (r.data) setLeft(r.data.remaining, seq);
           // 201, or 409 already_submitted when an earlier attempt was stored but its answer was lost.
           if (r.status === 201 || (r.status === 409 && p.action !== "skip")) {
             // The server's count when it has one: a claim answered meanwhile may already include
             // this submission (adding 1 to it counted it twice).
             const counted = r.data && Number.isFinite(r.data.done_today) ? r.data.done_today : null;
             doneToday = counted === null ? doneToday + 1 : Math.max(doneToday, counted);
-            if (r.data && r.data.item_status && r.data.item_status !== "open" && !remainingCapped) {
-              remaining = Math.max(0, remaining - 1); // this answer completed its item
-            }
             renderProgress();
           }
           flushDelay = 1000;
@@ -616,5 +606,4 @@
   flush();
   pump();
   refreshAnswers();
-  refreshRemaining();
 })();

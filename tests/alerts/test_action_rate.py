@@ -3,12 +3,15 @@ and ignore the rest. The rates are exact, the ignored rule is flagged with a sug
 min_occurrences computed from the history, and a rule ignored whatever the count gets a digest."""
 
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from alerts.models import Alert, AlertAction, AlertRule, Event
 from alerts.selectors.rules import rule_action_stats
+from alerts.tasks import alerts_actions_update
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +110,67 @@ def test_the_rule_api_shows_the_rate_and_the_flag(user, project, month):
     assert client_for(user).get(f"/api/projects/{project.pk}/alert-rules", {"weeks": 0}).status_code == 400
     short = client_for(user).get(f"/api/projects/{project.pk}/alert-rules/{hopeless.pk}", {"weeks": 2}).json()
     assert short["alerts"] == 6  # days 8 to 13 ago (day 14 is a moment older than two weeks by now)
+
+
+def test_the_periodic_task_stores_each_rules_rate_with_when(month):
+    regressions, noisy, hopeless = month
+    assert AlertRule.objects.filter(action_stats__isnull=False).count() == 0
+    before = timezone.now()
+    assert alerts_actions_update() == 0  # the task function, as beat runs it (nothing to learn here)
+    for rule in month:
+        rule.refresh_from_db()
+        assert rule.action_stats_at is not None and rule.action_stats_at >= before
+        live = rule_action_stats(rule=rule)
+        assert {k: rule.action_stats[k] for k in live} == live
+    assert (regressions.action_stats["action_rate"], regressions.action_stats["flagged"]) == (0.75, False)
+    assert hopeless.action_stats["flagged"] and hopeless.action_stats["suggestion"]["change"] == "digest"
+    # one more acted-on alert: the stored rate follows at the next run
+    alert_at(
+        hopeless.project, hopeless, key="export", type="export.finished", at=before - timedelta(days=9), acted=True
+    )
+    alerts_actions_update()
+    hopeless.refresh_from_db()
+    assert (hopeless.action_stats["alerts"], hopeless.action_stats["acted"]) == (21, 1)
+
+
+def test_the_periodic_task_stores_the_rate_after_learning_actions(project):
+    """An alert whose action is learned in this run counts as acted on in the rate stored by it."""
+    rule = AlertRule.objects.create(project=project, name="Regressions", event_types=["bug.regressed"])
+    with patch("alerts.services.alerts.alerts_actions_update") as learn:
+        learn.side_effect = lambda **kw: Alert.objects.filter(rule=rule).update(action=AlertAction.TRIAGED) and 1
+        alert_at(project, rule, key="bug:1", type="bug.regressed", at=timezone.now() - timedelta(days=9), acted=False)
+        assert alerts_actions_update() == 1
+    rule.refresh_from_db()
+    assert (rule.action_stats["alerts"], rule.action_stats["acted"]) == (1, 1)
+
+
+def test_the_rules_page_reads_the_stored_rate_in_a_bounded_number_of_queries(user, project, month):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    c = Client()
+    c.force_login(user)
+    url = f"/projects/{project.pk}/alert-rules"
+    res = c.get(url)
+    assert res.status_code == 200 and b"not computed yet" in res.content and b"Rarely acted on" not in res.content
+    alerts_actions_update()
+    with CaptureQueriesContext(connection) as many:
+        res = c.get(url)
+    assert b"Rarely acted on" in res.content and b"75%" in res.content and b"as of" in res.content
+    assert len(many) <= 15
+    # twice the alerts and a rule more: not one query more
+    regressions, noisy, hopeless = month
+    for day in range(8, 28):
+        alert_at(
+            project,
+            hopeless,
+            key="export",
+            type="export.finished",
+            at=timezone.now() - timedelta(days=day, hours=3),
+            acted=False,
+        )
+    AlertRule.objects.create(project=project, name="More", event_types=["bug.created"])
+    alerts_actions_update()
+    with CaptureQueriesContext(connection) as more:
+        assert c.get(url).status_code == 200
+    assert len(more) == len(many), [q["sql"] for q in more.captured_queries]

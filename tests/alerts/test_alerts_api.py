@@ -105,14 +105,25 @@ def test_bad_snoozes_are_400(user, project, body):
     assert not Snooze.objects.exists()
 
 
-def test_the_link_acknowledges_for_a_signed_in_member(user, project):
+def test_the_link_shows_a_signed_in_member_the_button_and_the_post_acknowledges(user, project):
     alert = make_alert(project)
-    c = Client()
+    c = Client(enforce_csrf_checks=True)
     c.login(username=user.username, password=PASSWORD)
     res = c.get(f"/alerts/ack/{alert.token}")
-    assert res.status_code == 200 and b"Acknowledged" in res.content
+    assert res.status_code == 200 and b'id="ack-button"' in res.content
+    alert.refresh_from_db()
+    assert alert.status == "open"  # opening the link never acknowledges, even for a member
+    assert c.post(f"/alerts/ack/{alert.token}").status_code == 403  # no CSRF token: refused
+    alert.refresh_from_db()
+    assert alert.status == "open"
+    token = res.context["csrf_token"]
+    res = c.post(f"/alerts/ack/{alert.token}", {"csrfmiddlewaretoken": str(token)})
+    assert res.status_code == 200 and b'id="ack-state"' in res.content and b'id="ack-button"' not in res.content
     alert.refresh_from_db()
     assert (alert.status, alert.acknowledged_by) == ("acknowledged", user)
+    res = c.get(f"/alerts/ack/{alert.token}")  # opened again: says who acknowledged, no button
+    assert b"Acknowledged" in res.content and user.username.encode() in res.content
+    assert b'id="ack-button"' not in res.content
 
 
 def test_the_link_shows_a_one_click_button_to_anyone_else(project):

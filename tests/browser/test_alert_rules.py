@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert, AlertRule, Channel, Event
+from alerts.tasks import alerts_actions_update
 from tests.browser.conftest import login
 from tests.labeling.factories import ProjectFactory, UserFactory
 
@@ -64,7 +65,11 @@ def test_create_a_rule_then_acknowledge_alerts(page, live_server):
         for i in range(2)
     ]
     page.reload()
+    assert "no alerts yet" in page.locator(".rate-cell").inner_text()  # the rate stored when it was created
+    alerts_actions_update()  # the periodic task computes and stores it
+    page.reload()
     assert "Rarely acted on" in page.locator(".rule-flag").inner_text()
+    assert "as of" in page.locator(".rate-at").inner_text()
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=f"{SHOTS}-rules-390.png", full_page=True)
 

@@ -120,9 +120,9 @@ def test_my_remaining_counts_down_for_me_and_for_others_work(db):
 
 @pytest.mark.django_db
 def test_my_remaining_is_an_estimate_above_ten_thousand(db, monkeypatch):
-    from labeling.selectors import answers
+    from labeling.selectors import queue
 
-    monkeypatch.setattr(answers, "REMAINING_EXACT_UP_TO", 2)
+    monkeypatch.setattr(queue, "REMAINING_EXACT_UP_TO", 2)
     project, _ = queue_project(items=5, overlap=1)
     (a,) = annotators(project, 1)
     body = client_for(a).get(f"/api/projects/{project.id}/my-remaining").json()

@@ -36,10 +36,11 @@ def test_next_returns_the_contract_shape_and_the_same_lease_again(db):
     res = next_(c, project)
     assert res.status_code == 200, res.content
     body = res.json()
-    assert set(body) == {"assignment", "item", "progress"}
+    assert set(body) == {"assignment", "item", "progress", "remaining"}
     assert set(body["assignment"]) == {"id", "expires_at"}
     assert body["item"] == {"id": items[0].pk, "external_id": items[0].external_id, "payload": items[0].payload}
     assert body["progress"] == {"done_by_me": 0, "done_today": 0, "remaining": 2, "remaining_capped": False}
+    assert body["remaining"] == {"remaining": 2, "exact": True, "text": "2 left"}  # the item in hand counts
     again = next_(c, project).json()
     assert again["assignment"] == body["assignment"]
     ahead = next_(c, project, exclude=[body["assignment"]["id"]]).json()
@@ -122,7 +123,10 @@ def test_skip_contract(db):
     lease = next_(client_for(a), project).json()["assignment"]
     assert skip(client_for(b), lease["id"]).status_code == 404
     res = skip(client_for(a), lease["id"], reason="not English")
-    assert res.status_code == 200 and res.json() == {"assignment": {"id": lease["id"], "status": "skipped"}}
+    assert res.status_code == 200 and res.json() == {
+        "assignment": {"id": lease["id"], "status": "skipped"},
+        "remaining": {"remaining": 1, "exact": True, "text": "1 left"},  # a skipped item is not left for a
+    }
     assert skip(client_for(a), lease["id"]).status_code == 409
     assert next_(client_for(b), project).json()["item"]["id"] == items[0].pk  # free for others at once
     assert next_(client_for(a), project).json()["item"]["id"] == items[1].pk  # never again for a
@@ -205,7 +209,7 @@ def test_my_stats(db):
         "skipped": 1,
         "median_seconds": 4.0,
         "active_leases": 0,
-        "remaining": 1,
+        "remaining": 0,  # for this annotator: the fourth item was skipped, so it is not left for them
         "remaining_capped": False,
     }
     assert c.get("/api/me/stats").status_code == 400
@@ -279,3 +283,48 @@ def test_label_page_renders_for_members_only(db):
     outsider = Client()
     outsider.login(username=UserFactory().username, password=PASSWORD)
     assert outsider.get(f"/projects/{project.id}/label").status_code == 404
+
+
+@pytest.mark.django_db
+def test_one_left_count_moves_with_my_work_and_others_in_every_answer(db):
+    """queue/next, submit, skip and my-remaining answer the same count for an annotator, and it
+    counts down as they work and as others finish items they have not seen."""
+    project, _ = queue_project(items=5, overlap=2)
+    a, b, c = annotators(project, 3)
+    ca = client_for(a)
+    mine = lambda: ca.get(f"/api/projects/{project.id}/my-remaining").json()  # noqa: E731
+    assert mine() == {"remaining": 5, "exact": True, "text": "5 left"}
+
+    body = next_(ca, project).json()
+    assert body["remaining"] == mine() == {"remaining": 5, "exact": True, "text": "5 left"}
+    assert (body["progress"]["remaining"], body["progress"]["remaining_capped"]) == (5, False)  # the deprecated pair
+    res = submit(ca, body["assignment"]["id"], label="pos")
+    assert res.status_code == 201 and res.json()["remaining"] == mine() == {
+        "remaining": 4,
+        "exact": True,
+        "text": "4 left",
+    }
+
+    lease = next_(ca, project).json()
+    assert lease["remaining"]["remaining"] == 4
+    assert skip(ca, lease["assignment"]["id"]).json()["remaining"]["remaining"] == 3
+
+    # b and c finish one item a has not seen (overlap 2): one fewer left for a.
+    untouched = set(Item.objects.filter(project=project).exclude(assignments__annotator=a).values_list("pk", flat=True))
+    for other in (b, c):
+        co = client_for(other)
+        for _ in range(5):
+            lease = next_(co, project).json()
+            if lease["item"]["id"] in untouched:
+                assert submit(co, lease["assignment"]["id"], label="neg").status_code == 201
+                target = lease["item"]["id"]
+                break
+            assert skip(co, lease["assignment"]["id"]).status_code == 200
+        untouched = {target}
+    assert Item.objects.get(pk=target).status != ItemStatus.OPEN
+    assert mine()["remaining"] == 2
+    body = next_(ca, project).json()
+    assert body["remaining"]["remaining"] == 2 and body["item"]["id"] != target
+    res = submit(ca, body["assignment"]["id"], label="pos")
+    assert res.json()["remaining"] == mine() == {"remaining": 1, "exact": True, "text": "1 left"}
+    assert client_for(a).get("/api/me/stats", {"project": project.id}).json()["remaining"] == 1

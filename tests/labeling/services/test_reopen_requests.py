@@ -8,7 +8,7 @@ import pytest
 from labeling.models import Item, ItemStatus, ReopenRequest, Role
 from labeling.selectors.projects import item_list, project_list_with_counts
 from labeling.selectors.quality import review_queue_size
-from labeling.selectors.queue import open_items_count
+from labeling.selectors.queue import annotator_remaining
 from labeling.services.queue import claim as claim_service
 from labeling.services.queue.claim import assignment_claim_next
 from labeling.services.resolution import item_resolve, review_next
@@ -54,11 +54,12 @@ def test_a_claim_opens_the_best_ranked_request_its_annotator_may_take_and_drops_
     for it, rank in zip(items, (0.1, 0.2, 0.3, 0.4)):
         request(it, rank)
     # Waiting items count as open, not as disputed, and are not in the review queue.
-    assert open_items_count(project_id=project.pk) == (4, False)
+    # e has annotated none of them: all four are left for e.
+    assert annotator_remaining(project_id=project.pk, annotator=e)["remaining"] == 4
     assert review_queue_size(project=project) == 0
     # A reviewer decides the best-ranked one meanwhile: its request is stale.
     item_resolve(item=stale, reviewer=add_member(project, UserFactory(), Role.REVIEWER), label="c0")
-    assert open_items_count(project_id=project.pk) == (3, False)
+    assert annotator_remaining(project_id=project.pk, annotator=e)["remaining"] == 3
 
     claim = assignment_claim_next(project=project, annotator=d)
     assert claim.item_id == best.pk
