@@ -1,6 +1,6 @@
 """Full-text search of the item explorer: PostgreSQL answers through the GIN index on the items' stored
-search vector (a generated column of the payload's string values); the SQLite path (each word a case-insensitive substring of the payload's JSON text) is
-exercised on whichever database runs the tests."""
+search vector (a generated column of the payload's string values); the SQLite path (each word a
+case-insensitive substring of the payload's JSON text) is exercised on whichever database runs the tests."""
 
 import importlib
 from unittest import mock
