@@ -51,7 +51,16 @@ class PayloadMatches(Expression):
 
     def as_sql(self, compiler, connection):
         table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
-        return f"{table}.{connection.ops.quote_name(COLUMN)} @@ websearch_to_tsquery('simple', %s)", [self.query]
+        match = f"{table}.{connection.ops.quote_name(COLUMN)} @@ websearch_to_tsquery('simple', %s)"
+        if '"' in self.query:
+            # PostgreSQL estimates a phrase's matches as if it asked only for its words anywhere in the
+            # text, far too many for a phrase whose words are common but seldom side by side. Then it
+            # walks the items in page order checking each one, through the whole project when few
+            # match. The same condition twice squares that estimate: phrases of uncommon words are then
+            # answered from the index (their words' rows, each checked), while phrases of very common
+            # words, whose matches are many, keep the walk that finds a page in the first rows.
+            return f"({match} AND {match})", [self.query, self.query]
+        return match, [self.query]
 
 
 def payload_search_q(q: str, *, postgres: bool) -> Q:

@@ -130,3 +130,14 @@ def test_substring_fallback_used_where_there_is_no_postgres(searchable):
         assert _search(project, user, "coupon") == ["c"]
         assert _search(project, user, "zzz") == []
     assert Item.objects.filter(project=project).count() == 4
+
+
+def test_postgres_phrase_condition_written_twice(postgres, searchable):
+    """A phrase's condition appears twice (the planner's estimate of its matches squared, so that a
+    phrase of uncommon words is answered from the index); a query without one, once."""
+    project, user = searchable
+    phrase = str(Item.objects.filter(payload_search_q('"broken screen"', postgres=True)).query)
+    words = str(Item.objects.filter(payload_search_q("broken screen", postgres=True)).query)
+    assert phrase.count(f'{COLUMN}" @@') == 2 and words.count(f'{COLUMN}" @@') == 1
+    assert _search(project, user, '"broken screen" -urgent') == []
+    assert _search(project, user, '"broken screen" or coupon') == ["a", "c"]
