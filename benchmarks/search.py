@@ -205,7 +205,7 @@ def main():
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from common.db.search import CREATE_INDEX, DROP_INDEX
+    from common.db.search import COLUMN, CREATE_INDEX, DROP_INDEX, INDEX_NAME
     from common.db.sql import execute
     from labeling.models import Item, Project
     from labeling.selectors.items_explorer import ItemFilters, item_explore
@@ -234,7 +234,7 @@ def main():
         execute("VACUUM ANALYZE labeling_item")
         execute("VACUUM ANALYZE labeling_prediction")
         with connection.cursor() as cur:
-            cur.execute("SELECT pg_size_pretty(pg_relation_size('item_payload_fts'))")
+            cur.execute("SELECT pg_size_pretty(pg_relation_size(%s))", [INDEX_NAME])
             index_size = cur.fetchone()[0]
         rows.append([f"load {args.items:,} items + predictions (SQL)", f"{t_load:.1f} s", "", ""])
         rows.append(["build the GIN index", f"{t_index:.1f} s", index_size, ""])
@@ -246,11 +246,20 @@ def main():
             ("rare word", {"q": vocab[4000]}),
             ("two words", {"q": f"{vocab[30]} {vocab[200]}"}),
             ("phrase", {"q": f'"{vocab[10]} {vocab[20]}"'}),
+            ("rare phrase of medium words", {"q": f'"{vocab[60]} {vocab[30]}"'}),
+            ("phrase of frequent words", {"q": f'"{vocab[2]} {vocab[1]}"'}),
+            ("three-word phrase", {"q": f'"{vocab[1]} {vocab[10]} {vocab[20]}"'}),
+            ("partial word (no prefix search)", {"q": vocab[60][:3]}),
+            ("word or word", {"q": f"{vocab[200]} or {vocab[4000]}"}),
             ("word, -excluded", {"q": f"{vocab[60]} -{vocab[3]}"}),
             ("no match", {"q": "zzzznotaword"}),
             ("word + status=open", {"q": vocab[200], "status": "open"}),
             ("word + field.channel=c7", {"q": vocab[200], "field.channel": "c7"}),
             ("word, ordering=-confidence", {"q": vocab[200], "ordering": "-confidence"}),
+            (
+                "phrase + status=open, ordering=-priority",
+                {"q": f'"{vocab[10]} {vocab[20]}"', "status": "open", "ordering": "-priority"},
+            ),
             ("rare word, ordering=-updated", {"q": vocab[4000], "ordering": "-updated"}),
         ]
         total = Item.objects.filter(project=project)
@@ -258,8 +267,8 @@ def main():
         def matches(q):
             with connection.cursor() as cur:
                 cur.execute(
-                    "SELECT count(*) FROM labeling_item WHERE project_id = %s AND "
-                    "jsonb_to_tsvector('simple', payload, '[\"string\"]') @@ websearch_to_tsquery('simple', %s)",
+                    f"SELECT count(*) FROM labeling_item WHERE project_id = %s AND "
+                    f"{COLUMN} @@ websearch_to_tsquery('simple', %s)",
                     [project.pk, q],
                 )
                 return cur.fetchone()[0]

@@ -8,6 +8,7 @@ import pytest
 
 from bugqueue.services.tags import tags_seed
 from labeling.services.feedback_rollup import feedback_rollup_refresh
+from labeling.services.labels import label_add
 from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from tests.browser.conftest import login
@@ -178,3 +179,66 @@ def test_settings_form_error_in_words_next_to_the_field(page, live_server, world
     assert page.get_attribute("#auto-run", "aria-invalid") == "true"
     page.set_viewport_size({"width": 390, "height": 900})
     page.locator("#quality-settings").screenshot(path="/tmp/loupe-a11y-settings-error-390.png")
+
+
+# The innermost elements that reach past the viewport's right edge, to say what overflows.
+PAST_THE_EDGE_JS = """
+() => Array.from(document.body.querySelectorAll("*"))
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5 && e.getClientRects().length)
+  .filter(e => !Array.from(e.children).some(c => c.getBoundingClientRect().right > innerWidth + 0.5))
+  .slice(0, 5).map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)
+"""
+
+
+def phone_pages(project):
+    """Every page the top nav and the project tabs link to (a manager sees every tab), triage included."""
+    p = project.pk
+    return {
+        **pages(project),
+        "bugs of the project": f"/bugs?project={p}",
+        "triage, no bugs": f"/triage?project={p}",
+        "items": f"/projects/{p}/items",
+        "alerts": f"/projects/{p}/channels",
+        "export": f"/projects/{p}/export",
+        "import": f"/projects/{p}/import",
+        "settings": f"/projects/{p}/edit",
+        "delay, no traffic": f"/projects/{p}/delay",
+        "traffic project": f"/projects/{project.traffic.pk}/",
+    }
+
+
+# Cards whose content runs past their edge (content that scrolls inside a card is not counted).
+SPILLING_CARDS_JS = """
+() => Array.from(document.querySelectorAll(".card")).filter(c => c.getClientRects().length
+  && getComputedStyle(c).overflowX === "visible" && c.scrollWidth > c.clientWidth + 1).map(c => `${c.id}.${c.className}`)
+"""
+
+
+def test_no_page_scrolls_sideways_on_a_phone(page, live_server, world):
+    """At 390 px every page fits: wide tables scroll inside their card or stack, never the page, and
+    no card's content runs past its edge (a label with a long name and an unbroken guideline too)."""
+    project, manager = world
+    label_add(
+        project=project,
+        actor=manager,
+        key="shipping_address_mismatch_reported",
+        name="Shipping address mismatch reported by the customer",
+        guideline="See https://wiki.example.com/support/guidelines/shipping/address-mismatch-reported-by-customer",
+    )
+    login(page, live_server, manager)
+    too_wide = {}
+    for width, height in ((390, 844), (1280, 800)):
+        page.set_viewport_size({"width": width, "height": height})
+        for name, path in phone_pages(project).items():
+            page.goto(f"{live_server.url}{path}")
+            page.wait_for_load_state("networkidle")
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            if scroll > width:
+                too_wide[f"{name}@{width}"] = (scroll, page.evaluate(PAST_THE_EDGE_JS))
+            spilling = page.evaluate(SPILLING_CARDS_JS)
+            if spilling:
+                too_wide[f"{name}@{width}, cards"] = spilling
+            page.screenshot(
+                path=f"/tmp/loupe-phone-{name.replace(' ', '-').replace(',', '')}-{width}.png", full_page=True
+            )
+    assert not too_wide, too_wide
