@@ -27,6 +27,7 @@ from common.errors import ValidationFailed
 from labeling.models import Membership, Project
 from labeling.selectors.access import ANY_ROLE
 from labeling.selectors.blind import labels_visible_to
+from labeling.selectors.comments import comments_on_items
 
 BugTag = Bug.tags.through
 ORDERINGS = {
@@ -283,3 +284,14 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
         if bug.duplicate_of_id
         else None,
     }
+
+
+def bug_item_comments(*, bug: Bug, user) -> dict:
+    """The comments on the items of the bug's failures that the bug page shows `user` (blind
+    labeling: a failure hidden from them is not a way to its item's comments either), with labeling's
+    rule for who reads which comment (labeling.selectors.comments), in one query whatever the number
+    of items; and the items a comment can be posted on from the page (the failures listed there)."""
+    visibility = labels_visible_to(user=user, project=bug.project)
+    shown = FailureExample.objects.filter(bug=bug, item__isnull=False).filter(visibility.q("item__"))
+    comments, more = comments_on_items(user=user, project=bug.project, items=shown.values("item_id"))
+    return {"item_comments": comments, "item_comments_more": more}

@@ -17,6 +17,7 @@ from bugqueue.selectors.bugs import (
     bug_detail,
     bug_facets,
     bug_filters_parse,
+    bug_item_comments,
     bug_list,
     bug_settings_get,
     project_assignees,
@@ -108,12 +109,15 @@ def bug_queue(request):
 def bug_page(request, bug_id):
     bug = _page_bug(request, bug_id)
     detail = bug_detail(bug=bug, user=request.user)
+    comment_items = list({f.item_id: f.item for f in detail["failures"] if f.item is not None}.values())
     can_triage = bug.project.user_role in REVIEW_ROLES
     return render(
         request,
         "bugqueue/bug_detail.html",
         {
             **detail,
+            **bug_item_comments(bug=bug, user=request.user),
+            "comment_items": comment_items,
             "project": bug.project,
             "can_triage": can_triage,
             "statuses": BugStatus.choices,

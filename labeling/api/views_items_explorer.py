@@ -178,6 +178,13 @@ class ItemsBulkApi(ApiView):
             help_text='The list\'s query parameters as strings (e.g. {"q": "refund", "status": "open"}).',
         )
         value = serializers.IntegerField(required=False, help_text="The priority, for set_priority.")
+        reason = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=2000,
+            help_text="Why, for send_to_review: recorded with each item sent (shown on its page) with the caller.",
+        )
 
     class Output(serializers.Serializer):
         action = serializers.CharField()
@@ -191,9 +198,10 @@ class ItemsBulkApi(ApiView):
         operation_id="items_bulk",
         description="Managers: apply an action to items chosen by `ids` or by `filters` (the list's filters; at "
         f"most {MAX_ITEMS:,} items). set_priority sets `value`; send_to_review makes annotated open or resolved "
-        "items disputed; delete removes only items nobody worked on (no annotation, assignment, ground truth, "
+        "items disputed, recording who sent each and why (`reason`; as a quality run does); delete removes "
+        "only items nobody worked on (no annotation, assignment, ground truth, "
         "bug or dataset row), counting the others as skipped. add_to_dataset is the datasets API's "
-        "(POST /api/datasets/{id}/items with external ids) and is refused here.",
+        "(POST /api/datasets/{id}/versions with the items' external ids in `add`) and is refused here.",
     )
     def post(self, request, project_id):
         project = access_project(user=request.user, project_id=project_id, roles=MANAGER_ROLES)
@@ -233,7 +241,14 @@ class ItemsBulkApi(ApiView):
                     f"The filters match more than {MAX_ITEMS:,} items; narrow them.",
                     fields={"filters": ["Too many items."]},
                 )
-        result = items_bulk_apply(project=project, item_ids=ids, action=action, value=data.get("value"))
+        result = items_bulk_apply(
+            project=project,
+            item_ids=ids,
+            action=action,
+            value=data.get("value"),
+            actor=request.user,
+            reason=data["reason"],
+        )
         return Response(result.as_dict())
 
 

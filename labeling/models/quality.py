@@ -23,6 +23,7 @@ __all__ = [
     "QualitySettings",
     "QualityTrigger",
     "REVIEW_OUTCOMES",
+    "ReviewSend",
 ]
 
 
@@ -196,3 +197,26 @@ class QualitySettings(models.Model):
     # New disputed items since the last automatic or manual run was queued; changed only with F().
     disputed_since_run = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class ReviewSend(models.Model):
+    """Append-only: an item sent to the review queue (made disputed) by a quality run or by a person,
+    from which status, by whom and why (labeling.services.quality.review writes it in the same
+    transaction as the move; the item page shows it)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_sends", db_index=False)
+    from_status = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=64)  # "explorer", "quality-run:<id>"
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["item_id", "id"]
+        indexes = [
+            models.Index(fields=["item", "id"], name="review_send_item"),
+            models.Index(fields=["project", "created_at"], name="review_send_project_time"),
+        ]

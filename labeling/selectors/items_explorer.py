@@ -178,7 +178,7 @@ def item_detail(*, project, user, item_id: int):
     """One item of the project with everything the item page shows, blind rules applied: its
     annotations (an annotator whose item is still open sees only their own), predictions and label
     history (empty for them). None when the item is not in the project."""
-    from labeling.models import LabelChange
+    from labeling.models import LabelChange, ReviewSend
 
     item = Item.objects.filter(project=project, pk=item_id).annotate(reopen_requested=reopen_pending()).first()
     if item is None:
@@ -195,6 +195,10 @@ def item_detail(*, project, user, item_id: int):
         "predictions": list(item.predictions.order_by("-predicted_at", "-id")) if visible else [],
         "ground_truth": GroundTruth.objects.filter(item=item).select_related("decided_by").first() if visible else None,
         "history": list(LabelChange.objects.filter(item_id=item.pk).select_related("actor").order_by("seq"))
+        if visible
+        else [],
+        # Who sent the item to review, when and why (newest first; with the labels: a reason may name them).
+        "review_sends": list(ReviewSend.objects.filter(item_id=item.pk).select_related("actor").order_by("-id")[:20])
         if visible
         else [],
     }

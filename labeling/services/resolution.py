@@ -33,6 +33,7 @@ from labeling.models import (
     QualityItemResult,
     QualityRun,
     QualityRunStatus,
+    ReviewSend,
     reopen_pending,
 )
 from labeling.services.ground_truth import GroundTruthChange, ground_truth_set
@@ -111,8 +112,8 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
     """Reviewable items, locked one at a time with SKIP LOCKED: first those the latest run sent to
     review (or found changed after its snapshot), lowest consensus quality first (walking the
     quality_result_review index), then, oldest first, the others: conflicts, items annotated since
-    that run's snapshot (disputed since), items newer than the run. Before any run, every
-    reviewable item, oldest first.
+    that run's snapshot (disputed since), items newer than the run, items sent to review since its
+    snapshot (labeling.services.quality.review). Before any run, every reviewable item, oldest first.
 
     No walk passes over the items waiting for one more annotation (ReopenRequest, stored as
     disputed; after a backlog run, most of the disputed items): each source only holds items that
@@ -158,7 +159,10 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
                 break
             excluded.append(result.item_id)
             yield result.item
-        since = QualityRun.objects.filter(pk=run_id).values_list("snapshot_max_annotation_id", flat=True).first() or 0
+        since, snapshot_at = QualityRun.objects.filter(pk=run_id).values_list(
+            "snapshot_max_annotation_id", "snapshot_at"
+        ).first() or (0, None)
+        since = since or 0
         last_scored = (
             QualityItemResult.objects.filter(run_id=run_id)
             .order_by("-item_id")
@@ -171,6 +175,9 @@ def _candidates(*, project, reviewer, run_id, now, attempts: int = 20):
             reviewable.filter(pk__in=Annotation.objects.filter(project_id=project.pk, pk__gt=since).values("item_id")),
             reviewable.filter(pk__gt=last_scored),  # items newer than the run (made reviewable some other way)
         ]
+        if snapshot_at is not None:  # sent to review since the run's snapshot (by a manager, the explorer)
+            sent = ReviewSend.objects.filter(project_id=project.pk, created_at__gte=snapshot_at).values("item_id")
+            sources.append(reviewable.filter(pk__in=sent))
     for source in sources:
         for _ in range(attempts):
             item = (

@@ -20,6 +20,7 @@ from labeling.api.views_items_explorer import FIELD_PREFIX, ORDERING_CHOICES, fi
 from labeling.models import ItemStatus, Role
 from labeling.selectors.items_explorer import item_detail, item_explore
 from labeling.selectors.projects import project_labels
+from labeling.services.items_bulk import MAX_ITEMS
 from labeling.views.projects import page_project
 
 PAGE_SIZE = 50
@@ -131,6 +132,7 @@ def items_page(request, project_id):
             "statuses": ItemStatus.choices,
             "labels": project_labels(project=project),
             "is_manager": request.user.is_staff or project.user_role == Role.MANAGER,
+            "bulk_cap": f"{MAX_ITEMS:,}",
             "filtered": bool(filter_params),
             "advanced": any(k != "q" for k in filter_params),
         },

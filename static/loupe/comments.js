@@ -1,6 +1,8 @@
 // Comments on an item: fills every #item-comments / .item-comments[data-item] container with the
 // comments the reader may see (GET /api/items/{id}/comments) and a form to post one (Ctrl+Enter
 // posts; @username mentions a project member, who gets an email). The author may delete their own.
+// Pages that add a container later call window.LoupeComments.mount(container); a posted comment
+// announces itself with a bubbling "loupe:comment-posted" event ({detail: {item}}).
 (function () {
   "use strict";
 
@@ -110,6 +112,7 @@
         area.value = "";
         show("");
         load();
+        box.dispatchEvent(new CustomEvent("loupe:comment-posted", { bubbles: true, detail: { item: item } }));
       } else show(errorText(out.res, out.data));
     });
     area.addEventListener("keydown", function (e) {
@@ -120,6 +123,7 @@
   }
 
   function mountAll() { document.querySelectorAll("#item-comments[data-item], .item-comments[data-item]").forEach(mount); }
+  window.LoupeComments = { mount: mount };
   mountAll();
   document.addEventListener("htmx:afterSwap", mountAll);
 })();

@@ -113,3 +113,74 @@ def test_phone_width(page, live_server):
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     page.screenshot(path="/tmp/loupe-item-390.png", full_page=True)
+
+
+def test_add_selected_and_all_matching_items_to_a_dataset(page, live_server):
+    """A manager adds ticked rows to a new dataset (an item without ground truth is refused, then
+    left out on request), then every item matching the filter (more than a page) to the same one;
+    each time a new version holds the items with their ground truth, shown on the datasets page."""
+    from bugqueue.models import Dataset, DatasetMember
+    from labeling.services.ground_truth import ground_truth_set
+
+    manager = UserFactory()
+    project = ProjectFactory(creator=manager, name="Support tickets")
+    items_ingest(
+        project=project,
+        rows=[{"external_id": f"ticket-{i:03d}", "payload": {"text": f"refund request {i}"}} for i in range(55)]
+        + [{"external_id": "other", "payload": {"text": "dark mode please"}}],
+    )
+    for item in Item.objects.filter(project=project).exclude(external_id="ticket-001"):
+        ground_truth_set(item=item, label="neg" if item.pk % 2 else "pos", method="imported")
+
+    login(page, live_server, manager)
+    page.goto(f"{live_server.url}/projects/{project.pk}/items?q=refund")
+    page.wait_for_selector("#ix-table")
+    page.wait_for_load_state("load")
+    assert page.locator("tr.ix-row").count() == 50
+    page.check("input.ix-pick[data-external='ticket-000']")
+    page.check("input.ix-pick[data-external='ticket-001']")
+    assert page.is_hidden("#ix-match-all")  # only once the whole page is ticked
+    page.click("#ix-ds-open")
+    page.wait_for_selector("#ix-ds-dialog[open]")
+    assert page.inner_text("#ix-ds-scope") == "2 selected item(s)."
+    page.wait_for_selector("#ix-ds-choice option[value=new]", state="attached")
+    assert page.input_value("#ix-ds-choice") == "new"  # no dataset yet: create one
+    page.fill("#ix-ds-name", "Refund regressions")
+    page.click("#ix-ds-add")
+    page.wait_for_selector("#ix-ds-error:has-text('without ground truth')")
+    assert "ticket-001" in page.inner_text("#ix-ds-error")
+    dataset = Dataset.objects.get(project=project, name="Refund regressions")
+    assert dataset.latest_version == 0  # refused: nothing written
+    page.click("#ix-ds-skip")
+    page.wait_for_selector("#ix-ds-done")
+    assert "Refund regressions v1" in page.inner_text("#ix-ds-done")
+    assert "ticket-001" in page.inner_text("#ix-ds-result")  # said to be left out
+    labels = dict(Item.objects.filter(project=project).values_list("pk", "ground_truth__label"))
+    v1 = list(
+        DatasetMember.objects.filter(dataset=dataset, added_in=1).values_list("item__external_id", "item_id", "label")
+    )
+    assert [(e, lab) for e, _, lab in v1] == [("ticket-000", labels[v1[0][1]])]
+    page.click("#ix-ds-close")
+
+    # Every item matching the filter: more than this page.
+    page.check("#ix-all")
+    page.click("#ix-match-all")
+    assert page.inner_text("#ix-selected") == "All matching"
+    page.click("#ix-ds-open")
+    page.wait_for_selector(f"#ix-ds-choice option[value='{dataset.pk}']", state="attached")
+    assert page.input_value("#ix-ds-choice") == str(dataset.pk)
+    assert "Every item matching the filter" in page.inner_text("#ix-ds-scope")
+    page.click("#ix-ds-add")
+    page.wait_for_selector("#ix-ds-skip:visible")
+    page.click("#ix-ds-skip")
+    page.wait_for_selector("#ix-ds-done")
+    assert "Refund regressions v2" in page.inner_text("#ix-ds-done")
+    page.screenshot(path="/tmp/loupe-items-add-to-dataset.png", full_page=True)
+    v2 = dict(DatasetMember.objects.filter(dataset=dataset, added_in=2).values_list("item_id", "label"))
+    assert len(v2) == 53 and all(labels[pk] == label for pk, label in v2.items())
+    assert not DatasetMember.objects.filter(dataset=dataset, item__external_id__in=["other", "ticket-001"]).exists()
+
+    page.click("#ix-ds-link")
+    page.wait_for_url(f"**/projects/{project.pk}/datasets#dataset-{dataset.pk}")
+    page.wait_for_selector(f"#dataset-{dataset.pk} tr.version[data-number='2']")
+    assert "Added from the item explorer" in page.inner_text(f"#dataset-{dataset.pk}")

@@ -38,6 +38,7 @@ from labeling.models import (
 )
 from labeling.services.ground_truth import Decision, ground_truth_set_many
 from labeling.services.quality.plan import Plan
+from labeling.services.quality.review import review_sends_record
 from labeling.services.quality.snapshot import STATUSES, Snapshot
 from labeling.stats import consensus
 
@@ -121,8 +122,13 @@ def _apply_plan(run, snap: Snapshot, scores: consensus.CrowdScores, plan: Plan, 
             queue_order=run.project.queue_order,
         )
     moved = np.nonzero(review & (snap.status != ItemStatus.DISPUTED))[0]  # a doubted single label goes to review
+    sent = {
+        "actor": run.requested_by,
+        "source": f"quality-run:{run.pk}",
+        "reason": f"Quality run #{run.pk} doubted the label: a reviewer decides.",
+    }
     for idx in _chunks(moved, 4 * WRITE_CHUNK):
-        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.DISPUTED)
+        stale[idx] = _set_status_chunk(snap, idx, status=ItemStatus.DISPUTED, sent=sent)
     return stale
 
 
@@ -301,11 +307,12 @@ def _request_chunk(snap, idx, *, rank: np.ndarray, replace: bool, stale: np.ndar
 
 
 def _set_status_chunk(
-    snap, idx, *, status: str, reopen_rank: np.ndarray | None = None, queue_order: str = ""
+    snap, idx, *, status: str, reopen_rank: np.ndarray | None = None, queue_order: str = "", sent: dict | None = None
 ) -> np.ndarray:
     """Move items to `status` (reopen: one more annotation, served in `reopen_rank` order, then in the
     project's `queue_order`) unless they changed since the snapshot; returns the stale mask. On
-    PostgreSQL one compare-and-set UPDATE.
+    PostgreSQL one compare-and-set UPDATE. `sent` (actor, source, reason): the move sends the items to
+    review, recorded in the same transaction (labeling.services.quality.review).
 
     Multi-row writers take item row locks in primary-key order, so that two of them never deadlock.
     The UPDATE takes its locks as it goes, in the order of its plan: a nested loop over the moves,
@@ -314,22 +321,38 @@ def _set_status_chunk(
     and done again with the locks taken first (common.db.locks.lock_rows)."""
     try:
         return _set_status_once(
-            snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=False
+            snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=False, sent=sent
         )
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED:
             raise
         logger.warning("quality run: deadlock moving %s items; retrying with locks taken first", len(idx))
         return _set_status_once(
-            snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=True
+            snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=True, sent=sent
         )
 
 
 @transaction.atomic
 def _set_status_once(
-    snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool
+    snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool, sent=None
 ) -> np.ndarray:
     _commit_without_waiting()
+    stale = _set_status_rows(
+        snap, idx, status=status, reopen_rank=reopen_rank, queue_order=queue_order, lock_first=lock_first
+    )
+    if sent is not None:
+        moved = ~stale
+        review_sends_record(
+            project_id=snap.project_id,
+            moves=zip(snap.item_ids[idx][moved].tolist(), snap.status[idx][moved].tolist()),
+            **sent,
+        )
+    return stale
+
+
+def _set_status_rows(
+    snap, idx, *, status: str, reopen_rank: np.ndarray | None, queue_order: str, lock_first: bool
+) -> np.ndarray:
     now = timezone.now()
     ids = snap.item_ids[idx]
     if is_postgres():

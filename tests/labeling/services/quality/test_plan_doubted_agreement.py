@@ -4,7 +4,7 @@ its ground truth until then, and the reviewer's decision settles it."""
 import numpy as np
 import pytest
 
-from labeling.models import GroundTruth, Item, QualityItemResult, ReopenRequest
+from labeling.models import GroundTruth, Item, QualityItemResult, ReopenRequest, ReviewSend
 from labeling.services.quality.plan import plan_outcomes
 from labeling.services.quality.snapshot import Snapshot
 from labeling.services.resolution import item_resolve, review_next
@@ -127,6 +127,10 @@ def test_no_unanimous_label_the_consensus_rejects_is_kept_silently():
     assert set(GroundTruth.objects.filter(item_id__in=doubted).values_list("method", flat=True)) == {"unanimous"}
     assert set(Item.objects.filter(pk__in=doubted).values_list("status", flat=True)) == {"disputed"}
     assert run.to_review == QualityItemResult.objects.filter(run=run, outcome="review").count()
+    # Each move to review left its record: from which status, by which run, why.
+    sends = list(ReviewSend.objects.filter(item_id__in=doubted).values_list("item_id", "from_status", "source"))
+    assert sorted(sends) == sorted((pk, "resolved", f"quality-run:{run.pk}") for pk in doubted)
+    assert all(f"Quality run #{run.pk}" in r for r in ReviewSend.objects.values_list("reason", flat=True))
 
     # A later run leaves them waiting for the reviewer (never reopened for more annotations).
     later = results_by_item(run_now(project))
