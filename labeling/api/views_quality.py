@@ -19,7 +19,8 @@ from labeling.models import AcceptMode, QualityOutcome
 from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.services.quality.runs import quality_run_request, quality_settings_update
-from labeling.services.resolution import item_resolve, item_resolve_undo, review_next, review_skip
+from labeling.services.resolution import item_resolve, review_next, review_skip
+from labeling.services.review_undo import item_resolve_undo
 
 CONFLICT = {409: ErrorSerializer}
 

@@ -22,11 +22,12 @@ from labeling.models import (
     Role,
 )
 from labeling.selectors.export import label_history_bounds, label_history_pages
-from labeling.services import resolution
+from labeling.services import review_undo
 from labeling.services.export import encode_delta
 from labeling.services.ground_truth import ground_truth_set
 from labeling.services.quality.runs import quality_decisions
-from labeling.services.resolution import item_resolve, item_resolve_undo, review_next
+from labeling.services.resolution import item_resolve, review_next
+from labeling.services.review_undo import item_resolve_undo
 from tests.labeling.factories import UserFactory, add_member
 from tests.labeling.services.test_resolution import disputed_project, reviewer_of
 
@@ -106,7 +107,7 @@ def test_undo_conflicts_twice_when_nothing_to_undo_after_the_window_and_after_a_
 
     item_resolve(item=items[1], reviewer=reviewer, label="c1")
     later = timezone.now() + timedelta(seconds=settings.LOUPE_REVIEW_UNDO_SECONDS + 1)
-    with mock.patch.object(resolution.timezone, "now", return_value=later):
+    with mock.patch.object(review_undo.timezone, "now", return_value=later):
         with pytest.raises(Conflict) as exc:
             item_resolve_undo(item=items[1], user=reviewer)
     assert exc.value.code == "undo_expired" and "Too late to undo" in exc.value.message
