@@ -234,8 +234,11 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
     if errors:
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
 
-    item = Item.objects.select_for_update().get(pk=item.pk)
-    previous = GroundTruth.objects.filter(item=item).first()
+    item = Item.objects.select_for_update(of=("self",)).select_related("ground_truth").get(pk=item.pk)
+    try:
+        previous = item.ground_truth
+    except GroundTruth.DoesNotExist:
+        previous = None
     unchanged = previous is not None and previous.label == label and previous.method == GroundTruthMethod.ADJUDICATED
     agreeing = list(
         Annotation.objects.filter(item=item, label=label)
