@@ -4,6 +4,7 @@ Every change of an item's ground truth appends a LabelChange with a per-project 
 one counter row per project as the *last* write of the transaction: its row lock is held until
 commit, so numbers become visible in commit order and a reader paging with `since=<seq>` never
 skips a change that commits late (an auto-increment id, allocated before commit, would).
+A withdrawn label (ground_truth_retract) is a change too: label "", method "retracted".
 
 Raw SQL: the counter is taken with UPDATE ... RETURNING, and large batches on PostgreSQL upsert
 from a COPY with INSERT ... ON CONFLICT; the ORM says neither (nor an id list as one array).
