@@ -81,10 +81,10 @@ def item_resolve_undo(*, item: Item, user) -> Undo:
             "The item's label changed after this decision, so it can no longer be undone.", code="changed_since"
         )
 
-    revision, kept = _guideline_revert(decision=decision, user=user, item=item)
-    lease = None
+    lease = None  # leases before the label's row, as item_resolve (labeling.services lock order)
     if decision.previous_status in REVIEWABLE:
         lease = _lease_again(item=item, user=user, now=now)
+    revision, kept = _guideline_revert(decision=decision, user=user, item=item)
     ReviewDecision.objects.filter(pk=decision.pk).update(undone_at=now, undone_by=user)
     # Last: the change takes the label sequence (see labeling.services.ground_truth).
     if decision.previous_label:
