@@ -22,6 +22,7 @@ from labeling.models import (
     GroundTruthMethod,
     GuidelineRevision,
     Item,
+    LabelChange,
     LabelClass,
     ReviewDecision,
     Role,
@@ -88,12 +89,20 @@ def item_resolve_undo(*, item: Item, user) -> Undo:
     ReviewDecision.objects.filter(pk=decision.pk).update(undone_at=now, undone_by=user)
     # Last: the change takes the label sequence (see labeling.services.ground_truth).
     if decision.previous_label:
+        annotators, model_version = (
+            LabelChange.objects.filter(item=item, label=decision.previous_label, method=decision.previous_method)
+            .order_by("-seq")
+            .values_list("annotators", "model_version")
+            .first()
+        ) or ([], "")
         change = ground_truth_set(
             item=item,
             label=decision.previous_label,
             method=decision.previous_method,
             actor=user,
             score=decision.previous_score,
+            annotators=annotators or (),
+            model_version=model_version,
             note=decision.previous_note,
             source=decision.previous_source,
             status=decision.previous_status,

@@ -70,7 +70,14 @@ def test_undo_restores_the_previous_ground_truth_and_conflict_status():
     item = items[0]
     imported_at = timezone.now() - timedelta(days=3)
     ground_truth_set(
-        item=item, label="c0", method="imported", source="crm", status=ItemStatus.CONFLICT, decided_at=imported_at
+        item=item,
+        label="c0",
+        method="imported",
+        source="crm",
+        model_version="v9",
+        annotators=(1234,),
+        status=ItemStatus.CONFLICT,
+        decided_at=imported_at,
     )
     reviewer = reviewer_of(project)
     res = item_resolve(item=Item.objects.get(pk=item.pk), reviewer=reviewer, label="c2")
@@ -86,6 +93,8 @@ def test_undo_restores_the_previous_ground_truth_and_conflict_status():
         (res.change.seq, "c2", "c0", "adjudicated"),
         (res.change.seq + 1, "c0", "c2", "imported"),
     ]
+    restored = LabelChange.objects.get(item=item, seq=undo.change.seq)
+    assert (restored.annotators, restored.model_version, restored.actor_id) == ([1234], "v9", reviewer.pk)
     assert undo.lease is not None and undo.lease.status == "active"
 
 
