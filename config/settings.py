@@ -252,6 +252,8 @@ LOGGING = {
 # --- quality runs (labeling.services.quality) -------------------------------------------------
 LOUPE_QUALITY_RUN_TIMEOUT = env.int("LOUPE_QUALITY_RUN_TIMEOUT", default=3600)
 LOUPE_QUALITY_KEEP_RESULTS_RUNS = env.int("LOUPE_QUALITY_KEEP_RESULTS_RUNS", default=5)
+# How long a reviewer may undo a decision (POST /api/items/{id}/resolve/undo), in seconds.
+LOUPE_REVIEW_UNDO_SECONDS = env.int("LOUPE_REVIEW_UNDO_SECONDS", default=600)
 
 # --- authentication: expiring tokens, login lockout, shared cache ---------------------------------
 # API tokens are django-rest-knox tokens (stored hashed, one per login, with an expiry) in Loupe's own

@@ -21,6 +21,7 @@ urlpatterns = [
         name="review-resolve",
     ),
     path("projects/<int:project_id>/review/items/<int:item_id>/skip", quality.review_skip_view, name="review-skip"),
+    path("projects/<int:project_id>/review/items/<int:item_id>/undo", quality.review_undo_view, name="review-undo"),
     path("projects/<int:project_id>/quality", quality.quality_page, name="quality"),
     path("projects/<int:project_id>/quality/agreement", quality.quality_agreement_panel, name="quality-agreement"),
     path("projects/<int:project_id>/quality/annotators", quality.quality_annotators_panel, name="quality-annotators"),

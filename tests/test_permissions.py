@@ -281,6 +281,9 @@ TABLE = [
         "/evaluations/{evaluation}/datasets/{dataset}/failures",
         "302 404 200 200 200 404 200",
     ),
+    # Undoing a review decision: `hidden` has imported ground truth and no decision to undo (409).
+    (API, "POST", "api-item-resolve-undo", "/api/items/{hidden}/resolve/undo", "401 404 403 409 409 404 409"),
+    (PAGE, "POST", "review-undo", "/projects/{p}/review/items/{hidden}/undo", "302 404 403 200 200 404 200"),
 ]
 
 

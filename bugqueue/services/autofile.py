@@ -79,7 +79,7 @@ def _file_batch(*, project_id: int, batch_size: int):
             .values_list("item_id", "item__external_id", "model_version", "label", "predicted_at")
         ):
             seq, truth = newest[item_id]
-            if predicted != truth:
+            if truth and predicted != truth:  # "" is a retraction: the item has no ground truth again
                 groups[(mv, predicted, truth)].append(
                     FailureData(
                         item_id=item_id,

@@ -62,6 +62,7 @@ urlpatterns += [
     path("projects/<int:project_id>/review/next", views_quality.ReviewNextApi.as_view(), name="api-review-next"),
     path("items/<int:item_id>/review/skip", views_quality.ReviewSkipApi.as_view(), name="api-review-skip"),
     path("items/<int:item_id>/resolve", views_quality.ItemResolveApi.as_view(), name="api-item-resolve"),
+    path("items/<int:item_id>/resolve/undo", views_quality.ItemResolveUndoApi.as_view(), name="api-item-resolve-undo"),
     path("projects/<int:project_id>/annotators", views_quality.AnnotatorListApi.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/agreement", views_quality.AgreementApi.as_view(), name="api-agreement"),
 ]

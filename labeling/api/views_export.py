@@ -47,7 +47,9 @@ JSON_PAGE_MAX = 10_000
 class LabelRowOutput(serializers.Serializer):
     seq = serializers.IntegerField()
     external_id = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField(
+        allow_blank=True, help_text="Empty when a decision was withdrawn (method `retracted`): drop the item."
+    )
     previous_label = serializers.CharField(allow_null=True)
     method = serializers.CharField()
     score = serializers.FloatField(allow_null=True)

@@ -20,6 +20,7 @@ from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 from labeling.services.quality.runs import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip
+from labeling.services.review_undo import item_resolve_undo
 
 CONFLICT = {409: ErrorSerializer}
 
@@ -310,7 +311,8 @@ class ItemResolveApi(ApiView):
         operation_id="items_resolve",
         description="Decide an item's label (reviewer or manager): ground truth with method `adjudicated`, "
         "the reviewer and the note, in the label history. `append_to_guideline` adds the note to the "
-        "label's guideline (a new guideline revision).",
+        "label's guideline (a new guideline revision). The decision can be undone for "
+        "`LOUPE_REVIEW_UNDO_SECONDS` (600 by default) with POST /api/items/{id}/resolve/undo.",
     )
     def post(self, request, item_id):
         item = sq.access_item(user=request.user, item_id=item_id, roles=REVIEW_ROLES)
@@ -325,6 +327,54 @@ class ItemResolveApi(ApiView):
                     "method": "adjudicated",
                     "seq": res.change.seq if res.change else None,
                     "guideline_revision_id": res.guideline_revision.pk if res.guideline_revision else None,
+                }
+            ).data
+        )
+
+
+class ItemResolveUndoApi(ApiView):
+    class Output(serializers.Serializer):
+        item_id = serializers.IntegerField()
+        undone_label = serializers.CharField(help_text="The label the undone decision had set.")
+        label = serializers.CharField(
+            allow_null=True, help_text="The item's ground truth again: the previous label, or null when it had none."
+        )
+        method = serializers.CharField(help_text="The restored label's method, or `retracted`.")
+        seq = serializers.IntegerField(help_text="Label-history sequence number of the change the undo appended.")
+        status = serializers.CharField(help_text="The item's status again (`disputed` or `conflict`: reviewable).")
+        guideline_revision_id = serializers.IntegerField(
+            allow_null=True, help_text="The revision that took the decision's note out of the guideline."
+        )
+        guideline_kept = serializers.CharField(
+            help_text="Why the decision's note stayed in the guideline (edited since); empty otherwise."
+        )
+
+    @extend_schema(
+        request=None,
+        responses={200: Output, **ERRORS, **CONFLICT},
+        operation_id="items_resolve_undo",
+        description="Undo the latest decision on an item, within `LOUPE_REVIEW_UNDO_SECONDS` of it (600 by "
+        "default), by the reviewer who made it or a manager. The label history stays append-only: the undo "
+        "appends the previous ground truth again, or, when there was none, a retraction (label empty, method "
+        "`retracted`; the item is disputed again). A note the decision appended to a guideline is taken out "
+        "with a new revision unless the guideline changed since (`guideline_kept` says so). The item becomes "
+        "the caller's current review lease. 409 `nothing_to_undo`, `already_undone`, `undo_expired` (too late), "
+        "`changed_since` (the label changed after the decision).",
+    )
+    def post(self, request, item_id):
+        item = sq.access_item(user=request.user, item_id=item_id, roles=REVIEW_ROLES)
+        undo = item_resolve_undo(item=item, user=request.user)
+        return Response(
+            self.Output(
+                {
+                    "item_id": undo.item_id,
+                    "undone_label": undo.undone_label,
+                    "label": undo.change.label or None,
+                    "method": undo.change.method,
+                    "seq": undo.change.seq,
+                    "status": undo.status,
+                    "guideline_revision_id": undo.guideline_revision.pk if undo.guideline_revision else None,
+                    "guideline_kept": undo.guideline_kept,
                 }
             ).data
         )

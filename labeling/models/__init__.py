@@ -47,5 +47,6 @@ from .imports import ImportFormat, ImportJob, ImportRejection, ImportStatus  # n
 from .quality import *  # noqa: F401,F403,E402
 from .queue import REOPEN_VALID_SQL, AnnotatorProgress, ReopenRequest, reopen_pending, reopen_requested  # noqa: F401
 from .registry import GATED_STAGES, ModelStageChange, ModelVersion, Stage  # noqa: F401,E402
+from .review import ReviewDecision  # noqa: F401,E402
 from .similarity import SimilarityIndex, SimilaritySegment  # noqa: F401,E402
 from .work import DeferredTask  # noqa: F401,E402

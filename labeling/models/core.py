@@ -399,6 +399,8 @@ class GroundTruthMethod(models.TextChoices):
     CONSENSUS = "consensus", "Consensus (cleanlab)"
     ADJUDICATED = "adjudicated", "Adjudicated by a reviewer"
     IMPORTED = "imported", "Imported from production"
+    # Only in the label history: a reviewer's decision was undone and the item has no ground truth again.
+    RETRACTED = "retracted", "Retracted (a decision was undone)"
 
 
 class GroundTruth(models.Model):

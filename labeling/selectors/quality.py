@@ -12,12 +12,15 @@ median seconds per annotator uses PostgreSQL's percentile_cont, which the ORM ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F
+from django.db.models import Count, Exists, F, OuterRef
 from django.db.models.functions import Floor
+from django.utils import timezone
 
 from common.db import is_postgres
 from common.db.columns import read_columns
@@ -39,6 +42,7 @@ from labeling.models import (
     QualityRun,
     QualityRunStatus,
     QualitySettings,
+    ReviewDecision,
     reopen_pending,
 )
 from labeling.selectors.access import ANY_ROLE, access_project
@@ -376,3 +380,42 @@ def _median_seconds(project) -> dict:
     if not len(cols["annotator_id"]):
         return {}
     return pd.Series(cols["seconds"]).groupby(cols["annotator_id"]).median().to_dict()
+
+
+@dataclass(frozen=True)
+class RecentDecision:
+    item_id: int
+    external_id: str
+    label: str
+    label_name: str
+    decided_at: object
+    expires_at: object  # when it can no longer be undone
+    seconds_left: int
+
+
+def review_recent_decisions(*, project, reviewer, limit: int = 5) -> list[RecentDecision]:
+    """The reviewer's latest decisions in the project that can still be undone (within
+    LOUPE_REVIEW_UNDO_SECONDS, not undone, still the item's latest decision), newest first. A
+    decision the label changed after still shows: its undo answers why not."""
+    window, now = timedelta(seconds=settings.LOUPE_REVIEW_UNDO_SECONDS), timezone.now()
+    rows = (
+        ReviewDecision.objects.filter(
+            item__project=project, reviewer=reviewer, undone_at__isnull=True, decided_at__gt=now - window
+        )
+        .exclude(Exists(ReviewDecision.objects.filter(item=OuterRef("item"), pk__gt=OuterRef("pk"))))
+        .select_related("item")
+        .order_by("-id")[:limit]
+    )
+    names = dict(LabelClass.objects.filter(project=project).values_list("key", "name"))
+    return [
+        RecentDecision(
+            d.item_id,
+            d.item.external_id,
+            d.label,
+            names.get(d.label, d.label),
+            d.decided_at,
+            d.decided_at + window,
+            max(0, int((d.decided_at + window - now).total_seconds())),
+        )
+        for d in rows
+    ]

@@ -128,7 +128,11 @@ def encode_delta(
       the same object with every row of the range).
 
     Row keys: seq, external_id, label, previous_label (null for the first label), method, score,
-    model_version (JSON only when set), annotators (usernames), changed_at (ISO 8601 UTC)."""
+    model_version (JSON only when set), annotators (usernames), changed_at (ISO 8601 UTC).
+
+    A retraction row: label is empty ("") and method is `retracted` when a decision was withdrawn
+    (a reviewer's undo; previous_label is the withdrawn label): drop the item. A compact delta keeps
+    it as the item's last change in the range."""
     n = 0
     if fmt == ExportFormat.CSV:
         buf = io.StringIO()

@@ -4,6 +4,7 @@ Every change of an item's ground truth appends a LabelChange with a per-project 
 one counter row per project as the *last* write of the transaction: its row lock is held until
 commit, so numbers become visible in commit order and a reader paging with `since=<seq>` never
 skips a change that commits late (an auto-increment id, allocated before commit, would).
+A withdrawn label (ground_truth_retract) is a change too: label "", method "retracted".
 
 Raw SQL: the counter is taken with UPDATE ... RETURNING, and large batches on PostgreSQL upsert
 from a COPY with INSERT ... ON CONFLICT; the ORM says neither (nor an id list as one array).
@@ -24,7 +25,7 @@ from common.db.columns import array_literal
 from common.db.copy import copy_rows
 from common.db.locks import lock_rows
 from common.db.sql import execute, execute_many, fetchone, table
-from labeling.models import GroundTruth, Item, ItemStatus, LabelChange, LabelSequence
+from labeling.models import GroundTruth, GroundTruthMethod, Item, ItemStatus, LabelChange, LabelSequence
 from labeling.signals import ground_truth_changed
 
 
@@ -40,6 +41,7 @@ class Decision:
     model_version: str = ""
     arrived_at: datetime | None = None  # when the truth was observed (imports); defaults to now
     status: str = ItemStatus.RESOLVED
+    decided_at: datetime | None = None  # when the decision was made (a restored one keeps its own); defaults to now
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,20 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     for status, ids in by_status.items():
         Item.objects.filter(_items_in(ids, bulk=bulk)).update(status=status, updated_at=now)
 
+    return _append_history(
+        project_id=project_id, pending=pending, external_ids=external_ids, actor=actor, now=now, bulk=bulk
+    )
+
+
+def _append_history(
+    *, project_id: int, pending: list, external_ids: dict, actor, now, bulk: bool
+) -> list[GroundTruthChange]:
+    """Append one LabelChange per (Decision, previous label) of `pending`, numbered from the project's
+    counter. This is the transaction's last write (see the module doc): callers write everything else
+    first. Announces the changes after commit; returns them in seq order."""
     if not pending:
         return []
-    first = label_seq_reserve(project_id=project_id, count=len(pending))  # last write: see module doc
+    first = label_seq_reserve(project_id=project_id, count=len(pending))
     if bulk:
         actor_id = actor.pk if actor is not None else None
         copy_rows(
@@ -181,6 +194,33 @@ def ground_truth_set_many(*, project_id: int, decisions: list[Decision], actor=N
     return changes
 
 
+@transaction.atomic
+def ground_truth_retract(
+    *, item: Item, actor=None, status: str = ItemStatus.DISPUTED, note: str = "", source: str = ""
+) -> GroundTruthChange | None:
+    """Withdraw an item's ground truth: its GroundTruth row is deleted, the item takes `status`, and the
+    history gets a retraction (label "", previous_label the withdrawn label, method "retracted"). None
+    when the item has no ground truth (nothing is written)."""
+    lock_rows(Item.objects.filter(pk=item.pk))
+    row = Item.objects.filter(pk=item.pk).values_list("project_id", "external_id", "ground_truth__label").first()
+    if row is None or row[2] is None:
+        return None
+    project_id, external_id, label = row
+    now = timezone.now()
+    GroundTruth.objects.filter(item_id=item.pk).delete()
+    Item.objects.filter(pk=item.pk).update(status=status, updated_at=now)
+    retraction = Decision(item.pk, "", GroundTruthMethod.RETRACTED, note=note, source=source, status=status)
+    changes = _append_history(
+        project_id=project_id,
+        pending=[(retraction, label)],
+        external_ids={item.pk: external_id},
+        actor=actor,
+        now=now,
+        bulk=False,
+    )
+    return changes[0]
+
+
 _CHANGE_COLUMNS = [
     "project_id",
     "seq",
@@ -219,7 +259,7 @@ def _write_ground_truth(*, decisions: list[Decision], existing: set, actor, now,
             method=d.method,
             score=d.score,
             decided_by=actor,
-            decided_at=now,
+            decided_at=d.decided_at or now,
             source=d.source,
             note=d.note,
             first_arrived_at=arrived[item_id],
@@ -241,24 +281,27 @@ def _upsert_ground_truth_sql(*, last: dict, arrived: dict, actor, now) -> None:
             ("DROP TABLE IF EXISTS pg_temp.gt_decisions", ()),
             (
                 "CREATE TEMP TABLE gt_decisions (item_id bigint, label text, method text, score float8, "
-                "source text, note text, first_arrived_at timestamptz) ON COMMIT DROP",
+                "source text, note text, first_arrived_at timestamptz, decided_at timestamptz) ON COMMIT DROP",
                 (),
             ),
         ]
     )
     copy_rows(
         "gt_decisions",
-        ["item_id", "label", "method", "score", "source", "note", "first_arrived_at"],
-        ((d.item_id, d.label, d.method, d.score, d.source, d.note, arrived[d.item_id]) for d in last.values()),
+        ["item_id", "label", "method", "score", "source", "note", "first_arrived_at", "decided_at"],
+        (
+            (d.item_id, d.label, d.method, d.score, d.source, d.note, arrived[d.item_id], d.decided_at or now)
+            for d in last.values()
+        ),
     )
     execute(
         f"INSERT INTO {table(GroundTruth)} AS g "
         "(item_id, label, method, score, decided_by_id, decided_at, source, note, first_arrived_at) "
-        "SELECT item_id, label, method, score, %s, %s, source, note, first_arrived_at FROM gt_decisions "
+        "SELECT item_id, label, method, score, %s, decided_at, source, note, first_arrived_at FROM gt_decisions "
         "ORDER BY item_id ON CONFLICT (item_id) DO UPDATE SET label = EXCLUDED.label, method = EXCLUDED.method, "
         "score = EXCLUDED.score, decided_by_id = EXCLUDED.decided_by_id, decided_at = EXCLUDED.decided_at, "
         "source = EXCLUDED.source, note = EXCLUDED.note",
-        [actor.pk if actor is not None else None, now],
+        [actor.pk if actor is not None else None],
     )
 
 
@@ -275,11 +318,24 @@ def ground_truth_set(
     model_version="",
     arrived_at=None,
     status=ItemStatus.RESOLVED,
+    decided_at=None,
 ):
     changes = ground_truth_set_many(
         project_id=item.project_id,
         decisions=[
-            Decision(item.pk, label, method, score, tuple(annotators), note, source, model_version, arrived_at, status)
+            Decision(
+                item.pk,
+                label,
+                method,
+                score,
+                tuple(annotators),
+                note,
+                source,
+                model_version,
+                arrived_at,
+                status,
+                decided_at,
+            )
         ],
         actor=actor,
     )

@@ -18,6 +18,7 @@ from labeling.models import (
     LabelOperation,
     LabelOperationKind,
     Prediction,
+    ReviewDecision,
 )
 from labeling.services.projects import LabelSpec, _validate_labels
 
@@ -184,6 +185,9 @@ def label_merge(*, project, actor, key: str, into: str) -> dict:
         "history": LabelChange.objects.filter(project=project, label=key).update(label=into),
         "history_previous": LabelChange.objects.filter(project=project, previous_label=key).update(previous_label=into),
     }
+    # Review decisions still undoable put the merged label back as its target.
+    ReviewDecision.objects.filter(item__project=project, label=key).update(label=into)
+    ReviewDecision.objects.filter(item__project=project, previous_label=key).update(previous_label=into)
     if source.retired_at is None:
         source.retired_at = timezone.now()
     if source.hotkey:

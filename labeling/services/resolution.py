@@ -1,6 +1,7 @@
 """The review queue: reviewers lease the most doubtful disputed items and decide their label.
 A disputed item waiting for the one more annotation a quality run asked for (ReopenRequest) is
-not in it.
+not in it. A decision records what it replaced (ReviewDecision) so that it can be undone for a
+while (labeling.services.review_undo).
 
 Leasing follows the annotator queue's rules: one transaction that locks the chosen item with
 SELECT ... FOR UPDATE SKIP LOCKED (so concurrent reviewers never wait on, or get, the same item),
@@ -24,6 +25,7 @@ from labeling.models import (
     Assignment,
     AssignmentKind,
     AssignmentStatus,
+    GroundTruth,
     GroundTruthMethod,
     GuidelineRevision,
     Item,
@@ -33,6 +35,7 @@ from labeling.models import (
     QualityItemResult,
     QualityRun,
     QualityRunStatus,
+    ReviewDecision,
     ReviewSend,
     reopen_pending,
 )
@@ -214,6 +217,7 @@ class Resolution:
     label: str
     change: GroundTruthChange | None  # None when the item already had this adjudicated label
     guideline_revision: GuidelineRevision | None
+    decision: ReviewDecision | None = None  # what an undo needs (None when nothing changed)
 
 
 @transaction.atomic
@@ -237,20 +241,16 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
     if errors:
         raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
 
-    item = Item.objects.select_for_update().get(pk=item.pk)
+    item = Item.objects.select_for_update(of=("self",)).select_related("ground_truth").get(pk=item.pk)
+    try:
+        previous = item.ground_truth
+    except GroundTruth.DoesNotExist:
+        previous = None
+    unchanged = previous is not None and previous.label == label and previous.method == GroundTruthMethod.ADJUDICATED
     agreeing = list(
         Annotation.objects.filter(item=item, label=label)
         .order_by("annotator_id")
         .values_list("annotator_id", flat=True)
-    )
-    change = ground_truth_set(
-        item=item,
-        label=label,
-        method=GroundTruthMethod.ADJUDICATED,
-        actor=reviewer,
-        note=note,
-        annotators=agreeing,
-        source="review",
     )
     now = timezone.now()
     Assignment.objects.filter(
@@ -260,11 +260,11 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
     Assignment.objects.filter(item=item, kind=AssignmentKind.REVIEW, status=AssignmentStatus.ACTIVE).update(
         status=AssignmentStatus.EXPIRED, finished_at=now
     )
-    revision = None
+    revision, guideline_before = None, ""
     if append_to_guideline:
         lc = LabelClass.objects.select_for_update().get(pk=label_obj.pk)
-        addition = f"- {note}"
-        text = f"{lc.guideline.rstrip()}\n{addition}" if lc.guideline.strip() else addition
+        guideline_before = lc.guideline
+        text = guideline_with_note(lc.guideline, note)
         LabelClass.objects.filter(pk=lc.pk).update(guideline=text)
         revision = GuidelineRevision.objects.create(
             label=lc,
@@ -272,4 +272,37 @@ def item_resolve(*, item: Item, reviewer, label: str, note: str = "", append_to_
             author=reviewer,
             note=f"From the review of item {item.external_id}",
         )
-    return Resolution(item_id=item.pk, label=label, change=change, guideline_revision=revision)
+    decision = None
+    if not unchanged:
+        decision = ReviewDecision.objects.create(
+            item=item,
+            reviewer=reviewer,
+            label=label,
+            decided_at=now,
+            previous_status=item.status,
+            previous_label=previous.label if previous else "",
+            previous_method=previous.method if previous else "",
+            previous_score=previous.score if previous else None,
+            previous_source=previous.source if previous else "",
+            previous_note=previous.note if previous else "",
+            previous_decided_at=previous.decided_at if previous else None,
+            guideline_revision=revision,
+            guideline_before=guideline_before,
+        )
+    change = ground_truth_set(  # last: it takes the label sequence (see labeling.services.ground_truth)
+        item=item,
+        label=label,
+        method=GroundTruthMethod.ADJUDICATED,
+        actor=reviewer,
+        note=note,
+        annotators=agreeing,
+        source="review",
+        decided_at=now,
+    )
+    return Resolution(item_id=item.pk, label=label, change=change, guideline_revision=revision, decision=decision)
+
+
+def guideline_with_note(guideline: str, note: str) -> str:
+    """A guideline with a reviewer's note appended as one "- " line (what the review page previews)."""
+    addition = f"- {note.strip()}"
+    return f"{guideline.rstrip()}\n{addition}" if guideline.strip() else addition

@@ -4,6 +4,7 @@ The review page is keyboard-first: it leases through POSTs (htmx swaps the item 
 JavaScript the same forms post and the page re-renders), never on GET.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -16,6 +17,7 @@ from labeling.selectors import quality as sq
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES
 from labeling.services.quality.runs import quality_run_request, quality_settings_update
 from labeling.services.resolution import item_resolve, review_next, review_skip
+from labeling.services.review_undo import item_resolve_undo
 from labeling.views.projects import page_project
 
 
@@ -29,6 +31,7 @@ def _page_item(request, item_id):
 
 
 def _render_review(request, project, *, ctx=None, empty=False, flash="", error="", status=200):
+    recent = sq.review_recent_decisions(project=project, reviewer=request.user)
     context = {
         "project": project,
         "ctx": ctx,
@@ -36,16 +39,20 @@ def _render_review(request, project, *, ctx=None, empty=False, flash="", error="
         "flash": flash,
         "error": error,
         "queue_size": sq.review_queue_size(project=project),
+        "recent": recent,
+        "undo_minutes": round(settings.LOUPE_REVIEW_UNDO_SECONDS / 60),
     }
     template = "labeling/_review_pane.html" if request.headers.get("HX-Request") else "labeling/review.html"
     return render(request, template, context, status=status)
 
 
-def _next(request, project, *, flash=""):
+def _next(request, project, *, flash="", error=""):
     lease = review_next(project=project, reviewer=request.user)
     if lease is None:
-        return _render_review(request, project, empty=True, flash=flash)
-    return _render_review(request, project, ctx=sq.review_context(item=lease.item, lease=lease), flash=flash)
+        return _render_review(request, project, empty=True, flash=flash, error=error)
+    return _render_review(
+        request, project, ctx=sq.review_context(item=lease.item, lease=lease), flash=flash, error=error
+    )
 
 
 @login_required
@@ -81,6 +88,28 @@ def review_resolve_view(request, project_id, item_id):
     except ValidationFailed as exc:
         return _render_review(request, project, ctx=sq.review_context(item=item), error=exc.message)
     return _next(request, project, flash=f"{item.external_id} resolved as {label}.")
+
+
+@login_required
+@require_POST
+def review_undo_view(request, project_id, item_id):
+    """Undo the reviewer's decision on an item: the item comes back into the pane (their lease)."""
+    project = page_project(request, project_id, roles=REVIEW_ROLES)
+    item = _page_item(request, item_id)
+    if item.project_id != project.pk:
+        raise Http404("Item not found")
+    try:
+        undo = item_resolve_undo(item=item, user=request.user)
+    except (Conflict, Forbidden) as exc:
+        message = exc.message
+        if getattr(exc, "code", "") == "already_undone":
+            message = f"Nothing to undo: {message}"
+        return _next(request, project, error=message)
+    flash = f"Undone: {item.external_id} is back for review (it was decided {undo.undone_label}"
+    flash += f"; its label is {undo.change.label} again)." if undo.change.label else "; it has no label again)."
+    if undo.guideline_revision is not None:
+        flash += " The note was taken out of the guideline."
+    return _next(request, project, flash=flash, error=undo.guideline_kept)
 
 
 @login_required

@@ -5,7 +5,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from labeling.models import GroundTruth, GuidelineRevision, Item, QualityItemResult, Role
+from labeling.models import GroundTruth, GuidelineRevision, Item, LabelChange, LabelClass, QualityItemResult, Role
 from labeling.services.quality import runs as quality_service
 from labeling.services.quality.runs import quality_run_execute, quality_run_request
 from tests.browser.conftest import login
@@ -59,8 +59,10 @@ def test_resolve_items_with_the_keyboard(page, live_server):
     page.keyboard.press("n")
     page.keyboard.type("Lost parcels are c2, whoever is asked.")  # digits typed in the note stay in the note
     page.keyboard.press("Escape")
-    page.keyboard.press("g")
-    page.keyboard.press("3")
+    page.keyboard.press("g")  # the preview: nothing is saved before Enter
+    page.keyboard.press("3")  # previews c2's guideline instead
+    assert page.locator("#guideline-preview-added").inner_text() == "- Lost parcels are c2, whoever is asked."
+    page.keyboard.press("Enter")
     page.wait_for_function(
         "document.querySelector('#review-external-id') === null || "
         f"document.querySelector('#review-external-id').innerText !== '{second}'"
@@ -136,3 +138,76 @@ def test_a_consensus_nobody_chose_is_explained_and_not_highlighted(page, live_se
     assert (gt.label, gt.method, gt.decided_by_id) == ("feature", "adjudicated", reviewer.pk)
     assert page.locator("#resolve-form button.suggested").count() == 0  # a tie: nothing highlighted
     assert "split with no majority" in page.locator("#review-explanation").inner_text()
+
+
+def test_undo_a_decision_with_u_and_preview_the_guideline_before_saving(page, live_server):
+    project, _ = scored_project()
+    reviewer = add_member(project, UserFactory(), Role.REVIEWER)
+    login(page, live_server, reviewer)
+    page.goto(f"{live_server.url}/projects/{project.pk}/review")
+    page.wait_for_selector("#review-item")
+    first = page.locator("#review-external-id").inner_text()
+
+    page.keyboard.press("2")  # decide c1
+    page.wait_for_function(f"document.querySelector('#review-external-id').innerText !== '{first}'")
+    toast = page.locator("#review-undo-toast")
+    assert toast.inner_text().startswith("Decided c1")
+    assert "Undo u" in toast.inner_text()
+    assert first in page.locator("#review-recent").inner_text()
+    page.screenshot(path="/tmp/loupe-review-undo-toast.png", full_page=True)
+
+    page.keyboard.press("u")  # the decided item comes back into the pane
+    page.wait_for_function(f"document.querySelector('#review-external-id').innerText === '{first}'")
+    assert "Undone" in page.locator("#review-flash").inner_text()
+    assert page.locator("#review-undo-toast").count() == 0
+    item = Item.objects.get(project=project, external_id=first)
+    assert not GroundTruth.objects.filter(item=item).exists() and item.status == "disputed"
+    assert list(LabelChange.objects.filter(item=item).order_by("seq").values_list("label", "method")) == [
+        ("c1", "adjudicated"),
+        ("", "retracted"),
+    ]
+
+    # g previews the note appended to the suggested label's guideline; Esc saves nothing.
+    guideline = LabelClass.objects.get(project=project, key="c2")
+    revisions = GuidelineRevision.objects.filter(label__project=project).count()
+    page.keyboard.press("n")
+    page.keyboard.type("Damaged parcels are c2.")
+    page.keyboard.press("Escape")
+    page.keyboard.press("g")
+    preview = page.locator("#guideline-preview")
+    preview.wait_for(state="visible")
+    page.keyboard.press("3")  # c2's guideline, with the addition highlighted
+    assert page.locator("#guideline-preview-title").inner_text() == "The Class 2 guideline after this decision"
+    assert page.locator("#guideline-preview-added").inner_text() == "- Damaged parcels are c2."
+    assert page.locator("#guideline-preview-versions").get_attribute("href").endswith("#guideline-c2")
+    page.screenshot(path="/tmp/loupe-review-preview.png", full_page=True)
+    page.keyboard.press("Escape")
+    assert not preview.is_visible()
+    assert page.locator("#review-external-id").inner_text() == first
+    assert GuidelineRevision.objects.filter(label__project=project).count() == revisions
+    assert not GroundTruth.objects.filter(item=item).exists()
+    assert LabelClass.objects.get(pk=guideline.pk).guideline == guideline.guideline
+
+    page.keyboard.press("g")
+    preview.wait_for(state="visible")
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")  # decides c2 and saves the guideline
+    page.wait_for_function(
+        f"document.querySelector('#review-external-id') === null || "
+        f"document.querySelector('#review-external-id').innerText !== '{first}'"
+    )
+    gt = GroundTruth.objects.get(item=item)
+    assert (gt.label, gt.note) == ("c2", "Damaged parcels are c2.")
+    assert LabelClass.objects.get(pk=guideline.pk).guideline.endswith("- Damaged parcels are c2.")
+
+    # Undo with the button: the note leaves the guideline again; the project page lists both versions.
+    page.locator("#review-undo").click()
+    page.wait_for_function(f"document.querySelector('#review-external-id').innerText === '{first}'")
+    assert "taken out of the guideline" in page.locator("#review-flash").inner_text()
+    assert LabelClass.objects.get(pk=guideline.pk).guideline == guideline.guideline
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/projects/{project.pk}/#guideline-c2")
+    versions = page.locator("#guideline-versions").inner_text()
+    assert "Undone: the note from the review of item" in versions and "Damaged parcels are c2." in versions

@@ -91,6 +91,17 @@ def test_newest_change_of_an_item_in_a_batch_wins(project):
     assert Bug.objects.count() == 0
 
 
+def test_a_retracted_label_files_nothing(project):
+    from labeling.services.ground_truth import ground_truth_retract
+
+    items = ingest_items(project, 1)
+    set_truth(project, items, "neg")
+    ground_truth_retract(item=items[0])  # a reviewer's decision undone: no ground truth any more
+    assert LabelChange.objects.filter(item=items[0]).latest("seq").method == "retracted"
+    assert failures_file_pending(project_id=project.pk)["failures"] == 0
+    assert Bug.objects.count() == 0
+
+
 def test_switch_off_skips_and_switching_on_files_from_then_on(user, project):
     bug_settings_update(project=project, actor=user, auto_file_failed_predictions=False)
     items = ingest_items(project, 4)
