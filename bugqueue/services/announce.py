@@ -59,6 +59,17 @@ def announce_status_changed(*, bug: Bug, old: str, new: str, actor) -> None:
     )
 
 
+def announce_unsnoozed(*, bug: Bug, reason: str, actor, tags=None) -> None:
+    """bug.unsnoozed, when a snoozed bug returns to the stream (its condition met, or by hand)."""
+    by = getattr(actor, "username", "") or ""
+    _emit(
+        bug,
+        "bug.unsnoozed",
+        f"Bug #{bug.pk} is back from snooze ({reason}): {bug.title}",
+        {**_bug_data(bug, tags=tags), "reason": reason, "occurrences": bug.occurrences, "by": by},
+    )
+
+
 def announce_dataset_version(*, dataset: Dataset, version: DatasetVersion) -> None:
     """dataset.version_created, for a version just written."""
     emit(
