@@ -281,6 +281,9 @@ TABLE = [
         "/evaluations/{evaluation}/datasets/{dataset}/failures",
         "302 404 200 200 200 404 200",
     ),
+    (API, "POST", "api-bugs-bulk", "/api/bugs/bulk", "401 400 400 400 400 400 400"),
+    (API, "POST", "api-bug-snooze", "/api/bugs/{bug}/snooze", "401 404 403 200 200 404 200"),
+    (API, "POST", "api-bug-unsnooze", "/api/bugs/{bug}/unsnooze", "401 404 403 200 200 404 200"),
 ]
 
 
