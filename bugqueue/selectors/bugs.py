@@ -89,6 +89,17 @@ def project_assignees(*, project):
     ]
 
 
+def stream_members(*, user, project=None, limit: int = 500) -> list[str]:
+    """Usernames a bug on the stream can be assigned to: the project's members, or (all projects)
+    the members of the projects `user` sees."""
+    scope = (
+        Membership.objects.filter(project=project)
+        if project is not None
+        else Membership.objects.filter(project_id__in=visible_project_ids(user=user))
+    )
+    return list(scope.order_by("user__username").values_list("user__username", flat=True).distinct()[:limit])
+
+
 # --- the queue ------------------------------------------------------------------------------
 @dataclass
 class BugFilters:
