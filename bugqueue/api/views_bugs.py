@@ -355,7 +355,10 @@ class BugBulkApi(ApiView):
             help_text="The bugs' ids (or send query).",
         )
         query = serializers.CharField(
-            required=False, max_length=MAX_QUERY_CHARS, help_text="A search (the `q` grammar of GET /api/bugs)."
+            required=False,
+            allow_blank=True,
+            max_length=MAX_QUERY_CHARS,
+            help_text="A search (the `q` grammar of GET /api/bugs).",
         )
         project = serializers.IntegerField(required=False, help_text="Limits query to one project.", **inputs.ID)
         action = serializers.ChoiceField(choices=ACTIONS)
