@@ -19,12 +19,11 @@ from bugqueue.selectors.bugs import (
     bug_filters_parse,
     bug_list,
     bug_settings_get,
-    bug_trends,
     project_assignees,
-    stream_members,
     tag_list,
 )
 from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
+from bugqueue.selectors.stream import bug_trends, stream_members
 from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES

@@ -151,7 +151,7 @@ def test_page_and_api_list_query_counts_do_not_grow_with_rows(user, project, cli
 
 
 def test_trend_counts_the_last_14_days_per_day(project):
-    from bugqueue.selectors.bugs import bug_trends
+    from bugqueue.selectors.stream import bug_trends
 
     bug = make_bug(project)
     BugOccurrence.objects.filter(bug=bug).delete()
