@@ -181,7 +181,9 @@ def bug_filters_parse(params) -> BugFilters:
         if unknown:
             errors["q"] = [f"Unknown tag {unknown[0]!r} in the search (see GET /api/tags)."]
     if errors:
-        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+        # a search error reads on its own (the page shows it under the box)
+        message = errors["q"][0] if list(errors) == ["q"] else next(f"{k}: {v[0]}" for k, v in errors.items())
+        raise ValidationFailed(message, fields=errors)
     return BugFilters(
         list(dict.fromkeys(statuses)),
         tags,

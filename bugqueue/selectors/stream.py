@@ -91,3 +91,9 @@ def bug_trends(*, bug_ids, days: int = 14, now=None) -> dict:
         if 0 <= index < days:
             out[row["bug_id"]][index] = row["n"]
     return out
+
+
+def may_change_bugs_somewhere(*, user) -> bool:
+    """Whether `user` holds the reviewer or manager role in some project (staff: always), which
+    decides whether the all-projects stream offers bulk actions (each one is checked again)."""
+    return user.is_staff or Membership.objects.filter(user=user, role__in=REVIEW_ROLES).exists()

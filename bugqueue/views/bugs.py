@@ -23,7 +23,7 @@ from bugqueue.selectors.bugs import (
     tag_list,
 )
 from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
-from bugqueue.selectors.stream import bug_trends, stream_members
+from bugqueue.selectors.stream import bug_trends, may_change_bugs_somewhere, stream_members
 from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
@@ -133,7 +133,9 @@ def bug_queue(request):
     settings_row = bug_settings_get(project=project) if project is not None else None
     page_query = QueryDict(mutable=True)
     page_query.update(base)
-    can_triage = project.user_role in REVIEW_ROLES if project is not None else True
+    can_triage = (
+        project.user_role in REVIEW_ROLES if project is not None else may_change_bugs_somewhere(user=request.user)
+    )
     return render(
         request,
         "bugqueue/queue.html",

@@ -105,6 +105,9 @@
         }
       });
     });
+    bar.addEventListener("keydown", (e) => {  // Enter on a picker applies it (a select does not submit)
+      if (e.key === "Enter" && e.target.tagName === "SELECT") { e.preventDefault(); e.target.form.requestSubmit(); }
+    });
     bar.querySelector("[data-unassign]").addEventListener("click", () => bulk("assign", null, "unassigned"));
     bar.querySelector("[data-unsnooze]").addEventListener("click", () => bulk("unsnooze", null, "unsnoozed"));
     document.getElementById("bulk-clear").addEventListener("click", () => { selected.clear(); refresh(); });
