@@ -14,6 +14,7 @@ BEAT_SCHEDULE: dict = {
     # Datasets: absorb passes that are due (items of resolved bugs that got their label), and ready
     # items whose pass message was lost.
     "bugqueue-datasets-absorb-sweep": {"task": "bugqueue.datasets_absorb_sweep", "schedule": crontab(minute="*/5")},
+    "bugqueue-unsnooze-due": {"task": "bugqueue.unsnooze_due", "schedule": crontab(minute="*/5")},
     "bugqueue-file-failed-predictions-sweep": {
         "task": "bugqueue.file_failed_predictions_sweep",
         "schedule": crontab(minute="*/10"),

@@ -132,3 +132,11 @@ def datasets_absorb_sweep_task() -> int:
     for project_id in project_ids:
         enqueue(datasets_absorb_pass_task, project_id)
     return len(project_ids)
+
+
+@shared_task(name="bugqueue.unsnooze_due")
+def unsnooze_due() -> int:
+    """Periodic: snoozed bugs whose date has come return to the stream."""
+    from bugqueue.services.snooze import bugs_unsnooze_due
+
+    return bugs_unsnooze_due()

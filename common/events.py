@@ -24,6 +24,9 @@ EVENT_TYPES = {
     "thresholds). data: bug_id, title, kind, priority, model_version, tags, occurrences (total), new (added).",
     "bug.status_changed": "A bug's status changed through the bug service. data: bug_id, title, kind, priority, "
     "model_version, tags, old, new, by (username, empty for the system).",
+    "bug.unsnoozed": "A snoozed bug returned to the stream. data: bug_id, title, kind, priority, model_version, "
+    "tags, reason (date, occurrences, items: its snooze condition was met; manual: someone unsnoozed it), "
+    "occurrences (total), by (username, empty for the system).",
     "slo.breached": "The feedback-delay SLO broke. data: quantile, observed_seconds, target_seconds.",
     "slo.recovered": "The feedback-delay SLO holds again. data: quantile, observed_seconds, target_seconds.",
     "data_quality.alert": "An ingested batch failed data-quality checks. data: batch, checks [{field, check, "

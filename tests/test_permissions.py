@@ -284,6 +284,9 @@ TABLE = [
     # Undoing a review decision: `hidden` has imported ground truth and no decision to undo (409).
     (API, "POST", "api-item-resolve-undo", "/api/items/{hidden}/resolve/undo", "401 404 403 409 409 404 409"),
     (PAGE, "POST", "review-undo", "/projects/{p}/review/items/{hidden}/undo", "302 404 403 200 200 404 200"),
+    (API, "POST", "api-bugs-bulk", "/api/bugs/bulk", "401 400 400 400 400 400 400"),
+    (API, "POST", "api-bug-snooze", "/api/bugs/{bug}/snooze", "401 404 403 200 200 404 200"),
+    (API, "POST", "api-bug-unsnooze", "/api/bugs/{bug}/unsnooze", "401 404 403 200 200 404 200"),
 ]
 
 

@@ -44,10 +44,12 @@ SEMANTIC_400 = {
     "items_resolve": "the label must be one of the project's; appending to the guideline needs a note",
     "assignment_submit": "the label must be one of the project's",
     "feedback_delay": "model_version and source must be known in the project; until not before since",
-    "bugs_list": "tags must exist",
+    "bugs_list": "tags must exist; q follows the search grammar (known keys and values)",
     "bugs_report": "tags must exist; failures are checked against the project",
     "bugs_update": "tags must exist; the assignee must be a member; duplicate_of must be another bug",
     "bugs_resolve": "datasets must belong to the project; duplicate needs duplicate_of",
+    "bugs_bulk": "exactly one of bugs and query; query follows the search grammar; the value must fit the action",
+    "bugs_snooze": "until must be in the future",
     "datasets_create": "tags must exist; the name must be unique in the project",
     "datasets_update": "tags must exist",
     "dataset_versions_create": "external ids must be items with ground truth, bugs must be the project's, "

@@ -41,6 +41,10 @@ class BugOutput(serializers.ModelSerializer):
             "resolution",
             "resolution_note",
             "duplicate_of",
+            "snoozed",
+            "snooze_until",
+            "snooze_until_occurrences",
+            "snooze_items",
             "created_at",
             "updated_at",
         ]

@@ -24,6 +24,7 @@ from bugqueue.selectors.bugs import (
     bug_settings_get,
     tag_list,
 )
+from bugqueue.selectors.search import MAX_QUERY_CHARS
 from bugqueue.services.bugs import (
     MAX_DATASET_BATCH_SECONDS,
     UNSET,
@@ -42,6 +43,17 @@ from common.http.request_body import BodyLimit
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 
 CONFLICT = {409: ErrorSerializer}
+SEARCH_HELP = (
+    "The stream's search, as in the search box of /bugs. Terms separated by spaces, all must hold: "
+    "`is:unresolved` (open and not snoozed), `is:open` (new, triaged, in progress, snoozed or not), "
+    "`is:resolved`, `is:closed` (resolved, won't fix, duplicate), `is:regressed`, `is:snoozed`, "
+    "`is:<status>`; `assigned:me`, `assigned:none`, `assigned:<username>`; `tag:<slug>`; `kind:<kind>`; "
+    "`model:<model version>`; `priority:p1` or a range `priority:p0..p1`; free text as bare words or "
+    '`"a quoted phrase"` (each must appear in the title or description; a single one may be an exact '
+    "fingerprint). A comma lists alternatives (`tag:a,b`), a leading `-` negates a term (`-tag:label_flip`), "
+    'a value may be quoted (`model:"v3 beta"`). An unknown key, value or tag is a 400 whose message lists '
+    "what is known. Combines with the other parameters (all must hold)."
+)
 
 
 def _reject_unknown(data, allowed):
@@ -103,8 +115,8 @@ LIST_PARAMETERS = [
     OpenApiParameter("assignee", str, description="A username, `me`, or `none`."),
     OpenApiParameter(
         "q",
-        {"type": "string", "maxLength": 200},
-        description="Text in the title or description, or an exact fingerprint.",
+        {"type": "string", "maxLength": MAX_QUERY_CHARS},
+        description=SEARCH_HELP,
     ),
     OpenApiParameter("regressed", bool),
     OpenApiParameter("ordering", str, enum=list(ORDERINGS)),

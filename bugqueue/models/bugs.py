@@ -103,6 +103,19 @@ class Bug(models.Model):
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
     )
+    # Snooze (Sentry's "ignore"): an open bug hidden from the default stream until any condition set
+    # here is met (none set: until someone unsnoozes it). See bugqueue.services.snooze.
+    snoozed = models.BooleanField(default=False)
+    snoozed_at = models.DateTimeField(null=True, blank=True)
+    snoozed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    snooze_until = models.DateTimeField(null=True, blank=True)
+    # Returns when `occurrences` reaches this total (occurrences at snooze time + N).
+    snooze_until_occurrences = models.PositiveIntegerField(null=True, blank=True)
+    # Returns when failures filed after `snooze_after_failure_id` touch this many distinct items.
+    snooze_items = models.PositiveIntegerField(null=True, blank=True)
+    snooze_after_failure_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -121,6 +134,9 @@ class Bug(models.Model):
             models.Index(fields=["project", "fingerprint"], name="bug_project_fingerprint"),
             models.Index(fields=["project", "created_at"], name="bug_project_created"),
             models.Index(fields=["project", "resolved_at"], name="bug_project_resolved"),
+            models.Index(
+                fields=["snooze_until"], name="bug_snooze_until", condition=Q(snoozed=True, snooze_until__isnull=False)
+            ),
         ]
 
     def __str__(self):

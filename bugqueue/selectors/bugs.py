@@ -23,6 +23,7 @@ from bugqueue.models import (
     Tag,
 )
 from bugqueue.selectors.access import access_in_project
+from bugqueue.selectors.search import ParsedQuery, search_parse
 from common.errors import ValidationFailed
 from labeling.models import Membership, Project
 from labeling.selectors.access import ANY_ROLE
@@ -99,6 +100,7 @@ class BugFilters:
     q: str = ""
     regressed: bool | None = None
     ordering: str = "priority"
+    search: ParsedQuery = field(default_factory=ParsedQuery)  # `q` parsed (bugqueue.selectors.search)
 
     def as_query(self) -> dict:
         out = {}
@@ -168,10 +170,21 @@ def bug_filters_parse(params) -> BugFilters:
     if ordering not in ORDERINGS:
         errors["ordering"] = [f"Must be one of {', '.join(ORDERINGS)}."]
     q = (params.get("q") or "").strip()
-    if len(q) > 200:
-        errors["q"] = ["At most 200 characters."]
+    search = ParsedQuery()
+    try:
+        search = search_parse(q)
+    except ValidationFailed as exc:
+        errors["q"] = [exc.message]
+    search_tags = [*search.values("tag"), *search.values("tag", negated=True)]
+    if search_tags and "q" not in errors:
+        known = set(Tag.objects.filter(slug__in=search_tags).values_list("slug", flat=True))
+        unknown = [t for t in dict.fromkeys(search_tags) if t not in known]
+        if unknown:
+            errors["q"] = [f"Unknown tag {unknown[0]!r} in the search (see GET /api/tags)."]
     if errors:
-        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+        # a search error reads on its own (the page shows it under the box)
+        message = errors["q"][0] if list(errors) == ["q"] else next(f"{k}: {v[0]}" for k, v in errors.items())
+        raise ValidationFailed(message, fields=errors)
     return BugFilters(
         list(dict.fromkeys(statuses)),
         tags,
@@ -181,6 +194,7 @@ def bug_filters_parse(params) -> BugFilters:
         q,
         regressed,
         ordering,
+        search,
     )
 
 
@@ -200,10 +214,56 @@ def _apply(qs, f: BugFilters, *, user=None, skip: str = ""):
         qs = qs.filter(assignee=user)
     elif f.assignee:
         qs = qs.filter(assignee__username=f.assignee)
-    if f.q:
-        qs = qs.filter(Q(title__icontains=f.q) | Q(description__icontains=f.q) | Q(fingerprint=f.q))
     if f.regressed is not None:
         qs = qs.filter(regressed=f.regressed)
+    return _apply_search(qs, f.search, user=user)
+
+
+_IS = {
+    "unresolved": Q(status__in=OPEN_STATUSES, snoozed=False),
+    "open": Q(status__in=OPEN_STATUSES),
+    "closed": Q(status__in=CLOSED_STATUSES),
+    "regressed": Q(regressed=True),
+    "snoozed": Q(snoozed=True),
+    **{s: Q(status=s) for s in BugStatus.values},
+}
+
+
+def _term_q(term, *, user) -> Q:
+    """The condition of one search term (its values are alternatives)."""
+    out = Q(pk__in=[])
+    for v in term.values:
+        if term.key == "is":
+            out |= _IS[v]
+        elif term.key == "tag":
+            out |= Q(Exists(BugTag.objects.filter(bug_id=OuterRef("pk"), tag__slug=v)))
+        elif term.key == "kind":
+            out |= Q(kind=v)
+        elif term.key == "model":
+            out |= Q(model_version=v)
+        elif term.key == "priority":
+            out |= Q(priority=v)
+        elif term.key == "assigned":
+            if v == "none":
+                out |= Q(assignee__isnull=True)
+            elif v == "me":
+                out |= Q(assignee_id=getattr(user, "pk", None))
+            else:
+                out |= Q(assignee__username=v)
+    return ~out if term.negated else out  # Django keeps NULL assignees in a negated match
+
+
+def _apply_search(qs, search: ParsedQuery, *, user):
+    for term in search.terms:
+        qs = qs.filter(_term_q(term, user=user))
+    for chunk in search.text:
+        if chunk.startswith("-") and len(chunk) > 1:
+            qs = qs.exclude(Q(title__icontains=chunk[1:]) | Q(description__icontains=chunk[1:]))
+            continue
+        match = Q(title__icontains=chunk) | Q(description__icontains=chunk)
+        if len(search.text) == 1:
+            match |= Q(fingerprint=chunk)
+        qs = qs.filter(match)
     return qs
 
 

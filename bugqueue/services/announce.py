@@ -48,14 +48,25 @@ def announce_bug_filed(*, bug: Bug, created: bool, regressed: bool, added: int) 
         )
 
 
-def announce_status_changed(*, bug: Bug, old: str, new: str, actor) -> None:
+def announce_status_changed(*, bug: Bug, old: str, new: str, actor, tags=None) -> None:
     """bug.status_changed, for a status change made through the bug service."""
     by = getattr(actor, "username", "") or ""
     _emit(
         bug,
         "bug.status_changed",
         f"Bug #{bug.pk} {old} -> {new}{f' by {by}' if by else ''}: {bug.title}",
-        {**_bug_data(bug), "old": old, "new": new, "by": by},
+        {**_bug_data(bug, tags=tags), "old": old, "new": new, "by": by},
+    )
+
+
+def announce_unsnoozed(*, bug: Bug, reason: str, actor, tags=None) -> None:
+    """bug.unsnoozed, when a snoozed bug returns to the stream (its condition met, or by hand)."""
+    by = getattr(actor, "username", "") or ""
+    _emit(
+        bug,
+        "bug.unsnoozed",
+        f"Bug #{bug.pk} is back from snooze ({reason}): {bug.title}",
+        {**_bug_data(bug, tags=tags), "reason": reason, "occurrences": bug.occurrences, "by": by},
     )
 
 

@@ -28,6 +28,7 @@ from bugqueue.models import (
 )
 from bugqueue.selectors.bugs import tags_resolve
 from bugqueue.services.announce import announce_status_changed
+from bugqueue.services.snooze import bugs_unsnooze
 from common.errors import Conflict, ValidationFailed
 from labeling.models import Membership, Project
 
@@ -124,6 +125,8 @@ def _close(*, bug: Bug, actor, resolution: str, note: str, duplicate_of, now) ->
         .first()
     )
     events = [_event(bug, actor, "status", bug.status, status, note, now)]
+    if bug.snoozed:
+        bugs_unsnooze(bugs=[bug], actor=actor, reason="closed", now=now)
     if target is not None:
         events.append(_event(bug, actor, "duplicate_of", bug.duplicate_of_id, target.pk, note, now))
     if bug.triaged_at is None:

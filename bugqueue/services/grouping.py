@@ -31,6 +31,7 @@ from bugqueue.models import (
     Priority,
 )
 from bugqueue.services.announce import announce_bug_filed
+from bugqueue.services.snooze import snooze_check_filed
 from common.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -301,6 +302,8 @@ def bug_file(
             bug.occurrences += n  # the row is locked by this transaction: the value read is current
             bug.last_seen = max(bug.last_seen, now)
         BugOccurrence.objects.create(bug_id=bug.pk, count=n, seen_at=now)
+        if bug.snoozed:
+            snooze_check_filed(bug=bug, now=now)
     announce_bug_filed(bug=bug, created=created, regressed=regressed, added=0 if created else n)
     return FilingResult(
         bug=bug, created=created, regressed=regressed, occurrences=bug.occurrences, recorded=len(failures)

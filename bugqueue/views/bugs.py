@@ -24,6 +24,7 @@ from bugqueue.selectors.bugs import (
     tag_list,
 )
 from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
+from bugqueue.selectors.stream import bug_trends, may_change_bugs_somewhere, stream_members
 from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
@@ -46,18 +47,54 @@ def projects_of(request):
     return list(project_list(user=request.user))
 
 
+# The stream's saved views: (key, label, search). The first is the default.
+SAVED_VIEWS = (
+    ("unresolved", "Unresolved", "is:unresolved"),
+    ("mine", "Mine", "is:unresolved assigned:me"),
+    ("unassigned", "Unassigned", "is:unresolved assigned:none"),
+    ("regressed", "Regressed", "is:unresolved is:regressed"),
+    ("review", "For review", "is:unresolved is:new"),  # new: nobody has triaged it yet
+    ("snoozed", "Snoozed", "is:snoozed"),
+    ("all", "All", ""),
+)
+DEFAULT_SEARCH = SAVED_VIEWS[0][2]
+TREND_DAYS = 14
+
+
+def sparkline(counts, *, width=70, height=18) -> str:
+    """SVG polyline points for a small trend line of `counts` (oldest first)."""
+    top = max(counts) or 1
+    step = width / max(len(counts) - 1, 1)
+    return " ".join(f"{i * step:.1f},{height - 1 - (c / top) * (height - 2):.1f}" for i, c in enumerate(counts))
+
+
 @login_required
 def bug_queue(request):
+    """The stream: unresolved bugs by default, saved views, search, compact rows with a trend line,
+    bulk actions (through the JSON API, static/bugqueue/stream.js)."""
     project = page_project(request, request.GET["project"]) if request.GET.get("project") else None
+    params = request.GET.copy()
+    if "q" not in params:
+        params["q"] = DEFAULT_SEARCH
+    search_error = ""
     try:
-        filters = bug_filters_parse(request.GET)
+        filters = bug_filters_parse(params)
     except DomainError as exc:
-        messages.error(request, exc.message)
-        filters = BugFilters()
+        search_error = exc.message
+        filters = BugFilters(q=params.get("q", ""))
     qs = bug_list(user=request.user, project=project, filters=filters)
+    if search_error:
+        qs = qs.none()  # the page says what is wrong with the search instead of guessing
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    bugs = list(page.object_list)
+    trends = bug_trends(bug_ids=[b.pk for b in bugs], days=TREND_DAYS)
+    for b in bugs:
+        b.trend = trends[b.pk]
+        b.trend_total = sum(b.trend)
+        b.trend_points = sparkline(b.trend)
     facets = bug_facets(user=request.user, project=project, filters=filters)
     base = filters.as_query()
+    base["q"] = filters.q  # kept even when empty: an empty search is the "All" view
     if project is not None:
         base["project"] = str(project.pk)
 
@@ -70,6 +107,13 @@ def bug_queue(request):
             q.pop(key, None)
         else:
             q[key] = value
+        return "?" + q.urlencode()
+
+    def view_link(search):
+        q = QueryDict(mutable=True)
+        q["q"] = search
+        if project is not None:
+            q["project"] = str(project.pk)
         return "?" + q.urlencode()
 
     tags = {t.slug: t for t in tag_list()}
@@ -85,7 +129,14 @@ def bug_queue(request):
             for t, n in facets["tag"].items()
         ],
     }
+    current_q = " ".join(filters.q.split())
+    views = [(key, label, view_link(q), current_q == q) for key, label, q in SAVED_VIEWS]
     settings_row = bug_settings_get(project=project) if project is not None else None
+    page_query = QueryDict(mutable=True)
+    page_query.update(base)
+    can_triage = (
+        project.user_role in REVIEW_ROLES if project is not None else may_change_bugs_somewhere(user=request.user)
+    )
     return render(
         request,
         "bugqueue/queue.html",
@@ -93,14 +144,25 @@ def bug_queue(request):
             "project": project,
             "projects": projects_of(request),
             "page": page,
+            "bugs": bugs,
             "filters": filters,
+            "search_error": search_error,
+            "views": views,
             "facets": facet_rows,
             "kinds": BugKind.choices,
             "priorities": Priority.choices,
             "statuses": BugStatus.choices,
-            "page_query": "&".join(f"{k}={v}" for k, v in base.items()),
+            "page_query": page_query.urlencode(),
             "bug_settings": settings_row,
             "is_manager": project is not None and project.user_role == "manager",
+            "can_triage": can_triage,
+            "stream_data": {
+                "canTriage": can_triage,
+                "tags": [{"slug": t.slug, "name": t.name} for t in tags.values()],
+                "members": stream_members(user=request.user, project=project) if can_triage else [],
+                "me": request.user.username,
+            },
+            "trend_days": TREND_DAYS,
         },
     )
 
