@@ -30,8 +30,8 @@ from bugqueue.services.bugs import (
     bug_resolve,
     bug_settings_update,
     bug_update,
-    comment_add,
 )
+from bugqueue.services.comments import comment_add
 from bugqueue.services.report import bug_report
 from common.api import inputs
 from common.api.base import ApiView

@@ -1,5 +1,5 @@
-"""Bugs: update (allowed transitions), resolve, comment; per-project settings (reporting:
-services/report.py).
+"""Bugs: update (allowed transitions), resolve; per-project settings (reporting: services/report.py,
+comments: services/comments.py).
 
 Every change writes a BugEvent (who, when, field, from, to, why) in the same transaction.
 Validation happens before the first write, so bad input writes nothing. The allowed status
@@ -8,23 +8,19 @@ A status change announces bug.status_changed after commit (bugqueue.services.ann
 """
 
 from dataclasses import dataclass
-from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.urls import reverse
 from django.utils import timezone
 
 from bugqueue.models import (
     CLOSED_STATUSES,
     RESOLUTION_STATUS,
     Bug,
-    BugCommentMention,
     BugEvent,
     BugProjectSettings,
     BugStatus,
-    Comment,
     FailureExample,
     Priority,
     Resolution,
@@ -33,7 +29,6 @@ from bugqueue.selectors.bugs import tags_resolve
 from bugqueue.services.announce import announce_status_changed
 from common.errors import Conflict, ValidationFailed
 from labeling.models import Membership, Project
-from labeling.services.comments import mentioned_members, mentions_mail
 
 User = get_user_model()
 
@@ -350,37 +345,7 @@ def bug_update(
     return bug
 
 
-# --- comments, settings ---------------------------------------------------------------------
-@transaction.atomic
-def comment_add(*, bug: Bug, author, body) -> Comment:
-    """Add a comment. Members named with @username (anyone who may see the bug may read its
-    comments) are recorded and mailed after commit, as on item comments (labeling's mentions)."""
-    if not isinstance(body, str) or not body.strip():
-        raise ValidationFailed("body is required.", fields={"body": ["This field may not be blank."]})
-    if len(body) > MAX_COMMENT_CHARS:
-        raise ValidationFailed(
-            f"A comment holds at most {MAX_COMMENT_CHARS:,} characters.",
-            fields={"body": [f"At most {MAX_COMMENT_CHARS:,} characters."]},
-        )
-    comment = Comment.objects.create(bug=bug, author=author, body=body.strip())
-    Bug.objects.filter(pk=bug.pk).update(updated_at=timezone.now())
-    mentioned = mentioned_members(project_id=bug.project_id, text=comment.body, author=author) if author else []
-    if mentioned:
-        BugCommentMention.objects.bulk_create([BugCommentMention(comment=comment, user=u) for u in mentioned])
-        transaction.on_commit(
-            partial(
-                mentions_mail,
-                author=author,
-                users=mentioned,
-                where=f"bug #{bug.pk}",
-                place=bug.title,
-                text=comment.body,
-                path=reverse("bug-page", args=[bug.pk]) + "#comments",
-            )
-        )
-    return comment
-
-
+# --- settings ---------------------------------------------------------------------
 MAX_DATASET_BATCH_SECONDS = 86_400
 
 

@@ -24,7 +24,8 @@ from bugqueue.selectors.bugs import (
     tag_list,
 )
 from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
-from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
+from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update
+from bugqueue.services.comments import comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
 from labeling.selectors.projects import project_list

@@ -6,8 +6,8 @@ import pytest
 from django.core import mail
 
 from bugqueue.models import Bug, BugCommentMention
-from labeling.models import Role
 from bugqueue.services.tags import tags_seed
+from labeling.models import Role
 from tests.browser.conftest import login
 from tests.bugqueue.factories import make_bug
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member

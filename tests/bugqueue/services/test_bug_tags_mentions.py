@@ -6,7 +6,8 @@ from django.core import mail
 from django.test import Client
 
 from bugqueue.models import BugCommentMention, BugEvent
-from bugqueue.services.bugs import bug_update, comment_add
+from bugqueue.services.bugs import bug_update
+from bugqueue.services.comments import comment_add
 from common.errors import ValidationFailed
 from labeling.models import Role
 from tests.bugqueue.factories import make_bug

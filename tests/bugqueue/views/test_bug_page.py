@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 
 from bugqueue.models import Dataset, DatasetMember, Evaluation, EvaluationResult
-from bugqueue.services.bugs import comment_add
+from bugqueue.services.comments import comment_add
 from tests.bugqueue.factories import make_bug
 from tests.labeling.factories import UserFactory, add_member
 
