@@ -11,7 +11,8 @@ from django.utils import timezone
 from bugqueue.models import Bug
 from bugqueue.selectors.triage import parse_week
 from bugqueue.services.autofile import feedback_slo_record
-from bugqueue.services.bugs import bug_resolve, bug_update, comment_add
+from bugqueue.services.bugs import bug_resolve, bug_update
+from bugqueue.services.comments import comment_add
 from bugqueue.services.digest import digest_build
 from bugqueue.services.report import bug_report
 from bugqueue.services.tags import tags_seed

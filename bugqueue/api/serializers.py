@@ -62,6 +62,11 @@ class BugOutput(serializers.ModelSerializer):
 class FailureOutput(serializers.ModelSerializer):
     item = serializers.IntegerField(source="item_id", allow_null=True)
     input = serializers.SerializerMethodField(help_text="The failing input: the reported payload, or the item's.")
+    occurred_at = serializers.DateTimeField(
+        read_only=True,
+        help_text="When the failure happened: predicted_at when known, else when its ground truth arrived, "
+        "else created_at (the filing time).",
+    )
 
     class Meta:
         model = FailureExample
@@ -74,6 +79,7 @@ class FailureOutput(serializers.ModelSerializer):
             "predicted_label",
             "expected_label",
             "predicted_at",
+            "occurred_at",
             "source",
             "label_change_seq",
             "created_at",

@@ -31,8 +31,8 @@ from bugqueue.services.bugs import (
     bug_resolve,
     bug_settings_update,
     bug_update,
-    comment_add,
 )
+from bugqueue.services.comments import comment_add
 from bugqueue.services.report import bug_report
 from common.api import inputs
 from common.api.base import ApiView
@@ -204,6 +204,18 @@ class BugDetailApi(ApiView):
         tags = serializers.ListField(
             child=serializers.CharField(), required=False, help_text="The full list of tag slugs."
         )
+        tags_add = serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            max_length=100,
+            help_text="Tag slugs to add (the bug's other tags stay). Not with `tags`.",
+        )
+        tags_remove = serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            max_length=100,
+            help_text="Tag slugs to remove (the bug's other tags stay). Not with `tags`.",
+        )
         duplicate_of = serializers.IntegerField(
             required=False, allow_null=True, help_text="With status duplicate.", **inputs.ID
         )
@@ -220,7 +232,8 @@ class BugDetailApi(ApiView):
         request=PatchInput,
         responses={200: BugOutput, **CONFLICT, **ERRORS},
         operation_id="bugs_update",
-        description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags. "
+        description="Change status (allowed transitions only: 409 otherwise), priority, assignee, tags (`tags`: the full "
+        "list; `tags_add` / `tags_remove`: one change that leaves the other tags alone). "
         "Every change is written to the bug's history. Needs the reviewer or manager role.",
     )
     def patch(self, request, bug_id):
@@ -230,7 +243,10 @@ class BugDetailApi(ApiView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         note = values.pop("note", "")
-        changes = {k: values.get(k, UNSET) for k in ("status", "priority", "assignee", "tags", "duplicate_of")}
+        changes = {
+            k: values.get(k, UNSET)
+            for k in ("status", "priority", "assignee", "tags", "tags_add", "tags_remove", "duplicate_of")
+        }
         bug = bug_update(bug=bug, actor=request.user, note=note, **changes)
         return Response(BugOutput(bug).data)
 

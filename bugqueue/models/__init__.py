@@ -7,6 +7,7 @@ from .bugs import (  # noqa: F401
     OPEN_STATUSES,
     RESOLUTION_STATUS,
     Bug,
+    BugCommentMention,
     BugEvent,
     BugKind,
     BugOccurrence,

@@ -172,9 +172,22 @@ class Comment(models.Model):
     )
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    mentions = models.ManyToManyField(settings.AUTH_USER_MODEL, through="BugCommentMention", related_name="+")
 
     class Meta:
         ordering = ["bug_id", "id"]
+
+
+class BugCommentMention(models.Model):
+    """One member named with @username in a bug comment (mailed once, when the comment was posted)."""
+
+    comment = models.ForeignKey(Comment, on_delete=models.CASCADE, related_name="mention_rows")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["comment", "user"], name="bug_comment_mention_once")]
+        indexes = [models.Index(fields=["user", "created_at"], name="bug_mention_user_time")]
 
 
 class FailureSource(models.TextChoices):
@@ -195,6 +208,9 @@ class FailureExample(models.Model):
     predicted_label = models.CharField(max_length=64, blank=True, default="")
     expected_label = models.CharField(max_length=64, null=True, blank=True)
     predicted_at = models.DateTimeField(null=True, blank=True)
+    # When the failure happened: the prediction's time when known, else when its ground truth
+    # arrived, else when it was filed. Bug.first_seen / last_seen and the occurrence rows follow it.
+    occurred_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=16, choices=FailureSource.choices, default=FailureSource.REPORT)
     # For automatically filed failures: the LabelChange that revealed it (exactly-once filing).
     label_change_seq = models.BigIntegerField(null=True, blank=True)
@@ -209,12 +225,16 @@ class FailureExample(models.Model):
                 name="failure_once_per_label_change",
             ),
         ]
-        indexes = [models.Index(fields=["bug", "id"], name="failure_bug_id")]
+        indexes = [
+            models.Index(fields=["bug", "id"], name="failure_bug_id"),
+            models.Index(fields=["bug", "occurred_at"], name="failure_bug_occurred"),
+        ]
 
 
 class BugOccurrence(models.Model):
-    """One filing into a bug (a report, or a batch of failures): the source of truth for
-    Bug.occurrences (reconciled periodically) and the occurrences-over-time chart."""
+    """Occurrences of a bug at one time: a report without failures (seen_at: when it was filed), or
+    the failures of one filing that happened on one UTC day (seen_at: the earliest of them). The
+    source of truth for Bug.occurrences (reconciled periodically) and the occurrences-over-time chart."""
 
     bug = models.ForeignKey(Bug, on_delete=models.CASCADE, related_name="occurrence_rows")
     count = models.PositiveIntegerField()

@@ -5,8 +5,10 @@ of queries (no N+1): the tests pin them with django_assert_max_num_queries."""
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce, TruncDate
+from django.urls import reverse
 
 from bugqueue.models import (
     CLOSED_STATUSES,
@@ -18,6 +20,8 @@ from bugqueue.models import (
     BugProjectSettings,
     BugStatus,
     Comment,
+    DatasetMember,
+    EvaluationResult,
     FailureExample,
     Priority,
     Tag,
@@ -60,10 +64,11 @@ def tag_list():
     return Tag.objects.order_by("position", "slug")
 
 
-def tags_resolve(slugs) -> list[Tag]:
-    """Tag slugs -> Tag rows, in the order given; unknown slugs are a 400 that lists them."""
+def tags_resolve(slugs, *, field: str = "tags") -> list[Tag]:
+    """Tag slugs -> Tag rows, in the order given; unknown slugs are a 400 that lists them (under
+    `field`, the input's name)."""
     if not isinstance(slugs, (list, tuple)) or not all(isinstance(s, str) for s in slugs):
-        raise ValidationFailed("tags must be a list of tag slugs.", fields={"tags": ["Must be a list of strings."]})
+        raise ValidationFailed(f"{field} must be a list of tag slugs.", fields={field: ["Must be a list of strings."]})
     wanted = list(dict.fromkeys(s.strip() for s in slugs))
     if not wanted:
         return []
@@ -72,7 +77,7 @@ def tags_resolve(slugs) -> list[Tag]:
     if unknown:
         raise ValidationFailed(
             f"Unknown tag{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} (see GET /api/tags).",
-            fields={"tags": [f"Unknown tag {s!r}." for s in unknown]},
+            fields={field: [f"Unknown tag {s!r}." for s in unknown]},
         )
     return [found[s] for s in wanted]
 
@@ -303,8 +308,10 @@ def bug_facets(*, user, project=None, filters: BugFilters) -> dict:
 
 
 # --- one bug --------------------------------------------------------------------------------
-def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
+def bug_detail(*, bug: Bug, user, failures_limit: int = 50, failures_page: int = 1) -> dict:
     """Everything the bug page and GET /api/bugs/{id} show to `user`, in a constant number of queries.
+    Failures come newest first, `failures_limit` per page (`failures_page`, from 1; a page past the
+    end is the last one).
 
     Blind labeling (labeling.selectors.blind): the failures of items whose labels `user` may not see
     are left out of the list and of the confusion counts (`failures_hidden` says how many): a failure
@@ -312,12 +319,15 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
     both."""
     visibility = labels_visible_to(user=user, project=bug.project)
     shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
-    failures = list(shown.select_related("item").order_by("-id")[:failures_limit])
     agg = FailureExample.objects.filter(bug=bug).aggregate(
         n=Count("pk"),
         unknown=Count("pk", filter=Q(expected_label__isnull=True)),
         shown=Count("pk", filter=visibility.q("item__")) if not visibility.all else Count("pk"),
     )
+    pages = max(1, -(-agg["shown"] // failures_limit))
+    page = min(max(1, failures_page), pages)
+    offset = (page - 1) * failures_limit
+    failures = list(shown.select_related("item").order_by("-id")[offset : offset + failures_limit])
     confusion = list(
         shown.values("model_version", "predicted_label", "expected_label").annotate(n=Count("pk")).order_by("-n")[:20]
     )
@@ -336,9 +346,12 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
         "failures_hidden": agg["n"] - agg["shown"],
         "failures_visible": agg["shown"],
         "failures_without_expected": agg["unknown"],
+        "failures_paging": {"page": page, "pages": pages, "first": offset + 1, "last": offset + len(failures)},
         "confusion": confusion,
         "events": list(BugEvent.objects.filter(bug=bug).select_related("actor").order_by("id")),
-        "comments": list(Comment.objects.filter(bug=bug).select_related("author").order_by("id")),
+        "comments": list(
+            Comment.objects.filter(bug=bug).select_related("author").prefetch_related("mentions").order_by("id")
+        ),
         "series": [{"day": row["day"].isoformat(), "count": row["n"]} for row in series],
         "duplicate_of": Bug.objects.filter(pk=bug.duplicate_of_id).only("pk", "title").first()
         if bug.duplicate_of_id
@@ -355,3 +368,60 @@ def bug_item_comments(*, bug: Bug, user) -> dict:
     shown = FailureExample.objects.filter(bug=bug, item__isnull=False).filter(visibility.q("item__"))
     comments, more = comments_on_items(user=user, project=bug.project, items=shown.values("item_id"))
     return {"item_comments": comments, "item_comments_more": more}
+
+
+# --- the bug page's breakdowns --------------------------------------------------------------
+MAX_SLICE_BREAKDOWNS = 3
+SLICE_VALUES = 10
+
+
+def bug_breakdowns(*, bug: Bug, user) -> dict:
+    """The failures `user` may see, counted per model version and per value of the project's first
+    slice fields (payload keys, read from the item's payload, else the reported one), and the
+    evaluations run on datasets holding the bug's failures. One query per breakdown (at most
+    2 + MAX_SLICE_BREAKDOWNS)."""
+    visibility = labels_visible_to(user=user, project=bug.project)
+    shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
+    by_model = list(
+        shown.values("model_version")
+        .annotate(n=Count("pk"), first=Min("occurred_at"), last=Max("occurred_at"))
+        .order_by("-n", "model_version")[:20]
+    )
+    fields = [f for f in (bug.project.slice_fields or []) if isinstance(f, str) and f][:MAX_SLICE_BREAKDOWNS]
+    slices = []
+    for name in fields:
+        value = Coalesce(KeyTextTransform(name, "item__payload"), KeyTextTransform(name, "payload"))
+        rows = list(
+            shown.annotate(v=value).values("v").annotate(n=Count("pk")).order_by("-n", F("v").asc(nulls_last=True))
+        )
+        slices.append(
+            {
+                "field": name,
+                "rows": [{"value": r["v"], "n": r["n"]} for r in rows[:SLICE_VALUES]],
+                "other": sum(r["n"] for r in rows[SLICE_VALUES:]),
+            }
+        )
+    datasets = DatasetMember.objects.filter(bug=bug).values("dataset_id")
+    results = list(
+        EvaluationResult.objects.filter(dataset_id__in=datasets)
+        .select_related("evaluation", "dataset")
+        .order_by("-evaluation__created_at", "-id")[:10]
+    )
+    evaluations = []
+    for r in results:
+        mine = next((s for s in r.slices or [] if s.get("field") == "bug" and str(s.get("value")) == str(bug.pk)), None)
+        evaluations.append(
+            {
+                "id": r.evaluation_id,
+                "url": reverse("evaluation-page", args=[r.evaluation_id]),
+                "model_version": r.evaluation.model_version,
+                "dataset": r.dataset.name,
+                "dataset_version": r.dataset_version,
+                "accuracy": r.accuracy,
+                "bug_accuracy": mine.get("accuracy") if mine else None,
+                "regressions": (r.regressions_by_bug or {}).get(str(bug.pk), 0),
+                "passed": r.passed,
+                "created_at": r.evaluation.created_at,
+            }
+        )
+    return {"by_model": by_model, "slices": slices, "evaluations": evaluations}

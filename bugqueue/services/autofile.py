@@ -5,7 +5,8 @@ The filer keeps a cursor per project (`BugProjectSettings.filed_through_seq`) an
 after it in batches under the cursor's row lock, so each change is examined exactly once (signal,
 retried task or periodic sweep alike). Disagreements with production predictions are grouped by
 (model version, predicted -> actual), one bug per group: a burst of label changes makes a handful of
-bugs, in a number of queries that depends on the groups, not the changes.
+bugs, in a number of queries that depends on the groups, not the changes. A failure is dated by its
+prediction (when production made it), not by the filing: see bugqueue.services.grouping.
 """
 
 import hashlib
@@ -63,22 +64,22 @@ def _file_batch(*, project_id: int, batch_size: int):
     changes = list(
         LabelChange.objects.filter(project_id=project_id, seq__gt=cursor.filed_through_seq)
         .order_by("seq")
-        .values_list("seq", "item_id", "label")[:batch_size]
+        .values_list("seq", "item_id", "label", "changed_at")[:batch_size]
     )
     if not changes:
         return None
     results = []
     if cursor.auto_file_failed_predictions:
         newest = {}
-        for seq, item_id, label in changes:
-            newest[item_id] = (seq, label)  # ordered by seq: the last one wins
+        for seq, item_id, label, changed_at in changes:
+            newest[item_id] = (seq, label, changed_at)  # ordered by seq: the last one wins
         groups = defaultdict(list)
         for item_id, external_id, mv, predicted, at in (
             Prediction.objects.filter(item_id__in=list(newest))
             .order_by("item_id", "model_version")
             .values_list("item_id", "item__external_id", "model_version", "label", "predicted_at")
         ):
-            seq, truth = newest[item_id]
+            seq, truth, truth_at = newest[item_id]
             if truth and predicted != truth:  # "" is a retraction: the item has no ground truth again
                 groups[(mv, predicted, truth)].append(
                     FailureData(
@@ -90,6 +91,7 @@ def _file_batch(*, project_id: int, batch_size: int):
                         predicted_at=at,
                         source=FailureSource.GROUND_TRUTH,
                         label_change_seq=seq,
+                        truth_at=truth_at,
                     )
                 )
         if groups:

@@ -1,5 +1,5 @@
-"""Bugs: update (allowed transitions), resolve, comment; per-project settings (reporting:
-services/report.py).
+"""Bugs: update (allowed transitions), resolve; per-project settings (reporting: services/report.py,
+comments: services/comments.py).
 
 Every change writes a BugEvent (who, when, field, from, to, why) in the same transaction.
 Validation happens before the first write, so bad input writes nothing. The allowed status
@@ -21,7 +21,6 @@ from bugqueue.models import (
     BugEvent,
     BugProjectSettings,
     BugStatus,
-    Comment,
     FailureExample,
     Priority,
     Resolution,
@@ -237,9 +236,21 @@ def _member_user(*, project_id: int, username: str):
 
 @transaction.atomic
 def bug_update(
-    *, bug: Bug, actor, status=UNSET, priority=UNSET, assignee=UNSET, tags=UNSET, duplicate_of=UNSET, note: str = ""
+    *,
+    bug: Bug,
+    actor,
+    status=UNSET,
+    priority=UNSET,
+    assignee=UNSET,
+    tags=UNSET,
+    tags_add=UNSET,
+    tags_remove=UNSET,
+    duplicate_of=UNSET,
+    note: str = "",
 ) -> Bug:
-    """Change status / priority / assignee (username or None) / tags (the full list of slugs).
+    """Change status / priority / assignee (username or None) / tags. `tags` replaces the whole list;
+    `tags_add` / `tags_remove` change only the slugs they name (the others stay), so two people
+    tagging at once never drop each other's tags. `tags` cannot be combined with them.
     Closing statuses go through the same path as bug_resolve."""
     bug = _lock(bug.pk)
     now = timezone.now()
@@ -256,6 +267,19 @@ def bug_update(
     if assignee is not UNSET:
         new_assignee = None if assignee in (None, "") else _member_user(project_id=bug.project_id, username=assignee)
     tag_rows = UNSET if tags is UNSET else tags_resolve(tags)
+    if tag_rows is not UNSET and (tags_add is not UNSET or tags_remove is not UNSET):
+        raise ValidationFailed(
+            "Send either tags (the full list) or tags_add / tags_remove, not both.",
+            fields={"tags": ["Not with tags_add or tags_remove."]},
+        )
+    add_rows = [] if tags_add is UNSET else tags_resolve(tags_add, field="tags_add")
+    remove_rows = [] if tags_remove is UNSET else tags_resolve(tags_remove, field="tags_remove")
+    both = {t.slug for t in add_rows} & {t.slug for t in remove_rows}
+    if both:
+        raise ValidationFailed(
+            f"A tag cannot be added and removed at once: {', '.join(sorted(both))}.",
+            fields={"tags_add": [f"Also in tags_remove: {s!r}." for s in sorted(both)]},
+        )
     if duplicate_of is not UNSET and duplicate_of not in (None, "") and status != BugStatus.DUPLICATE:
         raise ValidationFailed(
             "duplicate_of goes with status duplicate.", fields={"duplicate_of": ["Set status to duplicate."]}
@@ -285,6 +309,20 @@ def bug_update(
         if current != wanted:
             bug.tags.set(tag_rows)
             events.append(_event(bug, actor, "tags", ",".join(current), ",".join(wanted), note, now))
+    if add_rows or remove_rows:
+        current = set(bug.tags.values_list("slug", flat=True))
+        adding = [t for t in add_rows if t.slug not in current]
+        removing = [t for t in remove_rows if t.slug in current]
+        if adding:
+            bug.tags.add(*adding)
+        if removing:
+            bug.tags.remove(*removing)
+        if adding or removing:
+            after = sorted((current | {t.slug for t in adding}) - {t.slug for t in removing})
+            change = [f"+{t.slug}" for t in adding] + [f"-{t.slug}" for t in removing]
+            events.append(
+                _event(bug, actor, "tags", ",".join(sorted(current)), ",".join(after), note or " ".join(change), now)
+            )
     if status_change:
         old_status = bug.status
         if status in CLOSED_STATUSES:
@@ -310,21 +348,7 @@ def bug_update(
     return bug
 
 
-# --- comments, settings ---------------------------------------------------------------------
-@transaction.atomic
-def comment_add(*, bug: Bug, author, body) -> Comment:
-    if not isinstance(body, str) or not body.strip():
-        raise ValidationFailed("body is required.", fields={"body": ["This field may not be blank."]})
-    if len(body) > MAX_COMMENT_CHARS:
-        raise ValidationFailed(
-            f"A comment holds at most {MAX_COMMENT_CHARS:,} characters.",
-            fields={"body": [f"At most {MAX_COMMENT_CHARS:,} characters."]},
-        )
-    comment = Comment.objects.create(bug=bug, author=author, body=body.strip())
-    Bug.objects.filter(pk=bug.pk).update(updated_at=timezone.now())
-    return comment
-
-
+# --- settings ---------------------------------------------------------------------
 MAX_DATASET_BATCH_SECONDS = 86_400
 
 

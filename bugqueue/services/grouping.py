@@ -5,18 +5,23 @@ the feedback-delay filer all go through `bug_file`.
 The database decides the grouping, not a check: a conditional UNIQUE constraint allows one *open*
 bug per (project, fingerprint), and `_locate` runs PostgreSQL's upsert loop against it. A report
 for a closed bug follows the regression rule (`is_newer_than_resolution`).
+
+Times are the events' own, not the filing's: a failure happened when its prediction was made
+(`FailureData.occurred_at`), so a bug filed today from predictions weeks old is first seen weeks
+ago, and its occurrences are charted on those days. The bug's `created_at` is the filing time.
 """
 
 import hashlib
 import logging
 import re
 import unicodedata
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from bugqueue.models import (
@@ -64,6 +69,12 @@ class FailureData:
     predicted_at: datetime | None = None
     source: str = FailureSource.REPORT
     label_change_seq: int | None = None
+    truth_at: datetime | None = None  # when its ground truth arrived (the automatic filer knows it)
+
+    def occurred_at(self, filed_at: datetime) -> datetime:
+        """When the failure happened: the prediction's time, else the ground truth's arrival, else
+        the filing time."""
+        return self.predicted_at or self.truth_at or filed_at
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,18 @@ def _observations(draft: BugDraft, failures: list[FailureData]):
     return [(None, draft.model_version)]
 
 
-def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now, actor_id, initial: int, depth=0):
+def _locate(
+    *,
+    project_id: int,
+    fingerprint: str,
+    draft: BugDraft,
+    failures,
+    now,
+    actor_id,
+    initial: int,
+    seen=None,
+    depth=0,
+):
     """The bug a report goes into, locked; opens or reopens one when needed.
     Returns (bug, created, regressed). Must run inside a transaction.
 
@@ -152,6 +174,7 @@ def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now
                         now=now,
                         actor_id=actor_id,
                         initial=initial,
+                        seen=seen,
                         depth=depth + 1,
                     )
             if closed.status == BugStatus.RESOLVED and any(
@@ -176,8 +199,8 @@ def _locate(*, project_id: int, fingerprint: str, draft: BugDraft, failures, now
                     priority=draft.priority,
                     model_version=draft.model_version,
                     reporter_id=draft.reporter_id,
-                    first_seen=now,
-                    last_seen=now,
+                    first_seen=seen[0] if seen else now,
+                    last_seen=seen[1] if seen else now,
                     created_at=now,
                     occurrences=initial,
                 )
@@ -259,11 +282,15 @@ def bug_file(
     """File one report (with its failures) into the bug of `fingerprint`. Call inside a transaction.
 
     Occurrences added: the number of failures, or 1 for a report without failures when
-    `count_report` (the automatic filer counts failures only). Announces bug.created, or
+    `count_report` (the automatic filer counts failures only). They are recorded at the failures'
+    own times (one occurrence row per UTC day among them; a report without failures: `now`), and
+    first_seen / last_seen widen to the earliest / latest of those times. Announces bug.created, or
     bug.regressed and bug.occurrences (bugqueue.services.announce), after commit."""
     now = now or timezone.now()
     actor_id = getattr(actor, "pk", None)
     n = len(failures) if failures else (1 if count_report else 0)
+    times = [f.occurred_at(now) for f in failures]
+    seen = (min(times), max(times)) if times else (now, now)
     bug, created, regressed = _locate(
         project_id=project_id,
         fingerprint=fingerprint,
@@ -272,6 +299,7 @@ def bug_file(
         now=now,
         actor_id=actor_id,
         initial=n,
+        seen=seen if n else None,
     )
     if failures:
         FailureExample.objects.bulk_create(
@@ -286,28 +314,44 @@ def bug_file(
                     predicted_label=f.predicted_label,
                     expected_label=f.expected_label,
                     predicted_at=f.predicted_at,
+                    occurred_at=at,
                     source=f.source,
                     label_change_seq=f.label_change_seq,
                     created_at=now,
                 )
-                for f in failures
+                for f, at in zip(failures, times, strict=True)
             ],
             batch_size=1000,
         )
     if n:
         if not created:  # a new bug was inserted with its first occurrences already counted
             Bug.objects.filter(pk=bug.pk).update(
-                occurrences=F("occurrences") + n, last_seen=Greatest(F("last_seen"), now), updated_at=now
+                occurrences=F("occurrences") + n,
+                first_seen=Least(F("first_seen"), seen[0]),
+                last_seen=Greatest(F("last_seen"), seen[1]),
+                updated_at=now,
             )
             bug.occurrences += n  # the row is locked by this transaction: the value read is current
-            bug.last_seen = max(bug.last_seen, now)
-        BugOccurrence.objects.create(bug_id=bug.pk, count=n, seen_at=now)
+            bug.first_seen, bug.last_seen = min(bug.first_seen, seen[0]), max(bug.last_seen, seen[1])
+        BugOccurrence.objects.bulk_create(
+            occurrence_rows(bug_id=bug.pk, times=times)
+            if times
+            else [BugOccurrence(bug_id=bug.pk, count=n, seen_at=now)]
+        )
         if bug.snoozed:
             snooze_check_filed(bug=bug, now=now)
     announce_bug_filed(bug=bug, created=created, regressed=regressed, added=0 if created else n)
     return FilingResult(
         bug=bug, created=created, regressed=regressed, occurrences=bug.occurrences, recorded=len(failures)
     )
+
+
+def occurrence_rows(*, bug_id: int, times) -> list[BugOccurrence]:
+    """Occurrence rows for failures that happened at `times`: one per UTC day, at its earliest time."""
+    days = defaultdict(list)
+    for at in times:
+        days[at.astimezone(UTC).date()].append(at)
+    return [BugOccurrence(bug_id=bug_id, count=len(ats), seen_at=min(ats)) for _, ats in sorted(days.items())]
 
 
 def occurrences_reconcile(*, fix: bool = True) -> list[tuple[int, int, int]]:

@@ -10,10 +10,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from bugqueue.models import BugKind, BugStatus, Priority, Resolution
+from bugqueue.models import OPEN_STATUSES, BugKind, BugStatus, Priority, Resolution
 from bugqueue.selectors.bugs import (
     BugFilters,
     access_bug,
+    bug_breakdowns,
     bug_detail,
     bug_facets,
     bug_filters_parse,
@@ -25,7 +26,8 @@ from bugqueue.selectors.bugs import (
 )
 from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
 from bugqueue.selectors.stream import bug_trends, may_change_bugs_somewhere, stream_members
-from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update, comment_add
+from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update
+from bugqueue.services.comments import comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES
 from labeling.selectors.projects import project_list
@@ -170,9 +172,15 @@ def bug_queue(request):
 @login_required
 def bug_page(request, bug_id):
     bug = _page_bug(request, bug_id)
-    detail = bug_detail(bug=bug, user=request.user)
+    try:
+        failures_page = int(request.GET.get("page") or 1)
+    except ValueError:
+        failures_page = 1
+    detail = bug_detail(bug=bug, user=request.user, failures_limit=PAGE_SIZE, failures_page=failures_page)
     comment_items = list({f.item_id: f.item for f in detail["failures"] if f.item is not None}.values())
     can_triage = bug.project.user_role in REVIEW_ROLES
+    all_tags = list(tag_list())
+    on_bug = {t.pk for t in detail["tags"]}
     return render(
         request,
         "bugqueue/bug_detail.html",
@@ -182,11 +190,12 @@ def bug_page(request, bug_id):
             "comment_items": comment_items,
             "project": bug.project,
             "can_triage": can_triage,
-            "statuses": BugStatus.choices,
+            "open_statuses": [(v, label) for v, label in BugStatus.choices if v in OPEN_STATUSES],
             "priorities": Priority.choices,
             "resolutions": Resolution.choices,
             "members": project_assignees(project=bug.project) if can_triage else [],
-            "all_tags": list(tag_list()),
+            "addable_tags": [t for t in all_tags if t.pk not in on_bug],
+            "breakdowns": bug_breakdowns(bug=bug, user=request.user),
             "progress": bug_dataset_progress(bug=bug),
             "resolve_datasets": resolve_dialog_datasets(project=bug.project) if can_triage else [],
             "resolve_bug": {"id": bug.pk, "title": bug.title, "tags": [t.slug for t in detail["tags"]]},
@@ -208,7 +217,8 @@ def bug_comment(request, bug_id):
 @login_required
 @require_POST
 def bug_edit(request, bug_id):
-    """The bug page's small form: status, priority, assignee, tags (same service as PATCH)."""
+    """The bug page's small forms: status, priority, assignee; the tag control's add / remove of one
+    tag (same service as PATCH)."""
     bug = _page_bug(request, bug_id, roles=REVIEW_ROLES)
     changes = {}
     for key in ("status", "priority"):
@@ -218,6 +228,10 @@ def bug_edit(request, bug_id):
         changes["assignee"] = request.POST["assignee"] or None
     if "tags_present" in request.POST:
         changes["tags"] = request.POST.getlist("tags")
+    for key in ("tags_add", "tags_remove"):  # the tag control: one tag at a time, the others stay
+        values = [v for v in request.POST.getlist(key) if v]
+        if values:
+            changes[key] = values
     try:
         bug_update(
             bug=bug,

@@ -2,7 +2,8 @@
 
 A mention names a member by `@username`. Only members who may read the comment are recorded and
 mailed (an annotator on an item still open to them never sees others' comments, see
-labeling.selectors.comments), and never the author."""
+labeling.selectors.comments), and never the author. `mentioned_members` and `mentions_mail` are the
+one implementation of mentions: other comment threads (bug comments) call them too."""
 
 import re
 
@@ -20,21 +21,27 @@ MAX_COMMENT = 5000
 MENTION_RE = re.compile(r"(?<![\w@.])@([\w.+-]{1,150})")
 
 
-def _mentioned_members(*, item, text, author):
+def mentioned_members(*, project_id: int, text: str, author, may_read=None) -> list:
+    """The active members of the project (and staff) named with @username in `text`, never the
+    author, sorted by username; `may_read(user)` further keeps those allowed to read the comment."""
     names = {m.rstrip(".") for m in MENTION_RE.findall(text)}
     if not names:
         return []
     User = get_user_model()
     users = User.objects.filter(username__in=names, is_active=True).exclude(pk=author.pk)
-    members = set(Membership.objects.filter(project_id=item.project_id).values_list("user_id", flat=True))
-    out = []
-    bare = Project(pk=item.project_id)  # item.project carries the author's role; each user's is looked up
-    for user in users:
-        if user.pk not in members and not user.is_staff:
-            continue
-        if labels_visible_to(user=user, project=bare).visible_ids([item.pk]):
-            out.append(user)
+    members = set(Membership.objects.filter(project_id=project_id).values_list("user_id", flat=True))
+    out = [u for u in users if (u.pk in members or u.is_staff) and (may_read is None or may_read(u))]
     return sorted(out, key=lambda u: u.username)
+
+
+def _mentioned_members(*, item, text, author):
+    bare = Project(pk=item.project_id)  # item.project carries the author's role; each user's is looked up
+    return mentioned_members(
+        project_id=item.project_id,
+        text=text,
+        author=author,
+        may_read=lambda user: bool(labels_visible_to(user=user, project=bare).visible_ids([item.pk])),
+    )
 
 
 def comment_post(*, item, author, text: str) -> ItemComment:
@@ -51,19 +58,32 @@ def comment_post(*, item, author, text: str) -> ItemComment:
     return comment
 
 
-def _mail_mentions(*, comment, users):
-    item = comment.item
-    link = settings.LOUPE_BASE_URL.rstrip("/") + reverse("item", args=[item.project_id, item.pk])
+def mentions_mail(*, author, users, where: str, place: str, text: str, path: str) -> None:
+    """Mail each mentioned user (those with an address) that `author` named them on `where`
+    (in `place`), with the comment's text and a link to `path`. Call after commit."""
+    link = settings.LOUPE_BASE_URL.rstrip("/") + path
     for user in users:
         if not user.email:
             continue
         send_mail(
-            f"{comment.author.username} mentioned you on {item.external_id}",
-            f"{comment.author.username} wrote on {item.external_id} ({item.project.name}):\n\n{comment.text}\n\n{link}\n",
+            f"{author.username} mentioned you on {where}",
+            f"{author.username} wrote on {where} ({place}):\n\n{text}\n\n{link}\n",
             settings.DEFAULT_FROM_EMAIL,
             [user.email],
             fail_silently=True,
         )
+
+
+def _mail_mentions(*, comment, users):
+    item = comment.item
+    mentions_mail(
+        author=comment.author,
+        users=users,
+        where=item.external_id,
+        place=item.project.name,
+        text=comment.text,
+        path=reverse("item", args=[item.project_id, item.pk]),
+    )
 
 
 def comment_delete(*, user, comment_id) -> None:
