@@ -4,9 +4,11 @@ from bugqueue.api import views_bugs, views_datasets, views_models, views_triage
 
 urlpatterns = [
     path("bugs", views_bugs.BugListCreateApi.as_view(), name="api-bugs"),
+    path("bugs/merge", views_bugs.BugMergeApi.as_view(), name="api-bugs-merge"),
     path("bugs/<int:bug_id>", views_bugs.BugDetailApi.as_view(), name="api-bug"),
     path("bugs/<int:bug_id>/comments", views_bugs.BugCommentsApi.as_view(), name="api-bug-comments"),
     path("bugs/<int:bug_id>/resolve", views_bugs.BugResolveApi.as_view(), name="api-bug-resolve"),
+    path("bugs/<int:bug_id>/unmerge", views_bugs.BugUnmergeApi.as_view(), name="api-bug-unmerge"),
     path("triage", views_triage.TriageApi.as_view(), name="api-triage"),
     path("tags", views_bugs.TagListApi.as_view(), name="api-tags"),
     path("projects/<int:project_id>/bug-settings", views_bugs.BugSettingsApi.as_view(), name="api-bug-settings"),

@@ -9,6 +9,7 @@ from .bugs import (  # noqa: F401
     Bug,
     BugEvent,
     BugKind,
+    BugMerge,
     BugOccurrence,
     BugProjectSettings,
     BugStatus,

@@ -14,6 +14,7 @@ from bugqueue.models import (
     Bug,
     BugEvent,
     BugKind,
+    BugMerge,
     BugOccurrence,
     BugProjectSettings,
     BugStatus,
@@ -283,3 +284,9 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
         if bug.duplicate_of_id
         else None,
     }
+
+
+def bug_merge_in_force(*, bug: Bug):
+    """The merge that made `bug` a duplicate of another bug, while it is in force (the bug page's
+    Unmerge), or None."""
+    return BugMerge.objects.filter(source_id=bug.pk, unmerged_at__isnull=True).select_related("target").first()
