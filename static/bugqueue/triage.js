@@ -19,7 +19,7 @@
 
   const statsBox = document.getElementById("triage-stats");
   let chart = null;
-  // Long tag names are shortened on the axis (…); the tooltip and the table below have them whole.
+  // Long tag names are shortened on the axis (…); the tooltip and the chart's data table have them whole.
   const MAX_LABEL = 16;
   const short = (name) => (name.length > MAX_LABEL ? `${name.slice(0, MAX_LABEL - 1).trimEnd()}…` : name);
 
@@ -286,25 +286,10 @@
     const empty = document.getElementById("pareto-empty");
     if (filled) filled.hidden = !rows.length;
     if (empty) empty.hidden = !!rows.length;
-    const body = document.querySelector("#pareto-table tbody");
-    if (body) {
-      body.textContent = "";
-      rows.forEach((r) => {
-        const tr = body.insertRow();
-        tr.insertCell().textContent = r.name;
-        tr.cells[0].title = r.slug;
-        [r.count.toLocaleString("en-US"), `${r.cumulative}%`].forEach((v) => {
-          const td = tr.insertCell();
-          td.className = "num";
-          td.textContent = v;
-        });
-      });
-    }
     const el = document.getElementById("pareto-chart");
     if (!el || !window.Chart || !rows.length) return;
-    const names = rows.map((r) => r.name);
     const data = {
-      labels: names.map(short),
+      labels: rows.map((r) => r.name),
       datasets: [
         { type: "bar", label: "Open bugs", data: rows.map((r) => r.count), backgroundColor: "#3559e0", yAxisID: "y" },
         { type: "line", label: "Cumulative %", data: rows.map((r) => r.cumulative), borderColor: "#d92d20",
@@ -312,7 +297,6 @@
       ],
     };
     if (chart) {
-      chart.$names = names;
       chart.data.labels = data.labels;
       chart.data.datasets.forEach((d, i) => { d.data = data.datasets[i].data; });
       chart.update();
@@ -323,17 +307,14 @@
       options: {
         maintainAspectRatio: false, animation: false,
         layout: { padding: { left: 8, right: 8 } },
-        plugins: {
-          tooltip: { callbacks: { title: (items) => (items.length ? chart.$names[items[0].dataIndex] : "") } },
-        },
         scales: {
-          x: { ticks: { autoSkip: false, maxRotation: 60, minRotation: 0 } },
+          x: { ticks: { autoSkip: false, maxRotation: 60, minRotation: 0,
+                        callback(value) { return short(String(this.getLabelForValue(value))); } } },
           y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "open bugs" } },
           y2: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false },
                 ticks: { callback: (v) => `${v}%` } },
         },
       },
     });
-    chart.$names = names;
   }
 })();

@@ -46,7 +46,8 @@ def test_triage_three_bugs_with_the_keyboard_only(page, live_server):
     page.keyboard.type("rit")
     page.keyboard.press("Enter")
     row(page, third).locator(".cell-assignee", has_text="rita").wait_for()
-    page.keyboard.press("r")  # the Resolve dialog: fixed by default, the note has the focus
+    page.keyboard.press("r")  # the Resolve dialog, on its resolution: f picks fixed and moves to the note
+    page.keyboard.press("f")
     page.keyboard.type("Seeded in the new pipeline")
     page.keyboard.press("Enter")
     row(page, third).locator(".cell-status", has_text="Resolved").wait_for()
@@ -156,15 +157,20 @@ def test_pareto_labels_fit_and_stats_and_chart_follow_each_action(page, live_ser
     project = ProjectFactory(creator=lead, name="Tickets")
     make_bug(project, lead, title="Accents dropped", tags=["dropped_special_characters"])
     bug = make_bug(project, lead, title="Imputed zeros", tags=["corrupted_imputation"])
+    for word, tag in zip(
+        ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"],
+        ["missing_feature_values", "schema_change", "data_leakage", "data_drift"] * 2,
+        strict=True,
+    ):
+        make_bug(project, lead, title=f"Other bug {word}", tags=[tag], priority="p3")
 
     login(page, live_server, lead)
     page.goto(f"{live_server.url}/triage?project={project.pk}")
     page.locator("#pareto-chart").wait_for()
-    labels = page.evaluate("() => Chart.getChart('pareto-chart').data.labels")
-    assert all(len(label) <= 16 for label in labels) and "Dropped special…" in labels
-    names = page.evaluate("() => Chart.getChart('pareto-chart').$names")
-    assert "Dropped special characters" in names  # the tooltip's title: the whole name
-    # Every tick label is drawn inside the canvas (nothing clipped at the left edge).
+    ticks = page.evaluate("() => Chart.getChart('pareto-chart').scales.x.getLabelItems().map((it) => it.label)")
+    assert all(len(label) <= 16 for label in ticks) and "Dropped special…" in ticks, ticks
+    # The data keeps the whole name: the tooltip and the chart's data table show it.
+    assert "Dropped special characters" in page.evaluate("() => Chart.getChart('pareto-chart').data.labels")
     lefts = page.evaluate(
         """() => {
           const c = Chart.getChart('pareto-chart'), s = c.scales.x, ctx = c.ctx;
@@ -177,8 +183,8 @@ def test_pareto_labels_fit_and_stats_and_chart_follow_each_action(page, live_ser
         }"""
     )
     assert min(lefts) >= 0, lefts
-    page.click("#pareto-details summary")
-    assert page.locator("#pareto-table td", has_text="Dropped special characters").count() == 1
+    page.click("#pareto-chart-table summary")
+    assert page.locator("#pareto-chart-table th", has_text="Dropped special characters").count() == 1
     assert page.locator("#stat-closed").inner_text() == "0"
 
     # Tag the selected bug (the first row): the chart and the table follow without a reload.
@@ -186,7 +192,7 @@ def test_pareto_labels_fit_and_stats_and_chart_follow_each_action(page, live_ser
     page.keyboard.press("t")
     page.keyboard.type("label fl")
     page.keyboard.press("Enter")
-    page.locator("#pareto-table td", has_text="Label flip").wait_for()
+    page.locator("#pareto-chart-table th", has_text="Label flip").wait_for()
     page.wait_for_function("() => Chart.getChart('pareto-chart').data.labels.includes('Label flip')")
 
     # Resolve it: the week's Closed count and the chart follow.
@@ -196,7 +202,7 @@ def test_pareto_labels_fit_and_stats_and_chart_follow_each_action(page, live_ser
     page.keyboard.press("Enter")
     page.locator("#stat-closed", has_text="1").wait_for()
     page.wait_for_function("() => !Chart.getChart('pareto-chart').data.labels.includes('Label flip')")
-    assert page.locator("#pareto-table td", has_text="Corrupted imputation").count() == 0
+    assert page.locator("#pareto-chart-table th", has_text="Corrupted imputation").count() == 0
     page.keyboard.press("Escape")
     page.screenshot(path="/tmp/loupe-triage-pareto.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
