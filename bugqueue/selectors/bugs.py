@@ -288,10 +288,7 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
 
 def bug_merge_in_force(*, bug: Bug):
     """The merge that made `bug` a duplicate of another bug, while it is in force (the bug page's
-    Unmerge), or None."""
+    Unmerge), or None. No query for a bug that is not a duplicate."""
+    if bug.status != BugStatus.DUPLICATE:
+        return None
     return BugMerge.objects.filter(source_id=bug.pk, unmerged_at__isnull=True).select_related("target", "actor").first()
-
-
-def bug_merges_into(*, bug: Bug) -> list:
-    """The merges into `bug` in force, oldest first."""
-    return list(BugMerge.objects.filter(target_id=bug.pk, unmerged_at__isnull=True).order_by("pk"))

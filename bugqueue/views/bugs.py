@@ -19,7 +19,6 @@ from bugqueue.selectors.bugs import (
     bug_filters_parse,
     bug_list,
     bug_merge_in_force,
-    bug_merges_into,
     bug_settings_get,
     project_assignees,
     tag_list,
@@ -127,7 +126,6 @@ def bug_page(request, bug_id):
             "resolve_datasets": resolve_dialog_datasets(project=bug.project) if can_triage else [],
             "resolve_bug": {"id": bug.pk, "title": bug.title, "tags": [t.slug for t in detail["tags"]]},
             "merge": bug_merge_in_force(bug=bug),
-            "merged_here": bug_merges_into(bug=bug),
             "can_merge": bug.project.user_role in MANAGER_ROLES,
         },
     )
