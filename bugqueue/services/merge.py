@@ -116,6 +116,7 @@ def bugs_merge(*, target: Bug, bugs, actor) -> MergeResult:
     events = []
     target_tags = set(target.tags.values_list("pk", flat=True))
     first_seen, last_seen = target.first_seen, target.last_seen
+    occurrences_before = target.occurrences
     for source in sources:
         moved_failures = FailureExample.objects.filter(bug_id=source.pk).update(
             bug_id=target.pk, origin_bug_id=Coalesce(F("origin_bug_id"), source.pk)
@@ -170,7 +171,10 @@ def bugs_merge(*, target: Bug, bugs, actor) -> MergeResult:
         announce_status_changed(bug=source, old=old_status, new=BugStatus.DUPLICATE, actor=actor)
         target.occurrences += moved_occurrences
     Bug.objects.filter(pk=target.pk).update(
-        occurrences=target.occurrences, first_seen=first_seen, last_seen=last_seen, updated_at=now
+        occurrences=F("occurrences") + (target.occurrences - occurrences_before),
+        first_seen=first_seen,
+        last_seen=last_seen,
+        updated_at=now,
     )
     BugEvent.objects.bulk_create(events)
     target.refresh_from_db()
