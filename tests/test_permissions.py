@@ -142,6 +142,10 @@ TABLE = [
     (API, "PATCH", "api-bug", "/api/bugs/{bug}", "401 404 403 200 200 404 200"),
     (API, "POST", "api-bug-comments", "/api/bugs/{bug}/comments", "401 404 400 400 400 404 400"),
     (API, "POST", "api-bug-resolve", "/api/bugs/{bug}/resolve", "401 404 403 400 400 404 400"),
+    # Merging is the managers' business: an empty body is a 400 before anything is looked up; the
+    # world's bug is not merged (409 not_merged).
+    (API, "POST", "api-bugs-merge", "/api/bugs/merge", "401 400 400 400 400 400 400"),
+    (API, "POST", "api-bug-unmerge", "/api/bugs/{bug}/unmerge", "401 404 403 403 409 404 409"),
     (API, "GET", "api-triage", "/api/triage?project={p}", "401 404 200 200 200 404 200"),
     (API, "GET", "api-tags", "/api/tags", "401 200 200 200 200 200 200"),
     (API, "GET", "api-bug-settings", "/api/projects/{p}/bug-settings", "401 404 200 200 200 404 200"),

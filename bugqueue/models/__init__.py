@@ -10,6 +10,7 @@ from .bugs import (  # noqa: F401
     BugCommentMention,
     BugEvent,
     BugKind,
+    BugMerge,
     BugOccurrence,
     BugProjectSettings,
     BugStatus,

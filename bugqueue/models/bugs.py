@@ -214,6 +214,9 @@ class FailureExample(models.Model):
     source = models.CharField(max_length=16, choices=FailureSource.choices, default=FailureSource.REPORT)
     # For automatically filed failures: the LabelChange that revealed it (exactly-once filing).
     label_change_seq = models.BigIntegerField(null=True, blank=True)
+    # The bug it was filed into, when a merge moved it elsewhere (null: filed into `bug`); an
+    # unmerge moves it back (bugqueue.services.merge).
+    origin_bug = models.ForeignKey(Bug, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -239,10 +242,47 @@ class BugOccurrence(models.Model):
     bug = models.ForeignKey(Bug, on_delete=models.CASCADE, related_name="occurrence_rows")
     count = models.PositiveIntegerField()
     seen_at = models.DateTimeField()
+    # As FailureExample.origin_bug: the bug it was filed into when a merge moved it.
+    origin_bug = models.ForeignKey(Bug, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["bug_id", "id"]
         indexes = [models.Index(fields=["bug", "seen_at"], name="occurrence_bug_time")]
+
+
+class BugMerge(models.Model):
+    """One bug merged into another (Sentry's merge): the source became a duplicate of the target and
+    its failures and occurrence rows moved there (each keeps the bug it was filed into in
+    `origin_bug`). Later reports of the source's fingerprint follow `duplicate_of` to the target.
+    `source_before` and `tags_added` let an unmerge put everything back exactly; comments stay on
+    the source. At most one merge of a bug is in force (not unmerged) at a time."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(Bug, on_delete=models.CASCADE, related_name="merged_in")
+    source = models.ForeignKey(Bug, on_delete=models.CASCADE, related_name="merged_into")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    failures = models.PositiveIntegerField(default=0)  # failure examples moved
+    occurrences = models.PositiveIntegerField(default=0)  # occurrences moved (sum of the rows' counts)
+    tags_added = models.JSONField(default=list)  # tag ids the target got from the source
+    # The source's closing fields before the merge (status, resolution, ...), restored by an unmerge.
+    source_before = models.JSONField(default=dict)
+    target_first_seen = models.DateTimeField()
+    target_last_seen = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    unmerged_at = models.DateTimeField(null=True, blank=True)
+    unmerged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"], condition=Q(unmerged_at__isnull=True), name="bugmerge_one_in_force_per_source"
+            ),
+        ]
 
 
 class BugProjectSettings(models.Model):

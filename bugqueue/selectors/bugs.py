@@ -16,6 +16,7 @@ from bugqueue.models import (
     Bug,
     BugEvent,
     BugKind,
+    BugMerge,
     BugOccurrence,
     BugProjectSettings,
     BugStatus,
@@ -425,3 +426,11 @@ def bug_breakdowns(*, bug: Bug, user) -> dict:
             }
         )
     return {"by_model": by_model, "slices": slices, "evaluations": evaluations}
+
+
+def bug_merge_in_force(*, bug: Bug):
+    """The merge that made `bug` a duplicate of another bug, while it is in force (the bug page's
+    Unmerge), or None. No query for a bug that is not a duplicate."""
+    if bug.status != BugStatus.DUPLICATE:
+        return None
+    return BugMerge.objects.filter(source_id=bug.pk, unmerged_at__isnull=True).select_related("target", "actor").first()

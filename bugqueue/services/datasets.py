@@ -225,8 +225,10 @@ def dataset_version_curate(
 
 
 @transaction.atomic
-def bug_datasets_flow_start(*, bug: Bug, actor, dataset_ids=(), mine_similar: int = 0) -> BugDatasetFlow:
-    """Record the hand-off and run it in Celery after commit. Called by bug_resolve."""
+def bug_datasets_flow_start(*, bug: Bug, actor, dataset_ids=(), mine_similar: int = 0) -> BugDatasetFlow | None:
+    """Record the hand-off and run it in Celery after commit. Called by bug_resolve. A hand-off with
+    nothing to do (no dataset chosen or following the bug's tags, no look-alikes to mine) is not
+    recorded: None."""
     dataset_ids = sorted({int(i) for i in dataset_ids})
     found = set(Dataset.objects.filter(project_id=bug.project_id, pk__in=dataset_ids).values_list("pk", flat=True))
     missing = [i for i in dataset_ids if i not in found]
@@ -239,6 +241,8 @@ def bug_datasets_flow_start(*, bug: Bug, actor, dataset_ids=(), mine_similar: in
         raise ValidationFailed(
             "mine_similar must be from 0 to 10,000.", fields={"mine_similar": ["Must be from 0 to 10000."]}
         )
+    if not mine_similar and not _target_datasets(bug, dataset_ids):
+        return None
     flow = BugDatasetFlow.objects.create(bug=bug, datasets=dataset_ids, mine_similar=mine_similar, created_by=actor)
     from bugqueue.tasks import bug_datasets_flow_task
     from labeling.services.work import enqueue_on_commit

@@ -43,16 +43,39 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 _SPACES = re.compile(r"\s+")
+# Variable parts a title may carry, stripped as Sentry's default grouping does: each becomes a
+# placeholder word, so "item 123" and "item 456" (or two request ids) make one bug. Order matters:
+# URLs and emails before quoted values, UUIDs before hex ids, hex ids before plain numbers.
+_VARIABLE_PARTS = (
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://\S+"), " _url_ "),
+    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), " _email_ "),
+    (
+        re.compile(
+            r"(?<!\w)(?:'[^'\n]*'|\"[^\"\n]*\"|\u2018[^\u2019\n]*\u2019|\u201c[^\u201d\n]*\u201d|`[^`\n]*`)(?!\w)"
+        ),
+        " _str_ ",
+    ),
+    (re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b"), " _uuid_ "),
+    (re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*\d)[0-9a-f]{8,})\b"), " _hex_ "),
+    (re.compile(r"(?<![\w.])[-+]?\d+(?:[.,:/-]\d+)*(?!\w)"), " _num_ "),
+)
+_PUNCTUATION = re.compile(r"[^\w]+")
 
 
 def normalize_title(title: str) -> str:
-    """Case, Unicode form and whitespace do not make two bugs different."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", title or "")).strip().casefold()
+    """The grouping form of a title. Case, Unicode form, whitespace and punctuation do not make two
+    bugs different, nor do variable parts (numbers, hex ids, UUIDs, quoted values, emails, URLs),
+    which become placeholders (`_num_`, `_hex_`, `_uuid_`, `_str_`, `_email_`, `_url_`)."""
+    text = unicodedata.normalize("NFKC", title or "").casefold()
+    for pattern, placeholder in _VARIABLE_PARTS:
+        text = pattern.sub(placeholder, text)
+    return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
 
 
 def default_fingerprint(*, kind: str, title: str) -> str:
     """The default grouping key: sha256 of kind + normalized title (the project is part of the
-    uniqueness constraint, so the same title in two projects makes two bugs)."""
+    uniqueness constraint, so the same title in two projects makes two bugs). A fingerprint a
+    client sends is used exactly as sent (bugqueue.services.report)."""
     return hashlib.sha256(f"{kind}\x1f{normalize_title(title)}".encode()).hexdigest()
 
 

@@ -20,6 +20,7 @@ from bugqueue.selectors.bugs import (
     bug_filters_parse,
     bug_item_comments,
     bug_list,
+    bug_merge_in_force,
     bug_settings_get,
     project_assignees,
     tag_list,
@@ -199,6 +200,8 @@ def bug_page(request, bug_id):
             "progress": bug_dataset_progress(bug=bug),
             "resolve_datasets": resolve_dialog_datasets(project=bug.project) if can_triage else [],
             "resolve_bug": {"id": bug.pk, "title": bug.title, "tags": [t.slug for t in detail["tags"]]},
+            "merge": bug_merge_in_force(bug=bug),
+            "can_merge": bug.project.user_role in MANAGER_ROLES,
         },
     )
 

@@ -3,7 +3,8 @@
 // its datasets by polling GET /api/bugs/{id}/dataset-flows until the flow is done or failed.
 //   LoupeResolve.open({id, title, tags}, {onResolved(bug), onClose(resolved)})
 // On the bug page (a #resolve-bug JSON script is present) `r` and [data-resolve-open] buttons open it.
-// Keys: Enter resolves (Shift+Enter: a new line in the note), Esc closes.
+// Keys: the dialog opens on the resolution: f fixed, w won't fix, d duplicate pick it and move to the
+// note (or the duplicate's id); Enter resolves (Shift+Enter: a new line in the note), Esc closes.
 (() => {
   const dialog = document.getElementById("resolve-dialog");
   if (!dialog) return;
@@ -13,6 +14,8 @@
   const progress = $("resolve-progress"), submit = $("resolve-submit"), cancel = $("resolve-cancel");
   const dupBox = $("resolve-dup"), dupInput = $("resolve-duplicate"), note = $("resolve-note"), mine = $("resolve-mine");
   const boxes = () => Array.from(dialog.querySelectorAll("input[name=datasets]"));
+  const KEYS = { f: "fixed", w: "wont_fix", d: "duplicate" };
+  const KEYS_HINT = "<kbd>f</kbd> fixed · <kbd>w</kbd> won't fix · <kbd>d</kbd> duplicate · <kbd>Enter</kbd> resolve · <kbd>Esc</kbd> close";
   const POLL_MS = 800, POLL_LIMIT = 450; // about six minutes, then the bug page has the rest
   let state = null; // {bug, onResolved, onClose, resolved, done, timer, busy}
 
@@ -43,7 +46,7 @@
     showError("");
     submit.textContent = "Resolve";
     submit.disabled = false;
-    $("resolve-keys").innerHTML = "<kbd>Enter</kbd> resolve · <kbd>Esc</kbd> close";
+    $("resolve-keys").innerHTML = KEYS_HINT;
     cancel.hidden = false;
     const tags = new Set(bug.tags || []);
     boxes().forEach((box) => {
@@ -57,8 +60,7 @@
     });
     syncResolution();
     dialog.showModal();
-    note.focus(); // type a note and press Enter to resolve as fixed; Shift+Tab reaches the resolution
-
+    form.querySelector("input[name=resolution]:checked").focus(); // f / w / d, then the note; Enter resolves
   }
 
   function close() {
@@ -114,7 +116,9 @@
         progress.hidden = false;
         $("flow-status").textContent = "resolved";
         $("flow-status").className = "badge ok";
-        $("flow-text").textContent = `${s.said}.`;
+        $("flow-text").textContent = r === "fixed"
+          ? `${s.said}. No dataset step: no dataset was chosen or follows its tags, and no look-alikes were asked for.`
+          : `${s.said}.`;
         progress.querySelector(".bq-flow-counts").hidden = true;
         $("flow-versions").textContent = "";
       }
@@ -193,7 +197,16 @@
   });
   dialog.addEventListener("cancel", (e) => { e.preventDefault(); close(); }); // Esc
   dialog.addEventListener("keydown", (e) => {
-    if (e.key !== "Enter" || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const typing = e.target.tagName === "TEXTAREA" || (e.target.tagName === "INPUT" && e.target.type !== "radio" && e.target.type !== "checkbox");
+    if (KEYS[e.key] && !typing && state && !state.resolved) {
+      e.preventDefault();
+      form.querySelector(`input[name=resolution][value=${KEYS[e.key]}]`).checked = true;
+      syncResolution();
+      (KEYS[e.key] === "duplicate" ? dupInput : note).focus();
+      return;
+    }
+    if (e.key !== "Enter") return;
     const t = e.target;
     if (t.tagName === "TEXTAREA" && e.shiftKey) return; // a new line in the note
     if (t.tagName === "BUTTON" || t.tagName === "A") return; // their own action

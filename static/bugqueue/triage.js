@@ -1,6 +1,7 @@
 // The weekly triage page: keyboard-first, inline updates through the JSON API (no reloads).
 //   j / k (or arrows) move · p priority · t tag · a assign · r resolve (the shared Resolve dialog)
 //   s triaged/in progress · Enter opens the bug · Esc cancels a picker
+// After every change the week's counts and the Pareto chart are read again (GET /api/triage).
 (() => {
   const table = document.getElementById("triage-table");
   const canTriage = JSON.parse(document.getElementById("can-triage").textContent);
@@ -16,7 +17,13 @@
   const STATUS_LABEL = { new: "New", triaged: "Triaged", in_progress: "In progress", resolved: "Resolved",
                          wont_fix: "Won't fix", duplicate: "Duplicate" };
 
-  drawPareto();
+  const statsBox = document.getElementById("triage-stats");
+  let chart = null;
+  // Long tag names are shortened on the axis (…); the tooltip and the chart's data table have them whole.
+  const MAX_LABEL = 16;
+  const short = (name) => (name.length > MAX_LABEL ? `${name.slice(0, MAX_LABEL - 1).trimEnd()}…` : name);
+
+  drawPareto(JSON.parse(document.getElementById("pareto-data").textContent));
   if (!table) return;
   const rows = () => Array.from(table.querySelectorAll("tr.bug-row"));
   let index = 0;
@@ -78,6 +85,7 @@
       const bug = await api("PATCH", `/api/bugs/${row.dataset.bugId}`, body);
       render(row, bug);
       say(`#${bug.id}: ${what}`);
+      refresh();
     } catch (err) {
       say(`#${row.dataset.bugId}: ${err.message}`, true);
     }
@@ -206,6 +214,7 @@
         {
           onResolved: (bug) => {
             render(row, bug);
+            refresh();
             const how = { resolved: "fixed", wont_fix: "won't fix", duplicate: "duplicate" }[bug.status] || bug.status;
             say(`#${bug.id}: ${how}${bug.dataset_flow ? ", failures on their way into the datasets" : ""}`);
           },
@@ -239,22 +248,68 @@
     }
   });
 
-  function drawPareto() {
+  // --- the week's counts and the Pareto chart, read again after a change ----------------------
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "—";
+    if (seconds < 90) return `${Math.round(seconds)} s`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+    if (seconds < 172800) return `${(seconds / 3600).toFixed(1)} h`;
+    return `${(seconds / 86400).toFixed(1)} d`;
+  }
+
+  async function refresh() {
+    if (!statsBox) return;
+    const q = new URLSearchParams({ project: statsBox.dataset.project, week: statsBox.dataset.week, limit: "1" });
+    let view;
+    try {
+      view = await api("GET", `/api/triage?${q}`);
+    } catch (err) {
+      return; // the row already shows the change; the counts catch up on the next one
+    }
+    const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+    const n = (v) => Number(v).toLocaleString("en-US");
+    set("stat-opened", n(view.stats.opened));
+    set("stat-reopened", n(view.stats.reopened));
+    set("stat-closed", n(view.stats.closed));
+    set("stat-backlog", n(view.totals.backlog));
+    set("stat-triage", duration(view.stats.median_time_to_triage_seconds));
+    set("stat-resolve", duration(view.stats.median_time_to_resolve_seconds));
+    const untagged = view.stats.open_untagged;
+    set("pareto-untagged", `${n(untagged)} open bug${untagged === 1 ? "" : "s"} without a tag`);
+    drawPareto(view.tags.map((t) => ({ slug: t.slug, name: t.name, count: t.count,
+                                       cumulative: Math.round(1000 * t.cumulative_share) / 10 })));
+    statsBox.dataset.refreshed = String((parseInt(statsBox.dataset.refreshed || "0", 10) || 0) + 1);
+  }
+
+  function drawPareto(rows) {
+    const filled = document.getElementById("pareto-filled");
+    const empty = document.getElementById("pareto-empty");
+    if (filled) filled.hidden = !rows.length;
+    if (empty) empty.hidden = !!rows.length;
     const el = document.getElementById("pareto-chart");
-    if (!el || !window.Chart) return;
-    const rows = JSON.parse(document.getElementById("pareto-data").textContent);
-    new Chart(el, {
-      data: {
-        labels: rows.map((r) => r.name),
-        datasets: [
-          { type: "bar", label: "Open bugs", data: rows.map((r) => r.count), backgroundColor: "#3559e0", yAxisID: "y" },
-          { type: "line", label: "Cumulative %", data: rows.map((r) => r.cumulative), borderColor: "#d92d20",
-            backgroundColor: "#d92d20", yAxisID: "y2", tension: 0 },
-        ],
-      },
+    if (!el || !window.Chart || !rows.length) return;
+    const data = {
+      labels: rows.map((r) => r.name),
+      datasets: [
+        { type: "bar", label: "Open bugs", data: rows.map((r) => r.count), backgroundColor: "#3559e0", yAxisID: "y" },
+        { type: "line", label: "Cumulative %", data: rows.map((r) => r.cumulative), borderColor: "#d92d20",
+          backgroundColor: "#d92d20", yAxisID: "y2", tension: 0 },
+      ],
+    };
+    if (chart) {
+      chart.data.labels = data.labels;
+      chart.data.datasets.forEach((d, i) => { d.data = data.datasets[i].data; });
+      chart.update();
+      return;
+    }
+    chart = new Chart(el, {
+      data,
       options: {
         maintainAspectRatio: false, animation: false,
+        layout: { padding: { left: 8, right: 8 } },
         scales: {
+          x: { ticks: { autoSkip: false, maxRotation: 60, minRotation: 0,
+                        callback(value) { return short(String(this.getLabelForValue(value))); } } },
           y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "open bugs" } },
           y2: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false },
                 ticks: { callback: (v) => `${v}%` } },

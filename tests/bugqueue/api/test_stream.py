@@ -1,7 +1,6 @@
 """The stream's API: the search grammar of GET /api/bugs (good and bad q), POST /api/bugs/bulk,
 snooze of each kind and its return (history + bug.unsnoozed), and the query-count bounds."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -303,7 +302,9 @@ def test_bulk_runs_a_constant_number_of_queries(user, project):
         assert counts[0] == counts[1] and counts[1] <= 16, (action, counts)
 
 
-def test_bulk_on_1000_bugs_is_fast(user, project):
+def test_bulk_on_1000_bugs_by_query(user, project, django_assert_max_num_queries):
+    """A bulk action over a whole query applies to every bug in a bounded number of queries (its time
+    on 1,000 bugs is measured in benchmarks/bugs.py)."""
     now = timezone.now()
     Bug.objects.bulk_create(
         [
@@ -313,14 +314,13 @@ def test_bulk_on_1000_bugs_is_fast(user, project):
     )
     c = client_for(user)
     for action, value in (("assign", user.username), ("tag", {"add": ["label_flip"]}), ("resolve", "wont_fix")):
-        started = time.perf_counter()
-        res = c.post(
-            "/api/bugs/bulk", {"query": "", "project": project.pk, "action": action, "value": value}, format="json"
-        )
-        elapsed = time.perf_counter() - started
+        with django_assert_max_num_queries(30):
+            res = c.post(
+                "/api/bugs/bulk", {"query": "", "project": project.pk, "action": action, "value": value}, format="json"
+            )
         assert res.status_code == 200 and res.json()["changed"] == 1000, res.json()
-        assert elapsed < 2.0, (action, elapsed)
     assert Bug.objects.filter(project=project, status=BugStatus.WONT_FIX).count() == 1000
+    assert Bug.objects.filter(project=project, assignee=user, tags__slug="label_flip").count() == 1000
 
 
 # --- snooze ---------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_triage_bad_input(user, project):
 def test_triage_query_count_is_constant_in_the_number_of_bugs(user, project, n, django_assert_max_num_queries):
     tags = ["label_flip", "data_drift", "schema_change"]
     for i in range(n):
-        bug = make_bug(project, title=f"bug {i}", now=at(i % 7), tags=[tags[i % 3]])
+        bug = make_bug(project, title=f"bug n{i}", now=at(i % 7), tags=[tags[i % 3]])  # n{i}: a word
         if i % 4 == 0:
             update(bug, status="triaged", assignee=user.username)
         if i % 10 == 0:
