@@ -138,7 +138,7 @@ def main():
     from django.utils import timezone
 
     from bugqueue.models import Bug, FailureExample
-    from bugqueue.services.grouping import occurrences_reconcile
+    from bugqueue.services.occurrences import occurrences_reconcile
     from bugqueue.services.report import bug_report
     from bugqueue.services.tags import tags_seed
     from labeling.services.accounts import token_issue_login

@@ -45,7 +45,7 @@ def feedback_slo_changed(project_id: int, breached: bool, observed_seconds, targ
 
 @shared_task(name="bugqueue.reconcile_occurrences")
 def reconcile_occurrences() -> int:
-    from bugqueue.services.grouping import occurrences_reconcile
+    from bugqueue.services.occurrences import occurrences_reconcile
 
     return len(occurrences_reconcile())
 

@@ -1,17 +1,17 @@
 from django.urls import path
 
-from bugqueue.api import views_bugs, views_datasets, views_models, views_stream, views_triage
+from bugqueue.api import views_bugs, views_datasets, views_merge, views_models, views_stream, views_triage
 
 urlpatterns = [
     path("bugs", views_bugs.BugListCreateApi.as_view(), name="api-bugs"),
     path("bugs/bulk", views_stream.BugBulkApi.as_view(), name="api-bugs-bulk"),
-    path("bugs/merge", views_bugs.BugMergeApi.as_view(), name="api-bugs-merge"),
+    path("bugs/merge", views_merge.BugMergeApi.as_view(), name="api-bugs-merge"),
     path("bugs/<int:bug_id>", views_bugs.BugDetailApi.as_view(), name="api-bug"),
     path("bugs/<int:bug_id>/snooze", views_stream.BugSnoozeApi.as_view(), name="api-bug-snooze"),
     path("bugs/<int:bug_id>/unsnooze", views_stream.BugUnsnoozeApi.as_view(), name="api-bug-unsnooze"),
     path("bugs/<int:bug_id>/comments", views_bugs.BugCommentsApi.as_view(), name="api-bug-comments"),
     path("bugs/<int:bug_id>/resolve", views_bugs.BugResolveApi.as_view(), name="api-bug-resolve"),
-    path("bugs/<int:bug_id>/unmerge", views_bugs.BugUnmergeApi.as_view(), name="api-bug-unmerge"),
+    path("bugs/<int:bug_id>/unmerge", views_merge.BugUnmergeApi.as_view(), name="api-bug-unmerge"),
     path("triage", views_triage.TriageApi.as_view(), name="api-triage"),
     path("tags", views_bugs.TagListApi.as_view(), name="api-tags"),
     path("projects/<int:project_id>/bug-settings", views_bugs.BugSettingsApi.as_view(), name="api-bug-settings"),

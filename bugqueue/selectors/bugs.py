@@ -5,10 +5,8 @@ of queries (no N+1): the tests pin them with django_assert_max_num_queries."""
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Sum
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce, TruncDate
-from django.urls import reverse
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncDate
 
 from bugqueue.models import (
     CLOSED_STATUSES,
@@ -16,13 +14,10 @@ from bugqueue.models import (
     Bug,
     BugEvent,
     BugKind,
-    BugMerge,
     BugOccurrence,
     BugProjectSettings,
     BugStatus,
     Comment,
-    DatasetMember,
-    EvaluationResult,
     FailureExample,
     Priority,
     Tag,
@@ -33,7 +28,6 @@ from common.errors import ValidationFailed
 from labeling.models import Membership, Project
 from labeling.selectors.access import ANY_ROLE
 from labeling.selectors.blind import labels_visible_to
-from labeling.selectors.comments import comments_on_items
 
 BugTag = Bug.tags.through
 ORDERINGS = {
@@ -358,79 +352,3 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50, failures_page: int =
         if bug.duplicate_of_id
         else None,
     }
-
-
-def bug_item_comments(*, bug: Bug, user) -> dict:
-    """The comments on the items of the bug's failures that the bug page shows `user` (blind
-    labeling: a failure hidden from them is not a way to its item's comments either), with labeling's
-    rule for who reads which comment (labeling.selectors.comments), in one query whatever the number
-    of items; and the items a comment can be posted on from the page (the failures listed there)."""
-    visibility = labels_visible_to(user=user, project=bug.project)
-    shown = FailureExample.objects.filter(bug=bug, item__isnull=False).filter(visibility.q("item__"))
-    comments, more = comments_on_items(user=user, project=bug.project, items=shown.values("item_id"))
-    return {"item_comments": comments, "item_comments_more": more}
-
-
-# --- the bug page's breakdowns --------------------------------------------------------------
-MAX_SLICE_BREAKDOWNS = 3
-SLICE_VALUES = 10
-
-
-def bug_breakdowns(*, bug: Bug, user) -> dict:
-    """The failures `user` may see, counted per model version and per value of the project's first
-    slice fields (payload keys, read from the item's payload, else the reported one), and the
-    evaluations run on datasets holding the bug's failures. One query per breakdown (at most
-    2 + MAX_SLICE_BREAKDOWNS)."""
-    visibility = labels_visible_to(user=user, project=bug.project)
-    shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
-    by_model = list(
-        shown.values("model_version")
-        .annotate(n=Count("pk"), first=Min("occurred_at"), last=Max("occurred_at"))
-        .order_by("-n", "model_version")[:20]
-    )
-    fields = [f for f in (bug.project.slice_fields or []) if isinstance(f, str) and f][:MAX_SLICE_BREAKDOWNS]
-    slices = []
-    for name in fields:
-        value = Coalesce(KeyTextTransform(name, "item__payload"), KeyTextTransform(name, "payload"))
-        rows = list(
-            shown.annotate(v=value).values("v").annotate(n=Count("pk")).order_by("-n", F("v").asc(nulls_last=True))
-        )
-        slices.append(
-            {
-                "field": name,
-                "rows": [{"value": r["v"], "n": r["n"]} for r in rows[:SLICE_VALUES]],
-                "other": sum(r["n"] for r in rows[SLICE_VALUES:]),
-            }
-        )
-    datasets = DatasetMember.objects.filter(bug=bug).values("dataset_id")
-    results = list(
-        EvaluationResult.objects.filter(dataset_id__in=datasets)
-        .select_related("evaluation", "dataset")
-        .order_by("-evaluation__created_at", "-id")[:10]
-    )
-    evaluations = []
-    for r in results:
-        mine = next((s for s in r.slices or [] if s.get("field") == "bug" and str(s.get("value")) == str(bug.pk)), None)
-        evaluations.append(
-            {
-                "id": r.evaluation_id,
-                "url": reverse("evaluation-page", args=[r.evaluation_id]),
-                "model_version": r.evaluation.model_version,
-                "dataset": r.dataset.name,
-                "dataset_version": r.dataset_version,
-                "accuracy": r.accuracy,
-                "bug_accuracy": mine.get("accuracy") if mine else None,
-                "regressions": (r.regressions_by_bug or {}).get(str(bug.pk), 0),
-                "passed": r.passed,
-                "created_at": r.evaluation.created_at,
-            }
-        )
-    return {"by_model": by_model, "slices": slices, "evaluations": evaluations}
-
-
-def bug_merge_in_force(*, bug: Bug):
-    """The merge that made `bug` a duplicate of another bug, while it is in force (the bug page's
-    Unmerge), or None. No query for a bug that is not a duplicate."""
-    if bug.status != BugStatus.DUPLICATE:
-        return None
-    return BugMerge.objects.filter(source_id=bug.pk, unmerged_at__isnull=True).select_related("target", "actor").first()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db.models import F
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from bugqueue.models import (
@@ -375,32 +375,3 @@ def occurrence_rows(*, bug_id: int, times) -> list[BugOccurrence]:
     for at in times:
         days[at.astimezone(UTC).date()].append(at)
     return [BugOccurrence(bug_id=bug_id, count=len(ats), seen_at=min(ats)) for _, ats in sorted(days.items())]
-
-
-def occurrences_reconcile(*, fix: bool = True) -> list[tuple[int, int, int]]:
-    """Recompute Bug.occurrences from BugOccurrence rows; log (and by default repair) any drift.
-    Returns [(bug_id, stored, recomputed)] for the bugs that drifted."""
-    total = Subquery(
-        BugOccurrence.objects.filter(bug_id=OuterRef("pk")).values("bug_id").annotate(s=Sum("count")).values("s")[:1]
-    )
-    drifted = list(
-        Bug.objects.annotate(recomputed=Coalesce(total, 0))
-        .exclude(occurrences=F("recomputed"))
-        .values_list("pk", "occurrences", "recomputed")
-    )
-    for bug_id, stored, recomputed in drifted:
-        logger.warning(
-            "bug #%s occurrences drifted: stored %s, recomputed %s%s",
-            bug_id,
-            stored,
-            recomputed,
-            " (repaired)" if fix else "",
-        )
-        if fix:
-            with transaction.atomic():
-                locked = Bug.objects.select_for_update().filter(pk=bug_id).first()
-                if locked is None:
-                    continue
-                fresh = BugOccurrence.objects.filter(bug_id=bug_id).aggregate(s=Coalesce(Sum("count"), 0))["s"]
-                Bug.objects.filter(pk=bug_id).update(occurrences=fresh)
-    return drifted

@@ -11,23 +11,22 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from bugqueue.models import OPEN_STATUSES, BugKind, BugStatus, Priority, Resolution
+from bugqueue.selectors.bug_page import bug_breakdowns, bug_item_comments, bug_merge_in_force
 from bugqueue.selectors.bugs import (
     BugFilters,
     access_bug,
-    bug_breakdowns,
     bug_detail,
     bug_facets,
     bug_filters_parse,
-    bug_item_comments,
     bug_list,
-    bug_merge_in_force,
     bug_settings_get,
     project_assignees,
     tag_list,
 )
 from bugqueue.selectors.datasets import bug_dataset_progress, resolve_dialog_datasets
 from bugqueue.selectors.stream import bug_trends, may_change_bugs_somewhere, stream_members
-from bugqueue.services.bugs import UNSET, bug_settings_update, bug_update
+from bugqueue.services.bug_settings import bug_settings_update
+from bugqueue.services.bugs import UNSET, bug_update
 from bugqueue.services.comments import comment_add
 from common.errors import DomainError, Forbidden, NotFound
 from labeling.selectors.access import ANY_ROLE, MANAGER_ROLES, REVIEW_ROLES

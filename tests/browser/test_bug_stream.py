@@ -10,7 +10,7 @@ from bugqueue.models import Bug, BugEvent, BugOccurrence
 from bugqueue.services.tags import tags_seed
 from labeling.models import Role
 from tests.browser.conftest import login
-from tests.bugqueue.factories import make_bug
+from tests.bugqueue.factories import make_bug, spelled
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,11 +27,18 @@ def _world(n_extra=25):
     rita = add_member(project, UserFactory(username="rita"), role=Role.REVIEWER)
     refunds = [
         make_bug(
-            project, lead, title=f"Refunds routed to shipping ({n})", kind="failed_prediction", tags=["label_flip"]
+            project,
+            lead,
+            title=f"Refunds routed to shipping ({n})",
+            kind="failed_prediction",
+            tags=["label_flip"],
         )
         for n in ("email", "chat", "phone")
     ]
-    others = [make_bug(project, lead, title=f"Tokenizer drops accents {i}", model_version="v3") for i in range(n_extra)]
+    others = [
+        make_bug(project, lead, title=f"Tokenizer drops accents {spelled(i)}", model_version="v3")
+        for i in range(n_extra)
+    ]
     now = timezone.now()
     BugOccurrence.objects.bulk_create(
         [BugOccurrence(bug=refunds[0], count=(d % 4) + 1, seen_at=now - timedelta(days=d)) for d in range(14)]

@@ -18,11 +18,15 @@ from tests.labeling.factories import UserFactory
 _n = [0]
 
 
+def spelled(n: int) -> str:
+    """A number in letters (3 -> "d"): numbers do not tell titles apart (grouping ignores them)."""
+    return "".join("abcdefghij"[int(d)] for d in str(n))
+
+
 def report(project, user=None, **kw):
     """File a report (defaults: a user report with a unique title). Returns the FilingResult."""
     _n[0] += 1
-    # Numbers do not tell titles apart (grouping ignores them): the number spelled in letters does.
-    kw.setdefault("title", "Bug " + "".join("abcdefghij"[int(d)] for d in str(_n[0])))
+    kw.setdefault("title", "Bug " + spelled(_n[0]))
     kw.setdefault("kind", "user_report")
     return bug_report(project=project, reporter=user or project.created_by, **kw)
 

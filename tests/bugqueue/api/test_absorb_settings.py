@@ -66,7 +66,7 @@ def test_only_managers_change_batching(project):
 
 
 def test_service_refuses_out_of_range_values(user, project):
-    from bugqueue.services.bugs import bug_settings_update
+    from bugqueue.services.bug_settings import bug_settings_update
     from common.errors import ValidationFailed
 
     for kw in ({"dataset_batch_seconds": 86401}, {"dataset_batch_seconds": True}, {"slice_drop_threshold": 1.01}):

@@ -14,7 +14,7 @@ from bugqueue.services.snooze import bugs_unsnooze_due
 from bugqueue.tasks import unsnooze_due
 from common.events import event_emitted
 from labeling.models import Role
-from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, update
+from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, spelled, update
 from tests.conftest import client_for
 from tests.labeling.factories import ProjectFactory, UserFactory, add_member
 
@@ -134,7 +134,7 @@ def test_the_page_is_unresolved_by_default_with_saved_views(user, project, clien
 
 def test_page_and_api_list_query_counts_do_not_grow_with_rows(user, project, client, django_assert_max_num_queries):
     now = timezone.now()
-    bugs = [make_bug(project, title=f"bug {i}", tags=["label_flip"]) for i in range(30)]
+    bugs = [make_bug(project, title=f"bug {spelled(i)}", tags=["label_flip"]) for i in range(30)]
     BugOccurrence.objects.bulk_create(
         [BugOccurrence(bug=b, count=d + 1, seen_at=now - timedelta(days=d)) for b in bugs for d in range(0, 20, 3)]
     )
@@ -171,7 +171,7 @@ def test_trend_counts_the_last_14_days_per_day(project):
 def test_bulk_actions(user, project):
     rita = add_member(project, UserFactory(username="rita"), role=Role.REVIEWER)
     c = client_for(user)
-    bugs = [make_bug(project, title=f"bulk {i}", tags=["data_drift"]) for i in range(4)]
+    bugs = [make_bug(project, title=f"bulk {spelled(i)}", tags=["data_drift"]) for i in range(4)]
     pks = [b.pk for b in bugs]
 
     res = c.post("/api/bugs/bulk", {"bugs": pks[:3], "action": "assign", "value": "rita"}, format="json")
@@ -228,7 +228,7 @@ def test_bulk_actions(user, project):
 
 def test_bulk_by_query_and_snooze(user, project, events, django_capture_on_commit_callbacks):
     c = client_for(user)
-    flips = [make_bug(project, title=f"flip {i}", tags=["label_flip"]) for i in range(3)]
+    flips = [make_bug(project, title=f"flip {spelled(i)}", tags=["label_flip"]) for i in range(3)]
     other = make_bug(project, title="other")
     res = c.post(
         "/api/bugs/bulk",
@@ -283,8 +283,8 @@ def test_bulk_refusals_change_nothing(user, project):
 
 def test_bulk_runs_a_constant_number_of_queries(user, project):
     c = client_for(user)
-    small = [make_bug(project, title=f"s{i}", tags=["label_flip"]).pk for i in range(3)]
-    big = [make_bug(project, title=f"b{i}", tags=["label_flip"]).pk for i in range(30)]
+    small = [make_bug(project, title=f"s{spelled(i)}", tags=["label_flip"]).pk for i in range(3)]
+    big = [make_bug(project, title=f"b{spelled(i)}", tags=["label_flip"]).pk for i in range(30)]
     for action, value in (
         ("assign", user.username),
         ("priority", "p1"),

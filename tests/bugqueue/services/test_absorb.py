@@ -160,8 +160,8 @@ def test_agreeing_or_one_sided_failures_enter_at_once(user, support):
 
 def test_disputed_failure_with_no_target_dataset_changes_nothing(user, support):
     bug, item = _billing_to_account_bug(support)
-    flow = _resolve_into(bug, user, [])
-    assert flow.conflicts == 0
+    # Nothing to hand to a dataset: no flow is recorded at all (no "done, added 0" step).
+    assert bug_datasets_flow_start(bug=bug, actor=user, dataset_ids=[], mine_similar=0) is None
     item.refresh_from_db()
     assert item.status == ItemStatus.RESOLVED and not GroundTruthObservation.objects.filter(item=item).exists()
 
@@ -240,7 +240,7 @@ def test_lookalikes_labeled_one_by_one_make_one_version_per_dataset(
 
 
 def test_batch_of_zero_seconds_absorbs_at_once(project, lookalikes, sent, django_capture_on_commit_callbacks):
-    from bugqueue.services.bugs import bug_settings_update
+    from bugqueue.services.bug_settings import bug_settings_update
 
     bug_settings_update(project=project, actor=project.created_by, dataset_batch_seconds=0)
     _, first, _, waiting = lookalikes

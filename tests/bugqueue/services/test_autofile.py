@@ -10,7 +10,7 @@ from bugqueue.services.autofile import (
     feedback_slo_record,
     projects_with_unfiled_changes,
 )
-from bugqueue.services.bugs import bug_settings_update
+from bugqueue.services.bug_settings import bug_settings_update
 from bugqueue.tasks import file_failed_predictions, file_failed_predictions_sweep
 from labeling.models import LabelChange
 from labeling.services.ground_truth import Decision, ground_truth_set_many

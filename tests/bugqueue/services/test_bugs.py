@@ -2,7 +2,8 @@ import pytest
 
 from bugqueue.models import Bug, BugEvent, BugProjectSettings, Comment
 from bugqueue.selectors.bugs import bug_settings_get
-from bugqueue.services.bugs import bug_resolve, bug_settings_update, bug_update
+from bugqueue.services.bug_settings import bug_settings_update
+from bugqueue.services.bugs import bug_resolve, bug_update
 from bugqueue.services.comments import comment_add
 from common.errors import Conflict, ValidationFailed
 from tests.bugqueue.factories import make_bug, resolve

@@ -7,7 +7,8 @@ from django.db import connection
 from django.utils import timezone
 
 from bugqueue.models import Bug, BugEvent, BugOccurrence, BugStatus, FailureExample
-from bugqueue.services.grouping import default_fingerprint, normalize_title, occurrences_reconcile
+from bugqueue.services.grouping import default_fingerprint, normalize_title
+from bugqueue.services.occurrences import occurrences_reconcile
 from bugqueue.services.report import bug_report
 from common.db import sql
 from labeling.models import Item

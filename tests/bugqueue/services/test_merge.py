@@ -4,8 +4,8 @@ the refusals (nothing changes), and concurrent reports after a merge."""
 import pytest
 
 from bugqueue.models import Bug, BugEvent, BugMerge, BugOccurrence, FailureExample
-from bugqueue.services.grouping import occurrences_reconcile
 from bugqueue.services.merge import bug_unmerge, bugs_merge
+from bugqueue.services.occurrences import occurrences_reconcile
 from common.errors import Conflict, ValidationFailed
 from tests.bugqueue.factories import ingest_items, make_bug, report, resolve, run_threads
 from tests.labeling.factories import ProjectFactory
