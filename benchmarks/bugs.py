@@ -78,11 +78,11 @@ def generate(*, project, user, other, bugs: int, failures: int, out):
     """Write the project's bugs, failures, occurrences, events and tags (one transaction)."""
     from django.db import transaction
     from django.utils import timezone
+    from search import vocabulary
 
     from bugqueue.models import Tag
     from common.db.copy import copy_rows
     from common.db.sql import execute, fetchall
-    from search import vocabulary
 
     rng = random.Random(22)
     vocab = vocabulary(2000)
@@ -275,9 +275,7 @@ def main():
     if project is None:
         user = user_create(username=f"bugs-bench-{args.bugs}-{args.failures}", password="bench-password-123")
         other = user_create(username=f"bugs-bench-other-{args.bugs}-{args.failures}", password="bench-password-123")
-        project = project_create(
-            creator=user, name=name, labels=[LabelSpec(k, k.title()) for k in LABELS]
-        )
+        project = project_create(creator=user, name=name, labels=[LabelSpec(k, k.title()) for k in LABELS])
         member_add(project=project, username=other.username, role="reviewer")
         t = time.perf_counter()
         generate(project=project, user=user, other=other, bugs=args.bugs, failures=args.failures, out=out)
@@ -360,7 +358,7 @@ def main():
                     [project.pk],
                 )
             Project.objects.filter(pk=project.pk).delete()
-            User.objects.filter(username__startswith=f"bugs-bench-").filter(
+            User.objects.filter(username__startswith="bugs-bench-").filter(
                 username__endswith=f"{args.bugs}-{args.failures}"
             ).delete()
     print_table(
