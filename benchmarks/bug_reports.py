@@ -1,10 +1,14 @@
 """Bug-queue filing at scale: N failure reports (each with one failing item) into F fingerprints
-from C concurrent HTTP clients against gunicorn on 127.0.0.1 and PostgreSQL. Checks that exactly F
-bugs were created and that no occurrence was lost, then counts the queries of the triage and list
-endpoints with 10 bugs and with F bugs (they must not grow). Prints one table.
+from C concurrent HTTP clients against gunicorn on 127.0.0.1 and PostgreSQL, one report per request
+(`--batch 1`) or B per request (POST /api/bugs with a JSON array). Checks that exactly F bugs were
+created and that no occurrence was lost, then counts the queries of the triage and list endpoints
+with 10 bugs and with F bugs (they must not grow). Before that, in-process through the API client
+(no HTTP), it measures reports/s and queries per report of single and batched reports. Prints one
+table.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/bugs.py \
-        [--reports 100000] [--fingerprints 1000] [--clients 8] [--workers 4] [--keep]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench python benchmarks/bug_reports.py \
+        [--reports 100000] [--fingerprints 1000] [--clients 8] [--workers 4] [--batch 200] \
+        [--api-reports 2000] [--keep]
 """
 
 import os as _os  # benchmarks/queue.py must not shadow the standard library's queue module
@@ -127,6 +131,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--items", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=200, help="reports per HTTP request (1: one object per request)")
+    ap.add_argument("--api-reports", type=int, default=2000, help="reports filed in-process through the API client")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark projects")
     args = ap.parse_args()
 
@@ -180,42 +186,88 @@ def main():
     status_counts, latencies, errors = {}, [], []
     lock = threading.Lock()
 
+    def report_body(k, r, *, project_pk=None, prefix="bench", items=None):
+        return {
+            "project": project_pk or project.pk,
+            "title": f"Failure group {k}",
+            "kind": "failed_prediction",
+            "fingerprint": f"{prefix}-{k}",
+            "model_version": "m-1",
+            "tags": [tags[k % len(tags)]],
+            "priority": f"p{k % 4}",
+            "failures": [
+                {
+                    "external_id": f"item-{r.randrange(items or args.items)}",
+                    "predicted_label": "pos",
+                    "expected_label": "neg",
+                    "predicted_at": (base_time + timedelta(seconds=r.randrange(86400))).isoformat(),
+                }
+            ],
+        }
+
+    # In-process through the API client: single reports, then batches, into one project of their own.
+    api_rows = []
+    if args.api_reports:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+        from rest_framework.test import APIClient
+
+        api_project = project_create(creator=user, name=f"bugs bench api {run}", labels=labels)
+        items_ingest(
+            project=api_project,
+            rows=[{"external_id": f"item-{i}", "payload": {"text": f"input {i}"}} for i in range(2000)],
+        )
+        api = APIClient()
+        api.force_authenticate(user=user)
+        r = random.Random(7)
+        api_fps = max(1, args.fingerprints // 10)
+        for label, size, n in (("single", 1, min(500, args.api_reports)), ("batched", args.batch, args.api_reports)):
+            ks = [r.randrange(api_fps) for _ in range(n)]
+            queries, t0 = 0, time.perf_counter()
+            for start in range(0, n, size):
+                bodies = [
+                    report_body(k, r, project_pk=api_project.pk, prefix=f"api-{label}", items=2000)
+                    for k in ks[start : start + size]
+                ]
+                with CaptureQueriesContext(connection) as ctx:
+                    res = api.post("/api/bugs", bodies if size > 1 else bodies[0], format="json")
+                assert res.status_code in (200, 201), res.content[:300]
+                queries += len(ctx.captured_queries)
+            elapsed_api = time.perf_counter() - t0
+            api_rows.append(
+                [
+                    f"API client, {label} ({size} per request, {n:,} reports into {api_fps} fingerprints)",
+                    f"{n / elapsed_api:,.0f} reports/s, {queries / n:.2f} queries/report",
+                ]
+            )
+            print(api_rows[-1], flush=True)
+
     def client(chunk, seed):
         r = random.Random(seed)
         session = requests.Session()
         session.headers.update({"Authorization": f"Token {token}"})
         local_status, local_lat = {}, []
-        for k in chunk:
-            body = {
-                "project": project.pk,
-                "title": f"Failure group {k}",
-                "kind": "failed_prediction",
-                "fingerprint": f"bench-{k}",
-                "model_version": "m-1",
-                "tags": [tags[k % len(tags)]],
-                "priority": f"p{k % 4}",
-                "failures": [
-                    {
-                        "external_id": f"item-{r.randrange(args.items)}",
-                        "predicted_label": "pos",
-                        "expected_label": "neg",
-                        "predicted_at": (base_time + timedelta(seconds=r.randrange(86400))).isoformat(),
-                    }
-                ],
-            }
+        for start in range(0, len(chunk), args.batch):
+            bodies = [report_body(k, r) for k in chunk[start : start + args.batch]]
             t = time.perf_counter()
             try:
-                res = session.post(f"{server.url}/api/bugs", json=body, timeout=120)
+                res = session.post(f"{server.url}/api/bugs", json=bodies if args.batch > 1 else bodies[0], timeout=300)
                 code = res.status_code
                 if code not in (200, 201):
                     with lock:
                         errors.append((code, res.text[:200]))
+                elif args.batch > 1:
+                    failed = [x for x in res.json()["results"] if "error" in x]
+                    if failed:
+                        code = "report refused"
+                        with lock:
+                            errors.append((code, str(failed[:2])[:200]))
             except requests.RequestException as exc:
                 code = "exception"
                 with lock:
                     errors.append((code, str(exc)[:200]))
             local_lat.append(time.perf_counter() - t)
-            local_status[code] = local_status.get(code, 0) + 1
+            local_status[code] = local_status.get(code, 0) + len(bodies)
         with lock:
             latencies.extend(local_lat)
             for c, n in local_status.items():
@@ -256,12 +308,13 @@ def main():
     pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000  # noqa: E731
     ok = n_bugs == args.fingerprints and total_occ == args.reports and n_failures == args.reports and not drift
     rows = [
-        ["failure reports (HTTP POST /api/bugs)", f"{args.reports:,}"],
+        *api_rows,
+        ["failure reports (HTTP POST /api/bugs)", f"{args.reports:,} ({args.batch} per request)"],
         ["fingerprints", f"{args.fingerprints:,}"],
         ["concurrent clients / gunicorn workers", f"{args.clients} / {args.workers}"],
         ["wall time", f"{elapsed:.1f} s"],
         ["reports/s", f"{args.reports / elapsed:,.0f}"],
-        ["latency p50 / p95 / p99", f"{pct(0.5):.1f} / {pct(0.95):.1f} / {pct(0.99):.1f} ms"],
+        ["request latency p50 / p95 / p99", f"{pct(0.5):.1f} / {pct(0.95):.1f} / {pct(0.99):.1f} ms"],
         ["responses", ", ".join(f"{k}: {v:,}" for k, v in sorted(status_counts.items(), key=str))],
         ["bugs created (must equal fingerprints)", f"{n_bugs:,}"],
         ["sum of occurrences (must equal reports)", f"{total_occ:,}"],
@@ -278,7 +331,7 @@ def main():
         ["GET /triage page queries, 10 / " + f"{n_bugs:,} bugs", f"{q[('page', '10')]} / {q[('page', str(n_bugs))]}"],
         ["all checks", "PASS" if ok else "FAIL"],
     ]
-    print_table("benchmarks/bugs.py (PostgreSQL, gunicorn on 127.0.0.1)", ["measure", "value"], rows)
+    print_table("benchmarks/bug_reports.py (PostgreSQL, gunicorn on 127.0.0.1)", ["measure", "value"], rows)
     if errors:
         print(f"\n{len(errors)} errors, first: {errors[:3]}")
     if not args.keep:

@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, 
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from bugqueue.api.report_batch import BatchOutput, report_batch_answer
 from bugqueue.api.serializers import (
     BugDetailOutput,
     BugOutput,
@@ -33,12 +34,12 @@ from bugqueue.services.bugs import (
     comment_add,
 )
 from bugqueue.services.report import bug_report
-from bugqueue.services.report_batch import MAX_REPORTS_PER_BATCH, BatchReport, bug_report_batch
+from bugqueue.services.report_batch import MAX_REPORTS_PER_BATCH
 from common.api import inputs
 from common.api.base import ApiView
-from common.api.errors import ERRORS, ErrorBodySerializer, ErrorSerializer, _first_message, _flatten
+from common.api.errors import ERRORS, ErrorSerializer
 from common.api.pagination import DefaultPagination
-from common.errors import DomainError, TooLarge, ValidationFailed
+from common.errors import ValidationFailed
 from common.http.request_body import BodyLimit
 from labeling.selectors.access import MANAGER_ROLES, REVIEW_ROLES, access_project
 
@@ -150,38 +151,13 @@ class BugListCreateApi(ApiView):
         response.data["facets"] = bug_facets(user=request.user, project=project, filters=filters)
         return response
 
-    class BatchResult(serializers.Serializer):
-        index = serializers.IntegerField(help_text="The report's position in the batch.")
-        id = serializers.IntegerField(required=False, help_text="The bug the report was filed into.")
-        created = serializers.BooleanField(required=False, help_text="This report opened the bug.")
-        occurrences = serializers.IntegerField(required=False, help_text="The bug's occurrences after the batch.")
-        regressed = serializers.BooleanField(required=False, help_text="This report reopened a resolved bug.")
-        status = serializers.CharField(required=False)
-        error = ErrorBodySerializer(required=False, help_text="Why this report was not filed (nothing of it written).")
-
-    class BatchCounts(serializers.Serializer):
-        created = serializers.IntegerField(help_text="Reports that opened a bug.")
-        grouped = serializers.IntegerField(help_text="Reports added to an existing bug.")
-        failed = serializers.IntegerField(help_text="Reports refused (see their error).")
-
-    class BatchOutput(serializers.Serializer):
-        results = serializers.ListField(child=serializers.DictField())
-        counts = serializers.DictField(child=serializers.IntegerField())
-
     @extend_schema(
-        request={
-            "application/json": {
-                "oneOf": [
-                    {"$ref": "#/components/schemas/BugListCreateApiInputRequest"},
-                    {
-                        "type": "array",
-                        "items": {"$ref": "#/components/schemas/BugListCreateApiInputRequest"},
-                        "minItems": 1,
-                        "maxItems": MAX_REPORTS_PER_BATCH,
-                    },
-                ]
-            }
-        },
+        request=PolymorphicProxySerializer(
+            component_name="BugReportBody",
+            serializers=[Input, Input(many=True, max_length=MAX_REPORTS_PER_BATCH, min_length=1)],
+            resource_type_field_name=None,
+            many=False,
+        ),
         responses={
             201: Output,
             200: PolymorphicProxySerializer(
@@ -206,7 +182,7 @@ class BugListCreateApi(ApiView):
     )
     def post(self, request):
         if isinstance(request.data, list):
-            return self._post_batch(request)
+            return report_batch_answer(request, rows=request.data, input_serializer=self.Input)
         _reject_unknown(request.data, self.Input._declared_fields)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -228,63 +204,6 @@ class BugListCreateApi(ApiView):
             "status": result.bug.status,
         }
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
-
-    def _post_batch(self, request):
-        rows = request.data
-        if len(rows) > MAX_REPORTS_PER_BATCH:
-            raise TooLarge(f"A batch carries at most {MAX_REPORTS_PER_BATCH} reports; this one has {len(rows):,}.")
-        projects: dict = {}
-        reports = []
-        for raw in rows:
-            try:
-                _reject_unknown(raw, self.Input._declared_fields)
-                data = self.Input(data=raw)
-                if not data.is_valid():
-                    fields = _flatten(data.errors)
-                    raise ValidationFailed(_first_message(fields) or "Invalid input.", fields=fields)
-                values = dict(data.validated_data)
-                project_id = values.pop("project")
-                values.pop("failures", None)
-                if project_id not in projects:
-                    try:
-                        projects[project_id] = access_project(user=request.user, project_id=project_id)
-                    except DomainError as exc:
-                        projects[project_id] = exc
-                project = projects[project_id]
-                if isinstance(project, DomainError):
-                    raise project
-                reports.append(
-                    BatchReport(
-                        project=project,
-                        fields=values,
-                        failures=raw.get("failures"),
-                        may_add_items=project.user_role in MANAGER_ROLES,
-                    )
-                )
-            except DomainError as exc:
-                reports.append(exc)
-        outcomes = bug_report_batch(reporter=request.user, reports=reports)
-        results, counts = [], {"created": 0, "grouped": 0, "failed": 0}
-        for i, outcome in enumerate(outcomes):
-            if isinstance(outcome, DomainError):
-                error = {"code": outcome.code, "message": outcome.message}
-                if outcome.fields:
-                    error["fields"] = outcome.fields
-                results.append({"index": i, "error": error})
-                counts["failed"] += 1
-                continue
-            results.append(
-                {
-                    "index": i,
-                    "id": outcome.bug.pk,
-                    "created": outcome.created,
-                    "occurrences": outcome.occurrences,
-                    "regressed": outcome.regressed,
-                    "status": outcome.bug.status,
-                }
-            )
-            counts["created" if outcome.created else "grouped"] += 1
-        return Response({"results": results, "counts": counts}, status=status.HTTP_200_OK)
 
 
 class BugDetailApi(ApiView):
