@@ -121,6 +121,12 @@ class Bug(models.Model):
             models.Index(fields=["project", "fingerprint"], name="bug_project_fingerprint"),
             models.Index(fields=["project", "created_at"], name="bug_project_created"),
             models.Index(fields=["project", "resolved_at"], name="bug_project_resolved"),
+            # The stream's default order: its first page is read from the index, not sorted.
+            models.Index(
+                fields=["project", "priority", "-occurrences", "-last_seen", "id"], name="bug_stream_priority"
+            ),
+            # Free-text search (icontains on title and description) uses trigram indexes on
+            # PostgreSQL, made by migration 0006 (SQLite scans).
         ]
 
     def __str__(self):
@@ -193,7 +199,14 @@ class FailureExample(models.Model):
                 name="failure_once_per_label_change",
             ),
         ]
-        indexes = [models.Index(fields=["bug", "id"], name="failure_bug_id")]
+        indexes = [
+            models.Index(fields=["bug", "id"], name="failure_bug_id"),
+            # A bug's breakdown (counts by model version, predicted and expected label) from the
+            # index alone, without visiting a large bug's rows.
+            models.Index(
+                fields=["bug", "model_version", "predicted_label", "expected_label"], name="failure_bug_breakdown"
+            ),
+        ]
 
 
 class BugOccurrence(models.Model):
@@ -206,7 +219,7 @@ class BugOccurrence(models.Model):
 
     class Meta:
         ordering = ["bug_id", "id"]
-        indexes = [models.Index(fields=["bug", "seen_at"], name="occurrence_bug_time")]
+        indexes = [models.Index(fields=["bug", "seen_at"], include=["count"], name="occurrence_bug_time_count")]
 
 
 class BugProjectSettings(models.Model):
