@@ -19,6 +19,7 @@ _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) != _HE
 import argparse
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -59,7 +60,7 @@ class Gunicorn:
             os.environ,
             LOUPE_TESTING="false",
             DEBUG="false",
-            SECRET_KEY="bench-" + "x" * 40,
+            SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
             ALLOWED_HOSTS="127.0.0.1,localhost",
             SESSION_COOKIE_SECURE="false",
             CSRF_COOKIE_SECURE="false",
