@@ -255,7 +255,10 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50) -> dict:
     both."""
     visibility = labels_visible_to(user=user, project=bug.project)
     shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
-    failures = list(shown.select_related("item").order_by("-id")[:failures_limit])
+    # The newest ids first, from the (bug, id) index alone; then those rows. In one statement the
+    # planner may walk the whole table backwards by primary key for a large bug.
+    newest = shown.order_by("-id").values("pk")[:failures_limit]
+    failures = list(FailureExample.objects.filter(pk__in=Subquery(newest)).select_related("item").order_by("-id"))
     if visibility.all:
         # Every count from one pass over the breakdown index (a large bug's rows are not read).
         groups = list(
