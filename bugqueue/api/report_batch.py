@@ -1,29 +1,27 @@
-"""POST /api/bugs with a JSON array: the batch's answer (one result per report, in order) and how
-each report is checked before the batch service files the good ones."""
+"""POST /api/bugs with a JSON array: how each report is checked before the batch service files them
+(all or nothing), and the batch's answer (one result per report, in order)."""
 
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from bugqueue.services.report_batch import MAX_REPORTS_PER_BATCH, BatchReport, bug_report_batch
-from common.api.errors import ErrorBodySerializer, _first_message, _flatten
+from common.api.errors import _first_message, _flatten
 from common.errors import DomainError, TooLarge, ValidationFailed
 from labeling.selectors.access import MANAGER_ROLES, access_project
 
 
 class BatchResult(serializers.Serializer):
     index = serializers.IntegerField(help_text="The report's position in the batch.")
-    id = serializers.IntegerField(required=False, help_text="The bug the report was filed into.")
-    created = serializers.BooleanField(required=False, help_text="This report opened the bug.")
-    occurrences = serializers.IntegerField(required=False, help_text="The bug's occurrences after the batch.")
-    regressed = serializers.BooleanField(required=False, help_text="This report reopened a resolved bug.")
-    status = serializers.CharField(required=False)
-    error = ErrorBodySerializer(required=False, help_text="Why this report was not filed (nothing of it written).")
+    id = serializers.IntegerField(help_text="The bug the report was filed into.")
+    created = serializers.BooleanField(help_text="This report opened the bug.")
+    occurrences = serializers.IntegerField(help_text="The bug's occurrences after the batch.")
+    regressed = serializers.BooleanField(help_text="This report reopened a resolved bug.")
+    status = serializers.CharField()
 
 
 class BatchCounts(serializers.Serializer):
     created = serializers.IntegerField(help_text="Reports that opened a bug.")
     grouped = serializers.IntegerField(help_text="Reports added to an existing bug.")
-    failed = serializers.IntegerField(help_text="Reports refused (see their error).")
 
 
 class BatchOutput(serializers.Serializer):
@@ -80,15 +78,8 @@ def report_batch_answer(request, *, rows: list, input_serializer):
         except DomainError as exc:
             reports.append(exc)
     outcomes = bug_report_batch(reporter=request.user, reports=reports)
-    results, counts = [], {"created": 0, "grouped": 0, "failed": 0}
+    results, counts = [], {"created": 0, "grouped": 0}
     for i, outcome in enumerate(outcomes):
-        if isinstance(outcome, DomainError):
-            error = {"code": outcome.code, "message": outcome.message}
-            if outcome.fields:
-                error["fields"] = outcome.fields
-            results.append({"index": i, "error": error})
-            counts["failed"] += 1
-            continue
         results.append(
             {
                 "index": i,

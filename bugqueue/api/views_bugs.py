@@ -176,9 +176,10 @@ class BugListCreateApi(ApiView):
         "which needs the manager role (the role that ingests items): 403 for others, nothing written.\n\n"
         f"A JSON array of reports (at most {MAX_REPORTS_PER_BATCH}; 413 above) files them all in one transaction "
         "and answers 200 with `results`, one per report in order: {index, id, created, occurrences, regressed, "
-        "status}, or {index, error} for a report that was refused (the same checks and messages as one report). "
-        "A bad report does not drop the good ones: they are filed, it is not. `counts` sums them up. Reports "
-        "of one fingerprint land on one bug, also across concurrent batches.",
+        "status}, and `counts` (created, grouped). The batch is all or nothing: each report is checked as one "
+        "report is, and if any cannot be filed the answer is 400 with every bad report's error under "
+        "`error.fields.reports` (by index), and nothing is written. Reports of one fingerprint land on one "
+        "bug, also across concurrent batches.",
     )
     def post(self, request):
         if isinstance(request.data, list):

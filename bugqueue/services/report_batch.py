@@ -1,7 +1,8 @@
-"""Reporting many bugs in one request: each report is validated as `bug_report` validates one, a bad
-report gets its own error and the good ones are filed (a bad report never drops the others). The
-reads are set-based (tags, label keys, items and prediction times once per batch and project), the
-writes happen in one transaction after every check, through `grouping_batch.bugs_file_many`."""
+"""Reporting many bugs in one request: each report is validated as `bug_report` validates one, and
+the batch is all or nothing (as item ingestion and a report's failures are): one bad report refuses
+the batch with every report's error, before any write. The reads are set-based (tags, label keys,
+items and prediction times once per batch and project); the writes happen in one transaction,
+through `grouping_batch.bugs_file_many`."""
 
 from dataclasses import dataclass
 
@@ -177,13 +178,29 @@ def _is_deadlock(exc: OperationalError) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) == "40P01"
 
 
-def bug_report_batch(*, reporter, reports: list, now=None) -> list[FilingResult | DomainError]:
-    """File a batch of reports (BatchReport, or the DomainError a caller already found for one:
-    kept in its place). Returns, in order, each report's FilingResult or its error.
+def _refuse(errors: dict[int, DomainError], total: int) -> ValidationFailed:
+    first = min(errors)
+    return ValidationFailed(
+        f"{len(errors)} of {total} reports cannot be filed; nothing was written. Report {first}: "
+        f"{errors[first].message}",
+        fields={
+            "reports": {
+                str(i): {"code": e.code, "message": e.message, **({"fields": e.fields} if e.fields else {})}
+                for i, e in sorted(errors.items())
+            }
+        },
+    )
 
-    Every report is checked before the first write, as `bug_report` checks one; the good ones are
-    then written in one transaction (retried whole if PostgreSQL breaks a deadlock between two
-    batches). Reports of one fingerprint land on one bug, whatever batches run at the same time."""
+
+def bug_report_batch(*, reporter, reports: list, now=None) -> list[FilingResult]:
+    """File a batch of reports (BatchReport, or the DomainError a caller already found for one).
+    Returns each report's FilingResult, in order.
+
+    Every report is checked before the first write, as `bug_report` checks one; any bad report
+    refuses the whole batch (ValidationFailed, its `fields.reports` holding each bad report's error
+    by index). The reports are then written in one transaction (retried whole if PostgreSQL breaks
+    a deadlock between two batches). Reports of one fingerprint land on one bug, whatever batches
+    run at the same time."""
     if len(reports) > MAX_REPORTS_PER_BATCH:
         raise TooLarge(f"A batch carries at most {MAX_REPORTS_PER_BATCH} reports; this one has {len(reports):,}.")
     if not reports:
@@ -191,6 +208,8 @@ def bug_report_batch(*, reporter, reports: list, now=None) -> list[FilingResult 
     now = now or timezone.now()
     checked, errors = _check(reports, reporter=reporter)
     linked = _link(checked, errors)
+    if errors:
+        raise _refuse(errors, len(reports))
     attempts = 1 if connection.in_atomic_block else DEADLOCK_ATTEMPTS
     for attempt in range(attempts):
         try:
@@ -202,4 +221,4 @@ def bug_report_batch(*, reporter, reports: list, now=None) -> list[FilingResult 
                 raise
     else:  # pragma: no cover - the loop either breaks or raises
         raise Conflict("The batch kept colliding with another one; send it again.", code="retry")
-    return [results[i] if i in results else errors[i] for i in range(len(reports))]
+    return [results[i] for i in range(len(reports))]

@@ -1,4 +1,5 @@
-"""POST /api/bugs with a JSON array: batched reports, each checked as one report is, filed together."""
+"""POST /api/bugs with a JSON array: batched reports, each checked as one report is, filed together
+(all or nothing)."""
 
 import pytest
 from django.db import connection
@@ -37,7 +38,7 @@ def test_batch_files_creates_and_groups_in_order(user, project):
     res = post(client_for(user), rows)
     assert res.status_code == 200, res.json()
     body = res.json()
-    assert body["counts"] == {"created": 2, "grouped": 2, "failed": 0}
+    assert body["counts"] == {"created": 2, "grouped": 2}
     r = body["results"]
     assert [x["index"] for x in r] == [0, 1, 2, 3]
     assert r[0]["created"] and not r[2]["created"] and r[0]["id"] == r[2]["id"]
@@ -57,14 +58,14 @@ def test_batch_sent_twice_groups_onto_the_same_bugs(user, project):
     rows = [rep(project, title=f"failure {i % 3}") for i in range(9)]
     first = post(c, rows).json()
     again = post(c, rows).json()
-    assert first["counts"] == {"created": 3, "grouped": 6, "failed": 0}
-    assert again["counts"] == {"created": 0, "grouped": 9, "failed": 0}
+    assert first["counts"] == {"created": 3, "grouped": 6}
+    assert again["counts"] == {"created": 0, "grouped": 9}
     assert [x["id"] for x in first["results"]] == [x["id"] for x in again["results"]]
     assert Bug.objects.filter(project=project).count() == 3
     assert sorted(Bug.objects.values_list("occurrences", flat=True)) == [6, 6, 6]
 
 
-def test_bad_reports_get_their_error_and_the_good_ones_are_filed(user, project):
+def test_one_bad_report_refuses_the_batch_with_every_error_and_writes_nothing(user, project):
     other_project = ProjectFactory()  # not visible to user
     items = ingest_items(project, 1)
     rows = [
@@ -76,33 +77,36 @@ def test_bad_reports_get_their_error_and_the_good_ones_are_filed(user, project):
         "not an object",
         rep(other_project),
         rep(project, failures=[{"payload": {"text": "x"}, "predicted_label": "no-such-label"}]),
-        rep(project, title="good two"),
+        rep(project, title="good two", failures=[{"payload": {"text": "would be a new item"}}]),
     ]
     res = post(client_for(user), rows)
-    assert res.status_code == 200, res.json()
-    body = res.json()
-    assert body["counts"] == {"created": 2, "grouped": 0, "failed": 7}
-    r = body["results"]
-    assert r[0]["created"] and r[8]["created"]
-    errors = {x["index"]: x["error"] for x in r if "error" in x}
-    assert sorted(errors) == [1, 2, 3, 4, 5, 6, 7]
-    assert "title" in errors[1]["fields"] and errors[1]["code"] == "invalid"
-    assert "tags" in errors[2]["fields"] and "no_such_tag" in errors[2]["message"]
-    assert "unknown-item" in errors[3]["message"]
-    assert "surprise" in errors[4]["fields"]
-    assert errors[6]["code"] == "not_found"
-    assert "no-such-label" in errors[7]["message"]
-    assert set(Bug.objects.values_list("title", flat=True)) == {"good one", "good two"}
-    assert FailureExample.objects.count() == 1 and Item.objects.count() == 1  # the bad payload made no item
+    assert res.status_code == 400, res.json()
+    err = res.json()["error"]
+    assert err["code"] == "invalid" and err["message"].startswith(
+        "7 of 9 reports cannot be filed; nothing was written."
+    )
+    errors = err["fields"]["reports"]
+    assert sorted(errors, key=int) == ["1", "2", "3", "4", "5", "6", "7"]
+    assert "title" in errors["1"]["fields"] and errors["1"]["code"] == "invalid"
+    assert "tags" in errors["2"]["fields"] and "no_such_tag" in errors["2"]["message"]
+    assert "unknown-item" in errors["3"]["message"]
+    assert "surprise" in errors["4"]["fields"]
+    assert errors["6"]["code"] == "not_found"
+    assert "no-such-label" in errors["7"]["message"]
+    assert Bug.objects.count() == 0 and FailureExample.objects.count() == 0 and BugEvent.objects.count() == 0
+    assert Item.objects.count() == 1  # only the item made before; the good report's payload made none
 
 
-def test_a_reporter_who_may_not_add_items_gets_403_for_that_report_only(project):
+def test_a_reporter_who_may_not_add_items_is_refused_for_that_report(project):
     reviewer = UserFactory()
     add_member(project, reviewer, Role.REVIEWER)
-    rows = [rep(project, title="payload", failures=[{"payload": {"text": "new"}}]), rep(project, title="plain")]
-    body = post(client_for(reviewer), rows).json()
-    assert body["results"][0]["error"]["code"] == "forbidden" and body["results"][1]["created"]
-    assert Item.objects.count() == 0 and Bug.objects.get().title == "plain"
+    rows = [rep(project, title="plain"), rep(project, title="payload", failures=[{"payload": {"text": "new"}}])]
+    res = post(client_for(reviewer), rows)
+    assert res.status_code == 400 and res.json()["error"]["fields"]["reports"]["1"]["code"] == "forbidden"
+    assert "0" not in res.json()["error"]["fields"]["reports"]
+    assert Item.objects.count() == 0 and Bug.objects.count() == 0
+    rows = [rep(project, title="plain")]
+    assert post(client_for(reviewer), rows).json()["results"][0]["created"]
 
 
 def test_too_many_reports_is_413_and_writes_nothing(user, project):
