@@ -338,7 +338,7 @@ def main():
                 )
                 ms = []
                 for k in range(args.bulk_calls):
-                    body = {"ids": ids, "action": "set_priority", "priority": ["p1", "p2"][k % 2]}
+                    body = {"bugs": ids, "action": "priority", "value": ["p1", "p2"][k % 2]}
                     t = time.perf_counter()
                     res = s.post(server.url + bulk_url, json=body, timeout=300)
                     ms.append((time.perf_counter() - t) * 1000)
