@@ -20,7 +20,8 @@ EVENT_TYPES = {
     "occurrences.",
     "bug.regressed": "A new occurrence reopened a resolved bug. data: bug_id, title, kind, priority, model_version, "
     "tags, occurrences.",
-    "bug.occurrences": "A report added occurrences to an existing bug (one event per bug per report; rules set the "
+    "bug.occurrences": "A report added occurrences to an existing bug (one event per bug per report, or per batch "
+    "of reports; rules set the "
     "thresholds). data: bug_id, title, kind, priority, model_version, tags, occurrences (total), new (added).",
     "bug.status_changed": "A bug's status changed through the bug service. data: bug_id, title, kind, priority, "
     "model_version, tags, old, new, by (username, empty for the system).",

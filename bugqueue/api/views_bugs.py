@@ -2,10 +2,11 @@
 settings.
 Thin: permission-checked reads through selectors, writes through services."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from bugqueue.api.report_batch import BatchOutput, report_batch_answer
 from bugqueue.api.serializers import (
     BugDetailOutput,
     BugOutput,
@@ -30,6 +31,7 @@ from bugqueue.services.bug_settings import MAX_DATASET_BATCH_SECONDS, bug_settin
 from bugqueue.services.bugs import UNSET, bug_resolve, bug_update
 from bugqueue.services.comments import comment_add
 from bugqueue.services.report import bug_report
+from bugqueue.services.report_batch import MAX_REPORTS_PER_BATCH
 from common.api import inputs
 from common.api.base import ApiView
 from common.api.errors import ERRORS, ErrorSerializer
@@ -158,15 +160,38 @@ class BugListCreateApi(ApiView):
         return response
 
     @extend_schema(
-        request=Input,
-        responses={201: Output, 200: Output, 409: ErrorSerializer, 413: ErrorSerializer, **ERRORS},
+        request=PolymorphicProxySerializer(
+            component_name="BugReportBody",
+            serializers=[Input, Input(many=True, max_length=MAX_REPORTS_PER_BATCH, min_length=1)],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        responses={
+            201: Output,
+            200: PolymorphicProxySerializer(
+                component_name="BugReportAnswer",
+                serializers=[Output, BatchOutput],
+                resource_type_field_name=None,
+            ),
+            409: ErrorSerializer,
+            413: ErrorSerializer,
+            **ERRORS,
+        },
         operation_id="bugs_report",
         description="File a report. 201 opens a bug; 200 adds the report's occurrences to the open bug with the "
         "same fingerprint (or to a closed one: a resolved bug reopens with regressed=true only when a failure's "
         "prediction is newer than its resolution). Failures with a payload but no known external_id become items, "
-        "which needs the manager role (the role that ingests items): 403 for others, nothing written.",
+        "which needs the manager role (the role that ingests items): 403 for others, nothing written.\n\n"
+        f"A JSON array of reports (at most {MAX_REPORTS_PER_BATCH}; 413 above) files them all in one transaction "
+        "and answers 200 with `results`, one per report in order: {index, id, created, occurrences, regressed, "
+        "status}, and `counts` (created, grouped). The batch is all or nothing: each report is checked as one "
+        "report is, and if any cannot be filed the answer is 400 with every bad report's error under "
+        "`error.fields.reports` (by index), and nothing is written. Reports of one fingerprint land on one "
+        "bug, also across concurrent batches.",
     )
     def post(self, request):
+        if isinstance(request.data, list):
+            return report_batch_answer(request, rows=request.data, input_serializer=self.Input)
         _reject_unknown(request.data, self.Input._declared_fields)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)

@@ -137,6 +137,12 @@ class Bug(models.Model):
             models.Index(
                 fields=["snooze_until"], name="bug_snooze_until", condition=Q(snoozed=True, snooze_until__isnull=False)
             ),
+            # The stream's default order: its first page is read from the index, not sorted.
+            models.Index(
+                fields=["project", "priority", "-occurrences", "-last_seen", "id"], name="bug_stream_priority"
+            ),
+            # Free-text search (icontains on title and description) uses trigram indexes on
+            # PostgreSQL, made by migration 0006 (SQLite scans).
         ]
 
     def __str__(self):
@@ -231,6 +237,11 @@ class FailureExample(models.Model):
         indexes = [
             models.Index(fields=["bug", "id"], name="failure_bug_id"),
             models.Index(fields=["bug", "occurred_at"], name="failure_bug_occurred"),
+            # A bug's breakdown (counts by model version, predicted and expected label) from the
+            # index alone, without visiting a large bug's rows.
+            models.Index(
+                fields=["bug", "model_version", "predicted_label", "expected_label"], name="failure_bug_breakdown"
+            ),
         ]
 
 
@@ -247,7 +258,7 @@ class BugOccurrence(models.Model):
 
     class Meta:
         ordering = ["bug_id", "id"]
-        indexes = [models.Index(fields=["bug", "seen_at"], name="occurrence_bug_time")]
+        indexes = [models.Index(fields=["bug", "seen_at"], include=["count"], name="occurrence_bug_time_count")]
 
 
 class BugMerge(models.Model):

@@ -198,12 +198,12 @@ def bug_filters_parse(params) -> BugFilters:
     )
 
 
-def _apply(qs, f: BugFilters, *, user=None, skip: str = ""):
-    if f.statuses and skip != "status":
+def _apply(qs, f: BugFilters, *, user=None, skip: tuple = ()):
+    if f.statuses and "status" not in skip:
         qs = qs.filter(status__in=f.statuses)
-    if f.priorities and skip != "priority":
+    if f.priorities and "priority" not in skip:
         qs = qs.filter(priority__in=f.priorities)
-    if f.tags and skip != "tag":
+    if f.tags and "tag" not in skip:
         for slug in f.tags:  # all the given tags (narrowing), without duplicate rows
             qs = qs.filter(Exists(BugTag.objects.filter(bug_id=OuterRef("pk"), tag__slug=slug)))
     if f.kinds:
@@ -280,25 +280,29 @@ def bug_list(*, user, project=None, filters: BugFilters):
 
 
 def bug_facets(*, user, project=None, filters: BugFilters) -> dict:
-    """Counts per status, priority and tag (three queries). Each facet applies every filter but
-    its own, so its counts show what choosing another value of it would give."""
+    """Counts per status, priority and tag (two queries). Each facet applies every filter but its
+    own, so its counts show what choosing another value of it would give: status and priority come
+    from one count per (status, priority) pair without either filter, each facet then applying the
+    other's filter; tags from one count per tag over the bugs that match every other filter."""
     scope = _scope(user=user, project=project)
     status = dict.fromkeys(BugStatus.values, 0)
-    for key, n in (
-        _apply(scope, filters, user=user, skip="status").values_list("status").annotate(n=Count("pk")).order_by()
-    ):
-        status[key] = n
     priority = dict.fromkeys(Priority.values, 0)
-    for key, n in (
-        _apply(scope, filters, user=user, skip="priority").values_list("priority").annotate(n=Count("pk")).order_by()
-    ):
-        priority[key] = n
-    in_scope = _apply(scope, filters, user=user, skip="tag").values("pk")
-    tag = dict(
-        Tag.objects.annotate(n=Count("bugs", filter=Q(bugs__in=Subquery(in_scope))))
-        .order_by("position", "slug")
-        .values_list("slug", "n")
+    pairs = (
+        _apply(scope, filters, user=user, skip=("status", "priority"))
+        .values_list("status", "priority")
+        .annotate(n=Count("*"))
+        .order_by()
     )
+    for s, p, n in pairs:
+        if s in status and (not filters.priorities or p in filters.priorities):
+            status[s] += n
+        if p in priority and (not filters.statuses or s in filters.statuses):
+            priority[p] += n
+    in_scope = _apply(scope, filters, user=user, skip=("tag",)).order_by().values("pk")
+    counts = dict(
+        BugTag.objects.filter(bug_id__in=Subquery(in_scope)).values_list("tag_id").annotate(n=Count("*")).order_by()
+    )
+    tag = {slug: counts.get(pk, 0) for pk, slug in Tag.objects.order_by("position", "slug").values_list("pk", "slug")}
     return {"status": status, "priority": priority, "tag": tag}
 
 
@@ -314,18 +318,37 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50, failures_page: int =
     both."""
     visibility = labels_visible_to(user=user, project=bug.project)
     shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
-    agg = FailureExample.objects.filter(bug=bug).aggregate(
-        n=Count("pk"),
-        unknown=Count("pk", filter=Q(expected_label__isnull=True)),
-        shown=Count("pk", filter=visibility.q("item__")) if not visibility.all else Count("pk"),
-    )
+    if visibility.all:
+        # Every count from one pass over the breakdown index (a large bug's rows are not read).
+        groups = list(
+            FailureExample.objects.filter(bug=bug)
+            .values("model_version", "predicted_label", "expected_label")
+            .annotate(n=Count("*"))
+            .order_by()
+        )
+        n = sum(g["n"] for g in groups)
+        agg = {"n": n, "shown": n, "unknown": sum(g["n"] for g in groups if g["expected_label"] is None)}
+        confusion = sorted(
+            groups, key=lambda g: (-g["n"], g["model_version"], g["predicted_label"], g["expected_label"] or "")
+        )[:20]
+    else:
+        agg = FailureExample.objects.filter(bug=bug).aggregate(
+            n=Count("pk"),
+            unknown=Count("pk", filter=Q(expected_label__isnull=True)),
+            shown=Count("pk", filter=visibility.q("item__")),
+        )
+        confusion = list(
+            shown.values("model_version", "predicted_label", "expected_label")
+            .annotate(n=Count("pk"))
+            .order_by("-n")[:20]
+        )
     pages = max(1, -(-agg["shown"] // failures_limit))
     page = min(max(1, failures_page), pages)
     offset = (page - 1) * failures_limit
-    failures = list(shown.select_related("item").order_by("-id")[offset : offset + failures_limit])
-    confusion = list(
-        shown.values("model_version", "predicted_label", "expected_label").annotate(n=Count("pk")).order_by("-n")[:20]
-    )
+    # The page's ids from the (bug, id) index alone; then those rows. In one statement the planner
+    # may walk the whole table backwards by primary key for a large bug.
+    ids = shown.order_by("-id").values("pk")[offset : offset + failures_limit]
+    failures = list(FailureExample.objects.filter(pk__in=Subquery(ids)).select_related("item").order_by("-id"))
     series = list(
         BugOccurrence.objects.filter(bug=bug)
         .annotate(day=TruncDate("seen_at", tzinfo=UTC))

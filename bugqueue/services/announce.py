@@ -30,10 +30,11 @@ def _emit(bug: Bug, type: str, subject: str, data: dict) -> None:
     )
 
 
-def announce_bug_filed(*, bug: Bug, created: bool, regressed: bool, added: int) -> None:
+def announce_bug_filed(*, bug: Bug, created: bool, regressed: bool, added: int, tags=None) -> None:
     """One filing's events: bug.created for a new bug; otherwise bug.regressed when it reopened a
-    resolved bug, and bug.occurrences when it added occurrences to the existing bug."""
-    data = _bug_data(bug)
+    resolved bug, and bug.occurrences when it added occurrences to the existing bug. `tags`: the
+    bug's tag slugs when the caller has read them already."""
+    data = _bug_data(bug, tags=tags)
     if created:
         _emit(bug, "bug.created", f"Bug #{bug.pk} filed: {bug.title}", {**data, "occurrences": bug.occurrences})
         return

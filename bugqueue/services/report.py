@@ -132,17 +132,16 @@ def _payload_external_id(payload: dict) -> str:
     return f"bug-failure-{digest[:32]}"
 
 
-def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_items: bool) -> list[FailureData]:
-    """Link every failure to an Item: existing ones by external_id; payloads without a known item
-    are ingested as items of the project (through labeling's ingestion service), which only a
-    caller who may ingest (`may_add_items`) can ask for: Forbidden otherwise, before any write."""
-    if not failures:
-        return []
+def _assign_payload_ids(failures: list[_Failure]) -> None:
     for f in failures:
         if not f.external_id:
             f.external_id = _payload_external_id(f.payload)
-    wanted = {f.external_id for f in failures}
-    ids = dict(Item.objects.filter(project=project, external_id__in=wanted).values_list("external_id", "pk"))
+
+
+def _check_links(*, failures: list[_Failure], ids: dict, may_add_items: bool) -> dict:
+    """The items these failures would add ({external_id: row}), after checking that every failure
+    names a known item or carries a payload, and that the caller may add items (ValidationFailed,
+    Forbidden otherwise). `ids`: the project's known items among them, external_id -> pk."""
     unknown = [f for f in failures if f.external_id not in ids and f.payload is None]
     if unknown:
         raise ValidationFailed(
@@ -167,23 +166,31 @@ def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_it
                 }
             },
         )
-    if to_ingest:
-        items_ingest(project=project, rows=list(to_ingest.values()))
-        ids.update(
-            Item.objects.filter(project=project, external_id__in=list(to_ingest)).values_list("external_id", "pk")
-        )
-    # A failure that names a known item without a prediction time takes it from the item's
-    # production prediction for that model version (what the regression rule compares).
+    return to_ingest
+
+
+def _known_items(*, project: Project, external_ids) -> dict:
+    return dict(
+        Item.objects.filter(project=project, external_id__in=set(external_ids)).values_list("external_id", "pk")
+    )
+
+
+def _prediction_times(*, failures: list[_Failure], ids: dict) -> dict:
+    """A failure that names a known item without a prediction time takes it from the item's
+    production prediction for that model version (what the regression rule compares)."""
     missing_at = [f for f in failures if f.predicted_at is None and f.model_version]
-    times = {}
-    if missing_at:
-        times = {
-            (item_id, mv): at
-            for item_id, mv, at in Prediction.objects.filter(
-                item_id__in={ids[f.external_id] for f in missing_at},
-                model_version__in={f.model_version for f in missing_at},
-            ).values_list("item_id", "model_version", "predicted_at")
-        }
+    if not missing_at:
+        return {}
+    return {
+        (item_id, mv): at
+        for item_id, mv, at in Prediction.objects.filter(
+            item_id__in={ids[f.external_id] for f in missing_at},
+            model_version__in={f.model_version for f in missing_at},
+        ).values_list("item_id", "model_version", "predicted_at")
+    }
+
+
+def _failure_data(*, failures: list[_Failure], ids: dict, times: dict) -> list[FailureData]:
     return [
         FailureData(
             item_id=ids[f.external_id],
@@ -196,6 +203,50 @@ def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_it
         )
         for f in failures
     ]
+
+
+def _failures_to_items(*, project: Project, failures: list[_Failure], may_add_items: bool) -> list[FailureData]:
+    """Link every failure to an Item: existing ones by external_id; payloads without a known item
+    are ingested as items of the project (through labeling's ingestion service), which only a
+    caller who may ingest (`may_add_items`) can ask for: Forbidden otherwise, before any write."""
+    if not failures:
+        return []
+    _assign_payload_ids(failures)
+    ids = _known_items(project=project, external_ids=[f.external_id for f in failures])
+    to_ingest = _check_links(failures=failures, ids=ids, may_add_items=may_add_items)
+    if to_ingest:
+        items_ingest(project=project, rows=list(to_ingest.values()))
+        ids.update(_known_items(project=project, external_ids=list(to_ingest)))
+    return _failure_data(failures=failures, ids=ids, times=_prediction_times(failures=failures, ids=ids))
+
+
+@dataclass
+class _Fields:
+    title: str
+    kind: str
+    description: str
+    priority: str
+    model_version: str
+    fingerprint: str | None
+
+
+def _check_fields(*, title, kind, description, priority, model_version, fingerprint) -> _Fields:
+    """A report's own fields, cleaned; ValidationFailed naming the first bad one (reads nothing)."""
+    errors = {}
+    title = _text(title, name="title", max_length=300, required=True, errors=errors)
+    description = _text(description, name="description", max_length=20_000, errors=errors)
+    if kind not in BugKind.values:
+        errors["kind"] = [f"Must be one of {', '.join(BugKind.values)}."]
+    if priority in (None, ""):
+        priority = Priority.P2
+    elif priority not in Priority.values:
+        errors["priority"] = [f"Must be one of {', '.join(Priority.values)}."]
+    model_version = _text(model_version, name="model_version", max_length=128, errors=errors)
+    if fingerprint is not None:
+        fingerprint = _text(fingerprint, name="fingerprint", max_length=255, required=True, errors=errors)
+    if errors:
+        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+    return _Fields(title, kind, description, priority, model_version, fingerprint)
 
 
 @transaction.atomic
@@ -218,20 +269,16 @@ def bug_report(
     (or reopens a resolved one on regression, see bugqueue.services.grouping). A failure whose
     payload names no known item becomes a new item, which a reporter without the right to ingest
     (`may_add_items` False: not a manager) may not do: Forbidden, nothing written."""
-    errors = {}
-    title = _text(title, name="title", max_length=300, required=True, errors=errors)
-    description = _text(description, name="description", max_length=20_000, errors=errors)
-    if kind not in BugKind.values:
-        errors["kind"] = [f"Must be one of {', '.join(BugKind.values)}."]
-    if priority in (None, ""):
-        priority = Priority.P2
-    elif priority not in Priority.values:
-        errors["priority"] = [f"Must be one of {', '.join(Priority.values)}."]
-    model_version = _text(model_version, name="model_version", max_length=128, errors=errors)
-    if fingerprint is not None:
-        fingerprint = _text(fingerprint, name="fingerprint", max_length=255, required=True, errors=errors)
-    if errors:
-        raise ValidationFailed(next(f"{k}: {v[0]}" for k, v in errors.items()), fields=errors)
+    cleaned = _check_fields(
+        title=title,
+        kind=kind,
+        description=description,
+        priority=priority,
+        model_version=model_version,
+        fingerprint=fingerprint,
+    )
+    title, kind, description = cleaned.title, cleaned.kind, cleaned.description
+    priority, model_version, fingerprint = cleaned.priority, cleaned.model_version, cleaned.fingerprint
     tag_rows = tags_resolve(tags or [])
     label_keys = set(project_label_keys(project=project)) if failures else set()
     parsed = _validate_failures(failures, label_keys=label_keys, default_model_version=model_version)
