@@ -203,11 +203,13 @@ def generate(*, project, user, other, bugs: int, failures: int, out):
         for k in range(passes):
             execute(
                 """INSERT INTO bugqueue_failureexample (bug_id, project_id, item_id, external_id, payload,
-                       model_version, predicted_label, expected_label, predicted_at, source, created_at)
+                       model_version, predicted_label, expected_label, predicted_at, occurred_at, source,
+                       created_at)
                    SELECT b.id, b.project_id, %s + i, 'bi' || (i + 1), NULL,
                           'v' || (1 + (b.id + g) %% 4),
                           (ARRAY['pos','neg','neu'])[1 + (b.id + g) %% 3],
                           CASE WHEN g %% 7 = 0 THEN NULL ELSE (ARRAY['pos','neg','neu'])[1 + (b.id + g + 1) %% 3] END,
+                          b.first_seen + (b.last_seen - b.first_seen) * (g::float / b.occurrences),
                           b.first_seen + (b.last_seen - b.first_seen) * (g::float / b.occurrences),
                           'report', b.first_seen + (b.last_seen - b.first_seen) * (g::float / b.occurrences)
                    FROM bugqueue_bug b
