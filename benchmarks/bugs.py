@@ -145,6 +145,7 @@ def generate(*, project, user, other, bugs: int, failures: int, out):
                     f"v{1 + i % 4}" if closed else "",
                     first_seen,
                     now,
+                    False,
                 )
             )
         copy_rows(
@@ -170,6 +171,7 @@ def generate(*, project, user, other, bugs: int, failures: int, out):
                 "resolved_model_version",
                 "created_at",
                 "updated_at",
+                "snoozed",
             ],
             rows,
         )

@@ -38,7 +38,9 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="failureexample",
             index=models.Index(
-                fields=["bug", "model_version", "predicted_label", "expected_label"], name="failure_bug_breakdown"
+                fields=["bug", "model_version", "predicted_label", "expected_label"],
+                name="failure_bug_breakdown",
+                include=["occurred_at"],
             ),
         ),
         migrations.RemoveIndex(model_name="bugoccurrence", name="occurrence_bug_time"),

@@ -240,7 +240,9 @@ class FailureExample(models.Model):
             # A bug's breakdown (counts by model version, predicted and expected label) from the
             # index alone, without visiting a large bug's rows.
             models.Index(
-                fields=["bug", "model_version", "predicted_label", "expected_label"], name="failure_bug_breakdown"
+                fields=["bug", "model_version", "predicted_label", "expected_label"],
+                name="failure_bug_breakdown",
+                include=["occurred_at"],
             ),
         ]
 

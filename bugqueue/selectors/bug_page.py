@@ -34,18 +34,35 @@ MAX_SLICE_BREAKDOWNS = 3
 SLICE_VALUES = 10
 
 
-def bug_breakdowns(*, bug: Bug, user) -> dict:
+def _by_model_from(groups) -> list[dict]:
+    by_model = {}
+    for g in groups:
+        row = by_model.setdefault(
+            g["model_version"], {"model_version": g["model_version"], "n": 0, "first": None, "last": None}
+        )
+        row["n"] += g["n"]
+        row["first"] = min(filter(None, [row["first"], g["first"]]), default=None)
+        row["last"] = max(filter(None, [row["last"], g["last"]]), default=None)
+    return sorted(by_model.values(), key=lambda r: (-r["n"], r["model_version"]))[:20]
+
+
+def bug_breakdowns(*, bug: Bug, user, groups: list[dict] | None = None) -> dict:
     """The failures `user` may see, counted per model version and per value of the project's first
     slice fields (payload keys, read from the item's payload, else the reported one), and the
     evaluations run on datasets holding the bug's failures. One query per breakdown (at most
-    2 + MAX_SLICE_BREAKDOWNS)."""
+    2 + MAX_SLICE_BREAKDOWNS). `groups`: bug_detail's counts per (model version, predicted, expected)
+    when `user` sees every failure; the breakdown by model version is then summed from them, which
+    saves a pass over a large bug's failures."""
     visibility = labels_visible_to(user=user, project=bug.project)
     shown = FailureExample.objects.filter(bug=bug).filter(visibility.q("item__"))
-    by_model = list(
-        shown.values("model_version")
-        .annotate(n=Count("pk"), first=Min("occurred_at"), last=Max("occurred_at"))
-        .order_by("-n", "model_version")[:20]
-    )
+    if groups is not None:
+        by_model = _by_model_from(groups)
+    else:
+        by_model = list(
+            shown.values("model_version")
+            .annotate(n=Count("pk"), first=Min("occurred_at"), last=Max("occurred_at"))
+            .order_by("-n", "model_version")[:20]
+        )
     fields = [f for f in (bug.project.slice_fields or []) if isinstance(f, str) and f][:MAX_SLICE_BREAKDOWNS]
     slices = []
     for name in fields:

@@ -5,7 +5,7 @@ of queries (no N+1): the tests pin them with django_assert_max_num_queries."""
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 
 from bugqueue.models import (
@@ -323,7 +323,7 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50, failures_page: int =
         groups = list(
             FailureExample.objects.filter(bug=bug)
             .values("model_version", "predicted_label", "expected_label")
-            .annotate(n=Count("*"))
+            .annotate(n=Count("*"), first=Min("occurred_at"), last=Max("occurred_at"))
             .order_by()
         )
         n = sum(g["n"] for g in groups)
@@ -366,6 +366,9 @@ def bug_detail(*, bug: Bug, user, failures_limit: int = 50, failures_page: int =
         "failures_without_expected": agg["unknown"],
         "failures_paging": {"page": page, "pages": pages, "first": offset + 1, "last": offset + len(failures)},
         "confusion": confusion,
+        # Per (model version, predicted, expected) when `user` sees every failure: the bug page's
+        # breakdown by model version is summed from it (bugqueue.selectors.bug_page).
+        "groups": groups if visibility.all else None,
         "events": list(BugEvent.objects.filter(bug=bug).select_related("actor").order_by("id")),
         "comments": list(
             Comment.objects.filter(bug=bug).select_related("author").prefetch_related("mentions").order_by("id")

@@ -195,7 +195,7 @@ def bug_page(request, bug_id):
             "resolutions": Resolution.choices,
             "members": project_assignees(project=bug.project) if can_triage else [],
             "addable_tags": [t for t in all_tags if t.pk not in on_bug],
-            "breakdowns": bug_breakdowns(bug=bug, user=request.user),
+            "breakdowns": bug_breakdowns(bug=bug, user=request.user, groups=detail["groups"]),
             "progress": bug_dataset_progress(bug=bug),
             "resolve_datasets": resolve_dialog_datasets(project=bug.project) if can_triage else [],
             "resolve_bug": {"id": bug.pk, "title": bug.title, "tags": [t.slug for t in detail["tags"]]},

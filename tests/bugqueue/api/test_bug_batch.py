@@ -207,6 +207,8 @@ def test_batch_dates_failures_by_their_predictions_and_wakes_a_snoozed_bug(user,
     bug.refresh_from_db()
     assert abs((bug.first_seen - early).total_seconds()) < 1
     assert not bug.snoozed  # two more occurrences: its snooze condition is met
-    days = sorted(o.seen_at.date() for o in BugOccurrence.objects.filter(bug=bug) if o.seen_at < now - timedelta(days=1))
+    days = sorted(
+        o.seen_at.date() for o in BugOccurrence.objects.filter(bug=bug) if o.seen_at < now - timedelta(days=1)
+    )
     assert days == [early.date(), late.date()]
     assert sorted(FailureExample.objects.filter(bug=bug).values_list("occurred_at", flat=True))[0] == bug.first_seen
