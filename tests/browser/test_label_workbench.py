@@ -49,6 +49,12 @@ def test_thirty_items_undo_count_and_queued_keys(page, live_server):
     # z opens the latest answer; a digit relabels it.
     latest = Annotation.objects.filter(annotator=a).latest("id")
     wait_until(page, lambda: page.locator(".recent-btn").count() == 20, what="the last 20 answers")
+    # The list refreshes shortly after each answer is stored: wait until it starts with the latest.
+    wait_until(
+        page,
+        lambda: page.locator(".recent-btn").first.get_attribute("data-annotation") == str(latest.pk),
+        what="the latest answer first in the list",
+    )
     page.keyboard.press("z")
     assert page.locator("#edit-banner").is_visible()
     new = "pos" if latest.label != "pos" else "neg"
