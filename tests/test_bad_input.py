@@ -490,7 +490,10 @@ CASES = [
     # --- arrays where objects are expected -----------------------------------------------------
     ("array-submit", "annotator", "post", "/api/assignments/{a}/submit", [], JSON),
     ("array-patch-project", "manager", "patch", "/api/projects/{p}", [{"name": "x"}], JSON),
-    ("array-bugs", "manager", "post", "/api/bugs", [BUG], JSON),
+    # POST /api/bugs takes a list of reports (a batch, all or nothing): bad batches change nothing.
+    ("batch-bugs-one-bad", "manager", "post", "/api/bugs", [BUG, {**BUG, "kind": "nonsense"}], JSON),
+    ("batch-bugs-empty", "manager", "post", "/api/bugs", [], JSON),
+    ("batch-bugs-not-objects", "manager", "post", "/api/bugs", [BUG, "x"], JSON),
     ("array-quality-settings", "manager", "patch", "/api/projects/{p}/quality-settings", [], JSON),
     ("array-evaluations", "manager", "post", "/api/evaluations", [], JSON),
     ("array-members", "manager", "post", "/api/projects/{p}/members", [{"username": "x", "role": "annotator"}], JSON),

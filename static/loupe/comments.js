@@ -2,18 +2,10 @@
 // comments the reader may see (GET /api/items/{id}/comments) and a form to post one (Ctrl+Enter
 // posts; @username mentions a project member, who gets an email). The author may delete their own.
 // Pages that add a container later call window.LoupeComments.mount(container); a posted comment
-// announces itself with a bubbling "loupe:comment-posted" event ({detail: {item}}).
+// announces itself with a bubbling "loupe:comment-posted" event ({detail: {item}}). Pages link
+// loupe/comments.css themselves (a URL derived from this script's would miss the hashed name).
 (function () {
   "use strict";
-
-  const here = document.currentScript && document.currentScript.src;
-  if (here && !document.querySelector('link[data-comments-css]')) {
-    const css = document.createElement("link");
-    css.rel = "stylesheet";
-    css.href = here.replace(/comments\.js(\?.*)?$/, "comments.css");
-    css.setAttribute("data-comments-css", "");
-    document.head.appendChild(css);
-  }
 
   function csrfToken() {
     try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (err) { return ""; }
