@@ -7,13 +7,11 @@
   const canTriage = JSON.parse(document.getElementById("can-triage").textContent);
   const TAGS = JSON.parse(document.getElementById("tags-data").textContent);
   const MEMBERS = JSON.parse(document.getElementById("members-data").textContent);
-  const csrf = document.querySelector("meta[name=csrf-token]").content;
   const picker = document.getElementById("picker");
   const pickerTitle = document.getElementById("picker-title");
   const pickerInput = document.getElementById("picker-input");
   const pickerList = document.getElementById("picker-list");
   const pickerHelp = document.getElementById("picker-help");
-  const toast = document.getElementById("toast");
   const STATUS_LABEL = { new: "New", triaged: "Triaged", in_progress: "In progress", resolved: "Resolved",
                          wont_fix: "Won't fix", duplicate: "Duplicate" };
 
@@ -43,24 +41,7 @@
     if (row && !e.target.closest("a")) select(rows().indexOf(row));
   });
 
-  function say(text, isError) {
-    toast.textContent = text;
-    toast.classList.toggle("error", !!isError);
-    toast.hidden = false;
-    clearTimeout(say.timer);
-    say.timer = setTimeout(() => { toast.hidden = true; }, isError ? 6000 : 2500);
-  }
-
-  async function api(method, url, body) {
-    const res = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error((data.error && data.error.message) || `HTTP ${res.status}`);
-    return data;
-  }
+  const { api, say } = window.Loupe; // static/loupe/api.js: the shared fetch helper and toast
 
   function render(row, bug) {
     row.dataset.status = bug.status;
